@@ -1,0 +1,15 @@
+//! The Switchboard wire contract, free of IO: how phone numbers become ids,
+//! how every MQTT topic is built and parsed, and the JSON payloads carried on
+//! them. The server, the SDK and the tests all speak through this crate, so a
+//! topic or payload has exactly one definition.
+
+pub mod error;
+pub mod ids;
+pub mod payload;
+pub mod phone;
+pub mod topic;
+
+pub use error::{ErrorBody, ErrorCode, Invalid};
+pub use ids::{ClientId, CommandName, Device, Id, IdScheme, PairingCode, Sid};
+pub use phone::{Phone, PhoneError, Region};
+pub use topic::Topic;

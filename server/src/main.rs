@@ -1,1 +1,113 @@
-fn main() {}
+//! `switchboard`: the embedded MQTT broker, the HTTP API and the store in
+//! one process. See ARCHITECTURE.md at the repository root for the map.
+
+mod broker;
+mod config;
+mod http;
+mod keys;
+mod metrics;
+mod serve;
+mod store;
+mod token;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use switchboard_protocol::{Device, Id};
+
+use crate::config::{Config, LogFormat};
+use crate::token::Kind;
+
+#[derive(Parser)]
+#[command(
+    name = "switchboard",
+    version,
+    about = "Switchboard: calling and robot teleoperation backend"
+)]
+struct Cli {
+    /// TOML configuration file; `SWITCHBOARD_*` variables override it.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the broker, the HTTP API and the relay (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Mint an access token (for development and tests).
+    Token {
+        /// The user or robot id (32 lowercase hex).
+        #[arg(long)]
+        sub: Id,
+        #[arg(long)]
+        device: Option<Device>,
+        #[arg(long, value_enum, default_value = "user")]
+        kind: Kind,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 900)]
+        ttl: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let json = cli.log_json || config.log_format == LogFormat::Json;
+    init_logging(json);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("building the tokio runtime");
+    let result = runtime.block_on(async {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve::run(config).await,
+            Command::Migrate => serve::migrate(&config).await,
+            Command::Token {
+                sub,
+                device,
+                kind,
+                ttl,
+            } => {
+                let tokens = serve::tokens(&config)?;
+                println!("{}", tokens.mint(sub.as_str(), kind, device, ttl));
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

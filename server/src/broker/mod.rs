@@ -1,0 +1,139 @@
+//! The embedded MQTT broker (rmqtt): listeners, the retainer, our hooks,
+//! and a clean stop.
+
+mod auth;
+mod hooks;
+
+use std::net::SocketAddr;
+use std::num::NonZeroU16;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rmqtt::context::ServerContext;
+use rmqtt::net::Builder;
+use rmqtt::server::MqttServer;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::token::Tokens;
+
+pub struct Broker {
+    scx: ServerContext,
+    task: JoinHandle<()>,
+    pub tcp_addr: SocketAddr,
+    pub ws_addr: SocketAddr,
+}
+
+/// How long a persistent session (clean session off, e.g. a phone waiting
+/// for invites) is kept while its client is away.
+const SESSION_EXPIRY: Duration = Duration::from_secs(2 * 60 * 60);
+
+impl Broker {
+    pub async fn start(config: &Config, tokens: Tokens, metrics: Arc<Metrics>) -> Result<Broker> {
+        let scx = ServerContext::new()
+            // rmqtt refuses logins when the machine is loaded; a calling
+            // backend should rather serve slowly than turn users away.
+            .busy_check_enable(false)
+            // Retained messages are the server's state (profiles, presence,
+            // call state): they never expire on their own, the server clears
+            // them. No count limit, since at the limit rmqtt also ignores
+            // replacements and deletions.
+            .plugins_config_map_add(
+                "rmqtt-retainer",
+                &format!(
+                    "storage.type = \"ram\"\nmax_retained_messages = 0\nretained_message_ttl = \"0s\"\nmax_payload_size = \"{}B\"",
+                    config.mqtt_max_packet_bytes
+                ),
+            )
+            .build()
+            .await;
+        rmqtt_retainer::register(&scx, true, false)
+            .await
+            .context("starting the MQTT retainer")?;
+
+        if config.open_broker {
+            tracing::warn!("SWITCHBOARD_OPEN_BROKER is on: anyone may log in to MQTT and use any topic. Never run this in production.");
+        }
+        let hooks = Arc::new(hooks::Hooks {
+            tokens,
+            metrics,
+            open: config.open_broker,
+        });
+        let register = scx.extends.hook_mgr().register();
+        for t in hooks::TYPES {
+            register
+                .add_priority(t, 100, Box::new(Shared(hooks.clone())))
+                .await;
+        }
+        register.start().await;
+
+        let tcp = listener(config, "tcp", config.mqtt_addr)?;
+        let ws = listener(config, "ws", config.mqtt_ws_addr)?;
+        let tcp_addr = tcp.local_addr()?;
+        let ws_addr = ws.local_addr()?;
+        // listener_by_id: two listeners on port 0 would share an id otherwise.
+        let server = MqttServer::new(scx.clone())
+            .listener_by_id(tcp.tcp()?, 1)
+            .listener_by_id(ws.ws()?, 2)
+            .build();
+        let task = tokio::spawn(async move {
+            if let Err(e) = server.run().await {
+                tracing::error!("MQTT server stopped: {e}");
+            }
+        });
+        tracing::info!(%tcp_addr, %ws_addr, "MQTT broker listening");
+        Ok(Broker {
+            scx,
+            task,
+            tcp_addr,
+            ws_addr,
+        })
+    }
+
+    /// Stops accepting connections and closes the ones that are open.
+    pub async fn stop(self) {
+        self.task.abort();
+        let shared = self.scx.extends.shared().await;
+        let ids: Vec<_> = shared.iter().map(|e| e.id()).collect();
+        for id in ids {
+            let mut entry = shared.entry(id);
+            if let Err(e) = entry.kick(true, true, true).await {
+                tracing::debug!("closing an MQTT session at shutdown: {e}");
+            }
+        }
+    }
+}
+
+fn listener(config: &Config, name: &str, addr: SocketAddr) -> Result<rmqtt::net::Listener> {
+    let inflight =
+        NonZeroU16::new(config.mqtt_max_inflight).context("mqtt_max_inflight must be > 0")?;
+    Builder::new()
+        .name(name)
+        .laddr(addr)
+        // Without it request/response exchanges wait ~40 ms for Nagle.
+        .nodelay(true)
+        .allow_anonymous(false)
+        .max_packet_size(config.mqtt_max_packet_bytes)
+        .max_mqueue_len(config.mqtt_max_queue)
+        .max_inflight(inflight)
+        .message_expiry_interval(Duration::from_secs(config.mqtt_message_expiry_s))
+        .session_expiry_interval(SESSION_EXPIRY)
+        .bind()
+        .with_context(|| format!("binding MQTT {name} listener on {addr}"))
+}
+
+/// rmqtt takes handlers by `Box`; this lets one `Hooks` serve every type.
+struct Shared(Arc<hooks::Hooks>);
+
+#[async_trait::async_trait]
+impl rmqtt::hook::Handler for Shared {
+    async fn hook(
+        &self,
+        param: &rmqtt::hook::Parameter,
+        acc: Option<rmqtt::hook::HookResult>,
+    ) -> rmqtt::hook::ReturnType {
+        self.0.hook(param, acc).await
+    }
+}

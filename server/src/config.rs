@@ -1,0 +1,267 @@
+//! Settings: embedded defaults, then a TOML file (`--config`), then
+//! `SWITCHBOARD_*` environment variables, each overriding the one before.
+//! Every key is named the same in all three (`http_addr` in TOML is
+//! `SWITCHBOARD_HTTP_ADDR` in the environment). A bad value or an unknown key
+//! stops startup with a message that names the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use switchboard_protocol::{IdScheme, Region};
+
+pub const ENV_PREFIX: &str = "SWITCHBOARD_";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the SQLite database and generated keys live.
+    pub data_dir: PathBuf,
+    /// `sqlite://...` or `postgres://...`; SQLite under `data_dir` when unset.
+    pub database_url: Option<String>,
+    pub http_addr: SocketAddr,
+    pub mqtt_addr: SocketAddr,
+    pub mqtt_ws_addr: SocketAddr,
+    /// Token signing key; generated and kept in `data_dir` when unset.
+    pub jwt_secret: Option<String>,
+    /// Key of the `hmac-sha256` id scheme; generated and kept in `data_dir`
+    /// when unset. It is separate from the JWT key so that rotating the JWT
+    /// key never changes anyone's user id.
+    pub id_secret: Option<String>,
+    pub id_scheme: IdScheme,
+    /// Region for phone numbers typed without a country code (e.g. `PL`);
+    /// when unset such numbers are refused.
+    pub default_region: Option<String>,
+    pub sms_provider: SmsProvider,
+    pub sms_webhook_url: Option<String>,
+    pub admin_token: Option<String>,
+    pub ring_timeout_s: u64,
+    /// Lifetime of access tokens minted by the server.
+    pub access_token_ttl_s: u64,
+    /// Most messages queued for one MQTT session (offline or slow); past it
+    /// the oldest are dropped, so a stuck client cannot exhaust memory.
+    pub mqtt_max_queue: usize,
+    /// Most QoS 1/2 messages in flight to one client before it acknowledges.
+    pub mqtt_max_inflight: u16,
+    /// How long an undelivered message is kept for a persistent session.
+    pub mqtt_message_expiry_s: u64,
+    /// Largest MQTT packet accepted.
+    pub mqtt_max_packet_bytes: u32,
+    /// `true` only for conformance testing: no login, no topic rules.
+    pub open_broker: bool,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmsProvider {
+    Log,
+    Webhook,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            http_addr: ([127, 0, 0, 1], 8080).into(),
+            mqtt_addr: ([127, 0, 0, 1], 1883).into(),
+            mqtt_ws_addr: ([127, 0, 0, 1], 8083).into(),
+            jwt_secret: None,
+            id_secret: None,
+            id_scheme: IdScheme::HmacSha256,
+            default_region: None,
+            sms_provider: SmsProvider::Log,
+            sms_webhook_url: None,
+            admin_token: None,
+            ring_timeout_s: 30,
+            access_token_ttl_s: 15 * 60,
+            mqtt_max_queue: 1000,
+            mqtt_max_inflight: 64,
+            // Long enough for a phone woken by a push to collect its queued
+            // invite and commands; a call that old has ended anyway.
+            mqtt_message_expiry_s: 300,
+            mqtt_max_packet_bytes: 64 * 1024,
+            open_broker: false,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Loads defaults, then `file` if given, then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment.merge(Env::prefixed(ENV_PREFIX));
+        let config: Config = figment.extract().map_err(|e| {
+            // figment names the key and where its value came from; one line
+            // per problem reads best in a log.
+            ConfigError(
+                e.into_iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Checks that need more than a type: forms, ranges and combinations.
+    fn check(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: String| Err(ConfigError(format!("{key}: {why}")));
+        if let Some(url) = &self.database_url {
+            if !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+            {
+                return bad(
+                    "database_url",
+                    format!("must start with sqlite: or postgres://, got {url:?}"),
+                );
+            }
+        }
+        if let Some(region) = &self.default_region {
+            if let Err(e) = region.parse::<Region>() {
+                return bad("default_region", e.to_string());
+            }
+        }
+        for (key, secret) in [
+            ("jwt_secret", &self.jwt_secret),
+            ("id_secret", &self.id_secret),
+        ] {
+            if secret.as_ref().is_some_and(|s| s.len() < 32) {
+                return bad(key, "must be at least 32 characters".into());
+            }
+        }
+        if self.admin_token.as_ref().is_some_and(|s| s.len() < 16) {
+            return bad("admin_token", "must be at least 16 characters".into());
+        }
+        if self.sms_provider == SmsProvider::Webhook {
+            match &self.sms_webhook_url {
+                Some(u) if u.starts_with("http://") || u.starts_with("https://") => {}
+                Some(u) => {
+                    return bad(
+                        "sms_webhook_url",
+                        format!("must be an http(s) URL, got {u:?}"),
+                    )
+                }
+                None => {
+                    return bad(
+                        "sms_webhook_url",
+                        "is required when sms_provider = \"webhook\"".into(),
+                    )
+                }
+            }
+        }
+        for (key, value) in [
+            ("ring_timeout_s", self.ring_timeout_s),
+            ("access_token_ttl_s", self.access_token_ttl_s),
+            ("mqtt_message_expiry_s", self.mqtt_message_expiry_s),
+            ("mqtt_max_queue", self.mqtt_max_queue as u64),
+            ("mqtt_max_inflight", u64::from(self.mqtt_max_inflight)),
+        ] {
+            if value == 0 {
+                return bad(key, "must be greater than 0".into());
+            }
+        }
+        if self.mqtt_max_packet_bytes < 1024 {
+            return bad("mqtt_max_packet_bytes", "must be at least 1024".into());
+        }
+        Ok(())
+    }
+
+    /// The database to use: the configured URL, or SQLite in `data_dir`.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("switchboard.db").display()
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_toml(text: &str) -> Result<Config, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("sb-config-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("switchboard.toml");
+        std::fs::write(&file, text).unwrap();
+        let r = Config::load(Some(&file));
+        std::fs::remove_dir_all(&dir).unwrap();
+        r
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_setup() {
+        let c = load_toml("").unwrap();
+        assert_eq!(c.http_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.mqtt_addr.to_string(), "127.0.0.1:1883");
+        assert_eq!(c.mqtt_ws_addr.to_string(), "127.0.0.1:8083");
+        assert_eq!(c.database_url(), "sqlite://./data/switchboard.db?mode=rwc");
+        assert_eq!(c.id_scheme, IdScheme::HmacSha256);
+        assert!(!c.open_broker);
+    }
+
+    #[test]
+    fn toml_values_are_read() {
+        let c =
+            load_toml("http_addr = \"127.0.0.1:9999\"\nid_scheme = \"md5\"\nring_timeout_s = 5\n")
+                .unwrap();
+        assert_eq!(c.http_addr.port(), 9999);
+        assert_eq!(c.id_scheme, IdScheme::Md5);
+        assert_eq!(c.ring_timeout_s, 5);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        for (text, key) in [
+            ("http_addr = \"not an address\"", "http_addr"),
+            ("ring_timeout_s = -1", "ring_timeout_s"),
+            ("ring_timeout_s = 0", "ring_timeout_s"),
+            ("id_scheme = \"sha1\"", "id_scheme"),
+            ("default_region = \"XX\"", "default_region"),
+            ("database_url = \"mysql://x\"", "database_url"),
+            ("jwt_secret = \"short\"", "jwt_secret"),
+            ("sms_provider = \"webhook\"", "sms_webhook_url"),
+            ("sms_provider = \"carrier-pigeon\"", "sms_provider"),
+            ("no_such_key = 1", "no_such_key"),
+        ] {
+            let err = load_toml(text).expect_err(text).to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_missing_file_is_an_error() {
+        let err = Config::load(Some(Path::new("/nonexistent/switchboard.toml"))).unwrap_err();
+        assert!(err.to_string().contains("does not exist"));
+    }
+}

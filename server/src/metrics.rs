@@ -1,0 +1,81 @@
+//! Prometheus metrics, served as text on `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    /// The matched route pattern (not the raw path, so ids do not explode
+    /// the label set).
+    pub route: String,
+    pub method: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    pub reason: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub mqtt_connections: Gauge,
+    pub mqtt_messages_in: Counter,
+    pub mqtt_messages_out: Counter,
+    pub mqtt_logins_refused: Family<RefusalLabels, Counter>,
+    pub http_requests: Family<HttpLabels, Counter>,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("switchboard");
+        let mqtt_connections = Gauge::default();
+        let mqtt_messages_in = Counter::default();
+        let mqtt_messages_out = Counter::default();
+        let mqtt_logins_refused = Family::default();
+        let http_requests = Family::default();
+        registry.register(
+            "mqtt_connections",
+            "MQTT clients connected now",
+            mqtt_connections.clone(),
+        );
+        registry.register(
+            "mqtt_messages_received",
+            "PUBLISH packets received from MQTT clients",
+            mqtt_messages_in.clone(),
+        );
+        registry.register(
+            "mqtt_messages_delivered",
+            "Messages delivered to MQTT subscribers",
+            mqtt_messages_out.clone(),
+        );
+        registry.register(
+            "mqtt_logins_refused",
+            "MQTT CONNECTs refused, by reason",
+            mqtt_logins_refused.clone(),
+        );
+        registry.register(
+            "http_requests",
+            "HTTP requests by route, method and status",
+            http_requests.clone(),
+        );
+        Metrics {
+            registry,
+            mqtt_connections,
+            mqtt_messages_in,
+            mqtt_messages_out,
+            mqtt_logins_refused,
+            http_requests,
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}

@@ -1,0 +1,98 @@
+//! Startup, wiring and shutdown of the `serve`, `migrate` and `token`
+//! commands.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+
+use crate::broker::Broker;
+use crate::config::Config;
+use crate::http::{self, App};
+use crate::keys;
+use crate::metrics::Metrics;
+use crate::store::Store;
+use crate::token::Tokens;
+
+pub fn tokens(config: &Config) -> Result<Tokens> {
+    ensure_data_dir(config)?;
+    let secret = keys::load_or_create(&config.data_dir, "jwt.key", config.jwt_secret.as_deref())?;
+    Ok(Tokens::new(&secret))
+}
+
+fn ensure_data_dir(config: &Config) -> Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))
+}
+
+async fn open_store(config: &Config) -> Result<Store> {
+    ensure_data_dir(config)?;
+    let store = Store::connect(&config.database_url()).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+pub async fn migrate(config: &Config) -> Result<()> {
+    let store = open_store(config).await?;
+    let applied = store.applied_migrations().await?;
+    tracing::info!(count = applied.len(), latest = ?applied.last(), "migrations applied");
+    store.close().await;
+    Ok(())
+}
+
+pub async fn run(config: Config) -> Result<()> {
+    let store = open_store(&config).await?;
+    let tokens = tokens(&config)?;
+    let metrics = Arc::new(Metrics::new());
+    let broker = Broker::start(&config, tokens, metrics.clone()).await?;
+
+    let http_listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .with_context(|| format!("binding HTTP on {}", config.http_addr))?;
+    let http_addr = http_listener.local_addr()?;
+    let app = Arc::new(App {
+        store: store.clone(),
+        metrics,
+        mqtt_probe_addr: reachable(broker.tcp_addr),
+        openapi: http::openapi(),
+    });
+    tracing::info!(
+        %http_addr,
+        mqtt = %broker.tcp_addr,
+        mqtt_ws = %broker.ws_addr,
+        database = %crate::store::redact(&config.database_url()),
+        "switchboard ready"
+    );
+    axum::serve(
+        http_listener,
+        http::router(app).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("serving HTTP")?;
+
+    tracing::info!("shutting down");
+    broker.stop().await;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The address to dial to reach a listener bound to `addr` (a wildcard
+/// address is reached through loopback).
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(a) if a.ip().is_unspecified() => (Ipv4Addr::LOCALHOST, a.port()).into(),
+        SocketAddr::V6(a) if a.ip().is_unspecified() => (Ipv6Addr::LOCALHOST, a.port()).into(),
+        other => other,
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
+}

@@ -1,0 +1,118 @@
+//! The database, through sqlx's `Any` driver so one set of queries and one
+//! set of portable migrations serve SQLite (default) and PostgreSQL.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use sqlx::any::{install_default_drivers, AnyPoolOptions};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::AnyPool;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+}
+
+impl Store {
+    /// Connects (creating a SQLite file if needed) without migrating.
+    pub async fn connect(url: &str) -> Result<Store> {
+        install_default_drivers();
+        let sqlite = url.starts_with("sqlite:");
+        if sqlite {
+            // WAL lets readers work while a write is in progress; the mode is
+            // kept in the file, so setting it once on first open suffices.
+            // Creating the file here also lets the pool open it read-write.
+            let opts = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
+            use sqlx::ConnectOptions;
+            opts.connect()
+                .await
+                .with_context(|| format!("opening SQLite database {}", redact(url)))?;
+        }
+        let pool = AnyPoolOptions::new()
+            // SQLite allows one writer at a time; more connections only queue.
+            .max_connections(if sqlite { 4 } else { 16 })
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await
+            .with_context(|| format!("connecting to database {}", redact(url)))?;
+        Ok(Store { pool })
+    }
+
+    pub async fn migrate(&self) -> Result<()> {
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .context("applying migrations")?;
+        Ok(())
+    }
+
+    /// Whether the database answers a trivial query.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Names of the applied migrations, oldest first.
+    pub async fn applied_migrations(&self) -> Result<Vec<i64>> {
+        let rows: Vec<(i64,)> =
+            sqlx::query_as("SELECT version FROM _sqlx_migrations ORDER BY version")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(|(v,)| v).collect())
+    }
+}
+
+/// The URL without its password, for logs and errors.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("postgres://sb:hunter2@db:5432/sb"),
+            "postgres://sb:***@db:5432/sb"
+        );
+        assert_eq!(redact("postgres://db/sb"), "postgres://db/sb");
+        assert_eq!(redact("sqlite://./data/x.db"), "sqlite://./data/x.db");
+    }
+
+    #[tokio::test]
+    async fn migrations_apply_on_sqlite() {
+        let dir = std::env::temp_dir().join(format!("sb-store-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}", dir.join("t.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        // Applying twice is a no-op, as at every restart.
+        store.migrate().await.unwrap();
+        assert_eq!(
+            store.applied_migrations().await.unwrap().len(),
+            MIGRATOR.iter().count()
+        );
+        assert!(store.ping().await);
+        store.close().await;
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,1 +1,268 @@
+//! Test harness: starts the real `switchboard` binary on free loopback
+//! ports, each test with its own data directory and database, and gives
+//! tests real MQTT and HTTP clients for it.
+//!
+//! The binary is the one `cargo build` put beside the test executables
+//! (`target/debug/switchboard`); `E2E_SWITCHBOARD_BIN` overrides it. The
+//! database is SQLite in the data directory, or a fresh PostgreSQL database
+//! per test when `E2E_POSTGRES_URL` names a server (the test script starts
+//! one).
 
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+pub mod mqtt;
+
+/// A JWT key known to the tests, so they can also forge and expire tokens.
+pub const JWT_SECRET: &str = "e2e-test-jwt-secret-0123456789abcdef";
+
+pub fn binary() -> PathBuf {
+    if let Ok(p) = std::env::var("E2E_SWITCHBOARD_BIN") {
+        return PathBuf::from(p);
+    }
+    // Test executables live in target/<profile>/deps; the binary one up.
+    let exe = std::env::current_exe().expect("test executable path");
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target directory")
+        .join("switchboard");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --bin switchboard` first (scripts/test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// The database a test server uses.
+pub enum Database {
+    Sqlite,
+    /// A database made for this test on the server in `E2E_POSTGRES_URL`.
+    Postgres { url: String },
+}
+
+impl Database {
+    /// SQLite, or a fresh PostgreSQL database when the suite runs against
+    /// PostgreSQL.
+    pub async fn for_test() -> Result<Database> {
+        match std::env::var("E2E_POSTGRES_URL") {
+            Ok(admin) => Ok(Database::Postgres {
+                url: fresh_postgres_database(&admin).await?,
+            }),
+            Err(_) => Ok(Database::Sqlite),
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Database::Postgres { .. })
+    }
+}
+
+/// Creates an empty database on the PostgreSQL server at `admin_url` and
+/// returns its URL.
+pub async fn fresh_postgres_database(admin_url: &str) -> Result<String> {
+    use sqlx::Connection;
+    let name = format!("sb_{:016x}", rand::random::<u64>());
+    let mut conn = sqlx::PgConnection::connect(admin_url)
+        .await
+        .with_context(|| format!("connecting to {admin_url}"))?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await?;
+    conn.close().await?;
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(base, _)| base)
+        .context("E2E_POSTGRES_URL must end in /<database>")?;
+    Ok(format!("{base}/{name}"))
+}
+
+/// How to start a server: environment on top of the test defaults.
+pub struct ServerBuilder {
+    env: Vec<(String, String)>,
+    dir: Option<tempfile::TempDir>,
+}
+
+pub struct Server {
+    child: Child,
+    pub http: String,
+    pub mqtt: SocketAddr,
+    pub mqtt_ws: SocketAddr,
+    pub dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+    /// Every log line the server wrote, parsed.
+    pub logs: Arc<Mutex<Vec<Value>>>,
+}
+
+impl ServerBuilder {
+    pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_string(), value.into()));
+        self
+    }
+
+    /// Reuse a data directory (e.g. to restart on the same state).
+    pub fn dir(mut self, dir: tempfile::TempDir) -> Self {
+        self.dir = Some(dir);
+        self
+    }
+
+    pub async fn start(self) -> Result<Server> {
+        let dir = match self.dir {
+            Some(d) => d,
+            None => tempfile::tempdir()?,
+        };
+        let mut env = vec![("SWITCHBOARD_DATA_DIR".to_string(), dir.path().display().to_string())];
+        env.extend(self.env);
+        let mut cmd = command(&env);
+        cmd.args(["--log-json", "serve"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().context("starting switchboard")?;
+        let stderr = child.stderr.take().expect("piped stderr");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let log_sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
+                let value: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| Value::String(line.clone()));
+                if value["fields"]["message"] == "switchboard ready" {
+                    let _ = ready_tx.send(value.clone());
+                }
+                log_sink.lock().unwrap().push(value);
+            }
+        });
+        let ready = tokio::task::spawn_blocking(move || ready_rx.recv_timeout(Duration::from_secs(60)))
+            .await?;
+        let ready = match ready {
+            Ok(v) => v,
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait()?;
+                bail!("switchboard did not become ready ({status}); logs: {:?}", logs.lock().unwrap());
+            }
+        };
+        let field = |name: &str| -> Result<SocketAddr> {
+            ready["fields"][name]
+                .as_str()
+                .context("address in ready line")?
+                .parse()
+                .context("parsing address")
+        };
+        Ok(Server {
+            http: format!("http://{}", field("http_addr")?),
+            mqtt: field("mqtt")?,
+            mqtt_ws: field("mqtt_ws")?,
+            child,
+            dir,
+            env,
+            logs,
+        })
+    }
+}
+
+/// A `switchboard` command with exactly `env` from the Switchboard
+/// settings (none inherited from the test's own environment).
+fn command(env: &[(String, String)]) -> Command {
+    let mut cmd = Command::new(binary());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("SWITCHBOARD_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
+    cmd
+}
+
+impl Server {
+    /// Test defaults: free loopback ports, a known JWT key, the test's
+    /// database.
+    pub fn builder(db: &Database) -> ServerBuilder {
+        let mut env = vec![
+            ("SWITCHBOARD_HTTP_ADDR", "127.0.0.1:0".to_string()),
+            ("SWITCHBOARD_MQTT_ADDR", "127.0.0.1:0".to_string()),
+            ("SWITCHBOARD_MQTT_WS_ADDR", "127.0.0.1:0".to_string()),
+            ("SWITCHBOARD_JWT_SECRET", JWT_SECRET.to_string()),
+        ];
+        if let Database::Postgres { url } = db {
+            env.push(("SWITCHBOARD_DATABASE_URL", url.clone()));
+        }
+        ServerBuilder {
+            env: env.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            dir: None,
+        }
+    }
+
+    /// A server on the test's database with the test defaults.
+    pub async fn start(db: &Database) -> Result<Server> {
+        Server::builder(db).start().await
+    }
+
+    /// Mints an access token with `switchboard token`.
+    pub fn token(&self, sub: &str, device: Option<&str>, kind: &str, ttl_s: u64) -> Result<String> {
+        let mut cmd = command(&self.env);
+        cmd.args(["token", "--sub", sub, "--kind", kind, "--ttl", &ttl_s.to_string()]);
+        if let Some(d) = device {
+            cmd.args(["--device", d]);
+        }
+        let out = cmd.output()?;
+        if !out.status.success() {
+            bail!("switchboard token failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8(out.stdout)?.trim().to_string())
+    }
+
+    /// Stops the server with SIGTERM and waits for it to exit.
+    pub fn terminate(mut self) -> Result<(ExitStatus, tempfile::TempDir)> {
+        signal(&self.child, "-TERM")?;
+        let status = self.child.wait()?;
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir()?);
+        Ok((status, dir))
+    }
+
+    /// Whether some log line's message contains `text`.
+    pub fn logged(&self, text: &str) -> bool {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l["fields"]["message"].as_str().is_some_and(|m| m.contains(text)))
+    }
+}
+
+fn signal(child: &Child, sig: &str) -> Result<()> {
+    let status = Command::new("kill").arg(sig).arg(child.id().to_string()).status()?;
+    if !status.success() {
+        bail!("kill {sig} failed");
+    }
+    Ok(())
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `switchboard` with `args` and the given environment (nothing else
+/// from the Switchboard settings) and returns its exit status and stderr.
+pub fn run_switchboard(args: &[&str], env: &[(&str, &str)]) -> Result<(ExitStatus, String)> {
+    let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let out = command(&env).args(args).output()?;
+    Ok((out.status, String::from_utf8_lossy(&out.stderr).into_owned()))
+}
+
+/// A random 32-hex id, as user and robot ids are.
+pub fn random_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}

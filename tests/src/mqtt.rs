@@ -1,0 +1,153 @@
+//! Real MQTT clients (rumqttc) for the tests: MQTT 3.1.1 over TCP or
+//! WebSocket, and MQTT 5 for the reason codes 3.1.1 cannot carry.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Result};
+use rumqttc::{AsyncClient, ConnectReturnCode, Event, MqttOptions, Packet, QoS, Transport};
+use tokio::sync::mpsc;
+
+/// What the broker sent the client after it connected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    Publish {
+        topic: String,
+        payload: Vec<u8>,
+        retain: bool,
+    },
+    SubAck(Vec<rumqttc::SubscribeReasonCode>),
+}
+
+pub struct Client {
+    pub client: AsyncClient,
+    incoming: mpsc::UnboundedReceiver<Incoming>,
+}
+
+/// How long a test waits for something the broker should send at once.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Copy, Debug)]
+pub enum Via {
+    Tcp,
+    WebSocket,
+}
+
+#[derive(Clone, Copy)]
+pub struct Login<'a> {
+    pub client_id: &'a str,
+    pub username: Option<&'a str>,
+    pub password: Option<&'a str>,
+}
+
+impl<'a> Login<'a> {
+    /// The usual login: username = subject, password = token.
+    pub fn token(client_id: &'a str, sub: &'a str, token: &'a str) -> Self {
+        Login {
+            client_id,
+            username: Some(sub),
+            password: Some(token),
+        }
+    }
+}
+
+/// Connects with MQTT 3.1.1 and returns the client once the broker accepted
+/// it, or the CONNACK return code it refused with.
+pub async fn connect(addr: SocketAddr, via: Via, login: Login<'_>) -> Result<Client, Refused> {
+    let mut opts = match via {
+        Via::Tcp => MqttOptions::new(login.client_id, addr.ip().to_string(), addr.port()),
+        Via::WebSocket => {
+            let mut o = MqttOptions::new(login.client_id, format!("ws://{addr}/mqtt"), addr.port());
+            o.set_transport(Transport::Ws);
+            o
+        }
+    };
+    opts.set_keep_alive(Duration::from_secs(30));
+    if let Some(user) = login.username {
+        opts.set_credentials(user, login.password.unwrap_or(""));
+    }
+    let (client, mut eventloop) = AsyncClient::new(opts, 64);
+    loop {
+        match tokio::time::timeout(WAIT, eventloop.poll()).await {
+            Err(_) => return Err(Refused::Other("no CONNACK in time".into())),
+            Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => break,
+            Ok(Ok(_)) => {}
+            Ok(Err(rumqttc::ConnectionError::ConnectionRefused(code))) => {
+                return Err(Refused::Code(code))
+            }
+            Ok(Err(e)) => return Err(Refused::Other(e.to_string())),
+        }
+    }
+    let (tx, incoming) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let event = match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::Publish(p))) => Incoming::Publish {
+                    topic: p.topic,
+                    payload: p.payload.to_vec(),
+                    retain: p.retain,
+                },
+                Ok(Event::Incoming(Packet::SubAck(s))) => Incoming::SubAck(s.return_codes),
+                Ok(_) => continue,
+                Err(_) => return,
+            };
+            if tx.send(event).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(Client { client, incoming })
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    Code(ConnectReturnCode),
+    Other(String),
+}
+
+impl Client {
+    /// Subscribes and returns the SUBACK's return codes.
+    pub async fn subscribe(&mut self, filter: &str) -> Result<Vec<rumqttc::SubscribeReasonCode>> {
+        self.client.subscribe(filter, QoS::AtLeastOnce).await?;
+        loop {
+            match self.next().await? {
+                Incoming::SubAck(codes) => return Ok(codes),
+                other => bail!("expected SUBACK, got {other:?}"),
+            }
+        }
+    }
+
+    pub async fn publish(&self, topic: &str, payload: &[u8], retain: bool) -> Result<()> {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, retain, payload.to_vec())
+            .await?;
+        Ok(())
+    }
+
+    /// The next thing the broker sends, waiting at most `WAIT`.
+    pub async fn next(&mut self) -> Result<Incoming> {
+        tokio::time::timeout(WAIT, self.incoming.recv())
+            .await
+            .map_err(|_| anyhow!("nothing received within {WAIT:?}"))?
+            .ok_or_else(|| anyhow!("connection closed"))
+    }
+}
+
+/// Connects with MQTT 5 and returns the CONNACK reason code.
+pub async fn connack_v5(addr: SocketAddr, login: Login<'_>) -> Result<rumqttc::v5::mqttbytes::v5::ConnectReturnCode> {
+    use rumqttc::v5::mqttbytes::v5::Packet as P5;
+    use rumqttc::v5::{ConnectionError as E5, Event as Ev5};
+    let mut opts = rumqttc::v5::MqttOptions::new(login.client_id, addr.ip().to_string(), addr.port());
+    if let Some(user) = login.username {
+        opts.set_credentials(user, login.password.unwrap_or(""));
+    }
+    let (_client, mut eventloop) = rumqttc::v5::AsyncClient::new(opts, 8);
+    loop {
+        match tokio::time::timeout(WAIT, eventloop.poll()).await? {
+            Ok(Ev5::Incoming(P5::ConnAck(ack))) => return Ok(ack.code),
+            Ok(_) => {}
+            Err(E5::ConnectionRefused(code)) => return Ok(code),
+            Err(e) => bail!("MQTT 5 connect failed: {e}"),
+        }
+    }
+}

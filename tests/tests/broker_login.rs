@@ -1,0 +1,124 @@
+//! MQTT login against the real binary: tokens over TCP and WebSocket, and
+//! every refusal with its CONNACK code.
+
+use rumqttc::v5::mqttbytes::v5::ConnectReturnCode as V5;
+use rumqttc::ConnectReturnCode as V3;
+use switchboard_e2e::mqtt::{connack_v5, connect, Incoming, Login, Refused, Via};
+use switchboard_e2e::{random_id, Database, Server, JWT_SECRET};
+
+/// A token signed with `secret` whose expiry is `exp_offset_s` from now.
+fn jwt(secret: &str, sub: &str, exp_offset_s: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let claims = serde_json::json!({"sub": sub, "kind": "user", "iat": now - 600, "exp": now + exp_offset_s});
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn minted_tokens_log_in_over_tcp_and_websocket() {
+    let db = Database::for_test().await.unwrap();
+    let server = Server::start(&db).await.unwrap();
+    let id = random_id();
+    let token = server.token(&id, Some("phone"), "user", 600).unwrap();
+    for via in [Via::Tcp, Via::WebSocket] {
+        let addr = match via {
+            Via::Tcp => server.mqtt,
+            Via::WebSocket => server.mqtt_ws,
+        };
+        for cid in [id.clone(), format!("{id}:phone")] {
+            let r = connect(addr, via, Login::token(&cid, &id, &token)).await;
+            assert!(r.is_ok(), "{via:?} {cid}: {:?}", r.err());
+        }
+    }
+    assert_eq!(
+        connack_v5(server.mqtt, Login::token(&id, &id, &token)).await.unwrap(),
+        V5::Success
+    );
+}
+
+#[tokio::test]
+async fn refused_logins_get_the_right_connack() {
+    let db = Database::for_test().await.unwrap();
+    let server = Server::start(&db).await.unwrap();
+    let id = random_id();
+    let other = random_id();
+    let good = server.token(&id, Some("phone"), "user", 600).unwrap();
+    let forged = jwt("not-the-server-secret-0123456789abcdef", &id, 600);
+    let expired = jwt(JWT_SECRET, &id, -60);
+    let tablet = format!("{id}:tablet");
+
+    let cases: Vec<(&str, Login, V3, V5)> = vec![
+        (
+            "no token",
+            Login { client_id: &id, username: None, password: None },
+            V3::BadUserNamePassword,
+            V5::BadUserNamePassword,
+        ),
+        (
+            "username without password",
+            Login { client_id: &id, username: Some(&id), password: None },
+            V3::BadUserNamePassword,
+            V5::BadUserNamePassword,
+        ),
+        ("wrong signature", Login::token(&id, &id, &forged), V3::BadUserNamePassword, V5::BadUserNamePassword),
+        ("expired token", Login::token(&id, &id, &expired), V3::BadUserNamePassword, V5::BadUserNamePassword),
+        ("garbage token", Login::token(&id, &id, "garbage"), V3::BadUserNamePassword, V5::BadUserNamePassword),
+        ("username not the subject", Login::token(&id, &other, &good), V3::BadUserNamePassword, V5::BadUserNamePassword),
+        ("client id of another user", Login::token(&other, &id, &good), V3::NotAuthorized, V5::NotAuthorized),
+        ("device not the token's", Login::token(&tablet, &id, &good), V3::NotAuthorized, V5::NotAuthorized),
+        ("client id not an id", Login::token("robot-1", &id, &good), V3::NotAuthorized, V5::NotAuthorized),
+    ];
+    for (what, login, v3, v5) in cases {
+        let got = connect(server.mqtt, Via::Tcp, login).await;
+        assert_eq!(got.err(), Some(Refused::Code(v3)), "MQTT 3.1.1, {what}");
+        let got = connack_v5(server.mqtt, login).await.unwrap();
+        assert_eq!(got, v5, "MQTT 5, {what}");
+    }
+    // The refusals are counted by reason.
+    let metrics = reqwest::get(format!("{}/metrics", server.http)).await.unwrap().text().await.unwrap();
+    for reason in ["no_token", "bad_token", "expired_token", "wrong_username", "wrong_client_id"] {
+        assert!(
+            metrics.contains(&format!("switchboard_mqtt_logins_refused_total{{reason=\"{reason}\"}}")),
+            "{reason} missing from metrics"
+        );
+    }
+}
+
+#[tokio::test]
+async fn retained_messages_reach_later_subscribers() {
+    let db = Database::for_test().await.unwrap();
+    let server = Server::start(&db).await.unwrap();
+    let a = random_id();
+    let b = random_id();
+    let ta = server.token(&a, None, "user", 600).unwrap();
+    let tb = server.token(&b, None, "user", 600).unwrap();
+    let topic = format!("users/{a}/info");
+    let payload = serde_json::json!({"id": a, "nickname": "Ala", "updatedAt": 1}).to_string();
+
+    let publisher = connect(server.mqtt, Via::Tcp, Login::token(&a, &a, &ta)).await.unwrap();
+    publisher.publish(&topic, payload.as_bytes(), true).await.unwrap();
+    // The publisher's own subscription proves the broker has the message
+    // before the later subscriber arrives.
+    let mut publisher = publisher;
+    publisher.subscribe(&topic).await.unwrap();
+    let echoed = publisher.next().await.unwrap();
+    assert!(matches!(echoed, Incoming::Publish { .. }), "{echoed:?}");
+
+    let mut later = connect(server.mqtt_ws, Via::WebSocket, Login::token(&b, &b, &tb)).await.unwrap();
+    later.subscribe(&topic).await.unwrap();
+    match later.next().await.unwrap() {
+        Incoming::Publish { topic: t, payload: p, retain } => {
+            assert_eq!(t, topic);
+            assert_eq!(p, payload.as_bytes());
+            assert!(retain, "a late subscriber gets it as a retained message");
+        }
+        other => panic!("expected the retained message, got {other:?}"),
+    }
+}

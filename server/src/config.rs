@@ -115,16 +115,9 @@ impl Config {
             figment = figment.merge(Toml::file(file));
         }
         figment = figment.merge(Env::prefixed(ENV_PREFIX));
-        let config: Config = figment.extract().map_err(|e| {
-            // figment names the key and where its value came from; one line
-            // per problem reads best in a log.
-            ConfigError(
-                e.into_iter()
-                    .map(|e| e.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
-        })?;
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError(e.into_iter().map(describe).collect::<Vec<_>>().join("; ")))?;
         config.check()?;
         Ok(config)
     }
@@ -202,6 +195,34 @@ impl Config {
                 self.data_dir.join("switchboard.db").display()
             ),
         }
+    }
+}
+
+/// One problem per line of the log: `<key>: <what is wrong>`, naming the
+/// variable when the value came from the environment and the file when it
+/// came from TOML.
+fn describe(e: figment::Error) -> String {
+    // figment prefixes keys with its profile name ("default.").
+    let path: Vec<&str> = e
+        .path
+        .iter()
+        .map(String::as_str)
+        .filter(|p| *p != "default")
+        .collect();
+    let key = path.join(".").to_lowercase();
+    let from_env = e
+        .metadata
+        .as_ref()
+        .is_some_and(|m| m.name.contains("environment"));
+    let source = e.metadata.as_ref().map(|m| match &m.source {
+        Some(file) => file.to_string(),
+        None => m.name.to_string(),
+    });
+    match (key.is_empty(), from_env, source) {
+        (true, _, _) => e.kind.to_string(),
+        (false, true, _) => format!("{ENV_PREFIX}{} (key {key}): {}", key.to_uppercase(), e.kind),
+        (false, false, Some(source)) => format!("{key} (in {source}): {}", e.kind),
+        (false, false, None) => format!("{key}: {}", e.kind),
     }
 }
 

@@ -46,7 +46,9 @@ pub fn binary() -> PathBuf {
 pub enum Database {
     Sqlite,
     /// A database made for this test on the server in `E2E_POSTGRES_URL`.
-    Postgres { url: String },
+    Postgres {
+        url: String,
+    },
 }
 
 impl Database {
@@ -109,6 +111,12 @@ impl ServerBuilder {
         self
     }
 
+    /// Leaves a test default out (e.g. to let the server make its own key).
+    pub fn unset(mut self, key: &str) -> Self {
+        self.env.retain(|(k, _)| k != key);
+        self
+    }
+
     /// Reuse a data directory (e.g. to restart on the same state).
     pub fn dir(mut self, dir: tempfile::TempDir) -> Self {
         self.dir = Some(dir);
@@ -120,7 +128,10 @@ impl ServerBuilder {
             Some(d) => d,
             None => tempfile::tempdir()?,
         };
-        let mut env = vec![("SWITCHBOARD_DATA_DIR".to_string(), dir.path().display().to_string())];
+        let mut env = vec![(
+            "SWITCHBOARD_DATA_DIR".to_string(),
+            dir.path().display().to_string(),
+        )];
         env.extend(self.env);
         let mut cmd = command(&env);
         cmd.args(["--log-json", "serve"])
@@ -133,22 +144,26 @@ impl ServerBuilder {
         let log_sink = logs.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
-                let value: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|_| Value::String(line.clone()));
+                let value: Value =
+                    serde_json::from_str(&line).unwrap_or_else(|_| Value::String(line.clone()));
                 if value["fields"]["message"] == "switchboard ready" {
                     let _ = ready_tx.send(value.clone());
                 }
                 log_sink.lock().unwrap().push(value);
             }
         });
-        let ready = tokio::task::spawn_blocking(move || ready_rx.recv_timeout(Duration::from_secs(60)))
-            .await?;
+        let ready =
+            tokio::task::spawn_blocking(move || ready_rx.recv_timeout(Duration::from_secs(60)))
+                .await?;
         let ready = match ready {
             Ok(v) => v,
             Err(_) => {
                 let _ = child.kill();
                 let status = child.wait()?;
-                bail!("switchboard did not become ready ({status}); logs: {:?}", logs.lock().unwrap());
+                bail!(
+                    "switchboard did not become ready ({status}); logs: {:?}",
+                    logs.lock().unwrap()
+                );
             }
         };
         let field = |name: &str| -> Result<SocketAddr> {
@@ -210,13 +225,24 @@ impl Server {
     /// Mints an access token with `switchboard token`.
     pub fn token(&self, sub: &str, device: Option<&str>, kind: &str, ttl_s: u64) -> Result<String> {
         let mut cmd = command(&self.env);
-        cmd.args(["token", "--sub", sub, "--kind", kind, "--ttl", &ttl_s.to_string()]);
+        cmd.args([
+            "token",
+            "--sub",
+            sub,
+            "--kind",
+            kind,
+            "--ttl",
+            &ttl_s.to_string(),
+        ]);
         if let Some(d) = device {
             cmd.args(["--device", d]);
         }
         let out = cmd.output()?;
         if !out.status.success() {
-            bail!("switchboard token failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "switchboard token failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(String::from_utf8(out.stdout)?.trim().to_string())
     }
@@ -231,16 +257,19 @@ impl Server {
 
     /// Whether some log line's message contains `text`.
     pub fn logged(&self, text: &str) -> bool {
-        self.logs
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l["fields"]["message"].as_str().is_some_and(|m| m.contains(text)))
+        self.logs.lock().unwrap().iter().any(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(text))
+        })
     }
 }
 
 fn signal(child: &Child, sig: &str) -> Result<()> {
-    let status = Command::new("kill").arg(sig).arg(child.id().to_string()).status()?;
+    let status = Command::new("kill")
+        .arg(sig)
+        .arg(child.id().to_string())
+        .status()?;
     if !status.success() {
         bail!("kill {sig} failed");
     }
@@ -257,9 +286,15 @@ impl Drop for Server {
 /// Runs `switchboard` with `args` and the given environment (nothing else
 /// from the Switchboard settings) and returns its exit status and stderr.
 pub fn run_switchboard(args: &[&str], env: &[(&str, &str)]) -> Result<(ExitStatus, String)> {
-    let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let out = command(&env).args(args).output()?;
-    Ok((out.status, String::from_utf8_lossy(&out.stderr).into_owned()))
+    Ok((
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
 }
 
 /// A random 32-hex id, as user and robot ids are.

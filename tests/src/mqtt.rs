@@ -109,11 +109,9 @@ impl Client {
     /// Subscribes and returns the SUBACK's return codes.
     pub async fn subscribe(&mut self, filter: &str) -> Result<Vec<rumqttc::SubscribeReasonCode>> {
         self.client.subscribe(filter, QoS::AtLeastOnce).await?;
-        loop {
-            match self.next().await? {
-                Incoming::SubAck(codes) => return Ok(codes),
-                other => bail!("expected SUBACK, got {other:?}"),
-            }
+        match self.next().await? {
+            Incoming::SubAck(codes) => Ok(codes),
+            other => bail!("expected SUBACK, got {other:?}"),
         }
     }
 
@@ -134,10 +132,14 @@ impl Client {
 }
 
 /// Connects with MQTT 5 and returns the CONNACK reason code.
-pub async fn connack_v5(addr: SocketAddr, login: Login<'_>) -> Result<rumqttc::v5::mqttbytes::v5::ConnectReturnCode> {
+pub async fn connack_v5(
+    addr: SocketAddr,
+    login: Login<'_>,
+) -> Result<rumqttc::v5::mqttbytes::v5::ConnectReturnCode> {
     use rumqttc::v5::mqttbytes::v5::Packet as P5;
     use rumqttc::v5::{ConnectionError as E5, Event as Ev5};
-    let mut opts = rumqttc::v5::MqttOptions::new(login.client_id, addr.ip().to_string(), addr.port());
+    let mut opts =
+        rumqttc::v5::MqttOptions::new(login.client_id, addr.ip().to_string(), addr.port());
     if let Some(user) = login.username {
         opts.set_credentials(user, login.password.unwrap_or(""));
     }

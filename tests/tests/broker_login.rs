@@ -38,7 +38,9 @@ async fn minted_tokens_log_in_over_tcp_and_websocket() {
         }
     }
     assert_eq!(
-        connack_v5(server.mqtt, Login::token(&id, &id, &token)).await.unwrap(),
+        connack_v5(server.mqtt, Login::token(&id, &id, &token))
+            .await
+            .unwrap(),
         V5::Success
     );
 }
@@ -57,23 +59,66 @@ async fn refused_logins_get_the_right_connack() {
     let cases: Vec<(&str, Login, V3, V5)> = vec![
         (
             "no token",
-            Login { client_id: &id, username: None, password: None },
+            Login {
+                client_id: &id,
+                username: None,
+                password: None,
+            },
             V3::BadUserNamePassword,
             V5::BadUserNamePassword,
         ),
         (
             "username without password",
-            Login { client_id: &id, username: Some(&id), password: None },
+            Login {
+                client_id: &id,
+                username: Some(&id),
+                password: None,
+            },
             V3::BadUserNamePassword,
             V5::BadUserNamePassword,
         ),
-        ("wrong signature", Login::token(&id, &id, &forged), V3::BadUserNamePassword, V5::BadUserNamePassword),
-        ("expired token", Login::token(&id, &id, &expired), V3::BadUserNamePassword, V5::BadUserNamePassword),
-        ("garbage token", Login::token(&id, &id, "garbage"), V3::BadUserNamePassword, V5::BadUserNamePassword),
-        ("username not the subject", Login::token(&id, &other, &good), V3::BadUserNamePassword, V5::BadUserNamePassword),
-        ("client id of another user", Login::token(&other, &id, &good), V3::NotAuthorized, V5::NotAuthorized),
-        ("device not the token's", Login::token(&tablet, &id, &good), V3::NotAuthorized, V5::NotAuthorized),
-        ("client id not an id", Login::token("robot-1", &id, &good), V3::NotAuthorized, V5::NotAuthorized),
+        (
+            "wrong signature",
+            Login::token(&id, &id, &forged),
+            V3::BadUserNamePassword,
+            V5::BadUserNamePassword,
+        ),
+        (
+            "expired token",
+            Login::token(&id, &id, &expired),
+            V3::BadUserNamePassword,
+            V5::BadUserNamePassword,
+        ),
+        (
+            "garbage token",
+            Login::token(&id, &id, "garbage"),
+            V3::BadUserNamePassword,
+            V5::BadUserNamePassword,
+        ),
+        (
+            "username not the subject",
+            Login::token(&id, &other, &good),
+            V3::BadUserNamePassword,
+            V5::BadUserNamePassword,
+        ),
+        (
+            "client id of another user",
+            Login::token(&other, &id, &good),
+            V3::NotAuthorized,
+            V5::NotAuthorized,
+        ),
+        (
+            "device not the token's",
+            Login::token(&tablet, &id, &good),
+            V3::NotAuthorized,
+            V5::NotAuthorized,
+        ),
+        (
+            "client id not an id",
+            Login::token("robot-1", &id, &good),
+            V3::NotAuthorized,
+            V5::NotAuthorized,
+        ),
     ];
     for (what, login, v3, v5) in cases {
         let got = connect(server.mqtt, Via::Tcp, login).await;
@@ -82,10 +127,23 @@ async fn refused_logins_get_the_right_connack() {
         assert_eq!(got, v5, "MQTT 5, {what}");
     }
     // The refusals are counted by reason.
-    let metrics = reqwest::get(format!("{}/metrics", server.http)).await.unwrap().text().await.unwrap();
-    for reason in ["no_token", "bad_token", "expired_token", "wrong_username", "wrong_client_id"] {
+    let metrics = reqwest::get(format!("{}/metrics", server.http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for reason in [
+        "no_token",
+        "bad_token",
+        "expired_token",
+        "wrong_username",
+        "wrong_client_id",
+    ] {
         assert!(
-            metrics.contains(&format!("switchboard_mqtt_logins_refused_total{{reason=\"{reason}\"}}")),
+            metrics.contains(&format!(
+                "switchboard_mqtt_logins_refused_total{{reason=\"{reason}\"}}"
+            )),
             "{reason} missing from metrics"
         );
     }
@@ -102,8 +160,13 @@ async fn retained_messages_reach_later_subscribers() {
     let topic = format!("users/{a}/info");
     let payload = serde_json::json!({"id": a, "nickname": "Ala", "updatedAt": 1}).to_string();
 
-    let publisher = connect(server.mqtt, Via::Tcp, Login::token(&a, &a, &ta)).await.unwrap();
-    publisher.publish(&topic, payload.as_bytes(), true).await.unwrap();
+    let publisher = connect(server.mqtt, Via::Tcp, Login::token(&a, &a, &ta))
+        .await
+        .unwrap();
+    publisher
+        .publish(&topic, payload.as_bytes(), true)
+        .await
+        .unwrap();
     // The publisher's own subscription proves the broker has the message
     // before the later subscriber arrives.
     let mut publisher = publisher;
@@ -111,10 +174,16 @@ async fn retained_messages_reach_later_subscribers() {
     let echoed = publisher.next().await.unwrap();
     assert!(matches!(echoed, Incoming::Publish { .. }), "{echoed:?}");
 
-    let mut later = connect(server.mqtt_ws, Via::WebSocket, Login::token(&b, &b, &tb)).await.unwrap();
+    let mut later = connect(server.mqtt_ws, Via::WebSocket, Login::token(&b, &b, &tb))
+        .await
+        .unwrap();
     later.subscribe(&topic).await.unwrap();
     match later.next().await.unwrap() {
-        Incoming::Publish { topic: t, payload: p, retain } => {
+        Incoming::Publish {
+            topic: t,
+            payload: p,
+            retain,
+        } => {
             assert_eq!(t, topic);
             assert_eq!(p, payload.as_bytes());
             assert!(retain, "a late subscriber gets it as a retained message");

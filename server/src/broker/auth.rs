@@ -77,7 +77,13 @@ mod tests {
         let forged = Tokens::new(&[2u8; 32]).mint(ID, Kind::User, None, 60);
         let admin = tokens.mint(ID, Kind::Admin, None, 60);
         let with_device = format!("{ID}:phone");
-        let cases: [(Option<&str>, Option<&[u8]>, &str, Result<(), Refusal>); 9] = [
+        type Case<'a> = (
+            Option<&'a str>,
+            Option<&'a [u8]>,
+            &'a str,
+            Result<(), Refusal>,
+        );
+        let cases: [Case; 9] = [
             (Some(ID), Some(good.as_bytes()), ID, Ok(())),
             (Some(ID), Some(good.as_bytes()), &with_device, Ok(())),
             (Some(ID), None, ID, Err(Refusal::NoToken)),

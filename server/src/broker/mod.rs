@@ -42,7 +42,7 @@ impl Broker {
             // replacements and deletions.
             .plugins_config_map_add(
                 "rmqtt-retainer",
-                &format!(
+                format!(
                     "storage.type = \"ram\"\nmax_retained_messages = 0\nretained_message_ttl = \"0s\"\nmax_payload_size = \"{}B\"",
                     config.mqtt_max_packet_bytes
                 ),

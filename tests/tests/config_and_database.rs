@@ -1,0 +1,175 @@
+//! Startup refuses bad configuration and unreachable databases with a clear
+//! message; migrations apply on SQLite and PostgreSQL; the open broker mode
+//! is explicit and loud.
+
+use sqlx::Connection;
+use switchboard_e2e::mqtt::{connect, Login, Via};
+use switchboard_e2e::{random_id, run_switchboard, Database, Server};
+
+#[test]
+fn bad_values_stop_startup_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().display().to_string();
+    for (key, value) in [
+        ("SWITCHBOARD_HTTP_ADDR", "not-an-address"),
+        ("SWITCHBOARD_MQTT_ADDR", "127.0.0.1:99999"),
+        ("SWITCHBOARD_ID_SCHEME", "sha1"),
+        ("SWITCHBOARD_RING_TIMEOUT_S", "soon"),
+        ("SWITCHBOARD_OPEN_BROKER", "maybe"),
+        ("SWITCHBOARD_DATABASE_URL", "mysql://db/x"),
+        ("SWITCHBOARD_DEFAULT_REGION", "Atlantis"),
+        ("SWITCHBOARD_JWT_SECRET", "short"),
+        ("SWITCHBOARD_NO_SUCH_SETTING", "1"),
+    ] {
+        let (status, stderr) =
+            run_switchboard(&["serve"], &[("SWITCHBOARD_DATA_DIR", &data), (key, value)]).unwrap();
+        assert_eq!(status.code(), Some(2), "{key}={value}: {stderr}");
+        let name = key.trim_start_matches("SWITCHBOARD_").to_lowercase();
+        assert!(
+            stderr.contains(&name),
+            "{key}={value}: message does not name {name}: {stderr}"
+        );
+    }
+    // Nothing was started or written for a refused configuration.
+    assert!(!dir.path().join("switchboard.db").exists());
+}
+
+#[test]
+fn bad_config_file_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("switchboard.toml");
+    std::fs::write(
+        &file,
+        "http_addr = \"127.0.0.1:0\"\nmqtt_max_queue = \"lots\"\n",
+    )
+    .unwrap();
+    let (status, stderr) =
+        run_switchboard(&["--config", file.to_str().unwrap(), "serve"], &[]).unwrap();
+    assert_eq!(status.code(), Some(2));
+    assert!(stderr.contains("mqtt_max_queue"), "{stderr}");
+
+    let (status, stderr) = run_switchboard(&["--config", "/nonexistent.toml"], &[]).unwrap();
+    assert_eq!(status.code(), Some(2));
+    assert!(stderr.contains("does not exist"), "{stderr}");
+
+    std::fs::write(&file, "this is = not toml [").unwrap();
+    let (status, _) = run_switchboard(&["--config", file.to_str().unwrap()], &[]).unwrap();
+    assert_eq!(status.code(), Some(2));
+}
+
+#[test]
+fn unreachable_database_fails_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().display().to_string();
+    // Port 1 on loopback: nothing listens there.
+    let url = "postgres://switchboard:secret-password@127.0.0.1:1/switchboard";
+    let (status, stderr) = run_switchboard(
+        &["serve"],
+        &[
+            ("SWITCHBOARD_DATA_DIR", &data),
+            ("SWITCHBOARD_DATABASE_URL", url),
+        ],
+    )
+    .unwrap();
+    assert!(!status.success());
+    assert!(
+        stderr
+            .contains("connecting to database postgres://switchboard:***@127.0.0.1:1/switchboard"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("secret-password"),
+        "the password leaked: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn migrate_applies_on_the_test_database() {
+    let db = Database::for_test().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().display().to_string();
+    let url = match &db {
+        Database::Postgres { url } => url.clone(),
+        Database::Sqlite => format!("sqlite://{}/switchboard.db", data),
+    };
+    let env = [
+        ("SWITCHBOARD_DATA_DIR", data.as_str()),
+        ("SWITCHBOARD_DATABASE_URL", url.as_str()),
+    ];
+    for _ in 0..2 {
+        // Twice: applying again is a no-op, as at every restart.
+        let (status, stderr) = run_switchboard(&["migrate"], &env).unwrap();
+        assert!(status.success(), "{stderr}");
+    }
+    let (migrations, users): (i64, i64) = match &db {
+        Database::Postgres { url } => {
+            let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+            (
+                sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+                    .fetch_one(&mut c)
+                    .await
+                    .unwrap(),
+                sqlx::query_scalar("SELECT count(*) FROM users")
+                    .fetch_one(&mut c)
+                    .await
+                    .unwrap(),
+            )
+        }
+        Database::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+                .fetch_one(&mut c)
+                .await
+                .unwrap();
+            assert_eq!(mode, "wal");
+            (
+                sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+                    .fetch_one(&mut c)
+                    .await
+                    .unwrap(),
+                sqlx::query_scalar("SELECT count(*) FROM users")
+                    .fetch_one(&mut c)
+                    .await
+                    .unwrap(),
+            )
+        }
+    };
+    let shipped = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations"))
+        .unwrap()
+        .count() as i64;
+    assert_eq!(
+        migrations, shipped,
+        "every migration in migrations/ applied"
+    );
+    assert_eq!(users, 0);
+}
+
+#[tokio::test]
+async fn open_broker_is_explicit_and_loud() {
+    let db = Database::for_test().await.unwrap();
+    let closed = Server::start(&db).await.unwrap();
+    let anon = Login {
+        client_id: "any-client",
+        username: None,
+        password: None,
+    };
+    assert!(
+        connect(closed.mqtt, Via::Tcp, anon).await.is_err(),
+        "closed by default"
+    );
+
+    let open = Server::builder(&db)
+        .env("SWITCHBOARD_OPEN_BROKER", "true")
+        .start()
+        .await
+        .unwrap();
+    assert!(connect(open.mqtt, Via::Tcp, anon).await.is_ok());
+    let someone = random_id();
+    let forged = Login {
+        client_id: &someone,
+        username: Some(&someone),
+        password: Some("not-a-token"),
+    };
+    assert!(connect(open.mqtt, Via::Tcp, forged).await.is_ok());
+    assert!(open.logged("OPEN_BROKER is on"));
+}

@@ -55,17 +55,25 @@ impl Database {
     /// SQLite, or a fresh PostgreSQL database when the suite runs against
     /// PostgreSQL.
     pub async fn for_test() -> Result<Database> {
-        match std::env::var("E2E_POSTGRES_URL") {
-            Ok(admin) => Ok(Database::Postgres {
+        match postgres_admin_url() {
+            Some(admin) => Ok(Database::Postgres {
                 url: fresh_postgres_database(&admin).await?,
             }),
-            Err(_) => Ok(Database::Sqlite),
+            None => Ok(Database::Sqlite),
         }
     }
 
     pub fn is_postgres(&self) -> bool {
         matches!(self, Database::Postgres { .. })
     }
+}
+
+/// The PostgreSQL server the suite runs against, if any (unset or empty:
+/// SQLite).
+pub fn postgres_admin_url() -> Option<String> {
+    std::env::var("E2E_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
 }
 
 /// Creates an empty database on the PostgreSQL server at `admin_url` and

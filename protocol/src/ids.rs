@@ -231,7 +231,7 @@ mod tests {
     use crate::phone::Region;
 
     fn phone(s: &str) -> Phone {
-        Phone::parse(s, "PL".parse::<Region>().unwrap()).unwrap()
+        Phone::parse(s, Some("PL".parse::<Region>().unwrap())).unwrap()
     }
 
     #[test]

@@ -3,10 +3,12 @@
 //! them. The server, the SDK and the tests all speak through this crate, so a
 //! topic or payload has exactly one definition.
 
+pub mod acl;
 pub mod error;
 pub mod ids;
 pub mod payload;
 pub mod phone;
+pub mod profile;
 pub mod topic;
 
 pub use error::{ErrorBody, ErrorCode, Invalid};

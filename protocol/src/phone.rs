@@ -35,6 +35,8 @@ pub struct Phone(String);
 pub enum PhoneError {
     #[error("not a phone number")]
     NotANumber,
+    #[error("no country code: write the number as +<country code><number>")]
+    NoCountryCode,
     #[error("not a valid phone number for its region")]
     InvalidNumber,
     #[error("unknown region {0:?}: use an ISO 3166-1 alpha-2 code such as PL or US")]
@@ -46,15 +48,20 @@ pub enum PhoneError {
 const MAX_INPUT: usize = 64;
 
 impl Phone {
-    /// Normalizes what a user typed. Numbers without a leading `+` are read
-    /// in `default_region`.
-    pub fn parse(input: &str, default_region: Region) -> Result<Phone, PhoneError> {
+    /// Normalizes what a user typed. Numbers without a country code are
+    /// read in `default_region`, and refused when there is none.
+    pub fn parse(input: &str, default_region: Option<Region>) -> Result<Phone, PhoneError> {
         let input = input.trim();
         if input.is_empty() || input.len() > MAX_INPUT {
             return Err(PhoneError::NotANumber);
         }
-        let number = phonenumber::parse(Some(default_region.0), input)
-            .map_err(|_| PhoneError::NotANumber)?;
+        let number = phonenumber::parse(default_region.map(|r| r.0), input).map_err(|_| {
+            if default_region.is_none() && !input.starts_with('+') {
+                PhoneError::NoCountryCode
+            } else {
+                PhoneError::NotANumber
+            }
+        })?;
         if !number.is_valid() {
             return Err(PhoneError::InvalidNumber);
         }
@@ -76,8 +83,8 @@ impl fmt::Display for Phone {
 mod tests {
     use super::*;
 
-    fn pl() -> Region {
-        "PL".parse().unwrap()
+    fn pl() -> Option<Region> {
+        Some("PL".parse().unwrap())
     }
 
     #[test]
@@ -99,7 +106,7 @@ mod tests {
 
     #[test]
     fn region_only_applies_without_country_code() {
-        let us: Region = "us".parse().unwrap();
+        let us = Some("us".parse::<Region>().unwrap());
         assert_eq!(
             Phone::parse("(201) 555-0123", us).unwrap().as_str(),
             "+12015550123"
@@ -126,6 +133,18 @@ mod tests {
         assert_eq!(
             Phone::parse("+48 123", pl()),
             Err(PhoneError::InvalidNumber)
+        );
+    }
+
+    #[test]
+    fn without_a_region_the_country_code_is_required() {
+        assert_eq!(
+            Phone::parse("+48 555 555 555", None).unwrap().as_str(),
+            "+48555555555"
+        );
+        assert_eq!(
+            Phone::parse("555 555 555", None),
+            Err(PhoneError::NoCountryCode)
         );
     }
 

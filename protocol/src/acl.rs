@@ -1,0 +1,294 @@
+//! Who may subscribe to and publish on which topic: the rule table of the
+//! protocol as one pure function. The server gives it the facts it needs
+//! (who can see whom) through `Facts`; everything else is decided from the
+//! topic and the client's own identity.
+
+use crate::ids::{ClientId, Id};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrincipalKind {
+    User,
+    Robot,
+}
+
+/// A logged-in MQTT client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub client: ClientId,
+    pub kind: PrincipalKind,
+}
+
+impl Principal {
+    pub fn id(&self) -> &Id {
+        &self.client.id
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// `topic` is a subscription filter and may hold wildcards.
+    Subscribe,
+    /// `topic` is a topic name (also a Will topic).
+    Publish,
+}
+
+/// What the rules need to know beyond the topic.
+pub trait Facts {
+    /// Whether `viewer` may see `target`'s profile and presence: itself,
+    /// or `target` shows itself to everyone or lists `viewer` as a contact,
+    /// and `target` has not blocked `viewer`.
+    fn can_see(&self, viewer: &Id, target: &Id) -> bool;
+}
+
+/// Why a subscription or publish was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Denial {
+    #[error("wildcards may not stand for another user's, call's or code's topics")]
+    Wildcard,
+    #[error("$SYS and other $ topics are not available")]
+    System,
+    #[error("this topic belongs to another client")]
+    NotYours,
+    #[error("that user does not share this with you")]
+    NotVisible,
+    #[error("only the server publishes on this topic")]
+    ServerOnly,
+    #[error("not available yet: this part of the protocol is not served")]
+    NotServed,
+    #[error("not a topic of the Switchboard protocol")]
+    NotInContract,
+}
+
+/// One level of a topic or filter.
+enum Level<'a> {
+    /// `+` or `#`.
+    Wild,
+    Literal(&'a str),
+}
+
+fn level(s: &str) -> Level<'_> {
+    if s == "+" || s == "#" {
+        Level::Wild
+    } else {
+        Level::Literal(s)
+    }
+}
+
+/// Decides whether `principal` may `action` on `topic`.
+pub fn authorize(
+    principal: &Principal,
+    action: Action,
+    topic: &str,
+    facts: &impl Facts,
+) -> Result<(), Denial> {
+    if topic.starts_with('$') {
+        return Err(Denial::System);
+    }
+    let levels: Vec<&str> = topic.split('/').collect();
+    let publish = action == Action::Publish;
+    if publish && levels.iter().any(|l| matches!(level(l), Level::Wild)) {
+        // MQTT forbids wildcards in topic names; never route one.
+        return Err(Denial::NotInContract);
+    }
+    let me = principal.id();
+    match levels.as_slice() {
+        [first, ..] if matches!(level(first), Level::Wild) => Err(Denial::Wildcard),
+        ["users", owner, leaf] => {
+            let owner = concrete_id(owner)?;
+            match (action, *leaf) {
+                (Action::Publish, "info" | "isConnected") if &owner == me => Ok(()),
+                (Action::Publish, "info" | "isConnected") => Err(Denial::NotYours),
+                (Action::Publish, "presence") => Err(Denial::ServerOnly),
+                (Action::Subscribe, "info" | "isConnected" | "presence" | "+" | "#") => {
+                    if facts.can_see(me, &owner) {
+                        Ok(())
+                    } else {
+                        Err(Denial::NotVisible)
+                    }
+                }
+                _ => Err(Denial::NotInContract),
+            }
+        }
+        ["invite", callee, sid] => {
+            let callee = concrete_id(callee)?;
+            match action {
+                // `invite/<me>/+` (or `#`) is the inbox of the use case.
+                Action::Subscribe if &callee == me => match level(sid) {
+                    Level::Wild => Ok(()),
+                    Level::Literal(s) => s
+                        .parse::<crate::Sid>()
+                        .map(|_| ())
+                        .map_err(|_| Denial::NotInContract),
+                },
+                Action::Subscribe => Err(Denial::NotYours),
+                Action::Publish => {
+                    sid.parse::<crate::Sid>()
+                        .map_err(|_| Denial::NotInContract)?;
+                    if &callee == me {
+                        Err(Denial::NotInContract)
+                    } else if facts.can_see(me, &callee) {
+                        Ok(())
+                    } else {
+                        Err(Denial::NotVisible)
+                    }
+                }
+            }
+        }
+        ["session", sid, ..] | ["pairing", sid, ..] => {
+            // Calls and pairing come with their own facts; until the server
+            // serves them nobody may use these topics.
+            match level(sid) {
+                Level::Wild => Err(Denial::Wildcard),
+                Level::Literal(_) => Err(Denial::NotServed),
+            }
+        }
+        ["clients", client, "errors"] => match (action, level(client)) {
+            (Action::Publish, _) => Err(Denial::ServerOnly),
+            (Action::Subscribe, Level::Wild) => Err(Denial::Wildcard),
+            (Action::Subscribe, Level::Literal(c)) if c == principal.client.to_string() => Ok(()),
+            (Action::Subscribe, Level::Literal(_)) => Err(Denial::NotYours),
+        },
+        [.., last] if *last == "#" => Err(Denial::Wildcard),
+        _ => Err(Denial::NotInContract),
+    }
+}
+
+/// The id in an owner slot: a wildcard there would reach other users.
+fn concrete_id(s: &str) -> Result<Id, Denial> {
+    match level(s) {
+        Level::Wild => Err(Denial::Wildcard),
+        Level::Literal(s) => s.parse().map_err(|_| Denial::NotInContract),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    const ME: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const FRIEND: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    const STRANGER: &str = "cccccccccccccccccccccccccccccccc";
+    const SID: &str = "0123456789abcdef0123456789abcdef";
+
+    /// Who can see whom, as the server would know it.
+    struct Graph(HashSet<(String, String)>);
+
+    impl Facts for Graph {
+        fn can_see(&self, viewer: &Id, target: &Id) -> bool {
+            viewer == target || self.0.contains(&(viewer.to_string(), target.to_string()))
+        }
+    }
+
+    fn me() -> Principal {
+        Principal {
+            client: format!("{ME}:phone").parse().unwrap(),
+            kind: PrincipalKind::User,
+        }
+    }
+
+    #[test]
+    fn rule_table() {
+        use Action::{Publish as P, Subscribe as S};
+        let graph = Graph([(ME.to_string(), FRIEND.to_string())].into_iter().collect());
+        let ok = Ok(());
+        let cases: Vec<(Action, String, Result<(), Denial>)> = vec![
+            // Everything, $SYS and wildcard first levels.
+            (S, "#".into(), Err(Denial::Wildcard)),
+            (S, "+/info".into(), Err(Denial::Wildcard)),
+            (S, "+/+/+".into(), Err(Denial::Wildcard)),
+            (S, "$SYS/#".into(), Err(Denial::System)),
+            (S, "$share/g/users/x/info".into(), Err(Denial::System)),
+            (P, "$SYS/x".into(), Err(Denial::System)),
+            // Profiles and presence: self and those who show themselves.
+            (S, format!("users/{ME}/info"), ok),
+            (S, format!("users/{ME}/#"), ok),
+            (S, format!("users/{FRIEND}/info"), ok),
+            (S, format!("users/{FRIEND}/isConnected"), ok),
+            (S, format!("users/{FRIEND}/presence"), ok),
+            (S, format!("users/{FRIEND}/+"), ok),
+            (S, format!("users/{STRANGER}/info"), Err(Denial::NotVisible)),
+            (S, format!("users/{STRANGER}/#"), Err(Denial::NotVisible)),
+            (S, "users/+/info".into(), Err(Denial::Wildcard)),
+            (S, "users/#".into(), Err(Denial::Wildcard)),
+            (S, "users/+/#".into(), Err(Denial::Wildcard)),
+            (S, format!("users/{ME}/secrets"), Err(Denial::NotInContract)),
+            (S, "users/not-an-id/info".into(), Err(Denial::NotInContract)),
+            (P, format!("users/{ME}/info"), ok),
+            (P, format!("users/{ME}/isConnected"), ok),
+            (P, format!("users/{ME}/presence"), Err(Denial::ServerOnly)),
+            (P, format!("users/{FRIEND}/info"), Err(Denial::NotYours)),
+            (
+                P,
+                format!("users/{FRIEND}/isConnected"),
+                Err(Denial::NotYours),
+            ),
+            (P, "users/+/info".into(), Err(Denial::NotInContract)),
+            // Invites: only one's own inbox; invite those one can see.
+            (S, format!("invite/{ME}/+"), ok),
+            (S, format!("invite/{ME}/#"), ok),
+            (S, format!("invite/{ME}/{SID}"), ok),
+            (S, format!("invite/{FRIEND}/+"), Err(Denial::NotYours)),
+            (S, "invite/+/+".into(), Err(Denial::Wildcard)),
+            (S, "invite/#".into(), Err(Denial::Wildcard)),
+            (P, format!("invite/{FRIEND}/{SID}"), ok),
+            (
+                P,
+                format!("invite/{STRANGER}/{SID}"),
+                Err(Denial::NotVisible),
+            ),
+            (P, format!("invite/{ME}/{SID}"), Err(Denial::NotInContract)),
+            (
+                P,
+                format!("invite/{FRIEND}/not-a-sid"),
+                Err(Denial::NotInContract),
+            ),
+            // Calls and pairing are not served yet.
+            (S, format!("session/{SID}/state"), Err(Denial::NotServed)),
+            (S, "session/+/state".into(), Err(Denial::Wildcard)),
+            (S, "session/#".into(), Err(Denial::Wildcard)),
+            (P, format!("session/{SID}/call"), Err(Denial::NotServed)),
+            (S, "pairing/123456/robotID".into(), Err(Denial::NotServed)),
+            (S, "pairing/+/robotID".into(), Err(Denial::Wildcard)),
+            (S, "pairing/#".into(), Err(Denial::Wildcard)),
+            // Error reports: one's own client id only.
+            (S, format!("clients/{ME}:phone/errors"), ok),
+            (S, format!("clients/{ME}/errors"), Err(Denial::NotYours)),
+            (S, format!("clients/{FRIEND}/errors"), Err(Denial::NotYours)),
+            (S, "clients/+/errors".into(), Err(Denial::Wildcard)),
+            (
+                P,
+                format!("clients/{ME}:phone/errors"),
+                Err(Denial::ServerOnly),
+            ),
+            // Anything else.
+            (S, "foo/bar".into(), Err(Denial::NotInContract)),
+            (S, "foo/#".into(), Err(Denial::Wildcard)),
+            (P, "foo".into(), Err(Denial::NotInContract)),
+            (P, "".into(), Err(Denial::NotInContract)),
+        ];
+        for (action, topic, want) in cases {
+            assert_eq!(
+                authorize(&me(), action, &topic, &graph),
+                want,
+                "{action:?} {topic}"
+            );
+        }
+    }
+
+    #[test]
+    fn blocked_or_invisible_users_see_nothing() {
+        let nobody = Graph(HashSet::new());
+        for leaf in ["info", "isConnected", "presence", "+", "#"] {
+            assert_eq!(
+                authorize(
+                    &me(),
+                    Action::Subscribe,
+                    &format!("users/{FRIEND}/{leaf}"),
+                    &nobody
+                ),
+                Err(Denial::NotVisible)
+            );
+        }
+    }
+}

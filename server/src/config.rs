@@ -40,6 +40,16 @@ pub struct Config {
     pub ring_timeout_s: u64,
     /// Lifetime of access tokens minted by the server.
     pub access_token_ttl_s: u64,
+    /// Lifetime of refresh tokens (each use makes a new one).
+    pub refresh_token_ttl_s: u64,
+    /// How long an MQTT connection may outlive its access token.
+    pub token_grace_s: u64,
+    /// Phone numbers one user may look up through discovery per day.
+    pub discovery_daily_quota: u64,
+    /// MQTT URLs handed to clients at sign-in; derived from the listen
+    /// addresses when unset (set them behind NAT or a proxy).
+    pub mqtt_public_url: Option<String>,
+    pub mqtt_ws_public_url: Option<String>,
     /// Most messages queued for one MQTT session (offline or slow); past it
     /// the oldest are dropped, so a stuck client cannot exhaust memory.
     pub mqtt_max_queue: usize,
@@ -85,6 +95,11 @@ impl Default for Config {
             admin_token: None,
             ring_timeout_s: 30,
             access_token_ttl_s: 15 * 60,
+            refresh_token_ttl_s: 30 * 24 * 60 * 60,
+            token_grace_s: 30,
+            discovery_daily_quota: 2000,
+            mqtt_public_url: None,
+            mqtt_ws_public_url: None,
             mqtt_max_queue: 1000,
             mqtt_max_inflight: 64,
             // Long enough for a phone woken by a push to collect its queued
@@ -149,6 +164,30 @@ impl Config {
                 return bad(key, "must be at least 32 characters".into());
             }
         }
+        for (key, url, schemes) in [
+            (
+                "mqtt_public_url",
+                &self.mqtt_public_url,
+                ["mqtt://", "mqtts://"],
+            ),
+            (
+                "mqtt_ws_public_url",
+                &self.mqtt_ws_public_url,
+                ["ws://", "wss://"],
+            ),
+        ] {
+            if let Some(u) = url {
+                if !schemes.iter().any(|s| u.starts_with(s)) {
+                    return bad(
+                        key,
+                        format!(
+                            "must start with {} or {}, got {u:?}",
+                            schemes[0], schemes[1]
+                        ),
+                    );
+                }
+            }
+        }
         if self.admin_token.as_ref().is_some_and(|s| s.len() < 16) {
             return bad("admin_token", "must be at least 16 characters".into());
         }
@@ -172,6 +211,8 @@ impl Config {
         for (key, value) in [
             ("ring_timeout_s", self.ring_timeout_s),
             ("access_token_ttl_s", self.access_token_ttl_s),
+            ("refresh_token_ttl_s", self.refresh_token_ttl_s),
+            ("discovery_daily_quota", self.discovery_daily_quota),
             ("mqtt_message_expiry_s", self.mqtt_message_expiry_s),
             ("mqtt_max_queue", self.mqtt_max_queue as u64),
             ("mqtt_max_inflight", u64::from(self.mqtt_max_inflight)),
@@ -184,6 +225,12 @@ impl Config {
             return bad("mqtt_max_packet_bytes", "must be at least 1024".into());
         }
         Ok(())
+    }
+
+    /// The region for numbers typed without a country code (checked at
+    /// load, so parsing cannot fail here).
+    pub fn region(&self) -> Option<Region> {
+        self.default_region.as_ref().and_then(|r| r.parse().ok())
     }
 
     /// The database to use: the configured URL, or SQLite in `data_dir`.

@@ -51,6 +51,35 @@ pub fn load_or_create(data_dir: &Path, file: &str, configured: Option<&str>) -> 
     }
 }
 
+/// Hex of HMAC-SHA256(key, parts joined by NUL): keyed hashes of phone
+/// numbers and one-time codes, useless to whoever copies the database
+/// without the key.
+pub fn keyed_hash(key: &[u8], parts: &[&str]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key");
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            mac.update(&[0]);
+        }
+        mac.update(part.as_bytes());
+    }
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Hex of SHA-256: enough for random secrets of 256 bits (refresh tokens,
+/// robot secrets), which cannot be guessed back from their hash.
+pub fn sha256_hex(secret: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(secret.as_bytes()))
+}
+
+/// A new random secret: 32 bytes, hex.
+pub fn random_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

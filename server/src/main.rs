@@ -1,12 +1,16 @@
 //! `switchboard`: the embedded MQTT broker, the HTTP API and the store in
 //! one process. See ARCHITECTURE.md at the repository root for the map.
 
+mod accounts;
 mod broker;
 mod config;
 mod http;
 mod keys;
+mod limits;
 mod metrics;
 mod serve;
+mod sms;
+mod social;
 mod store;
 mod token;
 
@@ -56,6 +60,17 @@ enum Command {
         #[arg(long, default_value_t = 900)]
         ttl: u64,
     },
+    /// Robot accounts.
+    Robot {
+        #[command(subcommand)]
+        command: RobotCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RobotCommand {
+    /// Provision a robot; prints `{"robotId", "secret"}` (the secret is shown once).
+    Create,
 }
 
 fn main() -> ExitCode {
@@ -85,6 +100,15 @@ fn main() -> ExitCode {
             } => {
                 let tokens = serve::tokens(&config)?;
                 println!("{}", tokens.mint(sub.as_str(), kind, device, ttl));
+                Ok(())
+            }
+            Command::Robot {
+                command: RobotCommand::Create,
+            } => {
+                let store = serve::open_store(&config).await?;
+                let robot = accounts::create_robot(&store).await?;
+                store.close().await;
+                println!("{}", serde_json::to_string(&robot)?);
                 Ok(())
             }
         }

@@ -20,12 +20,18 @@ pub struct RefusalLabels {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabels {
+    pub action: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub mqtt_connections: Gauge,
     pub mqtt_messages_in: Counter,
     pub mqtt_messages_out: Counter,
     pub mqtt_logins_refused: Family<RefusalLabels, Counter>,
+    pub mqtt_refused: Family<ActionLabels, Counter>,
     pub http_requests: Family<HttpLabels, Counter>,
 }
 
@@ -36,6 +42,7 @@ impl Metrics {
         let mqtt_messages_in = Counter::default();
         let mqtt_messages_out = Counter::default();
         let mqtt_logins_refused = Family::default();
+        let mqtt_refused = Family::default();
         let http_requests = Family::default();
         registry.register(
             "mqtt_connections",
@@ -58,6 +65,11 @@ impl Metrics {
             mqtt_logins_refused.clone(),
         );
         registry.register(
+            "mqtt_refused",
+            "SUBSCRIBEs and PUBLISHes refused by the topic rules or payload checks",
+            mqtt_refused.clone(),
+        );
+        registry.register(
             "http_requests",
             "HTTP requests by route, method and status",
             http_requests.clone(),
@@ -68,8 +80,16 @@ impl Metrics {
             mqtt_messages_in,
             mqtt_messages_out,
             mqtt_logins_refused,
+            mqtt_refused,
             http_requests,
         }
+    }
+
+    /// Counts a refused `subscribe` or `publish`.
+    pub fn count_refusal(&self, action: &'static str) {
+        self.mqtt_refused
+            .get_or_create(&ActionLabels { action })
+            .inc();
     }
 
     pub fn render(&self) -> String {

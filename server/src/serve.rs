@@ -6,11 +6,16 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
-use crate::broker::Broker;
+use switchboard_protocol::Topic;
+
+use crate::broker::{Broker, Deps};
 use crate::config::Config;
 use crate::http::{self, App};
 use crate::keys;
+use crate::limits::Limits;
 use crate::metrics::Metrics;
+use crate::sms::Sms;
+use crate::social::Graph;
 use crate::store::Store;
 use crate::token::Tokens;
 
@@ -25,7 +30,11 @@ fn ensure_data_dir(config: &Config) -> Result<()> {
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))
 }
 
-async fn open_store(config: &Config) -> Result<Store> {
+fn id_key(config: &Config) -> Result<Vec<u8>> {
+    keys::load_or_create(&config.data_dir, "id.key", config.id_secret.as_deref())
+}
+
+pub async fn open_store(config: &Config) -> Result<Store> {
     ensure_data_dir(config)?;
     let store = Store::connect(&config.database_url()).await?;
     store.migrate().await?;
@@ -43,18 +52,57 @@ pub async fn migrate(config: &Config) -> Result<()> {
 pub async fn run(config: Config) -> Result<()> {
     let store = open_store(&config).await?;
     let tokens = tokens(&config)?;
+    let id_key = id_key(&config)?;
+    let sms = Sms::from_config(&config)?;
+    let graph = Arc::new(Graph::load(&store).await?);
     let metrics = Arc::new(Metrics::new());
-    let broker = Broker::start(&config, tokens, metrics.clone()).await?;
+    let limits = Arc::new(Limits::new());
+    // Retained state is rebuilt from the database before anyone connects.
+    let retained = store
+        .all_profiles()
+        .await?
+        .into_iter()
+        .map(|p| {
+            let payload = serde_json::to_vec(&p).expect("profile serializes");
+            (Topic::UserInfo(p.id), payload)
+        })
+        .collect();
+    let deps = Deps {
+        tokens: tokens.clone(),
+        metrics: metrics.clone(),
+        graph: graph.clone(),
+        store: store.clone(),
+        limits: limits.clone(),
+    };
+    let broker = Broker::start(&config, deps, retained).await?;
 
     let http_listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
         .with_context(|| format!("binding HTTP on {}", config.http_addr))?;
     let http_addr = http_listener.local_addr()?;
+    let mqtt_urls = (
+        config
+            .mqtt_public_url
+            .clone()
+            .unwrap_or_else(|| format!("mqtt://{}", reachable(broker.tcp_addr))),
+        config
+            .mqtt_ws_public_url
+            .clone()
+            .unwrap_or_else(|| format!("ws://{}/mqtt", reachable(broker.ws_addr))),
+    );
     let app = Arc::new(App {
         store: store.clone(),
+        tokens,
+        graph,
+        publisher: broker.publisher.clone(),
+        sms,
+        limits,
+        id_key,
+        mqtt_urls,
         metrics,
         mqtt_probe_addr: reachable(broker.tcp_addr),
         openapi: http::openapi(),
+        config: config.clone(),
     });
     tracing::info!(
         %http_addr,

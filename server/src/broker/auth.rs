@@ -2,7 +2,10 @@
 //! password and client id, kept apart from rmqtt's types so it is tested
 //! directly.
 
-use crate::token::{Claims, TokenError, Tokens};
+use switchboard_protocol::acl::{Principal, PrincipalKind};
+use switchboard_protocol::{ClientId, Topic};
+
+use crate::token::{Claims, Kind, TokenError, Tokens};
 
 /// Why a CONNECT was refused. Also the `reason` label of the
 /// `switchboard_mqtt_logins_refused` metric.
@@ -17,6 +20,8 @@ pub enum Refusal {
     WrongUsername,
     /// The client id is neither `<sub>` nor `<sub>:<device>` of the token.
     WrongClientId,
+    /// A Last Will on a topic other than the client's own `isConnected`.
+    ForbiddenWill,
 }
 
 impl Refusal {
@@ -27,6 +32,7 @@ impl Refusal {
             Refusal::ExpiredToken => "expired_token",
             Refusal::WrongUsername => "wrong_username",
             Refusal::WrongClientId => "wrong_client_id",
+            Refusal::ForbiddenWill => "forbidden_will",
         }
     }
 
@@ -35,18 +41,21 @@ impl Refusal {
     /// authorized" (0x05 / 0x87), since rmqtt lets a hook return no
     /// "identifier rejected".
     pub fn is_credentials(self) -> bool {
-        !matches!(self, Refusal::WrongClientId)
+        !matches!(self, Refusal::WrongClientId | Refusal::ForbiddenWill)
     }
 }
 
 /// Checks a CONNECT: username = token subject, password = the JWT, client id
-/// `<sub>` or `<sub>:<device>` of that token.
+/// `<sub>` or `<sub>:<device>` of that token, and a Last Will, if any, only
+/// on the client's own `users/<id>/isConnected` (the use case's Will; the
+/// server reconciles it with the user's other devices).
 pub fn check_login(
     tokens: &Tokens,
     username: Option<&str>,
     password: Option<&[u8]>,
     client_id: &str,
-) -> Result<Claims, Refusal> {
+    will_topic: Option<&str>,
+) -> Result<(Claims, Principal), Refusal> {
     let password = password.filter(|p| !p.is_empty()).ok_or(Refusal::NoToken)?;
     let jwt = std::str::from_utf8(password).map_err(|_| Refusal::BadToken)?;
     let claims = tokens.verify(jwt).map_err(|e| match e {
@@ -59,7 +68,18 @@ pub fn check_login(
     if !claims.allows_client_id(client_id) {
         return Err(Refusal::WrongClientId);
     }
-    Ok(claims)
+    let client: ClientId = client_id.parse().map_err(|_| Refusal::WrongClientId)?;
+    if let Some(topic) = will_topic {
+        if topic.parse::<Topic>() != Ok(Topic::UserIsConnected(client.id.clone())) {
+            return Err(Refusal::ForbiddenWill);
+        }
+    }
+    let kind = match claims.kind {
+        Kind::Robot => PrincipalKind::Robot,
+        // Admin tokens never get here: they cover no client id.
+        Kind::User | Kind::Admin => PrincipalKind::User,
+    };
+    Ok((claims, Principal { client, kind }))
 }
 
 #[cfg(test)]
@@ -115,8 +135,27 @@ mod tests {
             ),
         ];
         for (user, pass, cid, want) in cases {
-            let got = check_login(&tokens, user, pass, cid).map(|_| ());
+            let got = check_login(&tokens, user, pass, cid, None).map(|_| ());
             assert_eq!(got, want, "user={user:?} cid={cid}");
+        }
+    }
+
+    #[test]
+    fn wills_only_on_own_is_connected() {
+        let tokens = Tokens::new(&[1u8; 32]);
+        let token = tokens.mint(ID, Kind::Robot, None, 60);
+        let login =
+            |will: &str| check_login(&tokens, Some(ID), Some(token.as_bytes()), ID, Some(will));
+        let (_, principal) = login(&format!("users/{ID}/isConnected")).unwrap();
+        assert_eq!(principal.kind, PrincipalKind::Robot);
+        for will in [
+            format!("users/{OTHER}/isConnected"),
+            format!("users/{ID}/info"),
+            format!("users/{ID}/presence"),
+            "users/+/isConnected".to_string(),
+            "anything".to_string(),
+        ] {
+            assert_eq!(login(&will).err(), Some(Refusal::ForbiddenWill), "{will}");
         }
     }
 }

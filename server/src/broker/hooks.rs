@@ -1,69 +1,170 @@
-//! The rmqtt hooks: login on CONNECT and the broker's counters. The
-//! decisions live in pure functions (`auth`); this file only translates
+//! The rmqtt hooks: login on CONNECT, the topic rules on SUBSCRIBE and
+//! PUBLISH, profiles published over MQTT, closing connections whose token
+//! expired, and the broker's counters. The decisions live in pure functions
+//! (`auth`, the protocol crate's `acl` and `profile`); this file translates
 //! between them and rmqtt's types.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
+use rmqtt::codec::v5::SubscribeAckReason;
+use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType, Type};
-use rmqtt::types::AuthResult;
+use rmqtt::session::Session;
+use rmqtt::types::{
+    AuthResult, ConnectInfo, LastWill, Publish, PublishAclResult, SubscribeAclResult,
+};
+use switchboard_protocol::acl::{authorize, Action, Denial, Principal};
+use switchboard_protocol::profile::{accept_published, parse_profile};
+use switchboard_protocol::{ErrorCode, Topic};
 
-use super::auth::{check_login, Refusal};
+use super::auth::check_login;
+use super::publisher::Publisher;
+use super::Deps;
+use crate::limits::Limits;
 use crate::metrics::{Metrics, RefusalLabels};
-use crate::token::Tokens;
+use crate::social::Graph;
+use crate::store::{now_ms, Store};
+use crate::token::{now_s, Tokens};
 
 pub struct Hooks {
-    pub tokens: Tokens,
-    pub metrics: Arc<Metrics>,
-    /// Conformance-testing mode: everyone may log in.
-    pub open: bool,
+    tokens: Tokens,
+    metrics: Arc<Metrics>,
+    /// Conformance-testing mode: everyone may log in and use any topic.
+    open: bool,
+    graph: Arc<Graph>,
+    store: Store,
+    limits: Arc<Limits>,
+    publisher: Publisher,
+    scx: ServerContext,
+    /// How long a connection may outlive its token.
+    token_grace: Duration,
+    /// Logged-in clients by client id.
+    logins: Mutex<HashMap<String, Login>>,
+}
+
+struct Login {
+    principal: Principal,
+    /// Token expiry, seconds since the epoch.
+    exp: u64,
+    /// The connection, once connected. A takeover's old connection may
+    /// report its end after the new one logged in; this tells them apart.
+    connection: Option<rmqtt::types::Id>,
 }
 
 /// The hook types `Hooks` handles.
-pub const TYPES: [Type; 5] = [
+pub const TYPES: [Type; 7] = [
     Type::ClientAuthenticate,
     Type::ClientConnected,
     Type::ClientDisconnected,
+    Type::ClientSubscribeCheckAcl,
     Type::MessagePublish,
+    Type::MessagePublishCheckAcl,
     Type::MessageDelivered,
 ];
+
+impl Hooks {
+    pub fn new(
+        deps: Deps,
+        open: bool,
+        publisher: Publisher,
+        scx: ServerContext,
+        token_grace: Duration,
+    ) -> Self {
+        Hooks {
+            tokens: deps.tokens,
+            metrics: deps.metrics,
+            open,
+            graph: deps.graph,
+            store: deps.store,
+            limits: deps.limits,
+            publisher,
+            scx,
+            token_grace,
+            logins: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn principal(&self, client_id: &str) -> Option<Principal> {
+        let logins = self.logins.lock().expect("logins lock");
+        logins.get(client_id).map(|l| l.principal.clone())
+    }
+}
+
+fn will_topic(ci: &ConnectInfo) -> Option<String> {
+    ci.last_will().map(|w| match w {
+        LastWill::V3(w) => w.topic.to_string(),
+        LastWill::V5(w) => w.topic.to_string(),
+    })
+}
+
+fn allow_publish() -> ReturnType {
+    (
+        false,
+        Some(HookResult::PublishAclResult(PublishAclResult::allow())),
+    )
+}
+
+fn reject_publish() -> ReturnType {
+    // Keep the connection: MQTT 5 clients get PUBACK 0x87, and every client
+    // the reason on clients/<clientId>/errors.
+    (
+        false,
+        Some(HookResult::PublishAclResult(PublishAclResult::rejected(
+            false, None,
+        ))),
+    )
+}
 
 #[async_trait]
 impl Handler for Hooks {
     async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
         match param {
-            Parameter::ClientAuthenticate(ci) => {
-                if self.open {
-                    return (
-                        false,
-                        Some(HookResult::AuthResult(AuthResult::Allow(false, None))),
-                    );
+            Parameter::ClientAuthenticate(ci) => return self.authenticate(ci),
+            Parameter::ClientConnected(s) => {
+                self.metrics.mqtt_connections.inc();
+                self.connected(s);
+            }
+            Parameter::ClientDisconnected(s, _) => {
+                self.metrics.mqtt_connections.dec();
+                let mut logins = self.logins.lock().expect("logins lock");
+                let key = s.id.client_id.to_string();
+                if logins
+                    .get(&key)
+                    .is_some_and(|l| l.connection.as_ref() == Some(&s.id))
+                {
+                    logins.remove(&key);
                 }
-                let username = ci.username().map(|u| u.as_ref());
-                let password = ci.password().map(|p| p.as_ref());
-                let client_id: &str = ci.client_id();
-                let result = match check_login(&self.tokens, username, password, client_id) {
-                    Ok(_) => AuthResult::Allow(false, None),
-                    Err(refusal) => {
-                        self.refuse(client_id, refusal);
-                        if refusal.is_credentials() {
-                            AuthResult::BadUsernameOrPassword
-                        } else {
-                            AuthResult::NotAuthorized
-                        }
+            }
+            Parameter::ClientSubscribeCheckAcl(s, sub) if !self.open => {
+                let filter = sub.topic_filter.to_string();
+                let verdict = match self.principal(&s.id.client_id) {
+                    Some(p) => authorize(&p, Action::Subscribe, &filter, &*self.graph),
+                    None => Err(Denial::NotYours),
+                };
+                let result = match verdict {
+                    Ok(()) => SubscribeAclResult::new_success(sub.opts.qos(), None),
+                    Err(denial) => {
+                        tracing::debug!(client_id = %s.id.client_id, filter, %denial, "subscription refused");
+                        self.metrics.count_refusal("subscribe");
+                        SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized)
                     }
                 };
-                return (false, Some(HookResult::AuthResult(result)));
+                return (false, Some(HookResult::SubscribeAclResult(result)));
             }
-            Parameter::ClientConnected(_) => {
-                self.metrics.mqtt_connections.inc();
-            }
-            Parameter::ClientDisconnected(_, _) => {
-                self.metrics.mqtt_connections.dec();
-            }
-            // Counts client publishes (and Last Wills), not the server's own.
-            Parameter::MessagePublish(Some(_), _, _) => {
+            Parameter::MessagePublish(Some(s), _, publish) => {
                 self.metrics.mqtt_messages_in.inc();
+                if !self.open {
+                    if let Some(canonical) = self.canonical_profile(s, publish) {
+                        return (false, Some(HookResult::Publish(canonical)));
+                    }
+                }
+            }
+            Parameter::MessagePublishCheckAcl(s, publish) if !self.open => {
+                return self.check_publish(s, publish).await
             }
             Parameter::MessageDelivered(_, _, _) => {
                 self.metrics.mqtt_messages_out.inc();
@@ -75,13 +176,160 @@ impl Handler for Hooks {
 }
 
 impl Hooks {
-    fn refuse(&self, client_id: &str, refusal: Refusal) {
-        tracing::info!(client_id, reason = refusal.label(), "MQTT login refused");
-        self.metrics
-            .mqtt_logins_refused
-            .get_or_create(&RefusalLabels {
-                reason: refusal.label(),
-            })
-            .inc();
+    fn authenticate(&self, ci: &ConnectInfo) -> ReturnType {
+        if self.open {
+            return (
+                false,
+                Some(HookResult::AuthResult(AuthResult::Allow(false, None))),
+            );
+        }
+        let username = ci.username().map(|u| u.as_ref());
+        let password = ci.password().map(|p| p.as_ref());
+        let client_id: &str = ci.client_id();
+        let will = will_topic(ci);
+        let result = match check_login(&self.tokens, username, password, client_id, will.as_deref())
+        {
+            Ok((claims, principal)) => {
+                let login = Login {
+                    principal,
+                    exp: claims.exp,
+                    connection: None,
+                };
+                self.logins
+                    .lock()
+                    .expect("logins lock")
+                    .insert(client_id.to_string(), login);
+                AuthResult::Allow(false, None)
+            }
+            Err(refusal) => {
+                tracing::info!(client_id, reason = refusal.label(), "MQTT login refused");
+                self.metrics
+                    .mqtt_logins_refused
+                    .get_or_create(&RefusalLabels {
+                        reason: refusal.label(),
+                    })
+                    .inc();
+                if refusal.is_credentials() {
+                    AuthResult::BadUsernameOrPassword
+                } else {
+                    AuthResult::NotAuthorized
+                }
+            }
+        };
+        (false, Some(HookResult::AuthResult(result)))
+    }
+
+    /// Records the connection and closes it once its token has expired and
+    /// the grace period passed; the client is expected to refresh and
+    /// reconnect.
+    fn connected(&self, s: &Session) {
+        let client_id = s.id.client_id.to_string();
+        let exp = {
+            let mut logins = self.logins.lock().expect("logins lock");
+            let Some(login) = logins.get_mut(&client_id) else {
+                return;
+            };
+            login.connection = Some(s.id.clone());
+            login.exp
+        };
+        let connection = s.id.clone();
+        let scx = self.scx.clone();
+        let wait = Duration::from_secs(exp.saturating_sub(now_s())) + self.token_grace;
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            let mut entry = scx.extends.shared().await.entry(connection.clone());
+            if entry
+                .session()
+                .is_some_and(|current| current.id == connection)
+            {
+                tracing::info!(%client_id, "closing an MQTT connection whose token expired");
+                if let Err(e) = entry.kick(true, true, false).await {
+                    tracing::warn!(%client_id, "closing an expired connection: {e}");
+                }
+            }
+        });
+    }
+
+    /// A valid profile published by its owner on `users/<me>/info`, as the
+    /// server stores it: normalized, stamped with the server's time, and
+    /// retained. `None` leaves the message as it is (the ACL check then
+    /// decides).
+    fn canonical_profile(&self, s: &Session, publish: &Publish) -> Option<Publish> {
+        let Ok(Topic::UserInfo(owner)) = publish.topic.parse::<Topic>() else {
+            return None;
+        };
+        let principal = self.principal(&s.id.client_id)?;
+        if principal.id() != &owner {
+            return None;
+        }
+        let profile = parse_profile(&publish.payload, &owner, now_ms()).ok()?;
+        let mut canonical = publish.clone();
+        canonical.retain = true;
+        canonical.payload = Bytes::from(serde_json::to_vec(&profile).expect("profile serializes"));
+        Some(canonical)
+    }
+
+    async fn check_publish(&self, s: &Session, publish: &Publish) -> ReturnType {
+        let topic = publish.topic.to_string();
+        let Some(principal) = self.principal(&s.id.client_id) else {
+            return reject_publish();
+        };
+        if let Err(denial) = authorize(&principal, Action::Publish, &topic, &*self.graph) {
+            let code = match denial {
+                Denial::NotInContract => ErrorCode::BadRequest,
+                _ => ErrorCode::Forbidden,
+            };
+            return self
+                .refuse(&principal, &topic, code, denial.to_string())
+                .await;
+        }
+        if let Ok(Topic::UserInfo(owner)) = topic.parse::<Topic>() {
+            if self
+                .limits
+                .profile_per_user
+                .check_key(&owner.to_string())
+                .is_err()
+            {
+                let message = "too many profile changes; try again in a minute".to_string();
+                return self
+                    .refuse(&principal, &topic, ErrorCode::RateLimited, message)
+                    .await;
+            }
+            let profile = match accept_published(&publish.payload, &owner) {
+                Ok(p) => p,
+                Err(e) => {
+                    return self
+                        .refuse(&principal, &topic, ErrorCode::BadRequest, e.to_string())
+                        .await
+                }
+            };
+            if let Err(e) = self.store.put_profile(&profile).await {
+                tracing::error!("storing a profile published over MQTT: {e:#}");
+                return self
+                    .refuse(
+                        &principal,
+                        &topic,
+                        ErrorCode::Internal,
+                        "the profile could not be stored".into(),
+                    )
+                    .await;
+            }
+        }
+        allow_publish()
+    }
+
+    async fn refuse(
+        &self,
+        principal: &Principal,
+        topic: &str,
+        code: ErrorCode,
+        message: String,
+    ) -> ReturnType {
+        tracing::debug!(client_id = %principal.client, topic, message, "publish refused");
+        self.metrics.count_refusal("publish");
+        self.publisher
+            .report(&principal.client, topic, code, message)
+            .await;
+        reject_publish()
     }
 }

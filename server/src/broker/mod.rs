@@ -3,6 +3,9 @@
 
 mod auth;
 mod hooks;
+mod publisher;
+
+pub use publisher::Publisher;
 
 use std::net::SocketAddr;
 use std::num::NonZeroU16;
@@ -15,12 +18,27 @@ use rmqtt::net::Builder;
 use rmqtt::server::MqttServer;
 use tokio::task::JoinHandle;
 
+use switchboard_protocol::Topic;
+
 use crate::config::Config;
+use crate::limits::Limits;
 use crate::metrics::Metrics;
+use crate::social::Graph;
+use crate::store::Store;
 use crate::token::Tokens;
+
+/// What the broker's hooks work with.
+pub struct Deps {
+    pub tokens: Tokens,
+    pub metrics: Arc<Metrics>,
+    pub graph: Arc<Graph>,
+    pub store: Store,
+    pub limits: Arc<Limits>,
+}
 
 pub struct Broker {
     scx: ServerContext,
+    pub publisher: Publisher,
     task: JoinHandle<()>,
     pub tcp_addr: SocketAddr,
     pub ws_addr: SocketAddr,
@@ -31,7 +49,13 @@ pub struct Broker {
 const SESSION_EXPIRY: Duration = Duration::from_secs(2 * 60 * 60);
 
 impl Broker {
-    pub async fn start(config: &Config, tokens: Tokens, metrics: Arc<Metrics>) -> Result<Broker> {
+    /// Starts the broker with `retained` already in place, so no client can
+    /// connect before the state rebuilt from the database is there.
+    pub async fn start(
+        config: &Config,
+        deps: Deps,
+        retained: Vec<(Topic, Vec<u8>)>,
+    ) -> Result<Broker> {
         let scx = ServerContext::new()
             // rmqtt refuses logins when the machine is loaded; a calling
             // backend should rather serve slowly than turn users away.
@@ -56,11 +80,17 @@ impl Broker {
         if config.open_broker {
             tracing::warn!("SWITCHBOARD_OPEN_BROKER is on: anyone may log in to MQTT and use any topic. Never run this in production.");
         }
-        let hooks = Arc::new(hooks::Hooks {
-            tokens,
-            metrics,
-            open: config.open_broker,
-        });
+        let publisher = Publisher::new(scx.clone());
+        for (topic, payload) in retained {
+            publisher.publish(&topic, payload, true).await?;
+        }
+        let hooks = Arc::new(hooks::Hooks::new(
+            deps,
+            config.open_broker,
+            publisher.clone(),
+            scx.clone(),
+            Duration::from_secs(config.token_grace_s),
+        ));
         let register = scx.extends.hook_mgr().register();
         for t in hooks::TYPES {
             register
@@ -86,6 +116,7 @@ impl Broker {
         tracing::info!(%tcp_addr, %ws_addr, "MQTT broker listening");
         Ok(Broker {
             scx,
+            publisher,
             task,
             tcp_addr,
             ws_addr,

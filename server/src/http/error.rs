@@ -42,6 +42,13 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A failure of ours (database, broker): logged in full, answered without
+/// details.
+pub fn internal(e: anyhow::Error) -> ApiError {
+    tracing::error!("request failed: {e:#}");
+    ApiError::new(ErrorCode::Internal, "internal error")
+}
+
 /// Unknown routes answer in the same JSON form as every other error.
 pub async fn not_found() -> ApiError {
     ApiError::new(ErrorCode::NotFound, "no such route")

@@ -1,8 +1,13 @@
 //! The HTTP API (axum). Routes are declared with their OpenAPI description
 //! next to them, so `/openapi.json` is generated from the same code.
 
+mod auth;
 mod error;
+mod extract;
 mod health;
+mod me;
+
+pub use auth::RobotCreated;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,11 +21,32 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::broker::Publisher;
+use crate::config::Config;
+use crate::limits::Limits;
 use crate::metrics::{HttpLabels, Metrics};
+use crate::sms::Sms;
+use crate::social::Graph;
 use crate::store::Store;
+use crate::token::Tokens;
+
+/// Largest request body accepted (a discovery request of 500 numbers is
+/// about 12 KiB).
+const MAX_BODY_BYTES: usize = 64 * 1024;
 
 pub struct App {
+    pub config: Config,
     pub store: Store,
+    pub tokens: Tokens,
+    pub graph: Arc<Graph>,
+    pub publisher: Publisher,
+    pub sms: Sms,
+    pub limits: Arc<Limits>,
+    /// Key of the keyed hashes (ids in the `hmac-sha256` scheme, one-time
+    /// codes).
+    pub id_key: Vec<u8>,
+    /// MQTT URLs for clients: TCP and WebSocket.
+    pub mqtt_urls: (String, String),
     pub metrics: Arc<Metrics>,
     /// Where readiness checks that the MQTT listener accepts connections.
     pub mqtt_probe_addr: SocketAddr,
@@ -30,11 +56,37 @@ pub struct App {
 pub type AppState = Arc<App>;
 
 #[derive(OpenApi)]
-#[openapi(info(
-    title = "Switchboard",
-    description = "Self-hostable backend for video calling and robot teleoperation"
-))]
+#[openapi(
+    info(
+        title = "Switchboard",
+        description = "Self-hostable backend for video calling and robot teleoperation"
+    ),
+    modifiers(&SecuritySchemes)
+)]
 struct ApiDoc;
+
+/// `bearer`: an access token from sign-in; `admin`: the `admin_token`.
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = api.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                Http::builder()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "admin",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
 
 /// Every route with its OpenAPI description.
 fn api() -> OpenApiRouter<AppState> {
@@ -42,6 +94,18 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))
+        .routes(routes!(auth::otp))
+        .routes(routes!(auth::verify))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::robot_sign_in))
+        .routes(routes!(auth::create_robot))
+        .routes(routes!(me::get_my_profile, me::put_my_profile))
+        .routes(routes!(me::get_profile))
+        .routes(routes!(me::get_contacts, me::put_contacts))
+        .routes(routes!(me::get_blocked, me::put_blocked))
+        .routes(routes!(me::get_visibility, me::put_visibility))
+        .routes(routes!(me::discover))
 }
 
 /// The generated OpenAPI document.
@@ -54,6 +118,7 @@ pub fn router(app: AppState) -> Router {
     routes
         .route("/openapi.json", get(health::openapi))
         .fallback(error::not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(app.clone(), count_request))
         .with_state(app)
 }

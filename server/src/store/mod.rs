@@ -1,5 +1,13 @@
 //! The database, through sqlx's `Any` driver so one set of queries and one
-//! set of portable migrations serve SQLite (default) and PostgreSQL.
+//! set of portable migrations serve SQLite (default) and PostgreSQL. Queries
+//! use `$n` placeholders, which both accept. Times are milliseconds.
+
+mod accounts;
+mod profiles;
+mod social;
+
+pub use accounts::{OtpCheck, RefreshOutcome, SendAllowance, OTP_TTL_MS};
+pub use social::{dedup, List, Visibility};
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -14,6 +22,13 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64
 }
 
 impl Store {

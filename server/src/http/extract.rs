@@ -1,0 +1,100 @@
+//! Request extractors that answer in the API's JSON error form: JSON
+//! bodies, bearer access tokens and the admin token.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+use subtle::ConstantTimeEq;
+use switchboard_protocol::ErrorCode;
+
+use super::error::ApiError;
+use super::AppState;
+use crate::token::{Claims, Kind, TokenError};
+
+/// A JSON body; any problem with it is a 4xx in the API's error form.
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Body(v)),
+            Err(e) => Err(json_rejection(e)),
+        }
+    }
+}
+
+fn json_rejection(e: JsonRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(ErrorCode::PayloadTooLarge, "request body too large");
+    }
+    let message = match &e {
+        JsonRejection::MissingJsonContentType(_) => {
+            "send a JSON body with Content-Type: application/json".to_string()
+        }
+        other => other.body_text(),
+    };
+    ApiError::new(ErrorCode::BadRequest, message)
+}
+
+/// The caller's verified access token (user or robot).
+pub struct Caller(pub Claims);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts)
+            .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "missing bearer access token"))?;
+        let claims = app.tokens.verify(token).map_err(|e| {
+            let message = match e {
+                TokenError::Expired => "access token expired: refresh it",
+                TokenError::Invalid => "invalid access token",
+            };
+            ApiError::new(ErrorCode::Unauthorized, message)
+        })?;
+        if claims.kind == Kind::Admin || claims.sub.parse::<switchboard_protocol::Id>().is_err() {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "this route is for users and robots",
+            ));
+        }
+        Ok(Caller(claims))
+    }
+}
+
+/// The admin bearer token (`admin_token`); unset refuses everyone.
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        let given = bearer(parts)
+            .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "missing admin bearer token"))?;
+        let Some(expected) = app.config.admin_token.as_deref() else {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "admin routes are off: admin_token is not set",
+            ));
+        };
+        if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+            Ok(Admin)
+        } else {
+            Err(ApiError::new(ErrorCode::Unauthorized, "wrong admin token"))
+        }
+    }
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}

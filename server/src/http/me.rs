@@ -1,0 +1,345 @@
+//! Profiles, contacts, blocks, visibility and contact discovery.
+
+use axum::extract::{Path, State};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use switchboard_protocol::payload::Profile;
+use switchboard_protocol::profile::{validate_profile, ProfileInput};
+use switchboard_protocol::{ErrorCode, Id, IdScheme, Phone, Topic};
+use utoipa::ToSchema;
+
+use super::error::{internal, ApiError};
+use super::extract::{Body, Caller};
+use super::AppState;
+use crate::store::{dedup, now_ms, List, Visibility};
+
+/// Most ids in one contact or block list.
+pub const MAX_LIST: usize = 5000;
+/// Most numbers in one discovery request.
+pub const MAX_DISCOVER: usize = 500;
+
+/// A profile as stored and published on `users/<id>/info`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileBody {
+    id: String,
+    nickname: Option<String>,
+    photo_url: Option<String>,
+    email: Option<String>,
+    alt_phone: Option<String>,
+    /// Milliseconds since the epoch; 0 for a profile never set.
+    updated_at: i64,
+}
+
+impl From<Profile> for ProfileBody {
+    fn from(p: Profile) -> Self {
+        ProfileBody {
+            id: p.id.to_string(),
+            nickname: p.nickname,
+            photo_url: p.photo_url,
+            email: p.email,
+            alt_phone: p.alt_phone,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+/// The fields a user sets; a missing or empty one is cleared.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProfileUpdate {
+    nickname: Option<String>,
+    photo_url: Option<String>,
+    email: Option<String>,
+    alt_phone: Option<String>,
+}
+
+fn empty_profile(id: &Id) -> Profile {
+    Profile {
+        id: id.clone(),
+        nickname: None,
+        photo_url: None,
+        email: None,
+        alt_phone: None,
+        updated_at: 0,
+    }
+}
+
+fn caller_id(caller: &Caller) -> Id {
+    // Checked by the extractor.
+    caller.0.sub.parse().expect("caller subject is an id")
+}
+
+/// The caller's own profile.
+#[utoipa::path(get, path = "/v1/me/profile", tag = "profiles",
+    responses((status = 200, body = ProfileBody), (status = 401)), security(("bearer" = [])))]
+pub async fn get_my_profile(
+    State(app): State<AppState>,
+    caller: Caller,
+) -> Result<Json<ProfileBody>, ApiError> {
+    let me = caller_id(&caller);
+    let p = app.store.get_profile(me.as_str()).await.map_err(internal)?;
+    Ok(Json(p.unwrap_or_else(|| empty_profile(&me)).into()))
+}
+
+/// Replaces the caller's profile, stores it and publishes it retained on
+/// `users/<id>/info`.
+#[utoipa::path(put, path = "/v1/me/profile", tag = "profiles", request_body = ProfileUpdate,
+    responses((status = 200, body = ProfileBody), (status = 400), (status = 401), (status = 413), (status = 429)),
+    security(("bearer" = [])))]
+pub async fn put_my_profile(
+    State(app): State<AppState>,
+    caller: Caller,
+    Body(update): Body<ProfileUpdate>,
+) -> Result<Json<ProfileBody>, ApiError> {
+    let me = caller_id(&caller);
+    if app
+        .limits
+        .profile_per_user
+        .check_key(&me.to_string())
+        .is_err()
+    {
+        return Err(ApiError::new(
+            ErrorCode::RateLimited,
+            "too many profile changes; try again in a minute",
+        ));
+    }
+    let input = ProfileInput {
+        id: None,
+        nickname: update.nickname,
+        photo_url: update.photo_url,
+        email: update.email,
+        alt_phone: update.alt_phone,
+        updated_at: None,
+    };
+    let profile = validate_profile(input, &me, now_ms())
+        .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?;
+    let payload = serde_json::to_vec(&profile).expect("profile serializes");
+    if payload.len() > switchboard_protocol::payload::MAX_PAYLOAD_BYTES {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            "profile larger than 4 KiB",
+        ));
+    }
+    app.store.put_profile(&profile).await.map_err(internal)?;
+    app.publisher
+        .publish(&Topic::UserInfo(me), payload, true)
+        .await
+        .map_err(internal)?;
+    Ok(Json(profile.into()))
+}
+
+/// Another user's profile, if that user shares it with the caller.
+#[utoipa::path(get, path = "/v1/users/{id}/profile", tag = "profiles",
+    params(("id" = String, Path, description = "user or robot id")),
+    responses((status = 200, body = ProfileBody), (status = 400), (status = 401), (status = 404)),
+    security(("bearer" = [])))]
+pub async fn get_profile(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ProfileBody>, ApiError> {
+    let target: Id = id.parse().map_err(|e: switchboard_protocol::Invalid| {
+        ApiError::new(ErrorCode::BadRequest, e.to_string())
+    })?;
+    // Unknown and not shared look the same: no way to probe who exists.
+    if !app.graph.can_see_str(&caller.0.sub, target.as_str()) {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            "no such user, or not shared with you",
+        ));
+    }
+    let p = app
+        .store
+        .get_profile(target.as_str())
+        .await
+        .map_err(internal)?;
+    Ok(Json(p.unwrap_or_else(|| empty_profile(&target)).into()))
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IdList {
+    user_ids: Vec<String>,
+}
+
+async fn put_list(
+    app: &AppState,
+    caller: &Caller,
+    list: List,
+    ids: Vec<String>,
+) -> Result<Json<IdList>, ApiError> {
+    if ids.len() > MAX_LIST {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("at most {MAX_LIST} ids"),
+        ));
+    }
+    for id in &ids {
+        if id.parse::<Id>().is_err() {
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                format!("not a user id: {:?}", truncate(id)),
+            ));
+        }
+    }
+    let me = &caller.0.sub;
+    let ids: Vec<String> = dedup(ids).into_iter().filter(|id| id != me).collect();
+    let known = app.store.existing_ids(&ids).await.map_err(internal)?;
+    if let Some(unknown) = ids.iter().find(|id| !known.contains(id)) {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!("unknown user id: {unknown}"),
+        ));
+    }
+    app.store
+        .replace_list(me, list, &ids)
+        .await
+        .map_err(internal)?;
+    app.graph.set_list(me, list, &ids);
+    Ok(Json(IdList {
+        user_ids: app.graph.list(me, list),
+    }))
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+/// Replaces the caller's contacts: the users who may see the caller when
+/// its visibility is `contacts`.
+#[utoipa::path(put, path = "/v1/me/contacts", tag = "contacts", request_body = IdList,
+    responses((status = 200, body = IdList), (status = 400), (status = 401), (status = 413)), security(("bearer" = [])))]
+pub async fn put_contacts(
+    State(app): State<AppState>,
+    caller: Caller,
+    Body(body): Body<IdList>,
+) -> Result<Json<IdList>, ApiError> {
+    put_list(&app, &caller, List::Contacts, body.user_ids).await
+}
+
+#[utoipa::path(get, path = "/v1/me/contacts", tag = "contacts",
+    responses((status = 200, body = IdList), (status = 401)), security(("bearer" = [])))]
+pub async fn get_contacts(State(app): State<AppState>, caller: Caller) -> Json<IdList> {
+    Json(IdList {
+        user_ids: app.graph.list(&caller.0.sub, List::Contacts),
+    })
+}
+
+/// Replaces the caller's block list: blocked users see nothing of the
+/// caller and cannot call.
+#[utoipa::path(put, path = "/v1/me/blocked", tag = "contacts", request_body = IdList,
+    responses((status = 200, body = IdList), (status = 400), (status = 401), (status = 413)), security(("bearer" = [])))]
+pub async fn put_blocked(
+    State(app): State<AppState>,
+    caller: Caller,
+    Body(body): Body<IdList>,
+) -> Result<Json<IdList>, ApiError> {
+    put_list(&app, &caller, List::Blocked, body.user_ids).await
+}
+
+#[utoipa::path(get, path = "/v1/me/blocked", tag = "contacts",
+    responses((status = 200, body = IdList), (status = 401)), security(("bearer" = [])))]
+pub async fn get_blocked(State(app): State<AppState>, caller: Caller) -> Json<IdList> {
+    Json(IdList {
+        user_ids: app.graph.list(&caller.0.sub, List::Blocked),
+    })
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VisibilityBody {
+    visibility: Visibility,
+}
+
+/// Who may see the caller: `everyone` or `contacts` (the default).
+#[utoipa::path(put, path = "/v1/me/visibility", tag = "contacts", request_body = VisibilityBody,
+    responses((status = 200, body = VisibilityBody), (status = 400), (status = 401)), security(("bearer" = [])))]
+pub async fn put_visibility(
+    State(app): State<AppState>,
+    caller: Caller,
+    Body(body): Body<VisibilityBody>,
+) -> Result<Json<VisibilityBody>, ApiError> {
+    app.store
+        .set_visibility(&caller.0.sub, body.visibility)
+        .await
+        .map_err(internal)?;
+    app.graph.set_visibility(&caller.0.sub, body.visibility);
+    Ok(Json(body))
+}
+
+#[utoipa::path(get, path = "/v1/me/visibility", tag = "contacts",
+    responses((status = 200, body = VisibilityBody), (status = 401)), security(("bearer" = [])))]
+pub async fn get_visibility(State(app): State<AppState>, caller: Caller) -> Json<VisibilityBody> {
+    Json(VisibilityBody {
+        visibility: app.graph.visibility(&caller.0.sub),
+    })
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoverRequest {
+    /// Numbers as the user's address book has them.
+    phones: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Match {
+    /// The number as it was sent.
+    phone: String,
+    user_id: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Matches {
+    matches: Vec<Match>,
+}
+
+/// Which of these numbers belong to registered users, and their ids.
+/// Numbers that are not valid are left out. Counted against a daily quota.
+#[utoipa::path(post, path = "/v1/contacts/discover", tag = "contacts", request_body = DiscoverRequest,
+    responses((status = 200, body = Matches), (status = 400), (status = 401), (status = 413), (status = 429)),
+    security(("bearer" = [])))]
+pub async fn discover(
+    State(app): State<AppState>,
+    caller: Caller,
+    Body(req): Body<DiscoverRequest>,
+) -> Result<Json<Matches>, ApiError> {
+    if req.phones.len() > MAX_DISCOVER {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("at most {MAX_DISCOVER} numbers per request"),
+        ));
+    }
+    let quota = app.config.discovery_daily_quota as i64;
+    if !app
+        .store
+        .take_discovery_quota(&caller.0.sub, req.phones.len() as i64, quota)
+        .await
+        .map_err(internal)?
+    {
+        return Err(ApiError::new(
+            ErrorCode::RateLimited,
+            format!("daily discovery quota of {quota} numbers reached"),
+        ));
+    }
+    let region = app.config.region();
+    let scheme: IdScheme = app.config.id_scheme;
+    let candidates: Vec<(String, String)> = req
+        .phones
+        .into_iter()
+        .filter_map(|typed| {
+            let phone = Phone::parse(&typed, region).ok()?;
+            Some((typed, scheme.user_id(&phone, &app.id_key).to_string()))
+        })
+        .collect();
+    let ids: Vec<String> = candidates.iter().map(|(_, id)| id.clone()).collect();
+    let known = app.store.existing_ids(&ids).await.map_err(internal)?;
+    let matches = candidates
+        .into_iter()
+        .filter(|(_, id)| known.contains(id) && !app.graph.has_blocked(id, &caller.0.sub))
+        .map(|(phone, user_id)| Match { phone, user_id })
+        .collect();
+    Ok(Json(Matches { matches }))
+}

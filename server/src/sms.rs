@@ -1,0 +1,70 @@
+//! Sending one-time codes: to the log (development) or to a webhook that
+//! any SMS gateway, or a test, can receive.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use switchboard_protocol::Phone;
+
+use crate::config::{Config, SmsProvider};
+
+pub enum Sms {
+    Log,
+    Webhook {
+        client: reqwest::Client,
+        url: String,
+    },
+}
+
+/// The webhook's body: `{"phone", "code", "message"}`.
+#[derive(Serialize)]
+struct WebhookBody<'a> {
+    phone: &'a str,
+    code: &'a str,
+    message: String,
+}
+
+impl Sms {
+    pub fn from_config(config: &Config) -> Result<Sms> {
+        Ok(match config.sms_provider {
+            SmsProvider::Log => Sms::Log,
+            SmsProvider::Webhook => Sms::Webhook {
+                client: reqwest::Client::builder()
+                    .timeout(Duration::from_secs(10))
+                    .build()?,
+                url: config
+                    .sms_webhook_url
+                    .clone()
+                    .context("sms_webhook_url is required")?,
+            },
+        })
+    }
+
+    pub async fn send_code(&self, phone: &Phone, code: &str) -> Result<()> {
+        let message = format!("Your Switchboard code is {code}. It expires in 5 minutes.");
+        match self {
+            Sms::Log => {
+                tracing::info!(phone = %phone, code, "one-time code (sms_provider = log)");
+                Ok(())
+            }
+            Sms::Webhook { client, url } => {
+                let body = WebhookBody {
+                    phone: phone.as_str(),
+                    code,
+                    message,
+                };
+                let response = client
+                    .post(url)
+                    .json(&body)
+                    .send()
+                    .await
+                    .context("calling the SMS webhook")?;
+                if !response.status().is_success() {
+                    bail!("the SMS webhook answered {}", response.status());
+                }
+                Ok(())
+            }
+        }
+    }
+}

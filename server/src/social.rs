@@ -1,0 +1,139 @@
+//! Who may see whom, held in memory so the broker's topic checks (run on
+//! every SUBSCRIBE and PUBLISH) need no database round trip. The database
+//! is the record: the graph is loaded from it at startup and changed only
+//! after a write to it succeeded.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::RwLock;
+
+use anyhow::Result;
+use switchboard_protocol::acl::Facts;
+use switchboard_protocol::Id;
+
+use crate::store::{List, Store, Visibility};
+
+#[derive(Default)]
+struct Inner {
+    visibility: HashMap<String, Visibility>,
+    contacts: HashMap<String, HashSet<String>>,
+    blocked: HashMap<String, HashSet<String>>,
+}
+
+pub struct Graph(RwLock<Inner>);
+
+impl Graph {
+    pub async fn load(store: &Store) -> Result<Graph> {
+        let (visibility, contacts, blocks) = store.load_graph().await?;
+        let mut inner = Inner {
+            visibility,
+            ..Inner::default()
+        };
+        for (owner, contact) in contacts {
+            inner.contacts.entry(owner).or_default().insert(contact);
+        }
+        for (owner, blocked) in blocks {
+            inner.blocked.entry(owner).or_default().insert(blocked);
+        }
+        Ok(Graph(RwLock::new(inner)))
+    }
+
+    /// A user that was just created, with the default visibility.
+    pub fn add_user(&self, id: &str) {
+        let mut g = self.0.write().expect("graph lock");
+        g.visibility
+            .entry(id.to_string())
+            .or_insert(Visibility::Contacts);
+    }
+
+    pub fn set_visibility(&self, id: &str, v: Visibility) {
+        self.0
+            .write()
+            .expect("graph lock")
+            .visibility
+            .insert(id.to_string(), v);
+    }
+
+    pub fn visibility(&self, id: &str) -> Visibility {
+        let g = self.0.read().expect("graph lock");
+        g.visibility
+            .get(id)
+            .copied()
+            .unwrap_or(Visibility::Contacts)
+    }
+
+    pub fn set_list(&self, owner: &str, list: List, ids: &[String]) {
+        let mut g = self.0.write().expect("graph lock");
+        let map = match list {
+            List::Contacts => &mut g.contacts,
+            List::Blocked => &mut g.blocked,
+        };
+        map.insert(owner.to_string(), ids.iter().cloned().collect());
+    }
+
+    pub fn list(&self, owner: &str, list: List) -> Vec<String> {
+        let g = self.0.read().expect("graph lock");
+        let map = match list {
+            List::Contacts => &g.contacts,
+            List::Blocked => &g.blocked,
+        };
+        let mut ids: Vec<String> = map.get(owner).into_iter().flatten().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// Whether `owner` has blocked `other`.
+    pub fn has_blocked(&self, owner: &str, other: &str) -> bool {
+        let g = self.0.read().expect("graph lock");
+        g.blocked.get(owner).is_some_and(|s| s.contains(other))
+    }
+
+    pub fn can_see_str(&self, viewer: &str, target: &str) -> bool {
+        if viewer == target {
+            return true;
+        }
+        let g = self.0.read().expect("graph lock");
+        let Some(visibility) = g.visibility.get(target) else {
+            return false;
+        };
+        let blocked = g.blocked.get(target).is_some_and(|s| s.contains(viewer));
+        let contact = g.contacts.get(target).is_some_and(|s| s.contains(viewer));
+        !blocked && (*visibility == Visibility::Everyone || contact)
+    }
+}
+
+impl Facts for Graph {
+    fn can_see(&self, viewer: &Id, target: &Id) -> bool {
+        self.can_see_str(viewer.as_str(), target.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    const C: &str = "cccccccccccccccccccccccccccccccc";
+
+    #[test]
+    fn visibility_contacts_and_blocks() {
+        let g = Graph(RwLock::new(Inner::default()));
+        for id in [A, B, C] {
+            g.add_user(id);
+        }
+        assert!(g.can_see_str(A, A));
+        assert!(!g.can_see_str(B, A), "contacts-only by default");
+        g.set_list(A, List::Contacts, &[B.to_string()]);
+        assert!(g.can_see_str(B, A));
+        assert!(!g.can_see_str(A, B), "listing is one way");
+        g.set_visibility(A, Visibility::Everyone);
+        assert!(g.can_see_str(C, A));
+        g.set_list(A, List::Blocked, &[C.to_string(), B.to_string()]);
+        assert!(!g.can_see_str(C, A), "blocked users see nothing");
+        assert!(!g.can_see_str(B, A), "blocking beats being a contact");
+        assert!(
+            !g.can_see_str(A, "dddddddddddddddddddddddddddddddd"),
+            "unknown users are invisible"
+        );
+    }
+}

@@ -1,0 +1,61 @@
+//! Profiles: stored, read back, and all of them at startup to rebuild the
+//! retained `users/<id>/info` messages.
+
+use anyhow::Result;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+use switchboard_protocol::payload::Profile;
+
+use super::Store;
+
+fn profile(row: &AnyRow) -> Result<Profile> {
+    Ok(Profile {
+        id: row.get::<String, _>(0).parse()?,
+        nickname: row.get(1),
+        photo_url: row.get(2),
+        email: row.get(3),
+        alt_phone: row.get(4),
+        updated_at: row.get(5),
+    })
+}
+
+const COLUMNS: &str = "user_id, nickname, photo_url, email, alt_phone, updated_at";
+
+impl Store {
+    /// Stores a profile unless a newer one is already stored (two updates
+    /// racing keep the later).
+    pub async fn put_profile(&self, p: &Profile) -> Result<()> {
+        sqlx::query(&format!(
+            "INSERT INTO profiles ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (user_id) DO UPDATE SET nickname = $2, photo_url = $3, email = $4,
+                 alt_phone = $5, updated_at = $6
+             WHERE profiles.updated_at <= $6"
+        ))
+        .bind(p.id.as_str())
+        .bind(p.nickname.as_deref())
+        .bind(p.photo_url.as_deref())
+        .bind(p.email.as_deref())
+        .bind(p.alt_phone.as_deref())
+        .bind(p.updated_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn get_profile(&self, id: &str) -> Result<Option<Profile>> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM profiles WHERE user_id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(profile).transpose()
+    }
+
+    pub async fn all_profiles(&self) -> Result<Vec<Profile>> {
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM profiles"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(profile).collect()
+    }
+}

@@ -1,0 +1,112 @@
+//! Contacts, blocks and visibility: who may see whom.
+
+use std::collections::{HashMap, HashSet};
+
+use anyhow::Result;
+
+use super::Store;
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Visibility {
+    Everyone,
+    Contacts,
+}
+
+impl Visibility {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Everyone => "everyone",
+            Visibility::Contacts => "contacts",
+        }
+    }
+}
+
+/// Which list of a user's a statement is about.
+#[derive(Debug, Clone, Copy)]
+pub enum List {
+    Contacts,
+    Blocked,
+}
+
+impl List {
+    fn table_and_column(self) -> (&'static str, &'static str) {
+        match self {
+            List::Contacts => ("contacts", "contact"),
+            List::Blocked => ("blocks", "blocked"),
+        }
+    }
+}
+
+impl Store {
+    /// Replaces a user's whole list in one transaction.
+    pub async fn replace_list(&self, owner: &str, list: List, ids: &[String]) -> Result<()> {
+        let (table, column) = list.table_and_column();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(&format!("DELETE FROM {table} WHERE owner = $1"))
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
+        for id in ids {
+            sqlx::query(&format!(
+                "INSERT INTO {table} (owner, {column}) VALUES ($1, $2)"
+            ))
+            .bind(owner)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn set_visibility(&self, user: &str, v: Visibility) -> Result<()> {
+        sqlx::query("UPDATE users SET visibility = $2 WHERE id = $1")
+            .bind(user)
+            .bind(v.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Everyone's visibility, contacts and blocks, to build the in-memory
+    /// graph the topic rules consult.
+    pub async fn load_graph(
+        &self,
+    ) -> Result<(
+        HashMap<String, Visibility>,
+        Vec<(String, String)>,
+        Vec<(String, String)>,
+    )> {
+        let visibility = sqlx::query_as::<_, (String, String)>("SELECT id, visibility FROM users")
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|(id, v)| {
+                let v = if v == "everyone" {
+                    Visibility::Everyone
+                } else {
+                    Visibility::Contacts
+                };
+                (id, v)
+            })
+            .collect();
+        let contacts = sqlx::query_as("SELECT owner, contact FROM contacts")
+            .fetch_all(&self.pool)
+            .await?;
+        let blocks = sqlx::query_as("SELECT owner, blocked FROM blocks")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok((visibility, contacts, blocks))
+    }
+}
+
+/// Duplicates removed, order kept: lists are sets.
+pub fn dedup(ids: Vec<String>) -> Vec<String> {
+    let mut seen = HashSet::new();
+    ids.into_iter()
+        .filter(|id| seen.insert(id.clone()))
+        .collect()
+}

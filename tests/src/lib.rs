@@ -18,10 +18,13 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
+pub mod api;
 pub mod mqtt;
 
 /// A JWT key known to the tests, so they can also forge and expire tokens.
 pub const JWT_SECRET: &str = "e2e-test-jwt-secret-0123456789abcdef";
+/// The admin bearer token of test servers.
+pub const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789";
 
 pub fn binary() -> PathBuf {
     if let Ok(p) = std::env::var("E2E_SWITCHBOARD_BIN") {
@@ -215,6 +218,7 @@ impl Server {
             ("SWITCHBOARD_MQTT_ADDR", "127.0.0.1:0".to_string()),
             ("SWITCHBOARD_MQTT_WS_ADDR", "127.0.0.1:0".to_string()),
             ("SWITCHBOARD_JWT_SECRET", JWT_SECRET.to_string()),
+            ("SWITCHBOARD_ADMIN_TOKEN", ADMIN_TOKEN.to_string()),
         ];
         if let Database::Postgres { url } = db {
             env.push(("SWITCHBOARD_DATABASE_URL", url.clone()));
@@ -223,6 +227,13 @@ impl Server {
             env: env.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
             dir: None,
         }
+    }
+
+    /// Test defaults plus one-time codes sent to `sms`.
+    pub fn with_sms(db: &Database, sms: &api::SmsInbox) -> ServerBuilder {
+        Server::builder(db)
+            .env("SWITCHBOARD_SMS_PROVIDER", "webhook")
+            .env("SWITCHBOARD_SMS_WEBHOOK_URL", sms.url.clone())
     }
 
     /// A server on the test's database with the test defaults.

@@ -1,0 +1,177 @@
+//! The HTTP API from a client's side, and an SMS webhook receiver that
+//! catches one-time codes the way an SMS gateway would.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use serde_json::{json, Value};
+use tokio::sync::Notify;
+
+use crate::Server;
+
+/// A JSON response: status and body (`Null` when there was none).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Reply {
+    /// The `error.code` of an error body.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+pub struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(server: &Server) -> Api {
+        Api {
+            base: server.http.clone(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Sends `body` (any bytes) with a JSON content type.
+    pub async fn raw(&self, method: &str, path: &str, token: Option<&str>, body: Vec<u8>) -> Result<Reply> {
+        let method = reqwest::Method::from_bytes(method.as_bytes())?;
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await?;
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).with_context(|| format!("{status} answered non-JSON: {text}"))?
+        };
+        Ok(Reply { status, body })
+    }
+
+    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Result<Reply> {
+        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        self.raw(method, path, token, bytes).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Result<Reply> {
+        self.call("GET", path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Result<Reply> {
+        self.call("POST", path, token, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, token: &str, body: Value) -> Result<Reply> {
+        self.call("PUT", path, Some(token), Some(body)).await
+    }
+
+    /// Signs a phone in: asks for a code, catches it at the webhook, and
+    /// verifies it.
+    pub async fn sign_in(&self, sms: &SmsInbox, phone: &str, device: &str) -> Result<SignedIn> {
+        let sent = self.post("/v1/auth/otp", None, json!({ "phone": phone })).await?;
+        if sent.status != 200 {
+            return Err(anyhow!("otp: {sent:?}"));
+        }
+        let e164 = sent.body["phone"].as_str().context("phone in answer")?.to_string();
+        let code = sms.code_for(&e164).await?;
+        let r = self
+            .post("/v1/auth/verify", None, json!({"phone": phone, "code": code, "device": device}))
+            .await?;
+        if r.status != 200 {
+            return Err(anyhow!("verify: {r:?}"));
+        }
+        SignedIn::from_reply(&r.body, "userId")
+    }
+}
+
+/// What sign-in answers.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub id: String,
+    pub access: String,
+    pub refresh: String,
+    pub client_id: String,
+    pub body: Value,
+}
+
+impl SignedIn {
+    pub fn from_reply(body: &Value, id_field: &str) -> Result<SignedIn> {
+        let s = |v: &Value| v.as_str().map(str::to_string).context("string field");
+        Ok(SignedIn {
+            id: s(&body[id_field])?,
+            access: s(&body["accessToken"])?,
+            refresh: s(&body["refreshToken"])?,
+            client_id: s(&body["mqtt"]["clientId"])?,
+            body: body.clone(),
+        })
+    }
+}
+
+/// Receives `POST {"phone", "code", "message"}` like an SMS gateway.
+#[derive(Clone)]
+pub struct SmsInbox {
+    pub url: String,
+    /// Every body received, in order.
+    pub received: Arc<Mutex<Vec<Value>>>,
+    latest: Arc<Mutex<HashMap<String, String>>>,
+    arrived: Arc<Notify>,
+}
+
+impl SmsInbox {
+    pub async fn start() -> Result<SmsInbox> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/sms", listener.local_addr()?);
+        let inbox = SmsInbox {
+            url,
+            received: Arc::default(),
+            latest: Arc::default(),
+            arrived: Arc::new(Notify::new()),
+        };
+        let sink = inbox.clone();
+        let app = axum::Router::new().route(
+            "/sms",
+            axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+                let sink = sink.clone();
+                async move {
+                    if let (Some(phone), Some(code)) = (body["phone"].as_str(), body["code"].as_str()) {
+                        sink.latest.lock().unwrap().insert(phone.to_string(), code.to_string());
+                    }
+                    sink.received.lock().unwrap().push(body);
+                    sink.arrived.notify_waiters();
+                    "ok"
+                }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(inbox)
+    }
+
+    /// The newest code sent to `phone` (E.164), taken out of the inbox;
+    /// waits for it to arrive.
+    pub async fn code_for(&self, phone: &str) -> Result<String> {
+        let wait = async {
+            loop {
+                let notified = self.arrived.notified();
+                if let Some(code) = self.latest.lock().unwrap().remove(phone) {
+                    return code;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .map_err(|_| anyhow!("no code for {phone} reached the webhook"))
+    }
+}

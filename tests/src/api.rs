@@ -39,7 +39,13 @@ impl Api {
     }
 
     /// Sends `body` (any bytes) with a JSON content type.
-    pub async fn raw(&self, method: &str, path: &str, token: Option<&str>, body: Vec<u8>) -> Result<Reply> {
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<Reply> {
         let method = reqwest::Method::from_bytes(method.as_bytes())?;
         let mut req = self
             .http
@@ -55,12 +61,19 @@ impl Api {
         let body = if text.is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(&text).with_context(|| format!("{status} answered non-JSON: {text}"))?
+            serde_json::from_str(&text)
+                .with_context(|| format!("{status} answered non-JSON: {text}"))?
         };
         Ok(Reply { status, body })
     }
 
-    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Result<Reply> {
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Result<Reply> {
         let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
         self.raw(method, path, token, bytes).await
     }
@@ -80,14 +93,23 @@ impl Api {
     /// Signs a phone in: asks for a code, catches it at the webhook, and
     /// verifies it.
     pub async fn sign_in(&self, sms: &SmsInbox, phone: &str, device: &str) -> Result<SignedIn> {
-        let sent = self.post("/v1/auth/otp", None, json!({ "phone": phone })).await?;
+        let sent = self
+            .post("/v1/auth/otp", None, json!({ "phone": phone }))
+            .await?;
         if sent.status != 200 {
             return Err(anyhow!("otp: {sent:?}"));
         }
-        let e164 = sent.body["phone"].as_str().context("phone in answer")?.to_string();
+        let e164 = sent.body["phone"]
+            .as_str()
+            .context("phone in answer")?
+            .to_string();
         let code = sms.code_for(&e164).await?;
         let r = self
-            .post("/v1/auth/verify", None, json!({"phone": phone, "code": code, "device": device}))
+            .post(
+                "/v1/auth/verify",
+                None,
+                json!({"phone": phone, "code": code, "device": device}),
+            )
             .await?;
         if r.status != 200 {
             return Err(anyhow!("verify: {r:?}"));
@@ -145,8 +167,13 @@ impl SmsInbox {
             axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
                 let sink = sink.clone();
                 async move {
-                    if let (Some(phone), Some(code)) = (body["phone"].as_str(), body["code"].as_str()) {
-                        sink.latest.lock().unwrap().insert(phone.to_string(), code.to_string());
+                    if let (Some(phone), Some(code)) =
+                        (body["phone"].as_str(), body["code"].as_str())
+                    {
+                        sink.latest
+                            .lock()
+                            .unwrap()
+                            .insert(phone.to_string(), code.to_string());
                     }
                     sink.received.lock().unwrap().push(body);
                     sink.arrived.notify_waiters();

@@ -54,6 +54,16 @@ impl<'a> Login<'a> {
 /// Connects with MQTT 3.1.1 and returns the client once the broker accepted
 /// it, or the CONNACK return code it refused with.
 pub async fn connect(addr: SocketAddr, via: Via, login: Login<'_>) -> Result<Client, Refused> {
+    connect_with_will(addr, via, login, None).await
+}
+
+/// `connect` with a Last Will (`false`, retained) on `will_topic`.
+pub async fn connect_with_will(
+    addr: SocketAddr,
+    via: Via,
+    login: Login<'_>,
+    will_topic: Option<&str>,
+) -> Result<Client, Refused> {
     let mut opts = match via {
         Via::Tcp => MqttOptions::new(login.client_id, addr.ip().to_string(), addr.port()),
         Via::WebSocket => {
@@ -63,6 +73,14 @@ pub async fn connect(addr: SocketAddr, via: Via, login: Login<'_>) -> Result<Cli
         }
     };
     opts.set_keep_alive(Duration::from_secs(30));
+    if let Some(topic) = will_topic {
+        opts.set_last_will(rumqttc::LastWill::new(
+            topic,
+            "false",
+            QoS::AtLeastOnce,
+            true,
+        ));
+    }
     if let Some(user) = login.username {
         opts.set_credentials(user, login.password.unwrap_or(""));
     }
@@ -150,6 +168,103 @@ pub async fn connack_v5(
             Ok(_) => {}
             Err(E5::ConnectionRefused(code)) => return Ok(code),
             Err(e) => bail!("MQTT 5 connect failed: {e}"),
+        }
+    }
+}
+
+/// An MQTT 5 client, for the reason codes of SUBACK and PUBACK. rumqttc
+/// ends its connection when the broker refuses something (it reports the
+/// refusal as an error), so after a refusal a test connects again.
+pub struct V5Client {
+    client: rumqttc::v5::AsyncClient,
+    packets: mpsc::UnboundedReceiver<V5Event>,
+}
+
+pub use rumqttc::v5::mqttbytes::v5::{PubAckReason, SubscribeReasonCode as V5SubCode};
+
+enum V5Event {
+    Packet(rumqttc::v5::mqttbytes::v5::Packet),
+    SubRefused(V5SubCode),
+    PubRefused(PubAckReason),
+}
+
+impl V5Client {
+    pub async fn connect(addr: SocketAddr, login: Login<'_>) -> Result<V5Client> {
+        use rumqttc::v5::mqttbytes::v5::Packet as P5;
+        use rumqttc::v5::{ConnectionError as E5, Event as Ev5, StateError};
+        let mut opts =
+            rumqttc::v5::MqttOptions::new(login.client_id, addr.ip().to_string(), addr.port());
+        if let Some(user) = login.username {
+            opts.set_credentials(user, login.password.unwrap_or(""));
+        }
+        let (client, mut eventloop) = rumqttc::v5::AsyncClient::new(opts, 16);
+        loop {
+            match tokio::time::timeout(WAIT, eventloop.poll()).await?? {
+                Ev5::Incoming(P5::ConnAck(_)) => break,
+                _ => continue,
+            }
+        }
+        let (tx, packets) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                let event = match eventloop.poll().await {
+                    Ok(Ev5::Incoming(p)) => V5Event::Packet(p),
+                    Ok(_) => continue,
+                    Err(E5::MqttState(StateError::SubFail { reason })) => {
+                        V5Event::SubRefused(reason)
+                    }
+                    Err(E5::MqttState(StateError::PubAckFail { reason })) => {
+                        V5Event::PubRefused(reason)
+                    }
+                    Err(_) => return,
+                };
+                let refused = !matches!(event, V5Event::Packet(_));
+                if tx.send(event).is_err() || refused {
+                    return;
+                }
+            }
+        });
+        Ok(V5Client { client, packets })
+    }
+
+    async fn next(&mut self) -> Result<V5Event> {
+        tokio::time::timeout(WAIT, self.packets.recv())
+            .await
+            .map_err(|_| anyhow!("no answer within {WAIT:?}"))?
+            .ok_or_else(|| anyhow!("connection closed"))
+    }
+
+    pub async fn subscribe(&mut self, filter: &str) -> Result<Vec<V5SubCode>> {
+        use rumqttc::v5::mqttbytes::v5::Packet as P5;
+        self.client
+            .subscribe(filter, rumqttc::v5::mqttbytes::QoS::AtLeastOnce)
+            .await?;
+        loop {
+            match self.next().await? {
+                V5Event::Packet(P5::SubAck(s)) => return Ok(s.return_codes),
+                V5Event::SubRefused(code) => return Ok(vec![code]),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Publishes at QoS 1 and returns the PUBACK's reason.
+    pub async fn publish(&mut self, topic: &str, payload: &[u8]) -> Result<PubAckReason> {
+        use rumqttc::v5::mqttbytes::v5::Packet as P5;
+        self.client
+            .publish(
+                topic,
+                rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+                false,
+                payload.to_vec(),
+            )
+            .await?;
+        loop {
+            match self.next().await? {
+                V5Event::Packet(P5::PubAck(a)) => return Ok(a.reason),
+                V5Event::PubRefused(reason) => return Ok(reason),
+                _ => continue,
+            }
         }
     }
 }

@@ -17,17 +17,27 @@ async fn setup() -> (Server, SmsInbox, Api, Database) {
 #[tokio::test]
 async fn sign_in_by_code_from_the_webhook() {
     let (server, sms, api, _db) = setup().await;
-    let r = api.post("/v1/auth/otp", None, json!({"phone": "+48 555 555 555"})).await.unwrap();
+    let r = api
+        .post("/v1/auth/otp", None, json!({"phone": "+48 555 555 555"}))
+        .await
+        .unwrap();
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.body["phone"], "+48555555555");
     let code = sms.code_for("+48555555555").await.unwrap();
-    assert!(code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()), "{code}");
+    assert!(
+        code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()),
+        "{code}"
+    );
     let sent = sms.received.lock().unwrap()[0].clone();
     assert_eq!(sent["phone"], "+48555555555");
     assert!(sent["message"].as_str().unwrap().contains(&code));
 
     let r = api
-        .post("/v1/auth/verify", None, json!({"phone": "+48555555555", "code": code, "device": "phone"}))
+        .post(
+            "/v1/auth/verify",
+            None,
+            json!({"phone": "+48555555555", "code": code, "device": "phone"}),
+        )
         .await
         .unwrap();
     assert_eq!(r.status, 200, "{r:?}");
@@ -35,19 +45,29 @@ async fn sign_in_by_code_from_the_webhook() {
     assert_eq!(me.id.len(), 32);
     assert_eq!(me.client_id, format!("{}:phone", me.id));
     assert_eq!(r.body["mqtt"]["tcp"], format!("mqtt://{}", server.mqtt));
-    assert_eq!(r.body["mqtt"]["ws"], format!("ws://{}/mqtt", server.mqtt_ws));
+    assert_eq!(
+        r.body["mqtt"]["ws"],
+        format!("ws://{}/mqtt", server.mqtt_ws)
+    );
 
     // The tokens work on MQTT with the client id handed out.
     let login = Login::token(&me.client_id, &me.id, &me.access);
     assert!(connect(server.mqtt, Via::Tcp, login).await.is_ok());
     // And on the API.
-    assert_eq!(api.get("/v1/me/profile", &me.access).await.unwrap().status, 200);
+    assert_eq!(
+        api.get("/v1/me/profile", &me.access).await.unwrap().status,
+        200
+    );
 
     // The same number signs in again as the same user; a code works once.
     let again = api.sign_in(&sms, "+48555555555", "tablet").await.unwrap();
     assert_eq!(again.id, me.id);
     let reuse = api
-        .post("/v1/auth/verify", None, json!({"phone": "+48555555555", "code": code, "device": "phone"}))
+        .post(
+            "/v1/auth/verify",
+            None,
+            json!({"phone": "+48555555555", "code": code, "device": "phone"}),
+        )
         .await
         .unwrap();
     assert_eq!(reuse.status, 401);
@@ -57,8 +77,15 @@ async fn sign_in_by_code_from_the_webhook() {
 async fn md5_scheme_gives_the_use_case_ids() {
     let db = Database::for_test().await.unwrap();
     let sms = SmsInbox::start().await.unwrap();
-    let server = Server::with_sms(&db, &sms).env("SWITCHBOARD_ID_SCHEME", "md5").start().await.unwrap();
-    let me = Api::new(&server).sign_in(&sms, "+48555555555", "phone").await.unwrap();
+    let server = Server::with_sms(&db, &sms)
+        .env("SWITCHBOARD_ID_SCHEME", "md5")
+        .start()
+        .await
+        .unwrap();
+    let me = Api::new(&server)
+        .sign_in(&sms, "+48555555555", "phone")
+        .await
+        .unwrap();
     assert_eq!(me.id, "36940d0ece18aebf69d0ef6825534e24");
 }
 
@@ -66,29 +93,51 @@ async fn md5_scheme_gives_the_use_case_ids() {
 async fn codes_allow_five_tries_and_numbers_are_rate_limited() {
     let (_server, sms, api, _db) = setup().await;
     let phone = "+48555000111";
-    api.post("/v1/auth/otp", None, json!({ "phone": phone })).await.unwrap();
+    api.post("/v1/auth/otp", None, json!({ "phone": phone }))
+        .await
+        .unwrap();
     let code = sms.code_for(phone).await.unwrap();
     let wrong = if code == "000000" { "000001" } else { "000000" };
     for _ in 0..5 {
         let r = api
-            .post("/v1/auth/verify", None, json!({"phone": phone, "code": wrong, "device": "d"}))
+            .post(
+                "/v1/auth/verify",
+                None,
+                json!({"phone": phone, "code": wrong, "device": "d"}),
+            )
             .await
             .unwrap();
         assert_eq!((r.status, r.code()), (401, "unauthorized"));
     }
     // Five wrong guesses burned the code: the right one no longer works.
     let r = api
-        .post("/v1/auth/verify", None, json!({"phone": phone, "code": code, "device": "d"}))
+        .post(
+            "/v1/auth/verify",
+            None,
+            json!({"phone": phone, "code": code, "device": "d"}),
+        )
         .await
         .unwrap();
     assert_eq!(r.status, 401, "{r:?}");
-    assert!(r.body["error"]["message"].as_str().unwrap().contains("request a new one"));
+    assert!(r.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("request a new one"));
 
     // Three codes per number per window: the first above was one.
     for _ in 0..2 {
-        assert_eq!(api.post("/v1/auth/otp", None, json!({ "phone": phone })).await.unwrap().status, 200);
+        assert_eq!(
+            api.post("/v1/auth/otp", None, json!({ "phone": phone }))
+                .await
+                .unwrap()
+                .status,
+            200
+        );
     }
-    let r = api.post("/v1/auth/otp", None, json!({ "phone": phone })).await.unwrap();
+    let r = api
+        .post("/v1/auth/otp", None, json!({ "phone": phone }))
+        .await
+        .unwrap();
     assert_eq!((r.status, r.code()), (429, "rate_limited"), "{r:?}");
 }
 
@@ -97,7 +146,14 @@ async fn code_requests_are_rate_limited_per_address() {
     let (_server, _sms, api, _db) = setup().await;
     let mut statuses = Vec::new();
     for i in 0..12 {
-        let r = api.post("/v1/auth/otp", None, json!({ "phone": format!("+4855510{i:04}") })).await.unwrap();
+        let r = api
+            .post(
+                "/v1/auth/otp",
+                None,
+                json!({ "phone": format!("+4855510{i:04}") }),
+            )
+            .await
+            .unwrap();
         statuses.push(r.status);
     }
     assert_eq!(&statuses[..10], &[200; 10]);
@@ -109,46 +165,118 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
     let (_server, sms, api, _db) = setup().await;
     let me = api.sign_in(&sms, "+48555000222", "phone").await.unwrap();
 
-    let r = api.post("/v1/auth/refresh", None, json!({"refreshToken": me.refresh})).await.unwrap();
+    let r = api
+        .post(
+            "/v1/auth/refresh",
+            None,
+            json!({"refreshToken": me.refresh}),
+        )
+        .await
+        .unwrap();
     assert_eq!(r.status, 200, "{r:?}");
     let second = r.body["refreshToken"].as_str().unwrap().to_string();
     assert_ne!(second, me.refresh);
     let access = r.body["accessToken"].as_str().unwrap().to_string();
-    assert_eq!(api.get("/v1/me/profile", &access).await.unwrap().status, 200);
+    assert_eq!(
+        api.get("/v1/me/profile", &access).await.unwrap().status,
+        200
+    );
 
     // The first token again: theft. Both it and its successor stop working.
-    let r = api.post("/v1/auth/refresh", None, json!({"refreshToken": me.refresh})).await.unwrap();
+    let r = api
+        .post(
+            "/v1/auth/refresh",
+            None,
+            json!({"refreshToken": me.refresh}),
+        )
+        .await
+        .unwrap();
     assert_eq!(r.status, 401);
-    let r = api.post("/v1/auth/refresh", None, json!({"refreshToken": second})).await.unwrap();
+    let r = api
+        .post("/v1/auth/refresh", None, json!({"refreshToken": second}))
+        .await
+        .unwrap();
     assert_eq!(r.status, 401, "the whole family is revoked");
 
     // Logout ends a sign-in the same way.
     let other = api.sign_in(&sms, "+48555000222", "tablet").await.unwrap();
-    let r = api.post("/v1/auth/logout", None, json!({"refreshToken": other.refresh})).await.unwrap();
+    let r = api
+        .post(
+            "/v1/auth/logout",
+            None,
+            json!({"refreshToken": other.refresh}),
+        )
+        .await
+        .unwrap();
     assert_eq!(r.status, 204);
-    let r = api.post("/v1/auth/refresh", None, json!({"refreshToken": other.refresh})).await.unwrap();
+    let r = api
+        .post(
+            "/v1/auth/refresh",
+            None,
+            json!({"refreshToken": other.refresh}),
+        )
+        .await
+        .unwrap();
     assert_eq!(r.status, 401);
-    let r = api.post("/v1/auth/refresh", None, json!({"refreshToken": "made-up"})).await.unwrap();
+    let r = api
+        .post("/v1/auth/refresh", None, json!({"refreshToken": "made-up"}))
+        .await
+        .unwrap();
     assert_eq!(r.status, 401);
 }
 
 #[tokio::test]
 async fn robots_are_provisioned_by_admins_and_sign_in_with_their_secret() {
     let (server, _sms, api, db) = setup().await;
-    assert_eq!(api.call("POST", "/v1/robots", None, None).await.unwrap().status, 401);
-    assert_eq!(api.call("POST", "/v1/robots", Some("wrong-admin-token"), None).await.unwrap().status, 401);
-    let r = api.call("POST", "/v1/robots", Some(ADMIN_TOKEN), None).await.unwrap();
+    assert_eq!(
+        api.call("POST", "/v1/robots", None, None)
+            .await
+            .unwrap()
+            .status,
+        401
+    );
+    assert_eq!(
+        api.call("POST", "/v1/robots", Some("wrong-admin-token"), None)
+            .await
+            .unwrap()
+            .status,
+        401
+    );
+    let r = api
+        .call("POST", "/v1/robots", Some(ADMIN_TOKEN), None)
+        .await
+        .unwrap();
     assert_eq!(r.status, 201, "{r:?}");
     let robot_id = r.body["robotId"].as_str().unwrap().to_string();
     let secret = r.body["secret"].as_str().unwrap().to_string();
 
-    let wrong = api.post("/v1/auth/robot", None, json!({"robotId": robot_id, "secret": "nope"})).await.unwrap();
+    let wrong = api
+        .post(
+            "/v1/auth/robot",
+            None,
+            json!({"robotId": robot_id, "secret": "nope"}),
+        )
+        .await
+        .unwrap();
     assert_eq!(wrong.status, 401);
-    let r = api.post("/v1/auth/robot", None, json!({"robotId": robot_id, "secret": secret})).await.unwrap();
+    let r = api
+        .post(
+            "/v1/auth/robot",
+            None,
+            json!({"robotId": robot_id, "secret": secret}),
+        )
+        .await
+        .unwrap();
     assert_eq!(r.status, 200, "{r:?}");
     let robot = SignedIn::from_reply(&r.body, "robotId").unwrap();
     assert_eq!(robot.client_id, robot_id);
-    assert!(connect(server.mqtt, Via::Tcp, Login::token(&robot.id, &robot.id, &robot.access)).await.is_ok());
+    assert!(connect(
+        server.mqtt,
+        Via::Tcp,
+        Login::token(&robot.id, &robot.id, &robot.access)
+    )
+    .await
+    .is_ok());
 
     // The command line provisions into the same database.
     let data = server.dir.path().display().to_string();
@@ -163,10 +291,18 @@ async fn robots_are_provisioned_by_admins_and_sign_in_with_their_secret() {
         .args(["robot", "create"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let r = api
-        .post("/v1/auth/robot", None, json!({"robotId": created["robotId"], "secret": created["secret"]}))
+        .post(
+            "/v1/auth/robot",
+            None,
+            json!({"robotId": created["robotId"], "secret": created["secret"]}),
+        )
         .await
         .unwrap();
     assert_eq!(r.status, 200, "{r:?}");
@@ -175,10 +311,16 @@ async fn robots_are_provisioned_by_admins_and_sign_in_with_their_secret() {
 #[tokio::test]
 async fn an_expired_token_ends_the_mqtt_connection_after_the_grace() {
     let db = Database::for_test().await.unwrap();
-    let server = Server::builder(&db).env("SWITCHBOARD_TOKEN_GRACE_S", "1").start().await.unwrap();
+    let server = Server::builder(&db)
+        .env("SWITCHBOARD_TOKEN_GRACE_S", "1")
+        .start()
+        .await
+        .unwrap();
     let id = switchboard_e2e::random_id();
     let token = server.token(&id, None, "user", 2).unwrap();
-    let mut client = connect(server.mqtt, Via::Tcp, Login::token(&id, &id, &token)).await.unwrap();
+    let mut client = connect(server.mqtt, Via::Tcp, Login::token(&id, &id, &token))
+        .await
+        .unwrap();
     let started = std::time::Instant::now();
     // Wait for the server to close the connection (the event), not a time.
     let closed = loop {
@@ -189,5 +331,8 @@ async fn an_expired_token_ends_the_mqtt_connection_after_the_grace() {
         }
     };
     assert!(closed, "the server did not close the connection");
-    assert!(started.elapsed().as_secs_f64() >= 1.0, "closed before the token expired");
+    assert!(
+        started.elapsed().as_secs_f64() >= 1.0,
+        "closed before the token expired"
+    );
 }

@@ -1,0 +1,426 @@
+//! The use case's profile scenario end to end, contacts and discovery, and
+//! bad input at the HTTP API.
+
+use serde_json::{json, Value};
+use switchboard_e2e::api::{Api, SignedIn, SmsInbox};
+use switchboard_e2e::mqtt::{connect, Client, Incoming, Login, Via};
+use switchboard_e2e::{Database, Server, JWT_SECRET};
+
+async fn mqtt(server: &Server, who: &SignedIn) -> Client {
+    connect(
+        server.mqtt,
+        Via::Tcp,
+        Login::token(&who.client_id, &who.id, &who.access),
+    )
+    .await
+    .unwrap()
+}
+
+async fn next_profile(c: &mut Client) -> (Value, bool) {
+    match c.next().await.unwrap() {
+        Incoming::Publish {
+            payload, retain, ..
+        } => (serde_json::from_slice(&payload).unwrap(), retain),
+        other => panic!("expected a profile, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn nickname_reaches_watchers_now_later_and_after_a_restart() {
+    let db = Database::for_test().await.unwrap();
+    let sms = SmsInbox::start().await.unwrap();
+    let server = Server::with_sms(&db, &sms).start().await.unwrap();
+    let api = Api::new(&server);
+    let a = api.sign_in(&sms, "+48555200001", "phone").await.unwrap();
+    let b = api.sign_in(&sms, "+48555200002", "phone").await.unwrap();
+    let c = api.sign_in(&sms, "+48555200003", "phone").await.unwrap();
+    let r = api
+        .put(
+            "/v1/me/contacts",
+            &a.access,
+            json!({"userIds": [b.id, c.id]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    let topic = format!("users/{}/info", a.id);
+
+    // B watches; A changes the nickname over HTTP; B gets it at once.
+    let mut watcher_b = mqtt(&server, &b).await;
+    watcher_b.subscribe(&topic).await.unwrap();
+    let r = api
+        .put(
+            "/v1/me/profile",
+            &a.access,
+            json!({"nickname": "Ala", "email": "ala@example.com"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    let (p, _) = next_profile(&mut watcher_b).await;
+    assert_eq!(
+        (p["id"].as_str(), p["nickname"].as_str()),
+        (Some(a.id.as_str()), Some("Ala"))
+    );
+
+    // A publishes its own profile over MQTT: validated, stored, stamped.
+    let publisher = mqtt(&server, &a).await;
+    publisher
+        .publish(
+            &topic,
+            json!({"nickname": "Ala 2"}).to_string().as_bytes(),
+            false,
+        )
+        .await
+        .unwrap();
+    let (p, _) = next_profile(&mut watcher_b).await;
+    assert_eq!(p["nickname"], "Ala 2");
+    assert!(p["updatedAt"].as_i64().unwrap() > 0);
+    let stored = api
+        .get(&format!("/v1/users/{}/profile", a.id), &b.access)
+        .await
+        .unwrap();
+    assert_eq!(stored.body["nickname"], "Ala 2");
+
+    // A bad one is refused and changes nothing.
+    publisher
+        .publish(
+            &topic,
+            br#"{"nickname": "x", "email": "not an email"}"#,
+            true,
+        )
+        .await
+        .unwrap();
+    publisher
+        .publish(
+            &topic,
+            json!({"nickname": "Ala 3"}).to_string().as_bytes(),
+            false,
+        )
+        .await
+        .unwrap();
+    let (p, _) = next_profile(&mut watcher_b).await;
+    assert_eq!(p["nickname"], "Ala 3", "the bad profile never reached B");
+    let stored = api.get("/v1/me/profile", &a.access).await.unwrap();
+    assert_eq!(stored.body["nickname"], "Ala 3");
+
+    // C connects later and gets the profile at once, retained.
+    let mut later_c = mqtt(&server, &c).await;
+    later_c.subscribe(&topic).await.unwrap();
+    let (p, retained) = next_profile(&mut later_c).await;
+    assert_eq!(p["nickname"], "Ala 3");
+    assert!(retained);
+
+    // After a restart the retained profile is rebuilt from the database.
+    let (status, dir) = server.terminate().unwrap();
+    assert!(status.success());
+    let server = Server::with_sms(&db, &sms).dir(dir).start().await.unwrap();
+    let mut after = mqtt(&server, &c).await;
+    after.subscribe(&topic).await.unwrap();
+    let (p, retained) = next_profile(&mut after).await;
+    assert_eq!(p["nickname"], "Ala 3");
+    assert_eq!(
+        p["email"],
+        Value::Null,
+        "a profile message replaces the whole profile"
+    );
+    assert!(retained);
+}
+
+#[tokio::test]
+async fn contacts_blocks_and_discovery() {
+    let db = Database::for_test().await.unwrap();
+    let sms = SmsInbox::start().await.unwrap();
+    let server = Server::with_sms(&db, &sms)
+        .env("SWITCHBOARD_DISCOVERY_DAILY_QUOTA", "6")
+        .start()
+        .await
+        .unwrap();
+    let api = Api::new(&server);
+    let a = api.sign_in(&sms, "+48555300001", "phone").await.unwrap();
+    let b = api.sign_in(&sms, "+48555300002", "phone").await.unwrap();
+
+    let r = api
+        .post(
+            "/v1/contacts/discover",
+            Some(&a.access),
+            json!({"phones": ["+48 555 300 002", "+48555300009", "garbage"]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        r.body["matches"],
+        json!([{"phone": "+48 555 300 002", "userId": b.id}])
+    );
+
+    // Invisible by default; visible once B lists A; not once B blocks A.
+    let path = format!("/v1/users/{}/profile", b.id);
+    assert_eq!(api.get(&path, &a.access).await.unwrap().status, 404);
+    api.put(
+        "/v1/me/contacts",
+        &b.access,
+        json!({"userIds": [a.id, a.id]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(api.get(&path, &a.access).await.unwrap().status, 200);
+    let r = api.get("/v1/me/contacts", &b.access).await.unwrap();
+    assert_eq!(r.body["userIds"], json!([a.id]), "lists are sets");
+    api.put("/v1/me/blocked", &b.access, json!({"userIds": [a.id]}))
+        .await
+        .unwrap();
+    assert_eq!(api.get(&path, &a.access).await.unwrap().status, 404);
+    let r = api
+        .post(
+            "/v1/contacts/discover",
+            Some(&a.access),
+            json!({"phones": ["+48555300002"]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r.body["matches"],
+        json!([]),
+        "blocked users are not discovered"
+    );
+
+    // The daily quota (6 here): 3 + 1 used; 3 more is too many and counts nothing.
+    let r = api
+        .post(
+            "/v1/contacts/discover",
+            Some(&a.access),
+            json!({"phones": ["1", "2", "3"]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.code()), (429, "rate_limited"));
+    let r = api
+        .post(
+            "/v1/contacts/discover",
+            Some(&a.access),
+            json!({"phones": ["1", "2"]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "the refused call consumed nothing");
+
+    let many: Vec<String> = (0..501).map(|i| format!("+4855530{i:04}")).collect();
+    let r = api
+        .post(
+            "/v1/contacts/discover",
+            Some(&b.access),
+            json!({ "phones": many }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 413);
+
+    let r = api
+        .put(
+            "/v1/me/visibility",
+            &a.access,
+            json!({"visibility": "everyone"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        api.get("/v1/me/visibility", &a.access).await.unwrap().body["visibility"],
+        "everyone"
+    );
+}
+
+/// A token signed with the server's key but expired, and one signed with
+/// another key.
+fn bad_tokens(sub: &str) -> Vec<(String, &'static str)> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let sign = |secret: &str, exp: i64| {
+        let claims = json!({"sub": sub, "kind": "user", "iat": now - 100, "exp": exp});
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    };
+    vec![
+        (sign(JWT_SECRET, now - 10), "expired"),
+        (
+            sign("another-key-0123456789abcdef0123456789", now + 600),
+            "forged",
+        ),
+        ("not-a-token".to_string(), "garbage"),
+    ]
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
+    let db = Database::for_test().await.unwrap();
+    let sms = SmsInbox::start().await.unwrap();
+    let server = Server::with_sms(&db, &sms).start().await.unwrap();
+    let api = Api::new(&server);
+    let a = api.sign_in(&sms, "+48555400001", "phone").await.unwrap();
+    let r = api
+        .put("/v1/me/profile", &a.access, json!({"nickname": "Before"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+
+    let huge = vec![b'a'; 100 * 1024];
+    let cases: Vec<(&str, &str, Vec<u8>, u16)> = vec![
+        ("PUT", "/v1/me/profile", b"{not json".to_vec(), 400),
+        ("PUT", "/v1/me/profile", br#"{"nickname": 7}"#.to_vec(), 400),
+        (
+            "PUT",
+            "/v1/me/profile",
+            br#"{"nickname": "x", "admin": true}"#.to_vec(),
+            400,
+        ),
+        (
+            "PUT",
+            "/v1/me/profile",
+            br#"{"email": "'; DROP TABLE profiles; --"}"#.to_vec(),
+            400,
+        ),
+        (
+            "PUT",
+            "/v1/me/profile",
+            br#"{"photoUrl": "javascript:alert(1)"}"#.to_vec(),
+            400,
+        ),
+        (
+            "PUT",
+            "/v1/me/profile",
+            format!(r#"{{"nickname": "{}"}}"#, "n".repeat(65)).into_bytes(),
+            400,
+        ),
+        ("PUT", "/v1/me/profile", huge.clone(), 413),
+        (
+            "PUT",
+            "/v1/me/contacts",
+            br#"{"userIds": ["x' OR 1=1 --"]}"#.to_vec(),
+            400,
+        ),
+        (
+            "PUT",
+            "/v1/me/contacts",
+            br#"{"userIds": ["0123456789abcdef0123456789abcdef"]}"#.to_vec(),
+            400,
+        ),
+        (
+            "PUT",
+            "/v1/me/contacts",
+            br#"{"userIds": "all"}"#.to_vec(),
+            400,
+        ),
+        (
+            "PUT",
+            "/v1/me/visibility",
+            br#"{"visibility": "nobody"}"#.to_vec(),
+            400,
+        ),
+        (
+            "POST",
+            "/v1/contacts/discover",
+            br#"{"phones": [1, 2]}"#.to_vec(),
+            400,
+        ),
+        (
+            "POST",
+            "/v1/auth/otp",
+            br#"{"phone": "'; DROP TABLE users; --"}"#.to_vec(),
+            400,
+        ),
+        (
+            "POST",
+            "/v1/auth/otp",
+            br#"{"phone": "555 123 456"}"#.to_vec(),
+            400,
+        ),
+        (
+            "POST",
+            "/v1/auth/otp",
+            br#"{"phone": "+48555400001", "extra": 1}"#.to_vec(),
+            400,
+        ),
+        ("POST", "/v1/auth/otp", huge, 413),
+        (
+            "POST",
+            "/v1/auth/verify",
+            br#"{"phone": "+48555400001", "code": "12", "device": "d"}"#.to_vec(),
+            400,
+        ),
+        (
+            "POST",
+            "/v1/auth/verify",
+            br#"{"phone": "+48555400001", "code": "123456", "device": "Bad Device"}"#.to_vec(),
+            400,
+        ),
+        ("POST", "/v1/auth/refresh", br#"{}"#.to_vec(), 400),
+        (
+            "POST",
+            "/v1/auth/robot",
+            br#"{"robotId": "nope", "secret": "x"}"#.to_vec(),
+            401,
+        ),
+    ];
+    for (method, path, body, status) in cases {
+        let r = api
+            .raw(method, path, Some(&a.access), body.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status,
+            status,
+            "{method} {path} {}: {r:?}",
+            String::from_utf8_lossy(&body[..body.len().min(80)])
+        );
+        assert!(
+            !r.body["error"]["message"].as_str().unwrap_or("").is_empty(),
+            "{path}: {r:?}"
+        );
+    }
+    // Also without a JSON content type.
+    let r = reqwest::Client::new()
+        .put(format!("{}/v1/me/profile", server.http))
+        .bearer_auth(&a.access)
+        .body(r#"{"nickname": "x"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    for (token, what) in bad_tokens(&a.id) {
+        let r = api.get("/v1/me/profile", &token).await.unwrap();
+        assert_eq!((r.status, r.code()), (401, "unauthorized"), "{what}");
+    }
+    assert_eq!(
+        api.call("GET", "/v1/me/profile", None, None)
+            .await
+            .unwrap()
+            .status,
+        401
+    );
+    let r = api
+        .get("/v1/users/not-an-id/profile", &a.access)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400);
+
+    // Nothing changed.
+    let r = api.get("/v1/me/profile", &a.access).await.unwrap();
+    assert_eq!(r.body["nickname"], "Before");
+    assert_eq!(r.body["email"], Value::Null);
+    assert_eq!(
+        api.get("/v1/me/contacts", &a.access).await.unwrap().body["userIds"],
+        json!([])
+    );
+    assert_eq!(
+        api.get("/v1/me/visibility", &a.access).await.unwrap().body["visibility"],
+        "contacts"
+    );
+}

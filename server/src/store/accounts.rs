@@ -319,3 +319,63 @@ impl Store {
         Ok(true)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests::temp_store;
+
+    #[tokio::test]
+    async fn codes_work_once_and_not_after_expiry() {
+        let store = temp_store().await;
+        store.store_otp("phone", "right").await.unwrap();
+        assert_eq!(
+            store.check_otp("phone", "wrong").await.unwrap(),
+            OtpCheck::Wrong
+        );
+        assert_eq!(
+            store.check_otp("phone", "right").await.unwrap(),
+            OtpCheck::Accepted
+        );
+        assert_eq!(
+            store.check_otp("phone", "right").await.unwrap(),
+            OtpCheck::NoCode
+        );
+
+        store.store_otp("phone", "right").await.unwrap();
+        sqlx::query("UPDATE otp_codes SET expires_at = $1")
+            .bind(now_ms() - 1)
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.check_otp("phone", "right").await.unwrap(),
+            OtpCheck::NoCode
+        );
+    }
+
+    #[tokio::test]
+    async fn the_send_window_reopens() {
+        let store = temp_store().await;
+        for _ in 0..OTP_SENDS_PER_WINDOW {
+            assert_eq!(
+                store.otp_send_allowance("p").await.unwrap(),
+                SendAllowance::Allowed
+            );
+            store.store_otp("p", "c").await.unwrap();
+        }
+        assert!(matches!(
+            store.otp_send_allowance("p").await.unwrap(),
+            SendAllowance::Wait(_)
+        ));
+        sqlx::query("UPDATE otp_codes SET window_start = $1")
+            .bind(now_ms() - OTP_WINDOW_MS)
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.otp_send_allowance("p").await.unwrap(),
+            SendAllowance::Allowed
+        );
+    }
+}

@@ -100,7 +100,7 @@ pub fn redact(url: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -111,6 +111,17 @@ mod tests {
         );
         assert_eq!(redact("postgres://db/sb"), "postgres://db/sb");
         assert_eq!(redact("sqlite://./data/x.db"), "sqlite://./data/x.db");
+    }
+
+    /// A migrated SQLite store in a fresh directory.
+    pub async fn temp_store() -> Store {
+        let dir = std::env::temp_dir().join(format!("sb-store-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::connect(&format!("sqlite://{}", dir.join("t.db").display()))
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        store
     }
 
     #[tokio::test]

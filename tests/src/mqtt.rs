@@ -183,7 +183,7 @@ pub struct V5Client {
 pub use rumqttc::v5::mqttbytes::v5::{PubAckReason, SubscribeReasonCode as V5SubCode};
 
 enum V5Event {
-    Packet(rumqttc::v5::mqttbytes::v5::Packet),
+    Packet(Box<rumqttc::v5::mqttbytes::v5::Packet>),
     SubRefused(V5SubCode),
     PubRefused(PubAckReason),
 }
@@ -208,7 +208,7 @@ impl V5Client {
         tokio::spawn(async move {
             loop {
                 let event = match eventloop.poll().await {
-                    Ok(Ev5::Incoming(p)) => V5Event::Packet(p),
+                    Ok(Ev5::Incoming(p)) => V5Event::Packet(Box::new(p)),
                     Ok(_) => continue,
                     Err(E5::MqttState(StateError::SubFail { reason })) => {
                         V5Event::SubRefused(reason)
@@ -241,7 +241,11 @@ impl V5Client {
             .await?;
         loop {
             match self.next().await? {
-                V5Event::Packet(P5::SubAck(s)) => return Ok(s.return_codes),
+                V5Event::Packet(p) => {
+                    if let P5::SubAck(s) = *p {
+                        return Ok(s.return_codes);
+                    }
+                }
                 V5Event::SubRefused(code) => return Ok(vec![code]),
                 _ => continue,
             }
@@ -261,7 +265,11 @@ impl V5Client {
             .await?;
         loop {
             match self.next().await? {
-                V5Event::Packet(P5::PubAck(a)) => return Ok(a.reason),
+                V5Event::Packet(p) => {
+                    if let P5::PubAck(a) = *p {
+                        return Ok(a.reason);
+                    }
+                }
                 V5Event::PubRefused(reason) => return Ok(reason),
                 _ => continue,
             }

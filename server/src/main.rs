@@ -47,7 +47,8 @@ enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
-    /// Mint an access token (for development and tests).
+    /// Mint an access token (for development and tests); creates the
+    /// account if it does not exist.
     Token {
         /// The user or robot id (32 lowercase hex).
         #[arg(long)]
@@ -99,6 +100,18 @@ fn main() -> ExitCode {
                 ttl,
             } => {
                 let tokens = serve::tokens(&config)?;
+                // The subject gets an account, so the token works for
+                // everything a signed-in user or robot can do.
+                let account = match kind {
+                    Kind::User => Some("user"),
+                    Kind::Robot => Some("robot"),
+                    Kind::Admin => None,
+                };
+                if let Some(account) = account {
+                    let store = serve::open_store(&config).await?;
+                    store.ensure_user(sub.as_str(), account).await?;
+                    store.close().await;
+                }
                 println!("{}", tokens.mint(sub.as_str(), kind, device, ttl));
                 Ok(())
             }

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::error::{internal, ApiError};
 use super::extract::{Body, Caller};
 use super::AppState;
-use crate::store::{dedup, now_ms, List, Visibility};
+use crate::store::{now_ms, List, Visibility};
 
 /// Most ids in one contact or block list.
 pub const MAX_LIST: usize = 5000;
@@ -200,6 +200,14 @@ async fn put_list(
     Ok(Json(IdList {
         user_ids: app.graph.list(me, list),
     }))
+}
+
+/// Duplicates removed, order kept: lists are sets.
+fn dedup(ids: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    ids.into_iter()
+        .filter(|id| seen.insert(id.clone()))
+        .collect()
 }
 
 fn truncate(s: &str) -> String {

@@ -7,7 +7,7 @@ mod profiles;
 mod social;
 
 pub use accounts::{OtpCheck, RefreshOutcome, SendAllowance, OTP_TTL_MS};
-pub use social::{dedup, List, Visibility};
+pub use social::{List, Visibility};
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! Contacts, blocks and visibility: who may see whom.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use anyhow::Result;
 
@@ -101,12 +101,4 @@ impl Store {
             .await?;
         Ok((visibility, contacts, blocks))
     }
-}
-
-/// Duplicates removed, order kept: lists are sets.
-pub fn dedup(ids: Vec<String>) -> Vec<String> {
-    let mut seen = HashSet::new();
-    ids.into_iter()
-        .filter(|id| seen.insert(id.clone()))
-        .collect()
 }

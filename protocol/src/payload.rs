@@ -36,8 +36,8 @@ pub fn is_connected_payload(online: bool) -> &'static str {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Presence {
     pub online: bool,
-    /// Devices online now.
-    pub devices: Vec<Device>,
+    /// Devices online now; `""` stands for a connection with the bare id.
+    pub devices: Vec<String>,
     pub last_seen: Option<i64>,
     /// Grows with every change, so late or duplicate updates can be told apart.
     pub seq: u64,

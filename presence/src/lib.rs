@@ -1,0 +1,332 @@
+//! Server-authoritative presence, free of IO.
+//!
+//! The broker tells the tracker when a connection comes and goes; the
+//! tracker answers with what to publish on `users/<id>/isConnected` and
+//! `users/<id>/presence`. A user is online while any of its devices is.
+//! Three things the plain Last Will design gets wrong are handled here:
+//!
+//! - several devices: one device leaving never makes the user look offline
+//!   while another is still connected;
+//! - takeover (the same client id reconnecting): the old connection's end
+//!   is recognised by its connection token and never published, so
+//!   watchers see no `false` then `true`;
+//! - late events: an event about a connection that is no longer current is
+//!   ignored, and every publication carries a `seq` that grows, so a
+//!   watcher can tell a late or repeated update from a new one.
+//!
+//! Time is passed in (milliseconds); `tick` expires takeovers whose new
+//! connection never arrived.
+
+use std::collections::{BTreeMap, HashMap};
+
+use switchboard_protocol::payload::Presence;
+use switchboard_protocol::{ClientId, Id};
+
+/// How long a device taken over may wait for its new connection before it
+/// counts as gone.
+pub const TAKEOVER_WAIT_MS: i64 = 5_000;
+
+/// A connection of one client id; the broker's connection creation time
+/// tells two connections of the same client id apart.
+pub type Connection = i64;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Connected {
+        client: ClientId,
+        connection: Connection,
+        at: i64,
+    },
+    Disconnected {
+        client: ClientId,
+        connection: Connection,
+        at: i64,
+        cause: Cause,
+    },
+}
+
+/// Why a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// The client said DISCONNECT.
+    Graceful,
+    /// Keep-alive expired, the socket closed, the server closed it: the
+    /// client's Last Will case.
+    Lost,
+    /// A new connection with the same client id replaced it.
+    TakenOver,
+}
+
+/// What to publish for one user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publication {
+    pub user: Id,
+    /// `Some` when the user's online status changed (or on a rebuild): the
+    /// new `users/<id>/isConnected`.
+    pub is_connected: Option<bool>,
+    /// The new `users/<id>/presence`.
+    pub presence: Presence,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Device {
+    connection: Connection,
+    /// Taken over; counts as online until then.
+    waiting_until: Option<i64>,
+}
+
+#[derive(Debug, Default)]
+struct User {
+    /// By device name; `""` is a connection with the bare id.
+    devices: BTreeMap<String, Device>,
+    seq: u64,
+    last_seen: Option<i64>,
+}
+
+#[derive(Debug, Default)]
+pub struct Tracker {
+    users: HashMap<Id, User>,
+}
+
+fn device_key(client: &ClientId) -> String {
+    client.device.as_ref().map(|d| d.as_str().to_string()).unwrap_or_default()
+}
+
+impl User {
+    fn presence(&self) -> Presence {
+        Presence {
+            online: !self.devices.is_empty(),
+            devices: self.devices.keys().cloned().collect(),
+            last_seen: self.last_seen,
+            seq: self.seq,
+        }
+    }
+}
+
+impl Tracker {
+    pub fn new() -> Self {
+        Tracker::default()
+    }
+
+    /// Everyone offline, as after a restart: every user known to the
+    /// database with its stored `seq` and `lastSeen`. Returns the offline
+    /// publications, each with a `seq` one higher than stored (a restart
+    /// is a change: some of them were online when the server went down).
+    pub fn rebuild(&mut self, stored: impl IntoIterator<Item = (Id, u64, Option<i64>)>) -> Vec<Publication> {
+        self.users.clear();
+        stored
+            .into_iter()
+            .map(|(id, seq, last_seen)| {
+                let user = User {
+                    devices: BTreeMap::new(),
+                    seq: seq + 1,
+                    last_seen,
+                };
+                let publication = Publication {
+                    user: id.clone(),
+                    is_connected: Some(false),
+                    presence: user.presence(),
+                };
+                self.users.insert(id, user);
+                publication
+            })
+            .collect()
+    }
+
+    pub fn apply(&mut self, event: Event) -> Option<Publication> {
+        match event {
+            Event::Connected { client, connection, at } => {
+                let user = self.users.entry(client.id.clone()).or_default();
+                let was_online = !user.devices.is_empty();
+                let fresh = user
+                    .devices
+                    .insert(
+                        device_key(&client),
+                        Device {
+                            connection,
+                            waiting_until: None,
+                        },
+                    )
+                    .is_none();
+                // A reconnect of a device already listed (a takeover) is
+                // no news to watchers.
+                fresh.then(|| Self::publish(client.id, user, at, !was_online))
+            }
+            Event::Disconnected {
+                client,
+                connection,
+                at,
+                cause,
+            } => {
+                let user = self.users.get_mut(&client.id)?;
+                let key = device_key(&client);
+                let device = user.devices.get_mut(&key)?;
+                if device.connection != connection {
+                    // The end of a connection already replaced.
+                    return None;
+                }
+                if cause == Cause::TakenOver {
+                    device.waiting_until = Some(at + TAKEOVER_WAIT_MS);
+                    return None;
+                }
+                user.devices.remove(&key);
+                let offline = user.devices.is_empty();
+                Some(Self::publish(client.id, user, at, offline))
+            }
+        }
+    }
+
+    /// Devices taken over whose new connection never came are gone.
+    pub fn tick(&mut self, now: i64) -> Vec<Publication> {
+        let mut out = Vec::new();
+        for (id, user) in self.users.iter_mut() {
+            let before = user.devices.len();
+            user.devices.retain(|_, d| d.waiting_until.is_none_or(|until| until > now));
+            if user.devices.len() != before {
+                let offline = user.devices.is_empty();
+                out.push(Self::publish(id.clone(), user, now, offline));
+            }
+        }
+        out
+    }
+
+    fn publish(id: Id, user: &mut User, at: i64, status_changed: bool) -> Publication {
+        user.seq += 1;
+        user.last_seen = Some(at);
+        let presence = user.presence();
+        Publication {
+            user: id,
+            is_connected: status_changed.then_some(presence.online),
+            presence,
+        }
+    }
+
+    /// The current presence of a user the tracker knows.
+    pub fn get(&self, user: &Id) -> Option<Presence> {
+        self.users.get(user).map(User::presence)
+    }
+
+    /// Users online and devices online now.
+    pub fn counts(&self) -> (usize, usize) {
+        let online = self.users.values().filter(|u| !u.devices.is_empty());
+        online.fold((0, 0), |(users, devices), u| (users + 1, devices + u.devices.len()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+    fn cid(device: &str) -> ClientId {
+        format!("{A}:{device}").parse().unwrap()
+    }
+
+    fn id() -> Id {
+        A.parse().unwrap()
+    }
+
+    fn connected(device: &str, connection: i64, at: i64) -> Event {
+        Event::Connected {
+            client: cid(device),
+            connection,
+            at,
+        }
+    }
+
+    fn gone(device: &str, connection: i64, at: i64, cause: Cause) -> Event {
+        Event::Disconnected {
+            client: cid(device),
+            connection,
+            at,
+            cause,
+        }
+    }
+
+    #[test]
+    fn online_while_any_device_is() {
+        let mut t = Tracker::new();
+        let p = t.apply(connected("phone", 1, 10)).unwrap();
+        assert_eq!(p.is_connected, Some(true));
+        assert_eq!(p.presence.devices, vec!["phone"]);
+        let p = t.apply(connected("tablet", 2, 20)).unwrap();
+        assert_eq!(p.is_connected, None, "already online");
+        assert_eq!(p.presence.devices, vec!["phone", "tablet"]);
+
+        let p = t.apply(gone("phone", 1, 30, Cause::Lost)).unwrap();
+        assert_eq!(p.is_connected, None, "the tablet is still online");
+        assert!(p.presence.online);
+        let p = t.apply(gone("tablet", 2, 40, Cause::Graceful)).unwrap();
+        assert_eq!(p.is_connected, Some(false));
+        assert_eq!(p.presence.last_seen, Some(40));
+        assert_eq!(p.presence.seq, 4, "one step per publication");
+    }
+
+    #[test]
+    fn takeover_does_not_flap_in_either_order() {
+        // New connection first, then the old one's end.
+        let mut t = Tracker::new();
+        t.apply(connected("phone", 1, 10));
+        assert_eq!(t.apply(connected("phone", 2, 20)), None);
+        assert_eq!(t.apply(gone("phone", 1, 21, Cause::TakenOver)), None);
+        assert_eq!(t.apply(gone("phone", 1, 22, Cause::Lost)), None, "stale connection");
+        assert!(t.get(&id()).unwrap().online);
+
+        // The old one's end first (it was kicked), then the new connection.
+        let mut t = Tracker::new();
+        t.apply(connected("phone", 1, 10));
+        assert_eq!(t.apply(gone("phone", 1, 20, Cause::TakenOver)), None);
+        assert_eq!(t.apply(connected("phone", 2, 21)), None);
+        assert!(t.tick(21 + TAKEOVER_WAIT_MS + 1).is_empty(), "the new connection arrived");
+        assert!(t.get(&id()).unwrap().online);
+    }
+
+    #[test]
+    fn a_takeover_without_a_new_connection_ends_offline() {
+        let mut t = Tracker::new();
+        t.apply(connected("phone", 1, 10));
+        t.apply(gone("phone", 1, 20, Cause::TakenOver));
+        assert!(t.tick(20 + TAKEOVER_WAIT_MS - 1).is_empty());
+        let p = t.tick(20 + TAKEOVER_WAIT_MS).pop().unwrap();
+        assert_eq!(p.is_connected, Some(false));
+    }
+
+    #[test]
+    fn late_and_unknown_events_change_nothing() {
+        let mut t = Tracker::new();
+        assert_eq!(t.apply(gone("phone", 1, 10, Cause::Lost)), None);
+        t.apply(connected("phone", 5, 20));
+        assert_eq!(t.apply(gone("phone", 4, 30, Cause::Lost)), None);
+        assert_eq!(t.get(&id()).unwrap().seq, 1);
+    }
+
+    #[test]
+    fn rebuild_puts_everyone_offline_with_a_larger_seq() {
+        let mut t = Tracker::new();
+        t.apply(connected("phone", 1, 10));
+        let out = t.rebuild([(id(), 7, Some(5))]);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].is_connected, Some(false));
+        assert_eq!(out[0].presence.seq, 8);
+        assert_eq!(out[0].presence.last_seen, Some(5));
+        assert_eq!(t.counts(), (0, 0));
+        let p = t.apply(connected("phone", 2, 20)).unwrap();
+        assert_eq!(p.presence.seq, 9);
+    }
+
+    #[test]
+    fn bare_client_ids_are_a_device_too() {
+        let mut t = Tracker::new();
+        let bare: ClientId = A.parse().unwrap();
+        let p = t
+            .apply(Event::Connected {
+                client: bare,
+                connection: 1,
+                at: 1,
+            })
+            .unwrap();
+        assert_eq!(p.presence.devices, vec![""]);
+        assert_eq!(t.counts(), (1, 1));
+    }
+}

@@ -86,13 +86,25 @@ struct User {
 #[derive(Debug, Default)]
 pub struct Tracker {
     users: HashMap<Id, User>,
+    /// Users and devices online now, kept as events arrive so reading them
+    /// costs nothing.
+    online_users: usize,
+    online_devices: usize,
 }
 
 fn device_key(client: &ClientId) -> String {
-    client.device.as_ref().map(|d| d.as_str().to_string()).unwrap_or_default()
+    client
+        .device
+        .as_ref()
+        .map(|d| d.as_str().to_string())
+        .unwrap_or_default()
 }
 
 impl User {
+    fn online(&self) -> (usize, usize) {
+        (usize::from(!self.devices.is_empty()), self.devices.len())
+    }
+
     fn presence(&self) -> Presence {
         Presence {
             online: !self.devices.is_empty(),
@@ -112,8 +124,13 @@ impl Tracker {
     /// database with its stored `seq` and `lastSeen`. Returns the offline
     /// publications, each with a `seq` one higher than stored (a restart
     /// is a change: some of them were online when the server went down).
-    pub fn rebuild(&mut self, stored: impl IntoIterator<Item = (Id, u64, Option<i64>)>) -> Vec<Publication> {
+    pub fn rebuild(
+        &mut self,
+        stored: impl IntoIterator<Item = (Id, u64, Option<i64>)>,
+    ) -> Vec<Publication> {
         self.users.clear();
+        self.online_users = 0;
+        self.online_devices = 0;
         stored
             .into_iter()
             .map(|(id, seq, last_seen)| {
@@ -134,9 +151,31 @@ impl Tracker {
     }
 
     pub fn apply(&mut self, event: Event) -> Option<Publication> {
+        let id = match &event {
+            Event::Connected { client, .. } | Event::Disconnected { client, .. } => {
+                client.id.clone()
+            }
+        };
+        let user = self.users.entry(id.clone()).or_default();
+        let before = user.online();
+        let publication = Self::change(id, user, event);
+        let after = user.online();
+        self.count(before, after);
+        publication
+    }
+
+    fn count(&mut self, before: (usize, usize), after: (usize, usize)) {
+        self.online_users = self.online_users + after.0 - before.0;
+        self.online_devices = self.online_devices + after.1 - before.1;
+    }
+
+    fn change(id: Id, user: &mut User, event: Event) -> Option<Publication> {
         match event {
-            Event::Connected { client, connection, at } => {
-                let user = self.users.entry(client.id.clone()).or_default();
+            Event::Connected {
+                client,
+                connection,
+                at,
+            } => {
                 let was_online = !user.devices.is_empty();
                 let fresh = user
                     .devices
@@ -150,7 +189,7 @@ impl Tracker {
                     .is_none();
                 // A reconnect of a device already listed (a takeover) is
                 // no news to watchers.
-                fresh.then(|| Self::publish(client.id, user, at, !was_online))
+                fresh.then(|| Self::publish(id, user, at, !was_online))
             }
             Event::Disconnected {
                 client,
@@ -158,7 +197,6 @@ impl Tracker {
                 at,
                 cause,
             } => {
-                let user = self.users.get_mut(&client.id)?;
                 let key = device_key(&client);
                 let device = user.devices.get_mut(&key)?;
                 if device.connection != connection {
@@ -171,7 +209,7 @@ impl Tracker {
                 }
                 user.devices.remove(&key);
                 let offline = user.devices.is_empty();
-                Some(Self::publish(client.id, user, at, offline))
+                Some(Self::publish(id, user, at, offline))
             }
         }
     }
@@ -179,14 +217,22 @@ impl Tracker {
     /// Devices taken over whose new connection never came are gone.
     pub fn tick(&mut self, now: i64) -> Vec<Publication> {
         let mut out = Vec::new();
+        let mut removed = (0, 0);
         for (id, user) in self.users.iter_mut() {
-            let before = user.devices.len();
-            user.devices.retain(|_, d| d.waiting_until.is_none_or(|until| until > now));
-            if user.devices.len() != before {
+            let before = user.online();
+            user.devices
+                .retain(|_, d| d.waiting_until.is_none_or(|until| until > now));
+            let after = user.online();
+            if after != before {
+                removed = (
+                    removed.0 + before.0 - after.0,
+                    removed.1 + before.1 - after.1,
+                );
                 let offline = user.devices.is_empty();
                 out.push(Self::publish(id.clone(), user, now, offline));
             }
         }
+        self.count(removed, (0, 0));
         out
     }
 
@@ -208,8 +254,7 @@ impl Tracker {
 
     /// Users online and devices online now.
     pub fn counts(&self) -> (usize, usize) {
-        let online = self.users.values().filter(|u| !u.devices.is_empty());
-        online.fold((0, 0), |(users, devices), u| (users + 1, devices + u.devices.len()))
+        (self.online_users, self.online_devices)
     }
 }
 
@@ -257,7 +302,9 @@ mod tests {
         let p = t.apply(gone("phone", 1, 30, Cause::Lost)).unwrap();
         assert_eq!(p.is_connected, None, "the tablet is still online");
         assert!(p.presence.online);
+        assert_eq!(t.counts(), (1, 1));
         let p = t.apply(gone("tablet", 2, 40, Cause::Graceful)).unwrap();
+        assert_eq!(t.counts(), (0, 0));
         assert_eq!(p.is_connected, Some(false));
         assert_eq!(p.presence.last_seen, Some(40));
         assert_eq!(p.presence.seq, 4, "one step per publication");
@@ -270,7 +317,11 @@ mod tests {
         t.apply(connected("phone", 1, 10));
         assert_eq!(t.apply(connected("phone", 2, 20)), None);
         assert_eq!(t.apply(gone("phone", 1, 21, Cause::TakenOver)), None);
-        assert_eq!(t.apply(gone("phone", 1, 22, Cause::Lost)), None, "stale connection");
+        assert_eq!(
+            t.apply(gone("phone", 1, 22, Cause::Lost)),
+            None,
+            "stale connection"
+        );
         assert!(t.get(&id()).unwrap().online);
 
         // The old one's end first (it was kicked), then the new connection.
@@ -278,7 +329,10 @@ mod tests {
         t.apply(connected("phone", 1, 10));
         assert_eq!(t.apply(gone("phone", 1, 20, Cause::TakenOver)), None);
         assert_eq!(t.apply(connected("phone", 2, 21)), None);
-        assert!(t.tick(21 + TAKEOVER_WAIT_MS + 1).is_empty(), "the new connection arrived");
+        assert!(
+            t.tick(21 + TAKEOVER_WAIT_MS + 1).is_empty(),
+            "the new connection arrived"
+        );
         assert!(t.get(&id()).unwrap().online);
     }
 
@@ -288,8 +342,10 @@ mod tests {
         t.apply(connected("phone", 1, 10));
         t.apply(gone("phone", 1, 20, Cause::TakenOver));
         assert!(t.tick(20 + TAKEOVER_WAIT_MS - 1).is_empty());
+        assert_eq!(t.counts(), (1, 1), "waiting for the new connection");
         let p = t.tick(20 + TAKEOVER_WAIT_MS).pop().unwrap();
         assert_eq!(p.is_connected, Some(false));
+        assert_eq!(t.counts(), (0, 0));
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod http;
 mod keys;
 mod limits;
 mod metrics;
+mod presence;
 mod serve;
 mod sms;
 mod social;

@@ -33,6 +33,9 @@ pub struct Metrics {
     pub mqtt_logins_refused: Family<RefusalLabels, Counter>,
     pub mqtt_refused: Family<ActionLabels, Counter>,
     pub http_requests: Family<HttpLabels, Counter>,
+    pub users_online: Gauge,
+    pub devices_online: Gauge,
+    pub presence_changes: Counter,
 }
 
 impl Metrics {
@@ -44,6 +47,24 @@ impl Metrics {
         let mqtt_logins_refused = Family::default();
         let mqtt_refused = Family::default();
         let http_requests = Family::default();
+        let users_online = Gauge::default();
+        let devices_online = Gauge::default();
+        let presence_changes = Counter::default();
+        registry.register(
+            "users_online",
+            "Users with at least one device online",
+            users_online.clone(),
+        );
+        registry.register(
+            "devices_online",
+            "Devices (MQTT client ids) online",
+            devices_online.clone(),
+        );
+        registry.register(
+            "presence_changes",
+            "Presence publications (a device came or went)",
+            presence_changes.clone(),
+        );
         registry.register(
             "mqtt_connections",
             "MQTT clients connected now",
@@ -82,6 +103,9 @@ impl Metrics {
             mqtt_logins_refused,
             mqtt_refused,
             http_requests,
+            users_online,
+            devices_online,
+            presence_changes,
         }
     }
 

@@ -14,6 +14,7 @@ use crate::http::{self, App};
 use crate::keys;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
+use crate::presence::PresenceService;
 use crate::sms::Sms;
 use crate::social::Graph;
 use crate::store::Store;
@@ -57,24 +58,29 @@ pub async fn run(config: Config) -> Result<()> {
     let graph = Arc::new(Graph::load(&store).await?);
     let metrics = Arc::new(Metrics::new());
     let limits = Arc::new(Limits::new());
-    // Retained state is rebuilt from the database before anyone connects.
-    let retained = store
-        .all_profiles()
-        .await?
-        .into_iter()
-        .map(|p| {
-            let payload = serde_json::to_vec(&p).expect("profile serializes");
-            (Topic::UserInfo(p.id), payload)
-        })
-        .collect();
+    // Retained state is rebuilt from the database before anyone connects:
+    // profiles, and everyone offline.
+    let (presence, mut retained, presence_queue) =
+        PresenceService::start(&store, metrics.clone()).await?;
+    retained.extend(store.all_profiles().await?.into_iter().map(|p| {
+        let payload = serde_json::to_vec(&p).expect("profile serializes");
+        (Topic::UserInfo(p.id), payload)
+    }));
     let deps = Deps {
         tokens: tokens.clone(),
         metrics: metrics.clone(),
         graph: graph.clone(),
         store: store.clone(),
         limits: limits.clone(),
+        presence: presence.clone(),
     };
     let broker = Broker::start(&config, deps, retained).await?;
+    tokio::spawn(crate::presence::run_publisher(
+        presence_queue,
+        broker.publisher.clone(),
+        store.clone(),
+    ));
+    presence.spawn_ticker();
 
     let http_listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
@@ -92,6 +98,7 @@ pub async fn run(config: Config) -> Result<()> {
     );
     let app = Arc::new(App {
         store: store.clone(),
+        presence,
         tokens,
         graph,
         publisher: broker.publisher.clone(),

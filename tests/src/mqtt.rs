@@ -22,6 +22,8 @@ pub enum Incoming {
 pub struct Client {
     pub client: AsyncClient,
     incoming: mpsc::UnboundedReceiver<Incoming>,
+    /// Messages that arrived while waiting for a SUBACK, in order.
+    early: std::collections::VecDeque<Incoming>,
 }
 
 /// How long a test waits for something the broker should send at once.
@@ -114,7 +116,11 @@ pub async fn connect_with_will(
             }
         }
     });
-    Ok(Client { client, incoming })
+    Ok(Client {
+        client,
+        incoming,
+        early: Default::default(),
+    })
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -124,12 +130,16 @@ pub enum Refused {
 }
 
 impl Client {
-    /// Subscribes and returns the SUBACK's return codes.
+    /// Subscribes and returns the SUBACK's return codes. Messages that
+    /// arrive first (retained ones of an earlier subscription) are kept for
+    /// `next`.
     pub async fn subscribe(&mut self, filter: &str) -> Result<Vec<rumqttc::SubscribeReasonCode>> {
         self.client.subscribe(filter, QoS::AtLeastOnce).await?;
-        match self.next().await? {
-            Incoming::SubAck(codes) => Ok(codes),
-            other => bail!("expected SUBACK, got {other:?}"),
+        loop {
+            match self.receive().await? {
+                Incoming::SubAck(codes) => return Ok(codes),
+                other => self.early.push_back(other),
+            }
         }
     }
 
@@ -142,6 +152,13 @@ impl Client {
 
     /// The next thing the broker sends, waiting at most `WAIT`.
     pub async fn next(&mut self) -> Result<Incoming> {
+        match self.early.pop_front() {
+            Some(early) => Ok(early),
+            None => self.receive().await,
+        }
+    }
+
+    async fn receive(&mut self) -> Result<Incoming> {
         tokio::time::timeout(WAIT, self.incoming.recv())
             .await
             .map_err(|_| anyhow!("nothing received within {WAIT:?}"))?

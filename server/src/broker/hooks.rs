@@ -15,8 +15,9 @@ use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType, Type};
 use rmqtt::session::Session;
 use rmqtt::types::{
-    AuthResult, ConnectInfo, LastWill, Publish, PublishAclResult, SubscribeAclResult,
+    AuthResult, ConnectInfo, LastWill, Publish, PublishAclResult, Reason, SubscribeAclResult,
 };
+use switchboard_presence::{Cause, Event};
 use switchboard_protocol::acl::{authorize, Action, Denial, Principal};
 use switchboard_protocol::profile::{accept_published, parse_profile};
 use switchboard_protocol::{ErrorCode, Topic};
@@ -26,6 +27,7 @@ use super::publisher::Publisher;
 use super::Deps;
 use crate::limits::Limits;
 use crate::metrics::{Metrics, RefusalLabels};
+use crate::presence::PresenceService;
 use crate::social::Graph;
 use crate::store::{now_ms, Store};
 use crate::token::{now_s, Tokens};
@@ -38,6 +40,7 @@ pub struct Hooks {
     graph: Arc<Graph>,
     store: Store,
     limits: Arc<Limits>,
+    presence: Arc<PresenceService>,
     publisher: Publisher,
     scx: ServerContext,
     /// How long a connection may outlive its token.
@@ -81,6 +84,7 @@ impl Hooks {
             graph: deps.graph,
             store: deps.store,
             limits: deps.limits,
+            presence: deps.presence,
             publisher,
             scx,
             token_grace,
@@ -99,6 +103,34 @@ fn will_topic(ci: &ConnectInfo) -> Option<String> {
         LastWill::V3(w) => w.topic.to_string(),
         LastWill::V5(w) => w.topic.to_string(),
     })
+}
+
+/// Where client messages on `users/<id>/isConnected` (the use case's "true"
+/// and Last Will "false") are sent instead: the server alone publishes
+/// that topic, from what the broker sees, so a Will can never make a user
+/// look offline while another device is online. Nobody may subscribe to a
+/// `$` topic, so nothing arrives anywhere.
+pub const ABSORBED: &str = "$switchboard/absorbed";
+
+/// Why a connection ended, in presence's terms.
+fn cause(reason: &Reason) -> Cause {
+    let items = match reason {
+        Reason::Reasons(items) => items.as_slice(),
+        other => std::slice::from_ref(other),
+    };
+    if items
+        .iter()
+        .any(|r| matches!(r, Reason::ConnectKicked(false)))
+    {
+        Cause::TakenOver
+    } else if items
+        .iter()
+        .any(|r| matches!(r, Reason::ConnectDisconnect(Some(_))))
+    {
+        Cause::Graceful
+    } else {
+        Cause::Lost
+    }
 }
 
 fn allow_publish() -> ReturnType {
@@ -128,8 +160,16 @@ impl Handler for Hooks {
                 self.metrics.mqtt_connections.inc();
                 self.connected(s);
             }
-            Parameter::ClientDisconnected(s, _) => {
+            Parameter::ClientDisconnected(s, reason) => {
                 self.metrics.mqtt_connections.dec();
+                if let (false, Ok(client)) = (self.open, s.id.client_id.parse()) {
+                    self.presence.event(Event::Disconnected {
+                        client,
+                        connection: s.id.create_time,
+                        at: now_ms(),
+                        cause: cause(reason),
+                    });
+                }
                 let mut logins = self.logins.lock().expect("logins lock");
                 let key = s.id.client_id.to_string();
                 if logins
@@ -155,10 +195,30 @@ impl Handler for Hooks {
                 };
                 return (false, Some(HookResult::SubscribeAclResult(result)));
             }
-            Parameter::MessagePublish(Some(s), _, publish) => {
-                self.metrics.mqtt_messages_in.inc();
+            Parameter::MessagePublish(session, _, publish) => {
+                if session.is_some() {
+                    self.metrics.mqtt_messages_in.inc();
+                }
                 if !self.open {
-                    if let Some(canonical) = self.canonical_profile(s, publish) {
+                    if let (Ok(Topic::UserIsConnected(owner)), Some(s)) =
+                        (publish.topic.parse::<Topic>(), session)
+                    {
+                        // Someone else's isConnected goes on to be refused
+                        // (and reported) by the publish check.
+                        if self
+                            .principal(&s.id.client_id)
+                            .is_none_or(|p| p.id() != &owner)
+                        {
+                            return (true, acc);
+                        }
+                        let mut absorbed = (*publish).clone();
+                        absorbed.topic = ABSORBED.into();
+                        absorbed.retain = false;
+                        return (false, Some(HookResult::Publish(absorbed)));
+                    }
+                    if let Some(canonical) =
+                        session.and_then(|s| self.canonical_profile(s, publish))
+                    {
                         return (false, Some(HookResult::Publish(canonical)));
                     }
                 }
@@ -224,6 +284,13 @@ impl Hooks {
     /// reconnect.
     fn connected(&self, s: &Session) {
         let client_id = s.id.client_id.to_string();
+        if let (false, Ok(client)) = (self.open, client_id.parse()) {
+            self.presence.event(Event::Connected {
+                client,
+                connection: s.id.create_time,
+                at: now_ms(),
+            });
+        }
         let exp = {
             let mut logins = self.logins.lock().expect("logins lock");
             let Some(login) = logins.get_mut(&client_id) else {
@@ -243,7 +310,9 @@ impl Hooks {
                 .is_some_and(|current| current.id == connection)
             {
                 tracing::info!(%client_id, "closing an MQTT connection whose token expired");
-                if let Err(e) = entry.kick(true, true, false).await {
+                // As an administrative action: a normal end for presence,
+                // not a takeover.
+                if let Err(e) = entry.kick(true, true, true).await {
                     tracing::warn!(%client_id, "closing an expired connection: {e}");
                 }
             }
@@ -271,6 +340,10 @@ impl Hooks {
 
     async fn check_publish(&self, s: &Session, publish: &Publish) -> ReturnType {
         let topic = publish.topic.to_string();
+        if topic == ABSORBED {
+            // An allowed isConnected message, already taken out of routing.
+            return allow_publish();
+        }
         let Some(principal) = self.principal(&s.id.client_id) else {
             return reject_publish();
         };

@@ -23,6 +23,7 @@ use switchboard_protocol::Topic;
 use crate::config::Config;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
+use crate::presence::PresenceService;
 use crate::social::Graph;
 use crate::store::Store;
 use crate::token::Tokens;
@@ -34,6 +35,7 @@ pub struct Deps {
     pub graph: Arc<Graph>,
     pub store: Store,
     pub limits: Arc<Limits>,
+    pub presence: Arc<PresenceService>,
 }
 
 pub struct Broker {

@@ -6,6 +6,7 @@ mod error;
 mod extract;
 mod health;
 mod me;
+mod presence;
 
 pub use auth::RobotCreated;
 
@@ -25,6 +26,7 @@ use crate::broker::Publisher;
 use crate::config::Config;
 use crate::limits::Limits;
 use crate::metrics::{HttpLabels, Metrics};
+use crate::presence::PresenceService;
 use crate::sms::Sms;
 use crate::social::Graph;
 use crate::store::Store;
@@ -36,6 +38,7 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 
 pub struct App {
     pub config: Config,
+    pub presence: Arc<PresenceService>,
     pub store: Store,
     pub tokens: Tokens,
     pub graph: Arc<Graph>,
@@ -106,6 +109,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(me::get_blocked, me::put_blocked))
         .routes(routes!(me::get_visibility, me::put_visibility))
         .routes(routes!(me::discover))
+        .routes(routes!(presence::presence))
 }
 
 /// The generated OpenAPI document.

@@ -3,6 +3,7 @@
 //! use `$n` placeholders, which both accept. Times are milliseconds.
 
 mod accounts;
+mod presence;
 mod profiles;
 mod social;
 

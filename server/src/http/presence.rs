@@ -1,0 +1,81 @@
+//! `GET /v1/presence?ids=a,b,c`: many users' presence at once.
+
+use axum::extract::{Query, State};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use switchboard_protocol::{ErrorCode, Id};
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::ApiError;
+use super::extract::Caller;
+use super::AppState;
+
+/// Most ids in one request.
+pub const MAX_IDS: usize = 200;
+
+#[derive(Deserialize, IntoParams)]
+pub struct PresenceQuery {
+    /// Comma-separated user or robot ids, at most 200.
+    ids: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserPresence {
+    id: String,
+    online: bool,
+    /// Devices online; `""` is a connection with the bare id.
+    devices: Vec<String>,
+    /// Milliseconds since the epoch of the last change, if any.
+    last_seen: Option<i64>,
+    seq: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PresenceList {
+    presence: Vec<UserPresence>,
+}
+
+/// The presence of the listed users the caller may see; the others (and
+/// unknown ids) are left out.
+#[utoipa::path(get, path = "/v1/presence", tag = "presence", params(PresenceQuery),
+    responses((status = 200, body = PresenceList), (status = 400), (status = 401)), security(("bearer" = [])))]
+pub async fn presence(
+    State(app): State<AppState>,
+    caller: Caller,
+    Query(query): Query<PresenceQuery>,
+) -> Result<Json<PresenceList>, ApiError> {
+    let mut ids = Vec::new();
+    for raw in query.ids.split(',').filter(|s| !s.is_empty()) {
+        let id: Id = raw.parse().map_err(|_| {
+            ApiError::new(
+                ErrorCode::BadRequest,
+                format!("not an id: {:?}", raw.chars().take(40).collect::<String>()),
+            )
+        })?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+        if ids.len() > MAX_IDS {
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                format!("at most {MAX_IDS} ids"),
+            ));
+        }
+    }
+    let presence = ids
+        .into_iter()
+        .filter(|id| app.graph.can_see_str(&caller.0.sub, id.as_str()))
+        .filter_map(|id| {
+            let p = app.presence.get(&id)?;
+            Some(UserPresence {
+                id: id.to_string(),
+                online: p.online,
+                devices: p.devices,
+                last_seen: p.last_seen,
+                seq: p.seq,
+            })
+        })
+        .collect();
+    Ok(Json(PresenceList { presence }))
+}

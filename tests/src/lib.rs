@@ -274,6 +274,14 @@ impl Server {
         Ok((status, dir))
     }
 
+    /// Kills the server with SIGKILL, as a crash would, and returns its
+    /// data directory.
+    pub fn crash(mut self) -> Result<tempfile::TempDir> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(std::mem::replace(&mut self.dir, tempfile::tempdir()?))
+    }
+
     /// Whether some log line's message contains `text`.
     pub fn logged(&self, text: &str) -> bool {
         self.logs.lock().unwrap().iter().any(|l| {

@@ -40,6 +40,20 @@ fn json_rejection(e: JsonRejection) -> ApiError {
     ApiError::new(ErrorCode::BadRequest, message)
 }
 
+/// A query string; a malformed one is a 400 in the API's error form.
+pub struct Params<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| Params(v))
+            .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))
+    }
+}
+
 /// The caller's verified access token (user or robot).
 pub struct Caller(pub Claims);
 

@@ -1,13 +1,14 @@
 //! `GET /v1/presence?ids=a,b,c`: many users' presence at once.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use switchboard_protocol::payload::Presence;
 use switchboard_protocol::{ErrorCode, Id};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
-use super::extract::Caller;
+use super::extract::{Caller, Params};
 use super::AppState;
 
 /// Most ids in one request.
@@ -37,13 +38,13 @@ pub struct PresenceList {
 }
 
 /// The presence of the listed users the caller may see; the others (and
-/// unknown ids) are left out.
+/// unknown ids, which look the same) are left out.
 #[utoipa::path(get, path = "/v1/presence", tag = "presence", params(PresenceQuery),
     responses((status = 200, body = PresenceList), (status = 400), (status = 401)), security(("bearer" = [])))]
 pub async fn presence(
     State(app): State<AppState>,
     caller: Caller,
-    Query(query): Query<PresenceQuery>,
+    Params(query): Params<PresenceQuery>,
 ) -> Result<Json<PresenceList>, ApiError> {
     let mut ids = Vec::new();
     for raw in query.ids.split(',').filter(|s| !s.is_empty()) {
@@ -66,15 +67,22 @@ pub async fn presence(
     let presence = ids
         .into_iter()
         .filter(|id| app.graph.can_see_str(&caller.0.sub, id.as_str()))
-        .filter_map(|id| {
-            let p = app.presence.get(&id)?;
-            Some(UserPresence {
+        .map(|id| {
+            // A user who never connected since the server started is
+            // offline with nothing seen yet.
+            let p = app.presence.get(&id).unwrap_or(Presence {
+                online: false,
+                devices: Vec::new(),
+                last_seen: None,
+                seq: 0,
+            });
+            UserPresence {
                 id: id.to_string(),
                 online: p.online,
                 devices: p.devices,
                 last_seen: p.last_seen,
                 seq: p.seq,
-            })
+            }
         })
         .collect();
     Ok(Json(PresenceList { presence }))

@@ -1,0 +1,361 @@
+//! Presence with real client processes: devices killed with SIGKILL and
+//! frozen with SIGSTOP (mosquitto_sub), takeover with the same client id,
+//! a server crash, visibility.
+
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{json, Value};
+use switchboard_e2e::api::{Api, SignedIn, SmsInbox};
+use switchboard_e2e::mqtt::{connect, Client, Incoming, Login, Via};
+use switchboard_e2e::{Database, Server};
+
+/// One message a watcher got on a presence topic.
+#[derive(Debug, Clone)]
+enum Seen {
+    IsConnected(bool),
+    Presence(Value),
+}
+
+struct Watcher {
+    client: Client,
+    log: Vec<Seen>,
+}
+
+impl Watcher {
+    async fn start(server: &Server, who: &SignedIn, target: &str) -> Watcher {
+        let mut client = connect(
+            server.mqtt,
+            Via::Tcp,
+            Login::token(&who.client_id, &who.id, &who.access),
+        )
+        .await
+        .unwrap();
+        for leaf in ["isConnected", "presence"] {
+            let codes = client
+                .subscribe(&format!("users/{target}/{leaf}"))
+                .await
+                .unwrap();
+            assert!(
+                matches!(codes[..], [rumqttc::SubscribeReasonCode::Success(_)]),
+                "{codes:?}"
+            );
+        }
+        Watcher {
+            client,
+            log: Vec::new(),
+        }
+    }
+
+    /// Records messages until `want` matches one; returns it.
+    async fn until(&mut self, want: impl Fn(&Seen) -> bool) -> Seen {
+        loop {
+            let seen = match self.client.next().await.unwrap() {
+                Incoming::Publish { topic, payload, .. } if topic.ends_with("/isConnected") => {
+                    Seen::IsConnected(payload == b"true")
+                }
+                Incoming::Publish { payload, .. } => {
+                    Seen::Presence(serde_json::from_slice(&payload).unwrap())
+                }
+                other => panic!("{other:?}"),
+            };
+            self.log.push(seen.clone());
+            if want(&seen) {
+                return seen;
+            }
+        }
+    }
+
+    async fn until_devices(&mut self, devices: &[&str]) -> Value {
+        let want = json!(devices);
+        match self
+            .until(|s| matches!(s, Seen::Presence(p) if p["devices"] == want))
+            .await
+        {
+            Seen::Presence(p) => p,
+            _ => unreachable!(),
+        }
+    }
+
+    fn saw_offline(&self) -> bool {
+        self.log.iter().any(|s| match s {
+            Seen::IsConnected(online) => !online,
+            Seen::Presence(p) => p["online"] == false,
+        })
+    }
+}
+
+/// A device of `id`: a mosquitto_sub process with its own token and the
+/// use case's Last Will (`false`, retained, on its own `isConnected`).
+fn device(server: &Server, id: &str, device: &str, keepalive_s: u32) -> Child {
+    let token = server.token(id, Some(device), "user", 600).unwrap();
+    Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &server.mqtt.port().to_string(),
+            "-V",
+            "mqttv311",
+        ])
+        .args(["-i", &format!("{id}:{device}"), "-u", id, "-P", &token])
+        .args([
+            "-k",
+            &keepalive_s.to_string(),
+            "-t",
+            &format!("users/{id}/info"),
+        ])
+        .args([
+            "--will-topic",
+            &format!("users/{id}/isConnected"),
+            "--will-payload",
+            "false",
+            "--will-retain",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto_sub is installed (scripts/test installs mosquitto-clients)")
+}
+
+fn signal(child: &Child, sig: &str) {
+    assert!(Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+}
+
+struct Setup {
+    server: Server,
+    api: Api,
+    sms: SmsInbox,
+    db: Database,
+    /// The user whose presence is watched.
+    a: SignedIn,
+    /// A contact of `a`.
+    w: SignedIn,
+}
+
+async fn setup() -> Setup {
+    let db = Database::for_test().await.unwrap();
+    let sms = SmsInbox::start().await.unwrap();
+    let server = Server::with_sms(&db, &sms).start().await.unwrap();
+    let api = Api::new(&server);
+    let a = api.sign_in(&sms, "+48555600001", "phone").await.unwrap();
+    let w = api.sign_in(&sms, "+48555600002", "phone").await.unwrap();
+    let r = api
+        .put("/v1/me/contacts", &a.access, json!({"userIds": [w.id]}))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    Setup {
+        server,
+        api,
+        sms,
+        db,
+        a,
+        w,
+    }
+}
+
+#[tokio::test]
+async fn a_killed_device_leaves_the_user_online_until_the_last_one_goes() {
+    let s = setup().await;
+    let mut watcher = Watcher::start(&s.server, &s.w, &s.a.id).await;
+    let mut phone = device(&s.server, &s.a.id, "phone", 30);
+    watcher
+        .until(|x| matches!(x, Seen::IsConnected(true)))
+        .await;
+    let mut tablet = device(&s.server, &s.a.id, "tablet", 30);
+    let both = watcher.until_devices(&["phone", "tablet"]).await;
+
+    signal(&phone, "-KILL");
+    phone.wait().unwrap();
+    let one = watcher.until_devices(&["tablet"]).await;
+    assert_eq!(one["online"], true);
+    assert!(
+        !watcher.saw_offline(),
+        "one device gone (its Will fired), the user is still online: {:?}",
+        watcher.log
+    );
+    assert!(one["seq"].as_u64() > both["seq"].as_u64());
+
+    signal(&tablet, "-KILL");
+    tablet.wait().unwrap();
+    watcher
+        .until(|x| matches!(x, Seen::IsConnected(false)))
+        .await;
+    let gone = watcher.until_devices(&[]).await;
+    assert_eq!(gone["online"], false);
+    assert!(gone["seq"].as_u64() > one["seq"].as_u64());
+    assert!(gone["lastSeen"].as_i64().is_some());
+
+    // The same through the HTTP API.
+    let r = s
+        .api
+        .get(&format!("/v1/presence?ids={}", s.a.id), &s.w.access)
+        .await
+        .unwrap();
+    assert_eq!(r.body["presence"][0]["online"], false);
+    assert_eq!(r.body["presence"][0]["seq"], gone["seq"]);
+}
+
+#[tokio::test]
+async fn a_frozen_client_goes_offline_after_its_keep_alive() {
+    let s = setup().await;
+    let mut watcher = Watcher::start(&s.server, &s.w, &s.a.id).await;
+    // Keep-alive 6 s: the broker gives up after 1.5 x 6 = 9 s of silence.
+    let mut frozen = device(&s.server, &s.a.id, "phone", 6);
+    watcher
+        .until(|x| matches!(x, Seen::IsConnected(true)))
+        .await;
+    signal(&frozen, "-STOP");
+    let stopped = std::time::Instant::now();
+    // The wait is bounded by the harness (10 s per message); the loss must
+    // arrive as an event, not be assumed after a sleep.
+    let mut offline = false;
+    for _ in 0..3 {
+        if let Seen::IsConnected(false) = watcher.until(|x| matches!(x, Seen::IsConnected(_))).await
+        {
+            offline = true;
+            break;
+        }
+    }
+    eprintln!("frozen client seen offline after {:?}", stopped.elapsed());
+    signal(&frozen, "-KILL");
+    frozen.wait().unwrap();
+    assert!(offline, "{:?}", watcher.log);
+}
+
+#[tokio::test]
+async fn takeover_with_the_same_client_id_does_not_flap() {
+    let s = setup().await;
+    let mut watcher = Watcher::start(&s.server, &s.w, &s.a.id).await;
+    let login = Login::token(&s.a.client_id, &s.a.id, &s.a.access);
+    let _first = connect(s.server.mqtt, Via::Tcp, login).await.unwrap();
+    watcher
+        .until(|x| matches!(x, Seen::IsConnected(true)))
+        .await;
+    // The same client id again, twice: each takes the previous one over.
+    let _second = connect(s.server.mqtt, Via::Tcp, login).await.unwrap();
+    let _third = connect(s.server.mqtt_ws, Via::WebSocket, login)
+        .await
+        .unwrap();
+    // A marker: another device's arrival is published after anything the
+    // takeovers could have caused.
+    let mut tablet = device(&s.server, &s.a.id, "tablet", 30);
+    watcher.until_devices(&["phone", "tablet"]).await;
+    signal(&tablet, "-KILL");
+    tablet.wait().unwrap();
+    assert!(
+        !watcher.saw_offline(),
+        "watchers saw the user go offline: {:?}",
+        watcher.log
+    );
+}
+
+#[tokio::test]
+async fn after_a_crash_every_retained_presence_says_offline() {
+    let s = setup().await;
+    let mut watcher = Watcher::start(&s.server, &s.w, &s.a.id).await;
+    let _online = connect(
+        s.server.mqtt,
+        Via::Tcp,
+        Login::token(&s.a.client_id, &s.a.id, &s.a.access),
+    )
+    .await
+    .unwrap();
+    let before = match watcher
+        .until(|x| matches!(x, Seen::Presence(p) if p["online"] == true))
+        .await
+    {
+        Seen::Presence(p) => p,
+        _ => unreachable!(),
+    };
+    drop(watcher);
+
+    let dir = s.server.crash().unwrap();
+    let server = Server::with_sms(&s.db, &s.sms)
+        .dir(dir)
+        .start()
+        .await
+        .unwrap();
+    let mut after = Watcher::start(&server, &s.w, &s.a.id).await;
+    after.until(|x| matches!(x, Seen::IsConnected(false))).await;
+    let p = after.until_devices(&[]).await;
+    assert_eq!(p["online"], false);
+    assert!(
+        p["seq"].as_u64() > before["seq"].as_u64(),
+        "{p} after {before}"
+    );
+}
+
+#[tokio::test]
+async fn only_those_who_may_see_a_user_get_its_presence() {
+    let s = setup().await;
+    let stranger = s
+        .api
+        .sign_in(&s.sms, "+48555600003", "phone")
+        .await
+        .unwrap();
+    let mut c = connect(
+        s.server.mqtt,
+        Via::Tcp,
+        Login::token(&stranger.client_id, &stranger.id, &stranger.access),
+    )
+    .await
+    .unwrap();
+    for leaf in ["isConnected", "presence", "+", "#"] {
+        let codes = c
+            .subscribe(&format!("users/{}/{leaf}", s.a.id))
+            .await
+            .unwrap();
+        assert_eq!(codes, vec![rumqttc::SubscribeReasonCode::Failure], "{leaf}");
+    }
+    let both = format!("/v1/presence?ids={},{}", s.a.id, s.w.id);
+    let r = s.api.get(&both, &stranger.access).await.unwrap();
+    assert_eq!(r.body["presence"], json!([]), "nothing of users not shared");
+
+    // The watcher sees A until A blocks it.
+    let r = s.api.get(&both, &s.w.access).await.unwrap();
+    assert_eq!(r.body["presence"].as_array().unwrap().len(), 2, "{r:?}");
+    s.api
+        .put("/v1/me/blocked", &s.a.access, json!({"userIds": [s.w.id]}))
+        .await
+        .unwrap();
+    let r = s.api.get(&both, &s.w.access).await.unwrap();
+    assert_eq!(r.body["presence"].as_array().unwrap().len(), 1);
+    let mut w = connect(
+        s.server.mqtt,
+        Via::Tcp,
+        Login::token(&s.w.client_id, &s.w.id, &s.w.access),
+    )
+    .await
+    .unwrap();
+    let codes = w
+        .subscribe(&format!("users/{}/presence", s.a.id))
+        .await
+        .unwrap();
+    assert_eq!(codes, vec![rumqttc::SubscribeReasonCode::Failure]);
+
+    for bad in ["/v1/presence?ids=nope", "/v1/presence"] {
+        assert_eq!(
+            s.api.get(bad, &s.w.access).await.unwrap().status,
+            400,
+            "{bad}"
+        );
+    }
+    let many = vec![s.a.id.clone(); 1]
+        .into_iter()
+        .chain((0..201).map(|i| format!("{i:032x}")))
+        .collect::<Vec<_>>()
+        .join(",");
+    assert_eq!(
+        s.api
+            .get(&format!("/v1/presence?ids={many}"), &s.w.access)
+            .await
+            .unwrap()
+            .status,
+        400
+    );
+}

@@ -30,19 +30,21 @@ pub fn binary() -> PathBuf {
     if let Ok(p) = std::env::var("E2E_SWITCHBOARD_BIN") {
         return PathBuf::from(p);
     }
-    // Test executables live in target/<profile>/deps; the binary one up.
-    let exe = std::env::current_exe().expect("test executable path");
-    let bin = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target directory")
-        .join("switchboard");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build --bin switchboard` first (scripts/test does)",
-        bin.display()
-    );
-    bin
+    // Beside this executable (a bench in target/<profile>), or one level
+    // up from a test executable in target/<profile>/deps.
+    let exe = std::env::current_exe().expect("executable path");
+    let dir = exe.parent().expect("executable directory");
+    let candidates = [
+        dir.join("switchboard"),
+        dir.parent().expect("target directory").join("switchboard"),
+    ];
+    match candidates.iter().find(|c| c.exists()) {
+        Some(bin) => bin.clone(),
+        None => panic!(
+            "{} is missing: run `cargo build --bin switchboard` first (scripts/test does)",
+            candidates[1].display()
+        ),
+    }
 }
 
 /// The database a test server uses.

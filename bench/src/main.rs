@@ -1,0 +1,35 @@
+//! `switchboard-bench`: starts the real `switchboard` binary (the release
+//! build beside this one) on free loopback ports and measures it with real
+//! MQTT clients. Figures go to docs/benchmarks.md with the command that
+//! made them.
+
+mod presence;
+mod stats;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "switchboard-bench")]
+struct Cli {
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Presence fan-out: one user watched by N subscribers; time from its
+    /// disconnect to each watcher's `false`.
+    Presence {
+        #[arg(long, default_value_t = 1000)]
+        watchers: usize,
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().bench {
+        Bench::Presence { watchers, rounds } => presence::run(watchers, rounds).await,
+    }
+}

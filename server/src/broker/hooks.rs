@@ -406,3 +406,25 @@ impl Hooks {
         reject_publish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn how_a_connection_ended() {
+        let taken_over = Reason::Reasons(vec![
+            Reason::ConnectKicked(false),
+            Reason::ConnectRemoteClose,
+        ]);
+        assert_eq!(cause(&taken_over), Cause::TakenOver);
+        for lost in [
+            Reason::ConnectKicked(true),
+            Reason::Reasons(vec![Reason::ConnectKeepaliveTimeout]),
+            Reason::ConnectRemoteClose,
+            Reason::Reasons(vec![Reason::ConnectDisconnect(None)]),
+        ] {
+            assert_eq!(cause(&lost), Cause::Lost, "{lost:?}");
+        }
+    }
+}

@@ -103,24 +103,26 @@ impl PresenceService {
     }
 }
 
-/// Publishes presence changes in order and records them.
+/// Records presence changes and publishes them, in order.
 pub async fn run_publisher(
     mut queue: mpsc::UnboundedReceiver<Publication>,
     publisher: Publisher,
     store: Store,
 ) {
     while let Some(p) = queue.recv().await {
-        for (topic, payload) in messages(&p) {
-            if let Err(e) = publisher.publish(&topic, payload, true).await {
-                tracing::error!(%topic, "publishing presence: {e:#}");
-            }
-        }
+        // Stored before it is published: after a crash the rebuilt seq is
+        // larger than any a watcher has seen.
         let seq = i64::try_from(p.presence.seq).unwrap_or(i64::MAX);
         if let Err(e) = store
             .save_presence(p.user.as_str(), seq, p.presence.last_seen)
             .await
         {
             tracing::warn!(user = %p.user, "saving presence: {e:#}");
+        }
+        for (topic, payload) in messages(&p) {
+            if let Err(e) = publisher.publish(&topic, payload, true).await {
+                tracing::error!(%topic, "publishing presence: {e:#}");
+            }
         }
     }
 }

@@ -1,11 +1,12 @@
 //! Sign-in by phone number and one-time code, token refresh and logout,
 //! and robot provisioning and sign-in.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::Json;
+use governor::DefaultKeyedRateLimiter;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use switchboard_protocol::{ClientId, Device, ErrorCode, Id, Phone};
@@ -61,10 +62,8 @@ pub struct SignedIn {
     user_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     robot_id: Option<String>,
-    access_token: String,
-    refresh_token: String,
-    /// Seconds the access token is valid for.
-    expires_in: u64,
+    #[serde(flatten)]
+    tokens: TokenPair,
     mqtt: MqttAccess,
 }
 
@@ -97,11 +96,19 @@ pub struct RobotCreated {
     pub secret: String,
 }
 
-fn rate_limited(what: &str) -> ApiError {
-    ApiError::new(
-        ErrorCode::RateLimited,
-        format!("too many {what}; try again later"),
-    )
+/// Counts a request from `peer` against `limiter`; past it, a 429 naming
+/// `what`.
+fn limit(
+    limiter: &DefaultKeyedRateLimiter<IpAddr>,
+    peer: SocketAddr,
+    what: &str,
+) -> Result<(), ApiError> {
+    limiter.check_key(&peer.ip()).map_err(|_| {
+        ApiError::new(
+            ErrorCode::RateLimited,
+            format!("too many {what} from this address; try again later"),
+        )
+    })
 }
 
 fn parse_phone(app: &AppState, typed: &str) -> Result<Phone, ApiError> {
@@ -117,9 +124,7 @@ pub async fn otp(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Body(req): Body<OtpRequest>,
 ) -> Result<Json<OtpSent>, ApiError> {
-    if app.limits.otp_per_address.check_key(&peer.ip()).is_err() {
-        return Err(rate_limited("code requests from this address"));
-    }
+    limit(&app.limits.otp_per_address, peer, "code requests")?;
     let phone = parse_phone(&app, &req.phone)?;
     let phone_hash = keyed_hash(&app.id_key, &["otp-phone", phone.as_str()]);
     if let SendAllowance::Wait(ms) = app
@@ -166,14 +171,7 @@ pub async fn verify(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Body(req): Body<VerifyRequest>,
 ) -> Result<Json<SignedIn>, ApiError> {
-    if app
-        .limits
-        .sign_in_per_address
-        .check_key(&peer.ip())
-        .is_err()
-    {
-        return Err(rate_limited("sign-in attempts from this address"));
-    }
+    limit(&app.limits.sign_in_per_address, peer, "sign-in attempts")?;
     let phone = parse_phone(&app, &req.phone)?;
     if req.code.len() != 6 || !req.code.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ApiError::new(
@@ -213,9 +211,7 @@ pub async fn verify(
     Ok(Json(SignedIn {
         user_id: Some(user_id.to_string()),
         robot_id: None,
-        access_token: pair.access_token,
-        refresh_token: pair.refresh_token,
-        expires_in: pair.expires_in,
+        tokens: pair,
         mqtt: app.mqtt_access(&client),
     }))
 }
@@ -343,14 +339,7 @@ pub async fn robot_sign_in(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Body(req): Body<RobotSignIn>,
 ) -> Result<Json<SignedIn>, ApiError> {
-    if app
-        .limits
-        .sign_in_per_address
-        .check_key(&peer.ip())
-        .is_err()
-    {
-        return Err(rate_limited("sign-in attempts from this address"));
-    }
+    limit(&app.limits.sign_in_per_address, peer, "sign-in attempts")?;
     let wrong = || ApiError::new(ErrorCode::Unauthorized, "unknown robot or wrong secret");
     let robot_id: Id = req.robot_id.parse().map_err(|_| wrong())?;
     let stored = app
@@ -367,9 +356,7 @@ pub async fn robot_sign_in(
     Ok(Json(SignedIn {
         user_id: None,
         robot_id: Some(robot_id.to_string()),
-        access_token: pair.access_token,
-        refresh_token: pair.refresh_token,
-        expires_in: pair.expires_in,
+        tokens: pair,
         mqtt: app.mqtt_access(&ClientId::new(robot_id, None)),
     }))
 }

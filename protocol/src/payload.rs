@@ -101,6 +101,19 @@ pub enum EndReason {
     Expired,
 }
 
+/// Where one callee device stands in a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LegState {
+    Ringing,
+    Declined,
+    Accepted,
+    /// Another device of the callee accepted.
+    AnsweredElsewhere,
+    /// The call ended while this device was ringing.
+    Ended,
+}
+
 /// `session/<sid>/state`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -116,6 +129,9 @@ pub struct CallState {
     /// Where the participants' media goes, once the relay has a room.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relay: Option<String>,
+    /// The callee devices that answered the invite, by client id.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub legs: std::collections::BTreeMap<String, LegState>,
 }
 
 /// `session/<sid>/webrtc/<clientId>/up|down`.
@@ -228,10 +244,12 @@ mod tests {
             callee: ID.parse().unwrap(),
             accepted_by: Some(format!("{ID}:tablet").parse().unwrap()),
             relay: None,
+            legs: [(format!("{ID}:phone"), LegState::AnsweredElsewhere)].into_iter().collect(),
         };
         let v = serde_json::to_value(&s).unwrap();
         assert_eq!(v["reason"], "answered_elsewhere");
         assert_eq!(v["acceptedBy"], format!("{ID}:tablet"));
+        assert_eq!(v["legs"][format!("{ID}:phone")], "answered_elsewhere");
         assert_eq!(serde_json::from_value::<CallState>(v).unwrap(), s);
     }
 

@@ -244,7 +244,9 @@ mod tests {
             callee: ID.parse().unwrap(),
             accepted_by: Some(format!("{ID}:tablet").parse().unwrap()),
             relay: None,
-            legs: [(format!("{ID}:phone"), LegState::AnsweredElsewhere)].into_iter().collect(),
+            legs: [(format!("{ID}:phone"), LegState::AnsweredElsewhere)]
+                .into_iter()
+                .collect(),
         };
         let v = serde_json::to_value(&s).unwrap();
         assert_eq!(v["reason"], "answered_elsewhere");

@@ -1,0 +1,311 @@
+//! Calls, free of IO: every transition is a function of the current calls,
+//! one input and the time, returning what changed.
+//!
+//! A call goes `inviting -> ringing -> accepted -> ended`; it can end from
+//! any live state. The callee may have several devices: each one that
+//! reports `ringing` gets a leg; the first `accept` wins and the other legs
+//! end `answered_elsewhere`; a `decline` ends only that leg, and the call
+//! ends `declined` when no leg is left ringing. Unanswered calls end
+//! `missed` at their deadline. A callee already in an accepted call makes a
+//! new invite end `busy`. When two users invite each other at once (glare),
+//! the call with the smaller session id survives and the other ends `busy`:
+//! both sides can tell which one wins from the ids alone.
+
+use std::collections::{BTreeMap, HashMap};
+
+use switchboard_protocol::payload::{
+    CallActionKind, CallKind, CallState, CallStateKind, EndReason, LegState,
+};
+use switchboard_protocol::{ClientId, Id, Sid};
+
+/// How long an ended call stays known (its retained state too), so a
+/// phone woken late by a push sees how it ended instead of a ghost call.
+pub const KEEP_ENDED_MS: i64 = 10 * 60 * 1000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub sid: Sid,
+    pub caller: ClientId,
+    pub callee: Id,
+    pub kind: CallKind,
+    pub state: CallStateKind,
+    pub reason: Option<EndReason>,
+    /// The callee's devices that answered the invite, by client id.
+    pub legs: BTreeMap<ClientId, LegState>,
+    pub accepted_by: Option<ClientId>,
+    pub created_at: i64,
+    pub accepted_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    /// When an unanswered call ends `missed`.
+    pub ring_deadline: i64,
+}
+
+impl Call {
+    pub fn is_live(&self) -> bool {
+        self.state != CallStateKind::Ended
+    }
+
+    pub fn involves(&self, user: &Id) -> bool {
+        &self.caller.id == user || &self.callee == user
+    }
+
+    /// The payload of `session/<sid>/state`.
+    pub fn wire(&self) -> CallState {
+        CallState {
+            sid: self.sid.clone(),
+            state: self.state,
+            reason: self.reason,
+            caller: self.caller.id.clone(),
+            callee: self.callee.clone(),
+            accepted_by: self.accepted_by.clone(),
+            relay: None,
+            legs: self.legs.iter().map(|(c, l)| (c.to_string(), *l)).collect(),
+        }
+    }
+
+    fn end(&mut self, reason: EndReason, at: i64) {
+        self.state = CallStateKind::Ended;
+        self.reason = Some(reason);
+        self.ended_at = Some(at);
+        for leg in self.legs.values_mut() {
+            if *leg == LegState::Ringing {
+                *leg = LegState::Ended;
+            }
+        }
+    }
+}
+
+/// Why an invite or an action was refused; nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("this session id is already used")]
+    SessionIdUsed,
+    #[error("a user cannot call itself")]
+    SelfCall,
+    #[error("no such call")]
+    NoSuchCall,
+    #[error("you are not in this call")]
+    NotInCall,
+    #[error("the call has ended")]
+    Ended,
+    #[error("{0} is not possible now")]
+    NotNow(&'static str),
+}
+
+/// An invite as the caller sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invitation {
+    pub sid: Sid,
+    pub caller: ClientId,
+    pub callee: Id,
+    pub kind: CallKind,
+}
+
+/// What an accepted invite led to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invited {
+    /// The new call (ended `busy` at once if the callee is in a call or
+    /// glare resolved against it).
+    pub call: Call,
+    /// A call that glare ended in favour of this one.
+    pub ended: Option<Call>,
+}
+
+#[derive(Debug, Default)]
+pub struct Calls {
+    calls: HashMap<Sid, Call>,
+}
+
+fn action_name(a: CallActionKind) -> &'static str {
+    match a {
+        CallActionKind::Ringing => "ringing",
+        CallActionKind::Accept => "accept",
+        CallActionKind::Decline => "decline",
+        CallActionKind::Cancel => "cancel",
+        CallActionKind::Hangup => "hangup",
+    }
+}
+
+impl Calls {
+    pub fn new() -> Self {
+        Calls::default()
+    }
+
+    pub fn get(&self, sid: &Sid) -> Option<&Call> {
+        self.calls.get(sid)
+    }
+
+    /// Whether `user` takes part in the call `sid` (live or recently ended).
+    pub fn participant(&self, sid: &Sid, user: &Id) -> bool {
+        self.calls.get(sid).is_some_and(|c| c.involves(user))
+    }
+
+    /// A new call. `sid_known` says whether the store has seen the id
+    /// before (ended calls are forgotten here); unanswered, it ends
+    /// `missed` after `ring_ms`.
+    pub fn invite(
+        &mut self,
+        invitation: Invitation,
+        at: i64,
+        ring_ms: i64,
+        sid_known: bool,
+    ) -> Result<Invited, Refusal> {
+        let Invitation {
+            sid,
+            caller,
+            callee,
+            kind,
+        } = invitation;
+        if sid_known || self.calls.contains_key(&sid) {
+            return Err(Refusal::SessionIdUsed);
+        }
+        if caller.id == callee {
+            return Err(Refusal::SelfCall);
+        }
+        let mut call = Call {
+            sid: sid.clone(),
+            caller: caller.clone(),
+            callee: callee.clone(),
+            kind,
+            state: CallStateKind::Inviting,
+            reason: None,
+            legs: BTreeMap::new(),
+            accepted_by: None,
+            created_at: at,
+            accepted_at: None,
+            ended_at: None,
+            ring_deadline: at + ring_ms,
+        };
+        let mut ended = None;
+        let callee_busy = self
+            .calls
+            .values()
+            .any(|c| c.state == CallStateKind::Accepted && c.involves(&callee));
+        // The opposite call of a glare: callee calling caller, not yet
+        // answered.
+        let opposite = self
+            .calls
+            .values()
+            .find(|c| {
+                c.is_live()
+                    && c.state != CallStateKind::Accepted
+                    && c.caller.id == callee
+                    && c.callee == caller.id
+            })
+            .map(|c| c.sid.clone());
+        if callee_busy {
+            call.end(EndReason::Busy, at);
+        } else if let Some(other) = opposite {
+            if other < sid {
+                call.end(EndReason::Busy, at);
+            } else {
+                let loser = self.calls.get_mut(&other).expect("found above");
+                loser.end(EndReason::Busy, at);
+                ended = Some(loser.clone());
+            }
+        }
+        self.calls.insert(sid, call.clone());
+        Ok(Invited { call, ended })
+    }
+
+    /// A participant device's action. Returns the call as it is now, or
+    /// `None` when nothing visible changed (a second `ringing` from the
+    /// same device).
+    pub fn act(
+        &mut self,
+        sid: &Sid,
+        from: &ClientId,
+        action: CallActionKind,
+        at: i64,
+    ) -> Result<Option<Call>, Refusal> {
+        let call = self.calls.get_mut(sid).ok_or(Refusal::NoSuchCall)?;
+        // Any device of the caller may cancel or hang up its call.
+        let is_caller = call.caller.id == from.id;
+        let is_callee = call.callee == from.id;
+        if !is_caller && !is_callee {
+            return Err(Refusal::NotInCall);
+        }
+        if !call.is_live() {
+            return Err(Refusal::Ended);
+        }
+        let not_now = || Refusal::NotNow(action_name(action));
+        let unanswered = call.state != CallStateKind::Accepted;
+        match (action, is_callee) {
+            (CallActionKind::Ringing, true) if unanswered => {
+                if call.legs.get(from) == Some(&LegState::Ringing) {
+                    return Ok(None);
+                }
+                if call.legs.contains_key(from) {
+                    return Err(not_now());
+                }
+                call.legs.insert(from.clone(), LegState::Ringing);
+                call.state = CallStateKind::Ringing;
+            }
+            (CallActionKind::Accept, true) if unanswered => {
+                if call.legs.get(from).is_some_and(|l| *l != LegState::Ringing) {
+                    return Err(not_now());
+                }
+                for leg in call.legs.values_mut() {
+                    *leg = LegState::AnsweredElsewhere;
+                }
+                call.legs.insert(from.clone(), LegState::Accepted);
+                call.state = CallStateKind::Accepted;
+                call.accepted_by = Some(from.clone());
+                call.accepted_at = Some(at);
+            }
+            (CallActionKind::Decline, true) if unanswered => {
+                if call.legs.get(from).is_some_and(|l| *l != LegState::Ringing) {
+                    return Err(not_now());
+                }
+                call.legs.insert(from.clone(), LegState::Declined);
+                if !call.legs.values().any(|l| *l == LegState::Ringing) {
+                    call.end(EndReason::Declined, at);
+                }
+            }
+            (CallActionKind::Cancel, false) if unanswered => call.end(EndReason::Cancelled, at),
+            (CallActionKind::Hangup, _) if !unanswered => {
+                let in_call = !is_callee || call.accepted_by.as_ref() == Some(from);
+                if !in_call {
+                    return Err(Refusal::NotInCall);
+                }
+                call.end(EndReason::Hangup, at);
+            }
+            _ => return Err(not_now()),
+        }
+        Ok(Some(call.clone()))
+    }
+
+    /// Unanswered calls past their deadline end `missed`; ended calls kept
+    /// long enough are forgotten. Returns the calls that just ended, and
+    /// the ids of the forgotten ones (their retained state can go).
+    pub fn tick(&mut self, now: i64) -> (Vec<Call>, Vec<Sid>) {
+        let mut missed = Vec::new();
+        for call in self.calls.values_mut() {
+            if call.is_live() && call.state != CallStateKind::Accepted && now >= call.ring_deadline
+            {
+                call.end(EndReason::Missed, now);
+                missed.push(call.clone());
+            }
+        }
+        let forgotten: Vec<Sid> = self
+            .calls
+            .values()
+            .filter(|c| c.ended_at.is_some_and(|t| now - t >= KEEP_ENDED_MS))
+            .map(|c| c.sid.clone())
+            .collect();
+        for sid in &forgotten {
+            self.calls.remove(sid);
+        }
+        (missed, forgotten)
+    }
+
+    /// The live calls a user takes part in (for the server's checks).
+    pub fn live_of<'a>(&'a self, user: &'a Id) -> impl Iterator<Item = &'a Call> {
+        self.calls
+            .values()
+            .filter(move |c| c.is_live() && c.involves(user))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,300 @@
+//! One test per transition, and the multi-device, busy and glare cases.
+
+use super::*;
+
+const CALLER: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const CALLEE: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+const THIRD: &str = "cccccccccccccccccccccccccccccccc";
+const RING: i64 = 30_000;
+
+fn sid(n: u8) -> Sid {
+    format!("{n:032x}").parse().unwrap()
+}
+
+fn cid(user: &str, device: &str) -> ClientId {
+    format!("{user}:{device}").parse().unwrap()
+}
+
+fn id(user: &str) -> Id {
+    user.parse().unwrap()
+}
+
+fn inv(sid: Sid, caller: ClientId, callee: Id, kind: CallKind) -> Invitation {
+    Invitation {
+        sid,
+        caller,
+        callee,
+        kind,
+    }
+}
+
+/// A call from CALLER:phone to CALLEE at time 0.
+fn started() -> Calls {
+    let mut calls = Calls::new();
+    let r = calls
+        .invite(
+            inv(sid(1), cid(CALLER, "phone"), id(CALLEE), CallKind::Video),
+            0,
+            RING,
+            false,
+        )
+        .unwrap();
+    assert_eq!(r.call.state, CallStateKind::Inviting);
+    assert_eq!(r.ended, None);
+    calls
+}
+
+fn act(
+    calls: &mut Calls,
+    user: &str,
+    device: &str,
+    a: CallActionKind,
+    at: i64,
+) -> Result<Option<Call>, Refusal> {
+    calls.act(&sid(1), &cid(user, device), a, at)
+}
+
+use CallActionKind::{Accept, Cancel, Decline, Hangup, Ringing};
+
+#[test]
+fn ringing_then_accepted_then_hung_up() {
+    let mut c = started();
+    let call = act(&mut c, CALLEE, "phone", Ringing, 1).unwrap().unwrap();
+    assert_eq!(call.state, CallStateKind::Ringing);
+    assert_eq!(
+        act(&mut c, CALLEE, "phone", Ringing, 2),
+        Ok(None),
+        "repeated ringing changes nothing"
+    );
+    let call = act(&mut c, CALLEE, "phone", Accept, 3).unwrap().unwrap();
+    assert_eq!(call.state, CallStateKind::Accepted);
+    assert_eq!(call.accepted_by, Some(cid(CALLEE, "phone")));
+    assert_eq!(call.accepted_at, Some(3));
+    let call = act(&mut c, CALLER, "phone", Hangup, 10).unwrap().unwrap();
+    assert_eq!(
+        (call.state, call.reason),
+        (CallStateKind::Ended, Some(EndReason::Hangup))
+    );
+    assert_eq!(call.ended_at, Some(10));
+    assert_eq!(
+        act(&mut c, CALLEE, "phone", Hangup, 11),
+        Err(Refusal::Ended)
+    );
+}
+
+#[test]
+fn the_callee_may_hang_up_too() {
+    let mut c = started();
+    act(&mut c, CALLEE, "phone", Accept, 1).unwrap();
+    let call = act(&mut c, CALLEE, "phone", Hangup, 2).unwrap().unwrap();
+    assert_eq!(call.reason, Some(EndReason::Hangup));
+}
+
+#[test]
+fn first_accept_wins_and_other_devices_end_answered_elsewhere() {
+    let mut c = started();
+    act(&mut c, CALLEE, "phone", Ringing, 1).unwrap();
+    act(&mut c, CALLEE, "tablet", Ringing, 1).unwrap();
+    let call = act(&mut c, CALLEE, "tablet", Accept, 2).unwrap().unwrap();
+    assert_eq!(
+        call.legs[&cid(CALLEE, "phone")],
+        LegState::AnsweredElsewhere
+    );
+    assert_eq!(call.legs[&cid(CALLEE, "tablet")], LegState::Accepted);
+    assert_eq!(
+        act(&mut c, CALLEE, "phone", Accept, 3),
+        Err(Refusal::NotNow("accept"))
+    );
+    assert_eq!(
+        act(&mut c, CALLEE, "phone", Hangup, 4),
+        Err(Refusal::NotInCall),
+        "only the device in the call hangs up for the callee"
+    );
+}
+
+#[test]
+fn decline_ends_the_call_only_from_the_last_ringing_device() {
+    let mut c = started();
+    act(&mut c, CALLEE, "phone", Ringing, 1).unwrap();
+    act(&mut c, CALLEE, "tablet", Ringing, 1).unwrap();
+    let call = act(&mut c, CALLEE, "phone", Decline, 2).unwrap().unwrap();
+    assert_eq!(call.state, CallStateKind::Ringing, "the tablet still rings");
+    assert_eq!(call.legs[&cid(CALLEE, "phone")], LegState::Declined);
+    let call = act(&mut c, CALLEE, "tablet", Decline, 3).unwrap().unwrap();
+    assert_eq!(
+        (call.state, call.reason),
+        (CallStateKind::Ended, Some(EndReason::Declined))
+    );
+}
+
+#[test]
+fn the_caller_may_cancel_before_an_answer() {
+    let mut c = started();
+    act(&mut c, CALLEE, "phone", Ringing, 1).unwrap();
+    let call = act(&mut c, CALLER, "laptop", Cancel, 2).unwrap().unwrap();
+    assert_eq!(call.reason, Some(EndReason::Cancelled));
+    assert_eq!(call.legs[&cid(CALLEE, "phone")], LegState::Ended);
+    let mut c = started();
+    act(&mut c, CALLEE, "phone", Accept, 1).unwrap();
+    assert_eq!(
+        act(&mut c, CALLER, "phone", Cancel, 2),
+        Err(Refusal::NotNow("cancel"))
+    );
+}
+
+#[test]
+fn unanswered_calls_end_missed_at_their_deadline() {
+    let mut c = started();
+    act(&mut c, CALLEE, "phone", Ringing, 1).unwrap();
+    assert_eq!(c.tick(RING - 1).0, vec![]);
+    let (missed, forgotten) = c.tick(RING);
+    assert_eq!(missed.len(), 1);
+    assert_eq!(missed[0].reason, Some(EndReason::Missed));
+    assert!(forgotten.is_empty());
+    assert_eq!(
+        act(&mut c, CALLEE, "phone", Accept, RING + 1),
+        Err(Refusal::Ended),
+        "a late accept sees the end"
+    );
+    // Accepted calls have no deadline; ended ones are forgotten later.
+    let (_, forgotten) = c.tick(RING + KEEP_ENDED_MS);
+    assert_eq!(forgotten, vec![sid(1)]);
+    assert!(c.get(&sid(1)).is_none());
+    let mut c = started();
+    act(&mut c, CALLEE, "phone", Accept, 1).unwrap();
+    assert_eq!(c.tick(RING * 10).0, vec![]);
+}
+
+#[test]
+fn a_callee_in_a_call_is_busy() {
+    let mut c = started();
+    act(&mut c, CALLEE, "phone", Accept, 1).unwrap();
+    let r = c
+        .invite(
+            inv(sid(2), cid(THIRD, "phone"), id(CALLEE), CallKind::Audio),
+            2,
+            RING,
+            false,
+        )
+        .unwrap();
+    assert_eq!(
+        (r.call.state, r.call.reason),
+        (CallStateKind::Ended, Some(EndReason::Busy))
+    );
+    // The caller of an accepted call is busy too.
+    let r = c
+        .invite(
+            inv(sid(3), cid(THIRD, "phone"), id(CALLER), CallKind::Audio),
+            2,
+            RING,
+            false,
+        )
+        .unwrap();
+    assert_eq!(r.call.reason, Some(EndReason::Busy));
+}
+
+#[test]
+fn glare_leaves_exactly_one_call_the_smaller_id() {
+    // Second invite has the larger id: it loses.
+    let mut c = started();
+    let r = c
+        .invite(
+            inv(sid(9), cid(CALLEE, "phone"), id(CALLER), CallKind::Video),
+            1,
+            RING,
+            false,
+        )
+        .unwrap();
+    assert_eq!(r.call.reason, Some(EndReason::Busy));
+    assert_eq!(r.ended, None);
+    assert!(c.get(&sid(1)).unwrap().is_live());
+
+    // Second invite has the smaller id: the first one ends.
+    let mut c = Calls::new();
+    c.invite(
+        inv(sid(9), cid(CALLER, "phone"), id(CALLEE), CallKind::Video),
+        0,
+        RING,
+        false,
+    )
+    .unwrap();
+    let r = c
+        .invite(
+            inv(sid(1), cid(CALLEE, "phone"), id(CALLER), CallKind::Video),
+            1,
+            RING,
+            false,
+        )
+        .unwrap();
+    assert!(r.call.is_live());
+    assert_eq!(r.ended.unwrap().reason, Some(EndReason::Busy));
+    assert_eq!(c.live_of(&id(CALLER)).count(), 1);
+}
+
+#[test]
+fn bad_invites_and_actions_change_nothing() {
+    let mut c = started();
+    let again = c.invite(
+        inv(sid(1), cid(THIRD, "phone"), id(CALLEE), CallKind::Video),
+        1,
+        RING,
+        false,
+    );
+    assert_eq!(again, Err(Refusal::SessionIdUsed));
+    let known = c.invite(
+        inv(sid(5), cid(THIRD, "phone"), id(CALLEE), CallKind::Video),
+        1,
+        RING,
+        true,
+    );
+    assert_eq!(
+        known,
+        Err(Refusal::SessionIdUsed),
+        "ids the store has seen are used too"
+    );
+    let own = c.invite(
+        inv(sid(6), cid(THIRD, "phone"), id(THIRD), CallKind::Video),
+        1,
+        RING,
+        false,
+    );
+    assert_eq!(own, Err(Refusal::SelfCall));
+    assert_eq!(
+        act(&mut c, THIRD, "phone", Hangup, 1),
+        Err(Refusal::NotInCall)
+    );
+    assert_eq!(
+        c.act(&sid(7), &cid(CALLER, "phone"), Cancel, 1),
+        Err(Refusal::NoSuchCall)
+    );
+    assert_eq!(
+        act(&mut c, CALLER, "phone", Accept, 1),
+        Err(Refusal::NotNow("accept")),
+        "callers do not accept"
+    );
+    assert_eq!(
+        act(&mut c, CALLEE, "phone", Cancel, 1),
+        Err(Refusal::NotNow("cancel")),
+        "callees decline"
+    );
+    assert_eq!(
+        act(&mut c, CALLER, "phone", Ringing, 1),
+        Err(Refusal::NotNow("ringing"))
+    );
+    assert_eq!(
+        act(&mut c, CALLEE, "phone", Hangup, 1),
+        Err(Refusal::NotNow("hangup"))
+    );
+    let call = c.get(&sid(1)).unwrap();
+    assert_eq!(call.state, CallStateKind::Inviting);
+    assert!(call.legs.is_empty());
+}
+
+#[test]
+fn wire_form_names_the_legs() {
+    let mut c = started();
+    act(&mut c, CALLEE, "phone", Ringing, 1).unwrap();
+    let wire = c.get(&sid(1)).unwrap().wire();
+    assert_eq!(wire.legs[&format!("{CALLEE}:phone")], LegState::Ringing);
+    assert_eq!(wire.caller, id(CALLER));
+}

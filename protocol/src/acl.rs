@@ -38,6 +38,9 @@ pub trait Facts {
     /// or `target` shows itself to everyone or lists `viewer` as a contact,
     /// and `target` has not blocked `viewer`.
     fn can_see(&self, viewer: &Id, target: &Id) -> bool;
+
+    /// Whether `user` is the caller or the callee of the call `sid`.
+    fn in_call(&self, user: &Id, sid: &crate::Sid) -> bool;
 }
 
 /// Why a subscription or publish was refused.
@@ -134,9 +137,28 @@ pub fn authorize(
                 }
             }
         }
+        ["session", sid, leaf] if *leaf == "state" || *leaf == "call" => {
+            let sid: crate::Sid = match level(sid) {
+                Level::Wild => return Err(Denial::Wildcard),
+                Level::Literal(s) => s.parse().map_err(|_| Denial::NotInContract)?,
+            };
+            // Participants read the state and send actions; the server
+            // writes the state and reads the actions.
+            let participant_side = matches!(
+                (action, *leaf),
+                (Action::Subscribe, "state") | (Action::Publish, "call")
+            );
+            if !participant_side {
+                Err(Denial::ServerOnly)
+            } else if facts.in_call(me, &sid) {
+                Ok(())
+            } else {
+                Err(Denial::NotYours)
+            }
+        }
         ["session", sid, ..] | ["pairing", sid, ..] => {
-            // Calls and pairing come with their own facts; until the server
-            // serves them nobody may use these topics.
+            // Media signalling, robot commands and pairing come with their
+            // own facts; until the server serves them nobody may use them.
             match level(sid) {
                 Level::Wild => Err(Denial::Wildcard),
                 Level::Literal(_) => Err(Denial::NotServed),
@@ -170,13 +192,19 @@ mod tests {
     const FRIEND: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
     const STRANGER: &str = "cccccccccccccccccccccccccccccccc";
     const SID: &str = "0123456789abcdef0123456789abcdef";
+    const OTHER_SID: &str = "fedcba9876543210fedcba9876543210";
 
-    /// Who can see whom, as the server would know it.
+    /// Who can see whom, as the server would know it; ME takes part in
+    /// the call SID.
     struct Graph(HashSet<(String, String)>);
 
     impl Facts for Graph {
         fn can_see(&self, viewer: &Id, target: &Id) -> bool {
             viewer == target || self.0.contains(&(viewer.to_string(), target.to_string()))
+        }
+
+        fn in_call(&self, user: &Id, sid: &crate::Sid) -> bool {
+            user.as_str() == ME && sid.as_str() == SID
         }
     }
 
@@ -243,11 +271,35 @@ mod tests {
                 format!("invite/{FRIEND}/not-a-sid"),
                 Err(Denial::NotInContract),
             ),
-            // Calls and pairing are not served yet.
-            (S, format!("session/{SID}/state"), Err(Denial::NotServed)),
+            // Calls: participants read the state and send actions.
+            (S, format!("session/{SID}/state"), ok),
+            (P, format!("session/{SID}/call"), ok),
+            (P, format!("session/{SID}/state"), Err(Denial::ServerOnly)),
+            (S, format!("session/{SID}/call"), Err(Denial::ServerOnly)),
+            (
+                S,
+                format!("session/{OTHER_SID}/state"),
+                Err(Denial::NotYours),
+            ),
+            (
+                P,
+                format!("session/{OTHER_SID}/call"),
+                Err(Denial::NotYours),
+            ),
             (S, "session/+/state".into(), Err(Denial::Wildcard)),
             (S, "session/#".into(), Err(Denial::Wildcard)),
-            (P, format!("session/{SID}/call"), Err(Denial::NotServed)),
+            (S, "session/short/state".into(), Err(Denial::NotInContract)),
+            // Media, commands and pairing are not served yet.
+            (
+                S,
+                format!("session/{SID}/webrtc/{ME}/down"),
+                Err(Denial::NotServed),
+            ),
+            (
+                P,
+                format!("session/{SID}/moveTo/request"),
+                Err(Denial::NotServed),
+            ),
             (S, "pairing/123456/robotID".into(), Err(Denial::NotServed)),
             (S, "pairing/+/robotID".into(), Err(Denial::Wildcard)),
             (S, "pairing/#".into(), Err(Denial::Wildcard)),

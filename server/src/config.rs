@@ -38,6 +38,10 @@ pub struct Config {
     pub sms_webhook_url: Option<String>,
     pub admin_token: Option<String>,
     pub ring_timeout_s: u64,
+    /// Wake-up pushes for callees with no device online: `none` or
+    /// `webhook`.
+    pub push_provider: PushProvider,
+    pub push_webhook_url: Option<String>,
     /// Lifetime of access tokens minted by the server.
     pub access_token_ttl_s: u64,
     /// Lifetime of refresh tokens (each use makes a new one).
@@ -73,6 +77,13 @@ pub enum SmsProvider {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+pub enum PushProvider {
+    None,
+    Webhook,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
     Json,
@@ -94,6 +105,8 @@ impl Default for Config {
             sms_webhook_url: None,
             admin_token: None,
             ring_timeout_s: 30,
+            push_provider: PushProvider::None,
+            push_webhook_url: None,
             access_token_ttl_s: 15 * 60,
             refresh_token_ttl_s: 30 * 24 * 60 * 60,
             token_grace_s: 30,
@@ -190,6 +203,23 @@ impl Config {
         }
         if self.admin_token.as_ref().is_some_and(|s| s.len() < 16) {
             return bad("admin_token", "must be at least 16 characters".into());
+        }
+        if self.push_provider == PushProvider::Webhook {
+            match &self.push_webhook_url {
+                Some(u) if u.starts_with("http://") || u.starts_with("https://") => {}
+                Some(u) => {
+                    return bad(
+                        "push_webhook_url",
+                        format!("must be an http(s) URL, got {u:?}"),
+                    )
+                }
+                None => {
+                    return bad(
+                        "push_webhook_url",
+                        "is required when push_provider = \"webhook\"".into(),
+                    )
+                }
+            }
         }
         if self.sms_provider == SmsProvider::Webhook {
             match &self.sms_webhook_url {

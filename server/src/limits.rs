@@ -15,6 +15,8 @@ pub struct Limits {
     pub sign_in_per_address: DefaultKeyedRateLimiter<IpAddr>,
     /// Profile changes (HTTP or MQTT) per user.
     pub profile_per_user: DefaultKeyedRateLimiter<String>,
+    /// Invites per caller.
+    pub invites_per_user: DefaultKeyedRateLimiter<String>,
 }
 
 fn per_minute(n: u32) -> Quota {
@@ -27,6 +29,7 @@ impl Limits {
             otp_per_address: RateLimiter::keyed(per_minute(10)),
             sign_in_per_address: RateLimiter::keyed(per_minute(30)),
             profile_per_user: RateLimiter::keyed(per_minute(30)),
+            invites_per_user: RateLimiter::keyed(per_minute(30)),
         }
     }
 }

@@ -3,12 +3,14 @@
 
 mod accounts;
 mod broker;
+mod calls;
 mod config;
 mod http;
 mod keys;
 mod limits;
 mod metrics;
 mod presence;
+mod push;
 mod serve;
 mod sms;
 mod social;

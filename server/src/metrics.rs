@@ -4,6 +4,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -25,6 +26,11 @@ pub struct ActionLabels {
     pub action: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub reason: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub mqtt_connections: Gauge,
@@ -36,6 +42,8 @@ pub struct Metrics {
     pub users_online: Gauge,
     pub devices_online: Gauge,
     pub presence_changes: Counter,
+    pub calls_ended: Family<OutcomeLabels, Counter>,
+    pub invite_to_accept: Histogram,
 }
 
 impl Metrics {
@@ -50,6 +58,15 @@ impl Metrics {
         let users_online = Gauge::default();
         let devices_online = Gauge::default();
         let presence_changes = Counter::default();
+        let calls_ended = Family::default();
+        // Seconds from invite to accept: people answer in 1 to 30 s.
+        let invite_to_accept = Histogram::new([0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0]);
+        registry.register("calls_ended", "Calls ended, by reason", calls_ended.clone());
+        registry.register(
+            "invite_to_accept_seconds",
+            "Time from an invite to its accept",
+            invite_to_accept.clone(),
+        );
         registry.register(
             "users_online",
             "Users with at least one device online",
@@ -106,7 +123,15 @@ impl Metrics {
             users_online,
             devices_online,
             presence_changes,
+            calls_ended,
+            invite_to_accept,
         }
+    }
+
+    pub fn count_call_end(&self, reason: String) {
+        self.calls_ended
+            .get_or_create(&OutcomeLabels { reason })
+            .inc();
     }
 
     /// Counts a refused `subscribe` or `publish`.

@@ -3,18 +3,21 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 
 use switchboard_protocol::Topic;
 
 use crate::broker::{Broker, Deps};
+use crate::calls::CallService;
 use crate::config::Config;
 use crate::http::{self, App};
 use crate::keys;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::presence::PresenceService;
+use crate::push::Push;
 use crate::sms::Sms;
 use crate::social::Graph;
 use crate::store::Store;
@@ -66,6 +69,18 @@ pub async fn run(config: Config) -> Result<()> {
         let payload = serde_json::to_vec(&p).expect("profile serializes");
         (Topic::UserInfo(p.id), payload)
     }));
+    let (calls, calls_queue) =
+        CallService::new(Duration::from_secs(config.ring_timeout_s), metrics.clone());
+    let push = Arc::new(Push::from_config(&config)?);
+    // Calls that were live when the server stopped end `failed`.
+    let failed = store.fail_live_calls().await?;
+    retained.extend(failed.iter().filter_map(crate::calls::failed_state));
+    if !failed.is_empty() {
+        tracing::info!(
+            count = failed.len(),
+            "calls live at the last stop ended as failed"
+        );
+    }
     let deps = Deps {
         tokens: tokens.clone(),
         metrics: metrics.clone(),
@@ -73,6 +88,8 @@ pub async fn run(config: Config) -> Result<()> {
         store: store.clone(),
         limits: limits.clone(),
         presence: presence.clone(),
+        calls: calls.clone(),
+        push,
     };
     let broker = Broker::start(&config, deps, retained).await?;
     tokio::spawn(crate::presence::run_publisher(
@@ -81,6 +98,12 @@ pub async fn run(config: Config) -> Result<()> {
         store.clone(),
     ));
     presence.spawn_ticker();
+    tokio::spawn(crate::calls::run_publisher(
+        calls_queue,
+        broker.publisher.clone(),
+        store.clone(),
+    ));
+    calls.spawn_ticker();
 
     let http_listener = tokio::net::TcpListener::bind(config.http_addr)
         .await

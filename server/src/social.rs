@@ -7,8 +7,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
 
 use anyhow::Result;
-use switchboard_protocol::acl::Facts;
-use switchboard_protocol::Id;
 
 use crate::store::{List, Store, Visibility};
 
@@ -98,12 +96,6 @@ impl Graph {
         let blocked = g.blocked.get(target).is_some_and(|s| s.contains(viewer));
         let contact = g.contacts.get(target).is_some_and(|s| s.contains(viewer));
         !blocked && (*visibility == Visibility::Everyone || contact)
-    }
-}
-
-impl Facts for Graph {
-    fn can_see(&self, viewer: &Id, target: &Id) -> bool {
-        self.can_see_str(viewer.as_str(), target.as_str())
     }
 }
 

@@ -20,10 +20,12 @@ use tokio::task::JoinHandle;
 
 use switchboard_protocol::Topic;
 
+use crate::calls::CallService;
 use crate::config::Config;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::presence::PresenceService;
+use crate::push::Push;
 use crate::social::Graph;
 use crate::store::Store;
 use crate::token::Tokens;
@@ -36,6 +38,8 @@ pub struct Deps {
     pub store: Store,
     pub limits: Arc<Limits>,
     pub presence: Arc<PresenceService>,
+    pub calls: Arc<CallService>,
+    pub push: Arc<Push>,
 }
 
 pub struct Broker {

@@ -2,6 +2,7 @@
 //! next to them, so `/openapi.json` is generated from the same code.
 
 mod auth;
+mod calls;
 mod error;
 mod extract;
 mod health;
@@ -110,6 +111,9 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(me::get_visibility, me::put_visibility))
         .routes(routes!(me::discover))
         .routes(routes!(presence::presence))
+        .routes(routes!(calls::list))
+        .routes(routes!(calls::one))
+        .routes(routes!(calls::add_push_token))
 }
 
 /// The generated OpenAPI document.

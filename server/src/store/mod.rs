@@ -3,11 +3,13 @@
 //! use `$n` placeholders, which both accept. Times are milliseconds.
 
 mod accounts;
+mod calls;
 mod presence;
 mod profiles;
 mod social;
 
 pub use accounts::{OtpCheck, RefreshOutcome, SendAllowance, OTP_TTL_MS};
+pub use calls::{CallRecord, PushToken};
 pub use social::{List, Visibility};
 
 use std::str::FromStr;

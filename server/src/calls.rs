@@ -1,0 +1,209 @@
+//! Calls at the edges: invites and actions from the broker go into the
+//! call state machine (the signalling crate); every change is stored and
+//! then published retained on `session/<sid>/state`, in order, by one task.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Result;
+use switchboard_protocol::payload::{CallActionKind, CallState, CallStateKind, EndReason};
+use switchboard_protocol::{ClientId, Id, Sid, Topic};
+use switchboard_signalling::{Call, Calls, Invitation, Invited, Refusal};
+use tokio::sync::mpsc;
+
+use crate::broker::Publisher;
+use crate::metrics::Metrics;
+use crate::store::{now_ms, CallRecord, Store};
+
+pub enum Out {
+    /// Store and publish the call's state.
+    State(Box<Call>),
+    /// The call is forgotten: remove its retained state.
+    Clear(Sid),
+}
+
+pub struct CallService {
+    calls: Mutex<Calls>,
+    out: mpsc::UnboundedSender<Out>,
+    ring_ms: i64,
+    metrics: Arc<Metrics>,
+}
+
+/// The wire name of a serde enum value (`"ended"`, `"answered_elsewhere"`).
+fn name<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+pub fn record(c: &Call) -> CallRecord {
+    CallRecord {
+        sid: c.sid.to_string(),
+        caller: c.caller.id.to_string(),
+        callee: c.callee.to_string(),
+        kind: name(&c.kind),
+        state: name(&c.state),
+        reason: c.reason.as_ref().map(name),
+        accepted_by: c.accepted_by.as_ref().map(ClientId::to_string),
+        created_at: c.created_at,
+        accepted_at: c.accepted_at,
+        ended_at: c.ended_at,
+        duration_ms: c.accepted_at.zip(c.ended_at).map(|(a, e)| e - a),
+    }
+}
+
+/// The retained state of a call that was live when the server stopped:
+/// ended `failed`.
+pub fn failed_state(r: &CallRecord) -> Option<(Topic, Vec<u8>)> {
+    let sid: Sid = r.sid.parse().ok()?;
+    let state = CallState {
+        sid: sid.clone(),
+        state: CallStateKind::Ended,
+        reason: Some(EndReason::Failed),
+        caller: r.caller.parse().ok()?,
+        callee: r.callee.parse().ok()?,
+        accepted_by: r.accepted_by.as_deref().and_then(|a| a.parse().ok()),
+        relay: None,
+        legs: Default::default(),
+    };
+    Some((
+        Topic::CallState(sid),
+        serde_json::to_vec(&state).expect("state serializes"),
+    ))
+}
+
+impl CallService {
+    pub fn new(
+        ring_timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> (Arc<Self>, mpsc::UnboundedReceiver<Out>) {
+        let (out, queue) = mpsc::unbounded_channel();
+        let service = CallService {
+            calls: Mutex::new(Calls::new()),
+            out,
+            ring_ms: ring_timeout.as_millis() as i64,
+            metrics,
+        };
+        (Arc::new(service), queue)
+    }
+
+    pub fn participant(&self, sid: &Sid, user: &Id) -> bool {
+        self.calls
+            .lock()
+            .expect("calls lock")
+            .participant(sid, user)
+    }
+
+    pub fn invite(&self, invitation: Invitation, sid_known: bool) -> Result<Invited, Refusal> {
+        let mut calls = self.calls.lock().expect("calls lock");
+        let invited = calls.invite(invitation, now_ms(), self.ring_ms, sid_known)?;
+        self.emit(&invited.call);
+        if let Some(ended) = &invited.ended {
+            self.emit(ended);
+        }
+        Ok(invited)
+    }
+
+    pub fn act(&self, sid: &Sid, from: &ClientId, action: CallActionKind) -> Result<(), Refusal> {
+        let mut calls = self.calls.lock().expect("calls lock");
+        if let Some(call) = calls.act(sid, from, action, now_ms())? {
+            self.emit(&call);
+        }
+        Ok(())
+    }
+
+    /// Queues a change; called under the calls lock, so the queue keeps
+    /// each call's changes in order.
+    fn emit(&self, call: &Call) {
+        match call.state {
+            CallStateKind::Ended => {
+                let reason = call.reason.as_ref().map(name).unwrap_or_default();
+                self.metrics.count_call_end(reason);
+            }
+            CallStateKind::Accepted => {
+                if let Some(at) = call.accepted_at {
+                    self.metrics
+                        .invite_to_accept
+                        .observe((at - call.created_at) as f64 / 1000.0);
+                }
+            }
+            _ => {}
+        }
+        let _ = self.out.send(Out::State(Box::new(call.clone())));
+    }
+
+    /// Ends unanswered calls at their deadline and forgets old ended ones,
+    /// twice a second.
+    pub fn spawn_ticker(self: &Arc<Self>) {
+        let service = self.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                every.tick().await;
+                let mut calls = service.calls.lock().expect("calls lock");
+                let (missed, forgotten) = calls.tick(now_ms());
+                for call in &missed {
+                    service.emit(call);
+                }
+                for sid in forgotten {
+                    let _ = service.out.send(Out::Clear(sid));
+                }
+            }
+        });
+    }
+}
+
+/// Stores each change, then publishes it.
+pub async fn run_publisher(
+    mut queue: mpsc::UnboundedReceiver<Out>,
+    publisher: Publisher,
+    store: Store,
+) {
+    while let Some(out) = queue.recv().await {
+        match out {
+            Out::State(call) => {
+                if let Err(e) = store
+                    .save_call(
+                        &record(&call),
+                        call.caller.device.as_ref().map(|d| d.as_str()),
+                    )
+                    .await
+                {
+                    tracing::error!(sid = %call.sid, "storing a call: {e:#}");
+                }
+                let payload = serde_json::to_vec(&call.wire()).expect("state serializes");
+                if let Err(e) = publisher
+                    .publish(&Topic::CallState(call.sid.clone()), payload, true)
+                    .await
+                {
+                    tracing::error!(sid = %call.sid, "publishing a call state: {e:#}");
+                }
+            }
+            Out::Clear(sid) => {
+                if let Err(e) = publisher
+                    .publish(&Topic::CallState(sid), Vec::new(), true)
+                    .await
+                {
+                    tracing::warn!("clearing a call state: {e:#}");
+                }
+            }
+        }
+    }
+}
+
+/// What the topic rules need to know, from the graph and the calls.
+pub struct Facts<'a> {
+    pub graph: &'a crate::social::Graph,
+    pub calls: &'a CallService,
+}
+
+impl switchboard_protocol::acl::Facts for Facts<'_> {
+    fn can_see(&self, viewer: &Id, target: &Id) -> bool {
+        self.graph.can_see_str(viewer.as_str(), target.as_str())
+    }
+
+    fn in_call(&self, user: &Id, sid: &Sid) -> bool {
+        self.calls.participant(sid, user)
+    }
+}

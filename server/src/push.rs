@@ -1,0 +1,67 @@
+//! Wake-up pushes for callees with no device online: to a webhook that a
+//! push gateway (FCM, APNs, ...) or a test receives.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use crate::config::{Config, PushProvider};
+use crate::store::PushToken;
+
+pub enum Push {
+    Off,
+    Webhook {
+        client: reqwest::Client,
+        url: String,
+    },
+}
+
+/// `POST <push_webhook_url>` body.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WakeUp<'a> {
+    pub user_id: &'a str,
+    pub sid: &'a str,
+    pub from: &'a str,
+    pub kind: &'a str,
+    /// When the call ends `missed` if nobody answers (ms since the epoch).
+    pub expires_at: i64,
+    /// The callee's registered devices.
+    pub tokens: &'a [PushToken],
+}
+
+impl Push {
+    pub fn from_config(config: &Config) -> Result<Push> {
+        Ok(match config.push_provider {
+            PushProvider::None => Push::Off,
+            PushProvider::Webhook => Push::Webhook {
+                client: reqwest::Client::builder()
+                    .timeout(Duration::from_secs(10))
+                    .build()?,
+                url: config
+                    .push_webhook_url
+                    .clone()
+                    .context("push_webhook_url is required")?,
+            },
+        })
+    }
+
+    pub async fn wake(&self, wake: &WakeUp<'_>) -> Result<()> {
+        match self {
+            Push::Off => Ok(()),
+            Push::Webhook { client, url } => {
+                let response = client
+                    .post(url)
+                    .json(wake)
+                    .send()
+                    .await
+                    .context("calling the push webhook")?;
+                if !response.status().is_success() {
+                    bail!("the push webhook answered {}", response.status());
+                }
+                Ok(())
+            }
+        }
+    }
+}

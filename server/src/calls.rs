@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Result;
-use switchboard_protocol::payload::{CallActionKind, CallState, CallStateKind, EndReason};
+use switchboard_protocol::payload::{CallActionKind, CallStateKind, EndReason};
 use switchboard_protocol::{ClientId, Id, Sid, Topic};
 use switchboard_signalling::{Call, Calls, Invitation, Invited, Refusal};
 use tokio::sync::mpsc;
@@ -53,24 +53,25 @@ pub fn record(c: &Call) -> CallRecord {
     }
 }
 
-/// The retained state of a call that was live when the server stopped:
-/// ended `failed`.
-pub fn failed_state(r: &CallRecord) -> Option<(Topic, Vec<u8>)> {
-    let sid: Sid = r.sid.parse().ok()?;
-    let state = CallState {
-        sid: sid.clone(),
+/// A call that was live when the server stopped, as the state machine
+/// knows an ended call.
+fn failed_call(r: &CallRecord, caller_device: Option<&str>) -> Option<Call> {
+    let caller_id: Id = r.caller.parse().ok()?;
+    let device = caller_device.and_then(|d| d.parse().ok());
+    Some(Call {
+        sid: r.sid.parse().ok()?,
+        caller: ClientId::new(caller_id, device),
+        callee: r.callee.parse().ok()?,
+        kind: serde_json::from_value(serde_json::Value::String(r.kind.clone())).ok()?,
         state: CallStateKind::Ended,
         reason: Some(EndReason::Failed),
-        caller: r.caller.parse().ok()?,
-        callee: r.callee.parse().ok()?,
-        accepted_by: r.accepted_by.as_deref().and_then(|a| a.parse().ok()),
-        relay: None,
         legs: Default::default(),
-    };
-    Some((
-        Topic::CallState(sid),
-        serde_json::to_vec(&state).expect("state serializes"),
-    ))
+        accepted_by: r.accepted_by.as_deref().and_then(|a| a.parse().ok()),
+        created_at: r.created_at,
+        accepted_at: r.accepted_at,
+        ended_at: r.ended_at,
+        ring_deadline: r.created_at,
+    })
 }
 
 impl CallService {
@@ -86,6 +87,23 @@ impl CallService {
             metrics,
         };
         (Arc::new(service), queue)
+    }
+
+    /// Calls live when the server last stopped, now ended `failed`: kept
+    /// known for a while, and their retained states to publish at start.
+    pub fn restore_failed(&self, failed: &[(CallRecord, Option<String>)]) -> Vec<(Topic, Vec<u8>)> {
+        let mut calls = self.calls.lock().expect("calls lock");
+        failed
+            .iter()
+            .filter_map(|(r, device)| failed_call(r, device.as_deref()))
+            .map(|call| {
+                let payload = serde_json::to_vec(&call.wire()).expect("state serializes");
+                let topic = Topic::CallState(call.sid.clone());
+                self.metrics.count_call_end("failed".into());
+                calls.remember(call);
+                (topic, payload)
+            })
+            .collect()
     }
 
     pub fn participant(&self, sid: &Sid, user: &Id) -> bool {

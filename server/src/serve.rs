@@ -74,7 +74,7 @@ pub async fn run(config: Config) -> Result<()> {
     let push = Arc::new(Push::from_config(&config)?);
     // Calls that were live when the server stopped end `failed`.
     let failed = store.fail_live_calls().await?;
-    retained.extend(failed.iter().filter_map(crate::calls::failed_state));
+    retained.extend(calls.restore_failed(&failed));
     if !failed.is_empty() {
         tracing::info!(
             count = failed.len(),

@@ -299,6 +299,13 @@ impl Calls {
         (missed, forgotten)
     }
 
+    /// Keeps an ended call known (after a restart), so its participants
+    /// can still read how it ended until it is forgotten.
+    pub fn remember(&mut self, call: Call) {
+        debug_assert!(!call.is_live());
+        self.calls.insert(call.sid.clone(), call);
+    }
+
     /// The live calls a user takes part in (for the server's checks).
     pub fn live_of<'a>(&'a self, user: &'a Id) -> impl Iterator<Item = &'a Call> {
         self.calls

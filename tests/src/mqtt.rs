@@ -66,6 +66,22 @@ pub async fn connect_with_will(
     login: Login<'_>,
     will_topic: Option<&str>,
 ) -> Result<Client, Refused> {
+    open(addr, via, login, will_topic, true).await
+}
+
+/// `connect` with a persistent session (clean session off): QoS 1
+/// messages for its subscriptions wait while it is away.
+pub async fn connect_persistent(addr: SocketAddr, login: Login<'_>) -> Result<Client, Refused> {
+    open(addr, Via::Tcp, login, None, false).await
+}
+
+async fn open(
+    addr: SocketAddr,
+    via: Via,
+    login: Login<'_>,
+    will_topic: Option<&str>,
+    clean: bool,
+) -> Result<Client, Refused> {
     let mut opts = match via {
         Via::Tcp => MqttOptions::new(login.client_id, addr.ip().to_string(), addr.port()),
         Via::WebSocket => {
@@ -75,6 +91,7 @@ pub async fn connect_with_will(
         }
     };
     opts.set_keep_alive(Duration::from_secs(30));
+    opts.set_clean_session(clean);
     if let Some(topic) = will_topic {
         opts.set_last_will(rumqttc::LastWill::new(
             topic,
@@ -99,9 +116,15 @@ pub async fn connect_with_will(
         }
     }
     let (tx, incoming) = mpsc::unbounded_channel();
+    // Dropping the `Client` ends this task, and with the event loop the
+    // connection (as an app that is killed).
     tokio::spawn(async move {
         loop {
-            let event = match eventloop.poll().await {
+            let polled = tokio::select! {
+                _ = tx.closed() => return,
+                polled = eventloop.poll() => polled,
+            };
+            let event = match polled {
                 Ok(Event::Incoming(Packet::Publish(p))) => Incoming::Publish {
                     topic: p.topic,
                     payload: p.payload.to_vec(),

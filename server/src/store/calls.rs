@@ -91,12 +91,13 @@ impl Store {
     }
 
     /// Ends every call still live (after a restart: their state was in the
-    /// process that stopped) as `failed`, and returns them.
-    pub async fn fail_live_calls(&self) -> Result<Vec<CallRecord>> {
+    /// process that stopped) as `failed`, and returns them with their
+    /// caller's device.
+    pub async fn fail_live_calls(&self) -> Result<Vec<(CallRecord, Option<String>)>> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM calls WHERE state <> 'ended'"
+            "SELECT {COLUMNS}, caller_device FROM calls WHERE state <> 'ended'"
         ))
         .fetch_all(&mut *tx)
         .await?;
@@ -107,11 +108,14 @@ impl Store {
         tx.commit().await?;
         Ok(rows
             .iter()
-            .map(|r| CallRecord {
-                state: "ended".into(),
-                reason: Some("failed".into()),
-                ended_at: Some(now),
-                ..record(r)
+            .map(|r| {
+                let failed = CallRecord {
+                    state: "ended".into(),
+                    reason: Some("failed".into()),
+                    ended_at: Some(now),
+                    ..record(r)
+                };
+                (failed, r.get(10))
             })
             .collect())
     }

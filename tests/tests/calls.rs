@@ -1,0 +1,668 @@
+//! Calls end to end with real MQTT clients against the real binary: every
+//! outcome, two callee devices, glare, wake-up pushes, history, restarts,
+//! and bad input.
+
+use serde_json::{json, Value};
+use switchboard_e2e::api::{Api, SignedIn, SmsInbox};
+use switchboard_e2e::mqtt::{connect, connect_persistent, Client, Incoming, Login, Via};
+use switchboard_e2e::{random_id, Database, Server};
+
+/// A user's device: an MQTT client subscribed to its invites and errors.
+struct Device {
+    who: SignedIn,
+    mqtt: Client,
+}
+
+impl Device {
+    async fn new(server: &Server, who: &SignedIn, device: &str) -> Device {
+        let who = device_of(server, who, device);
+        let mut mqtt = connect(
+            server.mqtt,
+            Via::Tcp,
+            Login::token(&who.client_id, &who.id, &who.access),
+        )
+        .await
+        .unwrap();
+        for filter in [
+            format!("invite/{}/+", who.id),
+            format!("clients/{}/errors", who.client_id),
+        ] {
+            let codes = mqtt.subscribe(&filter).await.unwrap();
+            assert!(
+                matches!(codes[..], [rumqttc::SubscribeReasonCode::Success(_)]),
+                "{filter}: {codes:?}"
+            );
+        }
+        Device { who, mqtt }
+    }
+
+    fn invite_payload(&self, sid: &str) -> Value {
+        let device = self.who.client_id.split_once(':').map(|(_, d)| d);
+        json!({"sid": sid, "from": self.who.id, "fromDevice": device, "kind": "video", "sentAt": 1})
+    }
+
+    async fn invite(&self, callee: &str, sid: &str) {
+        let payload = self.invite_payload(sid).to_string();
+        self.mqtt
+            .publish(&format!("invite/{callee}/{sid}"), payload.as_bytes(), false)
+            .await
+            .unwrap();
+    }
+
+    async fn act(&self, sid: &str, action: &str) {
+        let payload = json!({ "action": action }).to_string();
+        self.mqtt
+            .publish(&format!("session/{sid}/call"), payload.as_bytes(), false)
+            .await
+            .unwrap();
+    }
+
+    async fn watch(&mut self, sid: &str) {
+        let codes = self
+            .mqtt
+            .subscribe(&format!("session/{sid}/state"))
+            .await
+            .unwrap();
+        assert!(
+            matches!(codes[..], [rumqttc::SubscribeReasonCode::Success(_)]),
+            "{codes:?}"
+        );
+    }
+
+    /// The next message; panics after the harness's wait.
+    async fn next(&mut self) -> (String, Value) {
+        match self.mqtt.next().await.unwrap() {
+            Incoming::Publish { topic, payload, .. } => (
+                topic,
+                serde_json::from_slice(&payload).unwrap_or(Value::Null),
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Waits for a state of `sid` matching `want`.
+    async fn state_until(&mut self, sid: &str, want: impl Fn(&Value) -> bool) -> Value {
+        let topic = format!("session/{sid}/state");
+        loop {
+            let (t, v) = self.next().await;
+            if t == topic && want(&v) {
+                return v;
+            }
+        }
+    }
+
+    async fn ended(&mut self, sid: &str) -> Value {
+        self.state_until(sid, |v| v["state"] == "ended").await
+    }
+
+    /// The next error report.
+    async fn error(&mut self) -> Value {
+        loop {
+            let (t, v) = self.next().await;
+            if t.starts_with("clients/") {
+                return v;
+            }
+        }
+    }
+
+    /// The next invite.
+    async fn invited(&mut self) -> Value {
+        loop {
+            let (t, v) = self.next().await;
+            if t.starts_with("invite/") {
+                return v;
+            }
+        }
+    }
+}
+
+/// The same user on another device (a token of its own).
+fn device_of(server: &Server, who: &SignedIn, device: &str) -> SignedIn {
+    let access = server.token(&who.id, Some(device), "user", 600).unwrap();
+    SignedIn {
+        access,
+        client_id: format!("{}:{device}", who.id),
+        ..who.clone()
+    }
+}
+
+fn sid() -> String {
+    random_id()
+}
+
+struct World {
+    server: Server,
+    api: Api,
+    a: SignedIn,
+    b: SignedIn,
+    c: SignedIn,
+    pushes: tokio::sync::mpsc::UnboundedReceiver<Value>,
+    db: Database,
+    sms: SmsInbox,
+}
+
+/// A, B and C, all contacts of each other; ring timeout 2 s; pushes to a
+/// webhook receiver.
+async fn world() -> World {
+    let db = Database::for_test().await.unwrap();
+    let sms = SmsInbox::start().await.unwrap();
+    let (push_url, pushes) = push_receiver().await;
+    let server = Server::with_sms(&db, &sms)
+        .env("SWITCHBOARD_RING_TIMEOUT_S", "2")
+        .env("SWITCHBOARD_PUSH_PROVIDER", "webhook")
+        .env("SWITCHBOARD_PUSH_WEBHOOK_URL", push_url)
+        .start()
+        .await
+        .unwrap();
+    let api = Api::new(&server);
+    let a = api.sign_in(&sms, "+48555700001", "phone").await.unwrap();
+    let b = api.sign_in(&sms, "+48555700002", "phone").await.unwrap();
+    let c = api.sign_in(&sms, "+48555700003", "phone").await.unwrap();
+    for (me, others) in [(&a, [&b, &c]), (&b, [&a, &c]), (&c, [&a, &b])] {
+        let ids: Vec<&str> = others.iter().map(|o| o.id.as_str()).collect();
+        let r = api
+            .put("/v1/me/contacts", &me.access, json!({ "userIds": ids }))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200);
+    }
+    World {
+        server,
+        api,
+        a,
+        b,
+        c,
+        pushes,
+        db,
+        sms,
+    }
+}
+
+/// A webhook receiver standing in for a push gateway.
+async fn push_receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<Value>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/push", listener.local_addr().unwrap());
+    let (tx, got) = tokio::sync::mpsc::unbounded_channel();
+    let app = axum::Router::new().route(
+        "/push",
+        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(body);
+                "ok"
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, got)
+}
+
+#[tokio::test]
+async fn ringing_accepted_hung_up_and_in_the_history() {
+    let w = world().await;
+    let mut caller = Device::new(&w.server, &w.a, "phone").await;
+    let mut callee = Device::new(&w.server, &w.b, "phone").await;
+    let s = sid();
+    caller.invite(&w.b.id, &s).await;
+    caller.watch(&s).await;
+    let inviting = caller.state_until(&s, |v| v["state"] == "inviting").await;
+    assert_eq!(
+        (inviting["caller"].as_str(), inviting["callee"].as_str()),
+        (Some(w.a.id.as_str()), Some(w.b.id.as_str()))
+    );
+
+    let invite = callee.invited().await;
+    assert_eq!(invite["sid"], s.as_str());
+    assert_eq!(invite["from"], w.a.id.as_str());
+    callee.watch(&s).await;
+    callee.act(&s, "ringing").await;
+    caller.state_until(&s, |v| v["state"] == "ringing").await;
+    callee.act(&s, "accept").await;
+    let accepted = caller.state_until(&s, |v| v["state"] == "accepted").await;
+    assert_eq!(accepted["acceptedBy"], format!("{}:phone", w.b.id));
+    caller.act(&s, "hangup").await;
+    let ended = callee.ended(&s).await;
+    assert_eq!(ended["reason"], "hangup");
+    caller.ended(&s).await;
+
+    // The history, for both and for nobody else.
+    let r = w.api.get("/v1/calls", &w.a.access).await.unwrap();
+    let call = &r.body["calls"][0];
+    assert_eq!(
+        (
+            call["sid"].as_str(),
+            call["state"].as_str(),
+            call["reason"].as_str()
+        ),
+        (Some(s.as_str()), Some("ended"), Some("hangup"))
+    );
+    assert!(call["durationMs"].as_i64().unwrap() >= 0);
+    assert!(call["acceptedAt"].as_i64().unwrap() >= call["createdAt"].as_i64().unwrap());
+    assert_eq!(
+        w.api
+            .get(&format!("/v1/calls/{s}"), &w.b.access)
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(
+        w.api
+            .get(&format!("/v1/calls/{s}"), &w.c.access)
+            .await
+            .unwrap()
+            .status,
+        404
+    );
+
+    let metrics = reqwest::get(format!("{}/metrics", w.server.http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"switchboard_calls_ended_total{reason="hangup"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains("switchboard_invite_to_accept_seconds_count 1"));
+}
+
+#[tokio::test]
+async fn first_device_to_accept_wins_the_others_end_answered_elsewhere() {
+    let w = world().await;
+    let caller = Device::new(&w.server, &w.a, "phone").await;
+    let mut phone = Device::new(&w.server, &w.b, "phone").await;
+    let mut tablet = Device::new(&w.server, &w.b, "tablet").await;
+    let s = sid();
+    caller.invite(&w.b.id, &s).await;
+    for d in [&mut phone, &mut tablet] {
+        d.invited().await;
+        d.watch(&s).await;
+        d.act(&s, "ringing").await;
+    }
+    // Both ring (their actions travel on two connections: wait for both).
+    let (p, t) = (phone.who.client_id.clone(), tablet.who.client_id.clone());
+    tablet
+        .state_until(&s, |v| {
+            v["legs"][&p] == "ringing" && v["legs"][&t] == "ringing"
+        })
+        .await;
+    tablet.act(&s, "accept").await;
+    let accepted = phone.state_until(&s, |v| v["state"] == "accepted").await;
+    assert_eq!(accepted["legs"][&phone.who.client_id], "answered_elsewhere");
+    assert_eq!(accepted["legs"][&tablet.who.client_id], "accepted");
+    // The phone is too late.
+    phone.act(&s, "accept").await;
+    let refused = phone.error().await;
+    assert_eq!(refused["code"], "conflict", "{refused}");
+}
+
+#[tokio::test]
+async fn decline_from_the_last_ringing_device_ends_declined() {
+    let w = world().await;
+    let mut caller = Device::new(&w.server, &w.a, "phone").await;
+    let mut phone = Device::new(&w.server, &w.b, "phone").await;
+    let mut tablet = Device::new(&w.server, &w.b, "tablet").await;
+    let s = sid();
+    caller.invite(&w.b.id, &s).await;
+    caller.watch(&s).await;
+    for d in [&mut phone, &mut tablet] {
+        d.invited().await;
+        d.watch(&s).await;
+        d.act(&s, "ringing").await;
+    }
+    let (p, t) = (phone.who.client_id.clone(), tablet.who.client_id.clone());
+    caller
+        .state_until(&s, |v| {
+            v["legs"][&p] == "ringing" && v["legs"][&t] == "ringing"
+        })
+        .await;
+    phone.act(&s, "decline").await;
+    let still = caller
+        .state_until(&s, |v| v["legs"][&phone.who.client_id] == "declined")
+        .await;
+    assert_eq!(still["state"], "ringing", "the tablet still rings");
+    tablet.act(&s, "decline").await;
+    assert_eq!(caller.ended(&s).await["reason"], "declined");
+}
+
+#[tokio::test]
+async fn cancel_and_missed() {
+    let w = world().await;
+    let mut caller = Device::new(&w.server, &w.a, "phone").await;
+    let mut callee = Device::new(&w.server, &w.b, "phone").await;
+    let s = sid();
+    caller.invite(&w.b.id, &s).await;
+    callee.invited().await;
+    callee.watch(&s).await;
+    caller.act(&s, "cancel").await;
+    assert_eq!(callee.ended(&s).await["reason"], "cancelled");
+
+    // Nobody answers: missed at the (2 s) deadline.
+    let s = sid();
+    caller.invite(&w.b.id, &s).await;
+    caller.watch(&s).await;
+    callee.invited().await;
+    callee.watch(&s).await;
+    callee.act(&s, "ringing").await;
+    assert_eq!(caller.ended(&s).await["reason"], "missed");
+    assert_eq!(
+        callee.ended(&s).await["legs"][&callee.who.client_id],
+        "ended"
+    );
+    callee.act(&s, "accept").await;
+    assert_eq!(
+        callee.error().await["code"],
+        "conflict",
+        "a late accept sees the end"
+    );
+}
+
+#[tokio::test]
+async fn a_callee_in_a_call_is_busy() {
+    let w = world().await;
+    let a = Device::new(&w.server, &w.a, "phone").await;
+    let mut b = Device::new(&w.server, &w.b, "phone").await;
+    let mut c = Device::new(&w.server, &w.c, "phone").await;
+    let s = sid();
+    a.invite(&w.b.id, &s).await;
+    b.invited().await;
+    b.watch(&s).await;
+    b.act(&s, "accept").await;
+    b.state_until(&s, |v| v["state"] == "accepted").await;
+
+    let second = sid();
+    c.invite(&w.b.id, &second).await;
+    let refused = c.error().await;
+    assert_eq!(refused["code"], "conflict");
+    assert!(refused["message"].as_str().unwrap().contains("busy"));
+    c.watch(&second).await;
+    assert_eq!(c.ended(&second).await["reason"], "busy");
+    // B never got C's invite: the next thing B sees is A hanging up.
+    a.act(&s, "hangup").await;
+    let (topic, v) = b.next().await;
+    assert_eq!(
+        (topic, v["reason"].as_str()),
+        (format!("session/{s}/state"), Some("hangup"))
+    );
+}
+
+#[tokio::test]
+async fn glare_leaves_exactly_one_call_the_one_with_the_smaller_sid() {
+    let w = world().await;
+    let mut a = Device::new(&w.server, &w.a, "phone").await;
+    let b = Device::new(&w.server, &w.b, "phone").await;
+    let (s1, s2) = (sid(), sid());
+    let (small, large) = if s1 < s2 { (s1, s2) } else { (s2, s1) };
+    // Both at once: A calls B with one id, B calls A with the other.
+    tokio::join!(a.invite(&w.b.id, &large), b.invite(&w.a.id, &small));
+    a.watch(&large).await;
+    a.watch(&small).await;
+    let lost = a.ended(&large).await;
+    assert_eq!(lost["reason"], "busy");
+    let r = w
+        .api
+        .get(&format!("/v1/calls/{small}"), &w.a.access)
+        .await
+        .unwrap();
+    assert_ne!(r.body["state"], "ended", "{r:?}");
+    let live: Vec<Value> = w.api.get("/v1/calls", &w.a.access).await.unwrap().body["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["state"] != "ended")
+        .cloned()
+        .collect();
+    assert_eq!(live.len(), 1, "{live:?}");
+    assert_eq!(live[0]["sid"], small.as_str());
+}
+
+#[tokio::test]
+async fn an_offline_callee_is_woken_and_later_sees_the_end() {
+    let mut w = world().await;
+    // B's phone has a persistent session with its invite subscription and
+    // a push token; then it goes away.
+    let phone = device_of(&w.server, &w.b, "phone");
+    let login = Login::token(&phone.client_id, &phone.id, &phone.access);
+    let mut away = connect_persistent(w.server.mqtt, login).await.unwrap();
+    away.subscribe(&format!("invite/{}/+", w.b.id))
+        .await
+        .unwrap();
+    let token = json!({"platform": "android", "token": "fcm-token-1"});
+    let r = w
+        .api
+        .post("/v1/me/push-tokens", Some(&w.b.access), token)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 204);
+    let mut a = Device::new(&w.server, &w.a, "phone").await;
+    a.mqtt
+        .subscribe(&format!("users/{}/isConnected", w.b.id))
+        .await
+        .unwrap();
+    drop(away);
+    // Wait until the server has seen B go: then the call is to an offline user.
+    loop {
+        let (topic, v) = a.next().await;
+        if topic.ends_with("/isConnected") && v == json!(false) {
+            break;
+        }
+    }
+    let s = sid();
+    a.invite(&w.b.id, &s).await;
+    a.watch(&s).await;
+    let push = tokio::time::timeout(std::time::Duration::from_secs(10), w.pushes.recv())
+        .await
+        .expect("a wake-up push")
+        .unwrap();
+    assert_eq!(push["userId"], w.b.id.as_str());
+    assert_eq!(push["sid"], s.as_str());
+    assert_eq!(push["from"], w.a.id.as_str());
+    assert_eq!(push["kind"], "video");
+    assert!(push["expiresAt"].as_i64().unwrap() > 0);
+    assert_eq!(
+        push["tokens"],
+        json!([{"platform": "android", "token": "fcm-token-1"}])
+    );
+    assert_eq!(a.ended(&s).await["reason"], "missed");
+
+    // The phone wakes up late: its queued invite is there, and the call's
+    // state says how it ended.
+    let mut back = connect_persistent(w.server.mqtt, login).await.unwrap();
+    let invite = loop {
+        match back.next().await.unwrap() {
+            Incoming::Publish { topic, payload, .. } if topic.starts_with("invite/") => {
+                break serde_json::from_slice::<Value>(&payload).unwrap()
+            }
+            _ => continue,
+        }
+    };
+    assert_eq!(invite["sid"], s.as_str());
+    back.subscribe(&format!("session/{s}/state")).await.unwrap();
+    match back.next().await.unwrap() {
+        Incoming::Publish { payload, .. } => {
+            let state: Value = serde_json::from_slice(&payload).unwrap();
+            assert_eq!(
+                (state["state"].as_str(), state["reason"].as_str()),
+                (Some("ended"), Some("missed"))
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_and_changes_nothing() {
+    let w = world().await;
+    let mut a = Device::new(&w.server, &w.a, "phone").await;
+    let mut b = Device::new(&w.server, &w.b, "phone").await;
+    let mut c = Device::new(&w.server, &w.c, "phone").await;
+    let s = sid();
+    a.invite(&w.b.id, &s).await;
+    b.invited().await;
+    b.watch(&s).await;
+    b.state_until(&s, |v| v["state"] == "inviting").await;
+
+    let other = sid();
+    let topic = format!("invite/{}/{other}", w.b.id);
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (b"not json".to_vec(), "bad_request"),
+        (json!({"sid": other, "from": w.c.id, "fromDevice": "phone", "kind": "video", "sentAt": 1}).to_string().into_bytes(), "bad_request"),
+        (json!({"sid": s, "from": w.a.id, "fromDevice": "phone", "kind": "video", "sentAt": 1}).to_string().into_bytes(), "bad_request"),
+        (json!({"sid": other, "from": w.a.id, "fromDevice": "phone", "kind": "hologram", "sentAt": 1}).to_string().into_bytes(), "bad_request"),
+    ];
+    for (payload, code) in cases {
+        a.mqtt.publish(&topic, &payload, false).await.unwrap();
+        let e = a.error().await;
+        assert_eq!(
+            e["code"],
+            code,
+            "{}: {e}",
+            String::from_utf8_lossy(&payload)
+        );
+    }
+    // The same session id again.
+    a.invite(&w.b.id, &s).await;
+    assert_eq!(a.error().await["code"], "conflict");
+    // Unknown actions, actions with someone else's device, and actions on
+    // someone else's call.
+    a.mqtt
+        .publish(
+            &format!("session/{s}/call"),
+            br#"{"action": "explode"}"#,
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(a.error().await["code"], "bad_request");
+    a.mqtt
+        .publish(
+            &format!("session/{s}/call"),
+            br#"{"action": "cancel", "device": "tablet"}"#,
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(a.error().await["code"], "bad_request");
+    a.mqtt
+        .publish(&format!("session/{s}/call"), b"[]", false)
+        .await
+        .unwrap();
+    assert_eq!(a.error().await["code"], "bad_request");
+    c.act(&s, "accept").await;
+    assert_eq!(c.error().await["code"], "forbidden");
+    assert_eq!(
+        c.mqtt
+            .subscribe(&format!("session/{s}/state"))
+            .await
+            .unwrap(),
+        vec![rumqttc::SubscribeReasonCode::Failure]
+    );
+    // Callers do not accept their own calls.
+    a.act(&s, "accept").await;
+    assert_eq!(a.error().await["code"], "conflict");
+
+    // Nothing changed: B got no other invite and the call still invites.
+    let r = w
+        .api
+        .get(&format!("/v1/calls/{s}"), &w.a.access)
+        .await
+        .unwrap();
+    assert_eq!(r.body["state"], "inviting");
+    assert_eq!(
+        w.api
+            .get(&format!("/v1/calls/{other}"), &w.a.access)
+            .await
+            .unwrap()
+            .status,
+        404
+    );
+    a.act(&s, "cancel").await;
+    let (topic, v) = b.next().await;
+    assert_eq!(
+        (topic, v["reason"].as_str()),
+        (format!("session/{s}/state"), Some("cancelled"))
+    );
+
+    // A blocked caller cannot call.
+    let r = w
+        .api
+        .put("/v1/me/blocked", &w.b.access, json!({"userIds": [w.a.id]}))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let blocked = sid();
+    a.invite(&w.b.id, &blocked).await;
+    assert_eq!(a.error().await["code"], "forbidden");
+    assert_eq!(
+        w.api
+            .get(&format!("/v1/calls/{blocked}"), &w.a.access)
+            .await
+            .unwrap()
+            .status,
+        404
+    );
+
+    // Bad history requests.
+    for path in [
+        "/v1/calls?limit=0",
+        "/v1/calls?limit=1000",
+        "/v1/calls?limit=x",
+        "/v1/calls/not-a-sid",
+    ] {
+        assert_eq!(
+            w.api.get(path, &w.a.access).await.unwrap().status,
+            400,
+            "{path}"
+        );
+    }
+    for bad in [
+        json!({"platform": "pager", "token": "t"}),
+        json!({"platform": "ios", "token": ""}),
+        json!({"platform": "ios"}),
+    ] {
+        let r = w
+            .api
+            .post("/v1/me/push-tokens", Some(&w.a.access), bad.clone())
+            .await
+            .unwrap();
+        assert_eq!(r.status, 400, "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn calls_live_at_a_restart_end_failed() {
+    let w = world().await;
+    let a = Device::new(&w.server, &w.a, "phone").await;
+    let mut b = Device::new(&w.server, &w.b, "phone").await;
+    let s = sid();
+    a.invite(&w.b.id, &s).await;
+    b.invited().await;
+    b.watch(&s).await;
+    b.act(&s, "accept").await;
+    b.state_until(&s, |v| v["state"] == "accepted").await;
+    drop((a, b));
+
+    let (status, dir) = w.server.terminate().unwrap();
+    assert!(status.success());
+    let server = Server::with_sms(&w.db, &w.sms)
+        .dir(dir)
+        .start()
+        .await
+        .unwrap();
+    let api = Api::new(&server);
+    let r = api
+        .get(&format!("/v1/calls/{s}"), &w.a.access)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.body["state"].as_str(), r.body["reason"].as_str()),
+        (Some("ended"), Some("failed")),
+        "{r:?}"
+    );
+    // Participants still read how it ended.
+    let mut b = Device::new(&server, &w.b, "phone").await;
+    b.watch(&s).await;
+    assert_eq!(b.ended(&s).await["reason"], "failed");
+}

@@ -3,6 +3,7 @@
 //! MQTT clients. Figures go to docs/benchmarks.md with the command that
 //! made them.
 
+mod calls;
 mod presence;
 mod stats;
 
@@ -25,11 +26,20 @@ enum Bench {
         #[arg(long, default_value_t = 10)]
         rounds: usize,
     },
+    /// Signalling round trip: invite -> callee notified -> accept -> caller
+    /// sees `accepted`, with many calls at once.
+    Calls {
+        #[arg(long, default_value_t = 100)]
+        pairs: usize,
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().bench {
         Bench::Presence { watchers, rounds } => presence::run(watchers, rounds).await,
+        Bench::Calls { pairs, rounds } => calls::run(pairs, rounds).await,
     }
 }

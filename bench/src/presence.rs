@@ -45,6 +45,7 @@ async fn watcher(
     opts.set_credentials(id.clone(), token(&id));
     opts.set_keep_alive(Duration::from_secs(120));
     let (client, mut eventloop) = AsyncClient::new(opts, 16);
+    crate::calls::no_delay(&mut eventloop);
     client.subscribe(topic, QoS::AtMostOnce).await?;
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {

@@ -212,26 +212,18 @@ pub async fn connack_v5(
     }
 }
 
-/// An MQTT 5 client, for the reason codes of SUBACK and PUBACK. rumqttc
-/// ends its connection when the broker refuses something (it reports the
-/// refusal as an error), so after a refusal a test connects again.
+/// An MQTT 5 client, for the reason codes of SUBACK and PUBACK.
 pub struct V5Client {
     client: rumqttc::v5::AsyncClient,
-    packets: mpsc::UnboundedReceiver<V5Event>,
+    packets: mpsc::UnboundedReceiver<rumqttc::v5::mqttbytes::v5::Packet>,
 }
 
 pub use rumqttc::v5::mqttbytes::v5::{PubAckReason, SubscribeReasonCode as V5SubCode};
 
-enum V5Event {
-    Packet(Box<rumqttc::v5::mqttbytes::v5::Packet>),
-    SubRefused(V5SubCode),
-    PubRefused(PubAckReason),
-}
-
 impl V5Client {
     pub async fn connect(addr: SocketAddr, login: Login<'_>) -> Result<V5Client> {
         use rumqttc::v5::mqttbytes::v5::Packet as P5;
-        use rumqttc::v5::{ConnectionError as E5, Event as Ev5, StateError};
+        use rumqttc::v5::Event as Ev5;
         let mut opts =
             rumqttc::v5::MqttOptions::new(login.client_id, addr.ip().to_string(), addr.port());
         if let Some(user) = login.username {
@@ -247,31 +239,35 @@ impl V5Client {
         let (tx, packets) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             loop {
-                let event = match eventloop.poll().await {
-                    Ok(Ev5::Incoming(p)) => V5Event::Packet(Box::new(p)),
-                    Ok(_) => continue,
-                    Err(E5::MqttState(StateError::SubFail { reason })) => {
-                        V5Event::SubRefused(reason)
-                    }
-                    Err(E5::MqttState(StateError::PubAckFail { reason })) => {
-                        V5Event::PubRefused(reason)
-                    }
-                    Err(_) => return,
+                let polled = tokio::select! {
+                    _ = tx.closed() => return,
+                    polled = eventloop.poll() => polled,
                 };
-                let refused = !matches!(event, V5Event::Packet(_));
-                if tx.send(event).is_err() || refused {
-                    return;
+                match polled {
+                    Ok(Ev5::Incoming(p)) => {
+                        let _ = tx.send(p);
+                    }
+                    Ok(_) => {}
+                    Err(_) => return,
                 }
             }
         });
         Ok(V5Client { client, packets })
     }
 
-    async fn next(&mut self) -> Result<V5Event> {
-        tokio::time::timeout(WAIT, self.packets.recv())
-            .await
-            .map_err(|_| anyhow!("no answer within {WAIT:?}"))?
-            .ok_or_else(|| anyhow!("connection closed"))
+    async fn next_matching<T>(
+        &mut self,
+        pick: impl Fn(rumqttc::v5::mqttbytes::v5::Packet) -> Option<T>,
+    ) -> Result<T> {
+        loop {
+            let packet = tokio::time::timeout(WAIT, self.packets.recv())
+                .await
+                .map_err(|_| anyhow!("no answer within {WAIT:?}"))?
+                .ok_or_else(|| anyhow!("connection closed"))?;
+            if let Some(v) = pick(packet) {
+                return Ok(v);
+            }
+        }
     }
 
     pub async fn subscribe(&mut self, filter: &str) -> Result<Vec<V5SubCode>> {
@@ -279,17 +275,11 @@ impl V5Client {
         self.client
             .subscribe(filter, rumqttc::v5::mqttbytes::QoS::AtLeastOnce)
             .await?;
-        loop {
-            match self.next().await? {
-                V5Event::Packet(p) => {
-                    if let P5::SubAck(s) = *p {
-                        return Ok(s.return_codes);
-                    }
-                }
-                V5Event::SubRefused(code) => return Ok(vec![code]),
-                _ => continue,
-            }
-        }
+        self.next_matching(|p| match p {
+            P5::SubAck(s) => Some(s.return_codes),
+            _ => None,
+        })
+        .await
     }
 
     /// Publishes at QoS 1 and returns the PUBACK's reason.
@@ -303,16 +293,10 @@ impl V5Client {
                 payload.to_vec(),
             )
             .await?;
-        loop {
-            match self.next().await? {
-                V5Event::Packet(p) => {
-                    if let P5::PubAck(a) = *p {
-                        return Ok(a.reason);
-                    }
-                }
-                V5Event::PubRefused(reason) => return Ok(reason),
-                _ => continue,
-            }
-        }
+        self.next_matching(|p| match p {
+            P5::PubAck(a) => Some(a.reason),
+            _ => None,
+        })
+        .await
     }
 }

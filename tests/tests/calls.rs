@@ -397,10 +397,23 @@ async fn glare_leaves_exactly_one_call_the_one_with_the_smaller_sid() {
     let (small, large) = if s1 < s2 { (s1, s2) } else { (s2, s1) };
     // Both at once: A calls B with one id, B calls A with the other.
     tokio::join!(a.invite(&w.b.id, &large), b.invite(&w.a.id, &small));
+    // A hears of both: the call it made ends busy, and B's call reaches it
+    // (in whichever order the two invites were processed).
     a.watch(&large).await;
+    let (mut invited, mut lost) = (false, false);
+    while !(invited && lost) {
+        let (topic, v) = a.next().await;
+        if topic.starts_with("invite/") && v["sid"] == small.as_str() {
+            invited = true;
+        }
+        if topic == format!("session/{large}/state") && v["state"] == "ended" {
+            assert_eq!(v["reason"], "busy");
+            lost = true;
+        }
+    }
+    // Its state is published after it is stored: then the history has it.
     a.watch(&small).await;
-    let lost = a.ended(&large).await;
-    assert_eq!(lost["reason"], "busy");
+    a.state_until(&small, |v| v["state"] == "inviting").await;
     let r = w
         .api
         .get(&format!("/v1/calls/{small}"), &w.a.access)

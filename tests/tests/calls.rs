@@ -268,6 +268,22 @@ async fn ringing_accepted_hung_up_and_in_the_history() {
     assert!(metrics.contains("switchboard_invite_to_accept_seconds_count 1"));
 }
 
+/// Both callee devices take the invite and ring; returns once the state
+/// shows both legs ringing (their actions travel on two connections).
+async fn ring_on_both(phone: &mut Device, tablet: &mut Device, s: &str) {
+    for d in [&mut *phone, &mut *tablet] {
+        d.invited().await;
+        d.watch(s).await;
+        d.act(s, "ringing").await;
+    }
+    let (p, t) = (phone.who.client_id.clone(), tablet.who.client_id.clone());
+    tablet
+        .state_until(s, |v| {
+            v["legs"][&p] == "ringing" && v["legs"][&t] == "ringing"
+        })
+        .await;
+}
+
 #[tokio::test]
 async fn first_device_to_accept_wins_the_others_end_answered_elsewhere() {
     let w = world().await;
@@ -276,18 +292,7 @@ async fn first_device_to_accept_wins_the_others_end_answered_elsewhere() {
     let mut tablet = Device::new(&w.server, &w.b, "tablet").await;
     let s = sid();
     caller.invite(&w.b.id, &s).await;
-    for d in [&mut phone, &mut tablet] {
-        d.invited().await;
-        d.watch(&s).await;
-        d.act(&s, "ringing").await;
-    }
-    // Both ring (their actions travel on two connections: wait for both).
-    let (p, t) = (phone.who.client_id.clone(), tablet.who.client_id.clone());
-    tablet
-        .state_until(&s, |v| {
-            v["legs"][&p] == "ringing" && v["legs"][&t] == "ringing"
-        })
-        .await;
+    ring_on_both(&mut phone, &mut tablet, &s).await;
     tablet.act(&s, "accept").await;
     let accepted = phone.state_until(&s, |v| v["state"] == "accepted").await;
     assert_eq!(accepted["legs"][&phone.who.client_id], "answered_elsewhere");
@@ -307,17 +312,7 @@ async fn decline_from_the_last_ringing_device_ends_declined() {
     let s = sid();
     caller.invite(&w.b.id, &s).await;
     caller.watch(&s).await;
-    for d in [&mut phone, &mut tablet] {
-        d.invited().await;
-        d.watch(&s).await;
-        d.act(&s, "ringing").await;
-    }
-    let (p, t) = (phone.who.client_id.clone(), tablet.who.client_id.clone());
-    caller
-        .state_until(&s, |v| {
-            v["legs"][&p] == "ringing" && v["legs"][&t] == "ringing"
-        })
-        .await;
+    ring_on_both(&mut phone, &mut tablet, &s).await;
     phone.act(&s, "decline").await;
     let still = caller
         .state_until(&s, |v| v["legs"][&phone.who.client_id] == "declined")

@@ -41,6 +41,33 @@ pub trait Facts {
 
     /// Whether `user` is the caller or the callee of the call `sid`.
     fn in_call(&self, user: &Id, sid: &crate::Sid) -> bool;
+
+    /// Whether `caller` may invite `callee`: robots and their owners call
+    /// each other, nobody else calls a robot; users call users they see.
+    fn may_call(&self, caller: &Id, callee: &Id) -> bool;
+
+    /// Where `user` stands with a pairing code.
+    fn pairing(&self, user: &Id, code: &crate::PairingCode) -> PairingRole;
+
+    /// Where `user` stands with the robot of the accepted call `sid`.
+    fn command_role(&self, user: &Id, sid: &crate::Sid) -> Option<CommandRole>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PairingRole {
+    /// The live code was issued to this robot.
+    Robot,
+    /// This user looked the live code up.
+    Looked,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandRole {
+    /// An owner of the robot, in an accepted call with it.
+    Owner,
+    /// The robot in the accepted call.
+    Robot,
 }
 
 /// Why a subscription or publish was refused.
@@ -129,7 +156,7 @@ pub fn authorize(
                         .map_err(|_| Denial::NotInContract)?;
                     if &callee == me {
                         Err(Denial::NotInContract)
-                    } else if facts.can_see(me, &callee) {
+                    } else if facts.may_call(me, &callee) {
                         Ok(())
                     } else {
                         Err(Denial::NotVisible)
@@ -156,9 +183,49 @@ pub fn authorize(
                 Err(Denial::NotYours)
             }
         }
+        ["session", sid, command, part] if *part == "request" || *part == "response" => {
+            let sid: crate::Sid = match (level(sid), level(command)) {
+                (Level::Wild, _) | (_, Level::Wild) => return Err(Denial::Wildcard),
+                (Level::Literal(s), Level::Literal(c)) => {
+                    c.parse::<crate::CommandName>()
+                        .map_err(|_| Denial::NotInContract)?;
+                    s.parse().map_err(|_| Denial::NotInContract)?
+                }
+            };
+            let role = facts.command_role(me, &sid).ok_or(Denial::NotYours)?;
+            // Owners send requests, only the robot reads them; the robot
+            // answers, both read the answers.
+            match (action, *part, role) {
+                (Action::Publish, "request", CommandRole::Owner)
+                | (Action::Subscribe, "request", CommandRole::Robot)
+                | (Action::Publish, "response", CommandRole::Robot)
+                | (Action::Subscribe, "response", _) => Ok(()),
+                _ => Err(Denial::NotYours),
+            }
+        }
+        ["pairing", code, field] => {
+            let code: crate::PairingCode = match level(code) {
+                Level::Wild => return Err(Denial::Wildcard),
+                Level::Literal(c) => c.parse().map_err(|_| Denial::NotInContract)?,
+            };
+            let role = facts.pairing(me, &code);
+            // The robot publishes its id and reads who claims it; a user
+            // who looked the code up reads the robot id and the verdict
+            // and claims it with its own id; the server writes the verdict.
+            match (action, *field, role) {
+                (Action::Publish, "robotID", PairingRole::Robot)
+                | (Action::Subscribe, "robotID", PairingRole::Robot | PairingRole::Looked)
+                | (Action::Publish, "userID", PairingRole::Looked)
+                | (Action::Subscribe, "userID", PairingRole::Robot)
+                | (Action::Subscribe, "status", PairingRole::Robot | PairingRole::Looked) => Ok(()),
+                (Action::Publish, "status", _) => Err(Denial::ServerOnly),
+                (_, "robotID" | "userID" | "status", _) => Err(Denial::NotYours),
+                _ => Err(Denial::NotInContract),
+            }
+        }
         ["session", sid, ..] | ["pairing", sid, ..] => {
-            // Media signalling, robot commands and pairing come with their
-            // own facts; until the server serves them nobody may use them.
+            // Media signalling comes with the relay; until the server
+            // serves it nobody may use these topics.
             match level(sid) {
                 Level::Wild => Err(Denial::Wildcard),
                 Level::Literal(_) => Err(Denial::NotServed),
@@ -193,6 +260,11 @@ mod tests {
     const STRANGER: &str = "cccccccccccccccccccccccccccccccc";
     const SID: &str = "0123456789abcdef0123456789abcdef";
     const OTHER_SID: &str = "fedcba9876543210fedcba9876543210";
+    /// A call in which ME is the robot.
+    const ROBOT_SID: &str = "11111111111111111111111111111111";
+    /// A code ME looked up, and one issued to ME as a robot.
+    const LOOKED: &str = "123456";
+    const MINE: &str = "654321";
 
     /// Who can see whom, as the server would know it; ME takes part in
     /// the call SID.
@@ -205,6 +277,26 @@ mod tests {
 
         fn in_call(&self, user: &Id, sid: &crate::Sid) -> bool {
             user.as_str() == ME && sid.as_str() == SID
+        }
+
+        fn may_call(&self, caller: &Id, callee: &Id) -> bool {
+            self.can_see(caller, callee)
+        }
+
+        fn pairing(&self, user: &Id, code: &crate::PairingCode) -> PairingRole {
+            match (user.as_str(), code.as_str()) {
+                (ME, LOOKED) => PairingRole::Looked,
+                (ME, MINE) => PairingRole::Robot,
+                _ => PairingRole::None,
+            }
+        }
+
+        fn command_role(&self, user: &Id, sid: &crate::Sid) -> Option<CommandRole> {
+            match (user.as_str(), sid.as_str()) {
+                (ME, SID) => Some(CommandRole::Owner),
+                (ME, ROBOT_SID) => Some(CommandRole::Robot),
+                _ => None,
+            }
         }
     }
 
@@ -289,18 +381,63 @@ mod tests {
             (S, "session/+/state".into(), Err(Denial::Wildcard)),
             (S, "session/#".into(), Err(Denial::Wildcard)),
             (S, "session/short/state".into(), Err(Denial::NotInContract)),
-            // Media, commands and pairing are not served yet.
+            // Commands: owners request, the robot reads requests and answers.
+            (P, format!("session/{SID}/moveTo/request"), ok),
+            (S, format!("session/{SID}/moveTo/response"), ok),
+            (
+                S,
+                format!("session/{SID}/moveTo/request"),
+                Err(Denial::NotYours),
+            ),
+            (
+                P,
+                format!("session/{SID}/moveTo/response"),
+                Err(Denial::NotYours),
+            ),
+            (S, format!("session/{ROBOT_SID}/moveTo/request"), ok),
+            (P, format!("session/{ROBOT_SID}/moveTo/response"), ok),
+            (
+                S,
+                format!("session/{ROBOT_SID}/+/request"),
+                Err(Denial::Wildcard),
+            ),
+            (
+                P,
+                format!("session/{OTHER_SID}/moveTo/request"),
+                Err(Denial::NotYours),
+            ),
+            (
+                P,
+                format!("session/{SID}/state/request"),
+                Err(Denial::NotInContract),
+            ),
+            (
+                P,
+                format!("session/{SID}/1bad/request"),
+                Err(Denial::NotInContract),
+            ),
+            // Pairing.
+            (S, format!("pairing/{LOOKED}/robotID"), ok),
+            (S, format!("pairing/{LOOKED}/status"), ok),
+            (P, format!("pairing/{LOOKED}/userID"), ok),
+            (
+                P,
+                format!("pairing/{LOOKED}/robotID"),
+                Err(Denial::NotYours),
+            ),
+            (S, format!("pairing/{LOOKED}/userID"), Err(Denial::NotYours)),
+            (P, format!("pairing/{MINE}/robotID"), ok),
+            (S, format!("pairing/{MINE}/userID"), ok),
+            (S, format!("pairing/{MINE}/status"), ok),
+            (P, format!("pairing/{MINE}/status"), Err(Denial::ServerOnly)),
+            (S, "pairing/999999/robotID".into(), Err(Denial::NotYours)),
+            (S, "pairing/999999/other".into(), Err(Denial::NotInContract)),
+            // Media signalling is not served yet.
             (
                 S,
                 format!("session/{SID}/webrtc/{ME}/down"),
                 Err(Denial::NotServed),
             ),
-            (
-                P,
-                format!("session/{SID}/moveTo/request"),
-                Err(Denial::NotServed),
-            ),
-            (S, "pairing/123456/robotID".into(), Err(Denial::NotServed)),
             (S, "pairing/+/robotID".into(), Err(Denial::Wildcard)),
             (S, "pairing/#".into(), Err(Denial::Wildcard)),
             // Error reports: one's own client id only.

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Result;
+use switchboard_protocol::acl::{CommandRole, PairingRole};
 use switchboard_protocol::payload::{CallActionKind, CallStateKind, EndReason};
 use switchboard_protocol::{ClientId, Id, Sid, Topic};
 use switchboard_signalling::{Call, Calls, Invitation, Invited, Refusal};
@@ -104,6 +105,15 @@ impl CallService {
                 (topic, payload)
             })
             .collect()
+    }
+
+    /// Caller and callee of an accepted call.
+    pub fn accepted_parties(&self, sid: &Sid) -> Option<(Id, Id)> {
+        let calls = self.calls.lock().expect("calls lock");
+        let call = calls
+            .get(sid)
+            .filter(|c| c.state == CallStateKind::Accepted)?;
+        Some((call.caller.id.clone(), call.callee.clone()))
     }
 
     pub fn participant(&self, sid: &Sid, user: &Id) -> bool {
@@ -210,10 +220,11 @@ pub async fn run_publisher(
     }
 }
 
-/// What the topic rules need to know, from the graph and the calls.
+/// What the topic rules need to know: the graph, calls and pairing codes.
 pub struct Facts<'a> {
     pub graph: &'a crate::social::Graph,
     pub calls: &'a CallService,
+    pub robots: &'a crate::robots::RobotService,
 }
 
 impl switchboard_protocol::acl::Facts for Facts<'_> {
@@ -223,5 +234,40 @@ impl switchboard_protocol::acl::Facts for Facts<'_> {
 
     fn in_call(&self, user: &Id, sid: &Sid) -> bool {
         self.calls.participant(sid, user)
+    }
+
+    fn may_call(&self, caller: &Id, callee: &Id) -> bool {
+        self.graph.may_call(caller.as_str(), callee.as_str())
+    }
+
+    fn pairing(&self, user: &Id, code: &switchboard_protocol::PairingCode) -> PairingRole {
+        if self.robots.robot_of(code).as_ref() == Some(user) {
+            PairingRole::Robot
+        } else if self.robots.looked(user, code) {
+            PairingRole::Looked
+        } else {
+            PairingRole::None
+        }
+    }
+
+    fn command_role(&self, user: &Id, sid: &Sid) -> Option<CommandRole> {
+        let (caller, callee) = self.calls.accepted_parties(sid)?;
+        let (robot, other) = if self.graph.is_robot(caller.as_str()) {
+            (caller, callee)
+        } else {
+            (callee, caller)
+        };
+        if !self.graph.is_robot(robot.as_str())
+            || !self.graph.paired(robot.as_str(), other.as_str())
+        {
+            return None;
+        }
+        if user == &robot {
+            Some(CommandRole::Robot)
+        } else if user == &other {
+            Some(CommandRole::Owner)
+        } else {
+            None
+        }
     }
 }

@@ -11,6 +11,7 @@ mod limits;
 mod metrics;
 mod presence;
 mod push;
+mod robots;
 mod serve;
 mod sms;
 mod social;

@@ -18,6 +18,7 @@ use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::presence::PresenceService;
 use crate::push::Push;
+use crate::robots::RobotService;
 use crate::sms::Sms;
 use crate::social::Graph;
 use crate::store::Store;
@@ -72,6 +73,7 @@ pub async fn run(config: Config) -> Result<()> {
     let (calls, calls_queue) =
         CallService::new(Duration::from_secs(config.ring_timeout_s), metrics.clone());
     let push = Arc::new(Push::from_config(&config)?);
+    let robots = RobotService::new();
     // Calls that were live when the server stopped end `failed`.
     let failed = store.fail_live_calls().await?;
     retained.extend(calls.restore_failed(&failed));
@@ -89,6 +91,7 @@ pub async fn run(config: Config) -> Result<()> {
         limits: limits.clone(),
         presence: presence.clone(),
         calls: calls.clone(),
+        robots: robots.clone(),
         push,
     };
     let broker = Broker::start(&config, deps, retained).await?;
@@ -104,6 +107,7 @@ pub async fn run(config: Config) -> Result<()> {
         store.clone(),
     ));
     calls.spawn_ticker();
+    robots.spawn_ticker(broker.publisher.clone(), calls.clone());
 
     let http_listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
@@ -120,6 +124,7 @@ pub async fn run(config: Config) -> Result<()> {
             .unwrap_or_else(|| format!("ws://{}/mqtt", reachable(broker.ws_addr))),
     );
     let app = Arc::new(App {
+        robots,
         store: store.clone(),
         presence,
         tokens,

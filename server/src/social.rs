@@ -15,6 +15,9 @@ struct Inner {
     visibility: HashMap<String, Visibility>,
     contacts: HashMap<String, HashSet<String>>,
     blocked: HashMap<String, HashSet<String>>,
+    robots: HashSet<String>,
+    /// Owners by robot.
+    owners: HashMap<String, HashSet<String>>,
 }
 
 pub struct Graph(RwLock<Inner>);
@@ -32,6 +35,11 @@ impl Graph {
         for (owner, blocked) in blocks {
             inner.blocked.entry(owner).or_default().insert(blocked);
         }
+        let (robots, owners) = store.load_robots().await?;
+        inner.robots = robots.into_iter().collect();
+        for (robot, owner) in owners {
+            inner.owners.entry(robot).or_default().insert(owner);
+        }
         Ok(Graph(RwLock::new(inner)))
     }
 
@@ -41,6 +49,54 @@ impl Graph {
         g.visibility
             .entry(id.to_string())
             .or_insert(Visibility::Contacts);
+    }
+
+    /// A robot that was just provisioned.
+    pub fn add_robot(&self, id: &str) {
+        let mut g = self.0.write().expect("graph lock");
+        g.visibility
+            .entry(id.to_string())
+            .or_insert(Visibility::Contacts);
+        g.robots.insert(id.to_string());
+    }
+
+    pub fn is_robot(&self, id: &str) -> bool {
+        self.0.read().expect("graph lock").robots.contains(id)
+    }
+
+    pub fn set_owner(&self, robot: &str, user: &str, owns: bool) {
+        let mut g = self.0.write().expect("graph lock");
+        let owners = g.owners.entry(robot.to_string()).or_default();
+        if owns {
+            owners.insert(user.to_string());
+        } else {
+            owners.remove(user);
+        }
+    }
+
+    /// Whether one of the two owns the other (a robot and its owner).
+    pub fn paired(&self, a: &str, b: &str) -> bool {
+        let g = self.0.read().expect("graph lock");
+        Self::paired_in(&g, a, b)
+    }
+
+    fn paired_in(g: &Inner, a: &str, b: &str) -> bool {
+        let owns = |robot: &str, user: &str| g.owners.get(robot).is_some_and(|o| o.contains(user));
+        owns(a, b) || owns(b, a)
+    }
+
+    /// Robots and their owners call each other; nobody else calls a
+    /// robot, and robots call nobody else. Users call users they see.
+    pub fn may_call(&self, caller: &str, callee: &str) -> bool {
+        let robot_involved = {
+            let g = self.0.read().expect("graph lock");
+            if g.robots.contains(caller) || g.robots.contains(callee) {
+                Some(Self::paired_in(&g, caller, callee))
+            } else {
+                None
+            }
+        };
+        robot_involved.unwrap_or_else(|| self.can_see_str(caller, callee))
     }
 
     pub fn set_visibility(&self, id: &str, v: Visibility) {
@@ -90,6 +146,10 @@ impl Graph {
             return true;
         }
         let g = self.0.read().expect("graph lock");
+        // A robot and its owners always see each other.
+        if Self::paired_in(&g, viewer, target) {
+            return true;
+        }
         let Some(visibility) = g.visibility.get(target) else {
             return false;
         };

@@ -17,11 +17,16 @@ use rmqtt::session::Session;
 use rmqtt::types::{
     AuthResult, ConnectInfo, LastWill, Publish, PublishAclResult, Reason, SubscribeAclResult,
 };
+use switchboard_pairing::{PairingRefusal, Pending};
 use switchboard_presence::{Cause, Event};
-use switchboard_protocol::acl::{authorize, Action, Denial, Principal};
-use switchboard_protocol::payload::{CallAction, CallKind, Invite};
+use switchboard_protocol::acl::{authorize, Action, Denial, Principal, PrincipalKind};
+use switchboard_protocol::payload::{
+    CallAction, CallKind, CommandRequest, CommandResponse, Invite, PairingOutcome,
+    MAX_PAYLOAD_BYTES,
+};
 use switchboard_protocol::profile::{accept_published, parse_profile};
-use switchboard_protocol::{ErrorCode, Id, Sid, Topic};
+use switchboard_protocol::topic::{CommandPart, PairingField};
+use switchboard_protocol::{ErrorCode, Id, PairingCode, Sid, Topic};
 use switchboard_signalling::{Call, Invitation, Refusal};
 
 use super::auth::check_login;
@@ -32,6 +37,7 @@ use crate::limits::Limits;
 use crate::metrics::{Metrics, RefusalLabels};
 use crate::presence::PresenceService;
 use crate::push::{Push, WakeUp};
+use crate::robots::{finish_pairing, RobotService};
 use crate::social::Graph;
 use crate::store::{now_ms, Store};
 use crate::token::{now_s, Tokens};
@@ -46,6 +52,7 @@ pub struct Hooks {
     limits: Arc<Limits>,
     presence: Arc<PresenceService>,
     calls: Arc<CallService>,
+    robots: Arc<RobotService>,
     push: Arc<Push>,
     publisher: Publisher,
     scx: ServerContext,
@@ -92,6 +99,7 @@ impl Hooks {
             limits: deps.limits,
             presence: deps.presence,
             calls: deps.calls,
+            robots: deps.robots,
             push: deps.push,
             publisher,
             scx,
@@ -104,6 +112,7 @@ impl Hooks {
         Facts {
             graph: &self.graph,
             calls: &self.calls,
+            robots: &self.robots,
         }
     }
 
@@ -197,7 +206,9 @@ impl Handler for Hooks {
             Parameter::ClientSubscribeCheckAcl(s, sub) if !self.open => {
                 let filter = sub.topic_filter.to_string();
                 let verdict = match self.principal(&s.id.client_id) {
-                    Some(p) => authorize(&p, Action::Subscribe, &filter, &self.facts()),
+                    Some(p) => self
+                        .look_up_code(&p, &filter)
+                        .and_then(|()| authorize(&p, Action::Subscribe, &filter, &self.facts())),
                     None => Err(Denial::NotYours),
                 };
                 let result = match verdict {
@@ -265,6 +276,11 @@ impl Hooks {
         let result = match check_login(&self.tokens, username, password, client_id, will.as_deref())
         {
             Ok((claims, principal)) => {
+                if principal.kind == PrincipalKind::Robot {
+                    // A robot made by `switchboard robot create` while the
+                    // server ran is known from its first login on.
+                    self.graph.add_robot(principal.id().as_str());
+                }
                 let login = Login {
                     principal,
                     exp: claims.exp,
@@ -372,6 +388,26 @@ impl Hooks {
                 .await;
         }
         match topic.parse::<Topic>() {
+            Ok(Topic::Pairing { code, field }) => {
+                return self
+                    .pairing(&principal, &topic, code, field, &publish.payload)
+                    .await
+            }
+            Ok(Topic::Command { sid, command, part }) => {
+                return self
+                    .command(
+                        &principal,
+                        &topic,
+                        Pending {
+                            sid,
+                            command,
+                            request_id: String::new(),
+                        },
+                        part,
+                        &publish.payload,
+                    )
+                    .await
+            }
             Ok(Topic::Invite { callee, sid }) => {
                 return self
                     .invite(&principal, &topic, callee, sid, &publish.payload)
@@ -563,6 +599,144 @@ impl Hooks {
                 self.refuse(principal, topic, code, refusal.to_string())
                     .await
             }
+        }
+    }
+
+    /// A user subscribing to a code's `robotID` looks it up: counted
+    /// against its tries whether or not the code exists (brute force).
+    fn look_up_code(&self, principal: &Principal, filter: &str) -> Result<(), Denial> {
+        let Ok(Topic::Pairing {
+            code,
+            field: PairingField::RobotId,
+        }) = filter.parse::<Topic>()
+        else {
+            return Ok(());
+        };
+        if principal.kind == PrincipalKind::Robot {
+            return Ok(());
+        }
+        match self.robots.look(principal.id(), &code) {
+            Ok(_) => Ok(()),
+            Err(PairingRefusal::TooManyTries) => {
+                tracing::info!(client_id = %principal.client, "pairing code lookups refused: too many tries");
+                Err(Denial::NotYours)
+            }
+            Err(_) => Err(Denial::NotYours),
+        }
+    }
+
+    /// Pairing messages the rules allow: the robot's id on `robotID`, and
+    /// a user's claim on `userID`, which makes it an owner.
+    async fn pairing(
+        &self,
+        principal: &Principal,
+        topic: &str,
+        code: PairingCode,
+        field: PairingField,
+        payload: &[u8],
+    ) -> ReturnType {
+        let me = principal.id().as_str().as_bytes();
+        if payload != me {
+            let message = "the payload must be your own id".to_string();
+            return self
+                .refuse(principal, topic, ErrorCode::BadRequest, message)
+                .await;
+        }
+        if field != PairingField::UserId {
+            return allow_publish();
+        }
+        let robot = match self.robots.claim(principal.id(), &code) {
+            Ok(robot) => robot,
+            Err(refusal) => {
+                return self
+                    .refuse(principal, topic, ErrorCode::Conflict, refusal.to_string())
+                    .await
+            }
+        };
+        if let Err(e) = self
+            .store
+            .add_owner(robot.as_str(), principal.id().as_str())
+            .await
+        {
+            tracing::error!("storing an ownership: {e:#}");
+            return self
+                .refuse(
+                    principal,
+                    topic,
+                    ErrorCode::Internal,
+                    "internal error".into(),
+                )
+                .await;
+        }
+        self.graph
+            .set_owner(robot.as_str(), principal.id().as_str(), true);
+        tracing::info!(robot = %robot, owner = %principal.id(), "robot paired");
+        finish_pairing(
+            &self.publisher,
+            &code,
+            PairingOutcome::Paired,
+            robot,
+            Some(principal.id().clone()),
+        )
+        .await;
+        allow_publish()
+    }
+
+    /// Commands the rules allow: an owner's request (needs a `requestId`
+    /// unused in this call) or the robot's response (to a request made).
+    async fn command(
+        &self,
+        principal: &Principal,
+        topic: &str,
+        mut request: Pending,
+        part: CommandPart,
+        payload: &[u8],
+    ) -> ReturnType {
+        let bad = |m: String| (ErrorCode::BadRequest, m);
+        let parsed = if payload.len() > MAX_PAYLOAD_BYTES {
+            Err(bad(format!(
+                "payload larger than {MAX_PAYLOAD_BYTES} bytes"
+            )))
+        } else if part == CommandPart::Request {
+            serde_json::from_slice::<CommandRequest>(payload)
+                .map(|r| r.request_id)
+                .map_err(|e| bad(format!("not a command request (it needs a requestId): {e}")))
+        } else {
+            serde_json::from_slice::<CommandResponse>(payload)
+                .map(|r| r.request_id)
+                .map_err(|e| {
+                    bad(format!(
+                        "not a command response (requestId and status): {e}"
+                    ))
+                })
+        };
+        request.request_id = match parsed {
+            Ok(id) if !id.is_empty() && id.len() <= 128 => id,
+            Ok(_) => {
+                return self
+                    .refuse(
+                        principal,
+                        topic,
+                        ErrorCode::BadRequest,
+                        "requestId must be 1 to 128 characters".into(),
+                    )
+                    .await
+            }
+            Err((code, message)) => return self.refuse(principal, topic, code, message).await,
+        };
+        let accepted = match part {
+            CommandPart::Request => self.robots.request(request),
+            CommandPart::Response => self.robots.respond(&request),
+        };
+        if accepted {
+            allow_publish()
+        } else {
+            let message = match part {
+                CommandPart::Request => "this requestId is already used in this call",
+                CommandPart::Response => "no such request",
+            };
+            self.refuse(principal, topic, ErrorCode::Conflict, message.into())
+                .await
         }
     }
 

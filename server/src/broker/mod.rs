@@ -26,6 +26,7 @@ use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::presence::PresenceService;
 use crate::push::Push;
+use crate::robots::RobotService;
 use crate::social::Graph;
 use crate::store::Store;
 use crate::token::Tokens;
@@ -39,6 +40,7 @@ pub struct Deps {
     pub limits: Arc<Limits>,
     pub presence: Arc<PresenceService>,
     pub calls: Arc<CallService>,
+    pub robots: Arc<RobotService>,
     pub push: Arc<Push>,
 }
 

@@ -327,7 +327,7 @@ pub async fn create_robot(
     let robot = crate::accounts::create_robot(&app.store)
         .await
         .map_err(internal)?;
-    app.graph.add_user(&robot.robot_id);
+    app.graph.add_robot(&robot.robot_id);
     Ok((StatusCode::CREATED, Json(robot)))
 }
 
@@ -352,6 +352,7 @@ pub async fn robot_sign_in(
     if !bool::from(sha256_hex(&req.secret).as_bytes().ct_eq(stored.as_bytes())) {
         return Err(wrong());
     }
+    app.graph.add_robot(robot_id.as_str());
     let pair = issue(&app, robot_id.as_str(), Kind::Robot, None, None).await?;
     Ok(Json(SignedIn {
         user_id: None,

@@ -8,6 +8,7 @@ mod extract;
 mod health;
 mod me;
 mod presence;
+mod robots;
 
 pub use auth::RobotCreated;
 
@@ -28,6 +29,7 @@ use crate::config::Config;
 use crate::limits::Limits;
 use crate::metrics::{HttpLabels, Metrics};
 use crate::presence::PresenceService;
+use crate::robots::RobotService;
 use crate::sms::Sms;
 use crate::social::Graph;
 use crate::store::Store;
@@ -39,6 +41,7 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 
 pub struct App {
     pub config: Config,
+    pub robots: Arc<RobotService>,
     pub presence: Arc<PresenceService>,
     pub store: Store,
     pub tokens: Tokens,
@@ -114,6 +117,10 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(calls::list))
         .routes(routes!(calls::one))
         .routes(routes!(calls::add_push_token))
+        .routes(routes!(robots::new_code))
+        .routes(routes!(robots::my_robots))
+        .routes(routes!(robots::unpair))
+        .routes(routes!(robots::my_owners))
 }
 
 /// The generated OpenAPI document.

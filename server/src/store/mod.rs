@@ -6,6 +6,7 @@ mod accounts;
 mod calls;
 mod presence;
 mod profiles;
+mod robots;
 mod social;
 
 pub use accounts::{OtpCheck, RefreshOutcome, SendAllowance, OTP_TTL_MS};

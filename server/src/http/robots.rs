@@ -1,0 +1,142 @@
+//! Pairing codes for robots, and who owns which robot.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Serialize;
+use switchboard_protocol::{ErrorCode, Id};
+use utoipa::ToSchema;
+
+use super::error::{internal, ApiError};
+use super::extract::Caller;
+use super::AppState;
+use crate::token::Kind;
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NewCode {
+    /// 6 digits, to show to the person pairing.
+    code: String,
+    /// When the code stops working (ms since the epoch).
+    expires_at: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OwnedRobot {
+    robot_id: String,
+    paired_at: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Robots {
+    robots: Vec<OwnedRobot>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Owner {
+    user_id: String,
+    paired_at: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Owners {
+    owners: Vec<Owner>,
+}
+
+fn require(caller: &Caller, kind: Kind, what: &str) -> Result<(), ApiError> {
+    if caller.0.kind == kind {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("this route is for {what}"),
+        ))
+    }
+}
+
+/// A new pairing code for the calling robot (its previous one stops
+/// working). The robot then publishes its id retained on
+/// `pairing/<code>/robotID`.
+#[utoipa::path(post, path = "/v1/pairing/codes", tag = "robots",
+    responses((status = 201, body = NewCode), (status = 401), (status = 403)), security(("bearer" = [])))]
+pub async fn new_code(
+    State(app): State<AppState>,
+    caller: Caller,
+) -> Result<(StatusCode, Json<NewCode>), ApiError> {
+    require(&caller, Kind::Robot, "robots")?;
+    let robot: Id = caller.0.sub.parse().expect("caller subject is an id");
+    app.graph.add_robot(robot.as_str());
+    let (code, expires_at) = app.robots.issue(robot);
+    Ok((
+        StatusCode::CREATED,
+        Json(NewCode {
+            code: code.to_string(),
+            expires_at,
+        }),
+    ))
+}
+
+/// The robots the calling user owns.
+#[utoipa::path(get, path = "/v1/me/robots", tag = "robots",
+    responses((status = 200, body = Robots), (status = 401), (status = 403)), security(("bearer" = [])))]
+pub async fn my_robots(
+    State(app): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Robots>, ApiError> {
+    require(&caller, Kind::User, "users")?;
+    let rows = app.store.robots_of(&caller.0.sub).await.map_err(internal)?;
+    let robots = rows
+        .into_iter()
+        .map(|(robot_id, paired_at)| OwnedRobot {
+            robot_id,
+            paired_at,
+        })
+        .collect();
+    Ok(Json(Robots { robots }))
+}
+
+/// Unpairs: the caller no longer owns the robot.
+#[utoipa::path(delete, path = "/v1/me/robots/{id}", tag = "robots",
+    params(("id" = String, Path, description = "robot id")),
+    responses((status = 204), (status = 400), (status = 401), (status = 404)), security(("bearer" = [])))]
+pub async fn unpair(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    require(&caller, Kind::User, "users")?;
+    let robot: Id = id.parse().map_err(|e: switchboard_protocol::Invalid| {
+        ApiError::new(ErrorCode::BadRequest, e.to_string())
+    })?;
+    if !app
+        .store
+        .remove_owner(robot.as_str(), &caller.0.sub)
+        .await
+        .map_err(internal)?
+    {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            "you do not own this robot",
+        ));
+    }
+    app.graph.set_owner(robot.as_str(), &caller.0.sub, false);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The calling robot's owners.
+#[utoipa::path(get, path = "/v1/me/owners", tag = "robots",
+    responses((status = 200, body = Owners), (status = 401), (status = 403)), security(("bearer" = [])))]
+pub async fn my_owners(
+    State(app): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Owners>, ApiError> {
+    require(&caller, Kind::Robot, "robots")?;
+    let rows = app.store.owners_of(&caller.0.sub).await.map_err(internal)?;
+    let owners = rows
+        .into_iter()
+        .map(|(user_id, paired_at)| Owner { user_id, paired_at })
+        .collect();
+    Ok(Json(Owners { owners }))
+}

@@ -188,4 +188,29 @@ mod tests {
             "unknown users are invisible"
         );
     }
+
+    #[test]
+    fn robots_and_their_owners() {
+        let g = Graph(RwLock::new(Inner::default()));
+        let robot = "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee";
+        for id in [A, B] {
+            g.add_user(id);
+        }
+        g.add_robot(robot);
+        g.set_visibility(robot, Visibility::Everyone);
+        assert!(
+            !g.may_call(A, robot),
+            "even a visible robot takes calls from owners only"
+        );
+        g.set_owner(robot, A, true);
+        assert!(g.may_call(A, robot) && g.may_call(robot, A));
+        assert!(g.can_see_str(robot, A) && g.can_see_str(A, robot));
+        assert!(!g.may_call(robot, B) && !g.may_call(B, robot));
+        assert!(
+            !g.may_call(A, B),
+            "users call the users they see, as before"
+        );
+        g.set_owner(robot, A, false);
+        assert!(!g.may_call(A, robot));
+    }
 }

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 
 use switchboard_protocol::{CommandName, Sid};
 
-/// How long a robot has to answer a request the first time.
+/// How long a robot has to answer a request the first time, unless
+/// configured otherwise.
 pub const COMMAND_DEADLINE_MS: i64 = 10_000;
 
 /// A request identified as the wire identifies it.
@@ -18,15 +19,20 @@ pub struct Pending {
     pub request_id: String,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Commands {
     /// Every request of live calls; the deadline until the first answer.
     requests: HashMap<Pending, Option<i64>>,
+    deadline_ms: i64,
 }
 
 impl Commands {
-    pub fn new() -> Self {
-        Commands::default()
+    /// Robots get `deadline_ms` to answer a request.
+    pub fn new(deadline_ms: i64) -> Self {
+        Commands {
+            requests: HashMap::new(),
+            deadline_ms,
+        }
     }
 
     /// A new request. Refused (false) when the same request id is already
@@ -35,8 +41,7 @@ impl Commands {
         if self.requests.contains_key(&request) {
             return false;
         }
-        self.requests
-            .insert(request, Some(at + COMMAND_DEADLINE_MS));
+        self.requests.insert(request, Some(at + self.deadline_ms));
         true
     }
 
@@ -84,7 +89,7 @@ mod tests {
 
     #[test]
     fn answered_requests_do_not_time_out() {
-        let mut c = Commands::new();
+        let mut c = Commands::new(COMMAND_DEADLINE_MS);
         assert!(c.request(req("r1"), 0));
         assert!(
             !c.request(req("r1"), 1),
@@ -98,7 +103,7 @@ mod tests {
 
     #[test]
     fn silent_robots_time_out_once() {
-        let mut c = Commands::new();
+        let mut c = Commands::new(COMMAND_DEADLINE_MS);
         c.request(req("r2"), 0);
         assert!(c.tick(COMMAND_DEADLINE_MS - 1).is_empty());
         assert_eq!(c.tick(COMMAND_DEADLINE_MS), vec![req("r2")]);

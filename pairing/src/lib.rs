@@ -13,12 +13,13 @@
 
 mod commands;
 
-pub use commands::{Commands, Pending};
+pub use commands::{Commands, Pending, COMMAND_DEADLINE_MS};
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use switchboard_protocol::{Id, PairingCode};
 
+/// How long a pairing code lives unless configured otherwise.
 pub const CODE_TTL_MS: i64 = 120_000;
 pub const LOOKS_PER_WINDOW: usize = 5;
 pub const LOOK_WINDOW_MS: i64 = 60_000;
@@ -51,15 +52,21 @@ struct Tries {
     locked_until: Option<i64>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Codes {
     live: HashMap<PairingCode, Code>,
     tries: HashMap<Id, Tries>,
+    ttl_ms: i64,
 }
 
 impl Codes {
-    pub fn new() -> Self {
-        Codes::default()
+    /// Codes that live `ttl_ms`.
+    pub fn new(ttl_ms: i64) -> Self {
+        Codes {
+            live: HashMap::new(),
+            tries: HashMap::new(),
+            ttl_ms,
+        }
     }
 
     /// A new code for `robot`, replacing any live one it had. `random`
@@ -79,7 +86,7 @@ impl Codes {
                 break candidate;
             }
         };
-        let expires_at = at + CODE_TTL_MS;
+        let expires_at = at + self.ttl_ms;
         self.live.insert(
             code.clone(),
             Code {

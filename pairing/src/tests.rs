@@ -23,7 +23,7 @@ fn numbers(list: &[u32]) -> impl FnMut() -> u32 + '_ {
 
 #[test]
 fn a_code_is_looked_up_then_claimed_once() {
-    let mut c = Codes::new();
+    let mut c = Codes::new(CODE_TTL_MS);
     let (k, expires) = c.issue(id(ROBOT), 0, numbers(&[123456]));
     assert_eq!((k.as_str(), expires), ("123456", CODE_TTL_MS));
     assert_eq!(c.claim(&id(USER), &k, 1), Err(PairingRefusal::NotLooked));
@@ -40,7 +40,7 @@ fn a_code_is_looked_up_then_claimed_once() {
 
 #[test]
 fn codes_are_unique_among_live_ones_and_one_per_robot() {
-    let mut c = Codes::new();
+    let mut c = Codes::new(CODE_TTL_MS);
     let (first, _) = c.issue(id(ROBOT), 0, numbers(&[42]));
     let (second, _) = c.issue(id(USER), 0, numbers(&[42, 1_000_042, 7]));
     assert_eq!(first.as_str(), "000042");
@@ -60,7 +60,7 @@ fn codes_are_unique_among_live_ones_and_one_per_robot() {
 
 #[test]
 fn codes_expire() {
-    let mut c = Codes::new();
+    let mut c = Codes::new(CODE_TTL_MS);
     let (k, _) = c.issue(id(ROBOT), 0, numbers(&[5]));
     c.look(&id(USER), &k, 1).unwrap();
     assert_eq!(
@@ -73,7 +73,7 @@ fn codes_expire() {
 
 #[test]
 fn five_distinct_codes_a_minute_then_locked_out() {
-    let mut c = Codes::new();
+    let mut c = Codes::new(CODE_TTL_MS);
     let (real, _) = c.issue(id(ROBOT), 0, numbers(&[999_999]));
     for n in 0..5 {
         assert_eq!(
@@ -110,7 +110,7 @@ fn five_distinct_codes_a_minute_then_locked_out() {
 
 #[test]
 fn a_robot_cannot_claim_its_own_code() {
-    let mut c = Codes::new();
+    let mut c = Codes::new(CODE_TTL_MS);
     let (k, _) = c.issue(id(ROBOT), 0, numbers(&[1]));
     c.look(&id(ROBOT), &k, 1).unwrap();
     assert_eq!(c.claim(&id(ROBOT), &k, 1), Err(PairingRefusal::RobotClaim));

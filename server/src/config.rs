@@ -38,6 +38,11 @@ pub struct Config {
     pub sms_webhook_url: Option<String>,
     pub admin_token: Option<String>,
     pub ring_timeout_s: u64,
+    /// How long a robot pairing code lives.
+    pub pairing_code_ttl_s: u64,
+    /// How long a robot has to answer a command before the server answers
+    /// `timed_out` for it.
+    pub command_timeout_s: u64,
     /// Wake-up pushes for callees with no device online: `none` or
     /// `webhook`.
     pub push_provider: PushProvider,
@@ -105,6 +110,8 @@ impl Default for Config {
             sms_webhook_url: None,
             admin_token: None,
             ring_timeout_s: 30,
+            pairing_code_ttl_s: 120,
+            command_timeout_s: 10,
             push_provider: PushProvider::None,
             push_webhook_url: None,
             access_token_ttl_s: 15 * 60,
@@ -240,6 +247,8 @@ impl Config {
         }
         for (key, value) in [
             ("ring_timeout_s", self.ring_timeout_s),
+            ("pairing_code_ttl_s", self.pairing_code_ttl_s),
+            ("command_timeout_s", self.command_timeout_s),
             ("access_token_ttl_s", self.access_token_ttl_s),
             ("refresh_token_ttl_s", self.refresh_token_ttl_s),
             ("discovery_daily_quota", self.discovery_daily_quota),

@@ -20,10 +20,10 @@ pub struct RobotService {
 }
 
 impl RobotService {
-    pub fn new() -> Arc<Self> {
+    pub fn new(code_ttl: Duration, command_timeout: Duration) -> Arc<Self> {
         Arc::new(RobotService {
-            codes: Mutex::new(Codes::new()),
-            commands: Mutex::new(Commands::new()),
+            codes: Mutex::new(Codes::new(code_ttl.as_millis() as i64)),
+            commands: Mutex::new(Commands::new(command_timeout.as_millis() as i64)),
         })
     }
 

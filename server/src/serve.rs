@@ -73,7 +73,10 @@ pub async fn run(config: Config) -> Result<()> {
     let (calls, calls_queue) =
         CallService::new(Duration::from_secs(config.ring_timeout_s), metrics.clone());
     let push = Arc::new(Push::from_config(&config)?);
-    let robots = RobotService::new();
+    let robots = RobotService::new(
+        Duration::from_secs(config.pairing_code_ttl_s),
+        Duration::from_secs(config.command_timeout_s),
+    );
     // Calls that were live when the server stopped end `failed`.
     let failed = store.fail_live_calls().await?;
     retained.extend(calls.restore_failed(&failed));

@@ -1,0 +1,498 @@
+//! The use case's robot story end to end with real MQTT clients: a robot
+//! provisioned, a code issued, a user pairs, calls the robot, and commands
+//! it; brute force, expired and burned codes, and strangers refused.
+
+use serde_json::{json, Value};
+use switchboard_e2e::api::{Api, SignedIn, SmsInbox};
+use switchboard_e2e::mqtt::{connect, Client, Incoming, Login, Via};
+use switchboard_e2e::{random_id, Database, Server, ADMIN_TOKEN};
+
+struct World {
+    server: Server,
+    api: Api,
+    sms: SmsInbox,
+}
+
+/// Codes live 2 s and robots get 2 s to answer a command, so expiry and
+/// timeouts happen within a test.
+async fn world() -> World {
+    let db = Database::for_test().await.unwrap();
+    let sms = SmsInbox::start().await.unwrap();
+    let server = Server::with_sms(&db, &sms)
+        .env("SWITCHBOARD_PAIRING_CODE_TTL_S", "2")
+        .env("SWITCHBOARD_COMMAND_TIMEOUT_S", "2")
+        .start()
+        .await
+        .unwrap();
+    let api = Api::new(&server);
+    World { server, api, sms }
+}
+
+async fn mqtt(w: &World, who: &SignedIn) -> Client {
+    connect(
+        w.server.mqtt,
+        Via::Tcp,
+        Login::token(&who.client_id, &who.id, &who.access),
+    )
+    .await
+    .unwrap()
+}
+
+/// A provisioned, signed-in robot.
+async fn robot(w: &World) -> SignedIn {
+    let r = w
+        .api
+        .call("POST", "/v1/robots", Some(ADMIN_TOKEN), None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 201);
+    let creds = json!({"robotId": r.body["robotId"], "secret": r.body["secret"]});
+    let r = w.api.post("/v1/auth/robot", None, creds).await.unwrap();
+    assert_eq!(r.status, 200);
+    SignedIn::from_reply(&r.body, "robotId").unwrap()
+}
+
+fn ok(codes: &[rumqttc::SubscribeReasonCode]) -> bool {
+    matches!(codes, [rumqttc::SubscribeReasonCode::Success(_)])
+}
+
+/// The next message on `topic`, skipping others.
+async fn next_on(c: &mut Client, topic: &str) -> Vec<u8> {
+    loop {
+        if let Incoming::Publish {
+            topic: t, payload, ..
+        } = c.next().await.unwrap()
+        {
+            if t == topic {
+                return payload;
+            }
+        }
+    }
+}
+
+async fn next_json(c: &mut Client, topic: &str) -> Value {
+    serde_json::from_slice(&next_on(c, topic).await).unwrap()
+}
+
+/// The robot asks for a code and offers itself on it.
+async fn offer(w: &World, robot: &SignedIn, client: &mut Client) -> String {
+    let r = w
+        .api
+        .call("POST", "/v1/pairing/codes", Some(&robot.access), None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 201, "{r:?}");
+    let code = r.body["code"].as_str().unwrap().to_string();
+    assert!(r.body["expiresAt"].as_i64().unwrap() > 0);
+    client
+        .publish(
+            &format!("pairing/{code}/robotID"),
+            robot.id.as_bytes(),
+            true,
+        )
+        .await
+        .unwrap();
+    for field in ["userID", "status"] {
+        assert!(ok(&client
+            .subscribe(&format!("pairing/{code}/{field}"))
+            .await
+            .unwrap()));
+    }
+    code
+}
+
+/// The user types the code: reads the robot id, claims it.
+async fn pair(user: &SignedIn, client: &mut Client, code: &str) -> String {
+    assert!(ok(&client
+        .subscribe(&format!("pairing/{code}/robotID"))
+        .await
+        .unwrap()));
+    let robot_id =
+        String::from_utf8(next_on(client, &format!("pairing/{code}/robotID")).await).unwrap();
+    assert!(ok(&client
+        .subscribe(&format!("pairing/{code}/status"))
+        .await
+        .unwrap()));
+    client
+        .publish(&format!("pairing/{code}/userID"), user.id.as_bytes(), false)
+        .await
+        .unwrap();
+    robot_id
+}
+
+#[tokio::test]
+async fn pair_call_and_command_a_robot() {
+    let w = world().await;
+    let bot = robot(&w).await;
+    let user = w
+        .api
+        .sign_in(&w.sms, "+48555800001", "phone")
+        .await
+        .unwrap();
+    let mut bot_mqtt = mqtt(&w, &bot).await;
+    let mut user_mqtt = mqtt(&w, &user).await;
+
+    // Pairing by code.
+    let code = offer(&w, &bot, &mut bot_mqtt).await;
+    let read = pair(&user, &mut user_mqtt, &code).await;
+    assert_eq!(read, bot.id);
+    // The robot hears who claimed it and the verdict (in either order).
+    let (mut claimed_by, mut verdict) = (None, None);
+    while claimed_by.is_none() || verdict.is_none() {
+        if let Incoming::Publish { topic, payload, .. } = bot_mqtt.next().await.unwrap() {
+            if topic == format!("pairing/{code}/userID") {
+                claimed_by = Some(String::from_utf8(payload).unwrap());
+            } else if topic == format!("pairing/{code}/status") {
+                verdict = Some(serde_json::from_slice::<Value>(&payload).unwrap());
+            }
+        }
+    }
+    assert_eq!(claimed_by.unwrap(), user.id);
+    assert_eq!(
+        verdict.unwrap(),
+        json!({"status": "paired", "robotId": bot.id, "userId": user.id})
+    );
+    let status = next_json(&mut user_mqtt, &format!("pairing/{code}/status")).await;
+    assert_eq!(status["status"], "paired");
+    let r = w.api.get("/v1/me/robots", &user.access).await.unwrap();
+    assert_eq!(r.body["robots"][0]["robotId"], bot.id.as_str());
+    let r = w.api.get("/v1/me/owners", &bot.access).await.unwrap();
+    assert_eq!(r.body["owners"][0]["userId"], user.id.as_str());
+    // The code is burned and its retained robot id gone.
+    let other = w
+        .api
+        .sign_in(&w.sms, "+48555800002", "phone")
+        .await
+        .unwrap();
+    let mut other_mqtt = mqtt(&w, &other).await;
+    let codes = other_mqtt
+        .subscribe(&format!("pairing/{code}/robotID"))
+        .await
+        .unwrap();
+    assert_eq!(
+        codes,
+        vec![rumqttc::SubscribeReasonCode::Failure],
+        "a burned code cannot be claimed"
+    );
+
+    // The user calls the robot; the robot accepts.
+    bot_mqtt
+        .subscribe(&format!("invite/{}/+", bot.id))
+        .await
+        .unwrap();
+    let sid = random_id();
+    let invite =
+        json!({"sid": sid, "from": user.id, "fromDevice": "phone", "kind": "video", "sentAt": 1});
+    user_mqtt
+        .publish(
+            &format!("invite/{}/{sid}", bot.id),
+            invite.to_string().as_bytes(),
+            false,
+        )
+        .await
+        .unwrap();
+    let got = next_json(&mut bot_mqtt, &format!("invite/{}/{sid}", bot.id)).await;
+    assert_eq!(got["from"], user.id.as_str());
+    let state = format!("session/{sid}/state");
+    user_mqtt.subscribe(&state).await.unwrap();
+    bot_mqtt
+        .publish(
+            &format!("session/{sid}/call"),
+            br#"{"action": "accept"}"#,
+            false,
+        )
+        .await
+        .unwrap();
+    loop {
+        if next_json(&mut user_mqtt, &state).await["state"] == "accepted" {
+            break;
+        }
+    }
+
+    // Commands: moveTo bedroom answered moving, then arrived.
+    let (request, response) = (
+        format!("session/{sid}/moveTo/request"),
+        format!("session/{sid}/moveTo/response"),
+    );
+    assert!(ok(&bot_mqtt.subscribe(&request).await.unwrap()));
+    assert!(ok(&user_mqtt.subscribe(&response).await.unwrap()));
+    let ask = |id: &str| json!({"requestId": id, "destination": "bedroom"}).to_string();
+    user_mqtt
+        .publish(&request, ask("r1").as_bytes(), false)
+        .await
+        .unwrap();
+    let req = next_json(&mut bot_mqtt, &request).await;
+    assert_eq!(req, json!({"requestId": "r1", "destination": "bedroom"}));
+    for status in ["moving", "arrived"] {
+        let answer = json!({"requestId": "r1", "destination": "bedroom", "status": status});
+        bot_mqtt
+            .publish(&response, answer.to_string().as_bytes(), false)
+            .await
+            .unwrap();
+        assert_eq!(next_json(&mut user_mqtt, &response).await["status"], status);
+    }
+    // A second one is blocked.
+    user_mqtt
+        .publish(&request, ask("r2").as_bytes(), false)
+        .await
+        .unwrap();
+    next_json(&mut bot_mqtt, &request).await;
+    let blocked = json!({"requestId": "r2", "status": "blocked"});
+    bot_mqtt
+        .publish(&response, blocked.to_string().as_bytes(), false)
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut user_mqtt, &response).await, blocked);
+    // A third is never answered: the server says timed_out.
+    user_mqtt
+        .publish(&request, ask("r3").as_bytes(), false)
+        .await
+        .unwrap();
+    next_json(&mut bot_mqtt, &request).await;
+    assert_eq!(
+        next_json(&mut user_mqtt, &response).await,
+        json!({"requestId": "r3", "status": "timed_out"})
+    );
+
+    // Unpairing ends the ownership.
+    let r = w
+        .api
+        .call(
+            "DELETE",
+            &format!("/v1/me/robots/{}", bot.id),
+            Some(&user.access),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 204);
+    let r = w.api.get("/v1/me/robots", &user.access).await.unwrap();
+    assert_eq!(r.body["robots"], json!([]));
+    let r = w
+        .api
+        .call(
+            "DELETE",
+            &format!("/v1/me/robots/{}", bot.id),
+            Some(&user.access),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404);
+}
+
+#[tokio::test]
+async fn codes_cannot_be_brute_forced_or_reused() {
+    let w = world().await;
+    let bot = robot(&w).await;
+    let mut bot_mqtt = mqtt(&w, &bot).await;
+    let code = offer(&w, &bot, &mut bot_mqtt).await;
+    let guesser = w
+        .api
+        .sign_in(&w.sms, "+48555800003", "phone")
+        .await
+        .unwrap();
+    let mut g = mqtt(&w, &guesser).await;
+    let wrong: Vec<String> = (0..5u32)
+        .map(|i| format!("{:06}", (code.parse::<u32>().unwrap() + 1 + i) % 1_000_000))
+        .collect();
+    for guess in &wrong {
+        let codes = g
+            .subscribe(&format!("pairing/{guess}/robotID"))
+            .await
+            .unwrap();
+        assert_eq!(
+            codes,
+            vec![rumqttc::SubscribeReasonCode::Failure],
+            "{guess}"
+        );
+    }
+    // Five tries used: even the right code is refused now.
+    let codes = g
+        .subscribe(&format!("pairing/{code}/robotID"))
+        .await
+        .unwrap();
+    assert_eq!(
+        codes,
+        vec![rumqttc::SubscribeReasonCode::Failure],
+        "locked out"
+    );
+    for filter in ["pairing/+/robotID", "pairing/#", "pairing/+/+"] {
+        assert_eq!(
+            g.subscribe(filter).await.unwrap(),
+            vec![rumqttc::SubscribeReasonCode::Failure],
+            "{filter}"
+        );
+    }
+    // Claiming without looking, and others' fields.
+    g.subscribe(&format!("clients/{}/errors", guesser.client_id))
+        .await
+        .unwrap();
+    g.publish(
+        &format!("pairing/{code}/userID"),
+        guesser.id.as_bytes(),
+        false,
+    )
+    .await
+    .unwrap();
+    let refused = next_json(&mut g, &format!("clients/{}/errors", guesser.client_id)).await;
+    assert_eq!(refused["code"], "forbidden");
+
+    // Codes expire (2 s here): the robot hears so, and nobody can claim it.
+    let status = next_json(&mut bot_mqtt, &format!("pairing/{code}/status")).await;
+    assert_eq!(status["status"], "expired");
+    let late = w
+        .api
+        .sign_in(&w.sms, "+48555800004", "phone")
+        .await
+        .unwrap();
+    let mut l = mqtt(&w, &late).await;
+    let codes = l
+        .subscribe(&format!("pairing/{code}/robotID"))
+        .await
+        .unwrap();
+    assert_eq!(
+        codes,
+        vec![rumqttc::SubscribeReasonCode::Failure],
+        "expired code"
+    );
+
+    // Only robots get codes.
+    let r = w
+        .api
+        .call("POST", "/v1/pairing/codes", Some(&late.access), None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 403);
+}
+
+#[tokio::test]
+async fn strangers_can_neither_call_nor_command_a_robot() {
+    let w = world().await;
+    let bot = robot(&w).await;
+    let owner = w
+        .api
+        .sign_in(&w.sms, "+48555800005", "phone")
+        .await
+        .unwrap();
+    let stranger = w
+        .api
+        .sign_in(&w.sms, "+48555800006", "phone")
+        .await
+        .unwrap();
+    let mut bot_mqtt = mqtt(&w, &bot).await;
+    let mut owner_mqtt = mqtt(&w, &owner).await;
+    let code = offer(&w, &bot, &mut bot_mqtt).await;
+    pair(&owner, &mut owner_mqtt, &code).await;
+    next_json(&mut owner_mqtt, &format!("pairing/{code}/status")).await;
+    // Even a robot visible to everyone takes calls from its owners only.
+    let r = w
+        .api
+        .put(
+            "/v1/me/visibility",
+            &bot.access,
+            json!({"visibility": "everyone"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+
+    let mut s = mqtt(&w, &stranger).await;
+    let errors = format!("clients/{}/errors", stranger.client_id);
+    s.subscribe(&errors).await.unwrap();
+    let sid = random_id();
+    let invite = json!({"sid": sid, "from": stranger.id, "fromDevice": "phone", "kind": "audio", "sentAt": 1});
+    s.publish(
+        &format!("invite/{}/{sid}", bot.id),
+        invite.to_string().as_bytes(),
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(next_json(&mut s, &errors).await["code"], "forbidden");
+
+    // The owner's accepted call; the stranger cannot command in it.
+    bot_mqtt
+        .subscribe(&format!("invite/{}/+", bot.id))
+        .await
+        .unwrap();
+    let sid = random_id();
+    let invite =
+        json!({"sid": sid, "from": owner.id, "fromDevice": "phone", "kind": "video", "sentAt": 1});
+    owner_mqtt
+        .publish(
+            &format!("invite/{}/{sid}", bot.id),
+            invite.to_string().as_bytes(),
+            false,
+        )
+        .await
+        .unwrap();
+    next_json(&mut bot_mqtt, &format!("invite/{}/{sid}", bot.id)).await;
+    let state = format!("session/{sid}/state");
+    owner_mqtt.subscribe(&state).await.unwrap();
+    bot_mqtt
+        .publish(
+            &format!("session/{sid}/call"),
+            br#"{"action": "accept"}"#,
+            false,
+        )
+        .await
+        .unwrap();
+    while next_json(&mut owner_mqtt, &state).await["state"] != "accepted" {}
+    let request = format!("session/{sid}/moveTo/request");
+    s.publish(
+        &request,
+        br#"{"requestId": "x", "destination": "kitchen"}"#,
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(next_json(&mut s, &errors).await["code"], "forbidden");
+    assert_eq!(
+        s.subscribe(&request).await.unwrap(),
+        vec![rumqttc::SubscribeReasonCode::Failure]
+    );
+    assert_eq!(
+        owner_mqtt.subscribe(&request).await.unwrap(),
+        vec![rumqttc::SubscribeReasonCode::Failure],
+        "only the robot reads requests"
+    );
+
+    // Bad commands from the owner are refused too.
+    let owner_errors = format!("clients/{}/errors", owner.client_id);
+    owner_mqtt.subscribe(&owner_errors).await.unwrap();
+    for (topic, payload) in [
+        (request.clone(), br#"{"destination": "kitchen"}"#.to_vec()),
+        (request.clone(), b"not json".to_vec()),
+        (
+            format!("session/{sid}/webrtc/request"),
+            br#"{"requestId": "a"}"#.to_vec(),
+        ),
+        (
+            format!("session/{sid}/moveTo/response"),
+            br#"{"requestId": "a", "status": "done"}"#.to_vec(),
+        ),
+    ] {
+        owner_mqtt.publish(&topic, &payload, false).await.unwrap();
+        let e = next_json(&mut owner_mqtt, &owner_errors).await;
+        assert!(
+            ["bad_request", "forbidden"].contains(&e["code"].as_str().unwrap()),
+            "{topic}: {e}"
+        );
+    }
+    // The robot cannot answer a request never made.
+    let bot_errors = format!("clients/{}/errors", bot.client_id);
+    bot_mqtt.subscribe(&bot_errors).await.unwrap();
+    bot_mqtt
+        .publish(
+            &format!("session/{sid}/moveTo/response"),
+            br#"{"requestId": "nope", "status": "moving"}"#,
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        next_json(&mut bot_mqtt, &bot_errors).await["code"],
+        "conflict"
+    );
+}

@@ -11,6 +11,7 @@ struct World {
     server: Server,
     api: Api,
     sms: SmsInbox,
+    db: Database,
 }
 
 /// Codes live 2 s and robots get 2 s to answer a command, so expiry and
@@ -25,7 +26,12 @@ async fn world() -> World {
         .await
         .unwrap();
     let api = Api::new(&server);
-    World { server, api, sms }
+    World {
+        server,
+        api,
+        sms,
+        db,
+    }
 }
 
 async fn mqtt(w: &World, who: &SignedIn) -> Client {
@@ -253,6 +259,30 @@ async fn pair_call_and_command_a_robot() {
         next_json(&mut user_mqtt, &response).await,
         json!({"requestId": "r3", "status": "timed_out"})
     );
+
+    // Owners see their robot's presence; strangers do not.
+    let online = format!("users/{}/isConnected", bot.id);
+    assert!(ok(&user_mqtt.subscribe(&online).await.unwrap()));
+    assert_eq!(next_on(&mut user_mqtt, &online).await, b"true");
+    assert!(!ok(&other_mqtt.subscribe(&online).await.unwrap()));
+
+    // Ownership survives a restart.
+    drop((user_mqtt, bot_mqtt, other_mqtt));
+    let (status, dir) = w.server.terminate().unwrap();
+    assert!(status.success());
+    let server = Server::with_sms(&w.db, &w.sms)
+        .dir(dir)
+        .start()
+        .await
+        .unwrap();
+    let w = World {
+        api: Api::new(&server),
+        server,
+        sms: w.sms,
+        db: w.db,
+    };
+    let r = w.api.get("/v1/me/robots", &user.access).await.unwrap();
+    assert_eq!(r.body["robots"][0]["robotId"], bot.id.as_str());
 
     // Unpairing ends the ownership.
     let r = w

@@ -181,6 +181,23 @@ async fn pair_call_and_command_a_robot() {
         "a burned code cannot be claimed"
     );
 
+    // A robot may have several owners: a second user pairs with a new code.
+    let code2 = offer(&w, &bot, &mut bot_mqtt).await;
+    pair(&other, &mut other_mqtt, &code2).await;
+    assert_eq!(
+        next_json(&mut other_mqtt, &format!("pairing/{code2}/status")).await["status"],
+        "paired"
+    );
+    let r = w.api.get("/v1/me/owners", &bot.access).await.unwrap();
+    let owners: Vec<&str> = r.body["owners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["userId"].as_str().unwrap())
+        .collect();
+    assert_eq!(owners.len(), 2, "{owners:?}");
+    assert!(owners.contains(&user.id.as_str()) && owners.contains(&other.id.as_str()));
+
     // The user calls the robot; the robot accepts.
     bot_mqtt
         .subscribe(&format!("invite/{}/+", bot.id))
@@ -264,10 +281,16 @@ async fn pair_call_and_command_a_robot() {
     let online = format!("users/{}/isConnected", bot.id);
     assert!(ok(&user_mqtt.subscribe(&online).await.unwrap()));
     assert_eq!(next_on(&mut user_mqtt, &online).await, b"true");
-    assert!(!ok(&other_mqtt.subscribe(&online).await.unwrap()));
+    let stranger = w
+        .api
+        .sign_in(&w.sms, "+48555800007", "phone")
+        .await
+        .unwrap();
+    let mut stranger_mqtt = mqtt(&w, &stranger).await;
+    assert!(!ok(&stranger_mqtt.subscribe(&online).await.unwrap()));
 
     // Ownership survives a restart.
-    drop((user_mqtt, bot_mqtt, other_mqtt));
+    drop((user_mqtt, bot_mqtt, other_mqtt, stranger_mqtt));
     let (status, dir) = w.server.terminate().unwrap();
     assert!(status.success());
     let server = Server::with_sms(&w.db, &w.sms)

@@ -131,6 +131,9 @@ async fn open(
                     retain: p.retain,
                 },
                 Ok(Event::Incoming(Packet::SubAck(s))) => Incoming::SubAck(s.return_codes),
+                // MQTT: after DISCONNECT the client closes the connection
+                // (rumqttc leaves that to the app; rmqtt waits for it).
+                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
                 Ok(_) => continue,
                 Err(_) => return,
             };

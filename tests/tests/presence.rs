@@ -201,6 +201,21 @@ async fn a_killed_device_leaves_the_user_online_until_the_last_one_goes() {
 }
 
 #[tokio::test]
+async fn a_graceful_disconnect_goes_offline() {
+    let s = setup().await;
+    let mut watcher = Watcher::start(&s.server, &s.w, &s.a.id).await;
+    let login = Login::token(&s.a.client_id, &s.a.id, &s.a.access);
+    let app = connect(s.server.mqtt, Via::Tcp, login).await.unwrap();
+    watcher
+        .until(|x| matches!(x, Seen::IsConnected(true)))
+        .await;
+    app.client.disconnect().await.unwrap();
+    watcher
+        .until(|x| matches!(x, Seen::IsConnected(false)))
+        .await;
+}
+
+#[tokio::test]
 async fn a_frozen_client_goes_offline_after_its_keep_alive() {
     let s = setup().await;
     let mut watcher = Watcher::start(&s.server, &s.w, &s.a.id).await;

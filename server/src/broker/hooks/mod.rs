@@ -8,6 +8,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod calls;
+mod robots;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use rmqtt::codec::v5::SubscribeAckReason;
@@ -17,17 +20,11 @@ use rmqtt::session::Session;
 use rmqtt::types::{
     AuthResult, ConnectInfo, LastWill, Publish, PublishAclResult, Reason, SubscribeAclResult,
 };
-use switchboard_pairing::{PairingRefusal, Pending};
+use switchboard_pairing::Pending;
 use switchboard_presence::{Cause, Event};
 use switchboard_protocol::acl::{authorize, Action, Denial, Principal, PrincipalKind};
-use switchboard_protocol::payload::{
-    CallAction, CallKind, CommandRequest, CommandResponse, Invite, PairingOutcome,
-    MAX_PAYLOAD_BYTES,
-};
 use switchboard_protocol::profile::{accept_published, parse_profile};
-use switchboard_protocol::topic::{CommandPart, PairingField};
-use switchboard_protocol::{ErrorCode, Id, PairingCode, Sid, Topic};
-use switchboard_signalling::{Call, Invitation, Refusal};
+use switchboard_protocol::{ErrorCode, Topic};
 
 use super::auth::check_login;
 use super::publisher::Publisher;
@@ -36,8 +33,8 @@ use crate::calls::{CallService, Facts};
 use crate::limits::Limits;
 use crate::metrics::{Metrics, RefusalLabels};
 use crate::presence::PresenceService;
-use crate::push::{Push, WakeUp};
-use crate::robots::{finish_pairing, RobotService};
+use crate::push::Push;
+use crate::robots::RobotService;
 use crate::social::Graph;
 use crate::store::{now_ms, Store};
 use crate::token::{now_s, Tokens};
@@ -157,7 +154,7 @@ fn cause(reason: &Reason) -> Cause {
     }
 }
 
-fn allow_publish() -> ReturnType {
+pub(super) fn allow_publish() -> ReturnType {
     (
         false,
         Some(HookResult::PublishAclResult(PublishAclResult::allow())),
@@ -453,291 +450,6 @@ impl Hooks {
             }
         }
         allow_publish()
-    }
-
-    /// An invite the rules allow (the caller may see the callee): checked,
-    /// recorded as a call, and delivered unless the call ended at once
-    /// (busy, or glare resolved against it).
-    async fn invite(
-        &self,
-        principal: &Principal,
-        topic: &str,
-        callee: Id,
-        sid: Sid,
-        payload: &[u8],
-    ) -> ReturnType {
-        let bad = |m: String| (ErrorCode::BadRequest, m);
-        let checked = match serde_json::from_slice::<Invite>(payload) {
-            Err(e) => Err(bad(format!("not an invite: {e}"))),
-            Ok(i) if i.sid != sid => Err(bad("sid in the payload is not the topic's".into())),
-            Ok(i) if &i.from != principal.id() => Err(bad("from must be your own id".into())),
-            Ok(i) if i.from_device != principal.client.device => {
-                Err(bad("fromDevice must be your own device".into()))
-            }
-            Ok(i) => Ok(i),
-        };
-        let invite = match checked {
-            Ok(i) => i,
-            Err((code, message)) => return self.refuse(principal, topic, code, message).await,
-        };
-        if self
-            .limits
-            .invites_per_user
-            .check_key(&principal.id().to_string())
-            .is_err()
-        {
-            let message = "too many invites; try again in a minute".to_string();
-            return self
-                .refuse(principal, topic, ErrorCode::RateLimited, message)
-                .await;
-        }
-        let known = match self.store.call_exists(sid.as_str()).await {
-            Ok(known) => known,
-            Err(e) => {
-                tracing::error!("checking a session id: {e:#}");
-                return self
-                    .refuse(
-                        principal,
-                        topic,
-                        ErrorCode::Internal,
-                        "internal error".into(),
-                    )
-                    .await;
-            }
-        };
-        let invitation = Invitation {
-            sid,
-            caller: principal.client.clone(),
-            callee: callee.clone(),
-            kind: invite.kind,
-        };
-        let invited = match self.calls.invite(invitation, known) {
-            Ok(invited) => invited,
-            Err(refusal) => {
-                return self
-                    .refuse(principal, topic, ErrorCode::Conflict, refusal.to_string())
-                    .await
-            }
-        };
-        if !invited.call.is_live() {
-            let message = "busy: the callee is in another call or calling you".to_string();
-            return self
-                .refuse(principal, topic, ErrorCode::Conflict, message)
-                .await;
-        }
-        if !self.presence.get(&callee).is_some_and(|p| p.online) {
-            self.wake(&invited.call);
-        }
-        allow_publish()
-    }
-
-    /// Pushes a wake-up to a callee with no device online; the invite
-    /// itself waits in its persistent session (QoS 1).
-    fn wake(&self, call: &Call) {
-        let (store, push) = (self.store.clone(), self.push.clone());
-        let call = call.clone();
-        tokio::spawn(async move {
-            let tokens = match store.push_tokens(call.callee.as_str()).await {
-                Ok(t) if !t.is_empty() => t,
-                Ok(_) => return,
-                Err(e) => return tracing::warn!("reading push tokens: {e:#}"),
-            };
-            let (sid, from, callee) = (
-                call.sid.to_string(),
-                call.caller.id.to_string(),
-                call.callee.to_string(),
-            );
-            let kind = if call.kind == CallKind::Video {
-                "video"
-            } else {
-                "audio"
-            };
-            let wake = WakeUp {
-                user_id: &callee,
-                sid: &sid,
-                from: &from,
-                kind,
-                expires_at: call.ring_deadline,
-                tokens: &tokens,
-            };
-            if let Err(e) = push.wake(&wake).await {
-                tracing::warn!(%sid, "wake-up push: {e:#}");
-            }
-        });
-    }
-
-    async fn call_action(
-        &self,
-        principal: &Principal,
-        topic: &str,
-        sid: Sid,
-        payload: &[u8],
-    ) -> ReturnType {
-        let action = match serde_json::from_slice::<CallAction>(payload) {
-            Ok(a) if a.device.is_some() && a.device != principal.client.device => {
-                let message = "device must be your own".to_string();
-                return self
-                    .refuse(principal, topic, ErrorCode::BadRequest, message)
-                    .await;
-            }
-            Ok(a) => a,
-            Err(e) => {
-                let message = format!("not a call action: {e}");
-                return self
-                    .refuse(principal, topic, ErrorCode::BadRequest, message)
-                    .await;
-            }
-        };
-        match self.calls.act(&sid, &principal.client, action.action) {
-            Ok(()) => allow_publish(),
-            Err(refusal) => {
-                let code = match refusal {
-                    Refusal::NoSuchCall => ErrorCode::NotFound,
-                    Refusal::NotInCall => ErrorCode::Forbidden,
-                    _ => ErrorCode::Conflict,
-                };
-                self.refuse(principal, topic, code, refusal.to_string())
-                    .await
-            }
-        }
-    }
-
-    /// A user subscribing to a code's `robotID` looks it up: counted
-    /// against its tries whether or not the code exists (brute force).
-    fn look_up_code(&self, principal: &Principal, filter: &str) -> Result<(), Denial> {
-        let Ok(Topic::Pairing {
-            code,
-            field: PairingField::RobotId,
-        }) = filter.parse::<Topic>()
-        else {
-            return Ok(());
-        };
-        if principal.kind == PrincipalKind::Robot {
-            return Ok(());
-        }
-        match self.robots.look(principal.id(), &code) {
-            Ok(_) => Ok(()),
-            Err(PairingRefusal::TooManyTries) => {
-                tracing::info!(client_id = %principal.client, "pairing code lookups refused: too many tries");
-                Err(Denial::NotYours)
-            }
-            Err(_) => Err(Denial::NotYours),
-        }
-    }
-
-    /// Pairing messages the rules allow: the robot's id on `robotID`, and
-    /// a user's claim on `userID`, which makes it an owner.
-    async fn pairing(
-        &self,
-        principal: &Principal,
-        topic: &str,
-        code: PairingCode,
-        field: PairingField,
-        payload: &[u8],
-    ) -> ReturnType {
-        let me = principal.id().as_str().as_bytes();
-        if payload != me {
-            let message = "the payload must be your own id".to_string();
-            return self
-                .refuse(principal, topic, ErrorCode::BadRequest, message)
-                .await;
-        }
-        if field != PairingField::UserId {
-            return allow_publish();
-        }
-        let robot = match self.robots.claim(principal.id(), &code) {
-            Ok(robot) => robot,
-            Err(refusal) => {
-                return self
-                    .refuse(principal, topic, ErrorCode::Conflict, refusal.to_string())
-                    .await
-            }
-        };
-        if let Err(e) = self
-            .store
-            .add_owner(robot.as_str(), principal.id().as_str())
-            .await
-        {
-            tracing::error!("storing an ownership: {e:#}");
-            return self
-                .refuse(
-                    principal,
-                    topic,
-                    ErrorCode::Internal,
-                    "internal error".into(),
-                )
-                .await;
-        }
-        self.graph
-            .set_owner(robot.as_str(), principal.id().as_str(), true);
-        tracing::info!(robot = %robot, owner = %principal.id(), "robot paired");
-        finish_pairing(
-            &self.publisher,
-            &code,
-            PairingOutcome::Paired,
-            robot,
-            Some(principal.id().clone()),
-        )
-        .await;
-        allow_publish()
-    }
-
-    /// Commands the rules allow: an owner's request (needs a `requestId`
-    /// unused in this call) or the robot's response (to a request made).
-    async fn command(
-        &self,
-        principal: &Principal,
-        topic: &str,
-        mut request: Pending,
-        part: CommandPart,
-        payload: &[u8],
-    ) -> ReturnType {
-        let bad = |m: String| (ErrorCode::BadRequest, m);
-        let parsed = if payload.len() > MAX_PAYLOAD_BYTES {
-            Err(bad(format!(
-                "payload larger than {MAX_PAYLOAD_BYTES} bytes"
-            )))
-        } else if part == CommandPart::Request {
-            serde_json::from_slice::<CommandRequest>(payload)
-                .map(|r| r.request_id)
-                .map_err(|e| bad(format!("not a command request (it needs a requestId): {e}")))
-        } else {
-            serde_json::from_slice::<CommandResponse>(payload)
-                .map(|r| r.request_id)
-                .map_err(|e| {
-                    bad(format!(
-                        "not a command response (requestId and status): {e}"
-                    ))
-                })
-        };
-        request.request_id = match parsed {
-            Ok(id) if !id.is_empty() && id.len() <= 128 => id,
-            Ok(_) => {
-                return self
-                    .refuse(
-                        principal,
-                        topic,
-                        ErrorCode::BadRequest,
-                        "requestId must be 1 to 128 characters".into(),
-                    )
-                    .await
-            }
-            Err((code, message)) => return self.refuse(principal, topic, code, message).await,
-        };
-        let accepted = match part {
-            CommandPart::Request => self.robots.request(request),
-            CommandPart::Response => self.robots.respond(&request),
-        };
-        if accepted {
-            allow_publish()
-        } else {
-            let message = match part {
-                CommandPart::Request => "this requestId is already used in this call",
-                CommandPart::Response => "no such request",
-            };
-            self.refuse(principal, topic, ErrorCode::Conflict, message.into())
-                .await
-        }
     }
 
     async fn refuse(

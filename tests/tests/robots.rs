@@ -126,6 +126,41 @@ async fn pair(user: &SignedIn, client: &mut Client, code: &str) -> String {
     robot_id
 }
 
+/// `user` calls its robot and the robot accepts; returns the session id
+/// once the user sees `accepted`.
+async fn accepted_call(
+    user: &SignedIn,
+    user_mqtt: &mut Client,
+    bot: &SignedIn,
+    bot_mqtt: &mut Client,
+) -> String {
+    bot_mqtt
+        .subscribe(&format!("invite/{}/+", bot.id))
+        .await
+        .unwrap();
+    let sid = random_id();
+    let invite =
+        json!({"sid": sid, "from": user.id, "fromDevice": "phone", "kind": "video", "sentAt": 1});
+    let topic = format!("invite/{}/{sid}", bot.id);
+    user_mqtt
+        .publish(&topic, invite.to_string().as_bytes(), false)
+        .await
+        .unwrap();
+    assert_eq!(next_json(bot_mqtt, &topic).await["from"], user.id.as_str());
+    let state = format!("session/{sid}/state");
+    user_mqtt.subscribe(&state).await.unwrap();
+    bot_mqtt
+        .publish(
+            &format!("session/{sid}/call"),
+            br#"{"action": "accept"}"#,
+            false,
+        )
+        .await
+        .unwrap();
+    while next_json(user_mqtt, &state).await["state"] != "accepted" {}
+    sid
+}
+
 #[tokio::test]
 async fn pair_call_and_command_a_robot() {
     let w = world().await;
@@ -199,38 +234,7 @@ async fn pair_call_and_command_a_robot() {
     assert!(owners.contains(&user.id.as_str()) && owners.contains(&other.id.as_str()));
 
     // The user calls the robot; the robot accepts.
-    bot_mqtt
-        .subscribe(&format!("invite/{}/+", bot.id))
-        .await
-        .unwrap();
-    let sid = random_id();
-    let invite =
-        json!({"sid": sid, "from": user.id, "fromDevice": "phone", "kind": "video", "sentAt": 1});
-    user_mqtt
-        .publish(
-            &format!("invite/{}/{sid}", bot.id),
-            invite.to_string().as_bytes(),
-            false,
-        )
-        .await
-        .unwrap();
-    let got = next_json(&mut bot_mqtt, &format!("invite/{}/{sid}", bot.id)).await;
-    assert_eq!(got["from"], user.id.as_str());
-    let state = format!("session/{sid}/state");
-    user_mqtt.subscribe(&state).await.unwrap();
-    bot_mqtt
-        .publish(
-            &format!("session/{sid}/call"),
-            br#"{"action": "accept"}"#,
-            false,
-        )
-        .await
-        .unwrap();
-    loop {
-        if next_json(&mut user_mqtt, &state).await["state"] == "accepted" {
-            break;
-        }
-    }
+    let sid = accepted_call(&user, &mut user_mqtt, &bot, &mut bot_mqtt).await;
 
     // Commands: moveTo bedroom answered moving, then arrived.
     let (request, response) = (
@@ -465,33 +469,7 @@ async fn strangers_can_neither_call_nor_command_a_robot() {
     assert_eq!(next_json(&mut s, &errors).await["code"], "forbidden");
 
     // The owner's accepted call; the stranger cannot command in it.
-    bot_mqtt
-        .subscribe(&format!("invite/{}/+", bot.id))
-        .await
-        .unwrap();
-    let sid = random_id();
-    let invite =
-        json!({"sid": sid, "from": owner.id, "fromDevice": "phone", "kind": "video", "sentAt": 1});
-    owner_mqtt
-        .publish(
-            &format!("invite/{}/{sid}", bot.id),
-            invite.to_string().as_bytes(),
-            false,
-        )
-        .await
-        .unwrap();
-    next_json(&mut bot_mqtt, &format!("invite/{}/{sid}", bot.id)).await;
-    let state = format!("session/{sid}/state");
-    owner_mqtt.subscribe(&state).await.unwrap();
-    bot_mqtt
-        .publish(
-            &format!("session/{sid}/call"),
-            br#"{"action": "accept"}"#,
-            false,
-        )
-        .await
-        .unwrap();
-    while next_json(&mut owner_mqtt, &state).await["state"] != "accepted" {}
+    let sid = accepted_call(&owner, &mut owner_mqtt, &bot, &mut bot_mqtt).await;
     let request = format!("session/{sid}/moveTo/request");
     s.publish(
         &request,

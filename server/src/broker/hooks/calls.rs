@@ -51,15 +51,9 @@ impl Hooks {
         let known = match self.store.call_exists(sid.as_str()).await {
             Ok(known) => known,
             Err(e) => {
-                tracing::error!("checking a session id: {e:#}");
                 return self
-                    .refuse(
-                        principal,
-                        topic,
-                        ErrorCode::Internal,
-                        "internal error".into(),
-                    )
-                    .await;
+                    .refuse_internal(principal, topic, "checking a session id", e)
+                    .await
             }
         };
         let invitation = Invitation {

@@ -438,13 +438,12 @@ impl Hooks {
                 }
             };
             if let Err(e) = self.store.put_profile(&profile).await {
-                tracing::error!("storing a profile published over MQTT: {e:#}");
                 return self
-                    .refuse(
+                    .refuse_internal(
                         &principal,
                         &topic,
-                        ErrorCode::Internal,
-                        "the profile could not be stored".into(),
+                        "storing a profile published over MQTT",
+                        e,
                     )
                     .await;
             }
@@ -452,7 +451,26 @@ impl Hooks {
         allow_publish()
     }
 
-    async fn refuse(
+    /// A failure of ours while handling a publish: logged in full, refused
+    /// without details.
+    pub(super) async fn refuse_internal(
+        &self,
+        principal: &Principal,
+        topic: &str,
+        what: &str,
+        e: anyhow::Error,
+    ) -> ReturnType {
+        tracing::error!("{what}: {e:#}");
+        self.refuse(
+            principal,
+            topic,
+            ErrorCode::Internal,
+            "internal error".into(),
+        )
+        .await
+    }
+
+    pub(super) async fn refuse(
         &self,
         principal: &Principal,
         topic: &str,

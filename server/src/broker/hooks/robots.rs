@@ -70,14 +70,8 @@ impl Hooks {
             .add_owner(robot.as_str(), principal.id().as_str())
             .await
         {
-            tracing::error!("storing an ownership: {e:#}");
             return self
-                .refuse(
-                    principal,
-                    topic,
-                    ErrorCode::Internal,
-                    "internal error".into(),
-                )
+                .refuse_internal(principal, topic, "storing an ownership", e)
                 .await;
         }
         self.graph

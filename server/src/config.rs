@@ -43,6 +43,14 @@ pub struct Config {
     /// How long a robot has to answer a command before the server answers
     /// `timed_out` for it.
     pub command_timeout_s: u64,
+    /// STUN servers handed to clients by `GET /v1/ice-servers`.
+    pub ice_stun_urls: Vec<String>,
+    /// TURN servers handed out with time-limited credentials made with
+    /// `turn_secret` (coturn's `use-auth-secret` scheme).
+    pub ice_turn_urls: Vec<String>,
+    pub turn_secret: Option<String>,
+    /// How long TURN credentials stay valid.
+    pub turn_credential_ttl_s: u64,
     /// Wake-up pushes for callees with no device online: `none` or
     /// `webhook`.
     pub push_provider: PushProvider,
@@ -112,6 +120,10 @@ impl Default for Config {
             ring_timeout_s: 30,
             pairing_code_ttl_s: 120,
             command_timeout_s: 10,
+            ice_stun_urls: Vec::new(),
+            ice_turn_urls: Vec::new(),
+            turn_secret: None,
+            turn_credential_ttl_s: 24 * 60 * 60,
             push_provider: PushProvider::None,
             push_webhook_url: None,
             access_token_ttl_s: 15 * 60,
@@ -211,6 +223,29 @@ impl Config {
         if self.admin_token.as_ref().is_some_and(|s| s.len() < 16) {
             return bad("admin_token", "must be at least 16 characters".into());
         }
+        for url in &self.ice_stun_urls {
+            if !url.starts_with("stun:") && !url.starts_with("stuns:") {
+                return bad(
+                    "ice_stun_urls",
+                    format!("must be stun: or stuns: URLs, got {url:?}"),
+                );
+            }
+        }
+        for url in &self.ice_turn_urls {
+            if !url.starts_with("turn:") && !url.starts_with("turns:") {
+                return bad(
+                    "ice_turn_urls",
+                    format!("must be turn: or turns: URLs, got {url:?}"),
+                );
+            }
+        }
+        if !self.ice_turn_urls.is_empty() && self.turn_secret.as_ref().is_none_or(|s| s.len() < 16)
+        {
+            return bad(
+                "turn_secret",
+                "is required (at least 16 characters) when ice_turn_urls are set".into(),
+            );
+        }
         if self.push_provider == PushProvider::Webhook {
             match &self.push_webhook_url {
                 Some(u) if u.starts_with("http://") || u.starts_with("https://") => {}
@@ -249,6 +284,7 @@ impl Config {
             ("ring_timeout_s", self.ring_timeout_s),
             ("pairing_code_ttl_s", self.pairing_code_ttl_s),
             ("command_timeout_s", self.command_timeout_s),
+            ("turn_credential_ttl_s", self.turn_credential_ttl_s),
             ("access_token_ttl_s", self.access_token_ttl_s),
             ("refresh_token_ttl_s", self.refresh_token_ttl_s),
             ("discovery_daily_quota", self.discovery_daily_quota),

@@ -71,6 +71,19 @@ fn compose_file_is_consistent() {
         server["depends_on"]["db"]["condition"].as_str(),
         Some("service_healthy")
     );
+    // coturn checks TURN credentials with the secret the server signs them with.
+    let coturn_args: Vec<&str> = c["services"]["coturn"]["command"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(coturn_args.contains(&"--use-auth-secret"));
+    let secret = format!("--static-auth-secret={}", var("SWITCHBOARD_TURN_SECRET"));
+    assert!(
+        coturn_args.contains(&secret.as_str()),
+        "coturn and the server share the TURN secret"
+    );
     for volume in ["data", "pgdata"] {
         assert!(
             c["volumes"].as_mapping().unwrap().contains_key(volume),
@@ -123,6 +136,16 @@ async fn server_starts_with_the_compose_environment() {
         // instead of racing its close.
         live.push(r);
     }
+    // The compose ICE settings are served: STUN, and TURN with credentials.
+    let ice = switchboard_e2e::api::Api::new(&server)
+        .get("/v1/ice-servers", &token)
+        .await
+        .unwrap();
+    assert_eq!(
+        ice.body["iceServers"].as_array().map(Vec::len),
+        Some(2),
+        "{ice:?}"
+    );
     assert!(
         server.dir.path().join("jwt.key").exists(),
         "the key is kept on the data volume"

@@ -6,6 +6,7 @@ mod calls;
 mod error;
 mod extract;
 mod health;
+mod ice;
 mod me;
 mod presence;
 mod robots;
@@ -117,6 +118,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(calls::list))
         .routes(routes!(calls::one))
         .routes(routes!(calls::add_push_token))
+        .routes(routes!(ice::ice_servers))
         .routes(routes!(robots::new_code))
         .routes(routes!(robots::my_robots))
         .routes(routes!(robots::unpair))

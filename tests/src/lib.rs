@@ -115,6 +115,8 @@ pub struct Server {
     env: Vec<(String, String)>,
     /// Every log line the server wrote, parsed.
     pub logs: Arc<Mutex<Vec<Value>>>,
+    /// The thread reading the logs; it ends when the server's stderr does.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl ServerBuilder {
@@ -155,7 +157,7 @@ impl ServerBuilder {
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let log_sink = logs.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
                 let value: Value =
                     serde_json::from_str(&line).unwrap_or_else(|_| Value::String(line.clone()));
@@ -187,6 +189,7 @@ impl ServerBuilder {
                 .context("parsing address")
         };
         Ok(Server {
+            reader: Some(reader),
             http: format!("http://{}", field("http_addr")?),
             mqtt: field("mqtt")?,
             mqtt_ws: field("mqtt_ws")?,
@@ -272,6 +275,10 @@ impl Server {
     pub fn terminate(mut self) -> Result<(ExitStatus, tempfile::TempDir)> {
         signal(&self.child, "-TERM")?;
         let status = self.child.wait()?;
+        // Every line the server wrote is in `logs` once this returns.
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir()?);
         Ok((status, dir))
     }

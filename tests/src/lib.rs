@@ -291,6 +291,14 @@ impl Server {
         Ok(std::mem::replace(&mut self.dir, tempfile::tempdir()?))
     }
 
+    /// An MQTT 3.1.1 client logged in over TCP as a signed-in user or robot.
+    pub async fn mqtt_as(&self, who: &api::SignedIn) -> mqtt::Client {
+        let login = mqtt::Login::token(&who.client_id, &who.id, &who.access);
+        mqtt::connect(self.mqtt, mqtt::Via::Tcp, login)
+            .await
+            .unwrap_or_else(|e| panic!("{} could not log in: {e:?}", who.client_id))
+    }
+
     /// Whether some log line's message contains `text`.
     pub fn logged(&self, text: &str) -> bool {
         self.logs.lock().unwrap().iter().any(|l| {

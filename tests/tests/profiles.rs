@@ -2,19 +2,9 @@
 //! bad input at the HTTP API.
 
 use serde_json::{json, Value};
-use switchboard_e2e::api::{Api, SignedIn, SmsInbox};
-use switchboard_e2e::mqtt::{connect, Client, Incoming, Login, Via};
+use switchboard_e2e::api::{Api, SmsInbox};
+use switchboard_e2e::mqtt::{Client, Incoming};
 use switchboard_e2e::{Database, Server, JWT_SECRET};
-
-async fn mqtt(server: &Server, who: &SignedIn) -> Client {
-    connect(
-        server.mqtt,
-        Via::Tcp,
-        Login::token(&who.client_id, &who.id, &who.access),
-    )
-    .await
-    .unwrap()
-}
 
 async fn next_profile(c: &mut Client) -> (Value, bool) {
     match c.next().await.unwrap() {
@@ -46,7 +36,7 @@ async fn nickname_reaches_watchers_now_later_and_after_a_restart() {
     let topic = format!("users/{}/info", a.id);
 
     // B watches; A changes the nickname over HTTP; B gets it at once.
-    let mut watcher_b = mqtt(&server, &b).await;
+    let mut watcher_b = server.mqtt_as(&b).await;
     watcher_b.subscribe(&topic).await.unwrap();
     let r = api
         .put(
@@ -64,7 +54,7 @@ async fn nickname_reaches_watchers_now_later_and_after_a_restart() {
     );
 
     // A publishes its own profile over MQTT: validated, stored, stamped.
-    let publisher = mqtt(&server, &a).await;
+    let publisher = server.mqtt_as(&a).await;
     publisher
         .publish(
             &topic,
@@ -105,7 +95,7 @@ async fn nickname_reaches_watchers_now_later_and_after_a_restart() {
     assert_eq!(stored.body["nickname"], "Ala 3");
 
     // C connects later and gets the profile at once, retained.
-    let mut later_c = mqtt(&server, &c).await;
+    let mut later_c = server.mqtt_as(&c).await;
     later_c.subscribe(&topic).await.unwrap();
     let (p, retained) = next_profile(&mut later_c).await;
     assert_eq!(p["nickname"], "Ala 3");
@@ -115,7 +105,7 @@ async fn nickname_reaches_watchers_now_later_and_after_a_restart() {
     let (status, dir) = server.terminate().unwrap();
     assert!(status.success());
     let server = Server::with_sms(&db, &sms).dir(dir).start().await.unwrap();
-    let mut after = mqtt(&server, &c).await;
+    let mut after = server.mqtt_as(&c).await;
     after.subscribe(&topic).await.unwrap();
     let (p, retained) = next_profile(&mut after).await;
     assert_eq!(p["nickname"], "Ala 3");

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 use switchboard_e2e::api::{Api, SignedIn, SmsInbox};
-use switchboard_e2e::mqtt::{connect, Client, Incoming, Login, Via};
+use switchboard_e2e::mqtt::{Client, Incoming};
 use switchboard_e2e::{random_id, Database, Server, ADMIN_TOKEN};
 
 struct World {
@@ -32,16 +32,6 @@ async fn world() -> World {
         sms,
         db,
     }
-}
-
-async fn mqtt(w: &World, who: &SignedIn) -> Client {
-    connect(
-        w.server.mqtt,
-        Via::Tcp,
-        Login::token(&who.client_id, &who.id, &who.access),
-    )
-    .await
-    .unwrap()
 }
 
 /// A provisioned, signed-in robot.
@@ -170,8 +160,8 @@ async fn pair_call_and_command_a_robot() {
         .sign_in(&w.sms, "+48555800001", "phone")
         .await
         .unwrap();
-    let mut bot_mqtt = mqtt(&w, &bot).await;
-    let mut user_mqtt = mqtt(&w, &user).await;
+    let mut bot_mqtt = w.server.mqtt_as(&bot).await;
+    let mut user_mqtt = w.server.mqtt_as(&user).await;
 
     // Pairing by code.
     let code = offer(&w, &bot, &mut bot_mqtt).await;
@@ -205,7 +195,7 @@ async fn pair_call_and_command_a_robot() {
         .sign_in(&w.sms, "+48555800002", "phone")
         .await
         .unwrap();
-    let mut other_mqtt = mqtt(&w, &other).await;
+    let mut other_mqtt = w.server.mqtt_as(&other).await;
     let codes = other_mqtt
         .subscribe(&format!("pairing/{code}/robotID"))
         .await
@@ -290,7 +280,7 @@ async fn pair_call_and_command_a_robot() {
         .sign_in(&w.sms, "+48555800007", "phone")
         .await
         .unwrap();
-    let mut stranger_mqtt = mqtt(&w, &stranger).await;
+    let mut stranger_mqtt = w.server.mqtt_as(&stranger).await;
     assert!(!ok(&stranger_mqtt.subscribe(&online).await.unwrap()));
 
     // Ownership survives a restart.
@@ -342,14 +332,14 @@ async fn pair_call_and_command_a_robot() {
 async fn codes_cannot_be_brute_forced_or_reused() {
     let w = world().await;
     let bot = robot(&w).await;
-    let mut bot_mqtt = mqtt(&w, &bot).await;
+    let mut bot_mqtt = w.server.mqtt_as(&bot).await;
     let code = offer(&w, &bot, &mut bot_mqtt).await;
     let guesser = w
         .api
         .sign_in(&w.sms, "+48555800003", "phone")
         .await
         .unwrap();
-    let mut g = mqtt(&w, &guesser).await;
+    let mut g = w.server.mqtt_as(&guesser).await;
     let wrong: Vec<String> = (0..5u32)
         .map(|i| format!("{:06}", (code.parse::<u32>().unwrap() + 1 + i) % 1_000_000))
         .collect();
@@ -403,7 +393,7 @@ async fn codes_cannot_be_brute_forced_or_reused() {
         .sign_in(&w.sms, "+48555800004", "phone")
         .await
         .unwrap();
-    let mut l = mqtt(&w, &late).await;
+    let mut l = w.server.mqtt_as(&late).await;
     let codes = l
         .subscribe(&format!("pairing/{code}/robotID"))
         .await
@@ -437,8 +427,8 @@ async fn strangers_can_neither_call_nor_command_a_robot() {
         .sign_in(&w.sms, "+48555800006", "phone")
         .await
         .unwrap();
-    let mut bot_mqtt = mqtt(&w, &bot).await;
-    let mut owner_mqtt = mqtt(&w, &owner).await;
+    let mut bot_mqtt = w.server.mqtt_as(&bot).await;
+    let mut owner_mqtt = w.server.mqtt_as(&owner).await;
     let code = offer(&w, &bot, &mut bot_mqtt).await;
     pair(&owner, &mut owner_mqtt, &code).await;
     next_json(&mut owner_mqtt, &format!("pairing/{code}/status")).await;
@@ -454,7 +444,7 @@ async fn strangers_can_neither_call_nor_command_a_robot() {
         .unwrap();
     assert_eq!(r.status, 200);
 
-    let mut s = mqtt(&w, &stranger).await;
+    let mut s = w.server.mqtt_as(&stranger).await;
     let errors = format!("clients/{}/errors", stranger.client_id);
     s.subscribe(&errors).await.unwrap();
     let sid = random_id();

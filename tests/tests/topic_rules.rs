@@ -7,8 +7,7 @@ use rumqttc::SubscribeReasonCode as V3Sub;
 use serde_json::{json, Value};
 use switchboard_e2e::api::{Api, SignedIn, SmsInbox};
 use switchboard_e2e::mqtt::{
-    connect, connect_with_will, Client, Incoming, Login, PubAckReason, Refused, V5Client,
-    V5SubCode, Via,
+    connect_with_will, Client, Incoming, Login, PubAckReason, Refused, V5Client, V5SubCode, Via,
 };
 use switchboard_e2e::{Database, Server};
 
@@ -46,16 +45,6 @@ async fn world() -> World {
         friend,
         stranger,
     }
-}
-
-async fn client(w: &World, who: &SignedIn) -> Client {
-    connect(
-        w.server.mqtt,
-        Via::Tcp,
-        Login::token(&who.client_id, &who.id, &who.access),
-    )
-    .await
-    .unwrap()
 }
 
 fn refused_filters(w: &World) -> Vec<String> {
@@ -101,7 +90,7 @@ fn allowed_filters(w: &World) -> Vec<String> {
 #[tokio::test]
 async fn subscriptions_follow_the_rule_table() {
     let w = world().await;
-    let mut mine = client(&w, &w.me).await;
+    let mut mine = w.server.mqtt_as(&w.me).await;
     for filter in refused_filters(&w) {
         assert_eq!(
             mine.subscribe(&filter).await.unwrap(),
@@ -138,7 +127,7 @@ async fn subscriptions_follow_the_rule_table() {
 #[tokio::test]
 async fn visibility_changes_apply_to_new_subscriptions() {
     let w = world().await;
-    let mut mine = client(&w, &w.me).await;
+    let mut mine = w.server.mqtt_as(&w.me).await;
     let filter = format!("users/{}/info", w.stranger.id);
     assert_eq!(mine.subscribe(&filter).await.unwrap(), vec![V3Sub::Failure]);
     let r = w
@@ -184,13 +173,13 @@ async fn refused_publishes_are_dropped_and_reported() {
     let w = world().await;
     let (me, friend) = (&w.me.id, &w.friend.id);
     // The friend watches its own profile topic.
-    let mut watcher = client(&w, &w.friend).await;
+    let mut watcher = w.server.mqtt_as(&w.friend).await;
     watcher
         .subscribe(&format!("users/{friend}/info"))
         .await
         .unwrap();
 
-    let mut mine = client(&w, &w.me).await;
+    let mut mine = w.server.mqtt_as(&w.me).await;
     mine.subscribe(&format!("clients/{}/errors", w.me.client_id))
         .await
         .unwrap();

@@ -47,7 +47,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the broker, the HTTP API and the relay (the default).
+    /// Run the broker and the HTTP API (the default).
     Serve,
     /// Apply database migrations and exit.
     Migrate,

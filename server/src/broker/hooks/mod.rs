@@ -20,11 +20,10 @@ use rmqtt::session::Session;
 use rmqtt::types::{
     AuthResult, ConnectInfo, LastWill, Publish, PublishAclResult, Reason, SubscribeAclResult,
 };
-use switchboard_pairing::Pending;
 use switchboard_presence::{Cause, Event};
 use switchboard_protocol::acl::{authorize, Action, Denial, Principal, PrincipalKind};
 use switchboard_protocol::profile::{accept_published, parse_profile};
-use switchboard_protocol::{ErrorCode, Topic};
+use switchboard_protocol::{ErrorCode, Id, Topic};
 
 use super::auth::check_login;
 use super::publisher::Publisher;
@@ -222,27 +221,9 @@ impl Handler for Hooks {
                 if session.is_some() {
                     self.metrics.mqtt_messages_in.inc();
                 }
-                if !self.open {
-                    if let (Ok(Topic::UserIsConnected(owner)), Some(s)) =
-                        (publish.topic.parse::<Topic>(), session)
-                    {
-                        // Someone else's isConnected goes on to be refused
-                        // (and reported) by the publish check.
-                        if self
-                            .principal(&s.id.client_id)
-                            .is_none_or(|p| p.id() != &owner)
-                        {
-                            return (true, acc);
-                        }
-                        let mut absorbed = (*publish).clone();
-                        absorbed.topic = ABSORBED.into();
-                        absorbed.retain = false;
-                        return (false, Some(HookResult::Publish(absorbed)));
-                    }
-                    if let Some(canonical) =
-                        session.and_then(|s| self.canonical_profile(s, publish))
-                    {
-                        return (false, Some(HookResult::Publish(canonical)));
+                if let (false, Some(s)) = (self.open, session) {
+                    if let Some(rewritten) = self.rewrite(s, publish) {
+                        return (false, Some(HookResult::Publish(rewritten)));
                     }
                 }
             }
@@ -347,23 +328,35 @@ impl Hooks {
         });
     }
 
-    /// A valid profile published by its owner on `users/<me>/info`, as the
-    /// server stores it: normalized, stamped with the server's time, and
-    /// retained. `None` leaves the message as it is (the ACL check then
-    /// decides).
-    fn canonical_profile(&self, s: &Session, publish: &Publish) -> Option<Publish> {
-        let Ok(Topic::UserInfo(owner)) = publish.topic.parse::<Topic>() else {
-            return None;
+    /// What a client's publish becomes before the publish check, by
+    /// topic; `None` leaves it as it is (the check then decides).
+    ///
+    /// - On its own `users/<me>/isConnected` (the use case's `true`, or its
+    ///   Last Will): absorbed, see `ABSORBED`. Someone else's goes on to be
+    ///   refused and reported by the check.
+    /// - On its own `users/<me>/info`, a valid profile: the profile as the
+    ///   server stores it, normalized, stamped with the server's time, and
+    ///   retained.
+    fn rewrite(&self, s: &Session, publish: &Publish) -> Option<Publish> {
+        let topic = publish.topic.parse::<Topic>().ok()?;
+        let owner = match &topic {
+            Topic::UserIsConnected(owner) | Topic::UserInfo(owner) => owner,
+            _ => return None,
         };
-        let principal = self.principal(&s.id.client_id)?;
-        if principal.id() != &owner {
+        if self.principal(&s.id.client_id)?.id() != owner {
             return None;
         }
-        let profile = parse_profile(&publish.payload, &owner, now_ms()).ok()?;
-        let mut canonical = publish.clone();
-        canonical.retain = true;
-        canonical.payload = Bytes::from(serde_json::to_vec(&profile).expect("profile serializes"));
-        Some(canonical)
+        let mut rewritten = publish.clone();
+        if let Topic::UserIsConnected(_) = topic {
+            rewritten.topic = ABSORBED.into();
+            rewritten.retain = false;
+        } else {
+            let profile = parse_profile(&publish.payload, owner, now_ms()).ok()?;
+            rewritten.retain = true;
+            rewritten.payload =
+                Bytes::from(serde_json::to_vec(&profile).expect("profile serializes"));
+        }
+        Some(rewritten)
     }
 
     async fn check_publish(&self, s: &Session, publish: &Publish) -> ReturnType {
@@ -384,69 +377,56 @@ impl Hooks {
                 .refuse(&principal, &topic, code, denial.to_string())
                 .await;
         }
+        let payload = &publish.payload;
         match topic.parse::<Topic>() {
+            Ok(Topic::UserInfo(owner)) => self.profile(&principal, &topic, owner, payload).await,
             Ok(Topic::Pairing { code, field }) => {
-                return self
-                    .pairing(&principal, &topic, code, field, &publish.payload)
-                    .await
+                self.pairing(&principal, &topic, code, field, payload).await
             }
             Ok(Topic::Command { sid, command, part }) => {
-                return self
-                    .command(
-                        &principal,
-                        &topic,
-                        Pending {
-                            sid,
-                            command,
-                            request_id: String::new(),
-                        },
-                        part,
-                        &publish.payload,
-                    )
+                self.command(&principal, &topic, (sid, command, part), payload)
                     .await
             }
             Ok(Topic::Invite { callee, sid }) => {
-                return self
-                    .invite(&principal, &topic, callee, sid, &publish.payload)
-                    .await
+                self.invite(&principal, &topic, callee, sid, payload).await
             }
-            Ok(Topic::CallAction(sid)) => {
-                return self
-                    .call_action(&principal, &topic, sid, &publish.payload)
-                    .await
-            }
-            _ => {}
+            Ok(Topic::CallAction(sid)) => self.call_action(&principal, &topic, sid, payload).await,
+            _ => allow_publish(),
         }
-        if let Ok(Topic::UserInfo(owner)) = topic.parse::<Topic>() {
-            if self
-                .limits
-                .profile_per_user
-                .check_key(&owner.to_string())
-                .is_err()
-            {
-                let message = "too many profile changes; try again in a minute".to_string();
+    }
+
+    /// A profile its owner publishes on `users/<me>/info` (already made
+    /// canonical by `rewrite`): rate limited, checked, stored.
+    async fn profile(
+        &self,
+        principal: &Principal,
+        topic: &str,
+        owner: Id,
+        payload: &[u8],
+    ) -> ReturnType {
+        if self
+            .limits
+            .profile_per_user
+            .check_key(&owner.to_string())
+            .is_err()
+        {
+            let message = "too many profile changes; try again in a minute".to_string();
+            return self
+                .refuse(principal, topic, ErrorCode::RateLimited, message)
+                .await;
+        }
+        let profile = match accept_published(payload, &owner) {
+            Ok(p) => p,
+            Err(e) => {
                 return self
-                    .refuse(&principal, &topic, ErrorCode::RateLimited, message)
-                    .await;
+                    .refuse(principal, topic, ErrorCode::BadRequest, e.to_string())
+                    .await
             }
-            let profile = match accept_published(&publish.payload, &owner) {
-                Ok(p) => p,
-                Err(e) => {
-                    return self
-                        .refuse(&principal, &topic, ErrorCode::BadRequest, e.to_string())
-                        .await
-                }
-            };
-            if let Err(e) = self.store.put_profile(&profile).await {
-                return self
-                    .refuse_internal(
-                        &principal,
-                        &topic,
-                        "storing a profile published over MQTT",
-                        e,
-                    )
-                    .await;
-            }
+        };
+        if let Err(e) = self.store.put_profile(&profile).await {
+            return self
+                .refuse_internal(principal, topic, "storing a profile published over MQTT", e)
+                .await;
         }
         allow_publish()
     }

@@ -8,7 +8,7 @@ use switchboard_protocol::payload::{
     CommandRequest, CommandResponse, PairingOutcome, MAX_PAYLOAD_BYTES,
 };
 use switchboard_protocol::topic::{CommandPart, PairingField};
-use switchboard_protocol::{ErrorCode, PairingCode, Topic};
+use switchboard_protocol::{CommandName, ErrorCode, PairingCode, Sid, Topic};
 
 use super::{allow_publish, Hooks};
 use crate::robots::finish_pairing;
@@ -94,8 +94,7 @@ impl Hooks {
         &self,
         principal: &Principal,
         topic: &str,
-        mut request: Pending,
-        part: CommandPart,
+        (sid, command, part): (Sid, CommandName, CommandPart),
         payload: &[u8],
     ) -> ReturnType {
         let bad = |m: String| (ErrorCode::BadRequest, m);
@@ -116,7 +115,7 @@ impl Hooks {
                     ))
                 })
         };
-        request.request_id = match parsed {
+        let request_id = match parsed {
             Ok(id) if !id.is_empty() && id.len() <= 128 => id,
             Ok(_) => {
                 return self
@@ -129,6 +128,11 @@ impl Hooks {
                     .await
             }
             Err((code, message)) => return self.refuse(principal, topic, code, message).await,
+        };
+        let request = Pending {
+            sid,
+            command,
+            request_id,
         };
         let accepted = match part {
             CommandPart::Request => self.robots.request(request),

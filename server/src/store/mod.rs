@@ -91,7 +91,7 @@ impl Store {
         self.pool.close().await;
     }
 
-    /// Names of the applied migrations, oldest first.
+    /// Versions of the applied migrations, oldest first.
     pub async fn applied_migrations(&self) -> Result<Vec<i64>> {
         let rows: Vec<(i64,)> =
             sqlx::query_as("SELECT version FROM _sqlx_migrations ORDER BY version")

@@ -51,6 +51,20 @@ pub trait Facts {
 
     /// Where `user` stands with the robot of the accepted call `sid`.
     fn command_role(&self, user: &Id, sid: &crate::Sid) -> Option<CommandRole>;
+
+    /// Where the device `client` stands with the media of the call `sid`.
+    fn media_role(&self, client: &ClientId, sid: &crate::Sid) -> MediaRole;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaRole {
+    /// The caller's device or the callee device that accepted, in an
+    /// accepted call.
+    Participant,
+    /// Anyone else, or the call is not (or no longer) accepted.
+    Outsider,
+    /// This server runs no media relay.
+    NoRelay,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,12 +237,34 @@ pub fn authorize(
                 _ => Err(Denial::NotInContract),
             }
         }
-        ["session", sid, ..] | ["pairing", sid, ..] => {
-            // Media signalling comes with the relay; until the server
-            // serves it nobody may use these topics.
-            match level(sid) {
-                Level::Wild => Err(Denial::Wildcard),
-                Level::Literal(_) => Err(Denial::NotServed),
+        ["session", sid, "webrtc", client, direction] => {
+            let (sid, client): (crate::Sid, ClientId) = match (level(sid), level(client)) {
+                (Level::Wild, _) | (_, Level::Wild) => return Err(Denial::Wildcard),
+                (Level::Literal(s), Level::Literal(c)) => (
+                    s.parse().map_err(|_| Denial::NotInContract)?,
+                    c.parse().map_err(|_| Denial::NotInContract)?,
+                ),
+            };
+            if !matches!(*direction, "up" | "down") {
+                return Err(Denial::NotInContract);
+            }
+            if client != principal.client {
+                return Err(Denial::NotYours);
+            }
+            // A device sends to the relay on `up` and reads it on `down`.
+            match (action, *direction, facts.media_role(&client, &sid)) {
+                (_, _, MediaRole::NoRelay) => Err(Denial::NotServed),
+                (_, _, MediaRole::Outsider) => Err(Denial::NotYours),
+                (Action::Publish, "up", _) | (Action::Subscribe, "down", _) => Ok(()),
+                (Action::Publish, _, _) => Err(Denial::ServerOnly),
+                (Action::Subscribe, _, _) => Err(Denial::NotYours),
+            }
+        }
+        ["session", ..] | ["pairing", ..] => {
+            if levels.iter().any(|l| matches!(level(l), Level::Wild)) {
+                Err(Denial::Wildcard)
+            } else {
+                Err(Denial::NotInContract)
             }
         }
         ["clients", client, "errors"] => match (action, level(client)) {
@@ -296,6 +332,16 @@ mod tests {
                 (ME, SID) => Some(CommandRole::Owner),
                 (ME, ROBOT_SID) => Some(CommandRole::Robot),
                 _ => None,
+            }
+        }
+
+        /// ME's phone takes part in the media of SID; the relay is off
+        /// for ROBOT_SID's tests of that case.
+        fn media_role(&self, client: &ClientId, sid: &crate::Sid) -> MediaRole {
+            match (client.to_string().as_str(), sid.as_str()) {
+                (_, ROBOT_SID) => MediaRole::NoRelay,
+                (c, SID) if c == format!("{ME}:phone") => MediaRole::Participant,
+                _ => MediaRole::Outsider,
             }
         }
     }
@@ -432,11 +478,55 @@ mod tests {
             (P, format!("pairing/{MINE}/status"), Err(Denial::ServerOnly)),
             (S, "pairing/999999/robotID".into(), Err(Denial::NotYours)),
             (S, "pairing/999999/other".into(), Err(Denial::NotInContract)),
-            // Media signalling is not served yet.
+            // Media signalling: one's own device in the call, up to the
+            // relay and down from it.
+            (P, format!("session/{SID}/webrtc/{ME}:phone/up"), ok),
+            (S, format!("session/{SID}/webrtc/{ME}:phone/down"), ok),
             (
                 S,
-                format!("session/{SID}/webrtc/{ME}/down"),
+                format!("session/{SID}/webrtc/{ME}:phone/up"),
+                Err(Denial::NotYours),
+            ),
+            (
+                P,
+                format!("session/{SID}/webrtc/{ME}:phone/down"),
+                Err(Denial::ServerOnly),
+            ),
+            (
+                S,
+                format!("session/{SID}/webrtc/{ME}:tablet/down"),
+                Err(Denial::NotYours),
+            ),
+            (
+                P,
+                format!("session/{SID}/webrtc/{FRIEND}/up"),
+                Err(Denial::NotYours),
+            ),
+            (
+                S,
+                format!("session/{OTHER_SID}/webrtc/{ME}:phone/down"),
+                Err(Denial::NotYours),
+            ),
+            (
+                S,
+                format!("session/{ROBOT_SID}/webrtc/{ME}:phone/down"),
                 Err(Denial::NotServed),
+            ),
+            (
+                S,
+                format!("session/{SID}/webrtc/+/down"),
+                Err(Denial::Wildcard),
+            ),
+            (S, format!("session/{SID}/webrtc/#"), Err(Denial::Wildcard)),
+            (
+                P,
+                format!("session/{SID}/webrtc/{ME}:phone/sideways"),
+                Err(Denial::NotInContract),
+            ),
+            (
+                S,
+                format!("session/{SID}/webrtc/not-an-id/down"),
+                Err(Denial::NotInContract),
             ),
             (S, "pairing/+/robotID".into(), Err(Denial::Wildcard)),
             (S, "pairing/#".into(), Err(Denial::Wildcard)),

@@ -6,9 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Result;
-use switchboard_protocol::acl::{CommandRole, PairingRole};
+use switchboard_protocol::acl::{CommandRole, MediaRole, PairingRole};
 use switchboard_protocol::payload::{CallActionKind, CallStateKind, EndReason};
 use switchboard_protocol::{ClientId, Id, Sid, Topic};
+use switchboard_relay::Relay;
 use switchboard_signalling::{Call, Calls, Invitation, Invited, Refusal};
 use tokio::sync::mpsc;
 
@@ -116,6 +117,16 @@ impl CallService {
         Some((call.caller.id.clone(), call.callee.clone()))
     }
 
+    /// The two devices of an accepted call: the caller's and the callee's
+    /// that accepted.
+    pub fn media_devices(&self, sid: &Sid) -> Option<[ClientId; 2]> {
+        let calls = self.calls.lock().expect("calls lock");
+        let call = calls
+            .get(sid)
+            .filter(|c| c.state == CallStateKind::Accepted)?;
+        Some([call.caller.clone(), call.accepted_by.clone()?])
+    }
+
     pub fn participant(&self, sid: &Sid, user: &Id) -> bool {
         self.calls
             .lock()
@@ -182,15 +193,26 @@ impl CallService {
     }
 }
 
-/// Stores each change, then publishes it.
+/// Stores each change, then publishes it. The relay room of an accepted
+/// call opens before anyone learns it is accepted, and closes when it ends.
 pub async fn run_publisher(
     mut queue: mpsc::UnboundedReceiver<Out>,
     publisher: Publisher,
     store: Store,
+    relay: Option<Relay>,
 ) {
     while let Some(out) = queue.recv().await {
         match out {
             Out::State(call) => {
+                if let Some(relay) = &relay {
+                    match (&call.state, &call.accepted_by) {
+                        (CallStateKind::Accepted, Some(callee)) => {
+                            relay.open(&call.sid, [call.caller.clone(), callee.clone()])
+                        }
+                        (CallStateKind::Ended, _) => relay.close(&call.sid).await,
+                        _ => {}
+                    }
+                }
                 if let Err(e) = store
                     .save_call(
                         &record(&call),
@@ -225,6 +247,8 @@ pub struct Facts<'a> {
     pub graph: &'a crate::social::Graph,
     pub calls: &'a CallService,
     pub robots: &'a crate::robots::RobotService,
+    /// Whether this server runs the media relay.
+    pub relay: bool,
 }
 
 impl switchboard_protocol::acl::Facts for Facts<'_> {
@@ -247,6 +271,20 @@ impl switchboard_protocol::acl::Facts for Facts<'_> {
             PairingRole::Looked
         } else {
             PairingRole::None
+        }
+    }
+
+    fn media_role(&self, client: &ClientId, sid: &Sid) -> MediaRole {
+        if !self.relay {
+            MediaRole::NoRelay
+        } else if self
+            .calls
+            .media_devices(sid)
+            .is_some_and(|devices| devices.contains(client))
+        {
+            MediaRole::Participant
+        } else {
+            MediaRole::Outsider
         }
     }
 

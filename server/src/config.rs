@@ -4,7 +4,7 @@
 //! `SWITCHBOARD_HTTP_ADDR` in the environment). A bad value or an unknown key
 //! stops startup with a message that names the key.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -51,6 +51,23 @@ pub struct Config {
     pub turn_secret: Option<String>,
     /// How long TURN credentials stay valid.
     pub turn_credential_ttl_s: u64,
+    /// Where the embedded TURN server listens (UDP); off when unset. It
+    /// checks credentials made with `turn_secret`, as coturn does.
+    pub turn_listen_addr: Option<SocketAddr>,
+    /// The address the embedded TURN server's relayed candidates carry
+    /// (the public address); defaults to `turn_listen_addr`'s address.
+    pub turn_relay_ip: Option<IpAddr>,
+    /// Whether calls get a media relay room (`session/<sid>/webrtc/...`).
+    pub relay_enabled: bool,
+    /// The address the relay's UDP sockets bind, one per device in a call.
+    pub relay_bind_ip: IpAddr,
+    /// The relay's UDP ports, `relay_port_min..=relay_port_max`; the system
+    /// picks when both are unset.
+    pub relay_port_min: Option<u16>,
+    pub relay_port_max: Option<u16>,
+    /// The public address the relay advertises instead of `relay_bind_ip`,
+    /// for a relay in a container or behind a 1:1 NAT.
+    pub relay_nat_1to1_ip: Option<IpAddr>,
     /// Wake-up pushes for callees with no device online: `none` or
     /// `webhook`.
     pub push_provider: PushProvider,
@@ -124,6 +141,13 @@ impl Default for Config {
             ice_turn_urls: Vec::new(),
             turn_secret: None,
             turn_credential_ttl_s: 24 * 60 * 60,
+            turn_listen_addr: None,
+            turn_relay_ip: None,
+            relay_enabled: true,
+            relay_bind_ip: [127, 0, 0, 1].into(),
+            relay_port_min: None,
+            relay_port_max: None,
+            relay_nat_1to1_ip: None,
             push_provider: PushProvider::None,
             push_webhook_url: None,
             access_token_ttl_s: 15 * 60,
@@ -239,12 +263,32 @@ impl Config {
                 );
             }
         }
-        if !self.ice_turn_urls.is_empty() && self.turn_secret.as_ref().is_none_or(|s| s.len() < 16)
-        {
+        let turn_in_use = !self.ice_turn_urls.is_empty() || self.turn_listen_addr.is_some();
+        if turn_in_use && self.turn_secret.as_ref().is_none_or(|s| s.len() < 16) {
             return bad(
                 "turn_secret",
-                "is required (at least 16 characters) when ice_turn_urls are set".into(),
+                "is required (at least 16 characters) when ice_turn_urls or turn_listen_addr are set"
+                    .into(),
             );
+        }
+        if self.relay_bind_ip.is_unspecified() {
+            return bad(
+                "relay_bind_ip",
+                "must be a concrete address (a wildcard would skip loopback); set relay_nat_1to1_ip to advertise another"
+                    .into(),
+            );
+        }
+        match (self.relay_port_min, self.relay_port_max) {
+            (None, None) => {}
+            (Some(min), Some(max)) if min > 0 && min <= max => {}
+            (Some(_), Some(_)) => {
+                return bad(
+                    "relay_port_min",
+                    "must be above 0 and not above relay_port_max".into(),
+                )
+            }
+            (Some(_), None) => return bad("relay_port_max", "is required with relay_port_min".into()),
+            (None, Some(_)) => return bad("relay_port_min", "is required with relay_port_max".into()),
         }
         if self.push_provider == PushProvider::Webhook {
             match &self.push_webhook_url {

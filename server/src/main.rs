@@ -8,6 +8,7 @@ mod config;
 mod http;
 mod keys;
 mod limits;
+mod media;
 mod metrics;
 mod presence;
 mod push;

@@ -44,6 +44,7 @@ pub struct Metrics {
     pub presence_changes: Counter,
     pub calls_ended: Family<OutcomeLabels, Counter>,
     pub invite_to_accept: Histogram,
+    pub relay: switchboard_relay::RelayMetrics,
 }
 
 impl Metrics {
@@ -112,6 +113,8 @@ impl Metrics {
             "HTTP requests by route, method and status",
             http_requests.clone(),
         );
+        let relay = switchboard_relay::RelayMetrics::default();
+        relay.register(&mut registry);
         Metrics {
             registry,
             mqtt_connections,
@@ -125,6 +128,7 @@ impl Metrics {
             presence_changes,
             calls_ended,
             invite_to_accept,
+            relay,
         }
     }
 

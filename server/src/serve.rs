@@ -86,6 +86,15 @@ pub async fn run(config: Config) -> Result<()> {
             "calls live at the last stop ended as failed"
         );
     }
+    let (relay, relay_queue) = if config.relay_enabled {
+        let (relay, queue) = switchboard_relay::Relay::new(
+            crate::media::relay_config(&config),
+            metrics.relay.clone(),
+        );
+        (Some(relay), Some(queue))
+    } else {
+        (None, None)
+    };
     let deps = Deps {
         tokens: tokens.clone(),
         metrics: metrics.clone(),
@@ -96,6 +105,7 @@ pub async fn run(config: Config) -> Result<()> {
         calls: calls.clone(),
         robots: robots.clone(),
         push,
+        relay: relay.clone(),
     };
     let broker = Broker::start(&config, deps, retained).await?;
     tokio::spawn(crate::presence::run_publisher(
@@ -108,7 +118,11 @@ pub async fn run(config: Config) -> Result<()> {
         calls_queue,
         broker.publisher.clone(),
         store.clone(),
+        relay,
     ));
+    if let Some(queue) = relay_queue {
+        tokio::spawn(crate::media::run_publisher(queue, broker.publisher.clone()));
+    }
     calls.spawn_ticker();
     robots.spawn_ticker(broker.publisher.clone(), calls.clone());
 

@@ -19,6 +19,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 pub mod api;
+pub mod media;
 pub mod mqtt;
 
 /// A JWT key known to the tests, so they can also forge and expire tokens.

@@ -184,6 +184,15 @@ impl Client {
         }
     }
 
+    /// The next thing the broker sends, however long it takes; `None` once
+    /// the connection is gone.
+    pub async fn recv(&mut self) -> Option<Incoming> {
+        match self.early.pop_front() {
+            Some(early) => Some(early),
+            None => self.incoming.recv().await,
+        }
+    }
+
     async fn receive(&mut self) -> Result<Incoming> {
         tokio::time::timeout(WAIT, self.incoming.recv())
             .await

@@ -42,6 +42,8 @@ pub struct Deps {
     pub calls: Arc<CallService>,
     pub robots: Arc<RobotService>,
     pub push: Arc<Push>,
+    /// The media relay, when it is enabled.
+    pub relay: Option<switchboard_relay::Relay>,
 }
 
 pub struct Broker {

@@ -3,7 +3,7 @@
 //! actions.
 
 use switchboard_protocol::acl::Principal;
-use switchboard_protocol::payload::{CallAction, CallKind, Invite};
+use switchboard_protocol::payload::{CallAction, CallKind, Invite, WebRtcSignal};
 use switchboard_protocol::{ErrorCode, Id, Sid};
 use switchboard_signalling::{Call, Invitation, Refusal};
 
@@ -148,6 +148,39 @@ impl Hooks {
                     _ => ErrorCode::Conflict,
                 };
                 self.refuse(principal, topic, code, refusal.to_string())
+                    .await
+            }
+        }
+    }
+
+    /// A device's offer, answer or candidate for the relay (the topic
+    /// rules already made sure it is a participant's own `up`).
+    pub(super) async fn webrtc(
+        &self,
+        principal: &Principal,
+        topic: &str,
+        sid: Sid,
+        payload: &[u8],
+    ) -> ReturnType {
+        let signal = match serde_json::from_slice::<WebRtcSignal>(payload) {
+            Ok(signal) => signal,
+            Err(e) => {
+                let message = format!("not a WebRTC message: {e}");
+                return self
+                    .refuse(principal, topic, ErrorCode::BadRequest, message)
+                    .await;
+            }
+        };
+        let Some(relay) = &self.relay else {
+            let message = "this server runs no media relay".to_string();
+            return self
+                .refuse(principal, topic, ErrorCode::NotFound, message)
+                .await;
+        };
+        match relay.signal(&sid, &principal.client, signal) {
+            Ok(()) => allow_publish(),
+            Err(e) => {
+                self.refuse(principal, topic, ErrorCode::Conflict, e.to_string())
                     .await
             }
         }

@@ -50,6 +50,7 @@ pub struct Hooks {
     calls: Arc<CallService>,
     robots: Arc<RobotService>,
     push: Arc<Push>,
+    relay: Option<switchboard_relay::Relay>,
     publisher: Publisher,
     scx: ServerContext,
     /// How long a connection may outlive its token.
@@ -97,6 +98,7 @@ impl Hooks {
             calls: deps.calls,
             robots: deps.robots,
             push: deps.push,
+            relay: deps.relay,
             publisher,
             scx,
             token_grace,
@@ -109,6 +111,7 @@ impl Hooks {
             graph: &self.graph,
             calls: &self.calls,
             robots: &self.robots,
+            relay: self.relay.is_some(),
         }
     }
 
@@ -183,11 +186,17 @@ impl Handler for Hooks {
             Parameter::ClientDisconnected(s, reason) => {
                 self.metrics.mqtt_connections.dec();
                 if let (false, Ok(client)) = (self.open, s.id.client_id.parse()) {
+                    let cause = cause(reason);
+                    // A takeover is the same device on a new connection:
+                    // its media may well still flow.
+                    if let (Some(relay), false) = (&self.relay, cause == Cause::TakenOver) {
+                        relay.leave(&client);
+                    }
                     self.presence.event(Event::Disconnected {
                         client,
                         connection: s.id.create_time,
                         at: now_ms(),
-                        cause: cause(reason),
+                        cause,
                     });
                 }
                 let mut logins = self.logins.lock().expect("logins lock");
@@ -391,6 +400,7 @@ impl Hooks {
                 self.invite(&principal, &topic, callee, sid, payload).await
             }
             Ok(Topic::CallAction(sid)) => self.call_action(&principal, &topic, sid, payload).await,
+            Ok(Topic::WebRtc { sid, .. }) => self.webrtc(&principal, &topic, sid, payload).await,
             _ => allow_publish(),
         }
     }

@@ -1,0 +1,614 @@
+//! One call's media room: an actor task that owns the PeerConnections of
+//! the call's devices and the forwarding between them. Messages from a
+//! device are handled one at a time in arrival order, so an offer is always
+//! applied before the candidates that follow it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use switchboard_protocol::payload::{IceCandidate, WebRtcSignal};
+use switchboard_protocol::{ClientId, Sid};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinSet;
+use webrtc::media_stream::MediaStreamTrack;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{PeerConnection, RTCSessionDescription};
+use webrtc::rtp_transceiver::RtpSender;
+
+use crate::keyframes::{KeyframeRequests, Verdict};
+use crate::peer::{self, PeerEvent};
+use crate::{Outgoing, Shared};
+
+/// Keyframes cost many packets: ask one sender at most twice a second.
+const KEYFRAME_GAP_MS: u64 = 500;
+/// Packets a slow receiver may fall behind before it skips ahead.
+const BUS_DEPTH: usize = 512;
+
+enum Command {
+    Signal(ClientId, WebRtcSignal),
+    Leave(ClientId),
+    Close(oneshot::Sender<()>),
+}
+
+pub struct Handle {
+    pub participants: [ClientId; 2],
+    tx: mpsc::UnboundedSender<Command>,
+}
+
+impl Handle {
+    pub fn signal(&self, from: ClientId, signal: WebRtcSignal) {
+        let _ = self.tx.send(Command::Signal(from, signal));
+    }
+
+    pub fn leave(&self, client: ClientId) {
+        let _ = self.tx.send(Command::Leave(client));
+    }
+
+    pub async fn close(self) {
+        let (done, closed) = oneshot::channel();
+        if self.tx.send(Command::Close(done)).is_ok() {
+            let _ = closed.await;
+        }
+    }
+}
+
+pub fn spawn(sid: Sid, participants: [ClientId; 2], shared: Arc<Shared>) -> Handle {
+    let (tx, commands) = mpsc::unbounded_channel();
+    shared.metrics.rooms.inc();
+    let room = Room {
+        sid,
+        shared,
+        peers: HashMap::new(),
+        sources: Vec::new(),
+        next_source: 0,
+        tasks: JoinSet::new(),
+    };
+    tokio::spawn(room.run(commands));
+    Handle { participants, tx }
+}
+
+/// A track a device sends, fanned out to the others through `bus`.
+struct Source {
+    id: u64,
+    from: ClientId,
+    kind: RtpCodecKind,
+    codec: RTCRtpCodec,
+    bus: broadcast::Sender<rtp::Packet>,
+    keyframes: Arc<Keyframes>,
+}
+
+/// Keyframe requests for one inbound track.
+struct Keyframes {
+    track: Arc<dyn TrackRemote>,
+    media_ssrc: u32,
+    limit: Mutex<KeyframeRequests>,
+    started: Instant,
+    shared: Arc<Shared>,
+}
+
+impl Keyframes {
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    async fn send(&self) {
+        let pli = PictureLossIndication {
+            sender_ssrc: 0,
+            media_ssrc: self.media_ssrc,
+        };
+        if self.track.write_rtcp(vec![Box::new(pli)]).await.is_ok() {
+            self.shared.metrics.keyframe_requests.inc();
+        }
+    }
+
+    /// Asks now, or once the gap since the last request has passed.
+    async fn ask(self: &Arc<Self>) {
+        let verdict = self.limit.lock().expect("keyframe lock").ask(self.now_ms());
+        match verdict {
+            Verdict::Send => self.send().await,
+            Verdict::Later(at) => {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let wait = at.saturating_sub(me.now_ms());
+                    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                    let due = me.limit.lock().expect("keyframe lock").due(me.now_ms());
+                    if due {
+                        me.send().await;
+                    }
+                });
+            }
+        }
+    }
+}
+
+struct Peer {
+    pc: Arc<dyn PeerConnection>,
+    port: Option<u16>,
+    /// The relay's offer awaits the device's answer.
+    offering: bool,
+    /// Tracks were added or removed since the last offer.
+    stale: bool,
+    /// Sources this device receives, with their senders.
+    receiving: HashMap<u64, Arc<dyn RtpSender>>,
+}
+
+struct Room {
+    sid: Sid,
+    shared: Arc<Shared>,
+    peers: HashMap<ClientId, Peer>,
+    sources: Vec<Source>,
+    next_source: u64,
+    /// Reading inbound tracks and writing outbound ones; aborted at close.
+    tasks: JoinSet<()>,
+}
+
+impl Room {
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let (events_tx, mut events) = mpsc::unbounded_channel();
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(Command::Signal(from, signal)) => {
+                        if let Err(reason) = self.handle(&from, signal, &events_tx).await {
+                            let _ = self.shared.out.send(Outgoing::Refused {
+                                sid: self.sid.clone(),
+                                client: from,
+                                reason,
+                            });
+                        }
+                    }
+                    Some(Command::Leave(client)) => self.drop_peer(&client).await,
+                    Some(Command::Close(done)) => {
+                        self.close().await;
+                        let _ = done.send(());
+                        return;
+                    }
+                    None => {
+                        self.close().await;
+                        return;
+                    }
+                },
+                Some(event) = events.recv() => self.on_event(event).await,
+            }
+        }
+    }
+
+    async fn handle(
+        &mut self,
+        from: &ClientId,
+        signal: WebRtcSignal,
+        events: &mpsc::UnboundedSender<PeerEvent>,
+    ) -> Result<(), String> {
+        match signal {
+            WebRtcSignal::Offer { sdp } => self.on_offer(from, sdp, events).await,
+            WebRtcSignal::Answer { sdp } => self.on_answer(from, sdp).await,
+            WebRtcSignal::Candidate { candidate } => self.on_candidate(from, candidate).await,
+        }
+    }
+
+    async fn on_offer(
+        &mut self,
+        from: &ClientId,
+        sdp: String,
+        events: &mpsc::UnboundedSender<PeerEvent>,
+    ) -> Result<(), String> {
+        let offer = RTCSessionDescription::offer(sdp).map_err(|e| format!("bad offer: {e}"))?;
+        if !self.peers.contains_key(from) {
+            let peer = self.new_peer(from, events).await?;
+            self.peers.insert(from.clone(), peer);
+        }
+        let peer = self.peers.get_mut(from).expect("just inserted");
+        if peer.offering {
+            // Both offered at once: the relay yields, answers, and offers
+            // again afterwards.
+            let rollback = RTCSessionDescription::rollback(None).map_err(|e| e.to_string())?;
+            peer.pc
+                .set_local_description(rollback)
+                .await
+                .map_err(|e| format!("rolling back the relay's offer: {e}"))?;
+            peer.offering = false;
+            peer.stale = true;
+        }
+        peer.pc
+            .set_remote_description(offer)
+            .await
+            .map_err(|e| format!("offer not applicable: {e}"))?;
+        let answer = peer
+            .pc
+            .create_answer(None)
+            .await
+            .map_err(|e| format!("no answer to that offer: {e}"))?;
+        peer.pc
+            .set_local_description(answer.clone())
+            .await
+            .map_err(|e| format!("answering: {e}"))?;
+        self.send(from, WebRtcSignal::Answer { sdp: answer.sdp });
+        self.subscribe_to_all(from).await;
+        self.renegotiate(from).await;
+        Ok(())
+    }
+
+    async fn on_answer(&mut self, from: &ClientId, sdp: String) -> Result<(), String> {
+        let answer = RTCSessionDescription::answer(sdp).map_err(|e| format!("bad answer: {e}"))?;
+        let peer = self.peers.get_mut(from).ok_or("no offer was made to you")?;
+        if !peer.offering {
+            return Err("no offer awaits an answer".into());
+        }
+        peer.pc
+            .set_remote_description(answer)
+            .await
+            .map_err(|e| format!("answer not applicable: {e}"))?;
+        peer.offering = false;
+        self.renegotiate(from).await;
+        Ok(())
+    }
+
+    async fn on_candidate(
+        &mut self,
+        from: &ClientId,
+        candidate: Option<IceCandidate>,
+    ) -> Result<(), String> {
+        let Some(candidate) = candidate else {
+            return Ok(()); // end of candidates: nothing to do
+        };
+        let peer = self.peers.get(from).ok_or("offer before sending candidates")?;
+        let init = webrtc::peer_connection::RTCIceCandidateInit {
+            candidate: candidate.candidate,
+            sdp_mid: candidate.sdp_mid,
+            sdp_mline_index: candidate.sdp_m_line_index,
+            ..Default::default()
+        };
+        peer.pc
+            .add_ice_candidate(init)
+            .await
+            .map_err(|e| format!("bad candidate: {e}"))
+    }
+
+    async fn new_peer(
+        &self,
+        client: &ClientId,
+        events: &mpsc::UnboundedSender<PeerEvent>,
+    ) -> Result<Peer, String> {
+        let config = &self.shared.config;
+        let attempts = self
+            .shared
+            .ports
+            .lock()
+            .expect("ports lock")
+            .as_ref()
+            .map_or(1, |r| r.len().min(8));
+        let mut last_error = String::new();
+        for _ in 0..attempts {
+            let port = match self.shared.ports.lock().expect("ports lock").as_mut() {
+                Some(range) => Some(range.take().ok_or("the relay has no free UDP port")?),
+                None => None,
+            };
+            match peer::build(config, port.unwrap_or(0), client.clone(), events.clone()).await {
+                Ok(pc) => {
+                    self.shared.metrics.peer_connections.inc();
+                    return Ok(Peer {
+                        pc,
+                        port,
+                        offering: false,
+                        stale: false,
+                        receiving: HashMap::new(),
+                    });
+                }
+                Err(e) => {
+                    // Another process may hold that port: try the next one.
+                    tracing::warn!(?port, "relay peer connection: {e}");
+                    self.release_port(port);
+                    last_error = e.to_string();
+                }
+            }
+        }
+        Err(format!("the relay could not open a connection: {last_error}"))
+    }
+
+    fn release_port(&self, port: Option<u16>) {
+        if let (Some(port), Some(range)) =
+            (port, self.shared.ports.lock().expect("ports lock").as_mut())
+        {
+            range.release(port);
+        }
+    }
+
+    fn send(&self, to: &ClientId, signal: WebRtcSignal) {
+        let _ = self.shared.out.send(Outgoing::Signal {
+            sid: self.sid.clone(),
+            client: to.clone(),
+            signal,
+        });
+    }
+
+    /// Offers the device its current set of tracks when they changed and no
+    /// other offer is outstanding.
+    async fn renegotiate(&mut self, client: &ClientId) {
+        let Some(peer) = self.peers.get_mut(client) else {
+            return;
+        };
+        if !peer.stale || peer.offering || peer.pc.remote_description().await.is_none() {
+            return;
+        }
+        let offer = match peer.pc.create_offer(None).await {
+            Ok(offer) => offer,
+            Err(e) => {
+                tracing::warn!(%client, "relay offer: {e}");
+                return;
+            }
+        };
+        if let Err(e) = peer.pc.set_local_description(offer.clone()).await {
+            tracing::warn!(%client, "relay offer: {e}");
+            return;
+        }
+        peer.offering = true;
+        peer.stale = false;
+        self.send(client, WebRtcSignal::Offer { sdp: offer.sdp });
+    }
+
+    async fn on_event(&mut self, event: PeerEvent) {
+        match event {
+            PeerEvent::Candidate(client, candidate) => {
+                self.send(&client, WebRtcSignal::Candidate { candidate })
+            }
+            PeerEvent::Track(client, track) => self.on_track(client, track).await,
+            PeerEvent::Failed(client) => {
+                tracing::info!(sid = %self.sid, %client, "relay peer connection failed");
+                self.drop_peer(&client).await;
+            }
+        }
+    }
+
+    /// A device started sending a track: read it onto a bus and subscribe
+    /// the other devices.
+    async fn on_track(&mut self, from: ClientId, track: Arc<dyn TrackRemote>) {
+        if !self.peers.contains_key(&from) {
+            return; // a late event of a connection already dropped
+        }
+        let Some(media_ssrc) = track.ssrcs().await.first().copied() else {
+            return;
+        };
+        let Some(codec) = track.codec(media_ssrc).await else {
+            return;
+        };
+        let kind = track.kind().await;
+        let (bus, _) = broadcast::channel(BUS_DEPTH);
+        let keyframes = Arc::new(Keyframes {
+            track: track.clone(),
+            media_ssrc,
+            limit: Mutex::new(KeyframeRequests::new(KEYFRAME_GAP_MS)),
+            started: Instant::now(),
+            shared: self.shared.clone(),
+        });
+        let source = Source {
+            id: self.next_source,
+            from: from.clone(),
+            kind,
+            codec,
+            bus: bus.clone(),
+            keyframes,
+        };
+        self.next_source += 1;
+        tracing::debug!(sid = %self.sid, %from, mime = %source.codec.mime_type, "relay source");
+        self.tasks.spawn(async move {
+            while let Some(event) = track.poll().await {
+                if let TrackRemoteEvent::OnRtpPacket(packet) = event {
+                    // No receiver yet is not an error: nobody is watching.
+                    let _ = bus.send(packet);
+                }
+            }
+        });
+        let id = source.id;
+        self.sources.push(source);
+        let others: Vec<ClientId> = self.peers.keys().filter(|c| **c != from).cloned().collect();
+        for client in others {
+            self.subscribe(&client, id).await;
+            self.renegotiate(&client).await;
+        }
+    }
+
+    async fn subscribe_to_all(&mut self, client: &ClientId) {
+        let ids: Vec<u64> = self
+            .sources
+            .iter()
+            .filter(|s| &s.from != client)
+            .map(|s| s.id)
+            .collect();
+        for id in ids {
+            self.subscribe(client, id).await;
+        }
+    }
+
+    /// Adds a track to `client`'s connection that carries source `id`, with
+    /// its own SSRC and the payload type `client` negotiated.
+    async fn subscribe(&mut self, client: &ClientId, id: u64) {
+        let Some(source) = self.sources.iter().find(|s| s.id == id) else {
+            return;
+        };
+        let Some(peer) = self.peers.get_mut(client) else {
+            return;
+        };
+        if peer.receiving.contains_key(&id) {
+            return;
+        }
+        let ssrc = rand_ssrc();
+        let stream = format!("{}", source.from);
+        let out = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+            stream.clone(),
+            format!("{stream}-{id}"),
+            stream,
+            source.kind,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec: source.codec.clone(),
+                ..Default::default()
+            }],
+        )));
+        let sender = match peer.pc.add_track(out.clone() as Arc<dyn TrackLocal>).await {
+            Ok(sender) => sender,
+            Err(e) => {
+                tracing::warn!(%client, "relay add_track: {e}");
+                return;
+            }
+        };
+        peer.receiving.insert(id, sender.clone());
+        peer.stale = true;
+
+        let mime = source.codec.mime_type.clone();
+        let mut packets = source.bus.subscribe();
+        let shared = self.shared.clone();
+        let writer = out.clone();
+        self.tasks.spawn(async move {
+            let mut payload_type = None;
+            loop {
+                let mut packet = match packets.recv().await {
+                    Ok(packet) => packet,
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                if payload_type.is_none() {
+                    payload_type = negotiated_payload_type(&sender, &mime).await;
+                }
+                let Some(pt) = payload_type else {
+                    continue; // not negotiated yet
+                };
+                let bytes = packet.payload.len() as u64;
+                rewrite(&mut packet, ssrc, pt);
+                if writer.write_rtp(packet).await.is_ok() {
+                    shared.metrics.packets_forwarded.inc();
+                    shared.metrics.bytes_forwarded.inc_by(bytes);
+                }
+            }
+        });
+        let keyframes = source.keyframes.clone();
+        self.tasks.spawn(async move {
+            while let Some(TrackLocalEvent::OnRtcpPacket(packets)) = out.poll().await {
+                if packets
+                    .iter()
+                    .any(|p| crate::feedback::asks_for_keyframe(p.as_ref()))
+                {
+                    keyframes.ask().await;
+                }
+            }
+        });
+        // A receiver that just joined can decode nothing until a keyframe.
+        source.keyframes.ask().await;
+    }
+
+    /// Closes a device's connection and unsubscribes the others from what
+    /// it sent.
+    async fn drop_peer(&mut self, client: &ClientId) {
+        let Some(peer) = self.peers.remove(client) else {
+            return;
+        };
+        self.close_peer(peer).await;
+        let gone: Vec<u64> = self
+            .sources
+            .iter()
+            .filter(|s| &s.from == client)
+            .map(|s| s.id)
+            .collect();
+        self.sources.retain(|s| &s.from != client);
+        let others: Vec<ClientId> = self.peers.keys().cloned().collect();
+        for other in others {
+            let peer = self.peers.get_mut(&other).expect("listed");
+            for id in &gone {
+                if let Some(sender) = peer.receiving.remove(id) {
+                    let _ = peer.pc.remove_track(&sender).await;
+                    peer.stale = true;
+                }
+            }
+            self.renegotiate(&other).await;
+        }
+    }
+
+    async fn close_peer(&self, peer: Peer) {
+        if let Err(e) = peer.pc.close().await {
+            tracing::debug!(sid = %self.sid, "closing a relay peer connection: {e}");
+        }
+        self.release_port(peer.port);
+        self.shared.metrics.peer_connections.dec();
+    }
+
+    async fn close(&mut self) {
+        for (_, peer) in std::mem::take(&mut self.peers) {
+            self.close_peer(peer).await;
+        }
+        self.sources.clear();
+        self.tasks.shutdown().await;
+        self.shared.metrics.rooms.dec();
+    }
+}
+
+/// The payload type `sender`'s device chose for `mime`.
+async fn negotiated_payload_type(sender: &Arc<dyn RtpSender>, mime: &str) -> Option<u8> {
+    let parameters = sender.get_parameters().await.ok()?;
+    parameters
+        .rtp_parameters
+        .codecs
+        .iter()
+        .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(mime))
+        .map(|c| c.payload_type)
+}
+
+/// Makes a sender's packet the relay's own for one receiver: its SSRC and
+/// payload type, and no header extensions (their ids were negotiated with
+/// the sender, not the receiver; the relay's own interceptors add theirs).
+pub fn rewrite(packet: &mut rtp::Packet, ssrc: u32, payload_type: u8) {
+    packet.header.ssrc = ssrc;
+    packet.header.payload_type = payload_type;
+    packet.header.extension = false;
+    packet.header.extensions.clear();
+    packet.header.extensions_padding = 0;
+}
+
+fn rand_ssrc() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    // Unique within the process, which is all a receiver needs: each of
+    // its incoming streams has a distinct SSRC.
+    static NEXT: AtomicU32 = AtomicU32::new(0x5b00_0000);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    #[test]
+    fn rewrite_takes_the_receivers_ssrc_and_payload_type_and_keeps_the_media() {
+        let mut packet = rtp::Packet {
+            header: rtp::Header {
+                version: 2,
+                marker: true,
+                payload_type: 96,
+                sequence_number: 7,
+                timestamp: 9000,
+                ssrc: 1111,
+                ..Default::default()
+            },
+            payload: Bytes::from_static(b"frame"),
+        };
+        packet.header.set_extension(3, Bytes::from_static(&[1, 2])).unwrap();
+        rewrite(&mut packet, 2222, 102);
+        assert_eq!(packet.header.ssrc, 2222);
+        assert_eq!(packet.header.payload_type, 102);
+        assert!(!packet.header.extension && packet.header.extensions.is_empty());
+        assert_eq!(
+            (packet.header.sequence_number, packet.header.timestamp, packet.header.marker),
+            (7, 9000, true)
+        );
+        assert_eq!(&packet.payload[..], b"frame");
+    }
+}

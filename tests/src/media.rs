@@ -1,0 +1,394 @@
+//! A headless WebRTC peer (the webrtc crate) that takes part in a call's
+//! media through the relay, signalling over MQTT as a phone would: it
+//! offers on `session/<sid>/webrtc/<me>/up`, follows the relay's answers,
+//! offers and candidates on `.../down`, sends one VP8 track of numbered RTP
+//! packets and records the numbers it receives.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::{BufMut, Bytes, BytesMut};
+use rtc::interceptor::Slot;
+use rtc::peer_connection::configuration::media_engine::MIME_TYPE_VP8;
+use rtc::rtp;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use rumqttc::{AsyncClient, QoS};
+use serde_json::{json, Value};
+use switchboard_relay::feedback::{asks_for_keyframe, KeyframeFeedback};
+use tokio::sync::watch;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::media_stream::MediaStreamTrack;
+use webrtc::peer_connection::{
+    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
+    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceServer,
+    RTCIceTransportPolicy, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
+    RTCSessionDescription, Registry,
+};
+use webrtc::rtp_transceiver::RtpSender;
+
+use crate::mqtt::{Client, Incoming, WAIT};
+
+#[derive(Default, Clone)]
+pub struct PeerOptions {
+    pub ice_servers: Vec<RTCIceServer>,
+    /// Only relayed (TURN) candidates, as behind a strict NAT.
+    pub relay_only: bool,
+}
+
+/// What the peer saw, shared with its tasks.
+#[derive(Default)]
+struct Seen {
+    /// Numbers of the packets received, in arrival order.
+    received: Vec<u64>,
+    /// The types of the local candidates (`host`, `relay`, ...).
+    candidate_types: Vec<String>,
+    /// Keyframe requests that reached the sending track.
+    keyframe_requests: u64,
+    /// Error reports on `clients/<me>/errors`.
+    errors: Vec<Value>,
+    /// Answers the relay sent.
+    answers: u64,
+}
+
+pub struct MediaPeer {
+    pc: Arc<dyn PeerConnection>,
+    mqtt: AsyncClient,
+    track: Arc<TrackLocalStaticRTP>,
+    sender: Arc<dyn RtpSender>,
+    ssrc: u32,
+    seen: Arc<Mutex<Seen>>,
+    /// Bumped on every change of `seen`, so waits are for events.
+    changed: watch::Receiver<u64>,
+    connected: watch::Receiver<bool>,
+    signalling: tokio::task::JoinHandle<()>,
+}
+
+struct Events {
+    mqtt: AsyncClient,
+    up: String,
+    seen: Arc<Mutex<Seen>>,
+    changed: Arc<watch::Sender<u64>>,
+    connected: watch::Sender<bool>,
+}
+
+fn bump(changed: &watch::Sender<u64>) {
+    changed.send_modify(|n| *n += 1);
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Events {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        let Ok(init) = event.candidate.to_json() else {
+            return;
+        };
+        self.seen
+            .lock()
+            .unwrap()
+            .candidate_types
+            .push(event.candidate.typ.to_string());
+        let message = json!({"type": "candidate", "candidate": {
+            "candidate": init.candidate, "sdpMid": init.sdp_mid, "sdpMLineIndex": init.sdp_mline_index}});
+        let _ = self
+            .mqtt
+            .publish(&self.up, QoS::AtLeastOnce, false, message.to_string())
+            .await;
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        if state == RTCPeerConnectionState::Connected {
+            let _ = self.connected.send(true);
+        }
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let seen = self.seen.clone();
+        let changed = self.changed.clone();
+        tokio::spawn(async move {
+            while let Some(event) = track.poll().await {
+                if let TrackRemoteEvent::OnRtpPacket(packet) = event {
+                    if packet.payload.len() >= 8 {
+                        let n = u64::from_be_bytes(packet.payload[..8].try_into().unwrap());
+                        seen.lock().unwrap().received.push(n);
+                        bump(&changed);
+                    }
+                }
+            }
+        });
+    }
+}
+
+impl MediaPeer {
+    /// Joins the media of the accepted call `sid` as the device logged in
+    /// on `mqtt` (whose client id is `client_id`), and offers at once.
+    pub async fn join(
+        mut mqtt: Client,
+        sid: &str,
+        client_id: &str,
+        options: PeerOptions,
+    ) -> Result<MediaPeer> {
+        let up = format!("session/{sid}/webrtc/{client_id}/up");
+        let down = format!("session/{sid}/webrtc/{client_id}/down");
+        let errors = format!("clients/{client_id}/errors");
+        for filter in [&down, &errors] {
+            let codes = mqtt.subscribe(filter).await?;
+            if !matches!(codes[..], [rumqttc::SubscribeReasonCode::Success(_)]) {
+                bail!("subscribing {filter}: {codes:?}");
+            }
+        }
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let (changed_tx, changed) = watch::channel(0);
+        let changed_tx = Arc::new(changed_tx);
+        let (connected_tx, connected) = watch::channel(false);
+
+        let mut media = MediaEngine::default();
+        media.register_default_codecs()?;
+        let registry = register_default_interceptors(Registry::new(), &mut media)?
+            .with(Slot::from(14_000), KeyframeFeedback::default());
+        let mut config = RTCConfigurationBuilder::new().with_ice_servers(options.ice_servers);
+        if options.relay_only {
+            config = config.with_ice_transport_policy(RTCIceTransportPolicy::Relay);
+        }
+        let events = Events {
+            mqtt: mqtt.client.clone(),
+            up: up.clone(),
+            seen: seen.clone(),
+            changed: changed_tx.clone(),
+            connected: connected_tx,
+        };
+        let pc: Arc<dyn PeerConnection> = Arc::new(
+            PeerConnectionBuilder::new()
+                .with_configuration(config.build())
+                .with_media_engine(media)
+                .with_interceptor_registry(registry)
+                .with_handler(Arc::new(events))
+                .with_udp_addrs(vec!["127.0.0.1:0".to_string()])
+                .build()
+                .await?,
+        );
+        let ssrc = rand::random::<u32>();
+        let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+            format!("{client_id}-stream"),
+            format!("{client_id}-video"),
+            "camera".into(),
+            RtpCodecKind::Video,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec: RTCRtpCodec {
+                    mime_type: MIME_TYPE_VP8.to_owned(),
+                    clock_rate: 90_000,
+                    ..Default::default()
+                },
+                ..Default::default()
+            }],
+        )));
+        let sender = pc.add_track(track.clone() as Arc<dyn TrackLocal>).await?;
+        {
+            // Keyframe requests the relay forwards reach the sending track.
+            let track = track.clone();
+            let seen = seen.clone();
+            let changed = changed_tx.clone();
+            tokio::spawn(async move {
+                while let Some(TrackLocalEvent::OnRtcpPacket(packets)) = track.poll().await {
+                    if packets.iter().any(|p| asks_for_keyframe(p.as_ref())) {
+                        seen.lock().unwrap().keyframe_requests += 1;
+                        bump(&changed);
+                    }
+                }
+            });
+        }
+
+        let offer = pc.create_offer(None).await?;
+        pc.set_local_description(offer.clone()).await?;
+        let message = json!({"type": "offer", "sdp": offer.sdp});
+        mqtt.publish(&up, message.to_string().as_bytes(), false)
+            .await?;
+
+        let mqtt_sender = mqtt.client.clone();
+        let signalling = {
+            let pc = pc.clone();
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                while let Some(incoming) = mqtt.recv().await {
+                    let Incoming::Publish { topic, payload, .. } = incoming else {
+                        continue;
+                    };
+                    let message: Value = serde_json::from_slice(&payload).unwrap_or(Value::Null);
+                    if topic == errors {
+                        seen.lock().unwrap().errors.push(message);
+                    } else if topic == down {
+                        if let Err(e) = follow(&pc, &mqtt, &up, &message, &seen).await {
+                            seen.lock()
+                                .unwrap()
+                                .errors
+                                .push(json!({"peer": e.to_string()}));
+                        }
+                    }
+                    bump(&changed_tx);
+                }
+            })
+        };
+        Ok(MediaPeer {
+            pc,
+            mqtt: mqtt_sender,
+            track,
+            sender,
+            ssrc,
+            seen,
+            changed,
+            connected,
+            signalling,
+        })
+    }
+
+    pub async fn connected(&mut self) -> Result<()> {
+        tokio::time::timeout(WAIT, self.connected.wait_for(|c| *c))
+            .await
+            .map_err(|_| anyhow!("not connected within {WAIT:?}"))??;
+        Ok(())
+    }
+
+    /// Waits until `done` holds for what the peer saw.
+    async fn until<T>(&mut self, within: Duration, done: impl Fn(&Seen) -> Option<T>) -> Result<T> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(t) = done(&self.seen.lock().unwrap()) {
+                return Ok(t);
+            }
+            tokio::time::timeout_at(deadline, self.changed.changed())
+                .await
+                .map_err(|_| anyhow!("not seen within {within:?}"))??;
+        }
+    }
+
+    /// Sends packets numbered `numbers`, one every `gap`.
+    pub async fn send_numbered(&self, numbers: std::ops::Range<u64>, gap: Duration) -> Result<()> {
+        let payload_type = self
+            .sender
+            .get_parameters()
+            .await?
+            .rtp_parameters
+            .codecs
+            .first()
+            .map(|c| c.payload_type)
+            .context("no codec negotiated")?;
+        let filler = [0x5au8; 900];
+        let mut tick = tokio::time::interval(gap);
+        for n in numbers {
+            tick.tick().await;
+            let mut payload = BytesMut::with_capacity(8 + filler.len());
+            payload.put_u64(n);
+            payload.put_slice(&filler);
+            let packet = rtp::Packet {
+                header: rtp::Header {
+                    version: 2,
+                    marker: true,
+                    payload_type,
+                    sequence_number: n as u16,
+                    timestamp: (n * 3000) as u32,
+                    ssrc: self.ssrc,
+                    ..Default::default()
+                },
+                payload: Bytes::from(payload),
+            };
+            self.track.write_rtp(packet).await?;
+        }
+        Ok(())
+    }
+
+    /// The numbers received from `first` on, once `last` arrived or after
+    /// `within`.
+    pub async fn received_through(&mut self, first: u64, last: u64, within: Duration) -> Vec<u64> {
+        let _ = self
+            .until(within, |s| s.received.contains(&last).then_some(()))
+            .await;
+        let seen = self.seen.lock().unwrap();
+        seen.received.iter().copied().filter(|n| *n >= first).collect()
+    }
+
+    pub async fn received_any(&mut self) -> Result<()> {
+        self.until(WAIT, |s| (!s.received.is_empty()).then_some(()))
+            .await
+    }
+
+    pub async fn keyframe_requested(&mut self) -> Result<()> {
+        self.until(WAIT, |s| (s.keyframe_requests > 0).then_some(()))
+            .await
+    }
+
+    pub async fn next_error(&mut self) -> Result<Value> {
+        self.until(WAIT, |s| s.errors.first().cloned()).await
+    }
+
+    pub fn answers(&self) -> u64 {
+        self.seen.lock().unwrap().answers
+    }
+
+    pub fn candidate_types(&self) -> Vec<String> {
+        self.seen.lock().unwrap().candidate_types.clone()
+    }
+
+    /// Publishes on the peer's MQTT connection (a call action, say).
+    pub async fn publish(&self, topic: &str, payload: Value) -> Result<()> {
+        self.mqtt
+            .publish(topic, QoS::AtLeastOnce, false, payload.to_string())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn close(self) {
+        self.signalling.abort();
+        let _ = self.pc.close().await;
+    }
+}
+
+/// Applies one message from the relay, answering its offers.
+async fn follow(
+    pc: &Arc<dyn PeerConnection>,
+    mqtt: &Client,
+    up: &str,
+    message: &Value,
+    seen: &Mutex<Seen>,
+) -> Result<()> {
+    match message["type"].as_str() {
+        Some("answer") => {
+            let sdp = message["sdp"].as_str().context("answer without sdp")?;
+            pc.set_remote_description(RTCSessionDescription::answer(sdp.into())?)
+                .await?;
+            seen.lock().unwrap().answers += 1;
+        }
+        Some("offer") => {
+            let sdp = message["sdp"].as_str().context("offer without sdp")?;
+            pc.set_remote_description(RTCSessionDescription::offer(sdp.into())?)
+                .await?;
+            let answer = pc.create_answer(None).await?;
+            pc.set_local_description(answer.clone()).await?;
+            let reply = json!({"type": "answer", "sdp": answer.sdp});
+            mqtt.publish(up, reply.to_string().as_bytes(), false).await?;
+        }
+        Some("candidate") => {
+            let Some(c) = message["candidate"].as_object() else {
+                return Ok(()); // end of candidates
+            };
+            let init = RTCIceCandidateInit {
+                candidate: c["candidate"].as_str().unwrap_or_default().into(),
+                sdp_mid: c.get("sdpMid").and_then(|v| v.as_str()).map(String::from),
+                sdp_mline_index: c
+                    .get("sdpMLineIndex")
+                    .and_then(|v| v.as_u64())
+                    .map(|i| i as u16),
+                ..Default::default()
+            };
+            pc.add_ice_candidate(init).await?;
+        }
+        other => bail!("unexpected message type {other:?}"),
+    }
+    Ok(())
+}

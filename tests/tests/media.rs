@@ -1,0 +1,250 @@
+//! Media through the relay, end to end: headless WebRTC peers (the webrtc
+//! crate) signalling over MQTT to the real binary, sending numbered RTP
+//! packets to each other through it.
+
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use switchboard_e2e::api::{Api, SignedIn, SmsInbox};
+use switchboard_e2e::media::{MediaPeer, PeerOptions};
+use switchboard_e2e::mqtt::{connect, Client, Incoming, Login, Via};
+use switchboard_e2e::{random_id, Database, Server};
+
+/// A UDP port range nobody holds now, for the relay to use.
+fn free_port_range(len: u16) -> (u16, u16) {
+    loop {
+        let first = 20_000 + rand::random::<u16>() % 30_000;
+        let held: Vec<UdpSocket> = (first..first + len)
+            .filter_map(|p| UdpSocket::bind(("127.0.0.1", p)).ok())
+            .collect();
+        if held.len() == usize::from(len) {
+            return (first, first + len - 1);
+        }
+    }
+}
+
+fn bindable(port: u16) -> bool {
+    UdpSocket::bind(("127.0.0.1", port)).is_ok()
+}
+
+async fn mqtt(server: &Server, who: &SignedIn) -> Client {
+    connect(
+        server.mqtt,
+        Via::Tcp,
+        Login::token(&who.client_id, &who.id, &who.access),
+    )
+    .await
+    .unwrap()
+}
+
+async fn publish(client: &Client, topic: &str, payload: Value) {
+    client
+        .publish(topic, payload.to_string().as_bytes(), false)
+        .await
+        .unwrap();
+}
+
+async fn state_until(client: &mut Client, sid: &str, state: &str) -> Value {
+    let topic = format!("session/{sid}/state");
+    loop {
+        if let Incoming::Publish { topic: t, payload, .. } = client.next().await.unwrap() {
+            let v: Value = serde_json::from_slice(&payload).unwrap_or(Value::Null);
+            if t == topic && v["state"] == state {
+                return v;
+            }
+        }
+    }
+}
+
+struct Call {
+    server: Server,
+    api: Api,
+    a: SignedIn,
+    b: SignedIn,
+    c: SignedIn,
+    sid: String,
+    caller: Client,
+    callee: Client,
+    ports: (u16, u16),
+    _db: Database,
+    _sms: SmsInbox,
+}
+
+/// A calls B and B accepts; C is a contact of both but not in the call.
+async fn accepted_call(env: &[(&str, String)]) -> Call {
+    let db = Database::for_test().await.unwrap();
+    let sms = SmsInbox::start().await.unwrap();
+    let ports = free_port_range(6);
+    let mut builder = Server::with_sms(&db, &sms)
+        .env("SWITCHBOARD_RELAY_PORT_MIN", ports.0.to_string())
+        .env("SWITCHBOARD_RELAY_PORT_MAX", ports.1.to_string());
+    for (k, v) in env {
+        builder = builder.env(k, v.clone());
+    }
+    let server = builder.start().await.unwrap();
+    let api = Api::new(&server);
+    let a = api.sign_in(&sms, "+48555800001", "phone").await.unwrap();
+    let b = api.sign_in(&sms, "+48555800002", "phone").await.unwrap();
+    let c = api.sign_in(&sms, "+48555800003", "phone").await.unwrap();
+    for (me, others) in [(&a, [&b, &c]), (&b, [&a, &c]), (&c, [&a, &b])] {
+        let ids: Vec<&str> = others.iter().map(|o| o.id.as_str()).collect();
+        let r = api
+            .put("/v1/me/contacts", &me.access, json!({ "userIds": ids }))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200);
+    }
+    let sid = random_id();
+    let mut caller = mqtt(&server, &a).await;
+    let mut callee = mqtt(&server, &b).await;
+    callee.subscribe(&format!("invite/{}/+", b.id)).await.unwrap();
+    let invite = json!({"sid": sid, "from": a.id, "fromDevice": "phone", "kind": "video", "sentAt": 1});
+    publish(&caller, &format!("invite/{}/{sid}", b.id), invite).await;
+    // Each side may read the state once it is in the call.
+    caller
+        .subscribe(&format!("session/{sid}/state"))
+        .await
+        .unwrap();
+    loop {
+        if let Incoming::Publish { topic, .. } = callee.next().await.unwrap() {
+            if topic.starts_with("invite/") {
+                break;
+            }
+        }
+    }
+    callee
+        .subscribe(&format!("session/{sid}/state"))
+        .await
+        .unwrap();
+    publish(&callee, &format!("session/{sid}/call"), json!({"action": "ringing"})).await;
+    publish(&callee, &format!("session/{sid}/call"), json!({"action": "accept"})).await;
+    state_until(&mut caller, &sid, "accepted").await;
+    state_until(&mut callee, &sid, "accepted").await;
+    Call {
+        server,
+        api,
+        a,
+        b,
+        c,
+        sid,
+        caller,
+        callee,
+        ports,
+        _db: db,
+        _sms: sms,
+    }
+}
+
+async fn metric(server: &Server, name: &str) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", server.http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics"))
+}
+
+/// Polls /metrics until `name` reads `want` (the relay closes rooms
+/// asynchronously after the state is published).
+async fn metric_reaches(server: &Server, name: &str, want: f64) {
+    for _ in 0..100 {
+        if metric(server, name).await == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{name} never reached {want}: {}", metric(server, name).await);
+}
+
+/// Checks what one side received of the other's numbered packets.
+fn assert_stream(who: &str, got: &[u64], sent: u64) {
+    let mut unique = got.to_vec();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), got.len(), "{who}: duplicates");
+    assert!(
+        got.windows(2).all(|w| w[0] < w[1]),
+        "{who}: packets out of order"
+    );
+    let lost = sent - got.len() as u64;
+    assert!(
+        lost * 100 < sent,
+        "{who}: lost {lost} of {sent} packets (1% allowed)"
+    );
+}
+
+#[tokio::test]
+async fn two_headless_peers_exchange_numbered_rtp_through_the_relay() {
+    let call = accepted_call(&[]).await;
+    let Call {
+        server,
+        a,
+        b,
+        sid,
+        caller,
+        callee,
+        ports,
+        ..
+    } = call;
+    let mut pa = MediaPeer::join(caller, &sid, &a.client_id, PeerOptions::default())
+        .await
+        .unwrap();
+    let mut pb = MediaPeer::join(callee, &sid, &b.client_id, PeerOptions::default())
+        .await
+        .unwrap();
+    pa.connected().await.unwrap();
+    pb.connected().await.unwrap();
+    // The relay's two sockets come from the configured range.
+    let in_use = (ports.0..=ports.1).filter(|p| !bindable(*p)).count();
+    assert_eq!(in_use, 2, "relay sockets in {ports:?}");
+    assert_eq!(metric(&server, "switchboard_relay_rooms").await, 1.0);
+    assert_eq!(metric(&server, "switchboard_relay_peer_connections").await, 2.0);
+
+    // The relay subscribes each side to the other's track when it first
+    // arrives and offers it; packets before that renegotiation are not
+    // forwarded. Warm up until both sides receive, then measure.
+    let gap = Duration::from_millis(2);
+    let (sa, sb) = tokio::join!(pa.send_numbered(0..250, gap), pb.send_numbered(0..250, gap));
+    sa.unwrap();
+    sb.unwrap();
+    pa.received_any().await.unwrap();
+    pb.received_any().await.unwrap();
+    const FIRST: u64 = 1_000_000;
+    const COUNT: u64 = 1000;
+    let measured = FIRST..FIRST + COUNT;
+    let (sa, sb) = tokio::join!(
+        pa.send_numbered(measured.clone(), gap),
+        pb.send_numbered(measured, gap)
+    );
+    sa.unwrap();
+    sb.unwrap();
+    let last = FIRST + COUNT - 1;
+    let got_a = pa.received_through(FIRST, last, Duration::from_secs(5)).await;
+    let got_b = pb.received_through(FIRST, last, Duration::from_secs(5)).await;
+    assert_stream("caller", &got_a, COUNT);
+    assert_stream("callee", &got_b, COUNT);
+    // A receiver joining asks the sender for a keyframe.
+    pa.keyframe_requested().await.unwrap();
+    pb.keyframe_requested().await.unwrap();
+    assert!(
+        metric(&server, "switchboard_relay_forwarded_packets_total").await
+            >= (got_a.len() + got_b.len()) as f64
+    );
+    assert!(metric(&server, "switchboard_relay_keyframe_requests_total").await >= 2.0);
+
+    // Hang up: the room, its connections and its sockets are released.
+    pa.publish(&format!("session/{sid}/call"), json!({"action": "hangup"}))
+        .await
+        .unwrap();
+    metric_reaches(&server, "switchboard_relay_rooms", 0.0).await;
+    assert_eq!(metric(&server, "switchboard_relay_peer_connections").await, 0.0);
+    for port in ports.0..=ports.1 {
+        assert!(bindable(port), "port {port} still held after hangup");
+    }
+    pa.close().await;
+    pb.close().await;
+}

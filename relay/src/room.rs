@@ -201,11 +201,40 @@ impl Room {
         events: &mpsc::UnboundedSender<PeerEvent>,
     ) -> Result<(), String> {
         let offer = RTCSessionDescription::offer(sdp).map_err(|e| format!("bad offer: {e}"))?;
-        if !self.peers.contains_key(from) {
+        let fresh = !self.peers.contains_key(from);
+        if fresh {
             let peer = self.new_peer(from, events).await?;
             self.peers.insert(from.clone(), peer);
         }
-        let peer = self.peers.get_mut(from).expect("just inserted");
+        let mut answered = self.answer(from, offer.clone()).await;
+        if answered.is_err() && !fresh {
+            // A device that restarted its own connection offers anew, with
+            // new ICE and DTLS credentials: start over with a new one.
+            self.drop_peer(from).await;
+            let peer = self.new_peer(from, events).await?;
+            self.peers.insert(from.clone(), peer);
+            answered = self.answer(from, offer).await;
+        }
+        let sdp = match answered {
+            Ok(sdp) => sdp,
+            Err(e) => {
+                self.drop_peer(from).await;
+                return Err(e);
+            }
+        };
+        self.send(from, WebRtcSignal::Answer { sdp });
+        self.subscribe_to_all(from).await;
+        self.renegotiate(from).await;
+        Ok(())
+    }
+
+    /// Applies a device's offer and returns the relay's answer.
+    async fn answer(
+        &mut self,
+        from: &ClientId,
+        offer: RTCSessionDescription,
+    ) -> Result<String, String> {
+        let peer = self.peers.get_mut(from).expect("peer made before");
         if peer.offering {
             // Both offered at once: the relay yields, answers, and offers
             // again afterwards.
@@ -230,10 +259,7 @@ impl Room {
             .set_local_description(answer.clone())
             .await
             .map_err(|e| format!("answering: {e}"))?;
-        self.send(from, WebRtcSignal::Answer { sdp: answer.sdp });
-        self.subscribe_to_all(from).await;
-        self.renegotiate(from).await;
-        Ok(())
+        Ok(answer.sdp)
     }
 
     async fn on_answer(&mut self, from: &ClientId, sdp: String) -> Result<(), String> {

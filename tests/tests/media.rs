@@ -248,3 +248,108 @@ async fn two_headless_peers_exchange_numbered_rtp_through_the_relay() {
     pa.close().await;
     pb.close().await;
 }
+
+/// The next report on `clients/<me>/errors`, skipping anything else.
+async fn error(client: &mut Client) -> Value {
+    loop {
+        if let Incoming::Publish { topic, payload, .. } = client.next().await.unwrap() {
+            if topic.starts_with("clients/") {
+                return serde_json::from_slice(&payload).unwrap();
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn only_the_two_devices_of_an_accepted_call_reach_the_relay() {
+    let call = accepted_call(&[]).await;
+    let Call {
+        server,
+        a,
+        b,
+        c,
+        sid,
+        ..
+    } = call;
+    let offer = json!({"type": "offer", "sdp": "v=0\r\n"});
+    // C, in no call, and B's tablet, which did not accept: refused at the
+    // topic rules, and nothing comes down.
+    for (who, device) in [(&c, "phone"), (&b, "tablet")] {
+        let token = server.token(&who.id, Some(device), "user", 600).unwrap();
+        let client_id = format!("{}:{device}", who.id);
+        let mut client = connect(server.mqtt, Via::Tcp, Login::token(&client_id, &who.id, &token))
+            .await
+            .unwrap();
+        client
+            .subscribe(&format!("clients/{client_id}/errors"))
+            .await
+            .unwrap();
+        let codes = client
+            .subscribe(&format!("session/{sid}/webrtc/{client_id}/down"))
+            .await
+            .unwrap();
+        assert_eq!(codes, [rumqttc::SubscribeReasonCode::Failure], "{client_id}");
+        publish(&client, &format!("session/{sid}/webrtc/{client_id}/up"), offer.clone()).await;
+        let report = error(&mut client).await;
+        assert_eq!(report["code"], "forbidden", "{client_id}: {report}");
+        // Nor may anyone read or write another device's signalling.
+        let codes = client
+            .subscribe(&format!("session/{sid}/webrtc/{}/down", a.client_id))
+            .await
+            .unwrap();
+        assert_eq!(codes, [rumqttc::SubscribeReasonCode::Failure]);
+    }
+    // No connection was made for them.
+    assert_eq!(metric(&server, "switchboard_relay_peer_connections").await, 0.0);
+}
+
+#[tokio::test]
+async fn bad_signalling_is_refused_and_changes_nothing() {
+    let call = accepted_call(&[]).await;
+    let Call {
+        server,
+        a,
+        sid,
+        mut caller,
+        ..
+    } = call;
+    caller
+        .subscribe(&format!("clients/{}/errors", a.client_id))
+        .await
+        .unwrap();
+    caller
+        .subscribe(&format!("session/{sid}/webrtc/{}/down", a.client_id))
+        .await
+        .unwrap();
+    let up = format!("session/{sid}/webrtc/{}/up", a.client_id);
+    for (payload, code) in [
+        (json!("not an object"), "bad_request"),
+        (json!({"type": "offer"}), "bad_request"),
+        (json!({"type": "hello", "sdp": "x"}), "bad_request"),
+        (json!({"type": "offer", "sdp": "x", "extra": 1}), "bad_request"),
+        // Well formed but meaningless to the relay.
+        (json!({"type": "offer", "sdp": "this is not SDP"}), "bad_request"),
+        // SDP, but no media an offer needs (no ICE credentials).
+        (
+            json!({"type": "offer", "sdp": "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:96 VP8/90000\r\n"}),
+            "bad_request",
+        ),
+        (json!({"type": "answer", "sdp": "v=0\r\n"}), "bad_request"),
+        (
+            json!({"type": "candidate", "candidate": {"candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host", "sdpMid": "0", "sdpMLineIndex": 0}}),
+            "bad_request",
+        ),
+    ] {
+        publish(&caller, &up, payload.clone()).await;
+        let report = error(&mut caller).await;
+        assert_eq!(report["code"], code, "{payload}: {report}");
+    }
+    assert_eq!(metric(&server, "switchboard_relay_peer_connections").await, 0.0);
+
+    // After the call ends the relay answers nobody.
+    publish(&caller, &format!("session/{sid}/call"), json!({"action": "hangup"})).await;
+    state_until(&mut caller, &sid, "ended").await;
+    publish(&caller, &up, json!({"type": "offer", "sdp": "v=0\r\n"})).await;
+    let report = error(&mut caller).await;
+    assert_eq!(report["code"], "forbidden", "{report}");
+}

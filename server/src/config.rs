@@ -271,6 +271,12 @@ impl Config {
                     .into(),
             );
         }
+        if self.turn_relay_ip.is_some_and(|ip| ip.is_unspecified()) {
+            return bad(
+                "turn_relay_ip",
+                "must be the address clients reach, not a wildcard".into(),
+            );
+        }
         if self.relay_bind_ip.is_unspecified() {
             return bad(
                 "relay_bind_ip",

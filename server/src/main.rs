@@ -18,6 +18,7 @@ mod sms;
 mod social;
 mod store;
 mod token;
+mod turn;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;

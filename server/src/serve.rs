@@ -126,6 +126,23 @@ pub async fn run(config: Config) -> Result<()> {
     calls.spawn_ticker();
     robots.spawn_ticker(broker.publisher.clone(), calls.clone());
 
+    let turn = match (config.turn_listen_addr, config.turn_secret.as_deref()) {
+        (Some(listen), Some(secret)) => {
+            Some(crate::turn::Turn::start(listen, config.turn_relay_ip, secret).await?)
+        }
+        _ => None,
+    };
+    let turn_urls = match &turn {
+        Some(t) if config.ice_turn_urls.is_empty() => {
+            let ip = config.turn_relay_ip.unwrap_or(reachable(t.addr).ip());
+            vec![format!(
+                "turn:{}?transport=udp",
+                SocketAddr::new(ip, t.addr.port())
+            )]
+        }
+        _ => config.ice_turn_urls.clone(),
+    };
+
     let http_listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
         .with_context(|| format!("binding HTTP on {}", config.http_addr))?;
@@ -151,6 +168,7 @@ pub async fn run(config: Config) -> Result<()> {
         limits,
         id_key,
         mqtt_urls,
+        turn_urls,
         metrics,
         mqtt_probe_addr: reachable(broker.tcp_addr),
         openapi: http::openapi(),
@@ -160,6 +178,7 @@ pub async fn run(config: Config) -> Result<()> {
         %http_addr,
         mqtt = %broker.tcp_addr,
         mqtt_ws = %broker.ws_addr,
+        turn = turn.as_ref().map(|t| t.addr.to_string()),
         database = %crate::store::redact(&config.database_url()),
         "switchboard ready"
     );
@@ -173,6 +192,9 @@ pub async fn run(config: Config) -> Result<()> {
 
     tracing::info!("shutting down");
     broker.stop().await;
+    if let Some(turn) = turn {
+        turn.stop().await;
+    }
     store.close().await;
     tracing::info!("stopped");
     Ok(())

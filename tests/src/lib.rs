@@ -112,6 +112,8 @@ pub struct Server {
     pub http: String,
     pub mqtt: SocketAddr,
     pub mqtt_ws: SocketAddr,
+    /// The embedded TURN server, when it is on.
+    pub turn: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
     env: Vec<(String, String)>,
     /// Every log line the server wrote, parsed.
@@ -194,6 +196,7 @@ impl ServerBuilder {
             http: format!("http://{}", field("http_addr")?),
             mqtt: field("mqtt")?,
             mqtt_ws: field("mqtt_ws")?,
+            turn: field("turn").ok(),
             child,
             dir,
             env,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use switchboard_e2e::api::{Api, SignedIn, SmsInbox};
 use switchboard_e2e::media::{MediaPeer, PeerOptions};
+use webrtc::peer_connection::RTCIceServer;
 use switchboard_e2e::mqtt::{connect, Client, Incoming, Login, Via};
 use switchboard_e2e::{random_id, Database, Server};
 
@@ -352,4 +353,67 @@ async fn bad_signalling_is_refused_and_changes_nothing() {
     publish(&caller, &up, json!({"type": "offer", "sdp": "v=0\r\n"})).await;
     let report = error(&mut caller).await;
     assert_eq!(report["code"], "forbidden", "{report}");
+}
+
+#[tokio::test]
+async fn peers_allowed_only_relayed_candidates_connect_through_the_embedded_turn_server() {
+    let secret = "turn-shared-secret-for-tests-0123";
+    let call = accepted_call(&[
+        ("SWITCHBOARD_TURN_LISTEN_ADDR", "127.0.0.1:0".into()),
+        ("SWITCHBOARD_TURN_SECRET", secret.into()),
+    ])
+    .await;
+    let Call {
+        server,
+        api,
+        a,
+        b,
+        sid,
+        caller,
+        callee,
+        ..
+    } = call;
+    let turn = server.turn.expect("the TURN server's address in the ready line");
+    let mut peers = Vec::new();
+    for (who, mqtt) in [(&a, caller), (&b, callee)] {
+        // Each peer uses what the API hands out, as an app would.
+        let r = api.get("/v1/ice-servers", &who.access).await.unwrap();
+        let entry = &r.body["iceServers"][0];
+        assert_eq!(entry["urls"][0], format!("turn:{turn}?transport=udp"));
+        let ice = RTCIceServer {
+            urls: vec![entry["urls"][0].as_str().unwrap().into()],
+            username: entry["username"].as_str().unwrap().into(),
+            credential: entry["credential"].as_str().unwrap().into(),
+        };
+        let options = PeerOptions {
+            ice_servers: vec![ice],
+            relay_only: true,
+        };
+        peers.push(
+            MediaPeer::join(mqtt, &sid, &who.client_id, options)
+                .await
+                .unwrap(),
+        );
+    }
+    for peer in &mut peers {
+        peer.connected().await.unwrap();
+    }
+    let gap = Duration::from_millis(2);
+    let (sa, sb) = tokio::join!(
+        peers[0].send_numbered(0..250, gap),
+        peers[1].send_numbered(0..250, gap)
+    );
+    sa.unwrap();
+    sb.unwrap();
+    for peer in &mut peers {
+        peer.received_any().await.unwrap();
+        let types = peer.candidate_types();
+        assert!(
+            !types.is_empty() && types.iter().all(|t| t == "relay"),
+            "{types:?}"
+        );
+    }
+    for peer in peers {
+        peer.close().await;
+    }
 }

@@ -55,6 +55,9 @@ pub struct App {
     pub id_key: Vec<u8>,
     /// MQTT URLs for clients: TCP and WebSocket.
     pub mqtt_urls: (String, String),
+    /// TURN URLs handed out with credentials: `ice_turn_urls`, or the
+    /// embedded server's.
+    pub turn_urls: Vec<String>,
     pub metrics: Arc<Metrics>,
     /// Where readiness checks that the MQTT listener accepts connections.
     pub mqtt_probe_addr: SocketAddr,

@@ -417,3 +417,61 @@ async fn peers_allowed_only_relayed_candidates_connect_through_the_embedded_turn
         peer.close().await;
     }
 }
+
+/// The Python with aiortc and paho-mqtt: `E2E_PYTHON` (the test script
+/// makes a virtualenv), or `python3`.
+fn python() -> String {
+    std::env::var("E2E_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+fn aiortc_peer(role: &str, server: &Server, sid: &str, who: &SignedIn) -> std::process::Child {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/interop/aiortc_peer.py");
+    std::process::Command::new(python())
+        .arg(script)
+        .arg(role)
+        .args(["--host", &server.mqtt.ip().to_string()])
+        .args(["--port", &server.mqtt.port().to_string()])
+        .args(["--sid", sid, "--client-id", &who.client_id])
+        .args(["--user", &who.id, "--token", &who.access])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "running {} (aiortc and paho-mqtt, installed by scripts/test): {e}",
+                python()
+            )
+        })
+}
+
+#[tokio::test]
+async fn an_aiortc_peer_sends_vp8_that_another_aiortc_peer_decodes_through_the_relay() {
+    let call = accepted_call(&[]).await;
+    let Call {
+        server,
+        a,
+        b,
+        sid,
+        caller,
+        callee,
+        ..
+    } = call;
+    // The devices' MQTT sessions pass to the Python processes.
+    drop((caller, callee));
+    let mut sender = aiortc_peer("send", &server, &sid, &a);
+    let receiver = aiortc_peer("receive", &server, &sid, &b);
+    let output = tokio::task::spawn_blocking(move || receiver.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let _ = sender.kill();
+    let _ = sender.wait();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "receiver failed: {stdout}");
+    let seen: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    eprintln!("aiortc receiver: {seen}");
+    assert!(seen["decoded"].as_u64().unwrap() >= 60, "{seen}");
+    assert_eq!(seen["sizes"], json!(["320x240"]), "{seen}");
+    assert_eq!(seen["errors"], json!([]), "{seen}");
+    assert!(metric(&server, "switchboard_relay_keyframe_requests_total").await >= 1.0);
+}

@@ -5,6 +5,7 @@
 
 mod calls;
 mod presence;
+mod relay;
 mod stats;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +35,16 @@ enum Bench {
         #[arg(long, default_value_t = 10)]
         rounds: usize,
     },
+    /// Media relay: K calls, both sides sending RTP at `rate` packets/s;
+    /// packets forwarded per CPU-second and write-to-arrival latency.
+    Relay {
+        #[arg(long, default_value_t = 10)]
+        calls: usize,
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
 }
 
 #[tokio::main]
@@ -41,5 +52,10 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().bench {
         Bench::Presence { watchers, rounds } => presence::run(watchers, rounds).await,
         Bench::Calls { pairs, rounds } => calls::run(pairs, rounds).await,
+        Bench::Relay {
+            calls,
+            rate,
+            seconds,
+        } => relay::run(calls, rate, seconds).await,
     }
 }

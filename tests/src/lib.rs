@@ -19,6 +19,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 pub mod api;
+pub mod calls;
 pub mod media;
 pub mod mqtt;
 
@@ -276,6 +277,10 @@ impl Server {
     }
 
     /// Stops the server with SIGTERM and waits for it to exit.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn terminate(mut self) -> Result<(ExitStatus, tempfile::TempDir)> {
         signal(&self.child, "-TERM")?;
         let status = self.child.wait()?;

@@ -45,6 +45,8 @@ pub struct PeerOptions {
 struct Seen {
     /// Numbers of the packets received, in arrival order.
     received: Vec<u64>,
+    /// Microseconds each took from the sender's write to arrival.
+    latencies_us: Vec<u64>,
     /// The types of the local candidates (`host`, `relay`, ...).
     candidate_types: Vec<String>,
     /// Keyframe requests that reached the sending track.
@@ -74,6 +76,16 @@ struct Events {
     seen: Arc<Mutex<Seen>>,
     changed: Arc<watch::Sender<u64>>,
     connected: watch::Sender<bool>,
+}
+
+/// Send times are microseconds since this instant: sender and receiver
+/// run in one process, so they share it.
+fn now_us() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    EPOCH
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_micros() as u64
 }
 
 fn bump(changed: &watch::Sender<u64>) {
@@ -111,9 +123,13 @@ impl PeerConnectionEventHandler for Events {
         tokio::spawn(async move {
             while let Some(event) = track.poll().await {
                 if let TrackRemoteEvent::OnRtpPacket(packet) = event {
-                    if packet.payload.len() >= 8 {
+                    if packet.payload.len() >= 16 {
                         let n = u64::from_be_bytes(packet.payload[..8].try_into().unwrap());
-                        seen.lock().unwrap().received.push(n);
+                        let sent = u64::from_be_bytes(packet.payload[8..16].try_into().unwrap());
+                        let mut seen = seen.lock().unwrap();
+                        seen.received.push(n);
+                        seen.latencies_us.push(now_us().saturating_sub(sent));
+                        drop(seen);
                         bump(&changed);
                     }
                 }
@@ -280,11 +296,13 @@ impl MediaPeer {
             .map(|c| c.payload_type)
             .context("no codec negotiated")?;
         let filler = [0x5au8; 900];
+        now_us();
         let mut tick = tokio::time::interval(gap);
         for n in numbers {
             tick.tick().await;
-            let mut payload = BytesMut::with_capacity(8 + filler.len());
+            let mut payload = BytesMut::with_capacity(16 + filler.len());
             payload.put_u64(n);
+            payload.put_u64(now_us());
             payload.put_slice(&filler);
             let packet = rtp::Packet {
                 header: rtp::Header {
@@ -311,6 +329,15 @@ impl MediaPeer {
             .await;
         let seen = self.seen.lock().unwrap();
         seen.received.iter().copied().filter(|n| *n >= first).collect()
+    }
+
+    /// Arrival latencies so far, taken away.
+    pub fn take_latencies_us(&self) -> Vec<u64> {
+        std::mem::take(&mut self.seen.lock().unwrap().latencies_us)
+    }
+
+    pub fn received_count(&self) -> usize {
+        self.seen.lock().unwrap().received.len()
     }
 
     pub async fn received_any(&mut self) -> Result<()> {

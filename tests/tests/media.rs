@@ -9,8 +9,9 @@ use serde_json::{json, Value};
 use switchboard_e2e::api::{Api, SignedIn, SmsInbox};
 use switchboard_e2e::media::{MediaPeer, PeerOptions};
 use webrtc::peer_connection::RTCIceServer;
+use switchboard_e2e::calls::state_until;
 use switchboard_e2e::mqtt::{connect, Client, Incoming, Login, Via};
-use switchboard_e2e::{random_id, Database, Server};
+use switchboard_e2e::{calls, Database, Server};
 
 /// A UDP port range nobody holds now, for the relay to use.
 fn free_port_range(len: u16) -> (u16, u16) {
@@ -27,35 +28,6 @@ fn free_port_range(len: u16) -> (u16, u16) {
 
 fn bindable(port: u16) -> bool {
     UdpSocket::bind(("127.0.0.1", port)).is_ok()
-}
-
-async fn mqtt(server: &Server, who: &SignedIn) -> Client {
-    connect(
-        server.mqtt,
-        Via::Tcp,
-        Login::token(&who.client_id, &who.id, &who.access),
-    )
-    .await
-    .unwrap()
-}
-
-async fn publish(client: &Client, topic: &str, payload: Value) {
-    client
-        .publish(topic, payload.to_string().as_bytes(), false)
-        .await
-        .unwrap();
-}
-
-async fn state_until(client: &mut Client, sid: &str, state: &str) -> Value {
-    let topic = format!("session/{sid}/state");
-    loop {
-        if let Incoming::Publish { topic: t, payload, .. } = client.next().await.unwrap() {
-            let v: Value = serde_json::from_slice(&payload).unwrap_or(Value::Null);
-            if t == topic && v["state"] == state {
-                return v;
-            }
-        }
-    }
 }
 
 struct Call {
@@ -96,32 +68,7 @@ async fn accepted_call(env: &[(&str, String)]) -> Call {
             .unwrap();
         assert_eq!(r.status, 200);
     }
-    let sid = random_id();
-    let mut caller = mqtt(&server, &a).await;
-    let mut callee = mqtt(&server, &b).await;
-    callee.subscribe(&format!("invite/{}/+", b.id)).await.unwrap();
-    let invite = json!({"sid": sid, "from": a.id, "fromDevice": "phone", "kind": "video", "sentAt": 1});
-    publish(&caller, &format!("invite/{}/{sid}", b.id), invite).await;
-    // Each side may read the state once it is in the call.
-    caller
-        .subscribe(&format!("session/{sid}/state"))
-        .await
-        .unwrap();
-    loop {
-        if let Incoming::Publish { topic, .. } = callee.next().await.unwrap() {
-            if topic.starts_with("invite/") {
-                break;
-            }
-        }
-    }
-    callee
-        .subscribe(&format!("session/{sid}/state"))
-        .await
-        .unwrap();
-    publish(&callee, &format!("session/{sid}/call"), json!({"action": "ringing"})).await;
-    publish(&callee, &format!("session/{sid}/call"), json!({"action": "accept"})).await;
-    state_until(&mut caller, &sid, "accepted").await;
-    state_until(&mut callee, &sid, "accepted").await;
+    let (sid, caller, callee) = calls::accepted(&server, &a, &b).await.unwrap();
     Call {
         server,
         api,
@@ -290,7 +237,7 @@ async fn only_the_two_devices_of_an_accepted_call_reach_the_relay() {
             .await
             .unwrap();
         assert_eq!(codes, [rumqttc::SubscribeReasonCode::Failure], "{client_id}");
-        publish(&client, &format!("session/{sid}/webrtc/{client_id}/up"), offer.clone()).await;
+        calls::publish(&client, &format!("session/{sid}/webrtc/{client_id}/up"), offer.clone()).await.unwrap();
         let report = error(&mut client).await;
         assert_eq!(report["code"], "forbidden", "{client_id}: {report}");
         // Nor may anyone read or write another device's signalling.
@@ -341,16 +288,16 @@ async fn bad_signalling_is_refused_and_changes_nothing() {
             "bad_request",
         ),
     ] {
-        publish(&caller, &up, payload.clone()).await;
+        calls::publish(&caller, &up, payload.clone()).await.unwrap();
         let report = error(&mut caller).await;
         assert_eq!(report["code"], code, "{payload}: {report}");
     }
     assert_eq!(metric(&server, "switchboard_relay_peer_connections").await, 0.0);
 
     // After the call ends the relay answers nobody.
-    publish(&caller, &format!("session/{sid}/call"), json!({"action": "hangup"})).await;
-    state_until(&mut caller, &sid, "ended").await;
-    publish(&caller, &up, json!({"type": "offer", "sdp": "v=0\r\n"})).await;
+    calls::publish(&caller, &format!("session/{sid}/call"), json!({"action": "hangup"})).await.unwrap();
+    state_until(&mut caller, &sid, "ended").await.unwrap();
+    calls::publish(&caller, &up, json!({"type": "offer", "sdp": "v=0\r\n"})).await.unwrap();
     let report = error(&mut caller).await;
     assert_eq!(report["code"], "forbidden", "{report}");
 }

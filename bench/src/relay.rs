@@ -1,0 +1,130 @@
+//! Media relay throughput and latency: K calls at once, both devices of
+//! each a headless WebRTC peer sending numbered, timestamped RTP at a fixed
+//! rate through the relay. Reported: packets the relay forwarded per second
+//! of its CPU time (the server's utime + stime from /proc), and the
+//! latency from a sender's write to the receiver's arrival, p50 and p99.
+//! Both peers and the relay share this machine's cores, so the latency is
+//! an upper bound of what the relay adds.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use futures::future::join_all;
+use serde_json::json;
+use switchboard_e2e::api::{Api, SignedIn};
+use switchboard_e2e::calls;
+use switchboard_e2e::media::{MediaPeer, PeerOptions};
+use switchboard_e2e::{random_id, Database, Server};
+
+use crate::stats::{ms, quantile};
+
+/// CPU seconds the process has used (user + system).
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("stat format")?
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    Ok(ticks / 100.0) // USER_HZ is 100 on Linux
+}
+
+async fn forwarded(server: &Server) -> Result<f64> {
+    let text = reqwest::get(format!("{}/metrics", server.http))
+        .await?
+        .text()
+        .await?;
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("switchboard_relay_forwarded_packets_total ")?
+                .parse()
+                .ok()
+        })
+        .context("forwarded packets metric")
+}
+
+async fn user(server: &Server, api: &Api) -> Result<SignedIn> {
+    let id = random_id();
+    let access = server.token(&id, Some("phone"), "user", 3600)?;
+    let r = api
+        .put("/v1/me/visibility", &access, json!({"visibility": "everyone"}))
+        .await?;
+    if r.status != 200 {
+        bail!("visibility: {r:?}");
+    }
+    Ok(SignedIn {
+        client_id: format!("{id}:phone"),
+        id,
+        access,
+        refresh: String::new(),
+        body: serde_json::Value::Null,
+    })
+}
+
+pub async fn run(calls: usize, rate: u64, seconds: u64) -> Result<()> {
+    let server = Server::start(&Database::Sqlite).await?;
+    let api = Api::new(&server);
+    eprintln!("setting up {calls} calls");
+    let mut peers = Vec::new();
+    for _ in 0..calls {
+        let (a, b) = (user(&server, &api).await?, user(&server, &api).await?);
+        let (sid, ca, cb) = calls::accepted(&server, &a, &b).await?;
+        for (who, mqtt) in [(&a, ca), (&b, cb)] {
+            peers.push(MediaPeer::join(mqtt, &sid, &who.client_id, PeerOptions::default()).await?);
+        }
+    }
+    for peer in &mut peers {
+        peer.connected().await?;
+    }
+    let gap = Duration::from_micros(1_000_000 / rate);
+    // Warm up until every receiver gets the other's track.
+    let warm: Vec<_> = peers.iter().map(|p| p.send_numbered(0..rate / 2, gap)).collect();
+    for sent in join_all(warm).await {
+        sent?;
+    }
+    for peer in &mut peers {
+        peer.received_any().await?;
+        peer.take_latencies_us();
+    }
+
+    let count = rate * seconds;
+    let (cpu0, fwd0, t0) = (cpu_seconds(server.pid())?, forwarded(&server).await?, Instant::now());
+    let first = 1_000_000;
+    let sending: Vec<_> = peers
+        .iter()
+        .map(|p| p.send_numbered(first..first + count, gap))
+        .collect();
+    for sent in join_all(sending).await {
+        sent?;
+    }
+    for peer in &mut peers {
+        peer.received_through(first, first + count - 1, Duration::from_secs(5))
+            .await;
+    }
+    let (cpu, fwd, wall) = (
+        cpu_seconds(server.pid())? - cpu0,
+        forwarded(&server).await? - fwd0,
+        t0.elapsed().as_secs_f64(),
+    );
+    let mut latencies: Vec<Duration> = peers
+        .iter()
+        .flat_map(|p| p.take_latencies_us())
+        .map(Duration::from_micros)
+        .collect();
+    latencies.sort();
+    let expected = (peers.len() as u64 * count) as f64;
+    println!(
+        "relay: {calls} calls x 2 streams x {rate} pkt/s for {seconds} s: forwarded {fwd:.0} of {expected:.0} packets ({:.2}% lost) in {wall:.1} s; relay CPU {cpu:.2} s = {:.0} packets per CPU-second; sender write -> receiver arrival p50 {:.2} ms, p99 {:.2} ms",
+        100.0 * (1.0 - fwd / expected),
+        fwd / cpu,
+        ms(quantile(&latencies, 0.5)),
+        ms(quantile(&latencies, 0.99)),
+    );
+    for peer in peers {
+        peer.close().await;
+    }
+    Ok(())
+}

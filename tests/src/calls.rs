@@ -1,0 +1,74 @@
+//! Getting two devices into an accepted call over MQTT, for the tests and
+//! benchmarks that need one (media, commands).
+
+use anyhow::{bail, Result};
+use serde_json::{json, Value};
+
+use crate::api::SignedIn;
+use crate::mqtt::{connect, Client, Incoming, Login, Via};
+use crate::{random_id, Server};
+
+pub async fn device(server: &Server, who: &SignedIn) -> Result<Client> {
+    connect(
+        server.mqtt,
+        Via::Tcp,
+        Login::token(&who.client_id, &who.id, &who.access),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{}: {e:?}", who.client_id))
+}
+
+pub async fn publish(client: &Client, topic: &str, payload: Value) -> Result<()> {
+    client
+        .publish(topic, payload.to_string().as_bytes(), false)
+        .await
+}
+
+/// Waits for `state` on the call's state topic.
+pub async fn state_until(client: &mut Client, sid: &str, state: &str) -> Result<Value> {
+    let topic = format!("session/{sid}/state");
+    loop {
+        if let Incoming::Publish { topic: t, payload, .. } = client.next().await? {
+            let v: Value = serde_json::from_slice(&payload).unwrap_or(Value::Null);
+            if t == topic && v["state"] == state {
+                return Ok(v);
+            }
+            if t.starts_with("clients/") {
+                bail!("refused: {v}");
+            }
+        }
+    }
+}
+
+/// `caller` invites `callee` (who may see each other), the callee's
+/// device rings and accepts; returns the sid and both devices' clients,
+/// subscribed to the call's state.
+pub async fn accepted(
+    server: &Server,
+    caller: &SignedIn,
+    callee: &SignedIn,
+) -> Result<(String, Client, Client)> {
+    let sid = random_id();
+    let mut from = device(server, caller).await?;
+    let mut to = device(server, callee).await?;
+    to.subscribe(&format!("invite/{}/+", callee.id)).await?;
+    let from_device = caller.client_id.split_once(':').map(|(_, d)| d);
+    let invite = json!({"sid": sid, "from": caller.id, "fromDevice": from_device, "kind": "video", "sentAt": 1});
+    publish(&from, &format!("invite/{}/{sid}", callee.id), invite).await?;
+    // Each side may read the state once it is in the call.
+    from.subscribe(&format!("session/{sid}/state")).await?;
+    loop {
+        if let Incoming::Publish { topic, .. } = to.next().await? {
+            if topic.starts_with("invite/") {
+                break;
+            }
+        }
+    }
+    to.subscribe(&format!("session/{sid}/state")).await?;
+    let action = format!("session/{sid}/call");
+    publish(&to, &action, json!({"action": "ringing"})).await?;
+    publish(&to, &action, json!({"action": "accept"})).await?;
+    state_until(&mut from, &sid, "accepted").await?;
+    state_until(&mut to, &sid, "accepted").await?;
+    Ok((sid, from, to))
+}

@@ -24,8 +24,8 @@ pub use metrics::RelayMetrics;
 /// How the relay's PeerConnections bind and what they advertise.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
-    /// The address the relay's UDP sockets bind (a concrete address: a
-    /// wildcard skips loopback, which tests need).
+    /// The address the relay's UDP sockets bind; a wildcard binds every
+    /// interface but loopback (webrtc 0.21's rule).
     pub bind_ip: IpAddr,
     /// `first..=last` ports for the relay's sockets; `None` lets the system
     /// pick.

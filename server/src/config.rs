@@ -60,6 +60,7 @@ pub struct Config {
     /// Whether calls get a media relay room (`session/<sid>/webrtc/...`).
     pub relay_enabled: bool,
     /// The address the relay's UDP sockets bind, one per device in a call.
+    /// A wildcard binds every interface but loopback.
     pub relay_bind_ip: IpAddr,
     /// The relay's UDP ports, `relay_port_min..=relay_port_max`; the system
     /// picks when both are unset.
@@ -275,13 +276,6 @@ impl Config {
             return bad(
                 "turn_relay_ip",
                 "must be the address clients reach, not a wildcard".into(),
-            );
-        }
-        if self.relay_bind_ip.is_unspecified() {
-            return bad(
-                "relay_bind_ip",
-                "must be a concrete address (a wildcard would skip loopback); set relay_nat_1to1_ip to advertise another"
-                    .into(),
             );
         }
         match (self.relay_port_min, self.relay_port_max) {

@@ -11,6 +11,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use bytes::{BufMut, Bytes, BytesMut};
 use rtc::interceptor::Slot;
 use rtc::peer_connection::configuration::media_engine::MIME_TYPE_VP8;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
@@ -55,6 +56,8 @@ struct Seen {
     errors: Vec<Value>,
     /// Answers the relay sent.
     answers: u64,
+    /// The tracks the relay forwards to this peer.
+    tracks: Vec<Arc<dyn TrackRemote>>,
 }
 
 pub struct MediaPeer {
@@ -118,6 +121,7 @@ impl PeerConnectionEventHandler for Events {
     }
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        self.seen.lock().unwrap().tracks.push(track.clone());
         let seen = self.seen.clone();
         let changed = self.changed.clone();
         tokio::spawn(async move {
@@ -345,9 +349,32 @@ impl MediaPeer {
             .await
     }
 
-    pub async fn keyframe_requested(&mut self) -> Result<()> {
-        self.until(WAIT, |s| (s.keyframe_requests > 0).then_some(()))
-            .await
+    /// Waits until more than `after` keyframe requests reached the sending
+    /// track, and returns how many did.
+    pub async fn keyframe_requests_above(&mut self, after: u64) -> Result<u64> {
+        self.until(WAIT, |s| {
+            (s.keyframe_requests > after).then_some(s.keyframe_requests)
+        })
+        .await
+    }
+
+    /// Asks the relay for a keyframe of every track it forwards here, as a
+    /// decoder that lost its picture does.
+    pub async fn ask_for_keyframes(&self) -> Result<()> {
+        let tracks = self.seen.lock().unwrap().tracks.clone();
+        if tracks.is_empty() {
+            bail!("no forwarded track to ask about");
+        }
+        for track in tracks {
+            for ssrc in track.ssrcs().await {
+                let pli = PictureLossIndication {
+                    sender_ssrc: 0,
+                    media_ssrc: ssrc,
+                };
+                track.write_rtcp(vec![Box::new(pli)]).await?;
+            }
+        }
+        Ok(())
     }
 
     pub async fn next_error(&mut self) -> Result<Value> {

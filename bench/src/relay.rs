@@ -50,7 +50,11 @@ async fn user(server: &Server, api: &Api) -> Result<SignedIn> {
     let id = random_id();
     let access = server.token(&id, Some("phone"), "user", 3600)?;
     let r = api
-        .put("/v1/me/visibility", &access, json!({"visibility": "everyone"}))
+        .put(
+            "/v1/me/visibility",
+            &access,
+            json!({"visibility": "everyone"}),
+        )
         .await?;
     if r.status != 200 {
         bail!("visibility: {r:?}");
@@ -81,7 +85,10 @@ pub async fn run(calls: usize, rate: u64, seconds: u64) -> Result<()> {
     }
     let gap = Duration::from_micros(1_000_000 / rate);
     // Warm up until every receiver gets the other's track.
-    let warm: Vec<_> = peers.iter().map(|p| p.send_numbered(0..rate / 2, gap)).collect();
+    let warm: Vec<_> = peers
+        .iter()
+        .map(|p| p.send_numbered(0..rate / 2, gap))
+        .collect();
     for sent in join_all(warm).await {
         sent?;
     }
@@ -91,7 +98,11 @@ pub async fn run(calls: usize, rate: u64, seconds: u64) -> Result<()> {
     }
 
     let count = rate * seconds;
-    let (cpu0, fwd0, t0) = (cpu_seconds(server.pid())?, forwarded(&server).await?, Instant::now());
+    let (cpu0, fwd0, t0) = (
+        cpu_seconds(server.pid())?,
+        forwarded(&server).await?,
+        Instant::now(),
+    );
     let first = 1_000_000;
     let sending: Vec<_> = peers
         .iter()

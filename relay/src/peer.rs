@@ -12,9 +12,9 @@ use switchboard_protocol::ClientId;
 use tokio::sync::mpsc;
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
-    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
-    RTCConfigurationBuilder, RTCIceGatheringState, RTCPeerConnectionIceEvent,
-    RTCPeerConnectionState, Registry, register_default_interceptors,
+    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
+    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceGatheringState,
+    RTCPeerConnectionIceEvent, RTCPeerConnectionState, Registry,
 };
 
 use crate::feedback::KeyframeFeedback;
@@ -57,7 +57,9 @@ impl PeerConnectionEventHandler for Events {
 
     async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
         if state == RTCIceGatheringState::Complete {
-            let _ = self.tx.send(PeerEvent::Candidate(self.client.clone(), None));
+            let _ = self
+                .tx
+                .send(PeerEvent::Candidate(self.client.clone(), None));
         }
     }
 

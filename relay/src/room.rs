@@ -4,6 +4,7 @@
 //! applied before the candidates that follow it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -16,10 +17,10 @@ use switchboard_protocol::payload::{IceCandidate, WebRtcSignal};
 use switchboard_protocol::{ClientId, Sid};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinSet;
-use webrtc::media_stream::MediaStreamTrack;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::media_stream::MediaStreamTrack;
 use webrtc::peer_connection::{PeerConnection, RTCSessionDescription};
 use webrtc::rtp_transceiver::RtpSender;
 
@@ -136,8 +137,18 @@ struct Peer {
     offering: bool,
     /// Tracks were added or removed since the last offer.
     stale: bool,
-    /// Sources this device receives, with their senders.
-    receiving: HashMap<u64, Arc<dyn RtpSender>>,
+    /// Sources this device receives.
+    receiving: HashMap<u64, Outbound>,
+}
+
+/// One source's track on a receiving device's connection.
+struct Outbound {
+    sender: Arc<dyn RtpSender>,
+    /// Set once the device answered an offer carrying the track: packets
+    /// before that would reach it as an undeclared stream.
+    ready: Arc<AtomicBool>,
+    /// Whether the relay's outstanding offer carries it.
+    offered: bool,
 }
 
 struct Room {
@@ -273,6 +284,18 @@ impl Room {
             .await
             .map_err(|e| format!("answer not applicable: {e}"))?;
         peer.offering = false;
+        let now_ready: Vec<u64> = peer
+            .receiving
+            .iter_mut()
+            .filter(|(_, out)| out.offered && !out.ready.swap(true, Ordering::Relaxed))
+            .map(|(id, _)| *id)
+            .collect();
+        // A receiver that just joined can decode nothing until a keyframe.
+        for id in now_ready {
+            if let Some(source) = self.sources.iter().find(|s| s.id == id) {
+                source.keyframes.ask().await;
+            }
+        }
         self.renegotiate(from).await;
         Ok(())
     }
@@ -285,7 +308,10 @@ impl Room {
         let Some(candidate) = candidate else {
             return Ok(()); // end of candidates: nothing to do
         };
-        let peer = self.peers.get(from).ok_or("offer before sending candidates")?;
+        let peer = self
+            .peers
+            .get(from)
+            .ok_or("offer before sending candidates")?;
         let init = webrtc::peer_connection::RTCIceCandidateInit {
             candidate: candidate.candidate,
             sdp_mid: candidate.sdp_mid,
@@ -310,7 +336,7 @@ impl Room {
             .lock()
             .expect("ports lock")
             .as_ref()
-            .map_or(1, |r| r.len().min(8));
+            .map_or(1, |r| r.size().min(8));
         let mut last_error = String::new();
         for _ in 0..attempts {
             let port = match self.shared.ports.lock().expect("ports lock").as_mut() {
@@ -336,7 +362,9 @@ impl Room {
                 }
             }
         }
-        Err(format!("the relay could not open a connection: {last_error}"))
+        Err(format!(
+            "the relay could not open a connection: {last_error}"
+        ))
     }
 
     fn release_port(&self, port: Option<u16>) {
@@ -377,6 +405,9 @@ impl Room {
         }
         peer.offering = true;
         peer.stale = false;
+        for out in peer.receiving.values_mut() {
+            out.offered = true;
+        }
         self.send(client, WebRtcSignal::Offer { sdp: offer.sdp });
     }
 
@@ -488,7 +519,15 @@ impl Room {
                 return;
             }
         };
-        peer.receiving.insert(id, sender.clone());
+        let ready = Arc::new(AtomicBool::new(false));
+        peer.receiving.insert(
+            id,
+            Outbound {
+                sender: sender.clone(),
+                ready: ready.clone(),
+                offered: false,
+            },
+        );
         peer.stale = true;
 
         let mime = source.codec.mime_type.clone();
@@ -503,6 +542,9 @@ impl Room {
                     Err(broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(broadcast::error::RecvError::Closed) => return,
                 };
+                if !ready.load(Ordering::Relaxed) {
+                    continue;
+                }
                 if payload_type.is_none() {
                     payload_type = negotiated_payload_type(&sender, &mime).await;
                 }
@@ -528,8 +570,6 @@ impl Room {
                 }
             }
         });
-        // A receiver that just joined can decode nothing until a keyframe.
-        source.keyframes.ask().await;
     }
 
     /// Closes a device's connection and unsubscribes the others from what
@@ -550,8 +590,8 @@ impl Room {
         for other in others {
             let peer = self.peers.get_mut(&other).expect("listed");
             for id in &gone {
-                if let Some(sender) = peer.receiving.remove(id) {
-                    let _ = peer.pc.remove_track(&sender).await;
+                if let Some(out) = peer.receiving.remove(id) {
+                    let _ = peer.pc.remove_track(&out.sender).await;
                     peer.stale = true;
                 }
             }
@@ -626,13 +666,20 @@ mod tests {
             },
             payload: Bytes::from_static(b"frame"),
         };
-        packet.header.set_extension(3, Bytes::from_static(&[1, 2])).unwrap();
+        packet
+            .header
+            .set_extension(3, Bytes::from_static(&[1, 2]))
+            .unwrap();
         rewrite(&mut packet, 2222, 102);
         assert_eq!(packet.header.ssrc, 2222);
         assert_eq!(packet.header.payload_type, 102);
         assert!(!packet.header.extension && packet.header.extensions.is_empty());
         assert_eq!(
-            (packet.header.sequence_number, packet.header.timestamp, packet.header.marker),
+            (
+                packet.header.sequence_number,
+                packet.header.timestamp,
+                packet.header.marker
+            ),
             (7, 9000, true)
         );
         assert_eq!(&packet.payload[..], b"frame");

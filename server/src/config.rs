@@ -287,8 +287,12 @@ impl Config {
                     "must be above 0 and not above relay_port_max".into(),
                 )
             }
-            (Some(_), None) => return bad("relay_port_max", "is required with relay_port_min".into()),
-            (None, Some(_)) => return bad("relay_port_min", "is required with relay_port_max".into()),
+            (Some(_), None) => {
+                return bad("relay_port_max", "is required with relay_port_min".into())
+            }
+            (None, Some(_)) => {
+                return bad("relay_port_min", "is required with relay_port_max".into())
+            }
         }
         if self.push_provider == PushProvider::Webhook {
             match &self.push_webhook_url {

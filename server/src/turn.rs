@@ -70,7 +70,11 @@ impl AuthHandler for SharedSecret {
             tracing::debug!(%from, ?refusal, "TURN credentials refused");
             return Err(turn::Error::Other(format!("{refusal:?} username")));
         }
-        Ok(generate_auth_key(username, realm, &password(&self.0, username)))
+        Ok(generate_auth_key(
+            username,
+            realm,
+            &password(&self.0, username),
+        ))
     }
 }
 

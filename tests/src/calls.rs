@@ -28,7 +28,10 @@ pub async fn publish(client: &Client, topic: &str, payload: Value) -> Result<()>
 pub async fn state_until(client: &mut Client, sid: &str, state: &str) -> Result<Value> {
     let topic = format!("session/{sid}/state");
     loop {
-        if let Incoming::Publish { topic: t, payload, .. } = client.next().await? {
+        if let Incoming::Publish {
+            topic: t, payload, ..
+        } = client.next().await?
+        {
             let v: Value = serde_json::from_slice(&payload).unwrap_or(Value::Null);
             if t == topic && v["state"] == state {
                 return Ok(v);

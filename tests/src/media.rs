@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::{BufMut, Bytes, BytesMut};
 use rtc::interceptor::Slot;
-use rtc::peer_connection::configuration::media_engine::MIME_TYPE_VP8;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -58,11 +58,14 @@ struct Seen {
     answers: u64,
     /// The tracks the relay forwards to this peer.
     tracks: Vec<Arc<dyn TrackRemote>>,
+    /// The kinds of the forwarded tracks media arrived on, in order.
+    media_kinds: Vec<String>,
 }
 
 pub struct MediaPeer {
     pc: Arc<dyn PeerConnection>,
     mqtt: AsyncClient,
+    up: String,
     track: Arc<TrackLocalStaticRTP>,
     sender: Arc<dyn RtpSender>,
     ssrc: u32,
@@ -125,8 +128,14 @@ impl PeerConnectionEventHandler for Events {
         let seen = self.seen.clone();
         let changed = self.changed.clone();
         tokio::spawn(async move {
+            let mut first = true;
             while let Some(event) = track.poll().await {
                 if let TrackRemoteEvent::OnRtpPacket(packet) = event {
+                    if std::mem::take(&mut first) {
+                        let kind = track.kind().await.to_string();
+                        seen.lock().unwrap().media_kinds.push(kind);
+                        bump(&changed);
+                    }
                     if packet.payload.len() >= 16 {
                         let n = u64::from_be_bytes(packet.payload[..8].try_into().unwrap());
                         let sent = u64::from_be_bytes(packet.payload[8..16].try_into().unwrap());
@@ -232,6 +241,7 @@ impl MediaPeer {
             .await?;
 
         let mqtt_sender = mqtt.client.clone();
+        let up_topic = up.clone();
         let signalling = {
             let pc = pc.clone();
             let seen = seen.clone();
@@ -258,6 +268,7 @@ impl MediaPeer {
         Ok(MediaPeer {
             pc,
             mqtt: mqtt_sender,
+            up: up_topic,
             track,
             sender,
             ssrc,
@@ -332,7 +343,11 @@ impl MediaPeer {
             .until(within, |s| s.received.contains(&last).then_some(()))
             .await;
         let seen = self.seen.lock().unwrap();
-        seen.received.iter().copied().filter(|n| *n >= first).collect()
+        seen.received
+            .iter()
+            .copied()
+            .filter(|n| *n >= first)
+            .collect()
     }
 
     /// Arrival latencies so far, taken away.
@@ -356,6 +371,92 @@ impl MediaPeer {
             (s.keyframe_requests > after).then_some(s.keyframe_requests)
         })
         .await
+    }
+
+    /// Adds an Opus track mid-call and offers it to the relay, as an app
+    /// that turns its microphone on does.
+    pub async fn add_audio_and_offer(&self) -> Result<()> {
+        let ssrc = rand::random::<u32>();
+        let audio = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+            "microphone-stream".into(),
+            "microphone".into(),
+            "microphone".into(),
+            RtpCodecKind::Audio,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec: RTCRtpCodec {
+                    mime_type: MIME_TYPE_OPUS.to_owned(),
+                    clock_rate: 48_000,
+                    channels: 2,
+                    ..Default::default()
+                },
+                ..Default::default()
+            }],
+        )));
+        let sender = self
+            .pc
+            .add_track(audio.clone() as Arc<dyn TrackLocal>)
+            .await?;
+        let offer = self.pc.create_offer(None).await?;
+        self.pc.set_local_description(offer.clone()).await?;
+        self.publish(&self.up, json!({"type": "offer", "sdp": offer.sdp}))
+            .await?;
+        // Once answered, send a little audio so the relay sees the track.
+        let answers = self.answers();
+        let seen = self.seen.clone();
+        let mut changed = self.changed.clone();
+        tokio::spawn(async move {
+            while seen.lock().unwrap().answers == answers {
+                if changed.changed().await.is_err() {
+                    return;
+                }
+            }
+            let Ok(parameters) = sender.get_parameters().await else {
+                return;
+            };
+            let Some(pt) = parameters
+                .rtp_parameters
+                .codecs
+                .first()
+                .map(|c| c.payload_type)
+            else {
+                return;
+            };
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            for n in 0..250u16 {
+                tick.tick().await;
+                let packet = rtp::Packet {
+                    header: rtp::Header {
+                        version: 2,
+                        payload_type: pt,
+                        sequence_number: n,
+                        timestamp: u32::from(n) * 960,
+                        ssrc,
+                        ..Default::default()
+                    },
+                    payload: Bytes::from_static(&[0xf8, 0xff, 0xfe]),
+                };
+                if audio.write_rtp(packet).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// The kinds of the forwarded tracks media arrived on, once it arrived
+    /// on `count` of them.
+    pub async fn forwarded_kinds(&mut self, count: usize) -> Result<Vec<String>> {
+        let mut kinds = self
+            .until(WAIT, |s| {
+                (s.media_kinds.len() >= count).then(|| s.media_kinds.clone())
+            })
+            .await?;
+        kinds.sort();
+        Ok(kinds)
     }
 
     /// Asks the relay for a keyframe of every track it forwards here, as a
@@ -425,7 +526,8 @@ async fn follow(
             let answer = pc.create_answer(None).await?;
             pc.set_local_description(answer.clone()).await?;
             let reply = json!({"type": "answer", "sdp": answer.sdp});
-            mqtt.publish(up, reply.to_string().as_bytes(), false).await?;
+            mqtt.publish(up, reply.to_string().as_bytes(), false)
+                .await?;
         }
         Some("candidate") => {
             let Some(c) = message["candidate"].as_object() else {

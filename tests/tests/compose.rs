@@ -63,7 +63,10 @@ fn compose_file_is_consistent() {
         var("SWITCHBOARD_RELAY_PORT_MIN"),
         var("SWITCHBOARD_RELAY_PORT_MAX")
     );
-    assert!(published.contains(&range), "relay ports {range} not published");
+    assert!(
+        published.contains(&range),
+        "relay ports {range} not published"
+    );
     assert!(!var("SWITCHBOARD_RELAY_NAT_1TO1_IP").is_empty());
     let health = server["healthcheck"]["test"].as_sequence().unwrap();
     let url = health.last().unwrap().as_str().unwrap();

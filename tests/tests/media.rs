@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use switchboard_e2e::api::{Api, SignedIn, SmsInbox};
-use switchboard_e2e::media::{MediaPeer, PeerOptions};
-use webrtc::peer_connection::RTCIceServer;
 use switchboard_e2e::calls::state_until;
+use switchboard_e2e::media::{MediaPeer, PeerOptions};
 use switchboard_e2e::mqtt::{connect, Client, Incoming, Login, Via};
 use switchboard_e2e::{calls, Database, Server};
+use webrtc::peer_connection::RTCIceServer;
 
 /// A UDP port range nobody holds now, for the relay to use.
 fn free_port_range(len: u16) -> (u16, u16) {
@@ -105,7 +105,10 @@ async fn metric_reaches(server: &Server, name: &str, want: f64) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("{name} never reached {want}: {}", metric(server, name).await);
+    panic!(
+        "{name} never reached {want}: {}",
+        metric(server, name).await
+    );
 }
 
 /// Checks what one side received of the other's numbered packets.
@@ -150,7 +153,10 @@ async fn two_headless_peers_exchange_numbered_rtp_through_the_relay() {
     let in_use = (ports.0..=ports.1).filter(|p| !bindable(*p)).count();
     assert_eq!(in_use, 2, "relay sockets in {ports:?}");
     assert_eq!(metric(&server, "switchboard_relay_rooms").await, 1.0);
-    assert_eq!(metric(&server, "switchboard_relay_peer_connections").await, 2.0);
+    assert_eq!(
+        metric(&server, "switchboard_relay_peer_connections").await,
+        2.0
+    );
 
     // The relay subscribes each side to the other's track when it first
     // arrives and offers it; packets before that renegotiation are not
@@ -171,8 +177,12 @@ async fn two_headless_peers_exchange_numbered_rtp_through_the_relay() {
     sa.unwrap();
     sb.unwrap();
     let last = FIRST + COUNT - 1;
-    let got_a = pa.received_through(FIRST, last, Duration::from_secs(5)).await;
-    let got_b = pb.received_through(FIRST, last, Duration::from_secs(5)).await;
+    let got_a = pa
+        .received_through(FIRST, last, Duration::from_secs(5))
+        .await;
+    let got_b = pb
+        .received_through(FIRST, last, Duration::from_secs(5))
+        .await;
     assert_stream("caller", &got_a, COUNT);
     assert_stream("callee", &got_b, COUNT);
     // A receiver joining asks the sender for a keyframe, and so does a
@@ -194,7 +204,10 @@ async fn two_headless_peers_exchange_numbered_rtp_through_the_relay() {
         .await
         .unwrap();
     metric_reaches(&server, "switchboard_relay_rooms", 0.0).await;
-    assert_eq!(metric(&server, "switchboard_relay_peer_connections").await, 0.0);
+    assert_eq!(
+        metric(&server, "switchboard_relay_peer_connections").await,
+        0.0
+    );
     for port in ports.0..=ports.1 {
         assert!(bindable(port), "port {port} still held after hangup");
     }
@@ -230,9 +243,13 @@ async fn only_the_two_devices_of_an_accepted_call_reach_the_relay() {
     for (who, device) in [(&c, "phone"), (&b, "tablet")] {
         let token = server.token(&who.id, Some(device), "user", 600).unwrap();
         let client_id = format!("{}:{device}", who.id);
-        let mut client = connect(server.mqtt, Via::Tcp, Login::token(&client_id, &who.id, &token))
-            .await
-            .unwrap();
+        let mut client = connect(
+            server.mqtt,
+            Via::Tcp,
+            Login::token(&client_id, &who.id, &token),
+        )
+        .await
+        .unwrap();
         client
             .subscribe(&format!("clients/{client_id}/errors"))
             .await
@@ -241,8 +258,18 @@ async fn only_the_two_devices_of_an_accepted_call_reach_the_relay() {
             .subscribe(&format!("session/{sid}/webrtc/{client_id}/down"))
             .await
             .unwrap();
-        assert_eq!(codes, [rumqttc::SubscribeReasonCode::Failure], "{client_id}");
-        calls::publish(&client, &format!("session/{sid}/webrtc/{client_id}/up"), offer.clone()).await.unwrap();
+        assert_eq!(
+            codes,
+            [rumqttc::SubscribeReasonCode::Failure],
+            "{client_id}"
+        );
+        calls::publish(
+            &client,
+            &format!("session/{sid}/webrtc/{client_id}/up"),
+            offer.clone(),
+        )
+        .await
+        .unwrap();
         let report = error(&mut client).await;
         assert_eq!(report["code"], "forbidden", "{client_id}: {report}");
         // Nor may anyone read or write another device's signalling.
@@ -253,7 +280,10 @@ async fn only_the_two_devices_of_an_accepted_call_reach_the_relay() {
         assert_eq!(codes, [rumqttc::SubscribeReasonCode::Failure]);
     }
     // No connection was made for them.
-    assert_eq!(metric(&server, "switchboard_relay_peer_connections").await, 0.0);
+    assert_eq!(
+        metric(&server, "switchboard_relay_peer_connections").await,
+        0.0
+    );
 }
 
 #[tokio::test]
@@ -279,9 +309,15 @@ async fn bad_signalling_is_refused_and_changes_nothing() {
         (json!("not an object"), "bad_request"),
         (json!({"type": "offer"}), "bad_request"),
         (json!({"type": "hello", "sdp": "x"}), "bad_request"),
-        (json!({"type": "offer", "sdp": "x", "extra": 1}), "bad_request"),
+        (
+            json!({"type": "offer", "sdp": "x", "extra": 1}),
+            "bad_request",
+        ),
         // Well formed but meaningless to the relay.
-        (json!({"type": "offer", "sdp": "this is not SDP"}), "bad_request"),
+        (
+            json!({"type": "offer", "sdp": "this is not SDP"}),
+            "bad_request",
+        ),
         // SDP, but no media an offer needs (no ICE credentials).
         (
             json!({"type": "offer", "sdp": "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:96 VP8/90000\r\n"}),
@@ -297,12 +333,23 @@ async fn bad_signalling_is_refused_and_changes_nothing() {
         let report = error(&mut caller).await;
         assert_eq!(report["code"], code, "{payload}: {report}");
     }
-    assert_eq!(metric(&server, "switchboard_relay_peer_connections").await, 0.0);
+    assert_eq!(
+        metric(&server, "switchboard_relay_peer_connections").await,
+        0.0
+    );
 
     // After the call ends the relay answers nobody.
-    calls::publish(&caller, &format!("session/{sid}/call"), json!({"action": "hangup"})).await.unwrap();
+    calls::publish(
+        &caller,
+        &format!("session/{sid}/call"),
+        json!({"action": "hangup"}),
+    )
+    .await
+    .unwrap();
     state_until(&mut caller, &sid, "ended").await.unwrap();
-    calls::publish(&caller, &up, json!({"type": "offer", "sdp": "v=0\r\n"})).await.unwrap();
+    calls::publish(&caller, &up, json!({"type": "offer", "sdp": "v=0\r\n"}))
+        .await
+        .unwrap();
     let report = error(&mut caller).await;
     assert_eq!(report["code"], "forbidden", "{report}");
 }
@@ -325,7 +372,9 @@ async fn peers_allowed_only_relayed_candidates_connect_through_the_embedded_turn
         callee,
         ..
     } = call;
-    let turn = server.turn.expect("the TURN server's address in the ready line");
+    let turn = server
+        .turn
+        .expect("the TURN server's address in the ready line");
     let mut peers = Vec::new();
     for (who, mqtt) in [(&a, caller), (&b, callee)] {
         // Each peer uses what the API hands out, as an app would.
@@ -452,7 +501,10 @@ async fn a_device_that_goes_offline_loses_its_connection_and_the_other_keeps_its
         .unwrap();
     pa.connected().await.unwrap();
     pb.connected().await.unwrap();
-    assert_eq!(metric(&server, "switchboard_relay_peer_connections").await, 2.0);
+    assert_eq!(
+        metric(&server, "switchboard_relay_peer_connections").await,
+        2.0
+    );
     // B's app dies: its MQTT connection goes with it.
     pb.close().await;
     metric_reaches(&server, "switchboard_relay_peer_connections", 1.0).await;
@@ -462,6 +514,40 @@ async fn a_device_that_goes_offline_loses_its_connection_and_the_other_keeps_its
         .await
         .unwrap();
     metric_reaches(&server, "switchboard_relay_rooms", 0.0).await;
-    assert_eq!(metric(&server, "switchboard_relay_peer_connections").await, 0.0);
+    assert_eq!(
+        metric(&server, "switchboard_relay_peer_connections").await,
+        0.0
+    );
     pa.close().await;
+}
+
+#[tokio::test]
+async fn a_track_added_mid_call_is_offered_to_the_other_device() {
+    let call = accepted_call(&[]).await;
+    let Call {
+        a,
+        b,
+        sid,
+        caller,
+        callee,
+        ..
+    } = call;
+    let mut pa = MediaPeer::join(caller, &sid, &a.client_id, PeerOptions::default())
+        .await
+        .unwrap();
+    let mut pb = MediaPeer::join(callee, &sid, &b.client_id, PeerOptions::default())
+        .await
+        .unwrap();
+    pa.connected().await.unwrap();
+    pb.connected().await.unwrap();
+    pa.send_numbered(0..100, Duration::from_millis(2))
+        .await
+        .unwrap();
+    assert_eq!(pb.forwarded_kinds(1).await.unwrap(), ["video"]);
+    // A turns its microphone on: it offers the new track, the relay
+    // answers, and then offers it to B.
+    pa.add_audio_and_offer().await.unwrap();
+    assert_eq!(pb.forwarded_kinds(2).await.unwrap(), ["audio", "video"]);
+    pa.close().await;
+    pb.close().await;
 }

@@ -92,6 +92,26 @@ impl Api {
 
     /// Signs a phone in: asks for a code, catches it at the webhook, and
     /// verifies it.
+    /// Makes everyone in `people` a contact of everyone else.
+    pub async fn all_contacts(&self, people: &[&SignedIn]) -> Result<()> {
+        for me in people {
+            let ids: Vec<&str> = people
+                .iter()
+                .filter(|o| o.id != me.id)
+                .map(|o| o.id.as_str())
+                .collect();
+            let r = self
+                .put(
+                    "/v1/me/contacts",
+                    &me.access,
+                    serde_json::json!({ "userIds": ids }),
+                )
+                .await?;
+            anyhow::ensure!(r.status == 200, "contacts of {}: {r:?}", me.id);
+        }
+        Ok(())
+    }
+
     pub async fn sign_in(&self, sms: &SmsInbox, phone: &str, device: &str) -> Result<SignedIn> {
         let sent = self
             .post("/v1/auth/otp", None, json!({ "phone": phone }))

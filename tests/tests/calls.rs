@@ -158,14 +158,7 @@ async fn world() -> World {
     let a = api.sign_in(&sms, "+48555700001", "phone").await.unwrap();
     let b = api.sign_in(&sms, "+48555700002", "phone").await.unwrap();
     let c = api.sign_in(&sms, "+48555700003", "phone").await.unwrap();
-    for (me, others) in [(&a, [&b, &c]), (&b, [&a, &c]), (&c, [&a, &b])] {
-        let ids: Vec<&str> = others.iter().map(|o| o.id.as_str()).collect();
-        let r = api
-            .put("/v1/me/contacts", &me.access, json!({ "userIds": ids }))
-            .await
-            .unwrap();
-        assert_eq!(r.status, 200);
-    }
+    api.all_contacts(&[&a, &b, &c]).await.unwrap();
     World {
         server,
         api,

@@ -60,14 +60,7 @@ async fn accepted_call(env: &[(&str, String)]) -> Call {
     let a = api.sign_in(&sms, "+48555800001", "phone").await.unwrap();
     let b = api.sign_in(&sms, "+48555800002", "phone").await.unwrap();
     let c = api.sign_in(&sms, "+48555800003", "phone").await.unwrap();
-    for (me, others) in [(&a, [&b, &c]), (&b, [&a, &c]), (&c, [&a, &b])] {
-        let ids: Vec<&str> = others.iter().map(|o| o.id.as_str()).collect();
-        let r = api
-            .put("/v1/me/contacts", &me.access, json!({ "userIds": ids }))
-            .await
-            .unwrap();
-        assert_eq!(r.status, 200);
-    }
+    api.all_contacts(&[&a, &b, &c]).await.unwrap();
     let (sid, caller, callee) = calls::accepted(&server, &a, &b).await.unwrap();
     Call {
         server,
@@ -111,6 +104,25 @@ async fn metric_reaches(server: &Server, name: &str, want: f64) {
     );
 }
 
+/// Both devices of the call join its media, and their connections to the
+/// relay come up.
+async fn both_join(
+    sid: &str,
+    caller: (&SignedIn, Client),
+    callee: (&SignedIn, Client),
+) -> (MediaPeer, MediaPeer) {
+    let mut peers = Vec::new();
+    for (who, mqtt) in [caller, callee] {
+        let mut peer = MediaPeer::join(mqtt, sid, &who.client_id, PeerOptions::default())
+            .await
+            .unwrap();
+        peer.connected().await.unwrap();
+        peers.push(peer);
+    }
+    let pb = peers.pop().unwrap();
+    (peers.pop().unwrap(), pb)
+}
+
 /// Checks what one side received of the other's numbered packets.
 fn assert_stream(who: &str, got: &[u64], sent: u64) {
     let mut unique = got.to_vec();
@@ -141,14 +153,7 @@ async fn two_headless_peers_exchange_numbered_rtp_through_the_relay() {
         ports,
         ..
     } = call;
-    let mut pa = MediaPeer::join(caller, &sid, &a.client_id, PeerOptions::default())
-        .await
-        .unwrap();
-    let mut pb = MediaPeer::join(callee, &sid, &b.client_id, PeerOptions::default())
-        .await
-        .unwrap();
-    pa.connected().await.unwrap();
-    pb.connected().await.unwrap();
+    let (mut pa, mut pb) = both_join(&sid, (&a, caller), (&b, callee)).await;
     // The relay's two sockets come from the configured range.
     let in_use = (ports.0..=ports.1).filter(|p| !bindable(*p)).count();
     assert_eq!(in_use, 2, "relay sockets in {ports:?}");
@@ -493,14 +498,7 @@ async fn a_device_that_goes_offline_loses_its_connection_and_the_other_keeps_its
         callee,
         ..
     } = call;
-    let mut pa = MediaPeer::join(caller, &sid, &a.client_id, PeerOptions::default())
-        .await
-        .unwrap();
-    let mut pb = MediaPeer::join(callee, &sid, &b.client_id, PeerOptions::default())
-        .await
-        .unwrap();
-    pa.connected().await.unwrap();
-    pb.connected().await.unwrap();
+    let (pa, pb) = both_join(&sid, (&a, caller), (&b, callee)).await;
     assert_eq!(
         metric(&server, "switchboard_relay_peer_connections").await,
         2.0
@@ -532,14 +530,7 @@ async fn a_track_added_mid_call_is_offered_to_the_other_device() {
         callee,
         ..
     } = call;
-    let mut pa = MediaPeer::join(caller, &sid, &a.client_id, PeerOptions::default())
-        .await
-        .unwrap();
-    let mut pb = MediaPeer::join(callee, &sid, &b.client_id, PeerOptions::default())
-        .await
-        .unwrap();
-    pa.connected().await.unwrap();
-    pb.connected().await.unwrap();
+    let (pa, mut pb) = both_join(&sid, (&a, caller), (&b, callee)).await;
     pa.send_numbered(0..100, Duration::from_millis(2))
         .await
         .unwrap();

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::Slot;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::transport::RTCIceCandidateType;
@@ -24,17 +25,36 @@ use crate::RelayConfig;
 /// packet before this one decides whether the relay sees it.
 const FEEDBACK_SLOT: usize = 14_000;
 
-pub enum PeerEvent {
+/// Something one PeerConnection did. `generation` tells a device's
+/// current connection from one it replaced, whose late events are ignored.
+pub struct PeerEvent {
+    pub client: ClientId,
+    pub generation: u64,
+    pub what: What,
+}
+
+pub enum What {
     /// A local candidate to trickle to the device; `None` when gathering
     /// is complete.
-    Candidate(ClientId, Option<IceCandidate>),
-    Track(ClientId, Arc<dyn TrackRemote>),
-    Failed(ClientId),
+    Candidate(Option<IceCandidate>),
+    Track(Arc<dyn TrackRemote>),
+    Failed,
 }
 
 struct Events {
     client: ClientId,
+    generation: u64,
     tx: mpsc::UnboundedSender<PeerEvent>,
+}
+
+impl Events {
+    fn send(&self, what: What) {
+        let _ = self.tx.send(PeerEvent {
+            client: self.client.clone(),
+            generation: self.generation,
+            what,
+        });
+    }
 }
 
 #[async_trait::async_trait]
@@ -47,9 +67,7 @@ impl PeerConnectionEventHandler for Events {
                     sdp_mid: init.sdp_mid,
                     sdp_m_line_index: init.sdp_mline_index,
                 };
-                let _ = self
-                    .tx
-                    .send(PeerEvent::Candidate(self.client.clone(), Some(candidate)));
+                self.send(What::Candidate(Some(candidate)));
             }
             Err(e) => tracing::warn!(client = %self.client, "unserializable candidate: {e}"),
         }
@@ -57,21 +75,19 @@ impl PeerConnectionEventHandler for Events {
 
     async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
         if state == RTCIceGatheringState::Complete {
-            let _ = self
-                .tx
-                .send(PeerEvent::Candidate(self.client.clone(), None));
+            self.send(What::Candidate(None));
         }
     }
 
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
         tracing::debug!(client = %self.client, %state, "relay peer connection");
         if state == RTCPeerConnectionState::Failed {
-            let _ = self.tx.send(PeerEvent::Failed(self.client.clone()));
+            self.send(What::Failed);
         }
     }
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
-        let _ = self.tx.send(PeerEvent::Track(self.client.clone(), track));
+        self.send(What::Track(track));
     }
 }
 
@@ -79,14 +95,17 @@ impl PeerConnectionEventHandler for Events {
 pub async fn build(
     config: &RelayConfig,
     port: u16,
-    client: ClientId,
+    (client, generation): (ClientId, u64),
     tx: mpsc::UnboundedSender<PeerEvent>,
 ) -> Result<Arc<dyn PeerConnection>, webrtc::error::Error> {
     let mut media = MediaEngine::default();
     media.register_default_codecs()?;
     let registry = register_default_interceptors(Registry::new(), &mut media)?
         .with(Slot::from(FEEDBACK_SLOT), KeyframeFeedback::default());
-    let mut settings = SettingEngineBuilder::new();
+    // mDNS would open a multicast socket on every interface per
+    // connection, outside the port range; the relay's candidates are IPs.
+    let mut settings =
+        SettingEngineBuilder::new().with_multicast_dns_mode(MulticastDnsMode::Disabled);
     if let Some(ip) = config.nat_1to1_ip {
         settings = settings.with_nat_1to1_ips(vec![ip.to_string()], RTCIceCandidateType::Host);
     }
@@ -95,7 +114,11 @@ pub async fn build(
         .with_media_engine(media)
         .with_interceptor_registry(registry)
         .with_setting_engine(settings.build())
-        .with_handler(Arc::new(Events { client, tx }))
+        .with_handler(Arc::new(Events {
+            client,
+            generation,
+            tx,
+        }))
         .with_udp_addrs(vec![SocketAddr::new(config.bind_ip, port)])
         .build()
         .await?;

@@ -16,7 +16,7 @@ use rtc::rtp_transceiver::rtp_sender::{
 use switchboard_protocol::payload::{IceCandidate, WebRtcSignal};
 use switchboard_protocol::{ClientId, Sid};
 use tokio::sync::{broadcast, mpsc, oneshot};
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
@@ -25,7 +25,7 @@ use webrtc::peer_connection::{PeerConnection, RTCSessionDescription};
 use webrtc::rtp_transceiver::RtpSender;
 
 use crate::keyframes::{KeyframeRequests, Verdict};
-use crate::peer::{self, PeerEvent};
+use crate::peer::{self, PeerEvent, What};
 use crate::{Outgoing, Shared};
 
 /// Keyframes cost many packets: ask one sender at most twice a second.
@@ -70,6 +70,7 @@ pub fn spawn(sid: Sid, participants: [ClientId; 2], shared: Arc<Shared>) -> Hand
         peers: HashMap::new(),
         sources: Vec::new(),
         next_source: 0,
+        generations: 0,
         tasks: JoinSet::new(),
     };
     tokio::spawn(room.run(commands));
@@ -132,6 +133,7 @@ impl Keyframes {
 
 struct Peer {
     pc: Arc<dyn PeerConnection>,
+    generation: u64,
     port: Option<u16>,
     /// The relay's offer awaits the device's answer.
     offering: bool,
@@ -149,6 +151,14 @@ struct Outbound {
     ready: Arc<AtomicBool>,
     /// Whether the relay's outstanding offer carries it.
     offered: bool,
+    /// Its writer and its keyframe-request reader.
+    tasks: [AbortHandle; 2],
+}
+
+impl Outbound {
+    fn stop(&self) {
+        self.tasks.iter().for_each(AbortHandle::abort);
+    }
 }
 
 struct Room {
@@ -157,6 +167,8 @@ struct Room {
     peers: HashMap<ClientId, Peer>,
     sources: Vec<Source>,
     next_source: u64,
+    /// Connections made so far, numbering each.
+    generations: u64,
     /// Reading inbound tracks and writing outbound ones; aborted at close.
     tasks: JoinSet<()>,
 }
@@ -325,10 +337,12 @@ impl Room {
     }
 
     async fn new_peer(
-        &self,
+        &mut self,
         client: &ClientId,
         events: &mpsc::UnboundedSender<PeerEvent>,
     ) -> Result<Peer, String> {
+        self.generations += 1;
+        let generation = self.generations;
         let config = &self.shared.config;
         let attempts = self
             .shared
@@ -343,11 +357,13 @@ impl Room {
                 Some(range) => Some(range.take().ok_or("the relay has no free UDP port")?),
                 None => None,
             };
-            match peer::build(config, port.unwrap_or(0), client.clone(), events.clone()).await {
+            let who = (client.clone(), generation);
+            match peer::build(config, port.unwrap_or(0), who, events.clone()).await {
                 Ok(pc) => {
                     self.shared.metrics.peer_connections.inc();
                     return Ok(Peer {
                         pc,
+                        generation,
                         port,
                         offering: false,
                         stale: false,
@@ -412,12 +428,15 @@ impl Room {
     }
 
     async fn on_event(&mut self, event: PeerEvent) {
-        match event {
-            PeerEvent::Candidate(client, candidate) => {
-                self.send(&client, WebRtcSignal::Candidate { candidate })
-            }
-            PeerEvent::Track(client, track) => self.on_track(client, track).await,
-            PeerEvent::Failed(client) => {
+        let current = self.peers.get(&event.client).map(|p| p.generation);
+        if current != Some(event.generation) {
+            return; // from a connection already replaced or dropped
+        }
+        let client = event.client;
+        match event.what {
+            What::Candidate(candidate) => self.send(&client, WebRtcSignal::Candidate { candidate }),
+            What::Track(track) => self.on_track(client, track).await,
+            What::Failed => {
                 tracing::info!(sid = %self.sid, %client, "relay peer connection failed");
                 self.drop_peer(&client).await;
             }
@@ -427,9 +446,6 @@ impl Room {
     /// A device started sending a track: read it onto a bus and subscribe
     /// the other devices.
     async fn on_track(&mut self, from: ClientId, track: Arc<dyn TrackRemote>) {
-        if !self.peers.contains_key(&from) {
-            return; // a late event of a connection already dropped
-        }
         let Some(media_ssrc) = track.ssrcs().await.first().copied() else {
             return;
         };
@@ -520,21 +536,13 @@ impl Room {
             }
         };
         let ready = Arc::new(AtomicBool::new(false));
-        peer.receiving.insert(
-            id,
-            Outbound {
-                sender: sender.clone(),
-                ready: ready.clone(),
-                offered: false,
-            },
-        );
-        peer.stale = true;
-
         let mime = source.codec.mime_type.clone();
         let mut packets = source.bus.subscribe();
         let shared = self.shared.clone();
         let writer = out.clone();
-        self.tasks.spawn(async move {
+        let negotiated = sender.clone();
+        let is_ready = ready.clone();
+        let writing = self.tasks.spawn(async move {
             let mut payload_type = None;
             loop {
                 let mut packet = match packets.recv().await {
@@ -542,11 +550,11 @@ impl Room {
                     Err(broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(broadcast::error::RecvError::Closed) => return,
                 };
-                if !ready.load(Ordering::Relaxed) {
+                if !is_ready.load(Ordering::Relaxed) {
                     continue;
                 }
                 if payload_type.is_none() {
-                    payload_type = negotiated_payload_type(&sender, &mime).await;
+                    payload_type = negotiated_payload_type(&negotiated, &mime).await;
                 }
                 let Some(pt) = payload_type else {
                     continue; // not negotiated yet
@@ -560,7 +568,7 @@ impl Room {
             }
         });
         let keyframes = source.keyframes.clone();
-        self.tasks.spawn(async move {
+        let asking = self.tasks.spawn(async move {
             while let Some(TrackLocalEvent::OnRtcpPacket(packets)) = out.poll().await {
                 if packets
                     .iter()
@@ -570,6 +578,17 @@ impl Room {
                 }
             }
         });
+        let peer = self.peers.get_mut(client).expect("looked up above");
+        peer.receiving.insert(
+            id,
+            Outbound {
+                sender,
+                ready,
+                offered: false,
+                tasks: [writing, asking],
+            },
+        );
+        peer.stale = true;
     }
 
     /// Closes a device's connection and unsubscribes the others from what
@@ -591,6 +610,7 @@ impl Room {
             let peer = self.peers.get_mut(&other).expect("listed");
             for id in &gone {
                 if let Some(out) = peer.receiving.remove(id) {
+                    out.stop();
                     let _ = peer.pc.remove_track(&out.sender).await;
                     peer.stale = true;
                 }
@@ -599,7 +619,10 @@ impl Room {
         }
     }
 
-    async fn close_peer(&self, peer: Peer) {
+    async fn close_peer(&mut self, peer: Peer) {
+        peer.receiving.values().for_each(Outbound::stop);
+        // Forget the results of tasks that ended.
+        while self.tasks.try_join_next().is_some() {}
         if let Err(e) = peer.pc.close().await {
             tracing::debug!(sid = %self.sid, "closing a relay peer connection: {e}");
         }

@@ -209,7 +209,12 @@ pub async fn run_publisher(
                         (CallStateKind::Accepted, Some(callee)) => {
                             relay.open(&call.sid, [call.caller.clone(), callee.clone()])
                         }
-                        (CallStateKind::Ended, _) => relay.close(&call.sid).await,
+                        (CallStateKind::Ended, _) => {
+                            // Closing waits for the connections; the other
+                            // calls' states need not.
+                            let (relay, sid) = (relay.clone(), call.sid.clone());
+                            tokio::spawn(async move { relay.close(&sid).await });
+                        }
                         _ => {}
                     }
                 }

@@ -272,6 +272,22 @@ impl Config {
                     .into(),
             );
         }
+        if self
+            .turn_listen_addr
+            .is_some_and(|a| a.ip().is_unspecified())
+            && self.turn_relay_ip.is_none()
+        {
+            return bad(
+                "turn_relay_ip",
+                "is required when turn_listen_addr is a wildcard: relayed candidates need the address clients reach".into(),
+            );
+        }
+        if self.relay_nat_1to1_ip.is_some_and(|ip| ip.is_unspecified()) {
+            return bad(
+                "relay_nat_1to1_ip",
+                "must be the address clients reach, not a wildcard".into(),
+            );
+        }
         if self.turn_relay_ip.is_some_and(|ip| ip.is_unspecified()) {
             return bad(
                 "turn_relay_ip",

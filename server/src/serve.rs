@@ -128,7 +128,14 @@ pub async fn run(config: Config) -> Result<()> {
 
     let turn = match (config.turn_listen_addr, config.turn_secret.as_deref()) {
         (Some(listen), Some(secret)) => {
-            Some(crate::turn::Turn::start(listen, config.turn_relay_ip, secret).await?)
+            // The relay must stay reachable through TURN wherever it binds.
+            let reachable = [Some(config.relay_bind_ip), config.relay_nat_1to1_ip]
+                .into_iter()
+                .flatten()
+                .filter(|ip| !ip.is_unspecified())
+                .collect();
+            let relay_ip = config.turn_relay_ip;
+            Some(crate::turn::Turn::start(listen, relay_ip, secret, reachable).await?)
         }
         _ => None,
     };

@@ -30,6 +30,39 @@ fn bad_values_stop_startup_naming_the_key() {
             "{key}={value}: message does not name {name}: {stderr}"
         );
     }
+    // Settings that are only wrong together name the one to change.
+    let turn = [
+        ("SWITCHBOARD_TURN_LISTEN_ADDR", "0.0.0.0:0"),
+        ("SWITCHBOARD_TURN_SECRET", "turn-secret-0123456789"),
+    ];
+    for (env, name) in [
+        (
+            &[
+                ("SWITCHBOARD_RELAY_PORT_MIN", "50010"),
+                ("SWITCHBOARD_RELAY_PORT_MAX", "50000"),
+            ][..],
+            "relay_port_min",
+        ),
+        (
+            &[("SWITCHBOARD_RELAY_PORT_MIN", "50000")][..],
+            "relay_port_max",
+        ),
+        (
+            &[("SWITCHBOARD_RELAY_NAT_1TO1_IP", "0.0.0.0")][..],
+            "relay_nat_1to1_ip",
+        ),
+        (&turn[..1], "turn_secret"),
+        (&turn[..], "turn_relay_ip"),
+    ] {
+        let mut all = vec![("SWITCHBOARD_DATA_DIR", data.as_str())];
+        all.extend_from_slice(env);
+        let (status, stderr) = run_switchboard(&["serve"], &all).unwrap();
+        assert_eq!(status.code(), Some(2), "{env:?}: {stderr}");
+        assert!(
+            stderr.contains(name),
+            "{env:?}: does not name {name}: {stderr}"
+        );
+    }
     // Nothing was started or written for a refused configuration.
     assert!(!dir.path().join("switchboard.db").exists());
 }

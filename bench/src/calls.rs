@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use serde_json::{json, Value};
-use switchboard_e2e::api::Api;
+use switchboard_e2e::api::{Api, SignedIn};
 use switchboard_e2e::{random_id, Database, Server};
 use tokio::sync::mpsc;
 
 use crate::stats::{ms, quantile};
+use crate::users::visible_user;
 
 /// A connected client and the publishes it receives.
 async fn client(
@@ -96,19 +97,13 @@ pub async fn run(pairs: usize, rounds: usize) -> Result<()> {
     eprintln!("setting up {pairs} caller/callee pairs");
     let mut tasks = Vec::new();
     for _ in 0..pairs {
-        let (caller, callee) = (random_id(), random_id());
+        let caller = random_id();
         let caller_token = server.token(&caller, None, "user", 3600)?;
-        let callee_token = server.token(&callee, None, "user", 3600)?;
-        let r = api
-            .put(
-                "/v1/me/visibility",
-                &callee_token,
-                json!({"visibility": "everyone"}),
-            )
-            .await?;
-        if r.status != 200 {
-            bail!("visibility: {r:?}");
-        }
+        let SignedIn {
+            id: callee,
+            access: callee_token,
+            ..
+        } = visible_user(&server, &api, None).await?;
         // The callee accepts every invite.
         let (callee_client, mut invites) = client(&server, &callee, &callee_token).await?;
         callee_client

@@ -7,6 +7,7 @@ mod calls;
 mod presence;
 mod relay;
 mod stats;
+mod users;
 
 use clap::{Parser, Subcommand};
 

@@ -7,14 +7,15 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::json;
-use switchboard_e2e::api::Api;
+use switchboard_e2e::api::{Api, SignedIn};
 use switchboard_e2e::{random_id, Database, Server, JWT_SECRET};
 use tokio::sync::mpsc;
 
 use crate::stats::{ms, quantile};
+use crate::users::visible_user;
 
 /// Connections opened at once while setting up the watchers.
 const CONNECT_BATCH: usize = 250;
@@ -87,18 +88,11 @@ pub async fn run(watchers: usize, rounds: usize) -> Result<()> {
     let db = Database::Sqlite;
     let server = Server::start(&db).await?;
     let api = Api::new(&server);
-    let x = random_id();
-    let x_token = server.token(&x, None, "user", 3600)?;
-    let r = api
-        .put(
-            "/v1/me/visibility",
-            &x_token,
-            json!({"visibility": "everyone"}),
-        )
-        .await?;
-    if r.status != 200 {
-        bail!("setting visibility: {r:?}");
-    }
+    let SignedIn {
+        id: x,
+        access: x_token,
+        ..
+    } = visible_user(&server, &api, None).await?;
     let topic = format!("users/{x}/isConnected");
 
     eprintln!("connecting {watchers} watchers");

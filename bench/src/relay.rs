@@ -8,15 +8,15 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use futures::future::join_all;
-use serde_json::json;
-use switchboard_e2e::api::{Api, SignedIn};
+use switchboard_e2e::api::Api;
 use switchboard_e2e::calls;
 use switchboard_e2e::media::{MediaPeer, PeerOptions};
-use switchboard_e2e::{random_id, Database, Server};
+use switchboard_e2e::{Database, Server};
 
 use crate::stats::{ms, quantile};
+use crate::users::visible_user;
 
 /// CPU seconds the process has used (user + system).
 fn cpu_seconds(pid: u32) -> Result<f64> {
@@ -46,35 +46,14 @@ async fn forwarded(server: &Server) -> Result<f64> {
         .context("forwarded packets metric")
 }
 
-async fn user(server: &Server, api: &Api) -> Result<SignedIn> {
-    let id = random_id();
-    let access = server.token(&id, Some("phone"), "user", 3600)?;
-    let r = api
-        .put(
-            "/v1/me/visibility",
-            &access,
-            json!({"visibility": "everyone"}),
-        )
-        .await?;
-    if r.status != 200 {
-        bail!("visibility: {r:?}");
-    }
-    Ok(SignedIn {
-        client_id: format!("{id}:phone"),
-        id,
-        access,
-        refresh: String::new(),
-        body: serde_json::Value::Null,
-    })
-}
-
 pub async fn run(calls: usize, rate: u64, seconds: u64) -> Result<()> {
     let server = Server::start(&Database::Sqlite).await?;
     let api = Api::new(&server);
     eprintln!("setting up {calls} calls");
     let mut peers = Vec::new();
     for _ in 0..calls {
-        let (a, b) = (user(&server, &api).await?, user(&server, &api).await?);
+        let a = visible_user(&server, &api, Some("phone")).await?;
+        let b = visible_user(&server, &api, Some("phone")).await?;
         let (sid, ca, cb) = calls::accepted(&server, &a, &b).await?;
         for (who, mqtt) in [(&a, ca), (&b, cb)] {
             peers.push(MediaPeer::join(mqtt, &sid, &who.client_id, PeerOptions::default()).await?);

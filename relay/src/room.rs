@@ -512,7 +512,7 @@ impl Room {
         if peer.receiving.contains_key(&id) {
             return;
         }
-        let ssrc = rand_ssrc();
+        let ssrc = next_ssrc();
         let stream = format!("{}", source.from);
         let out = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
             stream.clone(),
@@ -662,7 +662,7 @@ pub fn rewrite(packet: &mut rtp::Packet, ssrc: u32, payload_type: u8) {
     packet.header.extensions_padding = 0;
 }
 
-fn rand_ssrc() -> u32 {
+fn next_ssrc() -> u32 {
     use std::sync::atomic::{AtomicU32, Ordering};
     // Unique within the process, which is all a receiver needs: each of
     // its incoming streams has a distinct SSRC.

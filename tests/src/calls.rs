@@ -43,6 +43,17 @@ pub async fn state_until(client: &mut Client, sid: &str, state: &str) -> Result<
     }
 }
 
+/// The next report on `clients/<me>/errors`, skipping anything else.
+pub async fn next_error(client: &mut Client) -> Result<Value> {
+    loop {
+        if let Incoming::Publish { topic, payload, .. } = client.next().await? {
+            if topic.starts_with("clients/") {
+                return Ok(serde_json::from_slice(&payload)?);
+            }
+        }
+    }
+}
+
 /// `caller` invites `callee` (who may see each other), the callee's
 /// device rings and accepts; returns the sid and both devices' clients,
 /// subscribed to the call's state.

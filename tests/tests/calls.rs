@@ -97,12 +97,9 @@ impl Device {
 
     /// The next error report.
     async fn error(&mut self) -> Value {
-        loop {
-            let (t, v) = self.next().await;
-            if t.starts_with("clients/") {
-                return v;
-            }
-        }
+        switchboard_e2e::calls::next_error(&mut self.mqtt)
+            .await
+            .unwrap()
     }
 
     /// The next invite.

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use switchboard_e2e::api::{Api, SignedIn, SmsInbox};
 use switchboard_e2e::calls::state_until;
 use switchboard_e2e::media::{MediaPeer, PeerOptions};
-use switchboard_e2e::mqtt::{connect, Client, Incoming, Login, Via};
+use switchboard_e2e::mqtt::{connect, Client, Login, Via};
 use switchboard_e2e::{calls, Database, Server};
 use webrtc::peer_connection::RTCIceServer;
 
@@ -220,17 +220,6 @@ async fn two_headless_peers_exchange_numbered_rtp_through_the_relay() {
     pb.close().await;
 }
 
-/// The next report on `clients/<me>/errors`, skipping anything else.
-async fn error(client: &mut Client) -> Value {
-    loop {
-        if let Incoming::Publish { topic, payload, .. } = client.next().await.unwrap() {
-            if topic.starts_with("clients/") {
-                return serde_json::from_slice(&payload).unwrap();
-            }
-        }
-    }
-}
-
 #[tokio::test]
 async fn only_the_two_devices_of_an_accepted_call_reach_the_relay() {
     let call = accepted_call(&[]).await;
@@ -275,7 +264,7 @@ async fn only_the_two_devices_of_an_accepted_call_reach_the_relay() {
         )
         .await
         .unwrap();
-        let report = error(&mut client).await;
+        let report = calls::next_error(&mut client).await.unwrap();
         assert_eq!(report["code"], "forbidden", "{client_id}: {report}");
         // Nor may anyone read or write another device's signalling.
         let codes = client
@@ -335,7 +324,7 @@ async fn bad_signalling_is_refused_and_changes_nothing() {
         ),
     ] {
         calls::publish(&caller, &up, payload.clone()).await.unwrap();
-        let report = error(&mut caller).await;
+        let report = calls::next_error(&mut caller).await.unwrap();
         assert_eq!(report["code"], code, "{payload}: {report}");
     }
     assert_eq!(
@@ -355,7 +344,7 @@ async fn bad_signalling_is_refused_and_changes_nothing() {
     calls::publish(&caller, &up, json!({"type": "offer", "sdp": "v=0\r\n"}))
         .await
         .unwrap();
-    let report = error(&mut caller).await;
+    let report = calls::next_error(&mut caller).await.unwrap();
     assert_eq!(report["code"], "forbidden", "{report}");
 }
 

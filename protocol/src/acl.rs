@@ -199,6 +199,11 @@ pub fn authorize(
         }
         ["session", sid, command, part] if *part == "request" || *part == "response" => {
             let sid: crate::Sid = match (level(sid), level(command)) {
+                // Every command of one call (`session/<sid>/+/request`):
+                // a robot need not list the commands it serves.
+                (Level::Literal(s), Level::Wild) if *command == "+" => {
+                    s.parse().map_err(|_| Denial::NotInContract)?
+                }
                 (Level::Wild, _) | (_, Level::Wild) => return Err(Denial::Wildcard),
                 (Level::Literal(s), Level::Literal(c)) => {
                     c.parse::<crate::CommandName>()
@@ -442,11 +447,25 @@ mod tests {
             ),
             (S, format!("session/{ROBOT_SID}/moveTo/request"), ok),
             (P, format!("session/{ROBOT_SID}/moveTo/response"), ok),
+            (S, format!("session/{ROBOT_SID}/+/request"), ok),
+            (S, format!("session/{ROBOT_SID}/+/response"), ok),
+            (S, format!("session/{SID}/+/response"), ok),
             (
                 S,
-                format!("session/{ROBOT_SID}/+/request"),
+                format!("session/{SID}/+/request"),
+                Err(Denial::NotYours),
+            ),
+            (
+                S,
+                format!("session/{OTHER_SID}/+/request"),
+                Err(Denial::NotYours),
+            ),
+            (
+                S,
+                format!("session/{ROBOT_SID}/#/request"),
                 Err(Denial::Wildcard),
             ),
+            (S, "session/+/+/request".into(), Err(Denial::Wildcard)),
             (
                 P,
                 format!("session/{OTHER_SID}/moveTo/request"),

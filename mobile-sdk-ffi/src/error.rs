@@ -1,0 +1,121 @@
+//! The one error type of the SDK. Across the FFI it becomes a typed
+//! exception (Kotlin, Python) or error enum (Swift), never a panic.
+
+use switchboard_protocol::ErrorCode;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
+pub enum SdkError {
+    /// The number is not a phone number the server can send a code to.
+    #[error("invalid phone number: {message}")]
+    InvalidPhone { message: String },
+    /// An argument does not have the form the protocol requires (an id,
+    /// a pairing code, a command name, JSON arguments).
+    #[error("invalid argument: {message}")]
+    InvalidArgument { message: String },
+    /// The one-time code (or a robot's secret) was wrong or expired.
+    #[error("wrong or expired code")]
+    WrongCode,
+    /// There is no such user, or it does not share itself with this
+    /// account: the server makes the two look the same.
+    #[error("unknown user {id}")]
+    UnknownUser { id: String },
+    /// The call is not one this session knows in the state the operation
+    /// needs (no such call, not accepted yet, already ended).
+    #[error("no call {sid} in a state that allows this")]
+    NoCall { sid: String },
+    /// The server refused by its rules; `code` is the protocol's error code
+    /// (`forbidden`, `conflict`, `not_found`, `bad_request`, ...).
+    #[error("refused ({code}): {message}")]
+    Refused { code: String, message: String },
+    /// Too many attempts; try again later.
+    #[error("rate limited: {message}")]
+    RateLimited { message: String },
+    /// The pairing code is not live (never issued, used or expired), or
+    /// this account looked up too many codes.
+    #[error("pairing code {code} refused")]
+    PairingRefused { code: String },
+    /// The pairing code expired before an owner claimed it.
+    #[error("pairing code {code} expired")]
+    PairingExpired { code: String },
+    /// Nothing arrived in time.
+    #[error("timed out waiting for {what}")]
+    Timeout { what: String },
+    /// The session's tokens no longer work (signed out, refresh token
+    /// revoked); sign in again.
+    #[error("signed out")]
+    SignedOut,
+    /// The server could not be reached, or the connection dropped.
+    #[error("network: {message}")]
+    Network { message: String },
+    /// The server answered something the SDK did not expect.
+    #[error("server: {message}")]
+    Server { message: String },
+}
+
+impl SdkError {
+    /// An error body of the HTTP API, or a report on `clients/<me>/errors`.
+    pub(crate) fn from_code(code: ErrorCode, message: String) -> SdkError {
+        match code {
+            ErrorCode::RateLimited => SdkError::RateLimited { message },
+            ErrorCode::Unauthorized => SdkError::SignedOut,
+            ErrorCode::BadRequest => SdkError::InvalidArgument { message },
+            ErrorCode::Internal | ErrorCode::Unavailable => SdkError::Server { message },
+            other => SdkError::Refused {
+                code: code_name(other),
+                message,
+            },
+        }
+    }
+
+    pub(crate) fn invalid(e: impl std::fmt::Display) -> SdkError {
+        SdkError::InvalidArgument {
+            message: e.to_string(),
+        }
+    }
+
+    pub(crate) fn timeout(what: impl Into<String>) -> SdkError {
+        SdkError::Timeout { what: what.into() }
+    }
+
+    pub(crate) fn disconnected() -> SdkError {
+        SdkError::Network {
+            message: "the session is closed".into(),
+        }
+    }
+}
+
+/// The code as it is spelt on the wire (`not_found`).
+pub(crate) fn code_name(code: ErrorCode) -> String {
+    serde_json::to_value(code)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+impl From<reqwest::Error> for SdkError {
+    fn from(e: reqwest::Error) -> Self {
+        SdkError::Network {
+            message: e.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_keep_their_wire_names() {
+        assert_eq!(
+            SdkError::from_code(ErrorCode::NotFound, "x".into()),
+            SdkError::Refused {
+                code: "not_found".into(),
+                message: "x".into()
+            }
+        );
+        assert_eq!(
+            SdkError::from_code(ErrorCode::Unauthorized, "x".into()),
+            SdkError::SignedOut
+        );
+    }
+}

@@ -1,0 +1,28 @@
+//! The Switchboard client SDK: what a calling app or a robot links against.
+//!
+//! [`Switchboard`] signs in (a phone number and its one-time code, or a
+//! robot's id and secret) and gives a [`Session`]: profiles, presence,
+//! contact discovery, calls, pairing, robot commands and the WebRTC
+//! signalling of a call. Everything the server says arrives as one ordered
+//! stream of [`Event`]s at the app's [`Listener`]. The SDK keeps the tokens
+//! fresh, reconnects and restores subscriptions by itself.
+//!
+//! The same API is exported with uniffi to Kotlin, Swift and Python
+//! (`scripts/bindings`); errors cross it as [`SdkError`], never as panics.
+
+mod api;
+mod client;
+mod error;
+mod link;
+mod listener;
+mod router;
+mod session;
+mod types;
+
+pub use client::Switchboard;
+pub use error::SdkError;
+pub use listener::{EventQueue, Listener};
+pub use session::{PairingWait, PendingCommand, Session};
+pub use types::*;
+
+uniffi::setup_scaffolding!();

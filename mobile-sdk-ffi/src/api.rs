@@ -89,15 +89,9 @@ impl Http {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| HttpError::Other(e.into()))?;
+        let resp = req.send().await.map_err(|e| HttpError::Other(e.into()))?;
         let status = resp.status().as_u16();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| HttpError::Other(e.into()))?;
+        let bytes = resp.bytes().await.map_err(|e| HttpError::Other(e.into()))?;
         if !(200..300).contains(&status) {
             return Err(HttpError::Failed(Failure {
                 status,

@@ -47,7 +47,12 @@ impl Switchboard {
         }
         match self
             .http
-            .send::<Sent>(Method::POST, "/v1/auth/otp", None, Some(&json!({ "phone": phone })))
+            .send::<Sent>(
+                Method::POST,
+                "/v1/auth/otp",
+                None,
+                Some(&json!({ "phone": phone })),
+            )
             .await
         {
             Ok(sent) => Ok(sent.phone),
@@ -62,9 +67,12 @@ impl Switchboard {
         code: String,
         listener: Arc<dyn Listener>,
     ) -> Result<Arc<Session>, SdkError> {
-        let device = self.device.clone().ok_or_else(|| SdkError::InvalidArgument {
-            message: "a user signs in from a device: set Config.device".into(),
-        })?;
+        let device = self
+            .device
+            .clone()
+            .ok_or_else(|| SdkError::InvalidArgument {
+                message: "a user signs in from a device: set Config.device".into(),
+            })?;
         let body = json!({ "phone": phone, "code": code, "device": device.to_string() });
         let signed_in = match self
             .http
@@ -120,8 +128,9 @@ impl Switchboard {
         }
         let broker = match &self.mqtt_url {
             Some(b) => b.clone(),
-            None => Broker::parse(&signed_in.mqtt.tcp)
-                .or_else(|_| Broker::parse(&signed_in.mqtt.ws))?,
+            None => {
+                Broker::parse(&signed_in.mqtt.tcp).or_else(|_| Broker::parse(&signed_in.mqtt.ws))?
+            }
         };
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {

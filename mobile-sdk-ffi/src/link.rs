@@ -119,9 +119,7 @@ impl Broker {
             _ => return Err(bad("must be mqtt://host:port or ws://host:port/path")),
         };
         let host = parsed.host_str().ok_or_else(|| bad("no host"))?.to_owned();
-        let port = parsed
-            .port()
-            .unwrap_or(if websocket { 80 } else { 1883 });
+        let port = parsed.port().unwrap_or(if websocket { 80 } else { 1883 });
         Ok(Broker {
             url: url.to_owned(),
             host,
@@ -511,7 +509,10 @@ mod tests {
     #[test]
     fn broker_urls() {
         let b = Broker::parse("mqtt://127.0.0.1:1884").unwrap();
-        assert_eq!((b.host.as_str(), b.port, b.websocket), ("127.0.0.1", 1884, false));
+        assert_eq!(
+            (b.host.as_str(), b.port, b.websocket),
+            ("127.0.0.1", 1884, false)
+        );
         let b = Broker::parse("ws://example.org:8083/mqtt").unwrap();
         assert_eq!((b.port, b.websocket), (8083, true));
         assert!(matches!(

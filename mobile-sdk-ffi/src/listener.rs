@@ -56,11 +56,18 @@ impl EventQueue {
     }
 
     /// Skips events until `pick` accepts one; `None` after `wait` in all.
-    pub async fn until<T>(&self, wait: Duration, mut pick: impl FnMut(Event) -> Option<T>) -> Option<T> {
+    pub async fn until<T>(
+        &self,
+        wait: Duration,
+        mut pick: impl FnMut(Event) -> Option<T>,
+    ) -> Option<T> {
         let deadline = tokio::time::Instant::now() + wait;
         let mut rx = self.rx.lock().await;
         loop {
-            let event = tokio::time::timeout_at(deadline, rx.recv()).await.ok().flatten()?;
+            let event = tokio::time::timeout_at(deadline, rx.recv())
+                .await
+                .ok()
+                .flatten()?;
             if let Some(found) = pick(event) {
                 return Some(found);
             }

@@ -157,7 +157,8 @@ impl Router {
                         code: code_name(e.code),
                         message: e.message,
                     };
-                    routed.arrival = Some((refusal.topic.clone(), Arrival::Refused(refusal.clone())));
+                    routed.arrival =
+                        Some((refusal.topic.clone(), Arrival::Refused(refusal.clone())));
                     routed.events.push(Event::Refused { refusal });
                 }
             }
@@ -173,6 +174,20 @@ impl Router {
         if !self.rung.insert(sid.clone()) {
             return;
         }
+        // Known from now on, so the app may answer before the first state
+        // arrives; the server's states replace this one.
+        self.calls
+            .entry(sid.clone())
+            .or_insert_with(|| payload::CallState {
+                sid: sid.clone(),
+                state: CallStateKind::Inviting,
+                reason: None,
+                caller: invite.from.clone(),
+                callee: self.me.id.clone(),
+                accepted_by: None,
+                relay: None,
+                legs: Default::default(),
+            });
         routed.events.push(Event::IncomingCall {
             call: IncomingCall {
                 sid: sid.to_string(),
@@ -321,7 +336,10 @@ mod tests {
     fn another_device_accepting_is_not_this_ones_media() {
         let mut r = router(false);
         let topic = format!("session/{SID}/state");
-        let routed = r.route(&topic, &state("accepted", Some(&format!("{ME}:tablet")), None));
+        let routed = r.route(
+            &topic,
+            &state("accepted", Some(&format!("{ME}:tablet")), None),
+        );
         assert!(routed.wire.is_empty());
         assert!(!r.is_media_device(&SID.parse().unwrap()));
     }
@@ -382,7 +400,10 @@ mod tests {
             &routed.events[..],
             [Event::Signal { signal: crate::types::Signal::Answer { sdp }, .. }] if sdp == "v=0"
         ));
-        assert!(r.route(&format!("users/{OTHER}/info"), b"not json").events.is_empty());
+        assert!(r
+            .route(&format!("users/{OTHER}/info"), b"not json")
+            .events
+            .is_empty());
         assert!(r.route("not/a/topic", b"{}").events.is_empty());
     }
 }

@@ -99,7 +99,12 @@ impl Session {
     fn known_call(&self, sid: &str) -> Result<(Sid, payload::CallState), SdkError> {
         let no_call = || SdkError::NoCall { sid: sid.into() };
         let parsed: Sid = sid.parse().map_err(|_| no_call())?;
-        let state = self.shared.router().call(&parsed).cloned().ok_or_else(no_call)?;
+        let state = self
+            .shared
+            .router()
+            .call(&parsed)
+            .cloned()
+            .ok_or_else(no_call)?;
         Ok((parsed, state))
     }
 
@@ -288,7 +293,9 @@ impl Session {
 
     pub async fn unwatch(&self, user_id: String) -> Result<(), SdkError> {
         let id = parse_id(&user_id)?;
-        self.send(Request::Unsubscribe(Topic::UserInfo(id.clone()).to_string()))?;
+        self.send(Request::Unsubscribe(
+            Topic::UserInfo(id.clone()).to_string(),
+        ))?;
         self.send(Request::Unsubscribe(Topic::UserPresence(id).to_string()))
     }
 
@@ -367,7 +374,9 @@ impl Session {
         let deadline = Instant::now() + ANSWER;
         match recv_until(&mut arrivals, deadline, "the call to be recorded").await? {
             Arrival::Message(_) => Ok(sid.to_string()),
-            Arrival::Refused(r) if r.code == "forbidden" => Err(SdkError::UnknownUser { id: callee }),
+            Arrival::Refused(r) if r.code == "forbidden" => {
+                Err(SdkError::UnknownUser { id: callee })
+            }
             Arrival::Refused(r) => Err(refusal_error(r.code, r.message)),
         }
     }
@@ -501,14 +510,21 @@ impl Session {
                 if let Arrival::Message(bytes) =
                     recv_until(&mut robot_ids, deadline, "the robot's id").await?
                 {
-                    match std::str::from_utf8(&bytes).ok().and_then(|s| s.parse::<Id>().ok()) {
+                    match std::str::from_utf8(&bytes)
+                        .ok()
+                        .and_then(|s| s.parse::<Id>().ok())
+                    {
                         Some(id) => break id,
                         None => return Err(refused()),
                     }
                 }
             };
             self.subscribe_or(status.clone()).await?;
-            self.publish(user_topic.clone(), self.me.id.to_string().into_bytes(), false)?;
+            self.publish(
+                user_topic.clone(),
+                self.me.id.to_string().into_bytes(),
+                false,
+            )?;
             loop {
                 match recv_until(&mut outcome, deadline, "the pairing's outcome").await? {
                     Arrival::Refused(r) => return Err(refusal_error(r.code, r.message)),
@@ -600,9 +616,7 @@ impl Session {
         };
         let (request_topic, response_topic) =
             (topic(CommandPart::Request), topic(CommandPart::Response));
-        let arrivals = self
-            .shared
-            .wait_on_all(&[&request_topic, &response_topic]);
+        let arrivals = self.shared.wait_on_all(&[&request_topic, &response_topic]);
         self.subscribe_or(response_topic).await?;
         let request_id = random_hex(8);
         arguments.insert("requestId".into(), Value::String(request_id.clone()));

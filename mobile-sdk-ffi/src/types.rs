@@ -1,7 +1,8 @@
 //! The values the SDK hands to apps. Ids are strings here (32 lowercase
 //! hex); the SDK checks their form before anything goes on the wire.
 
-use switchboard_protocol::payload::{self, CallKind, CallStateKind, EndReason, PairingOutcome};
+use switchboard_protocol::payload;
+pub use switchboard_protocol::payload::{CallKind, CallStateKind, EndReason, PairingOutcome};
 
 // The protocol's own enums, described to uniffi as they are.
 #[uniffi::remote(Enum)]
@@ -145,10 +146,16 @@ pub struct CallRecord {
 /// A WebRTC signalling message between this device and the media relay.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
 pub enum Signal {
-    Offer { sdp: String },
-    Answer { sdp: String },
+    Offer {
+        sdp: String,
+    },
+    Answer {
+        sdp: String,
+    },
     /// `None` ends the candidates.
-    Candidate { candidate: Option<IceCandidate> },
+    Candidate {
+        candidate: Option<IceCandidate>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]

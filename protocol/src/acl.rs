@@ -450,11 +450,7 @@ mod tests {
             (S, format!("session/{ROBOT_SID}/+/request"), ok),
             (S, format!("session/{ROBOT_SID}/+/response"), ok),
             (S, format!("session/{SID}/+/response"), ok),
-            (
-                S,
-                format!("session/{SID}/+/request"),
-                Err(Denial::NotYours),
-            ),
+            (S, format!("session/{SID}/+/request"), Err(Denial::NotYours)),
             (
                 S,
                 format!("session/{OTHER_SID}/+/request"),

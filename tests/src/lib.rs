@@ -22,6 +22,7 @@ pub mod api;
 pub mod calls;
 pub mod media;
 pub mod mqtt;
+pub mod sdk;
 
 /// A JWT key known to the tests, so they can also forge and expire tokens.
 pub const JWT_SECRET: &str = "e2e-test-jwt-secret-0123456789abcdef";

@@ -155,6 +155,9 @@ fn listener(config: &Config, name: &str, addr: SocketAddr) -> Result<rmqtt::net:
         .laddr(addr)
         // Without it request/response exchanges wait ~40 ms for Nagle.
         .nodelay(true)
+        // A restarted server rebinds its port at once, though connections
+        // of the previous process linger in TIME_WAIT.
+        .reuseaddr(Some(true))
         .allow_anonymous(false)
         .max_packet_size(config.mqtt_max_packet_bytes)
         .max_mqueue_len(config.mqtt_max_queue)

@@ -1,0 +1,435 @@
+//! The client SDK against the real server: two phones that see each other
+//! and call, a robot paired and commanded, token refresh and reconnection
+//! done for the app, and bad input answered with typed errors.
+
+use switchboard_e2e::api::SmsInbox;
+use switchboard_e2e::sdk::{robot, switchboard, user, Account};
+use switchboard_e2e::{random_id, Database, Server};
+use switchboard_sdk::{
+    CallKind, CallStateKind, Config, ConnectionState, EndReason, Event, EventQueue, ProfileUpdate,
+    SdkError, Switchboard,
+};
+
+struct World {
+    server: Server,
+    sms: SmsInbox,
+    db: Database,
+}
+
+async fn world(env: &[(&str, &str)]) -> World {
+    let db = Database::for_test().await.unwrap();
+    let sms = SmsInbox::start().await.unwrap();
+    let mut builder = Server::with_sms(&db, &sms);
+    for (k, v) in env {
+        builder = builder.env(k, *v);
+    }
+    let server = builder.start().await.unwrap();
+    World { server, sms, db }
+}
+
+/// Two users who list each other as contacts and watch each other.
+async fn friends(w: &World) -> (Account, Account) {
+    let a = user(&w.server, &w.sms, "+48555000101", "phone")
+        .await
+        .unwrap();
+    let b = user(&w.server, &w.sms, "+48555000102", "phone")
+        .await
+        .unwrap();
+    a.session.set_contacts(vec![b.id()]).await.unwrap();
+    b.session.set_contacts(vec![a.id()]).await.unwrap();
+    a.session.watch(b.id()).await.unwrap();
+    b.session.watch(a.id()).await.unwrap();
+    (a, b)
+}
+
+async fn sees_online(watcher: &Account, who: &str, online: bool) {
+    watcher
+        .until("presence", |e| match e {
+            Event::Presence { presence }
+                if presence.user_id == who && presence.online == online =>
+            {
+                Some(())
+            }
+            _ => None,
+        })
+        .await
+        .unwrap();
+}
+
+async fn state_of(account: &Account, sid: &str, state: CallStateKind) -> switchboard_sdk::Call {
+    account
+        .until("call state", |e| match e {
+            Event::CallState { call } if call.sid == sid && call.state == state => Some(call),
+            _ => None,
+        })
+        .await
+        .unwrap()
+}
+
+async fn incoming(account: &Account) -> switchboard_sdk::IncomingCall {
+    account
+        .until("incoming call", |e| match e {
+            Event::IncomingCall { call } => Some(call),
+            _ => None,
+        })
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn two_phones_see_each_other_and_call() {
+    let w = world(&[]).await;
+    let (a, b) = friends(&w).await;
+    sees_online(&a, &b.id(), true).await;
+    sees_online(&b, &a.id(), true).await;
+
+    b.session
+        .set_profile(ProfileUpdate {
+            nickname: Some("Bea".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let profile = a
+        .until("profile", |e| match e {
+            Event::Profile { profile } if profile.nickname.as_deref() == Some("Bea") => {
+                Some(profile)
+            }
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(profile.user_id, b.id());
+    assert_eq!(a.session.profile_of(b.id()).await.unwrap(), profile);
+
+    let sid = a.session.call(b.id(), CallKind::Video).await.unwrap();
+    let call = incoming(&b).await;
+    assert_eq!(
+        (call.sid.as_str(), call.from.as_str()),
+        (sid.as_str(), a.id().as_str())
+    );
+    assert_eq!(call.kind, CallKind::Video);
+    // The SDK told the server B's phone rings.
+    state_of(&a, &sid, CallStateKind::Ringing).await;
+    let accepted = b.session.accept(sid.clone()).await.unwrap();
+    assert_eq!(accepted.state, CallStateKind::Accepted);
+    assert_eq!(accepted.accepted_by, Some(b.session.client_id()));
+    state_of(&a, &sid, CallStateKind::Accepted).await;
+
+    let ended = a.session.hangup(sid.clone()).await.unwrap();
+    assert_eq!(ended.reason, Some(EndReason::Hangup));
+    let seen = state_of(&b, &sid, CallStateKind::Ended).await;
+    assert_eq!(seen.reason, Some(EndReason::Hangup));
+    let history = b.session.history(10, None).await.unwrap();
+    assert_eq!(history[0].sid, sid);
+    assert_eq!(history[0].reason, Some(EndReason::Hangup));
+
+    // A decline ends a second call; the caller may cancel a third.
+    let sid = a.session.call(b.id(), CallKind::Audio).await.unwrap();
+    assert_eq!(incoming(&b).await.sid, sid);
+    let declined = b.session.decline(sid.clone()).await.unwrap();
+    assert_eq!(declined.reason, Some(EndReason::Declined));
+    let sid = a.session.call(b.id(), CallKind::Audio).await.unwrap();
+    let cancelled = a.session.cancel(sid.clone()).await.unwrap();
+    assert_eq!(cancelled.reason, Some(EndReason::Cancelled));
+
+    // Signing out shows B offline to A.
+    b.session.sign_out().await.unwrap();
+    sees_online(&a, &b.id(), false).await;
+}
+
+#[tokio::test]
+async fn a_robot_is_paired_called_and_commanded() {
+    let w = world(&[("SWITCHBOARD_COMMAND_TIMEOUT_S", "2")]).await;
+    let owner = user(&w.server, &w.sms, "+48555000201", "phone")
+        .await
+        .unwrap();
+    let bot = robot(&w.server).await.unwrap();
+
+    let pairing = bot.session.start_pairing().await.unwrap();
+    let code = pairing.code().code;
+    assert_eq!(code.len(), 6);
+    assert_eq!(owner.session.pair(code.clone()).await.unwrap(), bot.id());
+    assert_eq!(pairing.wait().await.unwrap(), owner.id());
+    assert_eq!(owner.session.robots().await.unwrap()[0].id, bot.id());
+    assert_eq!(bot.session.owners().await.unwrap()[0].id, owner.id());
+    // A code works once.
+    assert_eq!(
+        owner.session.pair(code.clone()).await,
+        Err(SdkError::PairingRefused { code })
+    );
+
+    owner.session.watch(bot.id()).await.unwrap();
+    sees_online(&owner, &bot.id(), true).await;
+    let sid = owner.session.call(bot.id(), CallKind::Video).await.unwrap();
+    assert_eq!(incoming(&bot).await.sid, sid);
+    bot.session.accept(sid.clone()).await.unwrap();
+    state_of(&owner, &sid, CallStateKind::Accepted).await;
+
+    let pending = owner
+        .session
+        .send_command(
+            sid.clone(),
+            "moveTo".into(),
+            r#"{"destination":"kitchen"}"#.into(),
+        )
+        .await
+        .unwrap();
+    let request = bot
+        .until("command request", |e| match e {
+            Event::CommandRequest { request } => Some(request),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(request.command, "moveTo");
+    assert_eq!(request.request_id, pending.request_id());
+    assert_eq!(request.arguments_json, r#"{"destination":"kitchen"}"#);
+    for status in ["moving", "arrived"] {
+        bot.session
+            .respond(
+                sid.clone(),
+                "moveTo".into(),
+                request.request_id.clone(),
+                status.into(),
+                r#"{"room":"kitchen"}"#.into(),
+            )
+            .unwrap();
+        let reply = pending.next_reply(10_000).await.unwrap();
+        assert_eq!(reply.status, status);
+        assert_eq!(reply.details_json, r#"{"room":"kitchen"}"#);
+    }
+
+    // Unanswered, the server answers `timed_out` for the robot.
+    let pending = owner
+        .session
+        .send_command(sid.clone(), "dock".into(), String::new())
+        .await
+        .unwrap();
+    let reply = pending.next_reply(10_000).await.unwrap();
+    assert_eq!(reply.status, "timed_out");
+
+    // The robot cannot command its owner: the server refuses it.
+    let refused = bot
+        .session
+        .send_command(sid.clone(), "moveTo".into(), String::new())
+        .await
+        .unwrap()
+        .next_reply(10_000)
+        .await;
+    assert!(
+        matches!(&refused, Err(SdkError::Refused { code, .. }) if code == "forbidden"),
+        "{refused:?}"
+    );
+
+    owner.session.hangup(sid.clone()).await.unwrap();
+    assert_eq!(
+        owner
+            .session
+            .send_command(sid.clone(), "moveTo".into(), String::new())
+            .await
+            .err(),
+        Some(SdkError::NoCall { sid })
+    );
+}
+
+#[tokio::test]
+async fn bad_input_gets_typed_errors() {
+    let w = world(&[]).await;
+    let sb = switchboard(&w.server, Some("phone"));
+    for phone in ["not a number", "+1", ""] {
+        let e = sb.request_code(phone.into()).await.unwrap_err();
+        assert!(
+            matches!(e, SdkError::InvalidPhone { .. }),
+            "{phone:?}: {e:?}"
+        );
+    }
+    let e164 = sb.request_code("+48555000301".into()).await.unwrap();
+    let code = w.sms.code_for(&e164).await.unwrap();
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let e = sb
+        .sign_in(e164.clone(), wrong.into(), EventQueue::new())
+        .await
+        .err();
+    assert_eq!(e, Some(SdkError::WrongCode));
+
+    for config in [
+        ("not a url", None, None),
+        ("ftp://x", None, None),
+        ("http://x", Some("http://not-mqtt"), None),
+        ("http://x", None, Some("Not A Device!")),
+    ] {
+        let r = Switchboard::new(Config {
+            http_url: config.0.into(),
+            mqtt_url: config.1.map(str::to_owned),
+            device: config.2.map(str::to_owned),
+        });
+        assert!(
+            matches!(r, Err(SdkError::InvalidArgument { .. })),
+            "{config:?}"
+        );
+    }
+    // A user needs a device.
+    let e = switchboard(&w.server, None)
+        .sign_in(e164.clone(), code.clone(), EventQueue::new())
+        .await
+        .err();
+    assert!(matches!(e, Some(SdkError::InvalidArgument { .. })), "{e:?}");
+
+    let a = user(&w.server, &w.sms, "+48555000302", "phone")
+        .await
+        .unwrap();
+    let unknown = random_id();
+    assert_eq!(
+        a.session.call(unknown.clone(), CallKind::Video).await,
+        Err(SdkError::UnknownUser {
+            id: unknown.clone()
+        })
+    );
+    assert!(matches!(
+        a.session.call("not-an-id".into(), CallKind::Video).await,
+        Err(SdkError::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        a.session.call(a.id(), CallKind::Video).await,
+        Err(SdkError::InvalidArgument { .. })
+    ));
+    assert_eq!(
+        a.session.profile_of(unknown.clone()).await,
+        Err(SdkError::UnknownUser {
+            id: unknown.clone()
+        })
+    );
+    assert_eq!(
+        a.session.watch(unknown.clone()).await,
+        Err(SdkError::UnknownUser { id: unknown })
+    );
+    let no_call = random_id();
+    assert_eq!(
+        a.session
+            .send_command(no_call.clone(), "moveTo".into(), String::new())
+            .await
+            .err(),
+        Some(SdkError::NoCall {
+            sid: no_call.clone()
+        })
+    );
+    assert_eq!(
+        a.session.hangup(no_call.clone()).await,
+        Err(SdkError::NoCall { sid: no_call })
+    );
+    for (command, args) in [
+        ("1bad", ""),
+        ("state", ""),
+        ("moveTo", "[1]"),
+        ("moveTo", "{"),
+    ] {
+        let e = a
+            .session
+            .send_command(random_id(), command.into(), args.into())
+            .await
+            .err();
+        assert!(
+            matches!(e, Some(SdkError::InvalidArgument { .. })),
+            "{command} {args}: {e:?}"
+        );
+    }
+    for code in ["12", "abcdef", "1234567"] {
+        let e = a.session.pair(code.into()).await;
+        assert!(
+            matches!(e, Err(SdkError::InvalidArgument { .. })),
+            "{code}: {e:?}"
+        );
+    }
+    assert_eq!(
+        a.session.pair("000000".into()).await,
+        Err(SdkError::PairingRefused {
+            code: "000000".into()
+        })
+    );
+    let e = a
+        .session
+        .set_profile(ProfileUpdate {
+            email: Some("not an email".into()),
+            ..Default::default()
+        })
+        .await;
+    assert!(matches!(e, Err(SdkError::InvalidArgument { .. })), "{e:?}");
+    // Nothing of it was stored.
+    assert_eq!(a.session.my_profile().await.unwrap().email, None);
+}
+
+#[tokio::test]
+async fn tokens_are_refreshed_without_the_device_going_offline() {
+    // Access tokens live 3 s: the SDK moves to a fresh connection every
+    // 2.4 s, long before the server would close the old one.
+    let w = world(&[
+        ("SWITCHBOARD_ACCESS_TOKEN_TTL_S", "3"),
+        ("SWITCHBOARD_TOKEN_GRACE_S", "1"),
+    ])
+    .await;
+    let (a, b) = friends(&w).await;
+    sees_online(&a, &b.id(), true).await;
+    // B's connection is replaced with a new token three times.
+    for _ in 0..3 {
+        b.until("reconnection", |e| {
+            matches!(
+                e,
+                Event::Connection {
+                    state: ConnectionState::Connected
+                }
+            )
+            .then_some(())
+        })
+        .await
+        .unwrap();
+    }
+    // Subscriptions and HTTP still work with the new tokens.
+    let sid = a.session.call(b.id(), CallKind::Audio).await.unwrap();
+    assert_eq!(incoming(&b).await.sid, sid);
+    b.session.my_profile().await.unwrap();
+    // A never saw B offline meanwhile.
+    while let Some(e) = a.events.next(std::time::Duration::ZERO).await {
+        if let Event::Presence { presence } = e {
+            assert!(
+                presence.online || presence.user_id != b.id(),
+                "{presence:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_restarted_server_gets_the_sessions_back() {
+    let w = world(&[]).await;
+    let (a, b) = friends(&w).await;
+    sees_online(&a, &b.id(), true).await;
+    let (http, mqtt, ws) = (w.server.http.clone(), w.server.mqtt, w.server.mqtt_ws);
+    let World { server, sms, db } = w;
+    let (_, dir) = server.terminate().unwrap();
+    b.until("reconnecting", |e| {
+        matches!(
+            e,
+            Event::Connection {
+                state: ConnectionState::Reconnecting
+            }
+        )
+        .then_some(())
+    })
+    .await
+    .unwrap();
+    // Same addresses, same data.
+    let _server = Server::with_sms(&db, &sms)
+        .env("SWITCHBOARD_HTTP_ADDR", http.trim_start_matches("http://"))
+        .env("SWITCHBOARD_MQTT_ADDR", mqtt.to_string())
+        .env("SWITCHBOARD_MQTT_WS_ADDR", ws.to_string())
+        .dir(dir)
+        .start()
+        .await
+        .unwrap();
+    // The SDK reconnects and subscribes again: B's presence reaches A, and
+    // A's invite reaches B.
+    sees_online(&a, &b.id(), true).await;
+    let sid = a.session.call(b.id(), CallKind::Video).await.unwrap();
+    assert_eq!(incoming(&b).await.sid, sid);
+}

@@ -138,7 +138,7 @@ impl Switchboard {
             waiters: Mutex::new(HashMap::new()),
             events: events_tx,
         });
-        dispatch(listener, events_rx);
+        let dispatcher = dispatch(listener, events_rx);
         let auth = Arc::new(Auth::new(self.http.clone(), signed_in.tokens));
         let (requests, requests_rx) = mpsc::unbounded_channel();
         link::spawn(
@@ -152,7 +152,9 @@ impl Switchboard {
             requests_rx,
         );
         // On failure the session is dropped, and with it the connection.
-        Ok(Arc::new(Session::start(auth, shared, requests).await?))
+        Ok(Arc::new(
+            Session::start(auth, shared, requests, dispatcher).await?,
+        ))
     }
 }
 

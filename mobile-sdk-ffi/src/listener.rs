@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, Mutex};
+use tokio::task::JoinHandle;
 
-use crate::types::Event;
+use crate::types::{ConnectionState, Event};
 
 #[uniffi::export(foreign)]
 pub trait Listener: Send + Sync {
@@ -16,12 +17,20 @@ pub trait Listener: Send + Sync {
     fn on_event(&self, event: Event);
 }
 
-/// Calls `listener` with each event until the session is gone. A listener
-/// that fails (a foreign exception surfaces as a panic here) loses that
-/// event, not the stream.
-pub(crate) fn dispatch(listener: Arc<dyn Listener>, mut events: mpsc::UnboundedReceiver<Event>) {
+/// Calls `listener` with each event until the session signs out (its last
+/// event) or is gone, so no call reaches an app that has moved on (a Python
+/// interpreter shutting down, say). A listener that fails (a foreign
+/// exception surfaces as a panic here) loses that event, not the stream.
+pub(crate) fn dispatch(
+    listener: Arc<dyn Listener>,
+    mut events: mpsc::UnboundedReceiver<Event>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         while let Some(event) = events.recv().await {
+            let last = event
+                == Event::Connection {
+                    state: ConnectionState::SignedOut,
+                };
             let listener = listener.clone();
             let call = tokio::task::spawn_blocking(move || {
                 catch_unwind(AssertUnwindSafe(|| listener.on_event(event)))
@@ -29,8 +38,11 @@ pub(crate) fn dispatch(listener: Arc<dyn Listener>, mut events: mpsc::UnboundedR
             if !matches!(call.await, Ok(Ok(()))) {
                 tracing::warn!("the app's listener failed on an event");
             }
+            if last {
+                return;
+            }
         }
-    });
+    })
 }
 
 /// A `Listener` for Rust apps and tests: events queue up and are read with

@@ -191,8 +191,8 @@ impl Router {
         routed.events.push(Event::IncomingCall {
             call: IncomingCall {
                 sid: sid.to_string(),
-                from: invite.from.to_string(),
-                from_device: invite.from_device.map(|d| d.to_string()),
+                caller: invite.from.to_string(),
+                caller_device: invite.from_device.map(|d| d.to_string()),
                 kind: invite.kind,
             },
         });
@@ -291,7 +291,7 @@ mod tests {
         let routed = r.route(&topic, invite.as_bytes());
         assert!(matches!(
             &routed.events[..],
-            [Event::IncomingCall { call }] if call.from == OTHER && call.kind == payload::CallKind::Audio
+            [Event::IncomingCall { call }] if call.caller == OTHER && call.kind == payload::CallKind::Audio
         ));
         assert_eq!(
             routed.wire,

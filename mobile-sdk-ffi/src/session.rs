@@ -12,6 +12,7 @@ use switchboard_protocol::payload::{self, CallActionKind, CallKind, CallStateKin
 use switchboard_protocol::topic::{CommandPart, Direction, PairingField};
 use switchboard_protocol::{CommandName, Id, PairingCode as Code, Sid, Topic};
 use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::task::JoinHandle;
 use tokio::time::{timeout, Instant};
 
 use crate::api::Auth;
@@ -32,6 +33,8 @@ pub struct Session {
     shared: Arc<Shared>,
     requests: mpsc::UnboundedSender<Request>,
     me: switchboard_protocol::ClientId,
+    /// The task calling the app's listener; `sign_out` waits for it.
+    dispatcher: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Session {
@@ -39,6 +42,7 @@ impl Session {
         auth: Arc<Auth>,
         shared: Arc<Shared>,
         requests: mpsc::UnboundedSender<Request>,
+        dispatcher: JoinHandle<()>,
     ) -> Result<Session, SdkError> {
         let me = shared.router().me().clone();
         let session = Session {
@@ -46,6 +50,7 @@ impl Session {
             shared,
             requests,
             me,
+            dispatcher: std::sync::Mutex::new(Some(dispatcher)),
         };
         session
             .subscribe_or(Topic::ClientErrors(session.me.clone()).to_string())
@@ -131,7 +136,11 @@ impl Session {
                         continue;
                     };
                     let done = match action {
-                        CallActionKind::Accept => state.state != CallStateKind::Ringing,
+                        // Not the retained `inviting`/`ringing` that may
+                        // arrive first.
+                        CallActionKind::Accept => {
+                            matches!(state.state, CallStateKind::Accepted | CallStateKind::Ended)
+                        }
                         CallActionKind::Decline => {
                             state.state == CallStateKind::Ended
                                 || state.legs.get(&me) == Some(&LegState::Declined)
@@ -666,11 +675,20 @@ impl Session {
         )
     }
 
-    /// Disconnects and ends this sign-in on the server.
+    /// Disconnects and ends this sign-in on the server. When it returns,
+    /// the listener has had its last event (`SignedOut`).
     pub async fn sign_out(&self) -> Result<(), SdkError> {
         let (done, closed) = oneshot::channel();
         if self.send(Request::Close(done)).is_ok() {
             let _ = timeout(ANSWER, closed).await;
+        }
+        let dispatcher = self
+            .dispatcher
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(d) = dispatcher {
+            let _ = timeout(ANSWER, d).await;
         }
         self.auth.logout().await
     }

@@ -121,8 +121,9 @@ impl From<&payload::CallState> for Call {
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct IncomingCall {
     pub sid: String,
-    pub from: String,
-    pub from_device: Option<String>,
+    /// The caller's id, and the device it calls from.
+    pub caller: String,
+    pub caller_device: Option<String>,
     pub kind: CallKind,
 }
 

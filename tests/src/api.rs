@@ -90,8 +90,6 @@ impl Api {
         self.call("PUT", path, Some(token), Some(body)).await
     }
 
-    /// Signs a phone in: asks for a code, catches it at the webhook, and
-    /// verifies it.
     /// Makes everyone in `people` a contact of everyone else.
     pub async fn all_contacts(&self, people: &[&SignedIn]) -> Result<()> {
         for me in people {
@@ -112,6 +110,8 @@ impl Api {
         Ok(())
     }
 
+    /// Signs a phone in: asks for a code, catches it at the webhook, and
+    /// verifies it.
     pub async fn sign_in(&self, sms: &SmsInbox, phone: &str, device: &str) -> Result<SignedIn> {
         let sent = self
             .post("/v1/auth/otp", None, json!({ "phone": phone }))
@@ -182,25 +182,45 @@ impl SmsInbox {
             arrived: Arc::new(Notify::new()),
         };
         let sink = inbox.clone();
-        let app = axum::Router::new().route(
-            "/sms",
-            axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
-                let sink = sink.clone();
-                async move {
-                    if let (Some(phone), Some(code)) =
-                        (body["phone"].as_str(), body["code"].as_str())
-                    {
-                        sink.latest
-                            .lock()
-                            .unwrap()
-                            .insert(phone.to_string(), code.to_string());
+        let reader = inbox.clone();
+        let app = axum::Router::new()
+            // For tests in other languages: the newest code of `?phone=`.
+            .route(
+                "/sms/code",
+                axum::routing::get(
+                    move |axum::extract::Query(q): axum::extract::Query<
+                        HashMap<String, String>,
+                    >| {
+                        let reader = reader.clone();
+                        async move {
+                            let phone = q.get("phone").cloned().unwrap_or_default();
+                            match reader.code_for(&phone).await {
+                                Ok(code) => (axum::http::StatusCode::OK, code),
+                                Err(e) => (axum::http::StatusCode::NOT_FOUND, e.to_string()),
+                            }
+                        }
+                    },
+                ),
+            )
+            .route(
+                "/sms",
+                axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+                    let sink = sink.clone();
+                    async move {
+                        if let (Some(phone), Some(code)) =
+                            (body["phone"].as_str(), body["code"].as_str())
+                        {
+                            sink.latest
+                                .lock()
+                                .unwrap()
+                                .insert(phone.to_string(), code.to_string());
+                        }
+                        sink.received.lock().unwrap().push(body);
+                        sink.arrived.notify_waiters();
+                        "ok"
                     }
-                    sink.received.lock().unwrap().push(body);
-                    sink.arrived.notify_waiters();
-                    "ok"
-                }
-            }),
-        );
+                }),
+            );
         tokio::spawn(async move { axum::serve(listener, app).await });
         Ok(inbox)
     }

@@ -105,7 +105,7 @@ async fn two_phones_see_each_other_and_call() {
     let sid = a.session.call(b.id(), CallKind::Video).await.unwrap();
     let call = incoming(&b).await;
     assert_eq!(
-        (call.sid.as_str(), call.from.as_str()),
+        (call.sid.as_str(), call.caller.as_str()),
         (sid.as_str(), a.id().as_str())
     );
     assert_eq!(call.kind, CallKind::Video);

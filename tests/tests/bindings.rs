@@ -1,0 +1,114 @@
+//! The SDK's foreign bindings against the real server: a Python program
+//! and a Kotlin program (each in `mobile-sdk-ffi/bindings-tests/`) sign in
+//! two users with codes from the SMS webhook, see each other online, call
+//! and accept, and pair and command a robot. `scripts/test` generates the
+//! bindings (`scripts/bindings`) and installs Python, kotlinc and JNA.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use switchboard_e2e::api::{Api, SmsInbox};
+use switchboard_e2e::{Database, Server, ADMIN_TOKEN};
+
+fn workspace() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+fn from_env(name: &str, default: PathBuf) -> PathBuf {
+    std::env::var_os(name).map(PathBuf::from).unwrap_or(default)
+}
+
+/// `target/bindings/<language>`, as `scripts/bindings` writes them.
+fn bindings(language: &str) -> PathBuf {
+    let dir = from_env("E2E_BINDINGS", workspace().join("target/bindings")).join(language);
+    assert!(
+        dir.is_dir(),
+        "no {language} bindings in {}: run scripts/bindings (scripts/test does)",
+        dir.display()
+    );
+    dir
+}
+
+/// A server, a provisioned robot, and the environment the foreign test
+/// programs read.
+async fn setup() -> (Server, SmsInbox, Vec<(&'static str, String)>) {
+    let db = Database::for_test().await.unwrap();
+    let sms = SmsInbox::start().await.unwrap();
+    let server = Server::with_sms(&db, &sms).start().await.unwrap();
+    let r = Api::new(&server)
+        .call("POST", "/v1/robots", Some(ADMIN_TOKEN), None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 201);
+    let field = |f: &str| r.body[f].as_str().unwrap().to_owned();
+    let env = vec![
+        ("SB_HTTP", server.http.clone()),
+        ("SB_SMS", sms.url.clone()),
+        ("SB_ROBOT_ID", field("robotId")),
+        ("SB_ROBOT_SECRET", field("secret")),
+    ];
+    (server, sms, env)
+}
+
+/// Runs a foreign test program to its end, at most two minutes.
+async fn run(mut cmd: Command, what: &str) {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting the {what} test ({cmd:?}): {e}"));
+    let output = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::task::spawn_blocking(move || child.wait_with_output()),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("the {what} test did not finish within 2 minutes"))
+    .unwrap()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprintln!("{what} test output:\n{stdout}\n{stderr}");
+    assert!(output.status.success(), "the {what} test failed");
+    // The programs print this as their last step; a program that stopped
+    // early without an error must not pass.
+    assert!(
+        stdout.contains("ALL PASSED"),
+        "the {what} test did not finish"
+    );
+}
+
+#[tokio::test]
+async fn python_bindings_against_the_real_server() {
+    let (_server, _sms, env) = setup().await;
+    let python = std::env::var("E2E_PYTHON").unwrap_or_else(|_| "python3".into());
+    let mut cmd = Command::new(python);
+    cmd.arg(workspace().join("mobile-sdk-ffi/bindings-tests/python/test_sdk.py"))
+        .env("PYTHONPATH", bindings("python"))
+        .envs(env);
+    run(cmd, "Python").await;
+}
+
+#[tokio::test]
+async fn kotlin_bindings_against_the_real_server() {
+    let (_server, _sms, env) = setup().await;
+    let dir = bindings("kotlin");
+    let jar = from_env(
+        "E2E_KOTLIN_JAR",
+        workspace().join("target/kotlin/sdk-test.jar"),
+    );
+    assert!(
+        jar.is_file(),
+        "no compiled Kotlin test at {}: scripts/test compiles it with kotlinc",
+        jar.display()
+    );
+    let classpath = std::env::var("E2E_KOTLIN_CLASSPATH").unwrap_or_else(|_| {
+        panic!("E2E_KOTLIN_CLASSPATH (kotlin stdlib, coroutines, JNA) is set by scripts/test")
+    });
+    let mut cmd = Command::new("java");
+    cmd.arg(format!("-Djna.library.path={}", dir.display()))
+        .arg("-cp")
+        .arg(format!("{}:{classpath}", jar.display()))
+        .arg("SdkTestKt")
+        .envs(env);
+    run(cmd, "Kotlin").await;
+}

@@ -34,7 +34,7 @@ impl Failure {
         match self.error {
             Some(body) => SdkError::from_code(body.error.code, body.error.message),
             None => SdkError::Server {
-                message: format!("HTTP {}", self.status),
+                reason: format!("HTTP {}", self.status),
             },
         }
     }
@@ -57,11 +57,11 @@ impl From<HttpError> for SdkError {
 impl Http {
     pub fn new(base: &str) -> Result<Http, SdkError> {
         let url = reqwest::Url::parse(base).map_err(|e| SdkError::InvalidArgument {
-            message: format!("server URL {base:?}: {e}"),
+            reason: format!("server URL {base:?}: {e}"),
         })?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(SdkError::InvalidArgument {
-                message: format!("server URL {base:?}: must be http or https"),
+                reason: format!("server URL {base:?}: must be http or https"),
             });
         }
         let client = reqwest::Client::builder()
@@ -101,7 +101,7 @@ impl Http {
         let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
         serde_json::from_slice(bytes).map_err(|e| {
             HttpError::Other(SdkError::Server {
-                message: format!("unexpected answer to {path}: {e}"),
+                reason: format!("unexpected answer to {path}: {e}"),
             })
         })
     }

@@ -71,7 +71,7 @@ impl Switchboard {
             .device
             .clone()
             .ok_or_else(|| SdkError::InvalidArgument {
-                message: "a user signs in from a device: set Config.device".into(),
+                reason: "a user signs in from a device: set Config.device".into(),
             })?;
         let body = json!({ "phone": phone, "code": code, "device": device.to_string() });
         let signed_in = match self
@@ -115,7 +115,7 @@ impl Switchboard {
         listener: Arc<dyn Listener>,
     ) -> Result<Arc<Session>, SdkError> {
         let unexpected = |what: &str| SdkError::Server {
-            message: format!("sign-in answered {what}"),
+            reason: format!("sign-in answered {what}"),
         };
         let me: ClientId = signed_in
             .mqtt
@@ -161,8 +161,8 @@ impl Switchboard {
 /// An error of the sign-in routes, where a bad request is a bad number.
 fn phone_error(e: HttpError) -> SdkError {
     match SdkError::from(e) {
-        SdkError::InvalidArgument { message } if message.starts_with("phone") => {
-            SdkError::InvalidPhone { message }
+        SdkError::InvalidArgument { reason } if reason.starts_with("phone") => {
+            SdkError::InvalidPhone { reason }
         }
         other => other,
     }

@@ -6,12 +6,12 @@ use switchboard_protocol::ErrorCode;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
 pub enum SdkError {
     /// The number is not a phone number the server can send a code to.
-    #[error("invalid phone number: {message}")]
-    InvalidPhone { message: String },
+    #[error("invalid phone number: {reason}")]
+    InvalidPhone { reason: String },
     /// An argument does not have the form the protocol requires (an id,
     /// a pairing code, a command name, JSON arguments).
-    #[error("invalid argument: {message}")]
-    InvalidArgument { message: String },
+    #[error("invalid argument: {reason}")]
+    InvalidArgument { reason: String },
     /// The one-time code (or a robot's secret) was wrong or expired.
     #[error("wrong or expired code")]
     WrongCode,
@@ -25,11 +25,11 @@ pub enum SdkError {
     NoCall { sid: String },
     /// The server refused by its rules; `code` is the protocol's error code
     /// (`forbidden`, `conflict`, `not_found`, `bad_request`, ...).
-    #[error("refused ({code}): {message}")]
-    Refused { code: String, message: String },
+    #[error("refused ({code}): {reason}")]
+    Refused { code: String, reason: String },
     /// Too many attempts; try again later.
-    #[error("rate limited: {message}")]
-    RateLimited { message: String },
+    #[error("rate limited: {reason}")]
+    RateLimited { reason: String },
     /// The pairing code is not live (never issued, used or expired), or
     /// this account looked up too many codes.
     #[error("pairing code {code} refused")]
@@ -45,31 +45,31 @@ pub enum SdkError {
     #[error("signed out")]
     SignedOut,
     /// The server could not be reached, or the connection dropped.
-    #[error("network: {message}")]
-    Network { message: String },
+    #[error("network: {reason}")]
+    Network { reason: String },
     /// The server answered something the SDK did not expect.
-    #[error("server: {message}")]
-    Server { message: String },
+    #[error("server: {reason}")]
+    Server { reason: String },
 }
 
 impl SdkError {
     /// An error body of the HTTP API, or a report on `clients/<me>/errors`.
-    pub(crate) fn from_code(code: ErrorCode, message: String) -> SdkError {
+    pub(crate) fn from_code(code: ErrorCode, reason: String) -> SdkError {
         match code {
-            ErrorCode::RateLimited => SdkError::RateLimited { message },
+            ErrorCode::RateLimited => SdkError::RateLimited { reason },
             ErrorCode::Unauthorized => SdkError::SignedOut,
-            ErrorCode::BadRequest => SdkError::InvalidArgument { message },
-            ErrorCode::Internal | ErrorCode::Unavailable => SdkError::Server { message },
+            ErrorCode::BadRequest => SdkError::InvalidArgument { reason },
+            ErrorCode::Internal | ErrorCode::Unavailable => SdkError::Server { reason },
             other => SdkError::Refused {
                 code: code_name(other),
-                message,
+                reason,
             },
         }
     }
 
     pub(crate) fn invalid(e: impl std::fmt::Display) -> SdkError {
         SdkError::InvalidArgument {
-            message: e.to_string(),
+            reason: e.to_string(),
         }
     }
 
@@ -79,7 +79,7 @@ impl SdkError {
 
     pub(crate) fn disconnected() -> SdkError {
         SdkError::Network {
-            message: "the session is closed".into(),
+            reason: "the session is closed".into(),
         }
     }
 }
@@ -95,7 +95,7 @@ pub(crate) fn code_name(code: ErrorCode) -> String {
 impl From<reqwest::Error> for SdkError {
     fn from(e: reqwest::Error) -> Self {
         SdkError::Network {
-            message: e.to_string(),
+            reason: e.to_string(),
         }
     }
 }
@@ -110,7 +110,7 @@ mod tests {
             SdkError::from_code(ErrorCode::NotFound, "x".into()),
             SdkError::Refused {
                 code: "not_found".into(),
-                message: "x".into()
+                reason: "x".into()
             }
         );
         assert_eq!(

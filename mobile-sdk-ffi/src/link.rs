@@ -110,7 +110,7 @@ pub(crate) struct Broker {
 impl Broker {
     pub fn parse(url: &str) -> Result<Broker, SdkError> {
         let bad = |why: &str| SdkError::InvalidArgument {
-            message: format!("broker URL {url:?}: {why}"),
+            reason: format!("broker URL {url:?}: {why}"),
         };
         let parsed = reqwest::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
         let websocket = match parsed.scheme() {
@@ -476,7 +476,7 @@ impl Task {
             }
             // Keep the old connection; the old token still has its grace.
             Ok(Err(e)) => Err(SdkError::Network {
-                message: e.to_string(),
+                reason: e.to_string(),
             }),
             Err(_) => Err(SdkError::timeout("the new connection")),
         }

@@ -95,7 +95,7 @@ impl Session {
         } else {
             Err(SdkError::Refused {
                 code: "forbidden".into(),
-                message: format!("subscription to {filter} refused"),
+                reason: format!("subscription to {filter} refused"),
             })
         }
     }
@@ -176,7 +176,10 @@ async fn recv_until(
 fn refusal_error(code: String, message: String) -> SdkError {
     match serde_json::from_value(Value::String(code.clone())) {
         Ok(code) => SdkError::from_code(code, message),
-        Err(_) => SdkError::Refused { code, message },
+        Err(_) => SdkError::Refused {
+            code,
+            reason: message,
+        },
     }
 }
 
@@ -205,7 +208,7 @@ fn json_object(text: &str, what: &str) -> Result<Map<String, Value>, SdkError> {
     match serde_json::from_str(text) {
         Ok(Value::Object(map)) => Ok(map),
         _ => Err(SdkError::InvalidArgument {
-            message: format!("{what} must be a JSON object"),
+            reason: format!("{what} must be a JSON object"),
         }),
     }
 }
@@ -349,7 +352,7 @@ impl Session {
         let callee_id = parse_id(&callee)?;
         if callee_id == self.me.id {
             return Err(SdkError::InvalidArgument {
-                message: "a user cannot call itself".into(),
+                reason: "a user cannot call itself".into(),
             });
         }
         let sid: Sid = random_hex(16).parse().map_err(SdkError::invalid)?;
@@ -475,7 +478,7 @@ impl Session {
             .call(Method::POST, "/v1/pairing/codes", Some(&json!({})))
             .await?;
         let code: Code = issued.code.parse().map_err(|_| SdkError::Server {
-            message: format!("the server issued a malformed code {}", issued.code),
+            reason: format!("the server issued a malformed code {}", issued.code),
         })?;
         let topic = |field| Topic::Pairing {
             code: code.clone(),
@@ -606,7 +609,7 @@ impl Session {
         let mut arguments = json_object(&arguments_json, "the command's arguments")?;
         if arguments.contains_key("requestId") {
             return Err(SdkError::InvalidArgument {
-                message: "requestId is chosen by the SDK".into(),
+                reason: "requestId is chosen by the SDK".into(),
             });
         }
         let (sid, state) = self.known_call(&sid)?;

@@ -21,7 +21,7 @@ use crate::link::{Request, Shared};
 use crate::router::Arrival;
 use crate::types::{
     Call, CallRecord, CommandReply, ContactMatch, IceServer, Pairing, PairingCode, Profile,
-    ProfileUpdate, Signal,
+    ProfileUpdate, Signal, Visibility,
 };
 
 /// How long the SDK waits for the server to answer something it sent.
@@ -322,6 +322,22 @@ impl Session {
                 Method::PUT,
                 "/v1/me/contacts",
                 Some(&json!({ "userIds": user_ids })),
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_visibility(&self, visibility: Visibility) -> Result<(), SdkError> {
+        let name = match visibility {
+            Visibility::Everyone => "everyone",
+            Visibility::Contacts => "contacts",
+        };
+        let _: Value = self
+            .auth
+            .call(
+                Method::PUT,
+                "/v1/me/visibility",
+                Some(&json!({ "visibility": name })),
             )
             .await?;
         Ok(())

@@ -257,6 +257,14 @@ pub struct Refusal {
     pub message: String,
 }
 
+/// Who may see this account's profile and presence, and call it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum Visibility {
+    Everyone,
+    /// Only the users in its contacts (the default).
+    Contacts,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
 pub enum ConnectionState {
     /// Connected to the broker, subscriptions in place.

@@ -1,0 +1,173 @@
+//! The SDK's command-line examples, run as processes against the real
+//! server, with an SDK session on the other side. `scripts/test` builds
+//! them (`cargo build --workspace --examples`).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::Duration;
+
+use switchboard_e2e::api::{Api, SmsInbox};
+use switchboard_e2e::sdk::user;
+use switchboard_e2e::{Database, Server, ADMIN_TOKEN};
+use switchboard_sdk::{CallStateKind, Event, Visibility};
+
+fn example(name: &str) -> Command {
+    let path = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../target/debug/examples"
+    ))
+    .join(name);
+    assert!(
+        path.is_file(),
+        "{} is not built: cargo build -p switchboard-sdk --examples (scripts/test does)",
+        path.display()
+    );
+    let mut cmd = Command::new(path);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    cmd
+}
+
+/// The example's output, line by line (read on a thread of its own).
+struct Output(tokio::sync::mpsc::UnboundedReceiver<String>);
+
+impl Output {
+    fn of(child: &mut Child) -> Output {
+        let stdout: ChildStdout = child.stdout.take().unwrap();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                eprintln!("example: {line}");
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Output(rx)
+    }
+
+    /// Skips lines until one contains `text`; returns it.
+    async fn line_with(&mut self, text: &str) -> String {
+        let found = async {
+            while let Some(line) = self.0.recv().await {
+                if line.contains(text) {
+                    return Some(line);
+                }
+            }
+            None
+        };
+        tokio::time::timeout(Duration::from_secs(10), found)
+            .await
+            .unwrap_or_else(|_| panic!("no {text:?} from the example within 10 s"))
+            .unwrap_or_else(|| panic!("the example ended without printing {text:?}"))
+    }
+}
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn world() -> (Server, SmsInbox) {
+    let db = Database::for_test().await.unwrap();
+    let sms = SmsInbox::start().await.unwrap();
+    let server = Server::with_sms(&db, &sms).start().await.unwrap();
+    (server, sms)
+}
+
+#[tokio::test]
+async fn the_robot_example_pairs_accepts_and_moves() {
+    let (server, sms) = world().await;
+    let r = Api::new(&server)
+        .call("POST", "/v1/robots", Some(ADMIN_TOKEN), None)
+        .await
+        .unwrap();
+    let field = |f: &str| r.body[f].as_str().unwrap().to_owned();
+    let mut child = example("robot")
+        .args(["--server", &server.http, "--robot-id", &field("robotId")])
+        .args(["--secret", &field("secret"), "--travel-ms", "10"])
+        .spawn()
+        .unwrap();
+    let mut out = Output::of(&mut child);
+    let _running = Running(child);
+    let line = out.line_with("pairing code: ").await;
+    let code = line.trim().rsplit(' ').next().unwrap().to_owned();
+
+    let owner = user(&server, &sms, "+48555000601", "phone").await.unwrap();
+    let robot_id = owner.session.pair(code).await.unwrap();
+    out.line_with("paired with").await;
+    let sid = owner
+        .session
+        .call(robot_id, switchboard_sdk::CallKind::Video)
+        .await
+        .unwrap();
+    owner
+        .until("accepted", |e| match e {
+            Event::CallState { call } if call.state == CallStateKind::Accepted => Some(()),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    let pending = owner
+        .session
+        .send_command(
+            sid.clone(),
+            "moveTo".into(),
+            r#"{"destination":"door"}"#.into(),
+        )
+        .await
+        .unwrap();
+    for status in ["moving", "arrived"] {
+        assert_eq!(pending.next_reply(10_000).await.unwrap().status, status);
+    }
+    owner.session.hangup(sid).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_phone_example_signs_in_sees_a_contact_and_calls() {
+    let (server, sms) = world().await;
+    let callee = user(&server, &sms, "+48555000702", "phone").await.unwrap();
+    // Anyone may see the callee, so the new phone sees it online.
+    callee
+        .session
+        .set_visibility(Visibility::Everyone)
+        .await
+        .unwrap();
+    let mut child = example("phone")
+        .args(["--server", &server.http, "--phone", "+48555000701"])
+        .args(["--contact", "+48555000702", "--call", "+48555000702"])
+        .spawn()
+        .unwrap();
+    let mut out = Output::of(&mut child);
+    let mut stdin = child.stdin.take().unwrap();
+    let mut running = Running(child);
+    out.line_with("type it").await;
+    let code = sms.code_for("+48555000701").await.unwrap();
+    writeln!(stdin, "{code}").unwrap();
+    let caller_id = out.line_with("signed in as").await;
+    let caller_id = caller_id.trim().rsplit(' ').next().unwrap().to_owned();
+    out.line_with("+48555000702 is online").await;
+    let call = callee
+        .until("incoming call", |e| match e {
+            Event::IncomingCall { call } => Some(call),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(call.caller, caller_id);
+    callee.session.accept(call.sid.clone()).await.unwrap();
+    out.line_with("call Accepted").await;
+    callee.session.hangup(call.sid).await.unwrap();
+    out.line_with("call ended: Hangup").await;
+    let status = tokio::task::spawn_blocking(move || running.0.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status}");
+}

@@ -15,6 +15,8 @@ mod client;
 mod error;
 mod link;
 mod listener;
+#[cfg(feature = "media")]
+pub mod media;
 mod router;
 mod session;
 mod types;

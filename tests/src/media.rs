@@ -2,15 +2,16 @@
 //! media through the relay, signalling over MQTT as a phone would: it
 //! offers on `session/<sid>/webrtc/<me>/up`, follows the relay's answers,
 //! offers and candidates on `.../down`, sends one VP8 track of numbered RTP
-//! packets and records the numbers it receives.
+//! packets and records the numbers it receives. It checks the wire
+//! contract, so it signals with a plain MQTT client; the PeerConnection and
+//! the signal handling are the SDK's (`switchboard_sdk::media`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::{BufMut, Bytes, BytesMut};
-use rtc::interceptor::Slot;
-use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -18,28 +19,22 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 use rumqttc::{AsyncClient, QoS};
 use serde_json::{json, Value};
-use switchboard_relay::feedback::{asks_for_keyframe, KeyframeFeedback};
+use switchboard_protocol::payload::WebRtcSignal;
+use switchboard_relay::feedback::asks_for_keyframe;
+pub use switchboard_sdk::media::PeerOptions;
+use switchboard_sdk::media::{apply, candidate_signal, peer_connection, video_track};
+use switchboard_sdk::Signal;
 use tokio::sync::watch;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::media_stream::MediaStreamTrack;
 use webrtc::peer_connection::{
-    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
-    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceServer,
-    RTCIceTransportPolicy, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
-    RTCSessionDescription, Registry,
+    PeerConnection, PeerConnectionEventHandler, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
 };
 use webrtc::rtp_transceiver::RtpSender;
 
 use crate::mqtt::{Client, Incoming, WAIT};
-
-#[derive(Default, Clone)]
-pub struct PeerOptions {
-    pub ice_servers: Vec<RTCIceServer>,
-    /// Only relayed (TURN) candidates, as behind a strict NAT.
-    pub relay_only: bool,
-}
 
 /// What the peer saw, shared with its tasks.
 #[derive(Default)]
@@ -101,7 +96,7 @@ fn bump(changed: &watch::Sender<u64>) {
 #[async_trait::async_trait]
 impl PeerConnectionEventHandler for Events {
     async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
-        let Ok(init) = event.candidate.to_json() else {
+        let Some(signal) = candidate_signal(&event) else {
             return;
         };
         self.seen
@@ -109,11 +104,9 @@ impl PeerConnectionEventHandler for Events {
             .unwrap()
             .candidate_types
             .push(event.candidate.typ.to_string());
-        let message = json!({"type": "candidate", "candidate": {
-            "candidate": init.candidate, "sdpMid": init.sdp_mid, "sdpMLineIndex": init.sdp_mline_index}});
         let _ = self
             .mqtt
-            .publish(&self.up, QoS::AtLeastOnce, false, message.to_string())
+            .publish(&self.up, QoS::AtLeastOnce, false, wire(signal))
             .await;
     }
 
@@ -174,14 +167,6 @@ impl MediaPeer {
         let changed_tx = Arc::new(changed_tx);
         let (connected_tx, connected) = watch::channel(false);
 
-        let mut media = MediaEngine::default();
-        media.register_default_codecs()?;
-        let registry = register_default_interceptors(Registry::new(), &mut media)?
-            .with(Slot::from(14_000), KeyframeFeedback::default());
-        let mut config = RTCConfigurationBuilder::new().with_ice_servers(options.ice_servers);
-        if options.relay_only {
-            config = config.with_ice_transport_policy(RTCIceTransportPolicy::Relay);
-        }
         let events = Events {
             mqtt: mqtt.client.clone(),
             up: up.clone(),
@@ -189,35 +174,13 @@ impl MediaPeer {
             changed: changed_tx.clone(),
             connected: connected_tx,
         };
-        let pc: Arc<dyn PeerConnection> = Arc::new(
-            PeerConnectionBuilder::new()
-                .with_configuration(config.build())
-                .with_media_engine(media)
-                .with_interceptor_registry(registry)
-                .with_handler(Arc::new(events))
-                .with_udp_addrs(vec!["127.0.0.1:0".to_string()])
-                .build()
-                .await?,
-        );
+        let options = PeerOptions {
+            bind: Some("127.0.0.1:0".into()),
+            ..options
+        };
+        let pc = peer_connection(&options, Arc::new(events)).await?;
         let ssrc = rand::random::<u32>();
-        let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-            format!("{client_id}-stream"),
-            format!("{client_id}-video"),
-            "camera".into(),
-            RtpCodecKind::Video,
-            vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters {
-                    ssrc: Some(ssrc),
-                    ..Default::default()
-                },
-                codec: RTCRtpCodec {
-                    mime_type: MIME_TYPE_VP8.to_owned(),
-                    clock_rate: 90_000,
-                    ..Default::default()
-                },
-                ..Default::default()
-            }],
-        )));
+        let track = video_track(client_id, ssrc);
         let sender = pc.add_track(track.clone() as Arc<dyn TrackLocal>).await?;
         {
             // Keyframe requests the relay forwards reach the sending track.
@@ -504,6 +467,11 @@ impl MediaPeer {
     }
 }
 
+/// A signal as the wire carries it.
+fn wire(signal: Signal) -> String {
+    serde_json::to_string(&WebRtcSignal::from(signal)).unwrap_or_default()
+}
+
 /// Applies one message from the relay, answering its offers.
 async fn follow(
     pc: &Arc<dyn PeerConnection>,
@@ -512,39 +480,13 @@ async fn follow(
     message: &Value,
     seen: &Mutex<Seen>,
 ) -> Result<()> {
-    match message["type"].as_str() {
-        Some("answer") => {
-            let sdp = message["sdp"].as_str().context("answer without sdp")?;
-            pc.set_remote_description(RTCSessionDescription::answer(sdp.into())?)
-                .await?;
-            seen.lock().unwrap().answers += 1;
-        }
-        Some("offer") => {
-            let sdp = message["sdp"].as_str().context("offer without sdp")?;
-            pc.set_remote_description(RTCSessionDescription::offer(sdp.into())?)
-                .await?;
-            let answer = pc.create_answer(None).await?;
-            pc.set_local_description(answer.clone()).await?;
-            let reply = json!({"type": "answer", "sdp": answer.sdp});
-            mqtt.publish(up, reply.to_string().as_bytes(), false)
-                .await?;
-        }
-        Some("candidate") => {
-            let Some(c) = message["candidate"].as_object() else {
-                return Ok(()); // end of candidates
-            };
-            let init = RTCIceCandidateInit {
-                candidate: c["candidate"].as_str().unwrap_or_default().into(),
-                sdp_mid: c.get("sdpMid").and_then(|v| v.as_str()).map(String::from),
-                sdp_mline_index: c
-                    .get("sdpMLineIndex")
-                    .and_then(|v| v.as_u64())
-                    .map(|i| i as u16),
-                ..Default::default()
-            };
-            pc.add_ice_candidate(init).await?;
-        }
-        other => bail!("unexpected message type {other:?}"),
+    let signal = Signal::from(serde_json::from_value::<WebRtcSignal>(message.clone())?);
+    let is_answer = matches!(signal, Signal::Answer { .. });
+    if let Some(answer) = apply(pc, signal).await? {
+        mqtt.publish(up, wire(answer).as_bytes(), false).await?;
+    }
+    if is_answer {
+        seen.lock().unwrap().answers += 1;
     }
     Ok(())
 }

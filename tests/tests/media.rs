@@ -383,6 +383,7 @@ async fn peers_allowed_only_relayed_candidates_connect_through_the_embedded_turn
         let options = PeerOptions {
             ice_servers: vec![ice],
             relay_only: true,
+            ..PeerOptions::default()
         };
         peers.push(
             MediaPeer::join(mqtt, &sid, &who.client_id, options)

@@ -433,3 +433,106 @@ async fn a_restarted_server_gets_the_sessions_back() {
     let sid = a.session.call(b.id(), CallKind::Video).await.unwrap();
     assert_eq!(incoming(&b).await.sid, sid);
 }
+
+/// Waits for a media event `pick` accepts.
+async fn media_event(
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<switchboard_sdk::media::MediaEvent>,
+    what: &str,
+    pick: fn(&switchboard_sdk::media::MediaEvent) -> bool,
+) {
+    let found = async {
+        while let Some(e) = events.recv().await {
+            if pick(&e) {
+                return;
+            }
+        }
+        panic!("media events ended before {what}");
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), found)
+        .await
+        .unwrap_or_else(|_| panic!("no {what} within 10 s"))
+}
+
+#[tokio::test]
+async fn sdk_media_peers_exchange_rtp_through_the_relay() {
+    use std::sync::Arc;
+    use switchboard_sdk::media::{MediaEvent, MediaPeer, PeerOptions};
+
+    let w = world(&[]).await;
+    let (a, b) = friends(&w).await;
+    let sid = a.session.call(b.id(), CallKind::Video).await.unwrap();
+    incoming(&b).await;
+    b.session.accept(sid.clone()).await.unwrap();
+    state_of(&a, &sid, CallStateKind::Accepted).await;
+
+    let options = PeerOptions {
+        bind: Some("127.0.0.1:0".into()),
+        ..PeerOptions::default()
+    };
+    let mut peers = Vec::new();
+    for account in [&a, &b] {
+        let (peer, events) = MediaPeer::join(account.session.clone(), sid.clone(), options.clone())
+            .await
+            .unwrap();
+        let peer = Arc::new(peer);
+        // As an app does: the relay's signals go to the call's peer.
+        let (queue, follower) = (account.events.clone(), peer.clone());
+        tokio::spawn(async move {
+            while let Some(event) = queue.next(std::time::Duration::from_secs(3600)).await {
+                if let Event::Signal { signal, .. } = event {
+                    follower.on_signal(signal).await.unwrap();
+                }
+            }
+        });
+        peers.push((peer, events));
+    }
+    let (mut from_a, mut from_b) = (peers.remove(0), peers.remove(0));
+    media_event(&mut from_a.1, "connection", |e| {
+        matches!(e, MediaEvent::Connected)
+    })
+    .await;
+    media_event(&mut from_b.1, "connection", |e| {
+        matches!(e, MediaEvent::Connected)
+    })
+    .await;
+    let sender = from_a.0.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(5));
+        for n in 0u64..200 {
+            tick.tick().await;
+            let payload = bytes::Bytes::copy_from_slice(&n.to_be_bytes());
+            sender
+                .send_video(payload, (n * 3000) as u32, true)
+                .await
+                .unwrap();
+        }
+    });
+    // Once A's video reaches the relay and B can receive it, the relay
+    // asks A for a keyframe.
+    media_event(&mut from_a.1, "keyframe request", |e| {
+        matches!(e, MediaEvent::KeyframeRequested)
+    })
+    .await;
+
+    let mut received = std::collections::BTreeSet::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Some(e) = from_b.1.recv().await {
+            if let MediaEvent::Rtp { kind, packet } = e {
+                assert_eq!(kind, "video");
+                let n = u64::from_be_bytes(packet.payload[..8].try_into().unwrap());
+                received.insert(n);
+                if n == 199 {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(
+        received.len() >= 190,
+        "B received {} of 200",
+        received.len()
+    );
+    from_a.0.close().await;
+    from_b.0.close().await;
+}

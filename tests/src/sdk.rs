@@ -4,7 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use switchboard_sdk::{Config, Event, EventQueue, Session, Switchboard};
+use switchboard_sdk::{
+    Call, CallStateKind, Config, ConnectionState, Event, EventQueue, IncomingCall, Session,
+    Switchboard,
+};
 
 use crate::api::{Api, SmsInbox};
 use crate::{Server, ADMIN_TOKEN};
@@ -29,6 +32,32 @@ impl Account {
             .until(WAIT, pick)
             .await
             .with_context(|| format!("{}: no {what} within {WAIT:?}", self.id()))
+    }
+
+    /// The next incoming call.
+    pub async fn incoming(&self) -> Result<IncomingCall> {
+        self.until("incoming call", |e| match e {
+            Event::IncomingCall { call } => Some(call),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Waits for call `sid` to reach `state`.
+    pub async fn state_of(&self, sid: &str, state: CallStateKind) -> Result<Call> {
+        self.until("call state", |e| match e {
+            Event::CallState { call } if call.sid == sid && call.state == state => Some(call),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Waits for the connection to reach `state`.
+    pub async fn connection(&self, state: ConnectionState) -> Result<()> {
+        self.until("connection state", |e| {
+            (e == Event::Connection { state }).then_some(())
+        })
+        .await
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use switchboard_e2e::api::{Api, SmsInbox};
 use switchboard_e2e::sdk::user;
 use switchboard_e2e::{Database, Server, ADMIN_TOKEN};
-use switchboard_sdk::{CallStateKind, Event, Visibility};
+use switchboard_sdk::{CallStateKind, Visibility};
 
 fn example(name: &str) -> Command {
     let path = PathBuf::from(concat!(
@@ -107,13 +107,7 @@ async fn the_robot_example_pairs_accepts_and_moves() {
         .call(robot_id, switchboard_sdk::CallKind::Video)
         .await
         .unwrap();
-    owner
-        .until("accepted", |e| match e {
-            Event::CallState { call } if call.state == CallStateKind::Accepted => Some(()),
-            _ => None,
-        })
-        .await
-        .unwrap();
+    owner.state_of(&sid, CallStateKind::Accepted).await.unwrap();
     let pending = owner
         .session
         .send_command(
@@ -153,13 +147,7 @@ async fn the_phone_example_signs_in_sees_a_contact_and_calls() {
     let caller_id = out.line_with("signed in as").await;
     let caller_id = caller_id.trim().rsplit(' ').next().unwrap().to_owned();
     out.line_with("+48555000702 is online").await;
-    let call = callee
-        .until("incoming call", |e| match e {
-            Event::IncomingCall { call } => Some(call),
-            _ => None,
-        })
-        .await
-        .unwrap();
+    let call = callee.incoming().await.unwrap();
     assert_eq!(call.caller, caller_id);
     callee.session.accept(call.sid.clone()).await.unwrap();
     out.line_with("call Accepted").await;

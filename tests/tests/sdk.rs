@@ -56,26 +56,6 @@ async fn sees_online(watcher: &Account, who: &str, online: bool) {
         .unwrap();
 }
 
-async fn state_of(account: &Account, sid: &str, state: CallStateKind) -> switchboard_sdk::Call {
-    account
-        .until("call state", |e| match e {
-            Event::CallState { call } if call.sid == sid && call.state == state => Some(call),
-            _ => None,
-        })
-        .await
-        .unwrap()
-}
-
-async fn incoming(account: &Account) -> switchboard_sdk::IncomingCall {
-    account
-        .until("incoming call", |e| match e {
-            Event::IncomingCall { call } => Some(call),
-            _ => None,
-        })
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn two_phones_see_each_other_and_call() {
     let w = world(&[]).await;
@@ -103,22 +83,22 @@ async fn two_phones_see_each_other_and_call() {
     assert_eq!(a.session.profile_of(b.id()).await.unwrap(), profile);
 
     let sid = a.session.call(b.id(), CallKind::Video).await.unwrap();
-    let call = incoming(&b).await;
+    let call = b.incoming().await.unwrap();
     assert_eq!(
         (call.sid.as_str(), call.caller.as_str()),
         (sid.as_str(), a.id().as_str())
     );
     assert_eq!(call.kind, CallKind::Video);
     // The SDK told the server B's phone rings.
-    state_of(&a, &sid, CallStateKind::Ringing).await;
+    a.state_of(&sid, CallStateKind::Ringing).await.unwrap();
     let accepted = b.session.accept(sid.clone()).await.unwrap();
     assert_eq!(accepted.state, CallStateKind::Accepted);
     assert_eq!(accepted.accepted_by, Some(b.session.client_id()));
-    state_of(&a, &sid, CallStateKind::Accepted).await;
+    a.state_of(&sid, CallStateKind::Accepted).await.unwrap();
 
     let ended = a.session.hangup(sid.clone()).await.unwrap();
     assert_eq!(ended.reason, Some(EndReason::Hangup));
-    let seen = state_of(&b, &sid, CallStateKind::Ended).await;
+    let seen = b.state_of(&sid, CallStateKind::Ended).await.unwrap();
     assert_eq!(seen.reason, Some(EndReason::Hangup));
     let history = b.session.history(10, None).await.unwrap();
     assert_eq!(history[0].sid, sid);
@@ -126,7 +106,7 @@ async fn two_phones_see_each_other_and_call() {
 
     // A decline ends a second call; the caller may cancel a third.
     let sid = a.session.call(b.id(), CallKind::Audio).await.unwrap();
-    assert_eq!(incoming(&b).await.sid, sid);
+    assert_eq!(b.incoming().await.unwrap().sid, sid);
     let declined = b.session.decline(sid.clone()).await.unwrap();
     assert_eq!(declined.reason, Some(EndReason::Declined));
     let sid = a.session.call(b.id(), CallKind::Audio).await.unwrap();
@@ -162,9 +142,9 @@ async fn a_robot_is_paired_called_and_commanded() {
     owner.session.watch(bot.id()).await.unwrap();
     sees_online(&owner, &bot.id(), true).await;
     let sid = owner.session.call(bot.id(), CallKind::Video).await.unwrap();
-    assert_eq!(incoming(&bot).await.sid, sid);
+    assert_eq!(bot.incoming().await.unwrap().sid, sid);
     bot.session.accept(sid.clone()).await.unwrap();
-    state_of(&owner, &sid, CallStateKind::Accepted).await;
+    owner.state_of(&sid, CallStateKind::Accepted).await.unwrap();
 
     let pending = owner
         .session
@@ -372,21 +352,11 @@ async fn tokens_are_refreshed_without_the_device_going_offline() {
     sees_online(&a, &b.id(), true).await;
     // B's connection is replaced with a new token three times.
     for _ in 0..3 {
-        b.until("reconnection", |e| {
-            matches!(
-                e,
-                Event::Connection {
-                    state: ConnectionState::Connected
-                }
-            )
-            .then_some(())
-        })
-        .await
-        .unwrap();
+        b.connection(ConnectionState::Connected).await.unwrap();
     }
     // Subscriptions and HTTP still work with the new tokens.
     let sid = a.session.call(b.id(), CallKind::Audio).await.unwrap();
-    assert_eq!(incoming(&b).await.sid, sid);
+    assert_eq!(b.incoming().await.unwrap().sid, sid);
     b.session.my_profile().await.unwrap();
     // A never saw B offline meanwhile.
     while let Some(e) = a.events.next(std::time::Duration::ZERO).await {
@@ -407,17 +377,7 @@ async fn a_restarted_server_gets_the_sessions_back() {
     let (http, mqtt, ws) = (w.server.http.clone(), w.server.mqtt, w.server.mqtt_ws);
     let World { server, sms, db } = w;
     let (_, dir) = server.terminate().unwrap();
-    b.until("reconnecting", |e| {
-        matches!(
-            e,
-            Event::Connection {
-                state: ConnectionState::Reconnecting
-            }
-        )
-        .then_some(())
-    })
-    .await
-    .unwrap();
+    b.connection(ConnectionState::Reconnecting).await.unwrap();
     // Same addresses, same data.
     let _server = Server::with_sms(&db, &sms)
         .env("SWITCHBOARD_HTTP_ADDR", http.trim_start_matches("http://"))
@@ -431,7 +391,7 @@ async fn a_restarted_server_gets_the_sessions_back() {
     // A's invite reaches B.
     sees_online(&a, &b.id(), true).await;
     let sid = a.session.call(b.id(), CallKind::Video).await.unwrap();
-    assert_eq!(incoming(&b).await.sid, sid);
+    assert_eq!(b.incoming().await.unwrap().sid, sid);
 }
 
 /// Waits for a media event `pick` accepts.
@@ -461,9 +421,9 @@ async fn sdk_media_peers_exchange_rtp_through_the_relay() {
     let w = world(&[]).await;
     let (a, b) = friends(&w).await;
     let sid = a.session.call(b.id(), CallKind::Video).await.unwrap();
-    incoming(&b).await;
+    b.incoming().await.unwrap();
     b.session.accept(sid.clone()).await.unwrap();
-    state_of(&a, &sid, CallStateKind::Accepted).await;
+    a.state_of(&sid, CallStateKind::Accepted).await.unwrap();
 
     let options = PeerOptions {
         bind: Some("127.0.0.1:0".into()),

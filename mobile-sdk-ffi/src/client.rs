@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{json, Value};
 use switchboard_protocol::{ClientId, Device};
 use tokio::sync::mpsc;
 
@@ -74,15 +74,7 @@ impl Switchboard {
                 reason: "a user signs in from a device: set Config.device".into(),
             })?;
         let body = json!({ "phone": phone, "code": code, "device": device.to_string() });
-        let signed_in = match self
-            .http
-            .send::<SignedIn>(Method::POST, "/v1/auth/verify", None, Some(&body))
-            .await
-        {
-            Ok(s) => s,
-            Err(HttpError::Failed(f)) if f.status == 401 => return Err(SdkError::WrongCode),
-            Err(e) => return Err(phone_error(e)),
-        };
+        let signed_in = self.credentials("/v1/auth/verify", body).await?;
         self.connect(signed_in, false, listener).await
     }
 
@@ -94,20 +86,25 @@ impl Switchboard {
         listener: Arc<dyn Listener>,
     ) -> Result<Arc<Session>, SdkError> {
         let body = json!({ "robotId": robot_id, "secret": secret });
-        let signed_in = match self
-            .http
-            .send::<SignedIn>(Method::POST, "/v1/auth/robot", None, Some(&body))
-            .await
-        {
-            Ok(s) => s,
-            Err(HttpError::Failed(f)) if f.status == 401 => return Err(SdkError::WrongCode),
-            Err(e) => return Err(e.into()),
-        };
+        let signed_in = self.credentials("/v1/auth/robot", body).await?;
         self.connect(signed_in, true, listener).await
     }
 }
 
 impl Switchboard {
+    /// Trades a code (or a robot's secret) for tokens at `path`.
+    async fn credentials(&self, path: &str, body: Value) -> Result<SignedIn, SdkError> {
+        match self
+            .http
+            .send::<SignedIn>(Method::POST, path, None, Some(&body))
+            .await
+        {
+            Ok(s) => Ok(s),
+            Err(HttpError::Failed(f)) if f.status == 401 => Err(SdkError::WrongCode),
+            Err(e) => Err(phone_error(e)),
+        }
+    }
+
     async fn connect(
         &self,
         signed_in: SignedIn,

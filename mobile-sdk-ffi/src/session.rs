@@ -197,7 +197,7 @@ fn now_ms() -> i64 {
 fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     rand::thread_rng().fill_bytes(&mut buf);
-    buf.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(buf)
 }
 
 /// A JSON object given as text ("" is `{}`).

@@ -142,6 +142,7 @@ pub async fn apply(
                 candidate: c.candidate,
                 sdp_mid: c.sdp_mid,
                 sdp_mline_index: c.sdp_m_line_index,
+                username_fragment: c.username_fragment,
                 ..Default::default()
             };
             pc.add_ice_candidate(init).await.map_err(media_error)?;
@@ -158,6 +159,7 @@ pub fn candidate_signal(event: &RTCPeerConnectionIceEvent) -> Option<Signal> {
             candidate: init.candidate,
             sdp_mid: init.sdp_mid,
             sdp_m_line_index: init.sdp_mline_index,
+            username_fragment: init.username_fragment,
         }),
     })
 }

@@ -164,6 +164,8 @@ pub struct IceCandidate {
     pub candidate: String,
     pub sdp_mid: Option<String>,
     pub sdp_m_line_index: Option<u16>,
+    #[uniffi(default = None)]
+    pub username_fragment: Option<String>,
 }
 
 impl From<payload::WebRtcSignal> for Signal {
@@ -176,6 +178,7 @@ impl From<payload::WebRtcSignal> for Signal {
                     candidate: c.candidate,
                     sdp_mid: c.sdp_mid,
                     sdp_m_line_index: c.sdp_m_line_index,
+                    username_fragment: c.username_fragment,
                 }),
             },
         }
@@ -192,6 +195,7 @@ impl From<Signal> for payload::WebRtcSignal {
                     candidate: c.candidate,
                     sdp_mid: c.sdp_mid,
                     sdp_m_line_index: c.sdp_m_line_index,
+                    username_fragment: c.username_fragment,
                 }),
             },
         }

@@ -13,7 +13,7 @@
 
 mod commands;
 
-pub use commands::{Commands, Pending, COMMAND_DEADLINE_MS};
+pub use commands::{CommandRefusal, Commands, Pending, COMMAND_DEADLINE_MS, MAX_OPEN_PER_CALL};
 
 use std::collections::{HashMap, HashSet, VecDeque};
 

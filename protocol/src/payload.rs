@@ -150,12 +150,19 @@ pub enum WebRtcSignal {
     },
 }
 
+/// An ICE candidate in the W3C `RTCIceCandidateInit` form, which is what a
+/// browser's `JSON.stringify(event.candidate)` sends. Other fields are
+/// ignored here (only here), so a browser's additions never break a call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct IceCandidate {
     pub candidate: String,
+    #[serde(default)]
     pub sdp_mid: Option<String>,
+    #[serde(default)]
     pub sdp_m_line_index: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username_fragment: Option<String>,
 }
 
 /// `session/<sid>/<command>/request`: a request id and the command's own
@@ -181,6 +188,22 @@ pub struct CommandResponse {
 
 /// The status the server answers for a robot that stayed silent.
 pub const COMMAND_TIMED_OUT: &str = "timed_out";
+
+/// Statuses that end a command: no answer to that request follows, and the
+/// server forgets it (its request id may be used again).
+pub const FINAL_COMMAND_STATUSES: [&str; 7] = [
+    "arrived",
+    "done",
+    "succeeded",
+    "failed",
+    "rejected",
+    "cancelled",
+    "error",
+];
+
+pub fn is_final_status(status: &str) -> bool {
+    FINAL_COMMAND_STATUSES.contains(&status)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -273,5 +296,47 @@ mod tests {
             serde_json::from_value(json!({"type": "offer", "sdp": "v=0"})).unwrap();
         assert_eq!(offer, WebRtcSignal::Offer { sdp: "v=0".into() });
         assert!(serde_json::from_value::<WebRtcSignal>(json!({"type": "offer"})).is_err());
+        assert!(
+            serde_json::from_value::<WebRtcSignal>(json!({"type": "offer", "sdp": "v=0", "x": 1}))
+                .is_err(),
+            "unknown fields are refused outside candidates"
+        );
+    }
+
+    #[test]
+    fn candidates_as_browsers_send_them() {
+        // (what arrives, what it means)
+        let cases = [
+            (
+                json!({"candidate": "candidate:1 1 udp 1 10.0.0.1 9 typ host", "sdpMid": "0",
+                       "sdpMLineIndex": 0, "usernameFragment": "abcd"}),
+                Some(("0", Some(0), Some("abcd"))),
+            ),
+            (
+                json!({"candidate": "candidate:1 1 udp 1 10.0.0.1 9 typ host", "sdpMid": null,
+                       "sdpMLineIndex": null, "usernameFragment": null, "relayProtocol": "udp"}),
+                Some(("", None, None)),
+            ),
+            (
+                json!({"candidate": "candidate:1 1 udp 1 10.0.0.1 9 typ host"}),
+                Some(("", None, None)),
+            ),
+            (json!({"sdpMid": "0"}), None),
+            (json!({"candidate": 5}), None),
+        ];
+        for (body, want) in cases {
+            let got = serde_json::from_value::<WebRtcSignal>(
+                json!({"type": "candidate", "candidate": body.clone()}),
+            );
+            match (got, want) {
+                (Ok(WebRtcSignal::Candidate { candidate: Some(c) }), Some((mid, index, ufrag))) => {
+                    assert_eq!(c.sdp_mid.as_deref().unwrap_or(""), mid, "{body}");
+                    assert_eq!(c.sdp_m_line_index, index, "{body}");
+                    assert_eq!(c.username_fragment.as_deref(), ufrag, "{body}");
+                }
+                (Err(_), None) => {}
+                (got, _) => panic!("{body}: {got:?}"),
+            }
+        }
     }
 }

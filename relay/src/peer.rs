@@ -66,6 +66,7 @@ impl PeerConnectionEventHandler for Events {
                     candidate: init.candidate,
                     sdp_mid: init.sdp_mid,
                     sdp_m_line_index: init.sdp_mline_index,
+                    username_fragment: init.username_fragment,
                 };
                 self.send(What::Candidate(Some(candidate)));
             }

@@ -328,6 +328,7 @@ impl Room {
             candidate: candidate.candidate,
             sdp_mid: candidate.sdp_mid,
             sdp_mline_index: candidate.sdp_m_line_index,
+            username_fragment: candidate.username_fragment,
             ..Default::default()
         };
         peer.pc
@@ -427,6 +428,23 @@ impl Room {
         self.send(client, WebRtcSignal::Offer { sdp: offer.sdp });
     }
 
+    /// webrtc-rs leaves a local candidate's `sdpMid` empty, which is no
+    /// valid mid: the relay bundles every track on one transport, so its
+    /// candidates belong to the first m-section of its description.
+    async fn with_mid(&self, client: &ClientId, mut c: IceCandidate) -> IceCandidate {
+        if c.sdp_mid.as_deref().is_some_and(|mid| !mid.is_empty()) {
+            return c;
+        }
+        let Some(peer) = self.peers.get(client) else {
+            return c;
+        };
+        if let Some(local) = peer.pc.local_description().await {
+            c.sdp_mid = first_mid(&local.sdp).map(str::to_string);
+            c.sdp_m_line_index = Some(0);
+        }
+        c
+    }
+
     async fn on_event(&mut self, event: PeerEvent) {
         let current = self.peers.get(&event.client).map(|p| p.generation);
         if current != Some(event.generation) {
@@ -434,7 +452,13 @@ impl Room {
         }
         let client = event.client;
         match event.what {
-            What::Candidate(candidate) => self.send(&client, WebRtcSignal::Candidate { candidate }),
+            What::Candidate(candidate) => {
+                let candidate = match candidate {
+                    Some(c) => Some(self.with_mid(&client, c).await),
+                    None => None,
+                };
+                self.send(&client, WebRtcSignal::Candidate { candidate })
+            }
             What::Track(track) => self.on_track(client, track).await,
             What::Failed => {
                 tracing::info!(sid = %self.sid, %client, "relay peer connection failed");
@@ -670,6 +694,13 @@ fn next_ssrc() -> u32 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
+/// The mid of an SDP's first m-section.
+fn first_mid(sdp: &str) -> Option<&str> {
+    sdp.lines()
+        .skip_while(|l| !l.starts_with("m="))
+        .find_map(|l| l.trim_end().strip_prefix("a=mid:"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -706,5 +737,18 @@ mod tests {
             (7, 9000, true)
         );
         assert_eq!(&packet.payload[..], b"frame");
+    }
+
+    #[test]
+    fn the_first_m_sections_mid() {
+        let cases = [
+            ("v=0\r\na=group:BUNDLE 0 1\r\nm=video 9 UDP 96\r\na=mid:0\r\nm=audio 9 UDP 111\r\na=mid:1\r\n", Some("0")),
+            ("v=0\na=mid:x\nm=video 9 UDP 96\na=sendrecv\na=mid:video\n", Some("video")),
+            ("v=0\r\nm=video 9 UDP 96\r\n", None),
+            ("", None),
+        ];
+        for (sdp, want) in cases {
+            assert_eq!(first_mid(sdp), want, "{sdp:?}");
+        }
     }
 }

@@ -194,16 +194,21 @@ impl CallService {
 }
 
 /// Stores each change, then publishes it. The relay room of an accepted
-/// call opens before anyone learns it is accepted, and closes when it ends.
+/// call opens before anyone learns it is accepted, and closes when it ends;
+/// so do its robot commands.
 pub async fn run_publisher(
     mut queue: mpsc::UnboundedReceiver<Out>,
     publisher: Publisher,
     store: Store,
     relay: Option<Relay>,
+    robots: Arc<crate::robots::RobotService>,
 ) {
     while let Some(out) = queue.recv().await {
         match out {
             Out::State(call) => {
+                if call.state == CallStateKind::Ended {
+                    robots.end_call(&call.sid);
+                }
                 if let Some(relay) = &relay {
                     match (&call.state, &call.accepted_by) {
                         (CallStateKind::Accepted, Some(callee)) => {

@@ -34,6 +34,8 @@ pub struct OutcomeLabels {
 pub struct Metrics {
     registry: Registry,
     pub mqtt_connections: Gauge,
+    pub mqtt_token_timers: Gauge,
+    pub robot_commands: Gauge,
     pub mqtt_messages_in: Counter,
     pub mqtt_messages_out: Counter,
     pub mqtt_logins_refused: Family<RefusalLabels, Counter>,
@@ -51,6 +53,8 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("switchboard");
         let mqtt_connections = Gauge::default();
+        let mqtt_token_timers = Gauge::default();
+        let robot_commands = Gauge::default();
         let mqtt_messages_in = Counter::default();
         let mqtt_messages_out = Counter::default();
         let mqtt_logins_refused = Family::default();
@@ -89,6 +93,16 @@ impl Metrics {
             mqtt_connections.clone(),
         );
         registry.register(
+            "mqtt_token_timers",
+            "MQTT connections waiting to be closed when their token expires",
+            mqtt_token_timers.clone(),
+        );
+        registry.register(
+            "robot_commands",
+            "Robot command requests the server keeps (unanswered, or answered without a final status)",
+            robot_commands.clone(),
+        );
+        registry.register(
             "mqtt_messages_received",
             "PUBLISH packets received from MQTT clients",
             mqtt_messages_in.clone(),
@@ -118,6 +132,8 @@ impl Metrics {
         Metrics {
             registry,
             mqtt_connections,
+            mqtt_token_timers,
+            robot_commands,
             mqtt_messages_in,
             mqtt_messages_out,
             mqtt_logins_refused,

@@ -5,25 +5,27 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
-use switchboard_pairing::{Codes, Commands, PairingRefusal, Pending};
+use switchboard_pairing::{Codes, CommandRefusal, Commands, PairingRefusal, Pending};
 use switchboard_protocol::payload::{PairingOutcome, PairingStatus, COMMAND_TIMED_OUT};
 use switchboard_protocol::topic::{CommandPart, PairingField};
-use switchboard_protocol::{Id, PairingCode, Topic};
+use switchboard_protocol::{Id, PairingCode, Sid, Topic};
 
 use crate::broker::Publisher;
-use crate::calls::CallService;
+use crate::metrics::Metrics;
 use crate::store::now_ms;
 
 pub struct RobotService {
     codes: Mutex<Codes>,
     commands: Mutex<Commands>,
+    metrics: Arc<Metrics>,
 }
 
 impl RobotService {
-    pub fn new(code_ttl: Duration, command_timeout: Duration) -> Arc<Self> {
+    pub fn new(code_ttl: Duration, command_timeout: Duration, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(RobotService {
             codes: Mutex::new(Codes::new(code_ttl.as_millis() as i64)),
             commands: Mutex::new(Commands::new(command_timeout.as_millis() as i64)),
+            metrics,
         })
     }
 
@@ -65,24 +67,31 @@ impl RobotService {
             .claim(user, code, now_ms())
     }
 
-    pub fn request(&self, request: Pending) -> bool {
-        self.commands
-            .lock()
-            .expect("commands lock")
-            .request(request, now_ms())
+    pub fn request(&self, request: Pending) -> Result<(), CommandRefusal> {
+        let mut commands = self.commands.lock().expect("commands lock");
+        let result = commands.request(request, now_ms());
+        self.metrics.robot_commands.set(commands.len() as i64);
+        result
     }
 
-    pub fn respond(&self, request: &Pending) -> bool {
-        self.commands
-            .lock()
-            .expect("commands lock")
-            .respond(request)
+    pub fn respond(&self, request: &Pending, status: &str) -> Result<(), CommandRefusal> {
+        let mut commands = self.commands.lock().expect("commands lock");
+        let result = commands.respond(request, status);
+        self.metrics.robot_commands.set(commands.len() as i64);
+        result
+    }
+
+    /// A call ended: its command requests are forgotten.
+    pub fn end_call(&self, sid: &Sid) {
+        let mut commands = self.commands.lock().expect("commands lock");
+        commands.end_call(sid);
+        self.metrics.robot_commands.set(commands.len() as i64);
     }
 
     /// Once a second: expired codes end `expired`; robots silent past a
-    /// request's deadline get `timed_out` answered for them; requests of
-    /// calls no longer accepted are forgotten.
-    pub fn spawn_ticker(self: &Arc<Self>, publisher: Publisher, calls: Arc<CallService>) {
+    /// request's deadline get `timed_out` answered for them. Both read
+    /// only what is due.
+    pub fn spawn_ticker(self: &Arc<Self>, publisher: Publisher) {
         let service = self.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(1));
@@ -93,20 +102,8 @@ impl RobotService {
                 for (code, robot) in expired {
                     finish_pairing(&publisher, &code, PairingOutcome::Expired, robot, None).await;
                 }
-                let late = {
-                    let mut commands = service.commands.lock().expect("commands lock");
-                    let late = commands.tick(now);
-                    for p in &late {
-                        if calls.accepted_parties(&p.sid).is_none() {
-                            commands.end_call(&p.sid);
-                        }
-                    }
-                    late
-                };
-                for p in late
-                    .into_iter()
-                    .filter(|p| calls.accepted_parties(&p.sid).is_some())
-                {
+                let late = service.commands.lock().expect("commands lock").tick(now);
+                for p in late {
                     let topic = Topic::Command {
                         sid: p.sid.clone(),
                         command: p.command.clone(),

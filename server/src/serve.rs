@@ -76,6 +76,7 @@ pub async fn run(config: Config) -> Result<()> {
     let robots = RobotService::new(
         Duration::from_secs(config.pairing_code_ttl_s),
         Duration::from_secs(config.command_timeout_s),
+        metrics.clone(),
     );
     // Calls that were live when the server stopped end `failed`.
     let failed = store.fail_live_calls().await?;
@@ -119,12 +120,13 @@ pub async fn run(config: Config) -> Result<()> {
         broker.publisher.clone(),
         store.clone(),
         relay,
+        robots.clone(),
     ));
     if let Some(queue) = relay_queue {
         tokio::spawn(crate::media::run_publisher(queue, broker.publisher.clone()));
     }
     calls.spawn_ticker();
-    robots.spawn_ticker(broker.publisher.clone(), calls.clone());
+    robots.spawn_ticker(broker.publisher.clone());
 
     let turn = match (config.turn_listen_addr, config.turn_secret.as_deref()) {
         (Some(listen), Some(secret)) => {

@@ -309,6 +309,31 @@ impl Server {
             .unwrap_or_else(|e| panic!("{} could not log in: {e:?}", who.client_id))
     }
 
+    /// The value of an unlabelled metric on /metrics.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = reqwest::get(format!("{}/metrics", self.http))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} not in /metrics"))
+    }
+
+    /// Polls /metrics until `name` reads `want`, for state the server
+    /// changes after it answered (rooms closed, connections forgotten).
+    pub async fn metric_reaches(&self, name: &str, want: f64) {
+        for _ in 0..100 {
+            if self.metric(name).await == want {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{name} never reached {want}: {}", self.metric(name).await);
+    }
+
     /// Whether some log line's message contains `text`.
     pub fn logged(&self, text: &str) -> bool {
         self.logs.lock().unwrap().iter().any(|l| {

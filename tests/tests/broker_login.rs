@@ -201,3 +201,35 @@ async fn retained_messages_reach_later_subscribers() {
         other => panic!("expected the retained message, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_closed_connection_leaves_nothing_waiting_for_its_token() {
+    let db = Database::for_test().await.unwrap();
+    let server = Server::start(&db).await.unwrap();
+    let id = random_id();
+    // A day-long token: each login used to keep a timer (and its memory)
+    // until the token expired, long after the connection closed.
+    let token = server.token(&id, Some("phone"), "user", 86_400).unwrap();
+    let cid = format!("{id}:phone");
+    for _ in 0..20 {
+        // Dropped at once, as an app that is killed.
+        connect(server.mqtt, Via::Tcp, Login::token(&cid, &id, &token))
+            .await
+            .unwrap();
+        server
+            .metric_reaches("switchboard_mqtt_connections", 0.0)
+            .await;
+    }
+    assert_eq!(server.metric("switchboard_mqtt_token_timers").await, 0.0);
+
+    let live = connect(server.mqtt, Via::Tcp, Login::token(&cid, &id, &token))
+        .await
+        .unwrap();
+    server
+        .metric_reaches("switchboard_mqtt_token_timers", 1.0)
+        .await;
+    drop(live);
+    server
+        .metric_reaches("switchboard_mqtt_token_timers", 0.0)
+        .await;
+}

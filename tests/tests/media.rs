@@ -77,33 +77,6 @@ async fn accepted_call(env: &[(&str, String)]) -> Call {
     }
 }
 
-async fn metric(server: &Server, name: &str) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", server.http))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("{name} not in /metrics"))
-}
-
-/// Polls /metrics until `name` reads `want` (the relay closes rooms
-/// asynchronously after the state is published).
-async fn metric_reaches(server: &Server, name: &str, want: f64) {
-    for _ in 0..100 {
-        if metric(server, name).await == want {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!(
-        "{name} never reached {want}: {}",
-        metric(server, name).await
-    );
-}
-
 /// Both devices of the call join its media, and their connections to the
 /// relay come up.
 async fn both_join(
@@ -157,9 +130,9 @@ async fn two_headless_peers_exchange_numbered_rtp_through_the_relay() {
     // The relay's two sockets come from the configured range.
     let in_use = (ports.0..=ports.1).filter(|p| !bindable(*p)).count();
     assert_eq!(in_use, 2, "relay sockets in {ports:?}");
-    assert_eq!(metric(&server, "switchboard_relay_rooms").await, 1.0);
+    assert_eq!(server.metric("switchboard_relay_rooms").await, 1.0);
     assert_eq!(
-        metric(&server, "switchboard_relay_peer_connections").await,
+        server.metric("switchboard_relay_peer_connections").await,
         2.0
     );
 
@@ -197,10 +170,17 @@ async fn two_headless_peers_exchange_numbered_rtp_through_the_relay() {
     pb.ask_for_keyframes().await.unwrap();
     pa.keyframe_requests_above(before).await.unwrap();
     assert!(
-        metric(&server, "switchboard_relay_forwarded_packets_total").await
+        server
+            .metric("switchboard_relay_forwarded_packets_total")
+            .await
             >= (got_a.len() + got_b.len()) as f64
     );
-    assert!(metric(&server, "switchboard_relay_keyframe_requests_total").await >= 2.0);
+    assert!(
+        server
+            .metric("switchboard_relay_keyframe_requests_total")
+            .await
+            >= 2.0
+    );
 
     // Hang up: the room, its connections and its sockets are released.
     // (The rate limit may hold the asked-for keyframe up to half a second;
@@ -208,9 +188,9 @@ async fn two_headless_peers_exchange_numbered_rtp_through_the_relay() {
     pa.publish(&format!("session/{sid}/call"), json!({"action": "hangup"}))
         .await
         .unwrap();
-    metric_reaches(&server, "switchboard_relay_rooms", 0.0).await;
+    server.metric_reaches("switchboard_relay_rooms", 0.0).await;
     assert_eq!(
-        metric(&server, "switchboard_relay_peer_connections").await,
+        server.metric("switchboard_relay_peer_connections").await,
         0.0
     );
     for port in ports.0..=ports.1 {
@@ -275,7 +255,7 @@ async fn only_the_two_devices_of_an_accepted_call_reach_the_relay() {
     }
     // No connection was made for them.
     assert_eq!(
-        metric(&server, "switchboard_relay_peer_connections").await,
+        server.metric("switchboard_relay_peer_connections").await,
         0.0
     );
 }
@@ -328,7 +308,7 @@ async fn bad_signalling_is_refused_and_changes_nothing() {
         assert_eq!(report["code"], code, "{payload}: {report}");
     }
     assert_eq!(
-        metric(&server, "switchboard_relay_peer_connections").await,
+        server.metric("switchboard_relay_peer_connections").await,
         0.0
     );
 
@@ -473,7 +453,12 @@ async fn an_aiortc_peer_sends_vp8_that_another_aiortc_peer_decodes_through_the_r
     assert!(seen["decoded"].as_u64().unwrap() >= 60, "{seen}");
     assert_eq!(seen["sizes"], json!(["320x240"]), "{seen}");
     assert_eq!(seen["errors"], json!([]), "{seen}");
-    assert!(metric(&server, "switchboard_relay_keyframe_requests_total").await >= 1.0);
+    assert!(
+        server
+            .metric("switchboard_relay_keyframe_requests_total")
+            .await
+            >= 1.0
+    );
 }
 
 #[tokio::test]
@@ -490,20 +475,22 @@ async fn a_device_that_goes_offline_loses_its_connection_and_the_other_keeps_its
     } = call;
     let (pa, pb) = both_join(&sid, (&a, caller), (&b, callee)).await;
     assert_eq!(
-        metric(&server, "switchboard_relay_peer_connections").await,
+        server.metric("switchboard_relay_peer_connections").await,
         2.0
     );
     // B's app dies: its MQTT connection goes with it.
     pb.close().await;
-    metric_reaches(&server, "switchboard_relay_peer_connections", 1.0).await;
-    assert_eq!(metric(&server, "switchboard_relay_rooms").await, 1.0);
+    server
+        .metric_reaches("switchboard_relay_peer_connections", 1.0)
+        .await;
+    assert_eq!(server.metric("switchboard_relay_rooms").await, 1.0);
     // The call goes on for A, whose connection still stands.
     pa.publish(&format!("session/{sid}/call"), json!({"action": "hangup"}))
         .await
         .unwrap();
-    metric_reaches(&server, "switchboard_relay_rooms", 0.0).await;
+    server.metric_reaches("switchboard_relay_rooms", 0.0).await;
     assert_eq!(
-        metric(&server, "switchboard_relay_peer_connections").await,
+        server.metric("switchboard_relay_peer_connections").await,
         0.0
     );
     pa.close().await;

@@ -329,6 +329,100 @@ async fn pair_call_and_command_a_robot() {
 }
 
 #[tokio::test]
+async fn finished_commands_leave_the_servers_memory() {
+    let w = world().await;
+    let bot = robot(&w).await;
+    let user = w
+        .api
+        .sign_in(&w.sms, "+48555800011", "phone")
+        .await
+        .unwrap();
+    let mut bot_mqtt = w.server.mqtt_as(&bot).await;
+    let mut user_mqtt = w.server.mqtt_as(&user).await;
+    let code = offer(&w, &bot, &mut bot_mqtt).await;
+    pair(&user, &mut user_mqtt, &code).await;
+    assert_eq!(
+        next_json(&mut user_mqtt, &format!("pairing/{code}/status")).await["status"],
+        "paired"
+    );
+    let sid = accepted_call(&user, &mut user_mqtt, &bot, &mut bot_mqtt).await;
+    let (request, response) = (
+        format!("session/{sid}/moveTo/request"),
+        format!("session/{sid}/moveTo/response"),
+    );
+    assert!(ok(&bot_mqtt.subscribe(&request).await.unwrap()));
+    assert!(ok(&user_mqtt.subscribe(&response).await.unwrap()));
+    let errors = format!("clients/{}/errors", bot.client_id);
+    assert!(ok(&bot_mqtt.subscribe(&errors).await.unwrap()));
+    let answer = |id: &str, status: &str| {
+        json!({"requestId": id, "status": status})
+            .to_string()
+            .into_bytes()
+    };
+
+    // 200 requests, each answered `moving` then `done`: none is kept.
+    let n = 200;
+    for i in 0..n {
+        let ask = json!({"requestId": format!("r{i}"), "destination": "bedroom"});
+        user_mqtt
+            .publish(&request, ask.to_string().as_bytes(), false)
+            .await
+            .unwrap();
+    }
+    for _ in 0..n {
+        let id = next_json(&mut bot_mqtt, &request).await["requestId"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        for status in ["moving", "done"] {
+            bot_mqtt
+                .publish(&response, &answer(&id, status), false)
+                .await
+                .unwrap();
+        }
+    }
+    for _ in 0..2 * n {
+        next_json(&mut user_mqtt, &response).await;
+    }
+    assert_eq!(w.server.metric("switchboard_robot_commands").await, 0.0);
+
+    // After a final status the request is gone: a further answer is
+    // refused, and its id may be used again.
+    bot_mqtt
+        .publish(&response, &answer("r0", "moving"), false)
+        .await
+        .unwrap();
+    let refusal = next_json(&mut bot_mqtt, &errors).await;
+    assert_eq!(refusal["code"], "conflict", "{refusal}");
+    // Requests answered only `moving` stay open until the call ends.
+    for id in ["r0", "r1", "r2"] {
+        let ask = json!({"requestId": id});
+        user_mqtt
+            .publish(&request, ask.to_string().as_bytes(), false)
+            .await
+            .unwrap();
+        next_json(&mut bot_mqtt, &request).await;
+        bot_mqtt
+            .publish(&response, &answer(id, "moving"), false)
+            .await
+            .unwrap();
+        next_json(&mut user_mqtt, &response).await;
+    }
+    assert_eq!(w.server.metric("switchboard_robot_commands").await, 3.0);
+    user_mqtt
+        .publish(
+            &format!("session/{sid}/call"),
+            br#"{"action": "hangup"}"#,
+            false,
+        )
+        .await
+        .unwrap();
+    w.server
+        .metric_reaches("switchboard_robot_commands", 0.0)
+        .await;
+}
+
+#[tokio::test]
 async fn codes_cannot_be_brute_forced_or_reused() {
     let w = world().await;
     let bot = robot(&w).await;

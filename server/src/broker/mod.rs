@@ -2,6 +2,7 @@
 //! and a clean stop.
 
 mod auth;
+mod expiry;
 mod hooks;
 mod publisher;
 
@@ -50,6 +51,7 @@ pub struct Broker {
     scx: ServerContext,
     pub publisher: Publisher,
     task: JoinHandle<()>,
+    expiry_task: JoinHandle<()>,
     pub tcp_addr: SocketAddr,
     pub ws_addr: SocketAddr,
 }
@@ -94,11 +96,16 @@ impl Broker {
         for (topic, payload) in retained {
             publisher.publish(&topic, payload, true).await?;
         }
+        let expiry = Arc::new(expiry::Expiry::default());
+        let expiry_task = {
+            let (expiry, scx) = (expiry.clone(), scx.clone());
+            tokio::spawn(async move { expiry.run(scx).await })
+        };
         let hooks = Arc::new(hooks::Hooks::new(
             deps,
             config.open_broker,
             publisher.clone(),
-            scx.clone(),
+            expiry,
             Duration::from_secs(config.token_grace_s),
         ));
         let register = scx.extends.hook_mgr().register();
@@ -128,6 +135,7 @@ impl Broker {
             scx,
             publisher,
             task,
+            expiry_task,
             tcp_addr,
             ws_addr,
         })
@@ -136,6 +144,7 @@ impl Broker {
     /// Stops accepting connections and closes the ones that are open.
     pub async fn stop(self) {
         self.task.abort();
+        self.expiry_task.abort();
         let shared = self.scx.extends.shared().await;
         let ids: Vec<_> = shared.iter().map(|e| e.id()).collect();
         for id in ids {

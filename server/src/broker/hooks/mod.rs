@@ -14,7 +14,6 @@ mod robots;
 use async_trait::async_trait;
 use bytes::Bytes;
 use rmqtt::codec::v5::SubscribeAckReason;
-use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType, Type};
 use rmqtt::session::Session;
 use rmqtt::types::{
@@ -26,6 +25,7 @@ use switchboard_protocol::profile::{accept_published, parse_profile};
 use switchboard_protocol::{ErrorCode, Id, Topic};
 
 use super::auth::check_login;
+use super::expiry::Expiry;
 use super::publisher::Publisher;
 use super::Deps;
 use crate::calls::{CallService, Facts};
@@ -52,7 +52,8 @@ pub struct Hooks {
     push: Arc<Push>,
     relay: Option<switchboard_relay::Relay>,
     publisher: Publisher,
-    scx: ServerContext,
+    /// Connections to close when their token expires.
+    expiry: Arc<Expiry>,
     /// How long a connection may outlive its token.
     token_grace: Duration,
     /// Logged-in clients by client id.
@@ -84,7 +85,7 @@ impl Hooks {
         deps: Deps,
         open: bool,
         publisher: Publisher,
-        scx: ServerContext,
+        expiry: Arc<Expiry>,
         token_grace: Duration,
     ) -> Self {
         Hooks {
@@ -100,7 +101,7 @@ impl Hooks {
             push: deps.push,
             relay: deps.relay,
             publisher,
-            scx,
+            expiry,
             token_grace,
             logins: Mutex::new(HashMap::new()),
         }
@@ -185,6 +186,8 @@ impl Handler for Hooks {
             }
             Parameter::ClientDisconnected(s, reason) => {
                 self.metrics.mqtt_connections.dec();
+                self.expiry.forget(&s.id);
+                self.metrics.mqtt_token_timers.set(self.expiry.len() as i64);
                 if let (false, Ok(client)) = (self.open, s.id.client_id.parse()) {
                     let cause = cause(reason);
                     // A takeover is the same device on a new connection:
@@ -297,9 +300,8 @@ impl Hooks {
         (false, Some(HookResult::AuthResult(result)))
     }
 
-    /// Records the connection and closes it once its token has expired and
-    /// the grace period passed; the client is expected to refresh and
-    /// reconnect.
+    /// Records the connection, to be closed once its token has expired and
+    /// the grace period passed.
     fn connected(&self, s: &Session) {
         let client_id = s.id.client_id.to_string();
         if let (false, Ok(client)) = (self.open, client_id.parse()) {
@@ -317,24 +319,9 @@ impl Hooks {
             login.connection = Some(s.id.clone());
             login.exp
         };
-        let connection = s.id.clone();
-        let scx = self.scx.clone();
         let wait = Duration::from_secs(exp.saturating_sub(now_s())) + self.token_grace;
-        tokio::spawn(async move {
-            tokio::time::sleep(wait).await;
-            let mut entry = scx.extends.shared().await.entry(connection.clone());
-            if entry
-                .session()
-                .is_some_and(|current| current.id == connection)
-            {
-                tracing::info!(%client_id, "closing an MQTT connection whose token expired");
-                // As an administrative action: a normal end for presence,
-                // not a takeover.
-                if let Err(e) = entry.kick(true, true, true).await {
-                    tracing::warn!(%client_id, "closing an expired connection: {e}");
-                }
-            }
-        });
+        self.expiry.watch(s.id.clone(), wait);
+        self.metrics.mqtt_token_timers.set(self.expiry.len() as i64);
     }
 
     /// What a client's publish becomes before the publish check, by

@@ -2,7 +2,7 @@
 //! owners, and commands with their request ids.
 
 use rmqtt::hook::ReturnType;
-use switchboard_pairing::{PairingRefusal, Pending};
+use switchboard_pairing::{CommandRefusal, PairingRefusal, Pending};
 use switchboard_protocol::acl::{Denial, Principal, PrincipalKind};
 use switchboard_protocol::payload::{
     CommandRequest, CommandResponse, PairingOutcome, MAX_PAYLOAD_BYTES,
@@ -104,19 +104,19 @@ impl Hooks {
             )))
         } else if part == CommandPart::Request {
             serde_json::from_slice::<CommandRequest>(payload)
-                .map(|r| r.request_id)
+                .map(|r| (r.request_id, None))
                 .map_err(|e| bad(format!("not a command request (it needs a requestId): {e}")))
         } else {
             serde_json::from_slice::<CommandResponse>(payload)
-                .map(|r| r.request_id)
+                .map(|r| (r.request_id, Some(r.status)))
                 .map_err(|e| {
                     bad(format!(
                         "not a command response (requestId and status): {e}"
                     ))
                 })
         };
-        let request_id = match parsed {
-            Ok(id) if !id.is_empty() && id.len() <= 128 => id,
+        let (request_id, status) = match parsed {
+            Ok((id, status)) if !id.is_empty() && id.len() <= 128 => (id, status),
             Ok(_) => {
                 return self
                     .refuse(
@@ -134,19 +134,20 @@ impl Hooks {
             command,
             request_id,
         };
-        let accepted = match part {
-            CommandPart::Request => self.robots.request(request),
-            CommandPart::Response => self.robots.respond(&request),
+        let outcome = match status {
+            None => self.robots.request(request),
+            Some(status) => self.robots.respond(&request, &status),
         };
-        if accepted {
-            allow_publish()
-        } else {
-            let message = match part {
-                CommandPart::Request => "this requestId is already used in this call",
-                CommandPart::Response => "no such request",
-            };
-            self.refuse(principal, topic, ErrorCode::Conflict, message.into())
-                .await
+        match outcome {
+            Ok(()) => allow_publish(),
+            Err(refusal) => {
+                let code = match refusal {
+                    CommandRefusal::TooMany => ErrorCode::RateLimited,
+                    CommandRefusal::InUse | CommandRefusal::NoSuchRequest => ErrorCode::Conflict,
+                };
+                self.refuse(principal, topic, code, refusal.to_string())
+                    .await
+            }
         }
     }
 }

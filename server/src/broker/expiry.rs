@@ -1,0 +1,84 @@
+//! Connections that must close when their access token expires: one timer
+//! queue and one task for all of them. A connection that closes first is
+//! taken out of the queue at once, so it leaves nothing behind (a sleeping
+//! task per connection stayed until its token's expiry, several KB each).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::task::Poll;
+use std::time::Duration;
+
+use rmqtt::context::ServerContext;
+use rmqtt::types::Id;
+use tokio_util::time::delay_queue::{DelayQueue, Key};
+
+#[derive(Default)]
+pub struct Expiry {
+    timers: Mutex<Timers>,
+}
+
+#[derive(Default)]
+struct Timers {
+    queue: DelayQueue<Id>,
+    keys: HashMap<Id, Key>,
+}
+
+impl Expiry {
+    /// Closes `connection` after `wait`, unless it is forgotten first.
+    pub fn watch(&self, connection: Id, wait: Duration) {
+        let mut timers = self.timers.lock().expect("expiry lock");
+        let key = timers.queue.insert(connection.clone(), wait);
+        if let Some(old) = timers.keys.insert(connection, key) {
+            timers.queue.remove(&old);
+        }
+    }
+
+    /// `connection` closed: nothing left to do for it.
+    pub fn forget(&self, connection: &Id) {
+        let mut timers = self.timers.lock().expect("expiry lock");
+        if let Some(key) = timers.keys.remove(connection) {
+            timers.queue.remove(&key);
+        }
+    }
+
+    /// Connections waiting for their token to expire.
+    pub fn len(&self) -> usize {
+        self.timers.lock().expect("expiry lock").keys.len()
+    }
+
+    /// The next connection whose token expired.
+    async fn next(&self) -> Id {
+        std::future::poll_fn(|cx| {
+            let mut timers = self.timers.lock().expect("expiry lock");
+            match timers.queue.poll_expired(cx) {
+                Poll::Ready(Some(expired)) => {
+                    let connection = expired.into_inner();
+                    timers.keys.remove(&connection);
+                    Poll::Ready(connection)
+                }
+                // An empty queue wakes this task on its next insert.
+                Poll::Ready(None) | Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    /// Closes each connection whose token expired, as an administrative
+    /// action: a normal end for presence, not a takeover. The client is
+    /// expected to refresh its token and reconnect.
+    pub async fn run(&self, scx: ServerContext) {
+        loop {
+            let connection = self.next().await;
+            let mut entry = scx.extends.shared().await.entry(connection.clone());
+            if entry
+                .session()
+                .is_some_and(|current| current.id == connection)
+            {
+                tracing::info!(client_id = %connection.client_id, "closing an MQTT connection whose token expired");
+                if let Err(e) = entry.kick(true, true, true).await {
+                    tracing::warn!(client_id = %connection.client_id, "closing an expired connection: {e}");
+                }
+            }
+        }
+    }
+}

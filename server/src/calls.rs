@@ -12,6 +12,7 @@ use switchboard_protocol::{ClientId, Id, Sid, Topic};
 use switchboard_relay::Relay;
 use switchboard_signalling::{Call, Calls, Invitation, Invited, Refusal};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::broker::Publisher;
 use crate::metrics::Metrics;
@@ -202,8 +203,9 @@ pub async fn run_publisher(
     store: Store,
     relay: Option<Relay>,
     robots: Arc<crate::robots::RobotService>,
+    stop: CancellationToken,
 ) {
-    while let Some(out) = queue.recv().await {
+    while let Some(out) = crate::drain::next(&mut queue, &stop).await {
         match out {
             Out::State(call) => {
                 if call.state == CallStateKind::Ended {

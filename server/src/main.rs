@@ -5,6 +5,7 @@ mod accounts;
 mod broker;
 mod calls;
 mod config;
+mod drain;
 mod http;
 mod keys;
 mod limits;
@@ -56,9 +57,10 @@ enum Command {
     /// Mint an access token (for development and tests); creates the
     /// account if it does not exist.
     Token {
-        /// The user or robot id (32 lowercase hex).
-        #[arg(long)]
-        sub: Id,
+        /// The user or robot id (32 lowercase hex); repeated, one token per
+        /// line in the same order.
+        #[arg(long, required = true)]
+        sub: Vec<Id>,
         #[arg(long)]
         device: Option<Device>,
         #[arg(long, value_enum, default_value = "user")]
@@ -115,10 +117,14 @@ fn main() -> ExitCode {
                 };
                 if let Some(account) = account {
                     let store = serve::open_store(&config).await?;
-                    store.ensure_user(sub.as_str(), account).await?;
+                    for sub in &sub {
+                        store.ensure_user(sub.as_str(), account).await?;
+                    }
                     store.close().await;
                 }
-                println!("{}", tokens.mint(sub.as_str(), kind, device, ttl));
+                for sub in &sub {
+                    println!("{}", tokens.mint(sub.as_str(), kind, device.clone(), ttl));
+                }
                 Ok(())
             }
             Command::Robot {

@@ -10,6 +10,7 @@ use switchboard_presence::{Event, Publication, Tracker};
 use switchboard_protocol::payload::{is_connected_payload, Presence};
 use switchboard_protocol::{Id, Topic};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::broker::Publisher;
 use crate::metrics::Metrics;
@@ -108,8 +109,9 @@ pub async fn run_publisher(
     mut queue: mpsc::UnboundedReceiver<Publication>,
     publisher: Publisher,
     store: Store,
+    stop: CancellationToken,
 ) {
-    while let Some(p) = queue.recv().await {
+    while let Some(p) = crate::drain::next(&mut queue, &stop).await {
         // Stored before it is published: after a crash the rebuilt seq is
         // larger than any a watcher has seen.
         let seq = i64::try_from(p.presence.seq).unwrap_or(i64::MAX);

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use tokio_util::sync::CancellationToken;
 
 use switchboard_protocol::Topic;
 
@@ -109,19 +110,25 @@ pub async fn run(config: Config) -> Result<()> {
         relay: relay.clone(),
     };
     let broker = Broker::start(&config, deps, retained).await?;
-    tokio::spawn(crate::presence::run_publisher(
-        presence_queue,
-        broker.publisher.clone(),
-        store.clone(),
-    ));
+    // Cancelled at shutdown: the publishers store what was queued, then end.
+    let drain = CancellationToken::new();
+    let publishers = [
+        tokio::spawn(crate::presence::run_publisher(
+            presence_queue,
+            broker.publisher.clone(),
+            store.clone(),
+            drain.clone(),
+        )),
+        tokio::spawn(crate::calls::run_publisher(
+            calls_queue,
+            broker.publisher.clone(),
+            store.clone(),
+            relay,
+            robots.clone(),
+            drain.clone(),
+        )),
+    ];
     presence.spawn_ticker();
-    tokio::spawn(crate::calls::run_publisher(
-        calls_queue,
-        broker.publisher.clone(),
-        store.clone(),
-        relay,
-        robots.clone(),
-    ));
     if let Some(queue) = relay_queue {
         tokio::spawn(crate::media::run_publisher(queue, broker.publisher.clone()));
     }
@@ -178,7 +185,7 @@ pub async fn run(config: Config) -> Result<()> {
         id_key,
         mqtt_urls,
         turn_urls,
-        metrics,
+        metrics: metrics.clone(),
         mqtt_probe_addr: reachable(broker.tcp_addr),
         openapi: http::openapi(),
         config: config.clone(),
@@ -199,8 +206,21 @@ pub async fn run(config: Config) -> Result<()> {
     .await
     .context("serving HTTP")?;
 
+    // In order: no new clients, every connection closed and its end seen by
+    // presence, the queued presence and call states stored, and only then
+    // the store closed.
     tracing::info!("shutting down");
     broker.stop().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while metrics.mqtt_connections.get() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drain.cancel();
+    for publisher in publishers {
+        if let Err(e) = publisher.await {
+            tracing::error!("a publisher task failed at shutdown: {e}");
+        }
+    }
     if let Some(turn) = turn {
         turn.stop().await;
     }

@@ -254,16 +254,23 @@ impl Server {
 
     /// Mints an access token with `switchboard token`.
     pub fn token(&self, sub: &str, device: Option<&str>, kind: &str, ttl_s: u64) -> Result<String> {
+        let mut tokens = self.tokens(&[sub.to_string()], device, kind, ttl_s)?;
+        Ok(tokens.remove(0))
+    }
+
+    /// Mints one access token per subject with one `switchboard token`.
+    pub fn tokens(
+        &self,
+        subs: &[String],
+        device: Option<&str>,
+        kind: &str,
+        ttl_s: u64,
+    ) -> Result<Vec<String>> {
         let mut cmd = command(&self.env);
-        cmd.args([
-            "token",
-            "--sub",
-            sub,
-            "--kind",
-            kind,
-            "--ttl",
-            &ttl_s.to_string(),
-        ]);
+        cmd.args(["token", "--kind", kind, "--ttl", &ttl_s.to_string()]);
+        for sub in subs {
+            cmd.args(["--sub", sub]);
+        }
         if let Some(d) = device {
             cmd.args(["--device", d]);
         }
@@ -274,21 +281,35 @@ impl Server {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        Ok(String::from_utf8(out.stdout)?.trim().to_string())
+        let tokens: Vec<String> = String::from_utf8(out.stdout)?
+            .lines()
+            .map(str::to_string)
+            .collect();
+        if tokens.len() != subs.len() {
+            bail!("{} tokens for {} subjects", tokens.len(), subs.len());
+        }
+        Ok(tokens)
     }
 
-    /// Stops the server with SIGTERM and waits for it to exit.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    pub fn terminate(mut self) -> Result<(ExitStatus, tempfile::TempDir)> {
+    /// Stops the server with SIGTERM and waits for it to exit; its logs
+    /// stay readable.
+    pub fn stop(&mut self) -> Result<ExitStatus> {
         signal(&self.child, "-TERM")?;
         let status = self.child.wait()?;
         // Every line the server wrote is in `logs` once this returns.
         if let Some(reader) = self.reader.take() {
             let _ = reader.join();
         }
+        Ok(status)
+    }
+
+    /// Stops the server with SIGTERM and returns its data directory.
+    pub fn terminate(mut self) -> Result<(ExitStatus, tempfile::TempDir)> {
+        let status = self.stop()?;
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir()?);
         Ok((status, dir))
     }

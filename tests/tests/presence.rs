@@ -2,12 +2,13 @@
 //! frozen with SIGSTOP (mosquitto_sub), takeover with the same client id,
 //! a server crash, visibility.
 
+use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 
 use serde_json::{json, Value};
 use switchboard_e2e::api::{Api, SignedIn, SmsInbox};
 use switchboard_e2e::mqtt::{connect, Client, Incoming, Login, Via};
-use switchboard_e2e::{Database, Server};
+use switchboard_e2e::{random_id, Database, Server};
 
 /// One message a watcher got on a presence topic.
 #[derive(Debug, Clone)]
@@ -381,4 +382,67 @@ async fn only_those_who_may_see_a_user_get_its_presence() {
             .status,
         400
     );
+}
+
+/// Each user's stored `(seq, last_seen)`, read from the server's database.
+async fn stored_presence(db: &Database, server: &Server) -> HashMap<String, (i64, Option<i64>)> {
+    use sqlx::Connection;
+    let query = "SELECT user_id, seq, last_seen FROM presence";
+    let rows: Vec<(String, i64, Option<i64>)> = match db {
+        Database::Postgres { url } => {
+            let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query_as(query).fetch_all(&mut c).await.unwrap()
+        }
+        Database::Sqlite => {
+            let path = server.dir.path().join("switchboard.db");
+            let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+                .await
+                .unwrap();
+            sqlx::query_as(query).fetch_all(&mut c).await.unwrap()
+        }
+    };
+    rows.into_iter()
+        .map(|(id, seq, last_seen)| (id, (seq, last_seen)))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_stop_with_two_thousand_clients_online_stores_everyone_offline() {
+    let db = Database::for_test().await.unwrap();
+    let mut server = Server::start(&db).await.unwrap();
+    let n = 2000;
+    let ids: Vec<String> = (0..n).map(|_| random_id()).collect();
+    let tokens = server.tokens(&ids, None, "user", 600).unwrap();
+    let mut clients = Vec::with_capacity(n);
+    let logins: Vec<(String, String)> = ids.iter().cloned().zip(tokens).collect();
+    for batch in logins.chunks(200) {
+        let mut connecting = tokio::task::JoinSet::new();
+        for (id, token) in batch {
+            let (id, token, addr) = (id.clone(), token.clone(), server.mqtt);
+            connecting.spawn(async move {
+                connect(addr, Via::Tcp, Login::token(&id, &id, &token)).await
+            });
+        }
+        while let Some(client) = connecting.join_next().await {
+            clients.push(client.unwrap().unwrap());
+        }
+    }
+    server
+        .metric_reaches("switchboard_users_online", n as f64)
+        .await;
+
+    let status = server.stop().unwrap();
+    assert!(status.success(), "{status}");
+    // Before the ordered stop the pool closed first: one error per user.
+    assert!(
+        !server.logged("saving presence"),
+        "presence was not saved at the stop"
+    );
+    let stored = stored_presence(&db, &server).await;
+    for id in &ids {
+        let (seq, last_seen) = stored.get(id).copied().unwrap_or_default();
+        assert_eq!(seq, 2, "{id}: online (1), then offline at the stop (2)");
+        assert!(last_seen.is_some(), "{id}");
+    }
+    drop(clients);
 }

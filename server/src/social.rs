@@ -51,6 +51,29 @@ impl Graph {
             .or_insert(Visibility::Contacts);
     }
 
+    /// Learns an account this process did not make (`switchboard token` or
+    /// `robot create` while the server runs) the first time it shows a
+    /// token, from the store.
+    pub async fn learn(&self, store: &Store, id: &str) -> Result<()> {
+        if self
+            .0
+            .read()
+            .expect("graph lock")
+            .visibility
+            .contains_key(id)
+        {
+            return Ok(());
+        }
+        if let Some((kind, visibility)) = store.account(id).await? {
+            let mut g = self.0.write().expect("graph lock");
+            g.visibility.entry(id.to_string()).or_insert(visibility);
+            if kind == "robot" {
+                g.robots.insert(id.to_string());
+            }
+        }
+        Ok(())
+    }
+
     /// A robot that was just provisioned.
     pub fn add_robot(&self, id: &str) {
         let mut g = self.0.write().expect("graph lock");

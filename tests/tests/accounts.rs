@@ -336,3 +336,32 @@ async fn an_expired_token_ends_the_mqtt_connection_after_the_grace() {
         "closed before the token expired"
     );
 }
+
+#[tokio::test]
+async fn an_account_made_by_the_cli_while_the_server_runs_is_known_at_once() {
+    let (server, sms, api, _db) = setup().await;
+    let a = api.sign_in(&sms, "+48555555601", "phone").await.unwrap();
+    let x = switchboard_e2e::random_id();
+    let x_token = server.token(&x, Some("phone"), "user", 600).unwrap();
+    // X, made by `switchboard token` after the server started, lets A see it.
+    let r = api
+        .put("/v1/me/contacts", &x_token, json!({"userIds": [a.id]}))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = api
+        .get(&format!("/v1/presence?ids={x}"), &a.access)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["presence"][0]["id"], x.as_str(), "{r:?}");
+    let mut a_mqtt = server.mqtt_as(&a).await;
+    let codes = a_mqtt
+        .subscribe(&format!("users/{x}/isConnected"))
+        .await
+        .unwrap();
+    assert!(
+        matches!(codes[..], [rumqttc::SubscribeReasonCode::Success(_)]),
+        "{codes:?}"
+    );
+}

@@ -352,7 +352,10 @@ pub async fn robot_sign_in(
     if !bool::from(sha256_hex(&req.secret).as_bytes().ct_eq(stored.as_bytes())) {
         return Err(wrong());
     }
-    app.graph.add_robot(robot_id.as_str());
+    app.graph
+        .learn(&app.store, robot_id.as_str())
+        .await
+        .map_err(internal)?;
     let pair = issue(&app, robot_id.as_str(), Kind::Robot, None, None).await?;
     Ok(Json(SignedIn {
         user_id: None,

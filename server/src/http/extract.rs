@@ -76,6 +76,10 @@ impl FromRequestParts<AppState> for Caller {
                 "this route is for users and robots",
             ));
         }
+        app.graph
+            .learn(&app.store, &claims.sub)
+            .await
+            .map_err(super::error::internal)?;
         Ok(Caller(claims))
     }
 }

@@ -67,7 +67,6 @@ pub async fn new_code(
 ) -> Result<(StatusCode, Json<NewCode>), ApiError> {
     require(&caller, Kind::Robot, "robots")?;
     let robot: Id = caller.0.sub.parse().expect("caller subject is an id");
-    app.graph.add_robot(robot.as_str());
     let (code, expires_at) = app.robots.issue(robot);
     Ok((
         StatusCode::CREATED,

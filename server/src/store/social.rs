@@ -16,6 +16,15 @@ pub enum Visibility {
 }
 
 impl Visibility {
+    /// As stored; anything but `everyone` is the default, `contacts`.
+    fn parse(stored: &str) -> Visibility {
+        if stored == "everyone" {
+            Visibility::Everyone
+        } else {
+            Visibility::Contacts
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Visibility::Everyone => "everyone",
@@ -73,6 +82,16 @@ impl Store {
 
     /// Everyone's visibility, contacts and blocks, to build the in-memory
     /// graph the topic rules consult.
+    /// One account's kind (`user`, `robot`) and visibility.
+    pub async fn account(&self, id: &str) -> Result<Option<(String, Visibility)>> {
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT kind, visibility FROM users WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(kind, v)| (kind, Visibility::parse(&v))))
+    }
+
     pub async fn load_graph(
         &self,
     ) -> Result<(
@@ -84,14 +103,7 @@ impl Store {
             .fetch_all(&self.pool)
             .await?
             .into_iter()
-            .map(|(id, v)| {
-                let v = if v == "everyone" {
-                    Visibility::Everyone
-                } else {
-                    Visibility::Contacts
-                };
-                (id, v)
-            })
+            .map(|(id, v)| (id, Visibility::parse(&v)))
             .collect();
         let contacts = sqlx::query_as("SELECT owner, contact FROM contacts")
             .fetch_all(&self.pool)

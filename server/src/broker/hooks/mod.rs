@@ -20,7 +20,7 @@ use rmqtt::types::{
     AuthResult, ConnectInfo, LastWill, Publish, PublishAclResult, Reason, SubscribeAclResult,
 };
 use switchboard_presence::{Cause, Event};
-use switchboard_protocol::acl::{authorize, Action, Denial, Principal, PrincipalKind};
+use switchboard_protocol::acl::{authorize, Action, Denial, Principal};
 use switchboard_protocol::profile::{accept_published, parse_profile};
 use switchboard_protocol::{ErrorCode, Id, Topic};
 
@@ -179,7 +179,7 @@ fn reject_publish() -> ReturnType {
 impl Handler for Hooks {
     async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
         match param {
-            Parameter::ClientAuthenticate(ci) => return self.authenticate(ci),
+            Parameter::ClientAuthenticate(ci) => return self.authenticate(ci).await,
             Parameter::ClientConnected(s) => {
                 self.metrics.mqtt_connections.inc();
                 self.connected(s);
@@ -252,7 +252,7 @@ impl Handler for Hooks {
 }
 
 impl Hooks {
-    fn authenticate(&self, ci: &ConnectInfo) -> ReturnType {
+    async fn authenticate(&self, ci: &ConnectInfo) -> ReturnType {
         if self.open {
             return (
                 false,
@@ -266,10 +266,10 @@ impl Hooks {
         let result = match check_login(&self.tokens, username, password, client_id, will.as_deref())
         {
             Ok((claims, principal)) => {
-                if principal.kind == PrincipalKind::Robot {
-                    // A robot made by `switchboard robot create` while the
-                    // server ran is known from its first login on.
-                    self.graph.add_robot(principal.id().as_str());
+                // An account made while the server ran (by the CLI, or
+                // another process) is known from its first login on.
+                if let Err(e) = self.graph.learn(&self.store, principal.id().as_str()).await {
+                    tracing::warn!(client_id, "learning a new account: {e:#}");
                 }
                 let login = Login {
                     principal,

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use crate::api::{Auth, Http, HttpError, SignedIn};
 use crate::error::SdkError;
 use crate::link::{self, Broker, Identity, Shared};
-use crate::listener::{dispatch, Listener};
+use crate::listener::{dispatch, ensure_running, Listener};
 use crate::router::Router;
 use crate::session::Session;
 use crate::types::Config;
@@ -67,6 +67,9 @@ impl Switchboard {
         code: String,
         listener: Arc<dyn Listener>,
     ) -> Result<Arc<Session>, SdkError> {
+        // After `shutdown` no session may start: fail before the server
+        // signs the device in.
+        ensure_running()?;
         let device = self
             .device
             .clone()
@@ -85,6 +88,7 @@ impl Switchboard {
         secret: String,
         listener: Arc<dyn Listener>,
     ) -> Result<Arc<Session>, SdkError> {
+        ensure_running()?;
         let body = json!({ "robotId": robot_id, "secret": secret });
         let signed_in = self.credentials("/v1/auth/robot", body).await?;
         self.connect(signed_in, true, listener).await
@@ -135,7 +139,9 @@ impl Switchboard {
             waiters: Mutex::new(HashMap::new()),
             events: events_tx,
         });
-        let dispatcher = dispatch(listener, events_rx);
+        // Refused if `shutdown` came meanwhile; the listener is then dropped
+        // here, on the app's calling thread, not on an SDK thread.
+        let dispatcher = dispatch(listener, events_rx)?;
         let auth = Arc::new(Auth::new(self.http.clone(), signed_in.tokens));
         let (requests, requests_rx) = mpsc::unbounded_channel();
         link::spawn(

@@ -50,6 +50,9 @@ pub enum SdkError {
     /// The server answered something the SDK did not expect.
     #[error("server: {reason}")]
     Server { reason: String },
+    /// `shutdown()` was called: this process starts no new session.
+    #[error("the SDK is shut down")]
+    ShutDown,
 }
 
 impl SdkError {

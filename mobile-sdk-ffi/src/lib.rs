@@ -9,6 +9,8 @@
 //!
 //! The same API is exported with uniffi to Kotlin, Swift and Python
 //! (`scripts/bindings`); errors cross it as [`SdkError`], never as panics.
+//! [`shutdown`] stops all event delivery before a process exits (the Python
+//! package calls it at interpreter exit by itself).
 
 mod api;
 mod client;
@@ -23,7 +25,7 @@ mod types;
 
 pub use client::Switchboard;
 pub use error::SdkError;
-pub use listener::{EventQueue, Listener};
+pub use listener::{shutdown, EventQueue, Listener};
 pub use session::{PairingWait, PendingCommand, Session};
 pub use types::*;
 

@@ -1,8 +1,10 @@
 //! The SDK's foreign bindings against the real server: a Python program
 //! and a Kotlin program (each in `mobile-sdk-ffi/bindings-tests/`) sign in
 //! two users with codes from the SMS webhook, see each other online, call
-//! and accept, and pair and command a robot. `scripts/test` generates the
-//! bindings (`scripts/bindings`) and installs Python, kotlinc and JNA.
+//! and accept, and pair and command a robot. A Python program also exits
+//! without signing out, many times over, and must exit cleanly.
+//! `scripts/test` generates the bindings (`scripts/bindings`) and installs
+//! Python, kotlinc and JNA.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -25,6 +27,19 @@ fn bindings(language: &str) -> PathBuf {
     assert!(
         dir.is_dir(),
         "no {language} bindings in {}: run scripts/bindings (scripts/test does)",
+        dir.display()
+    );
+    dir
+}
+
+/// `target/bindings/python`, the directory for `PYTHONPATH`: it holds the
+/// `switchboard_sdk` package (the generated module, the library, and the
+/// `__init__.py` that shuts the SDK down at interpreter exit).
+fn python_path() -> PathBuf {
+    let dir = bindings("python");
+    assert!(
+        dir.join("switchboard_sdk/__init__.py").is_file(),
+        "no switchboard_sdk package in {}: run scripts/bindings again",
         dir.display()
     );
     dir
@@ -83,9 +98,56 @@ async fn python_bindings_against_the_real_server() {
     let python = std::env::var("E2E_PYTHON").unwrap_or_else(|_| "python3".into());
     let mut cmd = Command::new(python);
     cmd.arg(workspace().join("mobile-sdk-ffi/bindings-tests/python/test_sdk.py"))
-        .env("PYTHONPATH", bindings("python"))
+        .env("PYTHONPATH", python_path())
         .envs(env);
     run(cmd, "Python").await;
+}
+
+/// Robot sign-ins of the exit test: 9 in each mode, one after another,
+/// within the server's burst of 30 sign-ins per address
+/// (server/src/limits.rs).
+const EXIT_RUNS: usize = 27;
+
+/// A Python app may exit without signing out. The session's last event
+/// reaches the listener from an SDK thread a few ms after the session is
+/// freed; a call into an interpreter that has started tearing itself down
+/// aborts the process ("FATAL: exception not rethrown"), unless the
+/// package's atexit hook (`shutdown`) stopped delivery first. The race is
+/// run many times: `busy` exits with a listener call in progress, `global`
+/// frees the session during teardown, `idle` is an ordinary app.
+#[tokio::test]
+async fn python_exits_cleanly_without_signing_out() {
+    let (_server, _sms, env) = setup().await;
+    let python = std::env::var("E2E_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = workspace().join("mobile-sdk-ffi/bindings-tests/python/exit_without_sign_out.py");
+    let path = python_path();
+    for run in 0..EXIT_RUNS {
+        let mode = ["busy", "global", "idle"][run % 3];
+        let mut cmd = tokio::process::Command::new(&python);
+        cmd.arg(&script)
+            .arg(mode)
+            .env("PYTHONPATH", &path)
+            .envs(env.iter().cloned())
+            .kill_on_drop(true);
+        // A hang at exit (how Python 3.14 treats such a thread) fails too.
+        let output = tokio::time::timeout(Duration::from_secs(30), cmd.output())
+            .await
+            .unwrap_or_else(|_| panic!("run {run} ({mode}) did not exit within 30 s"))
+            .unwrap_or_else(|e| panic!("starting {python}: {e}"));
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        // An abort (SIGABRT) or a crash is not a success either.
+        let clean = output.status.success()
+            && stdout.contains("EXITING")
+            && !["FATAL", "Fatal Python error", "panicked"]
+                .iter()
+                .any(|bad| stderr.contains(bad));
+        assert!(
+            clean,
+            "run {run} ({mode}) did not exit cleanly ({}):\n{stdout}\n{stderr}",
+            output.status
+        );
+    }
 }
 
 #[tokio::test]

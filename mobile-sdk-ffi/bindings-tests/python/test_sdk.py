@@ -128,6 +128,15 @@ async def main():
 
     for s in (a, b, robot):
         await s.sign_out()
+
+    # What the package does at interpreter exit; a second call is harmless,
+    # and no session starts afterwards.
+    sb.shutdown()
+    sb.shutdown()
+    await expect_error(sb.SdkError.ShutDown, sb.Switchboard(
+        sb.Config(http_url=os.environ["SB_HTTP"], mqtt_url=None, device=None)).sign_in_robot(
+        os.environ["SB_ROBOT_ID"], os.environ["SB_ROBOT_SECRET"], Events(loop)))
+    print("shut down: no new session")
     print("ALL PASSED")
 
 

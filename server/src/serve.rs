@@ -180,6 +180,7 @@ pub async fn run(config: Config) -> Result<()> {
         tokens,
         graph,
         publisher: broker.publisher.clone(),
+        watchers: broker.watchers.clone(),
         sms,
         limits,
         id_key,

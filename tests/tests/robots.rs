@@ -423,6 +423,60 @@ async fn finished_commands_leave_the_servers_memory() {
 }
 
 #[tokio::test]
+async fn an_unpair_cuts_the_live_subscriptions_of_both() {
+    let w = world().await;
+    let bot = robot(&w).await;
+    let user = w
+        .api
+        .sign_in(&w.sms, "+48555800021", "phone")
+        .await
+        .unwrap();
+    let mut bot_mqtt = w.server.mqtt_as(&bot).await;
+    let mut user_mqtt = w.server.mqtt_as(&user).await;
+    let code = offer(&w, &bot, &mut bot_mqtt).await;
+    pair(&user, &mut user_mqtt, &code).await;
+    assert_eq!(
+        next_json(&mut user_mqtt, &format!("pairing/{code}/status")).await["status"],
+        "paired"
+    );
+    // Each watches the other, as owners and robots may.
+    let watching = [
+        (
+            &mut user_mqtt,
+            &user,
+            format!("users/{}/isConnected", bot.id),
+        ),
+        (&mut bot_mqtt, &bot, format!("users/{}/info", user.id)),
+    ];
+    let mut watching: Vec<_> = watching.into_iter().collect();
+    for (client, who, topic) in watching.iter_mut() {
+        let errors = format!("clients/{}/errors", who.client_id);
+        assert!(ok(&client.subscribe(&errors).await.unwrap()));
+        assert!(ok(&client.subscribe(topic).await.unwrap()), "{topic}");
+    }
+    let r = w
+        .api
+        .call(
+            "DELETE",
+            &format!("/v1/me/robots/{}", bot.id),
+            Some(&user.access),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 204);
+    for (client, who, topic) in watching.iter_mut() {
+        let report = next_json(client, &format!("clients/{}/errors", who.client_id)).await;
+        assert_eq!(
+            (report["topic"].as_str(), report["code"].as_str()),
+            (Some(topic.as_str()), Some("forbidden")),
+            "{report}"
+        );
+        assert!(!ok(&client.subscribe(topic).await.unwrap()), "{topic}");
+    }
+}
+
+#[tokio::test]
 async fn codes_cannot_be_brute_forced_or_reused() {
     let w = world().await;
     let bot = robot(&w).await;

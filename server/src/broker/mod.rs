@@ -5,8 +5,10 @@ mod auth;
 mod expiry;
 mod hooks;
 mod publisher;
+mod watchers;
 
 pub use publisher::Publisher;
+pub use watchers::Watchers;
 
 use std::net::SocketAddr;
 use std::num::NonZeroU16;
@@ -50,6 +52,7 @@ pub struct Deps {
 pub struct Broker {
     scx: ServerContext,
     pub publisher: Publisher,
+    pub watchers: Watchers,
     task: JoinHandle<()>,
     expiry_task: JoinHandle<()>,
     pub tcp_addr: SocketAddr,
@@ -96,6 +99,7 @@ impl Broker {
         for (topic, payload) in retained {
             publisher.publish(&topic, payload, true).await?;
         }
+        let watchers = Watchers::new(scx.clone(), publisher.clone(), deps.graph.clone());
         let expiry = Arc::new(expiry::Expiry::default());
         let expiry_task = {
             let (expiry, scx) = (expiry.clone(), scx.clone());
@@ -107,6 +111,7 @@ impl Broker {
             publisher.clone(),
             expiry,
             Duration::from_secs(config.token_grace_s),
+            Duration::from_secs(config.mqtt_message_expiry_s),
         ));
         let register = scx.extends.hook_mgr().register();
         for t in hooks::TYPES {
@@ -134,6 +139,7 @@ impl Broker {
         Ok(Broker {
             scx,
             publisher,
+            watchers,
             task,
             expiry_task,
             tcp_addr,
@@ -171,7 +177,10 @@ fn listener(config: &Config, name: &str, addr: SocketAddr) -> Result<rmqtt::net:
         .max_packet_size(config.mqtt_max_packet_bytes)
         .max_mqueue_len(config.mqtt_max_queue)
         .max_inflight(inflight)
-        .message_expiry_interval(Duration::from_secs(config.mqtt_message_expiry_s))
+        // No expiry of rmqtt's own: it would stamp every forwarded MQTT 5
+        // message with one its publisher never set. The hooks expire
+        // queued messages after `mqtt_message_expiry_s` instead.
+        .message_expiry_interval(Duration::ZERO)
         .session_expiry_interval(SESSION_EXPIRY)
         .bind()
         .with_context(|| format!("binding MQTT {name} listener on {addr}"))

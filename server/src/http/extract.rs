@@ -57,6 +57,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
 /// The caller's verified access token (user or robot).
 pub struct Caller(pub Claims);
 
+impl Caller {
+    pub fn id(&self) -> switchboard_protocol::Id {
+        // Checked by the extractor.
+        self.0.sub.parse().expect("caller subject is an id")
+    }
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 

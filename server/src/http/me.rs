@@ -65,11 +65,6 @@ fn empty_profile(id: &Id) -> Profile {
     }
 }
 
-fn caller_id(caller: &Caller) -> Id {
-    // Checked by the extractor.
-    caller.0.sub.parse().expect("caller subject is an id")
-}
-
 /// The caller's own profile.
 #[utoipa::path(get, path = "/v1/me/profile", tag = "profiles",
     responses((status = 200, body = ProfileBody), (status = 401)), security(("bearer" = [])))]
@@ -77,7 +72,7 @@ pub async fn get_my_profile(
     State(app): State<AppState>,
     caller: Caller,
 ) -> Result<Json<ProfileBody>, ApiError> {
-    let me = caller_id(&caller);
+    let me = caller.id();
     let p = app.store.get_profile(me.as_str()).await.map_err(internal)?;
     Ok(Json(p.unwrap_or_else(|| empty_profile(&me)).into()))
 }
@@ -92,7 +87,7 @@ pub async fn put_my_profile(
     caller: Caller,
     Body(update): Body<ProfileUpdate>,
 ) -> Result<Json<ProfileBody>, ApiError> {
-    let me = caller_id(&caller);
+    let me = caller.id();
     if app
         .limits
         .profile_per_user
@@ -197,6 +192,7 @@ async fn put_list(
         .await
         .map_err(internal)?;
     app.graph.set_list(me, list, &ids);
+    app.watchers.recheck(&caller.id()).await;
     Ok(Json(IdList {
         user_ids: app.graph.list(me, list),
     }))
@@ -273,6 +269,7 @@ pub async fn put_visibility(
         .await
         .map_err(internal)?;
     app.graph.set_visibility(&caller.0.sub, body.visibility);
+    app.watchers.recheck(&caller.id()).await;
     Ok(Json(body))
 }
 

@@ -48,6 +48,8 @@ pub struct App {
     pub tokens: Tokens,
     pub graph: Arc<Graph>,
     pub publisher: Publisher,
+    /// Removes subscriptions the graph no longer allows.
+    pub watchers: crate::broker::Watchers,
     pub sms: Sms,
     pub limits: Arc<Limits>,
     /// Key of the keyed hashes (ids in the `hmac-sha256` scheme, one-time

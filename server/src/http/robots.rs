@@ -66,7 +66,7 @@ pub async fn new_code(
     caller: Caller,
 ) -> Result<(StatusCode, Json<NewCode>), ApiError> {
     require(&caller, Kind::Robot, "robots")?;
-    let robot: Id = caller.0.sub.parse().expect("caller subject is an id");
+    let robot = caller.id();
     let (code, expires_at) = app.robots.issue(robot);
     Ok((
         StatusCode::CREATED,
@@ -121,6 +121,9 @@ pub async fn unpair(
         ));
     }
     app.graph.set_owner(robot.as_str(), &caller.0.sub, false);
+    // Neither sees the other any more, unless the graph says otherwise.
+    app.watchers.recheck(&robot).await;
+    app.watchers.recheck(&caller.id()).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -22,11 +22,12 @@ use rmqtt::types::{
 use switchboard_presence::{Cause, Event};
 use switchboard_protocol::acl::{authorize, Action, Denial, Principal};
 use switchboard_protocol::profile::{accept_published, parse_profile};
-use switchboard_protocol::{ErrorCode, Id, Topic};
+use switchboard_protocol::{ClientId, ErrorCode, Id, Topic};
 
 use super::auth::check_login;
 use super::expiry::Expiry;
 use super::publisher::Publisher;
+use super::watchers::may_receive;
 use super::Deps;
 use crate::calls::{CallService, Facts};
 use crate::limits::Limits;
@@ -56,6 +57,9 @@ pub struct Hooks {
     expiry: Arc<Expiry>,
     /// How long a connection may outlive its token.
     token_grace: Duration,
+    /// How long a message may wait for a subscriber (publishers may ask
+    /// for less).
+    message_expiry: Duration,
     /// Logged-in clients by client id.
     logins: Mutex<HashMap<String, Login>>,
 }
@@ -70,7 +74,7 @@ struct Login {
 }
 
 /// The hook types `Hooks` handles.
-pub const TYPES: [Type; 7] = [
+pub const TYPES: [Type; 8] = [
     Type::ClientAuthenticate,
     Type::ClientConnected,
     Type::ClientDisconnected,
@@ -78,6 +82,7 @@ pub const TYPES: [Type; 7] = [
     Type::MessagePublish,
     Type::MessagePublishCheckAcl,
     Type::MessageDelivered,
+    Type::MessageExpiryCheck,
 ];
 
 impl Hooks {
@@ -87,6 +92,7 @@ impl Hooks {
         publisher: Publisher,
         expiry: Arc<Expiry>,
         token_grace: Duration,
+        message_expiry: Duration,
     ) -> Self {
         Hooks {
             tokens: deps.tokens,
@@ -103,6 +109,7 @@ impl Hooks {
             publisher,
             expiry,
             token_grace,
+            message_expiry,
             logins: Mutex::new(HashMap::new()),
         }
     }
@@ -242,6 +249,9 @@ impl Handler for Hooks {
             Parameter::MessagePublishCheckAcl(s, publish) if !self.open => {
                 return self.check_publish(s, publish).await
             }
+            Parameter::MessageExpiryCheck(s, _, publish) if self.expired_for(s, publish) => {
+                return (false, Some(HookResult::MessageExpiry));
+            }
             Parameter::MessageDelivered(_, _, _) => {
                 self.metrics.mqtt_messages_out.inc();
             }
@@ -322,6 +332,26 @@ impl Hooks {
         let wait = Duration::from_secs(exp.saturating_sub(now_s())) + self.token_grace;
         self.expiry.watch(s.id.clone(), wait);
         self.metrics.mqtt_token_timers.set(self.expiry.len() as i64);
+    }
+
+    /// Whether a message must not reach subscriber `s` (checked before each
+    /// delivery): the graph no longer lets it see the topic's user, or the
+    /// message waited longer than `message_expiry` without an expiry of its
+    /// publisher's (rmqtt applies those).
+    fn expired_for(&self, s: &Session, publish: &Publish) -> bool {
+        let own_expiry = publish
+            .properties
+            .as_ref()
+            .is_some_and(|p| p.message_expiry_interval.is_some());
+        let created = publish.create_time.unwrap_or_else(now_ms);
+        if !own_expiry && now_ms().saturating_sub(created) > self.message_expiry.as_millis() as i64
+        {
+            return true;
+        }
+        match (self.open, s.id.client_id.parse::<ClientId>()) {
+            (false, Ok(viewer)) => !may_receive(&self.graph, &viewer.id, &publish.topic),
+            _ => false,
+        }
     }
 
     /// What a client's publish becomes before the publish check, by

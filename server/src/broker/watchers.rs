@@ -1,0 +1,93 @@
+//! The topic rules after SUBSCRIBE: when who-sees-whom changes (a block, a
+//! contact removed, visibility narrowed, an unpair), every subscription to
+//! a user's topics that the new graph forbids is removed at once and its
+//! client told on `clients/<cid>/errors`. The hooks also check each
+//! delivery of a user's topics, so nothing already queued slips through.
+
+use std::sync::Arc;
+
+use rmqtt::context::ServerContext;
+use rmqtt::types::{Id as Connection, Unsubscribe};
+use switchboard_protocol::{ClientId, ErrorCode, Id, Topic};
+
+use super::Publisher;
+use crate::social::Graph;
+
+#[derive(Clone)]
+pub struct Watchers {
+    scx: ServerContext,
+    publisher: Publisher,
+    graph: Arc<Graph>,
+}
+
+/// Every filter that can reach `target`'s own topics: the rules never let
+/// a wildcard stand for the user.
+fn filters_of(target: &Id) -> Vec<String> {
+    ["info", "isConnected", "presence", "+", "#"]
+        .iter()
+        .map(|leaf| format!("users/{target}/{leaf}"))
+        .collect()
+}
+
+/// Whether `viewer` may receive a message on `topic`, as far as the graph
+/// decides: a user's own topics go to those who see that user; anything
+/// else was settled at SUBSCRIBE.
+pub fn may_receive(graph: &Graph, viewer: &Id, topic: &str) -> bool {
+    if !topic.starts_with("users/") {
+        return true;
+    }
+    match topic.parse::<Topic>() {
+        Ok(
+            Topic::UserInfo(target) | Topic::UserIsConnected(target) | Topic::UserPresence(target),
+        ) => graph.can_see_str(viewer.as_str(), target.as_str()),
+        _ => true,
+    }
+}
+
+impl Watchers {
+    pub fn new(scx: ServerContext, publisher: Publisher, graph: Arc<Graph>) -> Self {
+        Watchers {
+            scx,
+            publisher,
+            graph,
+        }
+    }
+
+    /// Removes the subscriptions to `target`'s topics whose holders may no
+    /// longer see it. Call after the graph changed.
+    pub async fn recheck(&self, target: &Id) {
+        let mut gone: Vec<(Connection, ClientId, String)> = Vec::new();
+        {
+            let router = self.scx.extends.router().await;
+            for filter in filters_of(target) {
+                let Some(holders) = router.relations().get(filter.as_str()) else {
+                    continue;
+                };
+                for (client_id, (connection, _)) in holders.iter() {
+                    let Ok(client) = client_id.parse::<ClientId>() else {
+                        continue;
+                    };
+                    if !self.graph.can_see_str(client.id.as_str(), target.as_str()) {
+                        gone.push((connection.clone(), client, filter.clone()));
+                    }
+                }
+            }
+        }
+        for (connection, client, filter) in gone {
+            // The exact connection: the router keeps relations by it.
+            let entry = self.scx.extends.shared().await.entry(connection);
+            let unsubscribe = Unsubscribe {
+                topic_filter: filter.as_str().into(),
+            };
+            if let Err(e) = entry.unsubscribe(&unsubscribe).await {
+                tracing::warn!(%client, filter, "removing a forbidden subscription: {e}");
+                continue;
+            }
+            tracing::info!(%client, filter, "subscription removed: the user no longer shares it");
+            let message = "subscription removed: that user no longer shares this with you";
+            self.publisher
+                .report(&client, &filter, ErrorCode::Forbidden, message.into())
+                .await;
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! The topic rules hold after SUBSCRIBE: a block, a removed contact and a
+//! narrowed visibility each cut, at once, the subscriptions the new graph
+//! forbids on connections held across the change, and the client is told
+//! on `clients/<cid>/errors`. (An unpair: tests/robots.rs.)
+
+use serde_json::{json, Value};
+use switchboard_e2e::api::{Api, SignedIn, SmsInbox};
+use switchboard_e2e::mqtt::{Client, Incoming};
+use switchboard_e2e::{Database, Server};
+
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    Block,
+    RemoveContact,
+    NarrowVisibility,
+}
+
+fn granted(codes: &[rumqttc::SubscribeReasonCode]) -> bool {
+    matches!(codes, [rumqttc::SubscribeReasonCode::Success(_)])
+}
+
+/// The next message on a topic, skipping others.
+async fn next_on(c: &mut Client, topic: &str) -> Value {
+    loop {
+        if let Incoming::Publish {
+            topic: t, payload, ..
+        } = c.next().await.unwrap()
+        {
+            if t == topic {
+                return serde_json::from_slice(&payload).unwrap_or(Value::Null);
+            }
+        }
+    }
+}
+
+async fn nickname(api: &Api, who: &SignedIn, name: &str) {
+    let r = api
+        .put("/v1/me/profile", &who.access, json!({"nickname": name}))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+}
+
+/// B watches A's topics; A makes `change`; B must be cut off.
+async fn a_change_cuts_the_watcher_off(change: Change, phones: [&str; 3]) {
+    let db = Database::for_test().await.unwrap();
+    let sms = SmsInbox::start().await.unwrap();
+    let server = Server::with_sms(&db, &sms).start().await.unwrap();
+    let api = Api::new(&server);
+    let a = api.sign_in(&sms, phones[0], "phone").await.unwrap();
+    let b = api.sign_in(&sms, phones[1], "phone").await.unwrap();
+    // C keeps seeing A throughout: what C gets, B would have got.
+    let c = api.sign_in(&sms, phones[2], "phone").await.unwrap();
+    let (visibility, contacts) = match change {
+        Change::Block | Change::RemoveContact => ("contacts", json!([b.id, c.id])),
+        Change::NarrowVisibility => ("everyone", json!([c.id])),
+    };
+    let r = api
+        .put(
+            "/v1/me/visibility",
+            &a.access,
+            json!({"visibility": visibility}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = api
+        .put("/v1/me/contacts", &a.access, json!({"userIds": contacts}))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+
+    let mut b_mqtt = server.mqtt_as(&b).await;
+    let mut c_mqtt = server.mqtt_as(&c).await;
+    let errors = format!("clients/{}/errors", b.client_id);
+    let b_info = format!("users/{}/info", b.id);
+    assert!(granted(&b_mqtt.subscribe(&errors).await.unwrap()));
+    assert!(granted(&b_mqtt.subscribe(&b_info).await.unwrap()));
+    let watched: Vec<String> = ["info", "isConnected", "presence"]
+        .iter()
+        .map(|leaf| format!("users/{}/{leaf}", a.id))
+        .collect();
+    for topic in &watched {
+        assert!(granted(&b_mqtt.subscribe(topic).await.unwrap()), "{topic}");
+    }
+    let a_online = format!("users/{}/isConnected", a.id);
+    assert!(granted(&c_mqtt.subscribe(&a_online).await.unwrap()));
+
+    let r = match change {
+        Change::Block => api
+            .put("/v1/me/blocked", &a.access, json!({"userIds": [b.id]}))
+            .await
+            .unwrap(),
+        Change::RemoveContact => api
+            .put("/v1/me/contacts", &a.access, json!({"userIds": [c.id]}))
+            .await
+            .unwrap(),
+        Change::NarrowVisibility => api
+            .put(
+                "/v1/me/visibility",
+                &a.access,
+                json!({"visibility": "contacts"}),
+            )
+            .await
+            .unwrap(),
+    };
+    assert_eq!(r.status, 200, "{change:?}: {r:?}");
+
+    // B is told of each subscription removed.
+    let mut told: Vec<String> = Vec::new();
+    while told.len() < watched.len() {
+        let report = next_on(&mut b_mqtt, &errors).await;
+        assert_eq!(report["code"], "forbidden", "{change:?}: {report}");
+        told.push(report["topic"].as_str().unwrap().to_string());
+    }
+    told.sort();
+    let mut want = watched.clone();
+    want.sort();
+    assert_eq!(told, want, "{change:?}");
+
+    // A changes its profile and comes online: C sees it, B gets none of
+    // it. B's own profile change, published after, is the next message on
+    // any of B's profile or presence topics.
+    nickname(&api, &a, "after the change").await;
+    let _a_mqtt = server.mqtt_as(&a).await;
+    while c_mqtt.next().await.unwrap()
+        != (Incoming::Publish {
+            topic: a_online.clone(),
+            payload: b"true".to_vec(),
+            retain: false,
+        })
+    {}
+    nickname(&api, &b, "barrier").await;
+    loop {
+        match b_mqtt.next().await.unwrap() {
+            Incoming::Publish { topic, payload, .. } if topic == b_info => {
+                let p: Value = serde_json::from_slice(&payload).unwrap();
+                if p["nickname"] == "barrier" {
+                    break;
+                }
+            }
+            Incoming::Publish { topic, payload, .. } if watched.contains(&topic) => panic!(
+                "{change:?}: B still got {topic}: {}",
+                String::from_utf8_lossy(&payload)
+            ),
+            _ => {}
+        }
+    }
+    // And B cannot subscribe again.
+    for topic in &watched {
+        assert!(!granted(&b_mqtt.subscribe(topic).await.unwrap()), "{topic}");
+    }
+}
+
+#[tokio::test]
+async fn a_block_cuts_live_subscriptions() {
+    let phones = ["+48555300001", "+48555300002", "+48555300003"];
+    a_change_cuts_the_watcher_off(Change::Block, phones).await;
+}
+
+#[tokio::test]
+async fn a_removed_contact_loses_live_subscriptions() {
+    let phones = ["+48555300011", "+48555300012", "+48555300013"];
+    a_change_cuts_the_watcher_off(Change::RemoveContact, phones).await;
+}
+
+#[tokio::test]
+async fn visibility_narrowed_to_contacts_cuts_strangers_off() {
+    let phones = ["+48555300021", "+48555300022", "+48555300023"];
+    a_change_cuts_the_watcher_off(Change::NarrowVisibility, phones).await;
+}

@@ -56,6 +56,8 @@ pub enum RelayError {
     NoRoom,
     #[error("this device is not a participant of the call")]
     NotParticipant,
+    #[error("too many signalling messages waiting for this call; slow down")]
+    Busy,
 }
 
 pub(crate) struct Shared {
@@ -127,8 +129,11 @@ impl Relay {
         if !room.participants.contains(from) {
             return Err(RelayError::NotParticipant);
         }
-        room.signal(from.clone(), signal);
-        Ok(())
+        if room.signal(from.clone(), signal) {
+            Ok(())
+        } else {
+            Err(RelayError::Busy)
+        }
     }
 
     /// A device went offline: its PeerConnections go, the rooms stay for

@@ -33,36 +33,43 @@ const KEYFRAME_GAP_MS: u64 = 500;
 /// Packets a slow receiver may fall behind before it skips ahead.
 const BUS_DEPTH: usize = 512;
 
+/// Signalling messages a room holds before it refuses more: a device
+/// sends a handful per negotiation, so only a flood reaches it.
+pub const SIGNAL_QUEUE: usize = 64;
+
+/// The server's own orders to a room; few, so never refused.
 enum Command {
-    Signal(ClientId, WebRtcSignal),
     Leave(ClientId),
     Close(oneshot::Sender<()>),
 }
 
 pub struct Handle {
     pub participants: [ClientId; 2],
-    tx: mpsc::UnboundedSender<Command>,
+    signals: mpsc::Sender<(ClientId, WebRtcSignal)>,
+    commands: mpsc::UnboundedSender<Command>,
 }
 
 impl Handle {
-    pub fn signal(&self, from: ClientId, signal: WebRtcSignal) {
-        let _ = self.tx.send(Command::Signal(from, signal));
+    /// Queues a device's message; false when the room's queue is full.
+    pub fn signal(&self, from: ClientId, signal: WebRtcSignal) -> bool {
+        self.signals.try_send((from, signal)).is_ok()
     }
 
     pub fn leave(&self, client: ClientId) {
-        let _ = self.tx.send(Command::Leave(client));
+        let _ = self.commands.send(Command::Leave(client));
     }
 
     pub async fn close(self) {
         let (done, closed) = oneshot::channel();
-        if self.tx.send(Command::Close(done)).is_ok() {
+        if self.commands.send(Command::Close(done)).is_ok() {
             let _ = closed.await;
         }
     }
 }
 
 pub fn spawn(sid: Sid, participants: [ClientId; 2], shared: Arc<Shared>) -> Handle {
-    let (tx, commands) = mpsc::unbounded_channel();
+    let (signals, signals_rx) = mpsc::channel(SIGNAL_QUEUE);
+    let (commands, commands_rx) = mpsc::unbounded_channel();
     shared.metrics.rooms.inc();
     let room = Room {
         sid,
@@ -73,8 +80,12 @@ pub fn spawn(sid: Sid, participants: [ClientId; 2], shared: Arc<Shared>) -> Hand
         generations: 0,
         tasks: JoinSet::new(),
     };
-    tokio::spawn(room.run(commands));
-    Handle { participants, tx }
+    tokio::spawn(room.run(signals_rx, commands_rx));
+    Handle {
+        participants,
+        signals,
+        commands,
+    }
 }
 
 /// A track a device sends, fanned out to the others through `bus`.
@@ -174,20 +185,24 @@ struct Room {
 }
 
 impl Room {
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+    async fn run(
+        mut self,
+        mut signals: mpsc::Receiver<(ClientId, WebRtcSignal)>,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+    ) {
         let (events_tx, mut events) = mpsc::unbounded_channel();
         loop {
             tokio::select! {
-                command = commands.recv() => match command {
-                    Some(Command::Signal(from, signal)) => {
-                        if let Err(reason) = self.handle(&from, signal, &events_tx).await {
-                            let _ = self.shared.out.send(Outgoing::Refused {
-                                sid: self.sid.clone(),
-                                client: from,
-                                reason,
-                            });
-                        }
+                Some((from, signal)) = signals.recv() => {
+                    if let Err(reason) = self.handle(&from, signal, &events_tx).await {
+                        let _ = self.shared.out.send(Outgoing::Refused {
+                            sid: self.sid.clone(),
+                            client: from,
+                            reason,
+                        });
                     }
+                }
+                command = commands.recv() => match command {
                     Some(Command::Leave(client)) => self.drop_peer(&client).await,
                     Some(Command::Close(done)) => {
                         self.close().await;
@@ -750,5 +765,22 @@ mod tests {
         for (sdp, want) in cases {
             assert_eq!(first_mid(sdp), want, "{sdp:?}");
         }
+    }
+
+    #[test]
+    fn a_room_refuses_signals_past_its_queue() {
+        let client: ClientId = "0123456789abcdef0123456789abcdef:phone".parse().unwrap();
+        let (signals, _unread) = mpsc::channel(SIGNAL_QUEUE);
+        let (commands, _) = mpsc::unbounded_channel();
+        let handle = Handle {
+            participants: [client.clone(), client.clone()],
+            signals,
+            commands,
+        };
+        let candidate = || WebRtcSignal::Candidate { candidate: None };
+        for _ in 0..SIGNAL_QUEUE {
+            assert!(handle.signal(client.clone(), candidate()));
+        }
+        assert!(!handle.signal(client.clone(), candidate()), "full");
     }
 }

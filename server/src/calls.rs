@@ -11,11 +11,11 @@ use switchboard_protocol::payload::{CallActionKind, CallStateKind, EndReason};
 use switchboard_protocol::{ClientId, Id, Sid, Topic};
 use switchboard_relay::Relay;
 use switchboard_signalling::{Call, Calls, Invitation, Invited, Refusal};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::Publisher;
 use crate::metrics::Metrics;
+use crate::queue::{outbox, Inbox, Outbox};
 use crate::store::{now_ms, CallRecord, Store};
 
 pub enum Out {
@@ -25,9 +25,13 @@ pub enum Out {
     Clear(Sid),
 }
 
+/// Call states waiting to be stored and published before new invites are
+/// refused (`rate_limited`).
+const MAX_WAITING: usize = 10_000;
+
 pub struct CallService {
     calls: Mutex<Calls>,
-    out: mpsc::UnboundedSender<Out>,
+    out: Outbox<Out>,
     ring_ms: i64,
     metrics: Arc<Metrics>,
 }
@@ -78,11 +82,8 @@ fn failed_call(r: &CallRecord, caller_device: Option<&str>) -> Option<Call> {
 }
 
 impl CallService {
-    pub fn new(
-        ring_timeout: Duration,
-        metrics: Arc<Metrics>,
-    ) -> (Arc<Self>, mpsc::UnboundedReceiver<Out>) {
-        let (out, queue) = mpsc::unbounded_channel();
+    pub fn new(ring_timeout: Duration, metrics: Arc<Metrics>) -> (Arc<Self>, Inbox<Out>) {
+        let (out, queue) = outbox(MAX_WAITING);
         let service = CallService {
             calls: Mutex::new(Calls::new()),
             out,
@@ -135,6 +136,12 @@ impl CallService {
             .participant(sid, user)
     }
 
+    /// Whether new calls must wait: the store is behind by `MAX_WAITING`
+    /// call states.
+    pub fn busy(&self) -> bool {
+        self.out.full()
+    }
+
     pub fn invite(&self, invitation: Invitation, sid_known: bool) -> Result<Invited, Refusal> {
         let mut calls = self.calls.lock().expect("calls lock");
         let invited = calls.invite(invitation, now_ms(), self.ring_ms, sid_known)?;
@@ -170,7 +177,7 @@ impl CallService {
             }
             _ => {}
         }
-        let _ = self.out.send(Out::State(Box::new(call.clone())));
+        self.out.send(Out::State(Box::new(call.clone())));
     }
 
     /// Ends unanswered calls at their deadline and forgets old ended ones,
@@ -187,7 +194,7 @@ impl CallService {
                     service.emit(call);
                 }
                 for sid in forgotten {
-                    let _ = service.out.send(Out::Clear(sid));
+                    service.out.send(Out::Clear(sid));
                 }
             }
         });
@@ -198,14 +205,14 @@ impl CallService {
 /// call opens before anyone learns it is accepted, and closes when it ends;
 /// so do its robot commands.
 pub async fn run_publisher(
-    mut queue: mpsc::UnboundedReceiver<Out>,
+    mut queue: Inbox<Out>,
     publisher: Publisher,
     store: Store,
     relay: Option<Relay>,
     robots: Arc<crate::robots::RobotService>,
     stop: CancellationToken,
 ) {
-    while let Some(out) = crate::drain::next(&mut queue, &stop).await {
+    while let Some(out) = queue.next(&stop).await {
         match out {
             Out::State(call) => {
                 if call.state == CallStateKind::Ended {

@@ -9,18 +9,19 @@ use anyhow::Result;
 use switchboard_presence::{Event, Publication, Tracker};
 use switchboard_protocol::payload::{is_connected_payload, Presence};
 use switchboard_protocol::{Id, Topic};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::Publisher;
 use crate::metrics::Metrics;
+use crate::queue::Latest;
 use crate::store::{now_ms, Store};
 
 pub struct PresenceService {
     tracker: Mutex<Tracker>,
-    /// Publications leave in the order the tracker made them, so a watcher
-    /// never sees an older state after a newer one.
-    out: mpsc::UnboundedSender<Publication>,
+    /// Each user's newest publication waiting to leave: a watcher never
+    /// sees an older state after a newer one, and however fast devices
+    /// come and go the queue holds at most one entry per user.
+    out: Arc<Latest<Id, Publication>>,
     metrics: Arc<Metrics>,
 }
 
@@ -48,7 +49,7 @@ impl PresenceService {
     ) -> Result<(
         Arc<Self>,
         Vec<(Topic, Vec<u8>)>,
-        mpsc::UnboundedReceiver<Publication>,
+        Arc<Latest<Id, Publication>>,
     )> {
         let stored = store.presence_rows().await?;
         let stored = stored.into_iter().filter_map(|(id, seq, last_seen)| {
@@ -59,13 +60,13 @@ impl PresenceService {
         let offline = tracker.rebuild(stored);
         store.bump_presence_seqs().await?;
         let retained = offline.iter().flat_map(messages).collect();
-        let (out, queue) = mpsc::unbounded_channel();
+        let out = Arc::new(Latest::default());
         let service = PresenceService {
             tracker: Mutex::new(tracker),
-            out,
+            out: out.clone(),
             metrics,
         };
-        Ok((Arc::new(service), retained, queue))
+        Ok((Arc::new(service), retained, out))
     }
 
     pub fn event(&self, event: Event) {
@@ -80,8 +81,8 @@ impl PresenceService {
         self.metrics.users_online.set(users as i64);
         self.metrics.devices_online.set(devices as i64);
         self.metrics.presence_changes.inc();
-        // Sent under the tracker's lock: queue order is seq order.
-        let _ = self.out.send(p);
+        // Queued under the tracker's lock: a newer seq replaces an older.
+        self.out.push(p.user.clone(), p);
     }
 
     pub fn get(&self, user: &Id) -> Option<Presence> {
@@ -106,12 +107,12 @@ impl PresenceService {
 
 /// Records presence changes and publishes them, in order.
 pub async fn run_publisher(
-    mut queue: mpsc::UnboundedReceiver<Publication>,
+    queue: Arc<Latest<Id, Publication>>,
     publisher: Publisher,
     store: Store,
     stop: CancellationToken,
 ) {
-    while let Some(p) = crate::drain::next(&mut queue, &stop).await {
+    while let Some((_, p)) = queue.next(&stop).await {
         // Stored before it is published: after a crash the rebuilt seq is
         // larger than any a watcher has seen.
         let seq = i64::try_from(p.presence.seq).unwrap_or(i64::MAX);

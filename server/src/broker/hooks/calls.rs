@@ -5,6 +5,7 @@
 use switchboard_protocol::acl::Principal;
 use switchboard_protocol::payload::{CallAction, CallKind, Invite, WebRtcSignal};
 use switchboard_protocol::{ErrorCode, Id, Sid};
+use switchboard_relay::RelayError;
 use switchboard_signalling::{Call, Invitation, Refusal};
 
 use super::{allow_publish, Hooks};
@@ -44,6 +45,12 @@ impl Hooks {
             .is_err()
         {
             let message = "too many invites; try again in a minute".to_string();
+            return self
+                .refuse(principal, topic, ErrorCode::RateLimited, message)
+                .await;
+        }
+        if self.calls.busy() {
+            let message = "the server is busy storing calls; try again shortly".to_string();
             return self
                 .refuse(principal, topic, ErrorCode::RateLimited, message)
                 .await;
@@ -180,8 +187,11 @@ impl Hooks {
         match relay.signal(&sid, &principal.client, signal) {
             Ok(()) => allow_publish(),
             Err(e) => {
-                self.refuse(principal, topic, ErrorCode::Conflict, e.to_string())
-                    .await
+                let code = match e {
+                    RelayError::Busy => ErrorCode::RateLimited,
+                    RelayError::NoRoom | RelayError::NotParticipant => ErrorCode::Conflict,
+                };
+                self.refuse(principal, topic, code, e.to_string()).await
             }
         }
     }

@@ -1,0 +1,196 @@
+//! The services' queues to their publisher tasks, bounded without losing
+//! what matters:
+//!
+//! - `Latest` keeps one value per key, the newest (presence: watchers and
+//!   the store need only a user's newest state), so it never holds more
+//!   entries than there are keys;
+//! - `outbox` counts what waits, so that new work from clients (invites)
+//!   is refused while the publisher falls behind; the server's own events
+//!   about work it took on are always queued.
+//!
+//! Both end at shutdown once what was queued before the stop is out.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+
+pub struct Latest<K, V> {
+    waiting: Mutex<(VecDeque<K>, HashMap<K, V>)>,
+    ready: Notify,
+}
+
+impl<K: Hash + Eq + Clone, V> Default for Latest<K, V> {
+    fn default() -> Self {
+        Latest {
+            waiting: Mutex::new((VecDeque::new(), HashMap::new())),
+            ready: Notify::new(),
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone, V> Latest<K, V> {
+    /// Queues `value` for `key`, replacing a value of that key still
+    /// waiting (which keeps its place in line).
+    pub fn push(&self, key: K, value: V) {
+        let mut waiting = self.waiting.lock().expect("queue lock");
+        let (order, values) = &mut *waiting;
+        if values.insert(key.clone(), value).is_none() {
+            order.push_back(key);
+        }
+        self.ready.notify_one();
+    }
+
+    fn pop(&self) -> Option<(K, V)> {
+        let mut waiting = self.waiting.lock().expect("queue lock");
+        let (order, values) = &mut *waiting;
+        let key = order.pop_front()?;
+        let value = values.remove(&key).expect("every key in line has a value");
+        Some((key, value))
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.waiting.lock().expect("queue lock").0.len()
+    }
+
+    /// The oldest waiting key with its newest value. Once `stop` is
+    /// cancelled, what waits still comes out, then `None`.
+    pub async fn next(&self, stop: &CancellationToken) -> Option<(K, V)> {
+        loop {
+            if let Some(item) = self.pop() {
+                return Some(item);
+            }
+            if stop.is_cancelled() {
+                return None;
+            }
+            tokio::select! {
+                () = self.ready.notified() => {}
+                () = stop.cancelled() => {}
+            }
+        }
+    }
+}
+
+/// A queue that tells when it is too long to take new work from clients.
+pub fn outbox<T>(limit: usize) -> (Outbox<T>, Inbox<T>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let waiting = Arc::new(AtomicUsize::new(0));
+    (
+        Outbox {
+            tx,
+            waiting: waiting.clone(),
+            limit,
+        },
+        Inbox { rx, waiting },
+    )
+}
+
+pub struct Outbox<T> {
+    tx: mpsc::UnboundedSender<T>,
+    waiting: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+impl<T> Outbox<T> {
+    /// Whether new work from clients must wait: `limit` items are queued.
+    pub fn full(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed) >= self.limit
+    }
+
+    pub fn send(&self, item: T) {
+        if self.tx.send(item).is_ok() {
+            self.waiting.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+pub struct Inbox<T> {
+    rx: mpsc::UnboundedReceiver<T>,
+    waiting: Arc<AtomicUsize>,
+}
+
+impl<T> Inbox<T> {
+    /// The next item. Once `stop` is cancelled the queue closes: what is
+    /// already in it still comes out, then `None`.
+    pub async fn next(&mut self, stop: &CancellationToken) -> Option<T> {
+        let item = if stop.is_cancelled() {
+            // Closing again is a no-op; nothing sent after the stop comes out.
+            self.rx.close();
+            self.rx.recv().await
+        } else {
+            tokio::select! {
+                biased;
+                item = self.rx.recv() => item,
+                () = stop.cancelled() => {
+                    self.rx.close();
+                    self.rx.recv().await
+                }
+            }
+        };
+        if item.is_some() {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+        }
+        item
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn latest_keeps_one_newest_value_per_key_in_first_come_order() {
+        let q = Latest::default();
+        let stop = CancellationToken::new();
+        for (key, value) in [("a", 1), ("b", 1), ("a", 2), ("c", 1), ("a", 3)] {
+            q.push(key, value);
+        }
+        assert_eq!(q.len(), 3, "bounded by the keys");
+        assert_eq!(q.next(&stop).await, Some(("a", 3)));
+        assert_eq!(q.next(&stop).await, Some(("b", 1)));
+        q.push("a", 4);
+        stop.cancel();
+        assert_eq!(
+            q.next(&stop).await,
+            Some(("c", 1)),
+            "drained after the stop"
+        );
+        assert_eq!(q.next(&stop).await, Some(("a", 4)));
+        assert_eq!(q.next(&stop).await, None);
+    }
+
+    #[tokio::test]
+    async fn latest_wakes_its_reader() {
+        let q = Arc::new(Latest::default());
+        let stop = CancellationToken::new();
+        let reader = {
+            let (q, stop) = (q.clone(), stop.clone());
+            tokio::spawn(async move { q.next(&stop).await })
+        };
+        q.push("a", 1);
+        assert_eq!(reader.await.unwrap(), Some(("a", 1)));
+    }
+
+    #[tokio::test]
+    async fn an_outbox_is_full_at_its_limit_and_drains_after_the_stop() {
+        let (out, mut inbox) = outbox(2);
+        let stop = CancellationToken::new();
+        out.send(1);
+        assert!(!out.full());
+        out.send(2);
+        assert!(out.full(), "clients wait");
+        out.send(3);
+        assert_eq!(inbox.next(&stop).await, Some(1));
+        assert!(out.full());
+        assert_eq!(inbox.next(&stop).await, Some(2));
+        assert!(!out.full());
+        stop.cancel();
+        assert_eq!(inbox.next(&stop).await, Some(3));
+        out.send(4);
+        assert_eq!(inbox.next(&stop).await, None, "closed at the stop");
+    }
+}

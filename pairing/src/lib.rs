@@ -2,32 +2,32 @@
 //!
 //! `Codes`: a provisioned robot gets a 6-digit code, unique among live
 //! codes, valid for `CODE_TTL_MS`, used at most once. A user who types a
-//! code first *looks* at it (subscribes to its `robotID`); each user may
-//! look at `LOOKS_PER_WINDOW` distinct codes per `LOOK_WINDOW_MS`, and past
-//! that is refused for `LOCKOUT_MS`, so guessing one of a million codes
-//! within their two minutes is hopeless. Only a user who looked at a live
-//! code may claim it.
+//! code first *looks* at it (subscribes to its `robotID`); wrong look-ups
+//! are budgeted per account, per network address and server-wide
+//! (`guesses`), so guessing one of a million codes within their two
+//! minutes is hopeless. Only a user who looked at a live code may claim it.
 //!
 //! `Commands`: requests to a robot during a call, each with a deadline for
 //! the robot's first answer.
 
 mod commands;
+mod guesses;
 
 pub use commands::{CommandRefusal, Commands, Pending, COMMAND_DEADLINE_MS, MAX_OPEN_PER_CALL};
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 
 use switchboard_protocol::{Id, PairingCode};
 
+pub use guesses::{Guesses, GUARD_AFTER, PER_ADDRESS, PER_USER, WINDOW_MS};
+
 /// How long a pairing code lives unless configured otherwise.
 pub const CODE_TTL_MS: i64 = 120_000;
-pub const LOOKS_PER_WINDOW: usize = 5;
-pub const LOOK_WINDOW_MS: i64 = 60_000;
-pub const LOCKOUT_MS: i64 = 5 * 60_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PairingRefusal {
-    #[error("too many pairing codes tried; wait a few minutes")]
+    #[error("too many wrong pairing codes from this account or network; try again tomorrow")]
     TooManyTries,
     #[error("no such pairing code (it may have expired or been used)")]
     NoSuchCode,
@@ -45,17 +45,9 @@ struct Code {
     lookers: HashSet<Id>,
 }
 
-#[derive(Debug, Default)]
-struct Tries {
-    /// Distinct codes looked at, with when, inside the window.
-    recent: VecDeque<(i64, PairingCode)>,
-    locked_until: Option<i64>,
-}
-
-#[derive(Debug)]
 pub struct Codes {
     live: HashMap<PairingCode, Code>,
-    tries: HashMap<Id, Tries>,
+    guesses: Guesses,
     ttl_ms: i64,
 }
 
@@ -64,7 +56,7 @@ impl Codes {
     pub fn new(ttl_ms: i64) -> Self {
         Codes {
             live: HashMap::new(),
-            tries: HashMap::new(),
+            guesses: Guesses::new(ttl_ms),
             ttl_ms,
         }
     }
@@ -106,34 +98,27 @@ impl Codes {
             .map(|c| &c.robot)
     }
 
-    /// `user` looks a code up. Counts against the user's tries whether or
-    /// not the code exists; a code looked at again does not count twice.
-    pub fn look(&mut self, user: &Id, code: &PairingCode, at: i64) -> Result<Id, PairingRefusal> {
-        let tries = self.tries.entry(user.clone()).or_default();
-        if tries.locked_until.is_some_and(|until| at < until) {
+    /// `user`, connected from `address`, looks a code up. A look-up that
+    /// finds no live code counts against the guess budgets (`guesses`).
+    pub fn look(
+        &mut self,
+        user: &Id,
+        address: Option<IpAddr>,
+        code: &PairingCode,
+        at: i64,
+    ) -> Result<Id, PairingRefusal> {
+        if !self.guesses.allowed(user, address, at) {
             return Err(PairingRefusal::TooManyTries);
-        }
-        tries.locked_until = None;
-        while tries
-            .recent
-            .front()
-            .is_some_and(|(t, _)| at - t >= LOOK_WINDOW_MS)
-        {
-            tries.recent.pop_front();
-        }
-        if !tries.recent.iter().any(|(_, c)| c == code) {
-            if tries.recent.len() >= LOOKS_PER_WINDOW {
-                tries.locked_until = Some(at + LOCKOUT_MS);
-                return Err(PairingRefusal::TooManyTries);
-            }
-            tries.recent.push_back((at, code.clone()));
         }
         match self.live.get_mut(code).filter(|c| c.expires_at > at) {
             Some(live) => {
                 live.lookers.insert(user.clone());
                 Ok(live.robot.clone())
             }
-            None => Err(PairingRefusal::NoSuchCode),
+            None => {
+                self.guesses.missed(user, address, code, at);
+                Err(PairingRefusal::NoSuchCode)
+            }
         }
     }
 
@@ -173,12 +158,7 @@ impl Codes {
         for (code, _) in &expired {
             self.live.remove(code);
         }
-        self.tries.retain(|_, t| {
-            t.locked_until.is_some_and(|u| u > now)
-                || t.recent
-                    .back()
-                    .is_some_and(|(at, _)| now - at < LOOK_WINDOW_MS)
-        });
+        self.guesses.prune(now);
         expired
     }
 }

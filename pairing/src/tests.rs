@@ -27,7 +27,7 @@ fn a_code_is_looked_up_then_claimed_once() {
     let (k, expires) = c.issue(id(ROBOT), 0, numbers(&[123456]));
     assert_eq!((k.as_str(), expires), ("123456", CODE_TTL_MS));
     assert_eq!(c.claim(&id(USER), &k, 1), Err(PairingRefusal::NotLooked));
-    assert_eq!(c.look(&id(USER), &k, 1), Ok(id(ROBOT)));
+    assert_eq!(c.look(&id(USER), None, &k, 1), Ok(id(ROBOT)));
     assert!(c.looked(&id(USER), &k, 2));
     assert_eq!(c.claim(&id(USER), &k, 2), Ok(id(ROBOT)));
     assert_eq!(
@@ -35,7 +35,10 @@ fn a_code_is_looked_up_then_claimed_once() {
         Err(PairingRefusal::NoSuchCode),
         "burned"
     );
-    assert_eq!(c.look(&id(OTHER), &k, 3), Err(PairingRefusal::NoSuchCode));
+    assert_eq!(
+        c.look(&id(OTHER), None, &k, 3),
+        Err(PairingRefusal::NoSuchCode)
+    );
 }
 
 #[test]
@@ -62,7 +65,7 @@ fn codes_are_unique_among_live_ones_and_one_per_robot() {
 fn codes_expire() {
     let mut c = Codes::new(CODE_TTL_MS);
     let (k, _) = c.issue(id(ROBOT), 0, numbers(&[5]));
-    c.look(&id(USER), &k, 1).unwrap();
+    c.look(&id(USER), None, &k, 1).unwrap();
     assert_eq!(
         c.claim(&id(USER), &k, CODE_TTL_MS),
         Err(PairingRefusal::NoSuchCode)
@@ -72,39 +75,31 @@ fn codes_expire() {
 }
 
 #[test]
-fn five_distinct_codes_a_minute_then_locked_out() {
+fn wrong_codes_use_up_the_budget_and_the_right_one_does_not() {
     let mut c = Codes::new(CODE_TTL_MS);
     let (real, _) = c.issue(id(ROBOT), 0, numbers(&[999_999]));
-    for n in 0..5 {
+    let home = Some("203.0.113.5".parse().unwrap());
+    assert_eq!(c.look(&id(USER), home, &real, 1), Ok(id(ROBOT)));
+    assert_eq!(
+        c.look(&id(USER), home, &real, 2),
+        Ok(id(ROBOT)),
+        "hits cost nothing"
+    );
+    for n in 0..PER_USER as u32 {
         assert_eq!(
-            c.look(&id(USER), &code(n), 1),
+            c.look(&id(USER), home, &code(n), 3),
             Err(PairingRefusal::NoSuchCode)
         );
     }
     assert_eq!(
-        c.look(&id(USER), &code(0), 2),
-        Err(PairingRefusal::NoSuchCode),
-        "a code again is no new try"
-    );
-    assert_eq!(
-        c.look(&id(USER), &real, 3),
-        Err(PairingRefusal::TooManyTries)
-    );
-    assert_eq!(
-        c.look(&id(USER), &real, LOOK_WINDOW_MS + 10),
+        c.look(&id(USER), home, &real, 4),
         Err(PairingRefusal::TooManyTries),
-        "locked out past the window"
+        "refused before the code is even read"
     );
     assert_eq!(
-        c.look(&id(OTHER), &real, 4),
+        c.look(&id(OTHER), Some("198.51.100.1".parse().unwrap()), &real, 5),
         Ok(id(ROBOT)),
         "others are not affected"
-    );
-    let (fresh, _) = c.issue(id(ROBOT), LOCKOUT_MS, numbers(&[777_777]));
-    assert_eq!(
-        c.look(&id(USER), &fresh, 3 + LOCKOUT_MS),
-        Ok(id(ROBOT)),
-        "the lockout ends"
     );
 }
 
@@ -112,6 +107,6 @@ fn five_distinct_codes_a_minute_then_locked_out() {
 fn a_robot_cannot_claim_its_own_code() {
     let mut c = Codes::new(CODE_TTL_MS);
     let (k, _) = c.issue(id(ROBOT), 0, numbers(&[1]));
-    c.look(&id(ROBOT), &k, 1).unwrap();
+    c.look(&id(ROBOT), None, &k, 1).unwrap();
     assert_eq!(c.claim(&id(ROBOT), &k, 1), Err(PairingRefusal::RobotClaim));
 }

@@ -1,6 +1,7 @@
 //! Pairing codes and robot commands at the edges: the pure logic of the
 //! pairing crate, with the server's clock, randomness and publications.
 
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -46,11 +47,16 @@ impl RobotService {
             .cloned()
     }
 
-    pub fn look(&self, user: &Id, code: &PairingCode) -> Result<Id, PairingRefusal> {
+    pub fn look(
+        &self,
+        user: &Id,
+        address: Option<IpAddr>,
+        code: &PairingCode,
+    ) -> Result<Id, PairingRefusal> {
         self.codes
             .lock()
             .expect("codes lock")
-            .look(user, code, now_ms())
+            .look(user, address, code, now_ms())
     }
 
     pub fn looked(&self, user: &Id, code: &PairingCode) -> bool {

@@ -476,6 +476,53 @@ async fn an_unpair_cuts_the_live_subscriptions_of_both() {
     }
 }
 
+/// `who` looks `guess` up; whether the rules let it read the code.
+async fn looks(client: &mut Client, guess: &str) -> bool {
+    ok(&client
+        .subscribe(&format!("pairing/{guess}/robotID"))
+        .await
+        .unwrap())
+}
+
+#[tokio::test]
+async fn wrong_codes_from_one_address_are_budgeted_across_accounts() {
+    let w = world().await;
+    let bot = robot(&w).await;
+    let mut bot_mqtt = w.server.mqtt_as(&bot).await;
+    let code = offer(&w, &bot, &mut bot_mqtt).await;
+    let wrong = |i: u32| format!("{:06}", (code.parse::<u32>().unwrap() + 1 + i) % 1_000_000);
+    let mut sign_in = Vec::new();
+    for phone in [
+        "+48555800031",
+        "+48555800032",
+        "+48555800033",
+        "+48555800034",
+    ] {
+        sign_in.push(w.api.sign_in(&w.sms, phone, "phone").await.unwrap());
+    }
+    let [a, b, person, late] = &sign_in[..] else {
+        unreachable!()
+    };
+    // Everyone here comes from 127.0.0.1. A misses five times.
+    let mut a_mqtt = w.server.mqtt_as(a).await;
+    for i in 0..5 {
+        assert!(!looks(&mut a_mqtt, &wrong(i)).await);
+    }
+    // A person with the right code still reads it at the first try.
+    let mut person_mqtt = w.server.mqtt_as(person).await;
+    assert!(looks(&mut person_mqtt, &code).await);
+    // B misses five more: the address has used its ten.
+    let mut b_mqtt = w.server.mqtt_as(b).await;
+    for i in 5..10 {
+        assert!(!looks(&mut b_mqtt, &wrong(i)).await);
+    }
+    let mut late_mqtt = w.server.mqtt_as(late).await;
+    assert!(
+        !looks(&mut late_mqtt, &code).await,
+        "a fresh account on a spent address is refused"
+    );
+}
+
 #[tokio::test]
 async fn codes_cannot_be_brute_forced_or_reused() {
     let w = world().await;

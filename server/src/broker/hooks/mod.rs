@@ -222,7 +222,7 @@ impl Handler for Hooks {
                 let filter = sub.topic_filter.to_string();
                 let verdict = match self.principal(&s.id.client_id) {
                     Some(p) => self
-                        .look_up_code(&p, &filter)
+                        .look_up_code(&p, s.id.remote_addr.map(|a| a.ip()), &filter)
                         .and_then(|()| authorize(&p, Action::Subscribe, &filter, &self.facts())),
                     None => Err(Denial::NotYours),
                 };

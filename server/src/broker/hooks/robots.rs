@@ -1,6 +1,8 @@
 //! Robots over MQTT: pairing-code look-ups (counted), claims that make
 //! owners, and commands with their request ids.
 
+use std::net::IpAddr;
+
 use rmqtt::hook::ReturnType;
 use switchboard_pairing::{CommandRefusal, PairingRefusal, Pending};
 use switchboard_protocol::acl::{Denial, Principal, PrincipalKind};
@@ -14,9 +16,15 @@ use super::{allow_publish, Hooks};
 use crate::robots::finish_pairing;
 
 impl Hooks {
-    /// A user subscribing to a code's `robotID` looks it up: counted
-    /// against its tries whether or not the code exists (brute force).
-    pub(super) fn look_up_code(&self, principal: &Principal, filter: &str) -> Result<(), Denial> {
+    /// A user subscribing to a code's `robotID` looks it up; a code that
+    /// does not exist counts against the guess budgets of the user and of
+    /// its network `address` (brute force).
+    pub(super) fn look_up_code(
+        &self,
+        principal: &Principal,
+        address: Option<IpAddr>,
+        filter: &str,
+    ) -> Result<(), Denial> {
         let Ok(Topic::Pairing {
             code,
             field: PairingField::RobotId,
@@ -27,7 +35,7 @@ impl Hooks {
         if principal.kind == PrincipalKind::Robot {
             return Ok(());
         }
-        match self.robots.look(principal.id(), &code) {
+        match self.robots.look(principal.id(), address, &code) {
             Ok(_) => Ok(()),
             Err(PairingRefusal::TooManyTries) => {
                 tracing::info!(client_id = %principal.client, "pairing code lookups refused: too many tries");

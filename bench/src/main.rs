@@ -4,6 +4,7 @@
 //! made them.
 
 mod calls;
+mod memory;
 mod presence;
 mod relay;
 mod stats;
@@ -46,6 +47,27 @@ enum Bench {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// Memory per closed connection: N logins of one client with a
+    /// day-long token, each connection closed at once.
+    Logins {
+        #[arg(long, default_value_t = 8000)]
+        count: usize,
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+    },
+    /// Memory per answered robot command, and the idle server's CPU after
+    /// the call ends.
+    Commands {
+        #[arg(long, default_value_t = 100_000)]
+        count: usize,
+    },
+    /// Mixed traffic for minutes: RSS at the end against after warm-up.
+    Soak {
+        #[arg(long, default_value_t = 15)]
+        minutes: u64,
+        #[arg(long, default_value_t = 50)]
+        users: usize,
+    },
 }
 
 #[tokio::main]
@@ -58,5 +80,8 @@ async fn main() -> anyhow::Result<()> {
             rate,
             seconds,
         } => relay::run(calls, rate, seconds).await,
+        Bench::Logins { count, rate } => memory::logins(count, rate).await,
+        Bench::Commands { count } => memory::commands(count).await,
+        Bench::Soak { minutes, users } => memory::soak(minutes, users).await,
     }
 }

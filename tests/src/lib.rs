@@ -22,6 +22,7 @@ pub mod api;
 pub mod calls;
 pub mod media;
 pub mod mqtt;
+pub mod robots;
 pub mod sdk;
 
 /// A JWT key known to the tests, so they can also forge and expire tokens.

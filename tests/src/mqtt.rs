@@ -156,6 +156,14 @@ pub enum Refused {
 }
 
 impl Client {
+    /// Sends DISCONNECT and closes the connection, as MQTT asks of a
+    /// client; returns once it is closed.
+    pub async fn disconnect(mut self) -> Result<()> {
+        self.client.disconnect().await?;
+        while self.incoming.recv().await.is_some() {}
+        Ok(())
+    }
+
     /// Subscribes and returns the SUBACK's return codes. Messages that
     /// arrive first (retained ones of an earlier subscription) are kept for
     /// `next`.

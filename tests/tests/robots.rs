@@ -3,9 +3,10 @@
 //! it; brute force, expired and burned codes, and strangers refused.
 
 use serde_json::{json, Value};
-use switchboard_e2e::api::{Api, SignedIn, SmsInbox};
+use switchboard_e2e::api::{Api, SmsInbox};
 use switchboard_e2e::mqtt::{Client, Incoming};
-use switchboard_e2e::{random_id, Database, Server, ADMIN_TOKEN};
+use switchboard_e2e::robots::{accepted_call, next_json, next_on, offer, ok, pair, robot};
+use switchboard_e2e::{random_id, Database, Server};
 
 struct World {
     server: Server,
@@ -34,127 +35,10 @@ async fn world() -> World {
     }
 }
 
-/// A provisioned, signed-in robot.
-async fn robot(w: &World) -> SignedIn {
-    let r = w
-        .api
-        .call("POST", "/v1/robots", Some(ADMIN_TOKEN), None)
-        .await
-        .unwrap();
-    assert_eq!(r.status, 201);
-    let creds = json!({"robotId": r.body["robotId"], "secret": r.body["secret"]});
-    let r = w.api.post("/v1/auth/robot", None, creds).await.unwrap();
-    assert_eq!(r.status, 200);
-    SignedIn::from_reply(&r.body, "robotId").unwrap()
-}
-
-fn ok(codes: &[rumqttc::SubscribeReasonCode]) -> bool {
-    matches!(codes, [rumqttc::SubscribeReasonCode::Success(_)])
-}
-
-/// The next message on `topic`, skipping others.
-async fn next_on(c: &mut Client, topic: &str) -> Vec<u8> {
-    loop {
-        if let Incoming::Publish {
-            topic: t, payload, ..
-        } = c.next().await.unwrap()
-        {
-            if t == topic {
-                return payload;
-            }
-        }
-    }
-}
-
-async fn next_json(c: &mut Client, topic: &str) -> Value {
-    serde_json::from_slice(&next_on(c, topic).await).unwrap()
-}
-
-/// The robot asks for a code and offers itself on it.
-async fn offer(w: &World, robot: &SignedIn, client: &mut Client) -> String {
-    let r = w
-        .api
-        .call("POST", "/v1/pairing/codes", Some(&robot.access), None)
-        .await
-        .unwrap();
-    assert_eq!(r.status, 201, "{r:?}");
-    let code = r.body["code"].as_str().unwrap().to_string();
-    assert!(r.body["expiresAt"].as_i64().unwrap() > 0);
-    client
-        .publish(
-            &format!("pairing/{code}/robotID"),
-            robot.id.as_bytes(),
-            true,
-        )
-        .await
-        .unwrap();
-    for field in ["userID", "status"] {
-        assert!(ok(&client
-            .subscribe(&format!("pairing/{code}/{field}"))
-            .await
-            .unwrap()));
-    }
-    code
-}
-
-/// The user types the code: reads the robot id, claims it.
-async fn pair(user: &SignedIn, client: &mut Client, code: &str) -> String {
-    assert!(ok(&client
-        .subscribe(&format!("pairing/{code}/robotID"))
-        .await
-        .unwrap()));
-    let robot_id =
-        String::from_utf8(next_on(client, &format!("pairing/{code}/robotID")).await).unwrap();
-    assert!(ok(&client
-        .subscribe(&format!("pairing/{code}/status"))
-        .await
-        .unwrap()));
-    client
-        .publish(&format!("pairing/{code}/userID"), user.id.as_bytes(), false)
-        .await
-        .unwrap();
-    robot_id
-}
-
-/// `user` calls its robot and the robot accepts; returns the session id
-/// once the user sees `accepted`.
-async fn accepted_call(
-    user: &SignedIn,
-    user_mqtt: &mut Client,
-    bot: &SignedIn,
-    bot_mqtt: &mut Client,
-) -> String {
-    bot_mqtt
-        .subscribe(&format!("invite/{}/+", bot.id))
-        .await
-        .unwrap();
-    let sid = random_id();
-    let invite =
-        json!({"sid": sid, "from": user.id, "fromDevice": "phone", "kind": "video", "sentAt": 1});
-    let topic = format!("invite/{}/{sid}", bot.id);
-    user_mqtt
-        .publish(&topic, invite.to_string().as_bytes(), false)
-        .await
-        .unwrap();
-    assert_eq!(next_json(bot_mqtt, &topic).await["from"], user.id.as_str());
-    let state = format!("session/{sid}/state");
-    user_mqtt.subscribe(&state).await.unwrap();
-    bot_mqtt
-        .publish(
-            &format!("session/{sid}/call"),
-            br#"{"action": "accept"}"#,
-            false,
-        )
-        .await
-        .unwrap();
-    while next_json(user_mqtt, &state).await["state"] != "accepted" {}
-    sid
-}
-
 #[tokio::test]
 async fn pair_call_and_command_a_robot() {
     let w = world().await;
-    let bot = robot(&w).await;
+    let bot = robot(&w.api).await;
     let user = w
         .api
         .sign_in(&w.sms, "+48555800001", "phone")
@@ -164,7 +48,7 @@ async fn pair_call_and_command_a_robot() {
     let mut user_mqtt = w.server.mqtt_as(&user).await;
 
     // Pairing by code.
-    let code = offer(&w, &bot, &mut bot_mqtt).await;
+    let code = offer(&w.api, &bot, &mut bot_mqtt).await;
     let read = pair(&user, &mut user_mqtt, &code).await;
     assert_eq!(read, bot.id);
     // The robot hears who claimed it and the verdict (in either order).
@@ -207,7 +91,7 @@ async fn pair_call_and_command_a_robot() {
     );
 
     // A robot may have several owners: a second user pairs with a new code.
-    let code2 = offer(&w, &bot, &mut bot_mqtt).await;
+    let code2 = offer(&w.api, &bot, &mut bot_mqtt).await;
     pair(&other, &mut other_mqtt, &code2).await;
     assert_eq!(
         next_json(&mut other_mqtt, &format!("pairing/{code2}/status")).await["status"],
@@ -331,7 +215,7 @@ async fn pair_call_and_command_a_robot() {
 #[tokio::test]
 async fn finished_commands_leave_the_servers_memory() {
     let w = world().await;
-    let bot = robot(&w).await;
+    let bot = robot(&w.api).await;
     let user = w
         .api
         .sign_in(&w.sms, "+48555800011", "phone")
@@ -339,7 +223,7 @@ async fn finished_commands_leave_the_servers_memory() {
         .unwrap();
     let mut bot_mqtt = w.server.mqtt_as(&bot).await;
     let mut user_mqtt = w.server.mqtt_as(&user).await;
-    let code = offer(&w, &bot, &mut bot_mqtt).await;
+    let code = offer(&w.api, &bot, &mut bot_mqtt).await;
     pair(&user, &mut user_mqtt, &code).await;
     assert_eq!(
         next_json(&mut user_mqtt, &format!("pairing/{code}/status")).await["status"],
@@ -425,7 +309,7 @@ async fn finished_commands_leave_the_servers_memory() {
 #[tokio::test]
 async fn an_unpair_cuts_the_live_subscriptions_of_both() {
     let w = world().await;
-    let bot = robot(&w).await;
+    let bot = robot(&w.api).await;
     let user = w
         .api
         .sign_in(&w.sms, "+48555800021", "phone")
@@ -433,7 +317,7 @@ async fn an_unpair_cuts_the_live_subscriptions_of_both() {
         .unwrap();
     let mut bot_mqtt = w.server.mqtt_as(&bot).await;
     let mut user_mqtt = w.server.mqtt_as(&user).await;
-    let code = offer(&w, &bot, &mut bot_mqtt).await;
+    let code = offer(&w.api, &bot, &mut bot_mqtt).await;
     pair(&user, &mut user_mqtt, &code).await;
     assert_eq!(
         next_json(&mut user_mqtt, &format!("pairing/{code}/status")).await["status"],
@@ -487,9 +371,9 @@ async fn looks(client: &mut Client, guess: &str) -> bool {
 #[tokio::test]
 async fn wrong_codes_from_one_address_are_budgeted_across_accounts() {
     let w = world().await;
-    let bot = robot(&w).await;
+    let bot = robot(&w.api).await;
     let mut bot_mqtt = w.server.mqtt_as(&bot).await;
-    let code = offer(&w, &bot, &mut bot_mqtt).await;
+    let code = offer(&w.api, &bot, &mut bot_mqtt).await;
     let wrong = |i: u32| format!("{:06}", (code.parse::<u32>().unwrap() + 1 + i) % 1_000_000);
     let mut sign_in = Vec::new();
     for phone in [
@@ -526,9 +410,9 @@ async fn wrong_codes_from_one_address_are_budgeted_across_accounts() {
 #[tokio::test]
 async fn codes_cannot_be_brute_forced_or_reused() {
     let w = world().await;
-    let bot = robot(&w).await;
+    let bot = robot(&w.api).await;
     let mut bot_mqtt = w.server.mqtt_as(&bot).await;
-    let code = offer(&w, &bot, &mut bot_mqtt).await;
+    let code = offer(&w.api, &bot, &mut bot_mqtt).await;
     let guesser = w
         .api
         .sign_in(&w.sms, "+48555800003", "phone")
@@ -611,7 +495,7 @@ async fn codes_cannot_be_brute_forced_or_reused() {
 #[tokio::test]
 async fn strangers_can_neither_call_nor_command_a_robot() {
     let w = world().await;
-    let bot = robot(&w).await;
+    let bot = robot(&w.api).await;
     let owner = w
         .api
         .sign_in(&w.sms, "+48555800005", "phone")
@@ -624,7 +508,7 @@ async fn strangers_can_neither_call_nor_command_a_robot() {
         .unwrap();
     let mut bot_mqtt = w.server.mqtt_as(&bot).await;
     let mut owner_mqtt = w.server.mqtt_as(&owner).await;
-    let code = offer(&w, &bot, &mut bot_mqtt).await;
+    let code = offer(&w.api, &bot, &mut bot_mqtt).await;
     pair(&owner, &mut owner_mqtt, &code).await;
     next_json(&mut owner_mqtt, &format!("pairing/{code}/status")).await;
     // Even a robot visible to everyone takes calls from its owners only.

@@ -5,6 +5,7 @@ mod auth;
 mod expiry;
 mod hooks;
 mod publisher;
+mod takeover;
 mod watchers;
 
 pub use publisher::Publisher;
@@ -109,6 +110,7 @@ impl Broker {
             deps,
             config.open_broker,
             publisher.clone(),
+            scx.clone(),
             expiry,
             Duration::from_secs(config.token_grace_s),
             Duration::from_secs(config.mqtt_message_expiry_s),

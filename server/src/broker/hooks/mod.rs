@@ -14,6 +14,7 @@ mod robots;
 use async_trait::async_trait;
 use bytes::Bytes;
 use rmqtt::codec::v5::SubscribeAckReason;
+use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType, Type};
 use rmqtt::session::Session;
 use rmqtt::types::{
@@ -53,6 +54,7 @@ pub struct Hooks {
     push: Arc<Push>,
     relay: Option<switchboard_relay::Relay>,
     publisher: Publisher,
+    scx: ServerContext,
     /// Connections to close when their token expires.
     expiry: Arc<Expiry>,
     /// How long a connection may outlive its token.
@@ -90,6 +92,7 @@ impl Hooks {
         deps: Deps,
         open: bool,
         publisher: Publisher,
+        scx: ServerContext,
         expiry: Arc<Expiry>,
         token_grace: Duration,
         message_expiry: Duration,
@@ -107,6 +110,7 @@ impl Hooks {
             push: deps.push,
             relay: deps.relay,
             publisher,
+            scx,
             expiry,
             token_grace,
             message_expiry,
@@ -264,6 +268,7 @@ impl Handler for Hooks {
 impl Hooks {
     async fn authenticate(&self, ci: &ConnectInfo) -> ReturnType {
         if self.open {
+            super::takeover::end_clean_session(&self.scx, ci.client_id()).await;
             return (
                 false,
                 Some(HookResult::AuthResult(AuthResult::Allow(false, None))),
@@ -290,6 +295,7 @@ impl Hooks {
                     .lock()
                     .expect("logins lock")
                     .insert(client_id.to_string(), login);
+                super::takeover::end_clean_session(&self.scx, client_id).await;
                 AuthResult::Allow(false, None)
             }
             Err(refusal) => {

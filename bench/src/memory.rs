@@ -1,0 +1,326 @@
+//! Memory that must not grow with traffic, read from the server's
+//! /proc/<pid> (RSS, and CPU time for an idle server):
+//!
+//! - `logins`: N MQTT logins of one client with a day-long token, each
+//!   connection closed at once; RSS before, after and a few seconds later;
+//! - `commands`: N robot commands answered `done` in one call, then the
+//!   call hung up; RSS, and the CPU the idle server then burns;
+//! - `soak`: minutes of mixed traffic (presence churn, profiles, calls,
+//!   commands, refused messages), RSS every 30 s; the end compared with
+//!   the RSS after warm-up.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+use switchboard_e2e::api::{Api, SignedIn};
+use switchboard_e2e::mqtt::{connect, Client, Login, Via};
+use switchboard_e2e::robots::{accepted_call, next_json, offer, pair, robot};
+use switchboard_e2e::{random_id, Database, Server};
+
+/// The server's resident memory in KiB.
+fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS")
+}
+
+/// The server's CPU time (user + system) so far.
+fn cpu(pid: u32) -> Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which may contain spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("stat")?
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    // Linux counts CPU time in 100ths of a second (USER_HZ).
+    Ok(Duration::from_millis(ticks * 10))
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// A day-long token for a new account.
+fn account(server: &Server, kind: &str) -> Result<(String, String)> {
+    let id = random_id();
+    let token = server.token(&id, None, kind, 86_400)?;
+    Ok((id, token))
+}
+
+async fn login(server: &Server, id: &str, token: &str) -> Result<Client> {
+    connect(server.mqtt, Via::Tcp, Login::token(id, id, token))
+        .await
+        .map_err(|e| anyhow::anyhow!("login refused: {e:?}"))
+}
+
+pub async fn logins(count: usize, rate: u64) -> Result<()> {
+    let server = Server::start(&Database::Sqlite).await?;
+    let pid = server.pid();
+    let (id, token) = account(&server, "user")?;
+    // Warm up allocator pools and rmqtt's per-client structures first.
+    for _ in 0..200 {
+        drop(login(&server, &id, &token).await?);
+    }
+    server
+        .metric_reaches("switchboard_mqtt_connections", 0.0)
+        .await;
+    let before = rss_kib(pid)?;
+    let gap = Duration::from_secs(1) / rate.max(1) as u32;
+    let started = Instant::now();
+    for i in 0..count {
+        drop(login(&server, &id, &token).await?);
+        tokio::time::sleep_until((started + gap * (i as u32 + 1)).into()).await;
+    }
+    server
+        .metric_reaches("switchboard_mqtt_connections", 0.0)
+        .await;
+    let after = rss_kib(pid)?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let settled = rss_kib(pid)?;
+    println!(
+        "logins: {count} logins of one client at {rate}/s, each closed: RSS {:.1} MiB before, {:.1} MiB after, {:.1} MiB 5 s later; {:.0} bytes per closed connection",
+        mib(before),
+        mib(after),
+        mib(settled),
+        (settled as f64 - before as f64) * 1024.0 / count as f64,
+    );
+    Ok(())
+}
+
+/// A robot and an owner paired with it, both connected.
+struct Paired {
+    bot: SignedIn,
+    owner: SignedIn,
+    robot: Client,
+    owner_mqtt: Client,
+}
+
+async fn paired(server: &Server, api: &Api) -> Result<Paired> {
+    let bot = robot(api).await;
+    let (owner_id, owner_token) = account(server, "user")?;
+    let owner = SignedIn {
+        client_id: owner_id.clone(),
+        id: owner_id,
+        access: owner_token,
+        refresh: String::new(),
+        body: serde_json::Value::Null,
+    };
+    let mut robot_mqtt = server.mqtt_as(&bot).await;
+    let mut owner_mqtt = server.mqtt_as(&owner).await;
+    let code = offer(api, &bot, &mut robot_mqtt).await;
+    pair(&owner, &mut owner_mqtt, &code).await;
+    let status = next_json(&mut owner_mqtt, &format!("pairing/{code}/status")).await;
+    if status["status"] != "paired" {
+        bail!("pairing: {status}");
+    }
+    Ok(Paired {
+        bot,
+        owner,
+        robot: robot_mqtt,
+        owner_mqtt,
+    })
+}
+
+/// The owner calls the robot; the session id once it is accepted.
+async fn call(p: &mut Paired) -> String {
+    accepted_call(&p.owner, &mut p.owner_mqtt, &p.bot, &mut p.robot).await
+}
+
+/// `count` commands in call `sid`, each answered `moving` then `done`.
+async fn command_round(p: &mut Paired, sid: &str, count: usize, prefix: &str) -> Result<()> {
+    let request = format!("session/{sid}/moveTo/request");
+    let response = format!("session/{sid}/moveTo/response");
+    p.robot.subscribe(&request).await?;
+    p.owner_mqtt.subscribe(&response).await?;
+    // In windows, so neither side's queue grows past what it reads.
+    for window in (0..count).collect::<Vec<_>>().chunks(100) {
+        for i in window {
+            let ask = json!({"requestId": format!("{prefix}{i}"), "destination": "dock"});
+            p.owner_mqtt
+                .publish(&request, ask.to_string().as_bytes(), false)
+                .await?;
+        }
+        for _ in window {
+            let asked = next_json(&mut p.robot, &request).await;
+            for status in ["moving", "done"] {
+                let answer = json!({"requestId": asked["requestId"], "status": status});
+                p.robot
+                    .publish(&response, answer.to_string().as_bytes(), false)
+                    .await?;
+            }
+        }
+        for _ in 0..2 * window.len() {
+            next_json(&mut p.owner_mqtt, &response).await;
+        }
+    }
+    Ok(())
+}
+
+async fn hang_up(p: &Paired, sid: &str) -> Result<()> {
+    p.owner_mqtt
+        .publish(
+            &format!("session/{sid}/call"),
+            br#"{"action": "hangup"}"#,
+            false,
+        )
+        .await
+}
+
+pub async fn commands(count: usize) -> Result<()> {
+    let server = Server::start(&Database::Sqlite).await?;
+    let api = Api::new(&server);
+    let pid = server.pid();
+    let mut robot = paired(&server, &api).await?;
+    let sid = call(&mut robot).await;
+    command_round(&mut robot, &sid, 1_000, "warm").await?;
+    let before = rss_kib(pid)?;
+    let started = Instant::now();
+    command_round(&mut robot, &sid, count, "r").await?;
+    let elapsed = started.elapsed();
+    let answered = rss_kib(pid)?;
+    hang_up(&robot, &sid).await?;
+    server
+        .metric_reaches("switchboard_robot_commands", 0.0)
+        .await;
+    let idle_from = cpu(pid)?;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let idle_cpu = cpu(pid)? - idle_from;
+    println!(
+        "commands: {count} commands answered moving then done in one call ({:.0}/s): RSS {:.1} MiB before, {:.1} MiB after ({:.1} bytes per answered command); after hangup the idle server used {:.1}% of a core",
+        count as f64 / elapsed.as_secs_f64(),
+        mib(before),
+        mib(answered),
+        (answered as f64 - before as f64) * 1024.0 / count as f64,
+        idle_cpu.as_secs_f64() * 10.0,
+    );
+    Ok(())
+}
+
+/// One minute's worth of mixed traffic from `users` (watching each other)
+/// and a robot call.
+async fn mixed_round(
+    server: &Server,
+    users: &[(String, String)],
+    robot: &mut Paired,
+    round: usize,
+) -> Result<()> {
+    // Presence churn: every user connects, publishes a profile and leaves.
+    let mut clients = Vec::new();
+    for (i, (id, token)) in users.iter().enumerate() {
+        let client = login(server, id, token).await?;
+        let profile = json!({"nickname": format!("user {i} round {round}")});
+        client
+            .publish(
+                &format!("users/{id}/info"),
+                profile.to_string().as_bytes(),
+                true,
+            )
+            .await?;
+        // Refused messages: not JSON, a topic of someone else's, a topic
+        // outside the contract.
+        let other = &users[(i + 1) % users.len()].0;
+        client
+            .publish(&format!("users/{id}/info"), b"{not json", false)
+            .await?;
+        client
+            .publish(&format!("users/{other}/info"), b"{}", false)
+            .await?;
+        client.publish("nowhere/at/all", b"x", false).await?;
+        clients.push(client);
+    }
+    // Calls: each user calls the next one, who is connected, and hangs up
+    // once the server stored the invite.
+    for pair in users.chunks(2) {
+        let [(caller, _), (callee, _)] = pair else {
+            continue;
+        };
+        let sid = random_id();
+        let invite =
+            json!({"sid": sid, "from": caller, "fromDevice": null, "kind": "audio", "sentAt": 0});
+        let index = users
+            .iter()
+            .position(|(id, _)| id == caller)
+            .expect("a user");
+        clients[index]
+            .publish(
+                &format!("invite/{callee}/{sid}"),
+                invite.to_string().as_bytes(),
+                false,
+            )
+            .await?;
+        clients[index]
+            .publish(
+                &format!("session/{sid}/call"),
+                br#"{"action": "cancel"}"#,
+                false,
+            )
+            .await?;
+    }
+    drop(clients);
+    // Commands in a robot call, hung up at the end.
+    let sid = call(robot).await;
+    command_round(robot, &sid, 500, &format!("s{round}-")).await?;
+    hang_up(robot, &sid).await?;
+    Ok(())
+}
+
+pub async fn soak(minutes: u64, users: usize) -> Result<()> {
+    let server = Server::start(&Database::Sqlite).await?;
+    let api = Api::new(&server);
+    let pid = server.pid();
+    let mut accounts = Vec::with_capacity(users);
+    for _ in 0..users {
+        let (id, token) = account(&server, "user")?;
+        // Everyone sees everyone: profiles and presence fan out.
+        let r = api
+            .put(
+                "/v1/me/visibility",
+                &token,
+                json!({"visibility": "everyone"}),
+            )
+            .await?;
+        if r.status != 200 {
+            bail!("visibility: {r:?}");
+        }
+        accounts.push((id, token));
+    }
+    let mut robot = paired(&server, &api).await?;
+    let started = Instant::now();
+    let warm_up = Duration::from_secs(120);
+    let mut warm: Option<u64> = None;
+    let mut next_sample = Duration::ZERO;
+    let mut round = 0;
+    println!("soak: {users} users, {minutes} min; RSS every 30 s:");
+    while started.elapsed() < Duration::from_secs(minutes * 60) {
+        mixed_round(&server, &accounts, &mut robot, round).await?;
+        round += 1;
+        if started.elapsed() >= next_sample {
+            let rss = rss_kib(pid)?;
+            println!(
+                "  {:>4} s  {:.1} MiB",
+                started.elapsed().as_secs(),
+                mib(rss)
+            );
+            next_sample += Duration::from_secs(30);
+            if warm.is_none() && started.elapsed() >= warm_up {
+                warm = Some(rss);
+            }
+        }
+    }
+    let end = rss_kib(pid)?;
+    let warm = warm.context("the soak ended before its warm-up")?;
+    println!(
+        "soak: {round} rounds in {minutes} min; RSS after warm-up {:.1} MiB, at the end {:.1} MiB ({:+.1}%)",
+        mib(warm),
+        mib(end),
+        (end as f64 - warm as f64) * 100.0 / warm as f64,
+    );
+    Ok(())
+}

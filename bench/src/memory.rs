@@ -104,9 +104,11 @@ struct Paired {
 
 async fn paired(server: &Server, api: &Api) -> Result<Paired> {
     let bot = robot(api).await;
-    let (owner_id, owner_token) = account(server, "user")?;
+    // A phone: the shared call step invites from device `phone`.
+    let owner_id = random_id();
+    let owner_token = server.token(&owner_id, Some("phone"), "user", 86_400)?;
     let owner = SignedIn {
-        client_id: owner_id.clone(),
+        client_id: format!("{owner_id}:phone"),
         id: owner_id,
         access: owner_token,
         refresh: String::new(),

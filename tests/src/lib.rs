@@ -379,6 +379,14 @@ fn signal(child: &Child, sig: &str) -> Result<()> {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // A failing test shows what the server refused or failed at.
+        if std::thread::panicking() {
+            for line in self.logs.lock().unwrap().iter() {
+                if line["level"] != "DEBUG" && line["level"] != "TRACE" {
+                    eprintln!("server: {line}");
+                }
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

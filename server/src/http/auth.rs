@@ -9,7 +9,7 @@ use axum::Json;
 use governor::DefaultKeyedRateLimiter;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use switchboard_protocol::{ClientId, Device, ErrorCode, Id, Phone};
+use switchboard_protocol::{ClientId, Device, ErrorBody, ErrorCode, Id, Phone};
 use utoipa::ToSchema;
 
 use super::error::{internal, ApiError};
@@ -22,7 +22,9 @@ use crate::token::Kind;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OtpRequest {
-    /// As the user typed it; normalized to E.164.
+    /// As the user typed it; normalized to E.164. Whether it is a valid
+    /// number (for the `default_region`) only the server can tell.
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[+0-9 ()./\-]+$")]
     phone: String,
 }
 
@@ -37,10 +39,14 @@ pub struct OtpSent {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyRequest {
+    /// The number the code was sent to, as for the code request.
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[+0-9 ()./\-]+$")]
     phone: String,
+    /// The 6-digit code from the SMS.
+    #[schema(pattern = r"^[0-9]{6}$")]
     code: String,
     /// This installation, `[a-z0-9_-]{1,32}`.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = r"^[a-z0-9_-]{1,32}$")]
     device: Device,
 }
 
@@ -58,9 +64,12 @@ pub struct MqttAccess {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SignedIn {
+    // Left out when unset, never `null`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     user_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     robot_id: Option<String>,
     #[serde(flatten)]
     tokens: TokenPair,
@@ -84,6 +93,7 @@ pub struct TokenPair {
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RobotSignIn {
+    #[schema(pattern = r"^[0-9a-f]{32}$")]
     robot_id: String,
     secret: String,
 }
@@ -118,7 +128,11 @@ fn parse_phone(app: &AppState, typed: &str) -> Result<Phone, ApiError> {
 
 /// Sends a one-time code to a phone number.
 #[utoipa::path(post, path = "/v1/auth/otp", tag = "auth", request_body = OtpRequest,
-    responses((status = 200, body = OtpSent), (status = 400), (status = 429), (status = 503)))]
+    responses((status = 200, body = OtpSent),
+        (status = 400, description = "malformed body or not a phone number", body = ErrorBody),
+        (status = 413, description = "body over 64 KiB", body = ErrorBody),
+        (status = 429, description = "too many code requests", body = ErrorBody),
+        (status = 503, description = "the code could not be sent", body = ErrorBody)))]
 pub async fn otp(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -165,7 +179,11 @@ pub async fn otp(
 /// Checks a one-time code and signs the device in; creates the user on
 /// first sign-in.
 #[utoipa::path(post, path = "/v1/auth/verify", tag = "auth", request_body = VerifyRequest,
-    responses((status = 200, body = SignedIn), (status = 400), (status = 401), (status = 429)))]
+    responses((status = 200, body = SignedIn),
+        (status = 400, description = "malformed body, phone number, code or device", body = ErrorBody),
+        (status = 401, description = "wrong code, or no live code", body = ErrorBody),
+        (status = 413, description = "body over 64 KiB", body = ErrorBody),
+        (status = 429, description = "too many sign-in attempts", body = ErrorBody)))]
 pub async fn verify(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -255,7 +273,10 @@ async fn issue(
 /// Exchanges a refresh token for a new pair. Each refresh token works once;
 /// using one again revokes every token of that sign-in.
 #[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
-    responses((status = 200, body = TokenPair), (status = 400), (status = 401)))]
+    responses((status = 200, body = TokenPair),
+        (status = 400, description = "malformed body", body = ErrorBody),
+        (status = 401, description = "invalid, expired or reused refresh token", body = ErrorBody),
+        (status = 413, description = "body over 64 KiB", body = ErrorBody)))]
 pub async fn refresh(
     State(app): State<AppState>,
     Body(req): Body<RefreshRequest>,
@@ -299,7 +320,9 @@ pub async fn refresh(
 /// Ends a sign-in: its refresh tokens stop working. Access tokens already
 /// issued stay valid until they expire (minutes).
 #[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", request_body = RefreshRequest,
-    responses((status = 204), (status = 400)))]
+    responses((status = 204, description = "signed out"),
+        (status = 400, description = "malformed body", body = ErrorBody),
+        (status = 413, description = "body over 64 KiB", body = ErrorBody)))]
 pub async fn logout(
     State(app): State<AppState>,
     Body(req): Body<RefreshRequest>,
@@ -318,7 +341,9 @@ pub async fn logout(
 
 /// Provisions a robot (admin).
 #[utoipa::path(post, path = "/v1/robots", tag = "robots",
-    responses((status = 201, body = RobotCreated), (status = 401), (status = 403)),
+    responses((status = 201, body = RobotCreated),
+        (status = 401, description = "no or wrong admin token", body = ErrorBody),
+        (status = 403, description = "admin routes are off (no admin_token)", body = ErrorBody)),
     security(("admin" = [])))]
 pub async fn create_robot(
     State(app): State<AppState>,
@@ -333,7 +358,11 @@ pub async fn create_robot(
 
 /// Signs a robot in with its id and secret.
 #[utoipa::path(post, path = "/v1/auth/robot", tag = "auth", request_body = RobotSignIn,
-    responses((status = 200, body = SignedIn), (status = 400), (status = 401), (status = 429)))]
+    responses((status = 200, body = SignedIn),
+        (status = 400, description = "malformed body", body = ErrorBody),
+        (status = 401, description = "unknown robot or wrong secret", body = ErrorBody),
+        (status = 413, description = "body over 64 KiB", body = ErrorBody),
+        (status = 429, description = "too many sign-in attempts", body = ErrorBody)))]
 pub async fn robot_sign_in(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

@@ -1,14 +1,14 @@
 //! Call history and push tokens.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use switchboard_protocol::{ErrorCode, Sid};
+use switchboard_protocol::{ErrorBody, ErrorCode, Sid};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{internal, ApiError};
-use super::extract::{Body, Caller, Params};
+use super::extract::{Body, Caller, Params, PathParam};
 use super::AppState;
 use crate::store::CallRecord;
 
@@ -16,9 +16,11 @@ pub const DEFAULT_PAGE: i64 = 50;
 pub const MAX_PAGE: i64 = 200;
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct Page {
     /// Calls per page, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200, default = 50)]
     limit: Option<i64>,
     /// Only calls created before this time (ms since the epoch): pass the
     /// last `createdAt` of a page to get the next.
@@ -32,7 +34,11 @@ pub struct CallList {
 
 /// The caller's calls, newest first, paged.
 #[utoipa::path(get, path = "/v1/calls", tag = "calls", params(Page),
-    responses((status = 200, body = CallList), (status = 400), (status = 401)), security(("bearer" = [])))]
+    responses((status = 200, body = CallList),
+        (status = 400, description = "bad limit or query string", body = ErrorBody),
+        (status = 401, description = "no, invalid or expired access token", body = ErrorBody),
+        (status = 403, description = "not a user or robot token", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn list(
     State(app): State<AppState>,
     caller: Caller,
@@ -56,13 +62,17 @@ pub async fn list(
 
 /// One call of the caller's.
 #[utoipa::path(get, path = "/v1/calls/{sid}", tag = "calls",
-    params(("sid" = String, Path, description = "session id")),
-    responses((status = 200, body = CallRecord), (status = 400), (status = 401), (status = 404)),
+    params(("sid" = String, Path, description = "session id", pattern = r"^[0-9a-f]{32}$")),
+    responses((status = 200, body = CallRecord),
+        (status = 400, description = "sid is not 32 lowercase hex", body = ErrorBody),
+        (status = 401, description = "no, invalid or expired access token", body = ErrorBody),
+        (status = 403, description = "not a user or robot token", body = ErrorBody),
+        (status = 404, description = "no such call of the caller's", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn one(
     State(app): State<AppState>,
     caller: Caller,
-    Path(sid): Path<String>,
+    PathParam(sid): PathParam<String>,
 ) -> Result<Json<CallRecord>, ApiError> {
     let sid: Sid = sid.parse().map_err(|e: switchboard_protocol::Invalid| {
         ApiError::new(ErrorCode::BadRequest, e.to_string())
@@ -75,38 +85,67 @@ pub async fn one(
     }
 }
 
+/// The push service a token belongs to.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PushPlatform {
+    Ios,
+    Android,
+    Web,
+}
+
+impl PushPlatform {
+    /// As stored, and as serde names it.
+    fn as_str(&self) -> &'static str {
+        match self {
+            PushPlatform::Ios => "ios",
+            PushPlatform::Android => "android",
+            PushPlatform::Web => "web",
+        }
+    }
+}
+
+/// Most characters in a push token.
+const MAX_PUSH_TOKEN_CHARS: usize = 4096;
+
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPushToken {
-    /// `ios`, `android` or `web`.
-    platform: String,
-    /// The push service's token for this installation.
+    platform: PushPlatform,
+    /// The push service's token for this installation: 1 to 4096
+    /// characters, none of them control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 4096,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]+$"
+    )]
     token: String,
 }
 
 /// Registers this installation for wake-up pushes (calls while no device
 /// is online). The newest 10 tokens per user are kept.
 #[utoipa::path(post, path = "/v1/me/push-tokens", tag = "calls", request_body = NewPushToken,
-    responses((status = 204), (status = 400), (status = 401)), security(("bearer" = [])))]
+    responses((status = 204, description = "registered"),
+        (status = 400, description = "malformed body, unknown platform or bad token", body = ErrorBody),
+        (status = 401, description = "no, invalid or expired access token", body = ErrorBody),
+        (status = 403, description = "not a user or robot token", body = ErrorBody),
+        (status = 413, description = "body over 64 KiB", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn add_push_token(
     State(app): State<AppState>,
     caller: Caller,
     Body(req): Body<NewPushToken>,
 ) -> Result<StatusCode, ApiError> {
-    if !matches!(req.platform.as_str(), "ios" | "android" | "web") {
+    // Characters, as the message and the document's maxLength count them.
+    let chars = req.token.chars().count();
+    if chars == 0 || chars > MAX_PUSH_TOKEN_CHARS || req.token.chars().any(char::is_control) {
         return Err(ApiError::new(
             ErrorCode::BadRequest,
-            "platform must be ios, android or web",
-        ));
-    }
-    if req.token.is_empty() || req.token.len() > 4096 || req.token.chars().any(char::is_control) {
-        return Err(ApiError::new(
-            ErrorCode::BadRequest,
-            "token must be 1 to 4096 printable characters",
+            format!("token must be 1 to {MAX_PUSH_TOKEN_CHARS} printable characters"),
         ));
     }
     app.store
-        .add_push_token(&caller.0.sub, &req.platform, &req.token)
+        .add_push_token(&caller.0.sub, req.platform.as_str(), &req.token)
         .await
         .map_err(internal)?;
     Ok(StatusCode::NO_CONTENT)

@@ -1,5 +1,6 @@
 //! Request extractors that answer in the API's JSON error form: JSON
-//! bodies, bearer access tokens and the admin token.
+//! bodies, query strings, path parameters, bearer access tokens and the
+//! admin token.
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -51,6 +52,27 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
             .await
             .map(|axum::extract::Query(v)| Params(v))
             .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))
+    }
+}
+
+/// Path parameters. A malformed one (e.g. `%FF`, not UTF-8 once decoded)
+/// is a 400 in the API's error form rather than axum's plain text.
+pub struct PathParam<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for PathParam<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(PathParam(v)),
+            // A route whose parameters do not fit `T`: our bug, not the
+            // client's.
+            Err(e) if e.status().is_server_error() => Err(super::error::internal(anyhow::anyhow!(
+                "path parameters: {}",
+                e.body_text()
+            ))),
+            Err(e) => Err(ApiError::new(ErrorCode::BadRequest, e.body_text())),
+        }
     }
 }
 

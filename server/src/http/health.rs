@@ -57,9 +57,10 @@ pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
     (status, Json(body))
 }
 
-/// Prometheus text exposition.
+/// Metrics in the OpenMetrics text format (Prometheus reads it).
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, content_type = "text/plain", body = String)))]
+    responses((status = 200, description = "OpenMetrics text exposition",
+        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String)))]
 pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     (
         [(

@@ -7,6 +7,7 @@
 use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
+use switchboard_protocol::ErrorBody;
 use utoipa::ToSchema;
 
 use super::extract::Caller;
@@ -34,7 +35,10 @@ pub struct IceServers {
 
 /// STUN and TURN servers for the caller's WebRTC stack.
 #[utoipa::path(get, path = "/v1/ice-servers", tag = "calls",
-    responses((status = 200, body = IceServers), (status = 401)), security(("bearer" = [])))]
+    responses((status = 200, body = IceServers),
+        (status = 401, description = "no, invalid or expired access token", body = ErrorBody),
+        (status = 403, description = "not a user or robot token", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn ice_servers(State(app): State<AppState>, caller: Caller) -> Json<IceServers> {
     let config = &app.config;
     let mut ice_servers = Vec::new();

@@ -1,19 +1,20 @@
 //! Profiles, contacts, blocks, visibility and contact discovery.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use switchboard_protocol::payload::Profile;
 use switchboard_protocol::profile::{validate_profile, ProfileInput};
-use switchboard_protocol::{ErrorCode, Id, IdScheme, Phone, Topic};
+use switchboard_protocol::{ErrorBody, ErrorCode, Id, IdScheme, Phone, Topic};
 use utoipa::ToSchema;
 
 use super::error::{internal, ApiError};
-use super::extract::{Body, Caller};
+use super::extract::{Body, Caller, PathParam};
 use super::AppState;
 use crate::store::{now_ms, List, Visibility};
 
-/// Most ids in one contact or block list.
+/// Most ids in one contact or block list (their routes take bodies up to
+/// `MAX_LIST_BODY_BYTES` so that this many fit).
 pub const MAX_LIST: usize = 5000;
 /// Most numbers in one discovery request.
 pub const MAX_DISCOVER: usize = 500;
@@ -45,12 +46,35 @@ impl From<Profile> for ProfileBody {
 }
 
 /// The fields a user sets; a missing or empty one is cleared.
+// The patterns describe what `validate_profile` takes. Each allows the
+// whitespace it trims around the value (the class of `char::is_whitespace`,
+// `\t\n\x0B...\u3000`) and the empty string. `\x00-\x1F\x7F-\x9F` is
+// `char::is_control`. The nickname's is exact; photoUrl and email are
+// checked by parsers no regex matches, so theirs are as close as they can
+// be and stricter on long values; an altPhone's validity is
+// libphonenumber's.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProfileUpdate {
+    /// 1 to 64 characters, no control characters (after trimming).
+    #[schema(
+        pattern = r#"^[\t\n\x0B\x0C\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*(?:[^\t\n\x0B\x0C\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\x00-\x1F\x7F-\x9F](?:[^\x00-\x1F\x7F-\x9F]{0,62}[^\t\n\x0B\x0C\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\x00-\x1F\x7F-\x9F])?)?[\t\n\x0B\x0C\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$"#
+    )]
     nickname: Option<String>,
+    /// An http or https URL of at most 512 bytes.
+    #[schema(
+        pattern = r#"^[\t\n\x0B\x0C\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*(?:[Hh][Tt][Tt][Pp][Ss]?:[/\\]{0,3}(?:[A-Za-z0-9._~!$&'()*+,;=:-]{0,20}@)?(?:[!"$&'()*+,\-0-9;=A-Z_`a-z{}~]{1,20}\.){0,3}[A-Za-z][!"$&'()*+,\-0-9;=A-Z_`a-z{}~]{0,20}\.?(?::[0-9]{0,4})?(?:[/?#\\][\s\S]{0,80})?)?[\t\n\x0B\x0C\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$"#
+    )]
     photo_url: Option<String>,
+    /// An address like name@example.com, at most 254 bytes.
+    #[schema(
+        pattern = r#"^[\t\n\x0B\x0C\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*(?:[^@\t\n\x0B\x0C\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\x00-\x1F\x7F-\x9F]{1,16}@[^@.\t\n\x0B\x0C\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\x00-\x1F\x7F-\x9F][^@\t\n\x0B\x0C\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\x00-\x1F\x7F-\x9F]{0,22}\.[^@\t\n\x0B\x0C\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\x00-\x1F\x7F-\x9F]{0,22}[^@.\t\n\x0B\x0C\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\x00-\x1F\x7F-\x9F])?[\t\n\x0B\x0C\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$"#
+    )]
     email: Option<String>,
+    /// A phone number with its country code (`+...`); stored in E.164.
+    #[schema(
+        pattern = r#"^[\t\n\x0B\x0C\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*(?:\+[0-9 ()./\-]{1,40})?[\t\n\x0B\x0C\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$"#
+    )]
     alt_phone: Option<String>,
 }
 
@@ -67,7 +91,10 @@ fn empty_profile(id: &Id) -> Profile {
 
 /// The caller's own profile.
 #[utoipa::path(get, path = "/v1/me/profile", tag = "profiles",
-    responses((status = 200, body = ProfileBody), (status = 401)), security(("bearer" = [])))]
+    responses((status = 200, body = ProfileBody),
+        (status = 401, description = "no, invalid or expired access token", body = ErrorBody),
+        (status = 403, description = "not a user or robot token", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn get_my_profile(
     State(app): State<AppState>,
     caller: Caller,
@@ -80,7 +107,12 @@ pub async fn get_my_profile(
 /// Replaces the caller's profile, stores it and publishes it retained on
 /// `users/<id>/info`.
 #[utoipa::path(put, path = "/v1/me/profile", tag = "profiles", request_body = ProfileUpdate,
-    responses((status = 200, body = ProfileBody), (status = 400), (status = 401), (status = 413), (status = 429)),
+    responses((status = 200, body = ProfileBody),
+        (status = 400, description = "malformed body or invalid field", body = ErrorBody),
+        (status = 401, description = "no, invalid or expired access token", body = ErrorBody),
+        (status = 403, description = "not a user or robot token", body = ErrorBody),
+        (status = 413, description = "body over 64 KiB, or profile over 4 KiB", body = ErrorBody),
+        (status = 429, description = "too many profile changes", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn put_my_profile(
     State(app): State<AppState>,
@@ -126,13 +158,17 @@ pub async fn put_my_profile(
 
 /// Another user's profile, if that user shares it with the caller.
 #[utoipa::path(get, path = "/v1/users/{id}/profile", tag = "profiles",
-    params(("id" = String, Path, description = "user or robot id")),
-    responses((status = 200, body = ProfileBody), (status = 400), (status = 401), (status = 404)),
+    params(("id" = String, Path, description = "user or robot id", pattern = r"^[0-9a-f]{32}$")),
+    responses((status = 200, body = ProfileBody),
+        (status = 400, description = "id is not 32 lowercase hex", body = ErrorBody),
+        (status = 401, description = "no, invalid or expired access token", body = ErrorBody),
+        (status = 403, description = "not a user or robot token", body = ErrorBody),
+        (status = 404, description = "no such user, or not shared with the caller", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get_profile(
     State(app): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Json<ProfileBody>, ApiError> {
     let target: Id = id.parse().map_err(|e: switchboard_protocol::Invalid| {
         ApiError::new(ErrorCode::BadRequest, e.to_string())
@@ -155,6 +191,8 @@ pub async fn get_profile(
 #[derive(Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IdList {
+    /// User or robot ids, at most 5000.
+    #[schema(max_items = 5000, pattern = r"^[0-9a-f]{32}$")]
     user_ids: Vec<String>,
 }
 
@@ -213,7 +251,12 @@ fn truncate(s: &str) -> String {
 /// Replaces the caller's contacts: the users who may see the caller when
 /// its visibility is `contacts`.
 #[utoipa::path(put, path = "/v1/me/contacts", tag = "contacts", request_body = IdList,
-    responses((status = 200, body = IdList), (status = 400), (status = 401), (status = 413)), security(("bearer" = [])))]
+    responses((status = 200, body = IdList),
+        (status = 400, description = "malformed body, or an id that is malformed or not registered", body = ErrorBody),
+        (status = 401, description = "no, invalid or expired access token", body = ErrorBody),
+        (status = 403, description = "not a user or robot token", body = ErrorBody),
+        (status = 413, description = "body over 256 KiB, or more than 5000 ids", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn put_contacts(
     State(app): State<AppState>,
     caller: Caller,
@@ -223,7 +266,10 @@ pub async fn put_contacts(
 }
 
 #[utoipa::path(get, path = "/v1/me/contacts", tag = "contacts",
-    responses((status = 200, body = IdList), (status = 401)), security(("bearer" = [])))]
+    responses((status = 200, body = IdList),
+        (status = 401, description = "no, invalid or expired access token", body = ErrorBody),
+        (status = 403, description = "not a user or robot token", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn get_contacts(State(app): State<AppState>, caller: Caller) -> Json<IdList> {
     Json(IdList {
         user_ids: app.graph.list(&caller.0.sub, List::Contacts),
@@ -233,7 +279,12 @@ pub async fn get_contacts(State(app): State<AppState>, caller: Caller) -> Json<I
 /// Replaces the caller's block list: blocked users see nothing of the
 /// caller and cannot call.
 #[utoipa::path(put, path = "/v1/me/blocked", tag = "contacts", request_body = IdList,
-    responses((status = 200, body = IdList), (status = 400), (status = 401), (status = 413)), security(("bearer" = [])))]
+    responses((status = 200, body = IdList),
+        (status = 400, description = "malformed body, or an id that is malformed or not registered", body = ErrorBody),
+        (status = 401, description = "no, invalid or expired access token", body = ErrorBody),
+        (status = 403, description = "not a user or robot token", body = ErrorBody),
+        (status = 413, description = "body over 256 KiB, or more than 5000 ids", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn put_blocked(
     State(app): State<AppState>,
     caller: Caller,
@@ -243,7 +294,10 @@ pub async fn put_blocked(
 }
 
 #[utoipa::path(get, path = "/v1/me/blocked", tag = "contacts",
-    responses((status = 200, body = IdList), (status = 401)), security(("bearer" = [])))]
+    responses((status = 200, body = IdList),
+        (status = 401, description = "no, invalid or expired access token", body = ErrorBody),
+        (status = 403, description = "not a user or robot token", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn get_blocked(State(app): State<AppState>, caller: Caller) -> Json<IdList> {
     Json(IdList {
         user_ids: app.graph.list(&caller.0.sub, List::Blocked),
@@ -258,7 +312,12 @@ pub struct VisibilityBody {
 
 /// Who may see the caller: `everyone` or `contacts` (the default).
 #[utoipa::path(put, path = "/v1/me/visibility", tag = "contacts", request_body = VisibilityBody,
-    responses((status = 200, body = VisibilityBody), (status = 400), (status = 401)), security(("bearer" = [])))]
+    responses((status = 200, body = VisibilityBody),
+        (status = 400, description = "malformed body", body = ErrorBody),
+        (status = 401, description = "no, invalid or expired access token", body = ErrorBody),
+        (status = 403, description = "not a user or robot token", body = ErrorBody),
+        (status = 413, description = "body over 64 KiB", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn put_visibility(
     State(app): State<AppState>,
     caller: Caller,
@@ -274,7 +333,10 @@ pub async fn put_visibility(
 }
 
 #[utoipa::path(get, path = "/v1/me/visibility", tag = "contacts",
-    responses((status = 200, body = VisibilityBody), (status = 401)), security(("bearer" = [])))]
+    responses((status = 200, body = VisibilityBody),
+        (status = 401, description = "no, invalid or expired access token", body = ErrorBody),
+        (status = 403, description = "not a user or robot token", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn get_visibility(State(app): State<AppState>, caller: Caller) -> Json<VisibilityBody> {
     Json(VisibilityBody {
         visibility: app.graph.visibility(&caller.0.sub),
@@ -284,7 +346,9 @@ pub async fn get_visibility(State(app): State<AppState>, caller: Caller) -> Json
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DiscoverRequest {
-    /// Numbers as the user's address book has them.
+    /// Numbers as the user's address book has them, at most 500 (invalid
+    /// ones are skipped, not refused).
+    #[schema(max_items = 500)]
     phones: Vec<String>,
 }
 
@@ -304,7 +368,12 @@ pub struct Matches {
 /// Which of these numbers belong to registered users, and their ids.
 /// Numbers that are not valid are left out. Counted against a daily quota.
 #[utoipa::path(post, path = "/v1/contacts/discover", tag = "contacts", request_body = DiscoverRequest,
-    responses((status = 200, body = Matches), (status = 400), (status = 401), (status = 413), (status = 429)),
+    responses((status = 200, body = Matches),
+        (status = 400, description = "malformed body", body = ErrorBody),
+        (status = 401, description = "no, invalid or expired access token", body = ErrorBody),
+        (status = 403, description = "not a user or robot token", body = ErrorBody),
+        (status = 413, description = "body over 64 KiB, or more than 500 numbers", body = ErrorBody),
+        (status = 429, description = "daily discovery quota reached", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn discover(
     State(app): State<AppState>,

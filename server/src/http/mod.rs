@@ -16,13 +16,13 @@ pub use auth::RobotCreated;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use utoipa::OpenApi;
-use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 use crate::broker::Publisher;
@@ -39,6 +39,9 @@ use crate::token::Tokens;
 /// Largest request body accepted (a discovery request of 500 numbers is
 /// about 12 KiB).
 const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Largest contact or block list body: `me::MAX_LIST` ids are about 180 KB
+/// of JSON, which the general limit would refuse.
+const MAX_LIST_BODY_BYTES: usize = 256 * 1024;
 
 pub struct App {
     pub config: Config,
@@ -115,8 +118,15 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::create_robot))
         .routes(routes!(me::get_my_profile, me::put_my_profile))
         .routes(routes!(me::get_profile))
-        .routes(routes!(me::get_contacts, me::put_contacts))
-        .routes(routes!(me::get_blocked, me::put_blocked))
+        // This layer is inside the router-wide limit, so it wins here.
+        .routes(
+            routes!(me::get_contacts, me::put_contacts)
+                .layer(DefaultBodyLimit::max(MAX_LIST_BODY_BYTES)),
+        )
+        .routes(
+            routes!(me::get_blocked, me::put_blocked)
+                .layer(DefaultBodyLimit::max(MAX_LIST_BODY_BYTES)),
+        )
         .routes(routes!(me::get_visibility, me::put_visibility))
         .routes(routes!(me::discover))
         .routes(routes!(presence::presence))
@@ -140,7 +150,7 @@ pub fn router(app: AppState) -> Router {
     routes
         .route("/openapi.json", get(health::openapi))
         .fallback(error::not_found)
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(app.clone(), count_request))
         .with_state(app)
 }
@@ -162,4 +172,86 @@ async fn count_request(State(app): State<AppState>, req: Request, next: Next) ->
         })
         .inc();
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    /// What the extractors can answer is in the document, with the error
+    /// body: a bearer or admin route 401 and 403, a JSON body 400 and 413.
+    #[test]
+    fn every_operation_documents_its_errors() {
+        let doc = serde_json::to_value(super::openapi()).unwrap();
+        let error_body = json!({"$ref": "#/components/schemas/ErrorBody"});
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let Some(responses) = op.get("responses").and_then(Value::as_object) else {
+                    continue;
+                };
+                let mut need = Vec::new();
+                if op.get("security").is_some() {
+                    need.extend(["401", "403"]);
+                }
+                if op.get("requestBody").is_some() {
+                    need.extend(["400", "413"]);
+                }
+                for status in need {
+                    assert!(
+                        responses.contains_key(status),
+                        "{method} {path} does not document {status}"
+                    );
+                }
+                for (status, response) in responses {
+                    if status.starts_with('4') {
+                        assert_eq!(
+                            response["content"]["application/json"]["schema"], error_body,
+                            "{method} {path} {status}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn query_parameters_are_in_the_query() {
+        let doc = serde_json::to_value(super::openapi()).unwrap();
+        let calls = doc["paths"]["/v1/calls"]["get"]["parameters"]
+            .as_array()
+            .unwrap();
+        assert_eq!(calls.len(), 2);
+        for p in calls {
+            assert_eq!(p["in"], "query", "{p}");
+            assert_ne!(p["required"], true, "{p}");
+        }
+        let presence = &doc["paths"]["/v1/presence"]["get"]["parameters"][0];
+        assert_eq!(presence["in"], "query", "{presence}");
+        assert_eq!(presence["required"], true, "{presence}");
+    }
+
+    /// The error codes come from the protocol's own type.
+    #[test]
+    fn the_error_code_schema_lists_every_code() {
+        use switchboard_protocol::ErrorCode::*;
+        let doc = serde_json::to_value(super::openapi()).unwrap();
+        let listed = &doc["components"]["schemas"]["ErrorCode"]["enum"];
+        for code in [
+            BadRequest,
+            Unauthorized,
+            Forbidden,
+            NotFound,
+            Conflict,
+            PayloadTooLarge,
+            RateLimited,
+            Unavailable,
+            Internal,
+        ] {
+            let name = serde_json::to_value(code).unwrap();
+            assert!(
+                listed.as_array().unwrap().contains(&name),
+                "{name} not in {listed}"
+            );
+        }
+    }
 }

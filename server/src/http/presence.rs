@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use switchboard_protocol::payload::Presence;
-use switchboard_protocol::{ErrorCode, Id};
+use switchboard_protocol::{ErrorBody, ErrorCode, Id};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
@@ -15,8 +15,13 @@ use super::AppState;
 pub const MAX_IDS: usize = 200;
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PresenceQuery {
-    /// Comma-separated user or robot ids, at most 200.
+    /// Comma-separated user or robot ids, at most 200 distinct (empty items
+    /// are ignored).
+    // Exactly what the handler takes: split on `,`, empty items dropped,
+    // each other item an id. The 200 cannot be said in a regex.
+    #[param(pattern = r"^([0-9a-f]{32})?(,([0-9a-f]{32})?)*$")]
     ids: String,
 }
 
@@ -40,7 +45,11 @@ pub struct PresenceList {
 /// The presence of the listed users the caller may see; the others (and
 /// unknown ids, which look the same) are left out.
 #[utoipa::path(get, path = "/v1/presence", tag = "presence", params(PresenceQuery),
-    responses((status = 200, body = PresenceList), (status = 400), (status = 401)), security(("bearer" = [])))]
+    responses((status = 200, body = PresenceList),
+        (status = 400, description = "ids missing, malformed or more than 200", body = ErrorBody),
+        (status = 401, description = "no, invalid or expired access token", body = ErrorBody),
+        (status = 403, description = "not a user or robot token", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn presence(
     State(app): State<AppState>,
     caller: Caller,

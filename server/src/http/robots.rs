@@ -1,14 +1,14 @@
 //! Pairing codes for robots, and who owns which robot.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Serialize;
-use switchboard_protocol::{ErrorCode, Id};
+use switchboard_protocol::{ErrorBody, ErrorCode, Id};
 use utoipa::ToSchema;
 
 use super::error::{internal, ApiError};
-use super::extract::Caller;
+use super::extract::{Caller, PathParam};
 use super::AppState;
 use crate::token::Kind;
 
@@ -60,7 +60,10 @@ fn require(caller: &Caller, kind: Kind, what: &str) -> Result<(), ApiError> {
 /// working). The robot then publishes its id retained on
 /// `pairing/<code>/robotID`.
 #[utoipa::path(post, path = "/v1/pairing/codes", tag = "robots",
-    responses((status = 201, body = NewCode), (status = 401), (status = 403)), security(("bearer" = [])))]
+    responses((status = 201, body = NewCode),
+        (status = 401, description = "no, invalid or expired access token", body = ErrorBody),
+        (status = 403, description = "not a robot token", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn new_code(
     State(app): State<AppState>,
     caller: Caller,
@@ -79,7 +82,10 @@ pub async fn new_code(
 
 /// The robots the calling user owns.
 #[utoipa::path(get, path = "/v1/me/robots", tag = "robots",
-    responses((status = 200, body = Robots), (status = 401), (status = 403)), security(("bearer" = [])))]
+    responses((status = 200, body = Robots),
+        (status = 401, description = "no, invalid or expired access token", body = ErrorBody),
+        (status = 403, description = "not a user token", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn my_robots(
     State(app): State<AppState>,
     caller: Caller,
@@ -98,12 +104,17 @@ pub async fn my_robots(
 
 /// Unpairs: the caller no longer owns the robot.
 #[utoipa::path(delete, path = "/v1/me/robots/{id}", tag = "robots",
-    params(("id" = String, Path, description = "robot id")),
-    responses((status = 204), (status = 400), (status = 401), (status = 404)), security(("bearer" = [])))]
+    params(("id" = String, Path, description = "robot id", pattern = r"^[0-9a-f]{32}$")),
+    responses((status = 204, description = "unpaired"),
+        (status = 400, description = "id is not 32 lowercase hex", body = ErrorBody),
+        (status = 401, description = "no, invalid or expired access token", body = ErrorBody),
+        (status = 403, description = "not a user token", body = ErrorBody),
+        (status = 404, description = "the caller does not own this robot", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn unpair(
     State(app): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<StatusCode, ApiError> {
     require(&caller, Kind::User, "users")?;
     let robot: Id = id.parse().map_err(|e: switchboard_protocol::Invalid| {
@@ -129,7 +140,10 @@ pub async fn unpair(
 
 /// The calling robot's owners.
 #[utoipa::path(get, path = "/v1/me/owners", tag = "robots",
-    responses((status = 200, body = Owners), (status = 401), (status = 403)), security(("bearer" = [])))]
+    responses((status = 200, body = Owners),
+        (status = 401, description = "no, invalid or expired access token", body = ErrorBody),
+        (status = 403, description = "not a robot token", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn my_owners(
     State(app): State<AppState>,
     caller: Caller,

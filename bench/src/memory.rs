@@ -5,9 +5,10 @@
 //!   connection closed at once; RSS before, after and a few seconds later;
 //! - `commands`: N robot commands answered `done` in one call, then the
 //!   call hung up; RSS, and the CPU the idle server then burns;
-//! - `soak`: minutes of mixed traffic (presence churn, profiles, calls,
-//!   commands, refused messages), RSS every 30 s; the end compared with
-//!   the RSS after warm-up.
+//! - `soak`: minutes of mixed traffic, a round every 3 s (each user comes
+//!   online, changes its profile, sends refused messages, calls and
+//!   cancels, goes away; 500 robot commands in a call), RSS every 30 s;
+//!   the end compared with the RSS after warm-up.
 
 use std::time::{Duration, Instant};
 
@@ -273,6 +274,8 @@ async fn mixed_round(
     Ok(())
 }
 
+const ROUND_GAP: Duration = Duration::from_secs(3);
+
 pub async fn soak(minutes: u64, users: usize) -> Result<()> {
     let server = Server::start(&Database::Sqlite).await?;
     let api = Api::new(&server);
@@ -301,8 +304,13 @@ pub async fn soak(minutes: u64, users: usize) -> Result<()> {
     let mut round = 0;
     println!("soak: {users} users, {minutes} min; RSS every 30 s:");
     while started.elapsed() < Duration::from_secs(minutes * 60) {
+        let round_started = Instant::now();
         mixed_round(&server, &accounts, &mut robot, round).await?;
         round += 1;
+        // Every user acts once a round: rounds 3 s apart stay inside the
+        // per-user limits (30 invites and profile changes a minute), so
+        // the traffic is served, not refused.
+        tokio::time::sleep_until((round_started + ROUND_GAP).into()).await;
         if started.elapsed() >= next_sample {
             let rss = rss_kib(pid)?;
             println!(

@@ -319,4 +319,40 @@ impl V5Client {
         })
         .await
     }
+
+    /// Publishes at QoS 1 with a Message Expiry Interval of `expiry_s`.
+    pub async fn publish_expiring(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        expiry_s: u32,
+    ) -> Result<()> {
+        let properties = rumqttc::v5::mqttbytes::v5::PublishProperties {
+            message_expiry_interval: Some(expiry_s),
+            ..Default::default()
+        };
+        self.client
+            .publish_with_properties(
+                topic,
+                rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+                false,
+                payload.to_vec(),
+                properties,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The next message delivered: its topic and Message Expiry Interval.
+    pub async fn next_publish(&mut self) -> Result<(String, Option<u32>)> {
+        use rumqttc::v5::mqttbytes::v5::Packet as P5;
+        self.next_matching(|p| match p {
+            P5::Publish(p) => Some((
+                String::from_utf8_lossy(&p.topic).into_owned(),
+                p.properties.and_then(|pr| pr.message_expiry_interval),
+            )),
+            _ => None,
+        })
+        .await
+    }
 }

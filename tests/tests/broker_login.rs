@@ -250,3 +250,35 @@ async fn a_client_reconnects_at_once_after_disconnect() {
         client.disconnect().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn forwarded_messages_carry_only_the_publishers_expiry() {
+    use switchboard_e2e::mqtt::V5Client;
+    let db = Database::for_test().await.unwrap();
+    let server = Server::start(&db).await.unwrap();
+    let id = random_id();
+    let token = server.token(&id, Some("phone"), "user", 600).unwrap();
+    let tablet_token = server.token(&id, Some("tablet"), "user", 600).unwrap();
+    let topic = format!("users/{id}/info");
+    let (phone, tablet) = (format!("{id}:phone"), format!("{id}:tablet"));
+    let mut watcher = V5Client::connect(server.mqtt, Login::token(&tablet, &id, &tablet_token))
+        .await
+        .unwrap();
+    watcher.subscribe(&topic).await.unwrap();
+    let mut publisher = V5Client::connect(server.mqtt, Login::token(&phone, &id, &token))
+        .await
+        .unwrap();
+    // rmqtt stamped a 300 s expiry on every message whose publisher set none.
+    publisher
+        .publish(&topic, br#"{"nickname": "A"}"#)
+        .await
+        .unwrap();
+    assert_eq!(watcher.next_publish().await.unwrap(), (topic.clone(), None));
+    publisher
+        .publish_expiring(&topic, br#"{"nickname": "B"}"#, 60)
+        .await
+        .unwrap();
+    let (t, expiry) = watcher.next_publish().await.unwrap();
+    assert_eq!(t, topic);
+    assert!(matches!(expiry, Some(59..=60)), "{expiry:?}");
+}

@@ -96,6 +96,13 @@ pub struct Config {
     pub mqtt_max_packet_bytes: u32,
     /// `true` only for conformance testing: no login, no topic rules.
     pub open_broker: bool,
+    /// With `open_broker`, filters whose SUBSCRIBE is refused (`0x80`),
+    /// for conformance suites that test a refusal.
+    pub open_broker_refused_filters: Vec<String>,
+    /// Longest keep-alive a client may ask for: MQTT 5 clients asking more
+    /// are told this one (Server Keep Alive); rmqtt refuses MQTT 3.1.1
+    /// clients asking more (`0x03`).
+    pub mqtt_max_keepalive_s: u16,
     pub log_format: LogFormat,
 }
 
@@ -164,6 +171,8 @@ impl Default for Config {
             mqtt_message_expiry_s: 300,
             mqtt_max_packet_bytes: 64 * 1024,
             open_broker: false,
+            open_broker_refused_filters: Vec::new(),
+            mqtt_max_keepalive_s: u16::MAX,
             log_format: LogFormat::Text,
         }
     }
@@ -362,6 +371,15 @@ impl Config {
         }
         if self.mqtt_max_packet_bytes < 1024 {
             return bad("mqtt_max_packet_bytes", "must be at least 1024".into());
+        }
+        if self.mqtt_max_keepalive_s == 0 {
+            return bad("mqtt_max_keepalive_s", "must be greater than 0".into());
+        }
+        if !self.open_broker && !self.open_broker_refused_filters.is_empty() {
+            return bad(
+                "open_broker_refused_filters",
+                "applies only with open_broker = true".into(),
+            );
         }
         Ok(())
     }

@@ -3,7 +3,7 @@
 //! is explicit and loud.
 
 use sqlx::Connection;
-use switchboard_e2e::mqtt::{connect, Login, V5Client, V5SubCode, Via};
+use switchboard_e2e::mqtt::{connect, Login, Refused, V5Client, V5SubCode, Via};
 use switchboard_e2e::{random_id, run_switchboard, Database, Server};
 
 #[test]
@@ -19,6 +19,11 @@ fn bad_values_stop_startup_naming_the_key() {
         ("SWITCHBOARD_DATABASE_URL", "mysql://db/x"),
         ("SWITCHBOARD_DEFAULT_REGION", "Atlantis"),
         ("SWITCHBOARD_JWT_SECRET", "short"),
+        ("SWITCHBOARD_MQTT_MAX_KEEPALIVE_S", "0"),
+        (
+            "SWITCHBOARD_OPEN_BROKER_REFUSED_FILTERS",
+            "[\"test/nosubscribe\"]",
+        ),
         ("SWITCHBOARD_NO_SUCH_SETTING", "1"),
     ] {
         let (status, stderr) =
@@ -193,10 +198,23 @@ async fn open_broker_is_explicit_and_loud() {
 
     let open = Server::builder(&db)
         .env("SWITCHBOARD_OPEN_BROKER", "true")
+        // The Paho suite's subscribe_failure case (docs/configuration.md).
+        .env(
+            "SWITCHBOARD_OPEN_BROKER_REFUSED_FILTERS",
+            "[\"test/nosubscribe\"]",
+        )
         .start()
         .await
         .unwrap();
-    assert!(connect(open.mqtt, Via::Tcp, anon).await.is_ok());
+    let mut anyone = connect(open.mqtt, Via::Tcp, anon).await.unwrap();
+    assert_eq!(
+        anyone.subscribe("test/nosubscribe").await.unwrap(),
+        vec![rumqttc::SubscribeReasonCode::Failure]
+    );
+    assert!(matches!(
+        anyone.subscribe("test/anything").await.unwrap()[..],
+        [rumqttc::SubscribeReasonCode::Success(_)]
+    ));
     let someone = random_id();
     let forged = Login {
         client_id: &someone,
@@ -205,6 +223,20 @@ async fn open_broker_is_explicit_and_loud() {
     };
     assert!(connect(open.mqtt, Via::Tcp, forged).await.is_ok());
     assert!(open.logged("OPEN_BROKER is on"));
+    // A keep-alive (the harness asks 30 s) above mqtt_max_keepalive_s:
+    // rmqtt refuses an MQTT 3.1.1 client.
+    let short = Server::builder(&db)
+        .env("SWITCHBOARD_OPEN_BROKER", "true")
+        .env("SWITCHBOARD_MQTT_MAX_KEEPALIVE_S", "20")
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(
+        connect(short.mqtt, Via::Tcp, anon).await.err(),
+        Some(Refused::Code(
+            rumqttc::ConnectReturnCode::ServiceUnavailable
+        ))
+    );
     // No shared subscriptions, as CONNACK says: refused with that reason,
     // not granted as a filter that never matches.
     for server in [&open, &closed] {

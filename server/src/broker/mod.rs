@@ -108,12 +108,10 @@ impl Broker {
         };
         let hooks = Arc::new(hooks::Hooks::new(
             deps,
-            config.open_broker,
+            config,
             publisher.clone(),
             scx.clone(),
             expiry,
-            Duration::from_secs(config.token_grace_s),
-            Duration::from_secs(config.mqtt_message_expiry_s),
         ));
         let register = scx.extends.hook_mgr().register();
         for t in hooks::TYPES {
@@ -179,6 +177,7 @@ fn listener(config: &Config, name: &str, addr: SocketAddr) -> Result<rmqtt::net:
         .max_packet_size(config.mqtt_max_packet_bytes)
         .max_mqueue_len(config.mqtt_max_queue)
         .max_inflight(inflight)
+        .max_keepalive(config.mqtt_max_keepalive_s)
         // No expiry of rmqtt's own: it would stamp every forwarded MQTT 5
         // message with one its publisher never set. The hooks expire
         // queued messages after `mqtt_message_expiry_s` instead.

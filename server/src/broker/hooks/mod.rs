@@ -4,7 +4,7 @@
 //! (`auth`, the protocol crate's `acl` and `profile`); this file translates
 //! between them and rmqtt's types.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,6 +31,7 @@ use super::publisher::Publisher;
 use super::watchers::may_receive;
 use super::Deps;
 use crate::calls::{CallService, Facts};
+use crate::config::Config;
 use crate::limits::Limits;
 use crate::metrics::{Metrics, RefusalLabels};
 use crate::presence::PresenceService;
@@ -45,6 +46,8 @@ pub struct Hooks {
     metrics: Arc<Metrics>,
     /// Conformance-testing mode: everyone may log in and use any topic.
     open: bool,
+    /// In that mode, filters whose SUBSCRIBE is refused anyway.
+    refused_in_open: HashSet<String>,
     graph: Arc<Graph>,
     store: Store,
     limits: Arc<Limits>,
@@ -90,17 +93,16 @@ pub const TYPES: [Type; 8] = [
 impl Hooks {
     pub fn new(
         deps: Deps,
-        open: bool,
+        config: &Config,
         publisher: Publisher,
         scx: ServerContext,
         expiry: Arc<Expiry>,
-        token_grace: Duration,
-        message_expiry: Duration,
     ) -> Self {
         Hooks {
             tokens: deps.tokens,
             metrics: deps.metrics,
-            open,
+            open: config.open_broker,
+            refused_in_open: config.open_broker_refused_filters.iter().cloned().collect(),
             graph: deps.graph,
             store: deps.store,
             limits: deps.limits,
@@ -112,8 +114,8 @@ impl Hooks {
             publisher,
             scx,
             expiry,
-            token_grace,
-            message_expiry,
+            token_grace: Duration::from_secs(config.token_grace_s),
+            message_expiry: Duration::from_secs(config.mqtt_message_expiry_s),
             logins: Mutex::new(HashMap::new()),
         }
     }
@@ -231,6 +233,15 @@ impl Handler for Hooks {
                 let refused = SubscribeAclResult::new_failure(
                     SubscribeAckReason::SharedSubscriptionNotSupported,
                 );
+                return (false, Some(HookResult::SubscribeAclResult(refused)));
+            }
+            Parameter::ClientSubscribeCheckAcl(_, sub)
+                if self.open
+                    && self
+                        .refused_in_open
+                        .contains(sub.topic_filter.as_ref() as &str) =>
+            {
+                let refused = SubscribeAclResult::new_failure(SubscribeAckReason::UnspecifiedError);
                 return (false, Some(HookResult::SubscribeAclResult(refused)));
             }
             Parameter::ClientSubscribeCheckAcl(s, sub) if !self.open => {

@@ -103,6 +103,9 @@ pub struct Config {
     /// are told this one (Server Keep Alive); rmqtt refuses MQTT 3.1.1
     /// clients asking more (`0x03`).
     pub mqtt_max_keepalive_s: u16,
+    /// Topic aliases the server may use toward an MQTT 5 client (the client
+    /// caps it too); 0 sends every topic in full.
+    pub mqtt_max_topic_aliases: u16,
     pub log_format: LogFormat,
 }
 
@@ -173,6 +176,7 @@ impl Default for Config {
             open_broker: false,
             open_broker_refused_filters: Vec::new(),
             mqtt_max_keepalive_s: u16::MAX,
+            mqtt_max_topic_aliases: 0,
             log_format: LogFormat::Text,
         }
     }

@@ -236,16 +236,30 @@ pub async fn connack_v5(
 pub struct V5Client {
     client: rumqttc::v5::AsyncClient,
     packets: mpsc::UnboundedReceiver<rumqttc::v5::mqttbytes::v5::Packet>,
+    /// Topic aliases the server set, as a client keeps them.
+    aliases: std::collections::HashMap<u16, String>,
 }
 
 pub use rumqttc::v5::mqttbytes::v5::{PubAckReason, SubscribeReasonCode as V5SubCode};
 
 impl V5Client {
     pub async fn connect(addr: SocketAddr, login: Login<'_>) -> Result<V5Client> {
+        V5Client::connect_taking_aliases(addr, login, 0).await
+    }
+
+    /// Connects, letting the server use up to `aliases` topic aliases.
+    pub async fn connect_taking_aliases(
+        addr: SocketAddr,
+        login: Login<'_>,
+        aliases: u16,
+    ) -> Result<V5Client> {
         use rumqttc::v5::mqttbytes::v5::Packet as P5;
         use rumqttc::v5::Event as Ev5;
         let mut opts =
             rumqttc::v5::MqttOptions::new(login.client_id, addr.ip().to_string(), addr.port());
+        if aliases > 0 {
+            opts.set_topic_alias_max(Some(aliases));
+        }
         if let Some(user) = login.username {
             opts.set_credentials(user, login.password.unwrap_or(""));
         }
@@ -272,7 +286,11 @@ impl V5Client {
                 }
             }
         });
-        Ok(V5Client { client, packets })
+        Ok(V5Client {
+            client,
+            packets,
+            aliases: Default::default(),
+        })
     }
 
     async fn next_matching<T>(
@@ -343,16 +361,33 @@ impl V5Client {
         Ok(())
     }
 
-    /// The next message delivered: its topic and Message Expiry Interval.
+    /// The next message delivered: its topic (through the server's topic
+    /// aliases; empty if it came with neither) and Message Expiry Interval.
     pub async fn next_publish(&mut self) -> Result<(String, Option<u32>)> {
         use rumqttc::v5::mqttbytes::v5::Packet as P5;
-        self.next_matching(|p| match p {
-            P5::Publish(p) => Some((
-                String::from_utf8_lossy(&p.topic).into_owned(),
-                p.properties.and_then(|pr| pr.message_expiry_interval),
-            )),
-            _ => None,
-        })
-        .await
+        let (topic, alias, expiry) = self
+            .next_matching(|p| match p {
+                P5::Publish(p) => {
+                    let properties = p.properties.unwrap_or_default();
+                    Some((
+                        String::from_utf8_lossy(&p.topic).into_owned(),
+                        properties.topic_alias,
+                        properties.message_expiry_interval,
+                    ))
+                }
+                _ => None,
+            })
+            .await?;
+        let topic = match alias {
+            Some(alias) if topic.is_empty() => {
+                self.aliases.get(&alias).cloned().unwrap_or_default()
+            }
+            Some(alias) => {
+                self.aliases.insert(alias, topic.clone());
+                topic
+            }
+            None => topic,
+        };
+        Ok((topic, expiry))
     }
 }

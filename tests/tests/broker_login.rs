@@ -282,3 +282,37 @@ async fn forwarded_messages_carry_only_the_publishers_expiry() {
     assert_eq!(t, topic);
     assert!(matches!(expiry, Some(59..=60)), "{expiry:?}");
 }
+
+#[tokio::test]
+async fn topic_aliases_toward_mqtt5_clients_keep_every_topic() {
+    use switchboard_e2e::mqtt::V5Client;
+    let db = Database::for_test().await.unwrap();
+    let server = Server::builder(&db)
+        .env("SWITCHBOARD_MQTT_MAX_TOPIC_ALIASES", "8")
+        .start()
+        .await
+        .unwrap();
+    let id = random_id();
+    let token = server.token(&id, Some("phone"), "user", 600).unwrap();
+    let tablet_token = server.token(&id, Some("tablet"), "user", 600).unwrap();
+    let topic = format!("users/{id}/info");
+    let (phone, tablet) = (format!("{id}:phone"), format!("{id}:tablet"));
+    let mut watcher =
+        V5Client::connect_taking_aliases(server.mqtt, Login::token(&tablet, &id, &tablet_token), 8)
+            .await
+            .unwrap();
+    watcher.subscribe(&topic).await.unwrap();
+    // An MQTT 3.1.1 publisher: its messages carry no properties, which
+    // rmqtt sent under an alias with an empty topic.
+    let publisher = connect(server.mqtt, Via::Tcp, Login::token(&phone, &id, &token))
+        .await
+        .unwrap();
+    for nickname in ["A", "B", "C"] {
+        let profile = serde_json::json!({ "nickname": nickname }).to_string();
+        publisher
+            .publish(&topic, profile.as_bytes(), false)
+            .await
+            .unwrap();
+        assert_eq!(watcher.next_publish().await.unwrap().0, topic, "{nickname}");
+    }
+}

@@ -178,6 +178,7 @@ fn listener(config: &Config, name: &str, addr: SocketAddr) -> Result<rmqtt::net:
         .max_mqueue_len(config.mqtt_max_queue)
         .max_inflight(inflight)
         .max_keepalive(config.mqtt_max_keepalive_s)
+        .max_topic_aliases(config.mqtt_max_topic_aliases)
         // No expiry of rmqtt's own: it would stamp every forwarded MQTT 5
         // message with one its publisher never set. The hooks expire
         // queued messages after `mqtt_message_expiry_s` instead.

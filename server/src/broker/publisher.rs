@@ -35,7 +35,8 @@ impl Publisher {
             topic: topic.to_string().into(),
             packet_id: None,
             payload: Bytes::from(payload),
-            properties: None,
+            // Never `None`: see `with_properties` in the hooks.
+            properties: Some(Default::default()),
         };
         let message = Publish::from(message).create_time(rmqtt::utils::timestamp_millis());
         let from = From::from_system(Id::from(self.scx.node.id(), SERVER_CLIENT_ID.into()));

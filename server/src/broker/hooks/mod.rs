@@ -48,6 +48,8 @@ pub struct Hooks {
     open: bool,
     /// In that mode, filters whose SUBSCRIBE is refused anyway.
     refused_in_open: HashSet<String>,
+    /// Whether the server may send topic aliases (`mqtt_max_topic_aliases`).
+    topic_aliases: bool,
     graph: Arc<Graph>,
     store: Store,
     limits: Arc<Limits>,
@@ -103,6 +105,7 @@ impl Hooks {
             metrics: deps.metrics,
             open: config.open_broker,
             refused_in_open: config.open_broker_refused_filters.iter().cloned().collect(),
+            topic_aliases: config.mqtt_max_topic_aliases > 0,
             graph: deps.graph,
             store: deps.store,
             limits: deps.limits,
@@ -266,10 +269,19 @@ impl Handler for Hooks {
                 if session.is_some() {
                     self.metrics.mqtt_messages_in.inc();
                 }
-                if let (false, Some(s)) = (self.open, session) {
-                    if let Some(rewritten) = self.rewrite(s, publish) {
-                        return (false, Some(HookResult::Publish(rewritten)));
+                let rewritten = match (self.open, session) {
+                    (false, Some(s)) => self.rewrite(s, publish),
+                    _ => None,
+                };
+                let rewritten = match rewritten {
+                    Some(p) => Some(self.with_properties(p)),
+                    None if self.topic_aliases && publish.properties.is_none() => {
+                        Some(self.with_properties((*publish).clone()))
                     }
+                    None => None,
+                };
+                if let Some(rewritten) = rewritten {
+                    return (false, Some(HookResult::Publish(rewritten)));
                 }
             }
             Parameter::MessagePublishCheckAcl(s, publish) if !self.open => {
@@ -380,6 +392,16 @@ impl Hooks {
             (false, Ok(viewer)) => !may_receive(&self.graph, &viewer.id, &publish.topic),
             _ => false,
         }
+    }
+
+    /// With topic aliases on, rmqtt sends a message that has no properties
+    /// (every MQTT 3.1.1 publisher's) with an empty topic and no alias once
+    /// its topic has one: such messages get empty properties.
+    fn with_properties(&self, mut publish: Publish) -> Publish {
+        if self.topic_aliases && publish.properties.is_none() {
+            publish.properties = Some(Default::default());
+        }
+        publish
     }
 
     /// What a client's publish becomes before the publish check, by

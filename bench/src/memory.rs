@@ -16,7 +16,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 use switchboard_e2e::api::{Api, SignedIn};
 use switchboard_e2e::mqtt::{connect, Client, Login, Via};
-use switchboard_e2e::robots::{accepted_call, next_json, offer, pair, robot};
+use switchboard_e2e::robots::{accepted_call, next_json, paired_with};
 use switchboard_e2e::{random_id, Database, Server};
 
 /// The server's resident memory in KiB.
@@ -104,7 +104,6 @@ struct Paired {
 }
 
 async fn paired(server: &Server, api: &Api) -> Result<Paired> {
-    let bot = robot(api).await;
     // A phone: the shared call step invites from device `phone`.
     let owner_id = random_id();
     let owner_token = server.token(&owner_id, Some("phone"), "user", 86_400)?;
@@ -115,19 +114,12 @@ async fn paired(server: &Server, api: &Api) -> Result<Paired> {
         refresh: String::new(),
         body: serde_json::Value::Null,
     };
-    let mut robot_mqtt = server.mqtt_as(&bot).await;
-    let mut owner_mqtt = server.mqtt_as(&owner).await;
-    let code = offer(api, &bot, &mut robot_mqtt).await;
-    pair(&owner, &mut owner_mqtt, &code).await;
-    let status = next_json(&mut owner_mqtt, &format!("pairing/{code}/status")).await;
-    if status["status"] != "paired" {
-        bail!("pairing: {status}");
-    }
+    let p = paired_with(server, api, &owner).await;
     Ok(Paired {
-        bot,
+        bot: p.bot,
         owner,
-        robot: robot_mqtt,
-        owner_mqtt,
+        robot: p.bot_mqtt,
+        owner_mqtt: p.owner_mqtt,
     })
 }
 

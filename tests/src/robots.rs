@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use crate::api::{Api, SignedIn};
 use crate::mqtt::{Client, Incoming};
-use crate::{random_id, ADMIN_TOKEN};
+use crate::{random_id, Server, ADMIN_TOKEN};
 
 /// A provisioned, signed-in robot.
 pub async fn robot(api: &Api) -> SignedIn {
@@ -120,4 +120,27 @@ pub async fn accepted_call(
         .unwrap();
     while next_json(user_mqtt, &state).await["state"] != "accepted" {}
     sid
+}
+
+/// A robot provisioned and paired with `owner`, both connected.
+pub struct Paired {
+    pub bot: SignedIn,
+    pub bot_mqtt: Client,
+    pub owner_mqtt: Client,
+}
+
+/// Provisions a robot, connects it and `owner`, and pairs them by a code.
+pub async fn paired_with(server: &Server, api: &Api, owner: &SignedIn) -> Paired {
+    let bot = robot(api).await;
+    let mut bot_mqtt = server.mqtt_as(&bot).await;
+    let mut owner_mqtt = server.mqtt_as(owner).await;
+    let code = offer(api, &bot, &mut bot_mqtt).await;
+    pair(owner, &mut owner_mqtt, &code).await;
+    let status = next_json(&mut owner_mqtt, &format!("pairing/{code}/status")).await;
+    assert_eq!(status["status"], "paired", "{status}");
+    Paired {
+        bot,
+        bot_mqtt,
+        owner_mqtt,
+    }
 }

@@ -5,7 +5,9 @@
 use serde_json::{json, Value};
 use switchboard_e2e::api::{Api, SmsInbox};
 use switchboard_e2e::mqtt::{Client, Incoming};
-use switchboard_e2e::robots::{accepted_call, next_json, next_on, offer, ok, pair, robot};
+use switchboard_e2e::robots::{
+    accepted_call, next_json, next_on, offer, ok, pair, paired_with, robot, Paired,
+};
 use switchboard_e2e::{random_id, Database, Server};
 
 struct World {
@@ -215,20 +217,16 @@ async fn pair_call_and_command_a_robot() {
 #[tokio::test]
 async fn finished_commands_leave_the_servers_memory() {
     let w = world().await;
-    let bot = robot(&w.api).await;
     let user = w
         .api
         .sign_in(&w.sms, "+48555800011", "phone")
         .await
         .unwrap();
-    let mut bot_mqtt = w.server.mqtt_as(&bot).await;
-    let mut user_mqtt = w.server.mqtt_as(&user).await;
-    let code = offer(&w.api, &bot, &mut bot_mqtt).await;
-    pair(&user, &mut user_mqtt, &code).await;
-    assert_eq!(
-        next_json(&mut user_mqtt, &format!("pairing/{code}/status")).await["status"],
-        "paired"
-    );
+    let Paired {
+        bot,
+        mut bot_mqtt,
+        owner_mqtt: mut user_mqtt,
+    } = paired_with(&w.server, &w.api, &user).await;
     let sid = accepted_call(&user, &mut user_mqtt, &bot, &mut bot_mqtt).await;
     let (request, response) = (
         format!("session/{sid}/moveTo/request"),
@@ -309,20 +307,16 @@ async fn finished_commands_leave_the_servers_memory() {
 #[tokio::test]
 async fn an_unpair_cuts_the_live_subscriptions_of_both() {
     let w = world().await;
-    let bot = robot(&w.api).await;
     let user = w
         .api
         .sign_in(&w.sms, "+48555800021", "phone")
         .await
         .unwrap();
-    let mut bot_mqtt = w.server.mqtt_as(&bot).await;
-    let mut user_mqtt = w.server.mqtt_as(&user).await;
-    let code = offer(&w.api, &bot, &mut bot_mqtt).await;
-    pair(&user, &mut user_mqtt, &code).await;
-    assert_eq!(
-        next_json(&mut user_mqtt, &format!("pairing/{code}/status")).await["status"],
-        "paired"
-    );
+    let Paired {
+        bot,
+        mut bot_mqtt,
+        owner_mqtt: mut user_mqtt,
+    } = paired_with(&w.server, &w.api, &user).await;
     // Each watches the other, as owners and robots may.
     let watching = [
         (

@@ -441,6 +441,12 @@ impl MediaPeer {
         Ok(())
     }
 
+    /// Everything refused so far: the server's reports and the relay
+    /// messages this peer could not take.
+    pub fn errors(&self) -> Vec<Value> {
+        self.seen.lock().unwrap().errors.clone()
+    }
+
     pub async fn next_error(&mut self) -> Result<Value> {
         self.until(WAIT, |s| s.errors.first().cloned()).await
     }
@@ -481,6 +487,13 @@ async fn follow(
     seen: &Mutex<Seen>,
 ) -> Result<()> {
     let signal = Signal::from(serde_json::from_value::<WebRtcSignal>(message.clone())?);
+    if let Signal::Candidate { candidate: Some(c) } = &signal {
+        // A browser refuses a candidate whose mid names no m-section.
+        anyhow::ensure!(
+            c.sdp_mid.as_deref().is_some_and(|mid| !mid.is_empty()),
+            "the relay sent a candidate without a valid sdpMid: {message}"
+        );
+    }
     let is_answer = matches!(signal, Signal::Answer { .. });
     if let Some(answer) = apply(pc, signal).await? {
         mqtt.publish(up, wire(answer).as_bytes(), false).await?;

@@ -163,6 +163,9 @@ async fn two_headless_peers_exchange_numbered_rtp_through_the_relay() {
         .await;
     assert_stream("caller", &got_a, COUNT);
     assert_stream("callee", &got_b, COUNT);
+    // Every signal went through both ways: among them the relay's
+    // candidates, each with a real mid.
+    assert_eq!((pa.errors(), pb.errors()), (vec![], vec![]));
     // A receiver joining asks the sender for a keyframe, and so does a
     // receiver that asks the relay for one.
     let before = pa.keyframe_requests_above(0).await.unwrap();

@@ -63,8 +63,11 @@ enum Bench {
     },
     /// Mixed traffic for minutes: RSS at the end against after warm-up.
     Soak {
-        #[arg(long, default_value_t = 15)]
+        #[arg(long, default_value_t = 25)]
         minutes: u64,
+        /// Past the 10 minutes the server keeps an ended call.
+        #[arg(long, default_value_t = 11)]
+        warm_up_minutes: u64,
         #[arg(long, default_value_t = 50)]
         users: usize,
     },
@@ -82,6 +85,10 @@ async fn main() -> anyhow::Result<()> {
         } => relay::run(calls, rate, seconds).await,
         Bench::Logins { count, rate } => memory::logins(count, rate).await,
         Bench::Commands { count } => memory::commands(count).await,
-        Bench::Soak { minutes, users } => memory::soak(minutes, users).await,
+        Bench::Soak {
+            minutes,
+            warm_up_minutes,
+            users,
+        } => memory::soak(minutes, warm_up_minutes, users).await,
     }
 }

@@ -167,6 +167,12 @@ impl Client {
     /// Subscribes and returns the SUBACK's return codes. Messages that
     /// arrive first (retained ones of an earlier subscription) are kept for
     /// `next`.
+    /// Unsubscribes (without waiting for the UNSUBACK).
+    pub async fn unsubscribe(&self, filter: &str) -> Result<()> {
+        self.client.unsubscribe(filter).await?;
+        Ok(())
+    }
+
     pub async fn subscribe(&mut self, filter: &str) -> Result<Vec<rumqttc::SubscribeReasonCode>> {
         self.client.subscribe(filter, QoS::AtLeastOnce).await?;
         loop {

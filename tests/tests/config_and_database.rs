@@ -3,7 +3,7 @@
 //! is explicit and loud.
 
 use sqlx::Connection;
-use switchboard_e2e::mqtt::{connect, Login, Refused, V5Client, V5SubCode, Via};
+use switchboard_e2e::mqtt::{connect, Login, Refused, Via};
 use switchboard_e2e::{random_id, run_switchboard, Database, Server};
 
 #[test]
@@ -237,17 +237,4 @@ async fn open_broker_is_explicit_and_loud() {
             rumqttc::ConnectReturnCode::ServiceUnavailable
         ))
     );
-    // No shared subscriptions, as CONNACK says: refused with that reason,
-    // not granted as a filter that never matches.
-    for server in [&open, &closed] {
-        let token = server.token(&someone, None, "user", 600).unwrap();
-        let mut v5 = V5Client::connect(server.mqtt, Login::token(&someone, &someone, &token))
-            .await
-            .unwrap();
-        let codes = v5
-            .subscribe(&format!("$share/group/users/{someone}/info"))
-            .await
-            .unwrap();
-        assert_eq!(codes, vec![V5SubCode::SharedSubscriptionsNotSupported]);
-    }
 }

@@ -327,3 +327,55 @@ async fn mosquitto_sub_is_refused_everything_and_reads_what_it_may() {
     let p: Value = serde_json::from_slice(&profile.stdout).unwrap();
     assert_eq!(p["nickname"], "Fre");
 }
+
+#[tokio::test]
+async fn a_shared_subscription_takes_turns_under_the_same_rules() {
+    use switchboard_e2e::mqtt::{connect, Login, V5Client, V5SubCode, Via};
+    let db = Database::for_test().await.unwrap();
+    let server = Server::start(&db).await.unwrap();
+    let me = switchboard_e2e::random_id();
+    let stranger = switchboard_e2e::random_id();
+    let token = |device: &str, id: &str| server.token(id, Some(device), "user", 600).unwrap();
+    let login = |device: &str, id: &str, t: &str| -> (String, String, String) {
+        (format!("{id}:{device}"), id.to_string(), t.to_string())
+    };
+    let mut members = Vec::new();
+    for device in ["phone", "tablet"] {
+        let (cid, id, t) = login(device, &me, &token(device, &me));
+        let mut member = V5Client::connect(server.mqtt, Login::token(&cid, &id, &t))
+            .await
+            .unwrap();
+        let codes = member
+            .subscribe(&format!("$share/mine/users/{me}/info"))
+            .await
+            .unwrap();
+        assert!(matches!(codes[..], [V5SubCode::Success(_)]), "{codes:?}");
+        members.push(member);
+    }
+    // The filter inside is checked as a plain one: not someone else's.
+    let (cid, id, t) = login("phone", &stranger, &token("phone", &stranger));
+    let mut outsider = V5Client::connect(server.mqtt, Login::token(&cid, &id, &t))
+        .await
+        .unwrap();
+    let codes = outsider
+        .subscribe(&format!("$share/mine/users/{me}/info"))
+        .await
+        .unwrap();
+    assert_eq!(codes, vec![V5SubCode::NotAuthorized]);
+    // Two messages: one to each member, in turn.
+    let (cid, id, t) = login("laptop", &me, &token("laptop", &me));
+    let publisher = connect(server.mqtt, Via::Tcp, Login::token(&cid, &id, &t))
+        .await
+        .unwrap();
+    for nickname in ["A", "B"] {
+        let profile = serde_json::json!({ "nickname": nickname }).to_string();
+        publisher
+            .publish(&format!("users/{me}/info"), profile.as_bytes(), false)
+            .await
+            .unwrap();
+    }
+    let topic = format!("users/{me}/info");
+    for member in &mut members {
+        assert_eq!(member.next_publish().await.unwrap().0, topic);
+    }
+}

@@ -5,6 +5,7 @@ mod auth;
 mod expiry;
 mod hooks;
 mod publisher;
+mod shared_subscriptions;
 mod takeover;
 mod watchers;
 
@@ -89,6 +90,8 @@ impl Broker {
             )
             .build()
             .await;
+        *scx.extends.shared_subscription_mut().await =
+            Box::new(shared_subscriptions::InTurn::default());
         rmqtt_retainer::register(&scx, true, false)
             .await
             .context("starting the MQTT retainer")?;

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use rmqtt::context::ServerContext;
-use rmqtt::types::{Id as Connection, Unsubscribe};
+use rmqtt::types::{Id as Connection, SharedGroup, Unsubscribe};
 use switchboard_protocol::{ClientId, ErrorCode, Id, Topic};
 
 use super::Publisher;
@@ -56,28 +56,30 @@ impl Watchers {
     /// Removes the subscriptions to `target`'s topics whose holders may no
     /// longer see it. Call after the graph changed.
     pub async fn recheck(&self, target: &Id) {
-        let mut gone: Vec<(Connection, ClientId, String)> = Vec::new();
+        let mut gone: Vec<(Connection, ClientId, String, Option<SharedGroup>)> = Vec::new();
         {
             let router = self.scx.extends.router().await;
             for filter in filters_of(target) {
                 let Some(holders) = router.relations().get(filter.as_str()) else {
                     continue;
                 };
-                for (client_id, (connection, _)) in holders.iter() {
+                for (client_id, (connection, options)) in holders.iter() {
                     let Ok(client) = client_id.parse::<ClientId>() else {
                         continue;
                     };
                     if !self.graph.can_see_str(client.id.as_str(), target.as_str()) {
-                        gone.push((connection.clone(), client, filter.clone()));
+                        let group = options.shared_group().cloned();
+                        gone.push((connection.clone(), client, filter.clone(), group));
                     }
                 }
             }
         }
-        for (connection, client, filter) in gone {
+        for (connection, client, filter, shared_group) in gone {
             // The exact connection: the router keeps relations by it.
             let entry = self.scx.extends.shared().await.entry(connection);
             let unsubscribe = Unsubscribe {
                 topic_filter: filter.as_str().into(),
+                shared_group,
             };
             if let Err(e) = entry.unsubscribe(&unsubscribe).await {
                 tracing::warn!(%client, filter, "removing a forbidden subscription: {e}");

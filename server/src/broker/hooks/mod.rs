@@ -227,17 +227,6 @@ impl Handler for Hooks {
                     logins.remove(&key);
                 }
             }
-            // rmqtt runs without shared subscriptions (CONNACK says so), and
-            // would otherwise grant `$share/...` as a literal filter that
-            // never matches: refused with its own reason, in every mode.
-            Parameter::ClientSubscribeCheckAcl(_, sub)
-                if sub.topic_filter.starts_with("$share/") =>
-            {
-                let refused = SubscribeAclResult::new_failure(
-                    SubscribeAckReason::SharedSubscriptionNotSupported,
-                );
-                return (false, Some(HookResult::SubscribeAclResult(refused)));
-            }
             Parameter::ClientSubscribeCheckAcl(_, sub)
                 if self.open
                     && self

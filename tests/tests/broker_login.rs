@@ -316,3 +316,19 @@ async fn topic_aliases_toward_mqtt5_clients_keep_every_topic() {
         assert_eq!(watcher.next_publish().await.unwrap().0, topic, "{nickname}");
     }
 }
+
+#[tokio::test]
+async fn a_token_for_ten_years_logs_in() {
+    let db = Database::for_test().await.unwrap();
+    let server = Server::start(&db).await.unwrap();
+    let id = random_id();
+    // Past the timer wheel's two years, which used to panic the hook.
+    let token = server.token(&id, None, "user", 10 * 365 * 86_400).unwrap();
+    let client = connect(server.mqtt, Via::Tcp, Login::token(&id, &id, &token))
+        .await
+        .unwrap();
+    server
+        .metric_reaches("switchboard_mqtt_token_timers", 1.0)
+        .await;
+    client.disconnect().await.unwrap();
+}

@@ -12,6 +12,11 @@ use rmqtt::context::ServerContext;
 use rmqtt::types::Id;
 use tokio_util::time::delay_queue::{DelayQueue, Key};
 
+/// The timer wheel holds deadlines up to about two years; a token that
+/// lives longer (`switchboard token --ttl`) has its connection closed
+/// after a year, and the client logs in again.
+const LONGEST_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
+
 #[derive(Default)]
 pub struct Expiry {
     timers: Mutex<Timers>,
@@ -27,7 +32,9 @@ impl Expiry {
     /// Closes `connection` after `wait`, unless it is forgotten first.
     pub fn watch(&self, connection: Id, wait: Duration) {
         let mut timers = self.timers.lock().expect("expiry lock");
-        let key = timers.queue.insert(connection.clone(), wait);
+        let key = timers
+            .queue
+            .insert(connection.clone(), wait.min(LONGEST_WAIT));
         if let Some(old) = timers.keys.insert(connection, key) {
             timers.queue.remove(&old);
         }

@@ -3,7 +3,8 @@
 //! by the budget; an attacker spends it on nearly every try:
 //!
 //! - an account may miss `PER_USER` times and a network address
-//!   (IPv4, or an IPv6 /64) `PER_ADDRESS` times in `WINDOW_MS`;
+//!   (IPv4, or an IPv6 /64) `PER_ADDRESS` times in `WINDOW_MS`; the same
+//!   wrong code again within one code lifetime is a retry, not a guess;
 //! - when more than `GUARD_AFTER` misses happen server-wide within one
 //!   code's lifetime, the server is on guard for `WINDOW_MS`: an account
 //!   or address with any miss in the window is refused outright, so each
@@ -66,8 +67,9 @@ pub struct Guesses {
     /// Server-wide misses within the last code lifetime.
     recent: VecDeque<i64>,
     guarded_until: Option<i64>,
-    /// Codes a user already missed: the same wrong code again (a retry)
-    /// costs nothing more.
+    /// Codes a user missed within the last code lifetime: the same wrong
+    /// code again that soon (a retry) costs nothing more; later it is a new
+    /// guess, since a code may have been issued under that number since.
     missed: HashMap<(Id, PairingCode), i64>,
     lifetime_ms: i64,
 }
@@ -100,7 +102,11 @@ impl Guesses {
     /// A look-up that found no live code.
     pub fn missed(&mut self, user: &Id, address: Option<IpAddr>, code: &PairingCode, at: i64) {
         let key = (user.clone(), code.clone());
-        if self.missed.get(&key).is_some_and(|t| at - t < WINDOW_MS) {
+        if self
+            .missed
+            .get(&key)
+            .is_some_and(|t| at - t < self.lifetime_ms)
+        {
             return;
         }
         self.missed.insert(key, at);
@@ -125,7 +131,7 @@ impl Guesses {
     pub fn prune(&mut self, now: i64) {
         self.users.prune(now);
         self.addresses.prune(now);
-        self.missed.retain(|_, t| now - *t < WINDOW_MS);
+        self.missed.retain(|_, t| now - *t < self.lifetime_ms);
         while self
             .recent
             .front()
@@ -188,12 +194,15 @@ mod tests {
     }
 
     #[test]
-    fn the_same_wrong_code_again_is_no_new_guess() {
+    fn the_same_wrong_code_again_is_a_new_guess_only_after_a_code_lifetime() {
         let mut g = Guesses::new(120_000);
-        for _ in 0..10 {
-            g.missed(&user(1), ip("10.0.0.1"), &code(7), 0);
+        for at in [0, 1_000, 119_999] {
+            g.missed(&user(1), ip("10.0.0.1"), &code(7), at);
         }
-        assert_eq!(g.users.count(&user(1), 0), 1);
+        assert_eq!(g.users.count(&user(1), 120_000), 1, "a retry");
+        // Polling a number until a robot gets it costs a guess a lifetime.
+        g.missed(&user(1), ip("10.0.0.1"), &code(7), 120_000);
+        assert_eq!(g.users.count(&user(1), 120_000), 2);
     }
 
     #[test]

@@ -68,6 +68,17 @@ pub struct Publication {
     pub presence: Presence,
 }
 
+impl Publication {
+    /// This publication in place of `older`, which was never published:
+    /// if either changed the online status, the one that goes out says so.
+    pub fn replacing(mut self, older: Publication) -> Publication {
+        if self.is_connected.is_none() && older.is_connected.is_some() {
+            self.is_connected = Some(self.presence.online);
+        }
+        self
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Device {
     connection: Connection,
@@ -384,5 +395,19 @@ mod tests {
             .unwrap();
         assert_eq!(p.presence.devices, vec![""]);
         assert_eq!(t.counts(), (1, 1));
+    }
+
+    #[test]
+    fn a_publication_replacing_an_unpublished_one_keeps_its_status_change() {
+        let mut t = Tracker::new();
+        let phone = t.apply(connected("phone", 1, 10)).unwrap();
+        let laptop = t.apply(connected("laptop", 2, 11)).unwrap();
+        assert_eq!(phone.is_connected, Some(true));
+        assert_eq!(laptop.is_connected, None, "already online");
+        let merged = laptop.clone().replacing(phone);
+        assert_eq!(merged.is_connected, Some(true));
+        assert_eq!(merged.presence, laptop.presence, "the newest state");
+        let later = t.apply(connected("tablet", 3, 12)).unwrap();
+        assert_eq!(later.clone().replacing(laptop).is_connected, None);
     }
 }

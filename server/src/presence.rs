@@ -82,7 +82,8 @@ impl PresenceService {
         self.metrics.devices_online.set(devices as i64);
         self.metrics.presence_changes.inc();
         // Queued under the tracker's lock: a newer seq replaces an older.
-        self.out.push(p.user.clone(), p);
+        self.out
+            .push(p.user.clone(), p, |older, newer| newer.replacing(older));
     }
 
     pub fn get(&self, user: &Id) -> Option<Presence> {

@@ -1,9 +1,10 @@
 //! The services' queues to their publisher tasks, bounded without losing
 //! what matters:
 //!
-//! - `Latest` keeps one value per key, the newest (presence: watchers and
-//!   the store need only a user's newest state), so it never holds more
-//!   entries than there are keys;
+//! - `Latest` keeps one value per key, the newest merged with what it
+//!   replaces (presence: watchers and the store need only a user's newest
+//!   state, and whether its online status changed), so it never holds
+//!   more entries than there are keys;
 //! - `outbox` counts what waits, so that new work from clients (invites)
 //!   is refused while the publisher falls behind; the server's own events
 //!   about work it took on are always queued.
@@ -33,13 +34,19 @@ impl<K: Hash + Eq + Clone, V> Default for Latest<K, V> {
 }
 
 impl<K: Hash + Eq + Clone, V> Latest<K, V> {
-    /// Queues `value` for `key`, replacing a value of that key still
-    /// waiting (which keeps its place in line).
-    pub fn push(&self, key: K, value: V) {
+    /// Queues `value` for `key`. A value of that key still waiting keeps
+    /// its place in line and becomes `merge(waiting, value)`.
+    pub fn push(&self, key: K, value: V, merge: impl FnOnce(V, V) -> V) {
         let mut waiting = self.waiting.lock().expect("queue lock");
         let (order, values) = &mut *waiting;
-        if values.insert(key.clone(), value).is_none() {
-            order.push_back(key);
+        match values.remove(&key) {
+            Some(older) => {
+                values.insert(key, merge(older, value));
+            }
+            None => {
+                values.insert(key.clone(), value);
+                order.push_back(key);
+            }
         }
         self.ready.notify_one();
     }
@@ -102,8 +109,10 @@ impl<T> Outbox<T> {
     }
 
     pub fn send(&self, item: T) {
-        if self.tx.send(item).is_ok() {
-            self.waiting.fetch_add(1, Ordering::Relaxed);
+        // Counted first: the reader may take the item before this returns.
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        if self.tx.send(item).is_err() {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -146,20 +155,22 @@ mod tests {
     async fn latest_keeps_one_newest_value_per_key_in_first_come_order() {
         let q = Latest::default();
         let stop = CancellationToken::new();
+        let newest = |_, new| new;
         for (key, value) in [("a", 1), ("b", 1), ("a", 2), ("c", 1), ("a", 3)] {
-            q.push(key, value);
+            q.push(key, value, newest);
         }
         assert_eq!(q.len(), 3, "bounded by the keys");
         assert_eq!(q.next(&stop).await, Some(("a", 3)));
         assert_eq!(q.next(&stop).await, Some(("b", 1)));
-        q.push("a", 4);
+        q.push("a", 4, |old, new| old * 10 + new);
+        q.push("a", 5, |old, new| old * 10 + new);
         stop.cancel();
         assert_eq!(
             q.next(&stop).await,
             Some(("c", 1)),
             "drained after the stop"
         );
-        assert_eq!(q.next(&stop).await, Some(("a", 4)));
+        assert_eq!(q.next(&stop).await, Some(("a", 45)), "merged");
         assert_eq!(q.next(&stop).await, None);
     }
 
@@ -171,7 +182,7 @@ mod tests {
             let (q, stop) = (q.clone(), stop.clone());
             tokio::spawn(async move { q.next(&stop).await })
         };
-        q.push("a", 1);
+        q.push("a", 1, |_, new| new);
         assert_eq!(reader.await.unwrap(), Some(("a", 1)));
     }
 

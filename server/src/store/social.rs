@@ -80,8 +80,6 @@ impl Store {
         Ok(())
     }
 
-    /// Everyone's visibility, contacts and blocks, to build the in-memory
-    /// graph the topic rules consult.
     /// One account's kind (`user`, `robot`) and visibility.
     pub async fn account(&self, id: &str) -> Result<Option<(String, Visibility)>> {
         let row: Option<(String, String)> =
@@ -92,6 +90,8 @@ impl Store {
         Ok(row.map(|(kind, v)| (kind, Visibility::parse(&v))))
     }
 
+    /// Everyone's visibility, contacts and blocks, to build the in-memory
+    /// graph the topic rules consult.
     pub async fn load_graph(
         &self,
     ) -> Result<(

@@ -61,15 +61,23 @@ impl Codes {
         }
     }
 
-    /// A new code for `robot`, replacing any live one it had. `random`
-    /// gives numbers in 0..1_000_000 (the server passes a CSPRNG).
+    /// A new code for `robot`, replacing any live one it had (returned
+    /// last, to be finished like an expired one). `random` gives numbers in
+    /// 0..1_000_000 (the server passes a CSPRNG).
     pub fn issue(
         &mut self,
         robot: Id,
         at: i64,
         mut random: impl FnMut() -> u32,
-    ) -> (PairingCode, i64) {
-        self.live.retain(|_, c| c.robot != robot);
+    ) -> (PairingCode, i64, Option<PairingCode>) {
+        let replaced = self
+            .live
+            .iter()
+            .find(|(_, c)| c.robot == robot)
+            .map(|(code, _)| code.clone());
+        if let Some(old) = &replaced {
+            self.live.remove(old);
+        }
         let code = loop {
             let candidate: PairingCode = format!("{:06}", random() % 1_000_000)
                 .parse()
@@ -87,7 +95,7 @@ impl Codes {
                 lookers: HashSet::new(),
             },
         );
-        (code, expires_at)
+        (code, expires_at, replaced)
     }
 
     /// The robot a live code was issued to.

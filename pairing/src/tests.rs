@@ -24,8 +24,11 @@ fn numbers(list: &[u32]) -> impl FnMut() -> u32 + '_ {
 #[test]
 fn a_code_is_looked_up_then_claimed_once() {
     let mut c = Codes::new(CODE_TTL_MS);
-    let (k, expires) = c.issue(id(ROBOT), 0, numbers(&[123456]));
-    assert_eq!((k.as_str(), expires), ("123456", CODE_TTL_MS));
+    let (k, expires, replaced) = c.issue(id(ROBOT), 0, numbers(&[123456]));
+    assert_eq!(
+        (k.as_str(), expires, replaced),
+        ("123456", CODE_TTL_MS, None)
+    );
     assert_eq!(c.claim(&id(USER), &k, 1), Err(PairingRefusal::NotLooked));
     assert_eq!(c.look(&id(USER), None, &k, 1), Ok(id(ROBOT)));
     assert!(c.looked(&id(USER), &k, 2));
@@ -44,15 +47,16 @@ fn a_code_is_looked_up_then_claimed_once() {
 #[test]
 fn codes_are_unique_among_live_ones_and_one_per_robot() {
     let mut c = Codes::new(CODE_TTL_MS);
-    let (first, _) = c.issue(id(ROBOT), 0, numbers(&[42]));
-    let (second, _) = c.issue(id(USER), 0, numbers(&[42, 1_000_042, 7]));
+    let (first, _, _) = c.issue(id(ROBOT), 0, numbers(&[42]));
+    let (second, _, _) = c.issue(id(USER), 0, numbers(&[42, 1_000_042, 7]));
     assert_eq!(first.as_str(), "000042");
     assert_eq!(
         second.as_str(),
         "000007",
         "a live code is never issued twice"
     );
-    let (again, _) = c.issue(id(ROBOT), 1, numbers(&[9]));
+    let (again, _, replaced) = c.issue(id(ROBOT), 1, numbers(&[9]));
+    assert_eq!(replaced, Some(first.clone()), "to be finished");
     assert_eq!(
         c.robot_of(&first, 1),
         None,
@@ -64,7 +68,7 @@ fn codes_are_unique_among_live_ones_and_one_per_robot() {
 #[test]
 fn codes_expire() {
     let mut c = Codes::new(CODE_TTL_MS);
-    let (k, _) = c.issue(id(ROBOT), 0, numbers(&[5]));
+    let (k, _, _) = c.issue(id(ROBOT), 0, numbers(&[5]));
     c.look(&id(USER), None, &k, 1).unwrap();
     assert_eq!(
         c.claim(&id(USER), &k, CODE_TTL_MS),
@@ -77,7 +81,7 @@ fn codes_expire() {
 #[test]
 fn wrong_codes_use_up_the_budget_and_the_right_one_does_not() {
     let mut c = Codes::new(CODE_TTL_MS);
-    let (real, _) = c.issue(id(ROBOT), 0, numbers(&[999_999]));
+    let (real, _, _) = c.issue(id(ROBOT), 0, numbers(&[999_999]));
     let home = Some("203.0.113.5".parse().unwrap());
     assert_eq!(c.look(&id(USER), home, &real, 1), Ok(id(ROBOT)));
     assert_eq!(
@@ -106,7 +110,7 @@ fn wrong_codes_use_up_the_budget_and_the_right_one_does_not() {
 #[test]
 fn a_robot_cannot_claim_its_own_code() {
     let mut c = Codes::new(CODE_TTL_MS);
-    let (k, _) = c.issue(id(ROBOT), 0, numbers(&[1]));
+    let (k, _, _) = c.issue(id(ROBOT), 0, numbers(&[1]));
     c.look(&id(ROBOT), None, &k, 1).unwrap();
     assert_eq!(c.claim(&id(ROBOT), &k, 1), Err(PairingRefusal::RobotClaim));
 }

@@ -4,7 +4,7 @@
 //! applied before the candidates that follow it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -37,39 +37,50 @@ const BUS_DEPTH: usize = 512;
 /// sends a handful per negotiation, so only a flood reaches it.
 pub const SIGNAL_QUEUE: usize = 64;
 
-/// The server's own orders to a room; few, so never refused.
+/// What a room handles, one at a time in the order sent: a device's
+/// signal is never overtaken by its own leaving.
 enum Command {
+    Signal(ClientId, WebRtcSignal),
     Leave(ClientId),
     Close(oneshot::Sender<()>),
 }
 
 pub struct Handle {
     pub participants: [ClientId; 2],
-    signals: mpsc::Sender<(ClientId, WebRtcSignal)>,
-    commands: mpsc::UnboundedSender<Command>,
+    tx: mpsc::UnboundedSender<Command>,
+    /// Signals queued and not yet taken, at most `SIGNAL_QUEUE`; the
+    /// server's own commands are few and never refused.
+    signals: Arc<AtomicUsize>,
 }
 
 impl Handle {
     /// Queues a device's message; false when the room's queue is full.
     pub fn signal(&self, from: ClientId, signal: WebRtcSignal) -> bool {
-        self.signals.try_send((from, signal)).is_ok()
+        if self.signals.fetch_add(1, Ordering::Relaxed) >= SIGNAL_QUEUE {
+            self.signals.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        if self.tx.send(Command::Signal(from, signal)).is_err() {
+            self.signals.fetch_sub(1, Ordering::Relaxed);
+        }
+        true
     }
 
     pub fn leave(&self, client: ClientId) {
-        let _ = self.commands.send(Command::Leave(client));
+        let _ = self.tx.send(Command::Leave(client));
     }
 
     pub async fn close(self) {
         let (done, closed) = oneshot::channel();
-        if self.commands.send(Command::Close(done)).is_ok() {
+        if self.tx.send(Command::Close(done)).is_ok() {
             let _ = closed.await;
         }
     }
 }
 
 pub fn spawn(sid: Sid, participants: [ClientId; 2], shared: Arc<Shared>) -> Handle {
-    let (signals, signals_rx) = mpsc::channel(SIGNAL_QUEUE);
-    let (commands, commands_rx) = mpsc::unbounded_channel();
+    let (tx, commands) = mpsc::unbounded_channel();
+    let signals = Arc::new(AtomicUsize::new(0));
     shared.metrics.rooms.inc();
     let room = Room {
         sid,
@@ -80,11 +91,11 @@ pub fn spawn(sid: Sid, participants: [ClientId; 2], shared: Arc<Shared>) -> Hand
         generations: 0,
         tasks: JoinSet::new(),
     };
-    tokio::spawn(room.run(signals_rx, commands_rx));
+    tokio::spawn(room.run(commands, signals.clone()));
     Handle {
         participants,
+        tx,
         signals,
-        commands,
     }
 }
 
@@ -187,22 +198,23 @@ struct Room {
 impl Room {
     async fn run(
         mut self,
-        mut signals: mpsc::Receiver<(ClientId, WebRtcSignal)>,
         mut commands: mpsc::UnboundedReceiver<Command>,
+        signals: Arc<AtomicUsize>,
     ) {
         let (events_tx, mut events) = mpsc::unbounded_channel();
         loop {
             tokio::select! {
-                Some((from, signal)) = signals.recv() => {
-                    if let Err(reason) = self.handle(&from, signal, &events_tx).await {
-                        let _ = self.shared.out.send(Outgoing::Refused {
-                            sid: self.sid.clone(),
-                            client: from,
-                            reason,
-                        });
-                    }
-                }
                 command = commands.recv() => match command {
+                    Some(Command::Signal(from, signal)) => {
+                        signals.fetch_sub(1, Ordering::Relaxed);
+                        if let Err(reason) = self.handle(&from, signal, &events_tx).await {
+                            let _ = self.shared.out.send(Outgoing::Refused {
+                                sid: self.sid.clone(),
+                                client: from,
+                                reason,
+                            });
+                        }
+                    }
                     Some(Command::Leave(client)) => self.drop_peer(&client).await,
                     Some(Command::Close(done)) => {
                         self.close().await;
@@ -770,17 +782,20 @@ mod tests {
     #[test]
     fn a_room_refuses_signals_past_its_queue() {
         let client: ClientId = "0123456789abcdef0123456789abcdef:phone".parse().unwrap();
-        let (signals, _unread) = mpsc::channel(SIGNAL_QUEUE);
-        let (commands, _) = mpsc::unbounded_channel();
+        let (tx, _unread) = mpsc::unbounded_channel();
         let handle = Handle {
             participants: [client.clone(), client.clone()],
-            signals,
-            commands,
+            tx,
+            signals: Arc::default(),
         };
         let candidate = || WebRtcSignal::Candidate { candidate: None };
         for _ in 0..SIGNAL_QUEUE {
             assert!(handle.signal(client.clone(), candidate()));
         }
         assert!(!handle.signal(client.clone(), candidate()), "full");
+        // The room taking one makes room for one.
+        handle.signals.fetch_sub(1, Ordering::Relaxed);
+        assert!(handle.signal(client.clone(), candidate()));
+        assert!(!handle.signal(client.clone(), candidate()));
     }
 }

@@ -90,6 +90,9 @@ pub struct Config {
     pub mqtt_max_queue: usize,
     /// Most QoS 1/2 messages in flight to one client before it acknowledges.
     pub mqtt_max_inflight: u16,
+    /// Most subscriptions one client (session) holds; past it a SUBSCRIBE
+    /// is refused, so no client grows the router without bound.
+    pub mqtt_max_subscriptions: usize,
     /// How long an undelivered message is kept for a persistent session.
     pub mqtt_message_expiry_s: u64,
     /// Largest MQTT packet accepted.
@@ -169,6 +172,7 @@ impl Default for Config {
             mqtt_ws_public_url: None,
             mqtt_max_queue: 1000,
             mqtt_max_inflight: 64,
+            mqtt_max_subscriptions: 2000,
             // Long enough for a phone woken by a push to collect its queued
             // invite and commands; a call that old has ended anyway.
             mqtt_message_expiry_s: 300,
@@ -368,6 +372,7 @@ impl Config {
             ("mqtt_message_expiry_s", self.mqtt_message_expiry_s),
             ("mqtt_max_queue", self.mqtt_max_queue as u64),
             ("mqtt_max_inflight", u64::from(self.mqtt_max_inflight)),
+            ("mqtt_max_subscriptions", self.mqtt_max_subscriptions as u64),
         ] {
             if value == 0 {
                 return bad(key, "must be greater than 0".into());

@@ -31,12 +31,19 @@ impl RobotService {
     }
 
     /// A new pairing code for `robot`, drawn from the OS's CSPRNG.
-    pub fn issue(&self, robot: Id) -> (PairingCode, i64) {
+    /// A new code for `robot`; a live code it replaces is finished
+    /// `expired` (its retained robot id cleared).
+    pub async fn issue(&self, robot: Id, publisher: &Publisher) -> (PairingCode, i64) {
         let mut rng = rand::rngs::OsRng;
-        self.codes
-            .lock()
-            .expect("codes lock")
-            .issue(robot, now_ms(), || rng.gen_range(0..1_000_000))
+        let (code, expires_at, replaced) =
+            self.codes
+                .lock()
+                .expect("codes lock")
+                .issue(robot.clone(), now_ms(), || rng.gen_range(0..1_000_000));
+        if let Some(old) = replaced {
+            finish_pairing(publisher, &old, PairingOutcome::Expired, robot, None).await;
+        }
+        (code, expires_at)
     }
 
     pub fn robot_of(&self, code: &PairingCode) -> Option<Id> {

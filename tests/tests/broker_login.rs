@@ -332,3 +332,27 @@ async fn a_token_for_ten_years_logs_in() {
         .await;
     client.disconnect().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_client_holds_a_bounded_number_of_subscriptions() {
+    let db = Database::for_test().await.unwrap();
+    let server = Server::builder(&db)
+        .env("SWITCHBOARD_MQTT_MAX_SUBSCRIPTIONS", "5")
+        .start()
+        .await
+        .unwrap();
+    let id = random_id();
+    let token = server.token(&id, None, "user", 600).unwrap();
+    let mut client = connect(server.mqtt, Via::Tcp, Login::token(&id, &id, &token))
+        .await
+        .unwrap();
+    // Each call's inbox topic is a subscription the rules allow.
+    for i in 0..6 {
+        let codes = client
+            .subscribe(&format!("invite/{id}/{}", random_id()))
+            .await
+            .unwrap();
+        let granted = matches!(codes[..], [rumqttc::SubscribeReasonCode::Success(_)]);
+        assert_eq!(granted, i < 5, "subscription {i}: {codes:?}");
+    }
+}

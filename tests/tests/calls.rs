@@ -664,3 +664,40 @@ async fn calls_live_at_a_restart_end_failed() {
     b.watch(&s).await;
     assert_eq!(b.ended(&s).await["reason"], "failed");
 }
+
+#[tokio::test]
+async fn a_retained_invite_is_not_kept_for_later_subscribers() {
+    let w = world().await;
+    let caller = Device::new(&w.server, &w.a, "phone").await;
+    let mut c_phone = Device::new(&w.server, &w.c, "phone").await;
+    let first = random_id();
+    caller
+        .mqtt
+        .publish(
+            &format!("invite/{}/{first}", w.b.id),
+            caller.invite_payload(&first).to_string().as_bytes(),
+            true,
+        )
+        .await
+        .unwrap();
+    // A's publishes are handled in order: once C has A's next invite, the
+    // first one is routed, and would be retained.
+    let to_c = random_id();
+    caller.invite(&w.c.id, &to_c).await;
+    let topic = format!("invite/{}/{to_c}", w.c.id);
+    while !matches!(c_phone.mqtt.next().await.unwrap(), Incoming::Publish { topic: t, .. } if t == topic)
+    {
+    }
+    // B subscribes after: the next invite it gets is a new one, not the
+    // first kept for it (a client's retain flag outside its profile and
+    // its robot's pairing code is dropped).
+    let mut b_phone = Device::new(&w.server, &w.b, "phone").await;
+    let second = random_id();
+    caller.invite(&w.b.id, &second).await;
+    match b_phone.mqtt.next().await.unwrap() {
+        Incoming::Publish { topic, .. } => {
+            assert_eq!(topic, format!("invite/{}/{second}", w.b.id))
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -354,6 +354,23 @@ async fn an_unpair_cuts_the_live_subscriptions_of_both() {
     }
 }
 
+#[tokio::test]
+async fn a_new_code_finishes_the_one_it_replaces() {
+    let w = world().await;
+    let bot = robot(&w.api).await;
+    let mut bot_mqtt = w.server.mqtt_as(&bot).await;
+    let first = offer(&w.api, &bot, &mut bot_mqtt).await;
+    let second = offer(&w.api, &bot, &mut bot_mqtt).await;
+    assert_ne!(first, second);
+    // Ended as an expired one: its retained robot id cleared, so the
+    // number carries nothing stale when it is issued again.
+    let status = next_json(&mut bot_mqtt, &format!("pairing/{first}/status")).await;
+    assert_eq!(
+        (status["status"].as_str(), status["robotId"].as_str()),
+        (Some("expired"), Some(bot.id.as_str()))
+    );
+}
+
 /// `who` looks `guess` up; whether the rules let it read the code.
 async fn looks(client: &mut Client, guess: &str) -> bool {
     ok(&client

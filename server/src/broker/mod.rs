@@ -180,6 +180,7 @@ fn listener(config: &Config, name: &str, addr: SocketAddr) -> Result<rmqtt::net:
         .max_packet_size(config.mqtt_max_packet_bytes)
         .max_mqueue_len(config.mqtt_max_queue)
         .max_inflight(inflight)
+        .max_subscriptions(config.mqtt_max_subscriptions)
         .max_keepalive(config.mqtt_max_keepalive_s)
         .max_topic_aliases(config.mqtt_max_topic_aliases)
         // No expiry of rmqtt's own: it would stamp every forwarded MQTT 5

@@ -23,6 +23,7 @@ use rmqtt::types::{
 use switchboard_presence::{Cause, Event};
 use switchboard_protocol::acl::{authorize, Action, Denial, Principal};
 use switchboard_protocol::profile::{accept_published, parse_profile};
+use switchboard_protocol::topic::PairingField;
 use switchboard_protocol::{ClientId, ErrorCode, Id, Topic};
 
 use super::auth::check_login;
@@ -396,6 +397,9 @@ impl Hooks {
     /// What a client's publish becomes before the publish check, by
     /// topic; `None` leaves it as it is (the check then decides).
     ///
+    /// - Retained: only a profile (below) and a robot's id on its own
+    ///   pairing code; any other retain flag is dropped, so clients cannot
+    ///   fill the retainer.
     /// - On its own `users/<me>/isConnected` (the use case's `true`, or its
     ///   Last Will): absorbed, see `ABSORBED`. Someone else's goes on to be
     ///   refused and reported by the check.
@@ -403,23 +407,32 @@ impl Hooks {
     ///   server stores it, normalized, stamped with the server's time, and
     ///   retained.
     fn rewrite(&self, s: &Session, publish: &Publish) -> Option<Publish> {
-        let topic = publish.topic.parse::<Topic>().ok()?;
-        let owner = match &topic {
-            Topic::UserIsConnected(owner) | Topic::UserInfo(owner) => owner,
-            _ => return None,
+        let mine = |owner: &Id| {
+            self.principal(&s.id.client_id)
+                .is_some_and(|p| p.id() == owner)
         };
-        if self.principal(&s.id.client_id)?.id() != owner {
-            return None;
-        }
         let mut rewritten = publish.clone();
-        if let Topic::UserIsConnected(_) = topic {
-            rewritten.topic = ABSORBED.into();
-            rewritten.retain = false;
-        } else {
-            let profile = parse_profile(&publish.payload, owner, now_ms()).ok()?;
-            rewritten.retain = true;
-            rewritten.payload =
-                Bytes::from(serde_json::to_vec(&profile).expect("profile serializes"));
+        match publish.topic.parse::<Topic>().ok() {
+            Some(Topic::UserIsConnected(owner)) if mine(&owner) => {
+                rewritten.topic = ABSORBED.into();
+                rewritten.retain = false;
+            }
+            Some(Topic::UserInfo(owner)) if mine(&owner) => {
+                let profile = parse_profile(&publish.payload, &owner, now_ms()).ok()?;
+                rewritten.retain = true;
+                rewritten.payload =
+                    Bytes::from(serde_json::to_vec(&profile).expect("profile serializes"));
+            }
+            // The robot's id on its own code, retained while the code lives
+            // (the server clears it).
+            Some(Topic::Pairing {
+                field: PairingField::RobotId,
+                ..
+            }) => return None,
+            // Nothing else a client sends is kept for later subscribers:
+            // retained state is the server's, and it clears what it keeps.
+            _ if publish.retain => rewritten.retain = false,
+            _ => return None,
         }
         Some(rewritten)
     }

@@ -199,6 +199,11 @@ impl Router {
         routed
             .wire
             .push(Wire::Subscribe(Topic::CallState(sid.clone()).to_string()));
+        if self.robot {
+            // Before any accept goes out: the owner may send its first
+            // request the moment it sees the call accepted.
+            routed.wire.push(Wire::Subscribe(requests_of(&sid)));
+        }
         let (topic, payload) = self.action(&sid, CallActionKind::Ringing);
         routed.wire.push(Wire::Publish { topic, payload });
     }
@@ -219,18 +224,18 @@ impl Router {
             direction: Direction::Down,
         }
         .to_string();
-        let requests = format!("session/{sid}/+/request");
+        let requests = requests_of(&sid);
         if !was_media && self.is_media_device(&sid) {
             routed.wire.push(Wire::Subscribe(down));
-            if self.robot {
+            if self.robot && !self.rung.contains(&sid) {
                 routed.wire.push(Wire::Subscribe(requests));
             }
         } else if ended {
             if was_media {
                 routed.wire.push(Wire::Unsubscribe(down));
-                if self.robot {
-                    routed.wire.push(Wire::Unsubscribe(requests));
-                }
+            }
+            if self.robot && (was_media || self.rung.contains(&sid)) {
+                routed.wire.push(Wire::Unsubscribe(requests));
             }
             routed
                 .wire
@@ -252,6 +257,11 @@ impl Router {
             serde_json::to_vec(&body).unwrap_or_default(),
         )
     }
+}
+
+/// Every command request of a call, as a robot follows them.
+fn requests_of(sid: &Sid) -> String {
+    format!("session/{sid}/+/request")
 }
 
 #[cfg(test)]
@@ -305,6 +315,39 @@ mod tests {
         );
         // Delivered again after a reconnect: not a second call.
         assert!(r.route(&topic, invite.as_bytes()).events.is_empty());
+    }
+
+    #[test]
+    fn an_invited_robot_follows_the_requests_before_it_accepts() {
+        let mut r = router(true);
+        let invite = format!(
+            r#"{{"sid":"{SID}","from":"{OTHER}","fromDevice":"phone","kind":"video","sentAt":1}}"#
+        );
+        let routed = r.route(&format!("invite/{ME}/{SID}"), invite.as_bytes());
+        let requests = Wire::Subscribe(format!("session/{SID}/+/request"));
+        // Subscribed before the ringing (and any accept) goes out.
+        assert_eq!(routed.wire[1], requests, "{:?}", routed.wire);
+        let topic = format!("session/{SID}/state");
+        let routed = r.route(&topic, &state("accepted", Some(ME), None));
+        assert!(!routed.wire.contains(&requests), "not twice");
+        let routed = r.route(&topic, &state("ended", Some(ME), Some("hangup")));
+        assert!(routed
+            .wire
+            .contains(&Wire::Unsubscribe(format!("session/{SID}/+/request"))));
+        // Declined or missed: the subscription goes too.
+        let other_sid = "fedcba9876543210fedcba9876543210";
+        let invite = invite.replace(SID, other_sid);
+        r.route(&format!("invite/{ME}/{other_sid}"), invite.as_bytes());
+        let routed = r.route(
+            &format!("session/{other_sid}/state"),
+            String::from_utf8(state("ended", None, Some("missed")))
+                .unwrap()
+                .replace(SID, other_sid)
+                .as_bytes(),
+        );
+        assert!(routed
+            .wire
+            .contains(&Wire::Unsubscribe(format!("session/{other_sid}/+/request"))));
     }
 
     #[test]

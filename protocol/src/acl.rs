@@ -82,6 +82,10 @@ pub enum CommandRole {
     Owner,
     /// The robot in the accepted call.
     Robot,
+    /// The robot called by an owner, before it accepts: it may already
+    /// follow the call's requests, so none sent right after the accept is
+    /// lost to its subscription racing the owner's first request.
+    InvitedRobot,
 }
 
 /// Why a subscription or publish was refused.
@@ -216,9 +220,11 @@ pub fn authorize(
             // answers, both read the answers.
             match (action, *part, role) {
                 (Action::Publish, "request", CommandRole::Owner)
-                | (Action::Subscribe, "request", CommandRole::Robot)
+                | (Action::Subscribe, "request", CommandRole::Robot | CommandRole::InvitedRobot)
                 | (Action::Publish, "response", CommandRole::Robot)
-                | (Action::Subscribe, "response", _) => Ok(()),
+                | (Action::Subscribe, "response", CommandRole::Owner | CommandRole::Robot) => {
+                    Ok(())
+                }
                 _ => Err(Denial::NotYours),
             }
         }
@@ -303,6 +309,8 @@ mod tests {
     const OTHER_SID: &str = "fedcba9876543210fedcba9876543210";
     /// A call in which ME is the robot.
     const ROBOT_SID: &str = "11111111111111111111111111111111";
+    /// A call ringing ME, a robot, which has not accepted yet.
+    const RINGING_SID: &str = "22222222222222222222222222222222";
     /// A code ME looked up, and one issued to ME as a robot.
     const LOOKED: &str = "123456";
     const MINE: &str = "654321";
@@ -336,6 +344,7 @@ mod tests {
             match (user.as_str(), sid.as_str()) {
                 (ME, SID) => Some(CommandRole::Owner),
                 (ME, ROBOT_SID) => Some(CommandRole::Robot),
+                (ME, RINGING_SID) => Some(CommandRole::InvitedRobot),
                 _ => None,
             }
         }
@@ -451,6 +460,18 @@ mod tests {
             (S, format!("session/{ROBOT_SID}/+/response"), ok),
             (S, format!("session/{SID}/+/response"), ok),
             (S, format!("session/{SID}/+/request"), Err(Denial::NotYours)),
+            // Invited, not yet accepted: follows the requests, nothing more.
+            (S, format!("session/{RINGING_SID}/+/request"), ok),
+            (
+                S,
+                format!("session/{RINGING_SID}/+/response"),
+                Err(Denial::NotYours),
+            ),
+            (
+                P,
+                format!("session/{RINGING_SID}/moveTo/response"),
+                Err(Denial::NotYours),
+            ),
             (
                 S,
                 format!("session/{OTHER_SID}/+/request"),

@@ -110,13 +110,12 @@ impl CallService {
             .collect()
     }
 
-    /// Caller and callee of an accepted call.
-    pub fn accepted_parties(&self, sid: &Sid) -> Option<(Id, Id)> {
+    /// Caller and callee of a call not ended, and whether it is accepted.
+    pub fn live_parties(&self, sid: &Sid) -> Option<(Id, Id, bool)> {
         let calls = self.calls.lock().expect("calls lock");
-        let call = calls
-            .get(sid)
-            .filter(|c| c.state == CallStateKind::Accepted)?;
-        Some((call.caller.id.clone(), call.callee.clone()))
+        let call = calls.get(sid).filter(|c| c.state != CallStateKind::Ended)?;
+        let accepted = call.state == CallStateKind::Accepted;
+        Some((call.caller.id.clone(), call.callee.clone(), accepted))
     }
 
     /// The two devices of an accepted call: the caller's and the callee's
@@ -308,7 +307,7 @@ impl switchboard_protocol::acl::Facts for Facts<'_> {
     }
 
     fn command_role(&self, user: &Id, sid: &Sid) -> Option<CommandRole> {
-        let (caller, callee) = self.calls.accepted_parties(sid)?;
+        let (caller, callee, accepted) = self.calls.live_parties(sid)?;
         let (robot, other) = if self.graph.is_robot(caller.as_str()) {
             (caller, callee)
         } else {
@@ -319,12 +318,11 @@ impl switchboard_protocol::acl::Facts for Facts<'_> {
         {
             return None;
         }
-        if user == &robot {
-            Some(CommandRole::Robot)
-        } else if user == &other {
-            Some(CommandRole::Owner)
-        } else {
-            None
+        match (user == &robot, user == &other, accepted) {
+            (true, _, true) => Some(CommandRole::Robot),
+            (true, _, false) => Some(CommandRole::InvitedRobot),
+            (_, true, true) => Some(CommandRole::Owner),
+            _ => None,
         }
     }
 }

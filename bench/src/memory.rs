@@ -117,7 +117,17 @@ async fn paired(server: &Server, api: &Api) -> Result<Paired> {
         refresh: String::new(),
         body: serde_json::Value::Null,
     };
-    let p = paired_with(server, api, &owner).await;
+    // A robot account with a day-long token: one signed in by its secret
+    // gets the default 15 minutes, and the server closes its connection.
+    let bot_id = random_id();
+    let bot = SignedIn {
+        client_id: bot_id.clone(),
+        access: server.token(&bot_id, None, "robot", 86_400)?,
+        id: bot_id,
+        refresh: String::new(),
+        body: serde_json::Value::Null,
+    };
+    let p = paired_with(server, api, bot, &owner).await;
     Ok(Paired {
         bot: p.bot,
         owner,

@@ -129,9 +129,8 @@ pub struct Paired {
     pub owner_mqtt: Client,
 }
 
-/// Provisions a robot, connects it and `owner`, and pairs them by a code.
-pub async fn paired_with(server: &Server, api: &Api, owner: &SignedIn) -> Paired {
-    let bot = robot(api).await;
+/// Connects `bot` and `owner` and pairs them by a code.
+pub async fn paired_with(server: &Server, api: &Api, bot: SignedIn, owner: &SignedIn) -> Paired {
     let mut bot_mqtt = server.mqtt_as(&bot).await;
     let mut owner_mqtt = server.mqtt_as(owner).await;
     let code = offer(api, &bot, &mut bot_mqtt).await;

@@ -226,7 +226,7 @@ async fn finished_commands_leave_the_servers_memory() {
         bot,
         mut bot_mqtt,
         owner_mqtt: mut user_mqtt,
-    } = paired_with(&w.server, &w.api, &user).await;
+    } = paired_with(&w.server, &w.api, robot(&w.api).await, &user).await;
     let sid = accepted_call(&user, &mut user_mqtt, &bot, &mut bot_mqtt).await;
     let (request, response) = (
         format!("session/{sid}/moveTo/request"),
@@ -316,7 +316,7 @@ async fn an_unpair_cuts_the_live_subscriptions_of_both() {
         bot,
         mut bot_mqtt,
         owner_mqtt: mut user_mqtt,
-    } = paired_with(&w.server, &w.api, &user).await;
+    } = paired_with(&w.server, &w.api, robot(&w.api).await, &user).await;
     // Each watches the other, as owners and robots may.
     let watching = [
         (

@@ -151,15 +151,24 @@ impl Broker {
     }
 
     /// Stops accepting connections and closes the ones that are open.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         self.task.abort();
+        // The accept loops are gone before the sweep starts.
+        let _ = (&mut self.task).await;
         self.expiry_task.abort();
-        let shared = self.scx.extends.shared().await;
-        let ids: Vec<_> = shared.iter().map(|e| e.id()).collect();
-        for id in ids {
-            let mut entry = shared.entry(id);
-            if let Err(e) = entry.kick(true, true, true).await {
-                tracing::debug!("closing an MQTT session at shutdown: {e}");
+        // A connection that was mid-handshake may register during a sweep:
+        // the next one closes it.
+        for _ in 0..3 {
+            let shared = self.scx.extends.shared().await;
+            let ids: Vec<_> = shared.iter().map(|e| e.id()).collect();
+            if ids.is_empty() {
+                break;
+            }
+            for id in ids {
+                let mut entry = shared.entry(id);
+                if let Err(e) = entry.kick(true, true, true).await {
+                    tracing::debug!("closing an MQTT session at shutdown: {e}");
+                }
             }
         }
     }

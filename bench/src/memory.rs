@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 use switchboard_e2e::api::{Api, SignedIn};
+use switchboard_e2e::calls::act;
 use switchboard_e2e::mqtt::{connect, Client, Login, Via};
 use switchboard_e2e::robots::{accepted_call, next_json, paired_with};
 use switchboard_e2e::{random_id, Database, Server};
@@ -173,13 +174,7 @@ async fn command_round(p: &mut Paired, sid: &str, count: usize, prefix: &str) ->
 
 /// Hangs up and, as an app does, stops following the call's topics.
 async fn hang_up(p: &Paired, sid: &str) -> Result<()> {
-    p.owner_mqtt
-        .publish(
-            &format!("session/{sid}/call"),
-            br#"{"action": "hangup"}"#,
-            false,
-        )
-        .await?;
+    act(&p.owner_mqtt, sid, "hangup").await?;
     for topic in ["state", "moveTo/response"] {
         p.owner_mqtt
             .unsubscribe(&format!("session/{sid}/{topic}"))

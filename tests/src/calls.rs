@@ -24,6 +24,16 @@ pub async fn publish(client: &Client, topic: &str, payload: Value) -> Result<()>
         .await
 }
 
+/// Sends a call action (`accept`, `hangup`, ...) on `session/<sid>/call`.
+pub async fn act(client: &Client, sid: &str, action: &str) -> Result<()> {
+    publish(
+        client,
+        &format!("session/{sid}/call"),
+        json!({ "action": action }),
+    )
+    .await
+}
+
 /// Waits for `state` on the call's state topic.
 pub async fn state_until(client: &mut Client, sid: &str, state: &str) -> Result<Value> {
     let topic = format!("session/{sid}/state");

@@ -110,14 +110,7 @@ pub async fn accepted_call(
     assert_eq!(next_json(bot_mqtt, &topic).await["from"], user.id.as_str());
     let state = format!("session/{sid}/state");
     user_mqtt.subscribe(&state).await.unwrap();
-    bot_mqtt
-        .publish(
-            &format!("session/{sid}/call"),
-            br#"{"action": "accept"}"#,
-            false,
-        )
-        .await
-        .unwrap();
+    crate::calls::act(bot_mqtt, &sid, "accept").await.unwrap();
     while next_json(user_mqtt, &state).await["state"] != "accepted" {}
     sid
 }

@@ -3,12 +3,12 @@
 //! it; brute force, expired and burned codes, and strangers refused.
 
 use serde_json::{json, Value};
-use switchboard_e2e::api::{Api, SmsInbox};
+use switchboard_e2e::api::{Api, SignedIn, SmsInbox};
 use switchboard_e2e::mqtt::{Client, Incoming};
 use switchboard_e2e::robots::{
     accepted_call, next_json, next_on, offer, ok, pair, paired_with, robot, Paired,
 };
-use switchboard_e2e::{random_id, Database, Server};
+use switchboard_e2e::{calls, random_id, Database, Server};
 
 struct World {
     server: Server,
@@ -35,6 +35,13 @@ async fn world() -> World {
         sms,
         db,
     }
+}
+
+/// A user signed in on its phone and a robot paired with it.
+async fn owner_with_robot(w: &World, phone: &str) -> (SignedIn, Paired) {
+    let user = w.api.sign_in(&w.sms, phone, "phone").await.unwrap();
+    let paired = paired_with(&w.server, &w.api, robot(&w.api).await, &user).await;
+    (user, paired)
 }
 
 #[tokio::test]
@@ -217,16 +224,14 @@ async fn pair_call_and_command_a_robot() {
 #[tokio::test]
 async fn finished_commands_leave_the_servers_memory() {
     let w = world().await;
-    let user = w
-        .api
-        .sign_in(&w.sms, "+48555800011", "phone")
-        .await
-        .unwrap();
-    let Paired {
-        bot,
-        mut bot_mqtt,
-        owner_mqtt: mut user_mqtt,
-    } = paired_with(&w.server, &w.api, robot(&w.api).await, &user).await;
+    let (
+        user,
+        Paired {
+            bot,
+            mut bot_mqtt,
+            owner_mqtt: mut user_mqtt,
+        },
+    ) = owner_with_robot(&w, "+48555800011").await;
     let sid = accepted_call(&user, &mut user_mqtt, &bot, &mut bot_mqtt).await;
     let (request, response) = (
         format!("session/{sid}/moveTo/request"),
@@ -291,14 +296,7 @@ async fn finished_commands_leave_the_servers_memory() {
         next_json(&mut user_mqtt, &response).await;
     }
     assert_eq!(w.server.metric("switchboard_robot_commands").await, 3.0);
-    user_mqtt
-        .publish(
-            &format!("session/{sid}/call"),
-            br#"{"action": "hangup"}"#,
-            false,
-        )
-        .await
-        .unwrap();
+    calls::act(&user_mqtt, &sid, "hangup").await.unwrap();
     w.server
         .metric_reaches("switchboard_robot_commands", 0.0)
         .await;
@@ -307,16 +305,14 @@ async fn finished_commands_leave_the_servers_memory() {
 #[tokio::test]
 async fn an_unpair_cuts_the_live_subscriptions_of_both() {
     let w = world().await;
-    let user = w
-        .api
-        .sign_in(&w.sms, "+48555800021", "phone")
-        .await
-        .unwrap();
-    let Paired {
-        bot,
-        mut bot_mqtt,
-        owner_mqtt: mut user_mqtt,
-    } = paired_with(&w.server, &w.api, robot(&w.api).await, &user).await;
+    let (
+        user,
+        Paired {
+            bot,
+            mut bot_mqtt,
+            owner_mqtt: mut user_mqtt,
+        },
+    ) = owner_with_robot(&w, "+48555800021").await;
     // Each watches the other, as owners and robots may.
     let watching = [
         (

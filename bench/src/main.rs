@@ -6,6 +6,7 @@
 mod calls;
 mod memory;
 mod presence;
+mod proc;
 mod relay;
 mod stats;
 mod users;

@@ -23,30 +23,8 @@ use switchboard_e2e::mqtt::{connect, Client, Login, Via};
 use switchboard_e2e::robots::{accepted_call, next_json, paired_with};
 use switchboard_e2e::{random_id, Database, Server};
 
-/// The server's resident memory in KiB.
-fn rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmRSS")
-}
-
-/// The server's CPU time (user + system) so far.
-fn cpu(pid: u32) -> Result<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name, which may contain spaces.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .context("stat")?
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-    // Linux counts CPU time in 100ths of a second (USER_HZ).
-    Ok(Duration::from_millis(ticks * 10))
-}
+use crate::proc::{cpu_seconds, rss_kib};
+use crate::users::minted;
 
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
@@ -109,25 +87,10 @@ struct Paired {
 
 async fn paired(server: &Server, api: &Api) -> Result<Paired> {
     // A phone: the shared call step invites from device `phone`.
-    let owner_id = random_id();
-    let owner_token = server.token(&owner_id, Some("phone"), "user", 86_400)?;
-    let owner = SignedIn {
-        client_id: format!("{owner_id}:phone"),
-        id: owner_id,
-        access: owner_token,
-        refresh: String::new(),
-        body: serde_json::Value::Null,
-    };
+    let owner = minted(server, "user", Some("phone"), 86_400)?;
     // A robot account with a day-long token: one signed in by its secret
     // gets the default 15 minutes, and the server closes its connection.
-    let bot_id = random_id();
-    let bot = SignedIn {
-        client_id: bot_id.clone(),
-        access: server.token(&bot_id, None, "robot", 86_400)?,
-        id: bot_id,
-        refresh: String::new(),
-        body: serde_json::Value::Null,
-    };
+    let bot = minted(server, "robot", None, 86_400)?;
     let p = paired_with(server, api, bot, &owner).await;
     Ok(Paired {
         bot: p.bot,
@@ -201,16 +164,16 @@ pub async fn commands(count: usize) -> Result<()> {
     server
         .metric_reaches("switchboard_robot_commands", 0.0)
         .await;
-    let idle_from = cpu(pid)?;
+    let idle_from = cpu_seconds(pid)?;
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let idle_cpu = cpu(pid)? - idle_from;
+    let idle_cpu = cpu_seconds(pid)? - idle_from;
     println!(
         "commands: {count} commands answered moving then done in one call ({:.0}/s): RSS {:.1} MiB before, {:.1} MiB after ({:.1} bytes per answered command); after hangup the idle server used {:.1}% of a core",
         count as f64 / elapsed.as_secs_f64(),
         mib(before),
         mib(answered),
         (answered as f64 - before as f64) * 1024.0 / count as f64,
-        idle_cpu.as_secs_f64() * 10.0,
+        idle_cpu * 10.0,
     );
     Ok(())
 }

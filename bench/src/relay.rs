@@ -15,22 +15,9 @@ use switchboard_e2e::calls;
 use switchboard_e2e::media::{MediaPeer, PeerOptions};
 use switchboard_e2e::{Database, Server};
 
+use crate::proc::cpu_seconds;
 use crate::stats::{ms, quantile};
 use crate::users::visible_user;
-
-/// CPU seconds the process has used (user + system).
-fn cpu_seconds(pid: u32) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name, which is in parentheses.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .context("stat format")?
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
-    Ok(ticks / 100.0) // USER_HZ is 100 on Linux
-}
 
 async fn forwarded(server: &Server) -> Result<f64> {
     let text = reqwest::get(format!("{}/metrics", server.http))

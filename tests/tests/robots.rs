@@ -37,6 +37,20 @@ async fn world() -> World {
     }
 }
 
+/// `user` unpairs `bot` over HTTP; the answer's status.
+async fn unpair(w: &World, user: &SignedIn, bot: &SignedIn) -> u16 {
+    w.api
+        .call(
+            "DELETE",
+            &format!("/v1/me/robots/{}", bot.id),
+            Some(&user.access),
+            None,
+        )
+        .await
+        .unwrap()
+        .status
+}
+
 /// A user signed in on its phone and a robot paired with it.
 async fn owner_with_robot(w: &World, phone: &str) -> (SignedIn, Paired) {
     let user = w.api.sign_in(&w.sms, phone, "phone").await.unwrap();
@@ -195,30 +209,10 @@ async fn pair_call_and_command_a_robot() {
     assert_eq!(r.body["robots"][0]["robotId"], bot.id.as_str());
 
     // Unpairing ends the ownership.
-    let r = w
-        .api
-        .call(
-            "DELETE",
-            &format!("/v1/me/robots/{}", bot.id),
-            Some(&user.access),
-            None,
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.status, 204);
+    assert_eq!(unpair(&w, &user, &bot).await, 204);
     let r = w.api.get("/v1/me/robots", &user.access).await.unwrap();
     assert_eq!(r.body["robots"], json!([]));
-    let r = w
-        .api
-        .call(
-            "DELETE",
-            &format!("/v1/me/robots/{}", bot.id),
-            Some(&user.access),
-            None,
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.status, 404);
+    assert_eq!(unpair(&w, &user, &bot).await, 404);
 }
 
 #[tokio::test]
@@ -328,17 +322,7 @@ async fn an_unpair_cuts_the_live_subscriptions_of_both() {
         assert!(ok(&client.subscribe(&errors).await.unwrap()));
         assert!(ok(&client.subscribe(topic).await.unwrap()), "{topic}");
     }
-    let r = w
-        .api
-        .call(
-            "DELETE",
-            &format!("/v1/me/robots/{}", bot.id),
-            Some(&user.access),
-            None,
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.status, 204);
+    assert_eq!(unpair(&w, &user, &bot).await, 204);
     for (client, who, topic) in watching.iter_mut() {
         let report = next_json(client, &format!("clients/{}/errors", who.client_id)).await;
         assert_eq!(

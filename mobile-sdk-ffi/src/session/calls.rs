@@ -8,7 +8,7 @@ use switchboard_protocol::topic::Direction;
 use switchboard_protocol::{Sid, Topic};
 use tokio::time::Instant;
 
-use super::wait::{recv_until, refusal_error};
+use super::wait::{next_json, recv_until, refusal_error};
 use super::{now_ms, parse_id, random_hex, Session, ANSWER};
 use crate::error::SdkError;
 use crate::link::Request;
@@ -32,31 +32,25 @@ impl Session {
         let me = self.me.to_string();
         let deadline = Instant::now() + ANSWER;
         loop {
-            match recv_until(&mut arrivals, deadline, "the call's new state").await? {
-                Arrival::Refused(r) => return Err(refusal_error(r.code, r.message)),
-                Arrival::Message(bytes) => {
-                    let Ok(state) = serde_json::from_slice::<payload::CallState>(&bytes) else {
-                        continue;
-                    };
-                    let done = match action {
-                        // Not the retained `inviting`/`ringing` that may
-                        // arrive first.
-                        CallActionKind::Accept => {
-                            matches!(state.state, CallStateKind::Accepted | CallStateKind::Ended)
-                        }
-                        CallActionKind::Decline => {
-                            state.state == CallStateKind::Ended
-                                || state.legs.get(&me) == Some(&LegState::Declined)
-                        }
-                        CallActionKind::Ringing => true,
-                        CallActionKind::Cancel | CallActionKind::Hangup => {
-                            state.state == CallStateKind::Ended
-                        }
-                    };
-                    if done {
-                        return Ok(Call::from(&state));
-                    }
+            let state: payload::CallState =
+                next_json(&mut arrivals, deadline, "the call's new state").await?;
+            let done = match action {
+                // Not the retained `inviting`/`ringing` that may arrive
+                // first.
+                CallActionKind::Accept => {
+                    matches!(state.state, CallStateKind::Accepted | CallStateKind::Ended)
                 }
+                CallActionKind::Decline => {
+                    state.state == CallStateKind::Ended
+                        || state.legs.get(&me) == Some(&LegState::Declined)
+                }
+                CallActionKind::Ringing => true,
+                CallActionKind::Cancel | CallActionKind::Hangup => {
+                    state.state == CallStateKind::Ended
+                }
+            };
+            if done {
+                return Ok(Call::from(&state));
             }
         }
     }
@@ -107,7 +101,7 @@ impl Session {
             Arrival::Refused(r) if r.code == "forbidden" => {
                 Err(SdkError::UnknownUser { id: callee })
             }
-            Arrival::Refused(r) => Err(refusal_error(r.code, r.message)),
+            Arrival::Refused(r) => Err(refusal_error(r)),
         }
     }
 
@@ -166,14 +160,8 @@ impl Session {
     /// Sends an offer, answer or candidate to the relay for a call this
     /// device carries; the relay's arrive as `Event::Signal`.
     pub fn send_signal(&self, sid: String, signal: Signal) -> Result<(), SdkError> {
-        let (sid, _) = self.known_call(&sid)?;
-        if !self.shared.router().is_media_device(&sid) {
-            return Err(SdkError::NoCall {
-                sid: sid.to_string(),
-            });
-        }
         let topic = Topic::WebRtc {
-            sid,
+            sid: self.media_call(&sid)?,
             client: self.me.clone(),
             direction: Direction::Up,
         };

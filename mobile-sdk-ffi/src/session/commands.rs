@@ -11,7 +11,7 @@ use switchboard_protocol::{CommandName, Topic};
 use tokio::sync::{mpsc, Mutex};
 use tokio::time::Instant;
 
-use super::wait::{recv_until, refusal_error};
+use super::wait::next_json;
 use super::{random_hex, Session};
 use crate::error::SdkError;
 use crate::router::Arrival;
@@ -90,12 +90,7 @@ impl Session {
     ) -> Result<(), SdkError> {
         let name: CommandName = command.parse().map_err(SdkError::invalid)?;
         let details = json_object(&details_json, "the answer's details")?;
-        let (sid, _) = self.known_call(&sid)?;
-        if !self.shared.router().is_media_device(&sid) {
-            return Err(SdkError::NoCall {
-                sid: sid.to_string(),
-            });
-        }
+        let sid = self.media_call(&sid)?;
         let body = payload::CommandResponse {
             request_id,
             status,
@@ -133,21 +128,14 @@ impl PendingCommand {
         let mut arrivals = self.arrivals.lock().await;
         let deadline = Instant::now() + Duration::from_millis(timeout_ms);
         loop {
-            match recv_until(&mut arrivals, deadline, "the robot's answer").await? {
-                Arrival::Refused(r) => return Err(refusal_error(r.code, r.message)),
-                Arrival::Message(bytes) => {
-                    let Ok(reply) = serde_json::from_slice::<payload::CommandResponse>(&bytes)
-                    else {
-                        continue;
-                    };
-                    if reply.request_id == self.request_id {
-                        return Ok(CommandReply {
-                            request_id: reply.request_id,
-                            status: reply.status,
-                            details_json: Value::Object(reply.details).to_string(),
-                        });
-                    }
-                }
+            let reply: payload::CommandResponse =
+                next_json(&mut arrivals, deadline, "the robot's answer").await?;
+            if reply.request_id == self.request_id {
+                return Ok(CommandReply {
+                    request_id: reply.request_id,
+                    status: reply.status,
+                    details_json: Value::Object(reply.details).to_string(),
+                });
             }
         }
     }

@@ -114,6 +114,19 @@ impl Session {
             .ok_or_else(no_call)?;
         Ok((parsed, state))
     }
+
+    /// A call whose media this device carries now, as the relay's
+    /// signalling and a robot's answers require.
+    fn media_call(&self, sid: &str) -> Result<Sid, SdkError> {
+        let (sid, _) = self.known_call(sid)?;
+        if self.shared.router().is_media_device(&sid) {
+            Ok(sid)
+        } else {
+            Err(SdkError::NoCall {
+                sid: sid.to_string(),
+            })
+        }
+    }
 }
 
 fn parse_id(id: &str) -> Result<Id, SdkError> {

@@ -12,12 +12,30 @@ use switchboard_protocol::{payload, Id, PairingCode as Code, Topic};
 use tokio::sync::{mpsc, Mutex};
 use tokio::time::Instant;
 
-use super::wait::{recv_until, refusal_error};
+use super::wait::{next_json, recv_until};
 use super::{now_ms, parse_id, Session, ANSWER};
 use crate::error::SdkError;
 use crate::link::Request;
 use crate::router::Arrival;
 use crate::types::{Pairing, PairingCode};
+
+/// `pairing/<code>/<field>`.
+fn topic(code: &Code, field: PairingField) -> String {
+    Topic::Pairing {
+        code: code.clone(),
+        field,
+    }
+    .to_string()
+}
+
+/// A pairing's outcome as either side sees it: `Ok` once paired.
+fn settled(outcome: payload::PairingOutcome, code: &str) -> Result<(), SdkError> {
+    match outcome {
+        payload::PairingOutcome::Paired => Ok(()),
+        payload::PairingOutcome::Expired => Err(SdkError::PairingExpired { code: code.into() }),
+        payload::PairingOutcome::Rejected => Err(SdkError::PairingRefused { code: code.into() }),
+    }
+}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -56,12 +74,8 @@ impl Session {
         let code: Code = issued.code.parse().map_err(|_| SdkError::Server {
             reason: format!("the server issued a malformed code {}", issued.code),
         })?;
-        let topic = |field| Topic::Pairing {
-            code: code.clone(),
-            field,
-        };
-        let status = topic(PairingField::Status).to_string();
-        let robot_topic = topic(PairingField::RobotId).to_string();
+        let status = topic(&code, PairingField::Status);
+        let robot_topic = topic(&code, PairingField::RobotId);
         let arrivals = self.shared.wait_on_all(&[&status, &robot_topic]);
         self.subscribe_or(status).await?;
         self.publish(robot_topic, self.me.id.to_string().into_bytes(), true)?;
@@ -74,17 +88,10 @@ impl Session {
     /// (Users) pairs with the robot showing `code`; returns its id.
     pub async fn pair(&self, code: String) -> Result<String, SdkError> {
         let parsed: Code = code.parse().map_err(SdkError::invalid)?;
-        let topic = |field| {
-            Topic::Pairing {
-                code: parsed.clone(),
-                field,
-            }
-            .to_string()
-        };
         let (robot_topic, user_topic, status) = (
-            topic(PairingField::RobotId),
-            topic(PairingField::UserId),
-            topic(PairingField::Status),
+            topic(&parsed, PairingField::RobotId),
+            topic(&parsed, PairingField::UserId),
+            topic(&parsed, PairingField::Status),
         );
         let refused = || SdkError::PairingRefused { code: code.clone() };
         let mut robot_ids = self.shared.wait_on(&robot_topic);
@@ -113,23 +120,9 @@ impl Session {
                 self.me.id.to_string().into_bytes(),
                 false,
             )?;
-            loop {
-                match recv_until(&mut outcome, deadline, "the pairing's outcome").await? {
-                    Arrival::Refused(r) => return Err(refusal_error(r.code, r.message)),
-                    Arrival::Message(bytes) => {
-                        let Ok(s) = serde_json::from_slice::<payload::PairingStatus>(&bytes) else {
-                            continue;
-                        };
-                        return match s.status {
-                            payload::PairingOutcome::Paired => Ok(robot.to_string()),
-                            payload::PairingOutcome::Expired => {
-                                Err(SdkError::PairingExpired { code: code.clone() })
-                            }
-                            payload::PairingOutcome::Rejected => Err(refused()),
-                        };
-                    }
-                }
-            }
+            let s: payload::PairingStatus =
+                next_json(&mut outcome, deadline, "the pairing's outcome").await?;
+            settled(s.status, &code).map(|()| robot.to_string())
         }
         .await;
         let _ = self.send(Request::Unsubscribe(robot_topic));
@@ -192,24 +185,13 @@ impl PairingWait {
         let left = (self.code.expires_at - now_ms()).max(0) as u64;
         // The server publishes `expired` itself; the margin covers its timer.
         let deadline = Instant::now() + Duration::from_millis(left) + ANSWER;
-        loop {
-            match recv_until(&mut arrivals, deadline, "an owner").await? {
-                Arrival::Refused(r) => return Err(refusal_error(r.code, r.message)),
-                Arrival::Message(bytes) => {
-                    let Ok(s) = serde_json::from_slice::<payload::PairingStatus>(&bytes) else {
-                        continue;
-                    };
-                    return match (s.status, s.user_id) {
-                        (payload::PairingOutcome::Paired, Some(user)) => Ok(user.to_string()),
-                        (payload::PairingOutcome::Expired, _) => Err(SdkError::PairingExpired {
-                            code: self.code.code.clone(),
-                        }),
-                        _ => Err(SdkError::PairingRefused {
-                            code: self.code.code.clone(),
-                        }),
-                    };
-                }
-            }
-        }
+        let s: payload::PairingStatus = next_json(&mut arrivals, deadline, "an owner").await?;
+        settled(s.status, &self.code.code)?;
+        // A `paired` status that names no owner cannot be acted on.
+        s.user_id
+            .map(|user| user.to_string())
+            .ok_or_else(|| SdkError::PairingRefused {
+                code: self.code.code.clone(),
+            })
     }
 }

@@ -3,7 +3,7 @@
 
 use reqwest::Method;
 use serde::Deserialize;
-use switchboard_protocol::payload::{self, CallActionKind, CallKind, CallStateKind, LegState};
+use switchboard_protocol::payload::{self, CallActionKind, CallKind, CallStateKind};
 use switchboard_protocol::topic::Direction;
 use switchboard_protocol::{Sid, Topic};
 use tokio::time::Instant;
@@ -12,7 +12,7 @@ use super::wait::{next_json, recv_until, refusal_error};
 use super::{now_ms, parse_id, random_hex, Session, ANSWER};
 use crate::error::SdkError;
 use crate::link::Request;
-use crate::router::Arrival;
+use crate::router::{answers, Arrival};
 use crate::types::{Call, CallRecord, IceServer, Signal};
 
 impl Session {
@@ -29,27 +29,11 @@ impl Session {
         let mut arrivals = self.shared.wait_on_all(&[&action_topic, &state_topic]);
         let (topic, payload) = self.shared.router().action(&sid, action);
         self.publish(topic, payload, false)?;
-        let me = self.me.to_string();
         let deadline = Instant::now() + ANSWER;
         loop {
             let state: payload::CallState =
                 next_json(&mut arrivals, deadline, "the call's new state").await?;
-            let done = match action {
-                // Not the retained `inviting`/`ringing` that may arrive
-                // first.
-                CallActionKind::Accept => {
-                    matches!(state.state, CallStateKind::Accepted | CallStateKind::Ended)
-                }
-                CallActionKind::Decline => {
-                    state.state == CallStateKind::Ended
-                        || state.legs.get(&me) == Some(&LegState::Declined)
-                }
-                CallActionKind::Ringing => true,
-                CallActionKind::Cancel | CallActionKind::Hangup => {
-                    state.state == CallStateKind::Ended
-                }
-            };
-            if done {
+            if answers(&self.me, action, &state) {
                 return Ok(Call::from(&state));
             }
         }

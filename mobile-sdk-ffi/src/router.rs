@@ -1,11 +1,11 @@
 //! What a message from the broker means for this session: the events the
 //! app sees, what the SDK does on the wire in answer (ring, follow a call,
-//! listen to the relay), and the calls it knows. No IO: the link feeds it
-//! and carries out what it returns.
+//! listen to the relay), the calls it knows, and which call state answers
+//! an action. No IO: the link feeds it and carries out what it returns.
 
 use std::collections::{HashMap, HashSet};
 
-use switchboard_protocol::payload::{self, CallActionKind, CallStateKind};
+use switchboard_protocol::payload::{self, CallActionKind, CallStateKind, LegState};
 use switchboard_protocol::topic::{CommandPart, Direction, PairingField};
 use switchboard_protocol::{ClientId, Sid, Topic};
 
@@ -259,6 +259,22 @@ impl Router {
     }
 }
 
+/// Whether `state` is what `action`, sent by `me`, leads to: the API call
+/// that sent it returns then.
+pub(crate) fn answers(me: &ClientId, action: CallActionKind, state: &payload::CallState) -> bool {
+    let ended = state.state == CallStateKind::Ended;
+    match action {
+        // Not the retained `inviting`/`ringing` that may arrive first.
+        CallActionKind::Accept => ended || state.state == CallStateKind::Accepted,
+        // The call goes on while other devices of the callee still ring.
+        CallActionKind::Decline => {
+            ended || state.legs.get(&me.to_string()) == Some(&LegState::Declined)
+        }
+        CallActionKind::Ringing => true,
+        CallActionKind::Cancel | CallActionKind::Hangup => ended,
+    }
+}
+
 /// Every command request of a call, as a robot follows them.
 fn requests_of(sid: &Sid) -> String {
     format!("session/{sid}/+/request")
@@ -401,6 +417,23 @@ mod tests {
                 "session/{SID}/webrtc/{ME}:phone/down"
             ))]
         );
+    }
+
+    #[test]
+    fn an_action_is_answered_by_the_state_it_leads_to() {
+        let me: ClientId = format!("{ME}:phone").parse().unwrap();
+        let read = |s: Vec<u8>| serde_json::from_slice::<payload::CallState>(&s).unwrap();
+        let ringing = read(state("ringing", None, None));
+        let accepted = read(state("accepted", Some(ME), None));
+        let ended = read(state("ended", None, Some("hangup")));
+        assert!(!answers(&me, CallActionKind::Accept, &ringing));
+        assert!(answers(&me, CallActionKind::Accept, &accepted));
+        assert!(!answers(&me, CallActionKind::Hangup, &accepted));
+        assert!(answers(&me, CallActionKind::Hangup, &ended));
+        let mut declined = ringing.clone();
+        declined.legs.insert(me.to_string(), LegState::Declined);
+        assert!(answers(&me, CallActionKind::Decline, &declined));
+        assert!(!answers(&me, CallActionKind::Decline, &ringing));
     }
 
     #[test]

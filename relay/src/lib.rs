@@ -4,7 +4,6 @@
 //! hooks and leaves as [`Outgoing`] messages the server publishes on
 //! `session/<sid>/webrtc/<clientId>/down`.
 
-pub mod feedback;
 pub mod keyframes;
 pub mod metrics;
 mod peer;

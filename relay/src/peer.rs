@@ -8,6 +8,7 @@ use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::Slot;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::transport::RTCIceCandidateType;
+use switchboard_keyframe_feedback::KeyframeFeedback;
 use switchboard_protocol::payload::IceCandidate;
 use switchboard_protocol::ClientId;
 use tokio::sync::mpsc;
@@ -18,12 +19,7 @@ use webrtc::peer_connection::{
     RTCPeerConnectionIceEvent, RTCPeerConnectionState, Registry,
 };
 
-use crate::feedback::KeyframeFeedback;
 use crate::RelayConfig;
-
-/// Past the default interceptors, so they have all read an inbound RTCP
-/// packet before this one decides whether the relay sees it.
-const FEEDBACK_SLOT: usize = 14_000;
 
 /// Something one PeerConnection did. `generation` tells a device's
 /// current connection from one it replaced, whose late events are ignored.
@@ -101,8 +97,10 @@ pub async fn build(
 ) -> Result<Arc<dyn PeerConnection>, webrtc::error::Error> {
     let mut media = MediaEngine::default();
     media.register_default_codecs()?;
-    let registry = register_default_interceptors(Registry::new(), &mut media)?
-        .with(Slot::from(FEEDBACK_SLOT), KeyframeFeedback::default());
+    let registry = register_default_interceptors(Registry::new(), &mut media)?.with(
+        Slot::from(switchboard_keyframe_feedback::SLOT),
+        KeyframeFeedback::default(),
+    );
     // mDNS would open a multicast socket on every interface per
     // connection, outside the port range; the relay's candidates are IPs.
     let mut settings =

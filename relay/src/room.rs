@@ -623,7 +623,7 @@ impl Room {
             while let Some(TrackLocalEvent::OnRtcpPacket(packets)) = out.poll().await {
                 if packets
                     .iter()
-                    .any(|p| crate::feedback::asks_for_keyframe(p.as_ref()))
+                    .any(|p| switchboard_keyframe_feedback::asks_for_keyframe(p.as_ref()))
                 {
                     keyframes.ask().await;
                 }

@@ -4,6 +4,7 @@
 //! hooks and leaves as [`Outgoing`] messages the server publishes on
 //! `session/<sid>/webrtc/<clientId>/down`.
 
+mod error;
 pub mod keyframes;
 pub mod metrics;
 mod peer;
@@ -18,6 +19,7 @@ use switchboard_protocol::payload::WebRtcSignal;
 use switchboard_protocol::{ClientId, Sid};
 use tokio::sync::mpsc;
 
+pub use error::RelayError;
 pub use metrics::RelayMetrics;
 
 /// How the relay's PeerConnections bind and what they advertise.
@@ -47,16 +49,6 @@ pub enum Outgoing {
         client: ClientId,
         reason: String,
     },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RelayError {
-    #[error("the call has no media room: it is not accepted or it has ended")]
-    NoRoom,
-    #[error("this device is not a participant of the call")]
-    NotParticipant,
-    #[error("too many signalling messages waiting for this call; slow down")]
-    Busy,
 }
 
 pub(crate) struct Shared {

@@ -24,6 +24,7 @@ use webrtc::media_stream::MediaStreamTrack;
 use webrtc::peer_connection::{PeerConnection, RTCSessionDescription};
 use webrtc::rtp_transceiver::RtpSender;
 
+use crate::error::SignalError;
 use crate::keyframes::{KeyframeRequests, Verdict};
 use crate::peer::{self, PeerEvent, What};
 use crate::{Outgoing, Shared};
@@ -207,11 +208,11 @@ impl Room {
                 command = commands.recv() => match command {
                     Some(Command::Signal(from, signal)) => {
                         signals.fetch_sub(1, Ordering::Relaxed);
-                        if let Err(reason) = self.handle(&from, signal, &events_tx).await {
+                        if let Err(refusal) = self.handle(&from, signal, &events_tx).await {
                             let _ = self.shared.out.send(Outgoing::Refused {
                                 sid: self.sid.clone(),
                                 client: from,
-                                reason,
+                                reason: refusal.to_string(),
                             });
                         }
                     }
@@ -236,7 +237,7 @@ impl Room {
         from: &ClientId,
         signal: WebRtcSignal,
         events: &mpsc::UnboundedSender<PeerEvent>,
-    ) -> Result<(), String> {
+    ) -> Result<(), SignalError> {
         match signal {
             WebRtcSignal::Offer { sdp } => self.on_offer(from, sdp, events).await,
             WebRtcSignal::Answer { sdp } => self.on_answer(from, sdp).await,
@@ -249,8 +250,8 @@ impl Room {
         from: &ClientId,
         sdp: String,
         events: &mpsc::UnboundedSender<PeerEvent>,
-    ) -> Result<(), String> {
-        let offer = RTCSessionDescription::offer(sdp).map_err(|e| format!("bad offer: {e}"))?;
+    ) -> Result<(), SignalError> {
+        let offer = RTCSessionDescription::offer(sdp).map_err(SignalError::BadOffer)?;
         let fresh = !self.peers.contains_key(from);
         if fresh {
             let peer = self.new_peer(from, events).await?;
@@ -283,45 +284,45 @@ impl Room {
         &mut self,
         from: &ClientId,
         offer: RTCSessionDescription,
-    ) -> Result<String, String> {
+    ) -> Result<String, SignalError> {
         let peer = self.peers.get_mut(from).expect("peer made before");
         if peer.offering {
             // Both offered at once: the relay yields, answers, and offers
             // again afterwards.
-            let rollback = RTCSessionDescription::rollback(None).map_err(|e| e.to_string())?;
+            let rollback = RTCSessionDescription::rollback(None).map_err(SignalError::RollBack)?;
             peer.pc
                 .set_local_description(rollback)
                 .await
-                .map_err(|e| format!("rolling back the relay's offer: {e}"))?;
+                .map_err(SignalError::RollBack)?;
             peer.offering = false;
             peer.stale = true;
         }
         peer.pc
             .set_remote_description(offer)
             .await
-            .map_err(|e| format!("offer not applicable: {e}"))?;
+            .map_err(SignalError::OfferNotApplicable)?;
         let answer = peer
             .pc
             .create_answer(None)
             .await
-            .map_err(|e| format!("no answer to that offer: {e}"))?;
+            .map_err(SignalError::NoAnswer)?;
         peer.pc
             .set_local_description(answer.clone())
             .await
-            .map_err(|e| format!("answering: {e}"))?;
+            .map_err(SignalError::Answering)?;
         Ok(answer.sdp)
     }
 
-    async fn on_answer(&mut self, from: &ClientId, sdp: String) -> Result<(), String> {
-        let answer = RTCSessionDescription::answer(sdp).map_err(|e| format!("bad answer: {e}"))?;
-        let peer = self.peers.get_mut(from).ok_or("no offer was made to you")?;
+    async fn on_answer(&mut self, from: &ClientId, sdp: String) -> Result<(), SignalError> {
+        let answer = RTCSessionDescription::answer(sdp).map_err(SignalError::BadAnswer)?;
+        let peer = self.peers.get_mut(from).ok_or(SignalError::NoConnection)?;
         if !peer.offering {
-            return Err("no offer awaits an answer".into());
+            return Err(SignalError::NoOfferAwaits);
         }
         peer.pc
             .set_remote_description(answer)
             .await
-            .map_err(|e| format!("answer not applicable: {e}"))?;
+            .map_err(SignalError::AnswerNotApplicable)?;
         peer.offering = false;
         let now_ready: Vec<u64> = peer
             .receiving
@@ -343,14 +344,14 @@ impl Room {
         &mut self,
         from: &ClientId,
         candidate: Option<IceCandidate>,
-    ) -> Result<(), String> {
+    ) -> Result<(), SignalError> {
         let Some(candidate) = candidate else {
             return Ok(()); // end of candidates: nothing to do
         };
         let peer = self
             .peers
             .get(from)
-            .ok_or("offer before sending candidates")?;
+            .ok_or(SignalError::CandidateBeforeOffer)?;
         let init = webrtc::peer_connection::RTCIceCandidateInit {
             candidate: candidate.candidate,
             sdp_mid: candidate.sdp_mid,
@@ -361,28 +362,27 @@ impl Room {
         peer.pc
             .add_ice_candidate(init)
             .await
-            .map_err(|e| format!("bad candidate: {e}"))
+            .map_err(SignalError::BadCandidate)
     }
 
     async fn new_peer(
         &mut self,
         client: &ClientId,
         events: &mpsc::UnboundedSender<PeerEvent>,
-    ) -> Result<Peer, String> {
+    ) -> Result<Peer, SignalError> {
         self.generations += 1;
         let generation = self.generations;
         let config = &self.shared.config;
-        let attempts = self
+        let mut attempts = self
             .shared
             .ports
             .lock()
             .expect("ports lock")
             .as_ref()
             .map_or(1, |r| r.size().min(8));
-        let mut last_error = String::new();
-        for _ in 0..attempts {
+        loop {
             let port = match self.shared.ports.lock().expect("ports lock").as_mut() {
-                Some(range) => Some(range.take().ok_or("the relay has no free UDP port")?),
+                Some(range) => Some(range.take().ok_or(SignalError::NoFreePort)?),
                 None => None,
             };
             let who = (client.clone(), generation);
@@ -402,13 +402,13 @@ impl Room {
                     // Another process may hold that port: try the next one.
                     tracing::warn!(?port, "relay peer connection: {e}");
                     self.release_port(port);
-                    last_error = e.to_string();
+                    attempts -= 1;
+                    if attempts == 0 {
+                        return Err(SignalError::CannotConnect(e));
+                    }
                 }
             }
         }
-        Err(format!(
-            "the relay could not open a connection: {last_error}"
-        ))
     }
 
     fn release_port(&self, port: Option<u16>) {

@@ -7,6 +7,7 @@
 mod error;
 pub mod keyframes;
 pub mod metrics;
+mod negotiation;
 mod peer;
 pub mod ports;
 mod room;

@@ -26,6 +26,7 @@ use webrtc::rtp_transceiver::RtpSender;
 
 use crate::error::SignalError;
 use crate::keyframes::{KeyframeRequests, Verdict};
+use crate::negotiation::{Action, Done, Negotiation, Sent};
 use crate::peer::{self, PeerEvent, What};
 use crate::{Outgoing, Shared};
 
@@ -158,10 +159,7 @@ struct Peer {
     pc: Arc<dyn PeerConnection>,
     generation: u64,
     port: Option<u16>,
-    /// The relay's offer awaits the device's answer.
-    offering: bool,
-    /// Tracks were added or removed since the last offer.
-    stale: bool,
+    negotiation: Negotiation,
     /// Sources this device receives.
     receiving: HashMap<u64, Outbound>,
 }
@@ -169,11 +167,8 @@ struct Peer {
 /// One source's track on a receiving device's connection.
 struct Outbound {
     sender: Arc<dyn RtpSender>,
-    /// Set once the device answered an offer carrying the track: packets
-    /// before that would reach it as an undeclared stream.
+    /// Set once the negotiation finds the track ready.
     ready: Arc<AtomicBool>,
-    /// Whether the relay's outstanding offer carries it.
-    offered: bool,
     /// Its writer and its keyframe-request reader.
     tasks: [AbortHandle; 2],
 }
@@ -286,16 +281,13 @@ impl Room {
         offer: RTCSessionDescription,
     ) -> Result<String, SignalError> {
         let peer = self.peers.get_mut(from).expect("peer made before");
-        if peer.offering {
-            // Both offered at once: the relay yields, answers, and offers
-            // again afterwards.
+        if peer.negotiation.received(Sent::Offer)? == Action::RollBackAndAnswer {
+            // Glare: the relay yields, and offers again once it answered.
             let rollback = RTCSessionDescription::rollback(None).map_err(SignalError::RollBack)?;
             peer.pc
                 .set_local_description(rollback)
                 .await
                 .map_err(SignalError::RollBack)?;
-            peer.offering = false;
-            peer.stale = true;
         }
         peer.pc
             .set_remote_description(offer)
@@ -316,24 +308,22 @@ impl Room {
     async fn on_answer(&mut self, from: &ClientId, sdp: String) -> Result<(), SignalError> {
         let answer = RTCSessionDescription::answer(sdp).map_err(SignalError::BadAnswer)?;
         let peer = self.peers.get_mut(from).ok_or(SignalError::NoConnection)?;
-        if !peer.offering {
-            return Err(SignalError::NoOfferAwaits);
-        }
+        peer.negotiation.received(Sent::Answer)?;
         peer.pc
             .set_remote_description(answer)
             .await
             .map_err(SignalError::AnswerNotApplicable)?;
-        peer.offering = false;
-        let now_ready: Vec<u64> = peer
-            .receiving
-            .iter_mut()
-            .filter(|(_, out)| out.offered && !out.ready.swap(true, Ordering::Relaxed))
-            .map(|(id, _)| *id)
-            .collect();
-        // A receiver that just joined can decode nothing until a keyframe.
-        for id in now_ready {
-            if let Some(source) = self.sources.iter().find(|s| s.id == id) {
-                source.keyframes.ask().await;
+        if let Action::Ready(now_ready) = peer.negotiation.done(Done::AppliedAnswer) {
+            for id in &now_ready {
+                if let Some(out) = peer.receiving.get(id) {
+                    out.ready.store(true, Ordering::Relaxed);
+                }
+            }
+            // A receiver that just joined can decode nothing until a keyframe.
+            for id in now_ready {
+                if let Some(source) = self.sources.iter().find(|s| s.id == id) {
+                    source.keyframes.ask().await;
+                }
             }
         }
         self.renegotiate(from).await;
@@ -393,8 +383,7 @@ impl Room {
                         pc,
                         generation,
                         port,
-                        offering: false,
-                        stale: false,
+                        negotiation: Negotiation::default(),
                         receiving: HashMap::new(),
                     });
                 }
@@ -433,7 +422,7 @@ impl Room {
         let Some(peer) = self.peers.get_mut(client) else {
             return;
         };
-        if !peer.stale || peer.offering || peer.pc.remote_description().await.is_none() {
+        if !peer.negotiation.wants_offer() {
             return;
         }
         let offer = match peer.pc.create_offer(None).await {
@@ -447,11 +436,7 @@ impl Room {
             tracing::warn!(%client, "relay offer: {e}");
             return;
         }
-        peer.offering = true;
-        peer.stale = false;
-        for out in peer.receiving.values_mut() {
-            out.offered = true;
-        }
+        peer.negotiation.done(Done::Offered);
         self.send(client, WebRtcSignal::Offer { sdp: offer.sdp });
     }
 
@@ -635,11 +620,10 @@ impl Room {
             Outbound {
                 sender,
                 ready,
-                offered: false,
                 tasks: [writing, asking],
             },
         );
-        peer.stale = true;
+        peer.negotiation.done(Done::AddedTrack(id));
     }
 
     /// Closes a device's connection and unsubscribes the others from what
@@ -663,7 +647,7 @@ impl Room {
                 if let Some(out) = peer.receiving.remove(id) {
                     out.stop();
                     let _ = peer.pc.remove_track(&out.sender).await;
-                    peer.stale = true;
+                    peer.negotiation.done(Done::RemovedTrack(*id));
                 }
             }
             self.renegotiate(&other).await;

@@ -5,10 +5,12 @@
 //! `session/<sid>/webrtc/<clientId>/down`.
 
 mod error;
+mod forward;
 pub mod keyframes;
 pub mod metrics;
 mod negotiation;
 mod peer;
+mod pli;
 pub mod ports;
 mod room;
 

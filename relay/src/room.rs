@@ -4,36 +4,21 @@
 //! applied before the candidates that follow it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
-use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use rtc::rtp;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
 use switchboard_protocol::payload::{IceCandidate, WebRtcSignal};
 use switchboard_protocol::{ClientId, Sid};
-use tokio::sync::{broadcast, mpsc, oneshot};
-use tokio::task::{AbortHandle, JoinSet};
-use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
-use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
-use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
-use webrtc::media_stream::MediaStreamTrack;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{PeerConnection, RTCSessionDescription};
-use webrtc::rtp_transceiver::RtpSender;
 
 use crate::error::SignalError;
-use crate::keyframes::{KeyframeRequests, Verdict};
+use crate::forward::{Outbound, Source};
 use crate::negotiation::{Action, Done, Negotiation, Sent};
 use crate::peer::{self, PeerEvent, What};
 use crate::{Outgoing, Shared};
-
-/// Keyframes cost many packets: ask one sender at most twice a second.
-const KEYFRAME_GAP_MS: u64 = 500;
-/// Packets a slow receiver may fall behind before it skips ahead.
-const BUS_DEPTH: usize = 512;
 
 /// Signalling messages a room holds before it refuses more: a device
 /// sends a handful per negotiation, so only a flood reaches it.
@@ -101,60 +86,6 @@ pub fn spawn(sid: Sid, participants: [ClientId; 2], shared: Arc<Shared>) -> Hand
     }
 }
 
-/// A track a device sends, fanned out to the others through `bus`.
-struct Source {
-    id: u64,
-    from: ClientId,
-    kind: RtpCodecKind,
-    codec: RTCRtpCodec,
-    bus: broadcast::Sender<rtp::Packet>,
-    keyframes: Arc<Keyframes>,
-}
-
-/// Keyframe requests for one inbound track.
-struct Keyframes {
-    track: Arc<dyn TrackRemote>,
-    media_ssrc: u32,
-    limit: Mutex<KeyframeRequests>,
-    started: Instant,
-    shared: Arc<Shared>,
-}
-
-impl Keyframes {
-    fn now_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
-    }
-
-    async fn send(&self) {
-        let pli = PictureLossIndication {
-            sender_ssrc: 0,
-            media_ssrc: self.media_ssrc,
-        };
-        if self.track.write_rtcp(vec![Box::new(pli)]).await.is_ok() {
-            self.shared.metrics.keyframe_requests.inc();
-        }
-    }
-
-    /// Asks now, or once the gap since the last request has passed.
-    async fn ask(self: &Arc<Self>) {
-        let verdict = self.limit.lock().expect("keyframe lock").ask(self.now_ms());
-        match verdict {
-            Verdict::Send => self.send().await,
-            Verdict::Later(at) => {
-                let me = self.clone();
-                tokio::spawn(async move {
-                    let wait = at.saturating_sub(me.now_ms());
-                    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
-                    let due = me.limit.lock().expect("keyframe lock").due(me.now_ms());
-                    if due {
-                        me.send().await;
-                    }
-                });
-            }
-        }
-    }
-}
-
 struct Peer {
     pc: Arc<dyn PeerConnection>,
     generation: u64,
@@ -162,21 +93,6 @@ struct Peer {
     negotiation: Negotiation,
     /// Sources this device receives.
     receiving: HashMap<u64, Outbound>,
-}
-
-/// One source's track on a receiving device's connection.
-struct Outbound {
-    sender: Arc<dyn RtpSender>,
-    /// Set once the negotiation finds the track ready.
-    ready: Arc<AtomicBool>,
-    /// Its writer and its keyframe-request reader.
-    tasks: [AbortHandle; 2],
-}
-
-impl Outbound {
-    fn stop(&self) {
-        self.tasks.iter().for_each(AbortHandle::abort);
-    }
 }
 
 struct Room {
@@ -316,13 +232,13 @@ impl Room {
         if let Action::Ready(now_ready) = peer.negotiation.done(Done::AppliedAnswer) {
             for id in &now_ready {
                 if let Some(out) = peer.receiving.get(id) {
-                    out.ready.store(true, Ordering::Relaxed);
+                    out.ready();
                 }
             }
             // A receiver that just joined can decode nothing until a keyframe.
             for id in now_ready {
                 if let Some(source) = self.sources.iter().find(|s| s.id == id) {
-                    source.keyframes.ask().await;
+                    source.pli.ask().await;
                 }
             }
         }
@@ -482,40 +398,13 @@ impl Room {
     /// A device started sending a track: read it onto a bus and subscribe
     /// the other devices.
     async fn on_track(&mut self, from: ClientId, track: Arc<dyn TrackRemote>) {
-        let Some(media_ssrc) = track.ssrcs().await.first().copied() else {
+        let id = self.next_source;
+        let read = Source::read(id, from.clone(), track, &self.shared, &mut self.tasks);
+        let Some(source) = read.await else {
             return;
-        };
-        let Some(codec) = track.codec(media_ssrc).await else {
-            return;
-        };
-        let kind = track.kind().await;
-        let (bus, _) = broadcast::channel(BUS_DEPTH);
-        let keyframes = Arc::new(Keyframes {
-            track: track.clone(),
-            media_ssrc,
-            limit: Mutex::new(KeyframeRequests::new(KEYFRAME_GAP_MS)),
-            started: Instant::now(),
-            shared: self.shared.clone(),
-        });
-        let source = Source {
-            id: self.next_source,
-            from: from.clone(),
-            kind,
-            codec,
-            bus: bus.clone(),
-            keyframes,
         };
         self.next_source += 1;
-        tracing::debug!(sid = %self.sid, %from, mime = %source.codec.mime_type, "relay source");
-        self.tasks.spawn(async move {
-            while let Some(event) = track.poll().await {
-                if let TrackRemoteEvent::OnRtpPacket(packet) = event {
-                    // No receiver yet is not an error: nobody is watching.
-                    let _ = bus.send(packet);
-                }
-            }
-        });
-        let id = source.id;
+        tracing::debug!(sid = %self.sid, %from, mime = %source.mime(), "relay source");
         self.sources.push(source);
         let others: Vec<ClientId> = self.peers.keys().filter(|c| **c != from).cloned().collect();
         for client in others {
@@ -536,8 +425,7 @@ impl Room {
         }
     }
 
-    /// Adds a track to `client`'s connection that carries source `id`, with
-    /// its own SSRC and the payload type `client` negotiated.
+    /// Adds a track carrying source `id` to `client`'s connection.
     async fn subscribe(&mut self, client: &ClientId, id: u64) {
         let Some(source) = self.sources.iter().find(|s| s.id == id) else {
             return;
@@ -548,82 +436,13 @@ impl Room {
         if peer.receiving.contains_key(&id) {
             return;
         }
-        let ssrc = next_ssrc();
-        let stream = format!("{}", source.from);
-        let out = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-            stream.clone(),
-            format!("{stream}-{id}"),
-            stream,
-            source.kind,
-            vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters {
-                    ssrc: Some(ssrc),
-                    ..Default::default()
-                },
-                codec: source.codec.clone(),
-                ..Default::default()
-            }],
-        )));
-        let sender = match peer.pc.add_track(out.clone() as Arc<dyn TrackLocal>).await {
-            Ok(sender) => sender,
-            Err(e) => {
-                tracing::warn!(%client, "relay add_track: {e}");
-                return;
+        match Outbound::start(peer.pc.as_ref(), source, &self.shared, &mut self.tasks).await {
+            Ok(out) => {
+                peer.receiving.insert(id, out);
+                peer.negotiation.done(Done::AddedTrack(id));
             }
-        };
-        let ready = Arc::new(AtomicBool::new(false));
-        let mime = source.codec.mime_type.clone();
-        let mut packets = source.bus.subscribe();
-        let shared = self.shared.clone();
-        let writer = out.clone();
-        let negotiated = sender.clone();
-        let is_ready = ready.clone();
-        let writing = self.tasks.spawn(async move {
-            let mut payload_type = None;
-            loop {
-                let mut packet = match packets.recv().await {
-                    Ok(packet) => packet,
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => return,
-                };
-                if !is_ready.load(Ordering::Relaxed) {
-                    continue;
-                }
-                if payload_type.is_none() {
-                    payload_type = negotiated_payload_type(&negotiated, &mime).await;
-                }
-                let Some(pt) = payload_type else {
-                    continue; // not negotiated yet
-                };
-                let bytes = packet.payload.len() as u64;
-                rewrite(&mut packet, ssrc, pt);
-                if writer.write_rtp(packet).await.is_ok() {
-                    shared.metrics.packets_forwarded.inc();
-                    shared.metrics.bytes_forwarded.inc_by(bytes);
-                }
-            }
-        });
-        let keyframes = source.keyframes.clone();
-        let asking = self.tasks.spawn(async move {
-            while let Some(TrackLocalEvent::OnRtcpPacket(packets)) = out.poll().await {
-                if packets
-                    .iter()
-                    .any(|p| switchboard_keyframe_feedback::asks_for_keyframe(p.as_ref()))
-                {
-                    keyframes.ask().await;
-                }
-            }
-        });
-        let peer = self.peers.get_mut(client).expect("looked up above");
-        peer.receiving.insert(
-            id,
-            Outbound {
-                sender,
-                ready,
-                tasks: [writing, asking],
-            },
-        );
-        peer.negotiation.done(Done::AddedTrack(id));
+            Err(e) => tracing::warn!(%client, "relay add_track: {e}"),
+        }
     }
 
     /// Closes a device's connection and unsubscribes the others from what
@@ -645,8 +464,7 @@ impl Room {
             let peer = self.peers.get_mut(&other).expect("listed");
             for id in &gone {
                 if let Some(out) = peer.receiving.remove(id) {
-                    out.stop();
-                    let _ = peer.pc.remove_track(&out.sender).await;
+                    out.remove(peer.pc.as_ref()).await;
                     peer.negotiation.done(Done::RemovedTrack(*id));
                 }
             }
@@ -675,36 +493,6 @@ impl Room {
     }
 }
 
-/// The payload type `sender`'s device chose for `mime`.
-async fn negotiated_payload_type(sender: &Arc<dyn RtpSender>, mime: &str) -> Option<u8> {
-    let parameters = sender.get_parameters().await.ok()?;
-    parameters
-        .rtp_parameters
-        .codecs
-        .iter()
-        .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(mime))
-        .map(|c| c.payload_type)
-}
-
-/// Makes a sender's packet the relay's own for one receiver: its SSRC and
-/// payload type, and no header extensions (their ids were negotiated with
-/// the sender, not the receiver; the relay's own interceptors add theirs).
-pub fn rewrite(packet: &mut rtp::Packet, ssrc: u32, payload_type: u8) {
-    packet.header.ssrc = ssrc;
-    packet.header.payload_type = payload_type;
-    packet.header.extension = false;
-    packet.header.extensions.clear();
-    packet.header.extensions_padding = 0;
-}
-
-fn next_ssrc() -> u32 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    // Unique within the process, which is all a receiver needs: each of
-    // its incoming streams has a distinct SSRC.
-    static NEXT: AtomicU32 = AtomicU32::new(0x5b00_0000);
-    NEXT.fetch_add(1, Ordering::Relaxed)
-}
-
 /// The mid of an SDP's first m-section.
 fn first_mid(sdp: &str) -> Option<&str> {
     sdp.lines()
@@ -715,40 +503,6 @@ fn first_mid(sdp: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
-
-    #[test]
-    fn rewrite_takes_the_receivers_ssrc_and_payload_type_and_keeps_the_media() {
-        let mut packet = rtp::Packet {
-            header: rtp::Header {
-                version: 2,
-                marker: true,
-                payload_type: 96,
-                sequence_number: 7,
-                timestamp: 9000,
-                ssrc: 1111,
-                ..Default::default()
-            },
-            payload: Bytes::from_static(b"frame"),
-        };
-        packet
-            .header
-            .set_extension(3, Bytes::from_static(&[1, 2]))
-            .unwrap();
-        rewrite(&mut packet, 2222, 102);
-        assert_eq!(packet.header.ssrc, 2222);
-        assert_eq!(packet.header.payload_type, 102);
-        assert!(!packet.header.extension && packet.header.extensions.is_empty());
-        assert_eq!(
-            (
-                packet.header.sequence_number,
-                packet.header.timestamp,
-                packet.header.marker
-            ),
-            (7, 9000, true)
-        );
-        assert_eq!(&packet.payload[..], b"frame");
-    }
 
     #[test]
     fn the_first_m_sections_mid() {

@@ -13,6 +13,7 @@ mod peer;
 mod pli;
 pub mod ports;
 mod room;
+mod sdp;
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -1,5 +1,5 @@
-//! Building one PeerConnection for one participant device, and turning its
-//! callbacks into events for the room.
+//! Opening one PeerConnection for one participant device on a port from
+//! the relay's range, and turning its callbacks into events for the room.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,7 +19,8 @@ use webrtc::peer_connection::{
     RTCPeerConnectionIceEvent, RTCPeerConnectionState, Registry,
 };
 
-use crate::RelayConfig;
+use crate::error::SignalError;
+use crate::{RelayConfig, Shared};
 
 /// Something one PeerConnection did. `generation` tells a device's
 /// current connection from one it replaced, whose late events are ignored.
@@ -88,8 +89,54 @@ impl PeerConnectionEventHandler for Events {
     }
 }
 
+/// Opens a device's connection on a port from the relay's range (any port
+/// when it has none), and returns it with its port. A port another process
+/// holds is skipped: up to 8 tries, fewer in a smaller range.
+pub async fn open(
+    shared: &Shared,
+    who: (ClientId, u64),
+    events: &mpsc::UnboundedSender<PeerEvent>,
+) -> Result<(Arc<dyn PeerConnection>, Option<u16>), SignalError> {
+    let ports = &shared.ports;
+    let mut attempts = ports
+        .lock()
+        .expect("ports lock")
+        .as_ref()
+        .map_or(1, |r| r.size().min(8));
+    loop {
+        let port = match ports.lock().expect("ports lock").as_mut() {
+            Some(range) => Some(range.take().ok_or(SignalError::NoFreePort)?),
+            None => None,
+        };
+        let built = build(
+            &shared.config,
+            port.unwrap_or(0),
+            who.clone(),
+            events.clone(),
+        );
+        match built.await {
+            Ok(pc) => return Ok((pc, port)),
+            Err(e) => {
+                tracing::warn!(?port, "relay peer connection: {e}");
+                release_port(shared, port);
+                attempts -= 1;
+                if attempts == 0 {
+                    return Err(SignalError::CannotConnect(e));
+                }
+            }
+        }
+    }
+}
+
+/// Gives a closed connection's port back to the range.
+pub fn release_port(shared: &Shared, port: Option<u16>) {
+    if let (Some(port), Some(range)) = (port, shared.ports.lock().expect("ports lock").as_mut()) {
+        range.release(port);
+    }
+}
+
 /// A PeerConnection bound to `port` (0: any) on the configured address.
-pub async fn build(
+async fn build(
     config: &RelayConfig,
     port: u16,
     (client, generation): (ClientId, u64),

@@ -1,7 +1,10 @@
 //! One call's media room: an actor task that owns the PeerConnections of
-//! the call's devices and the forwarding between them. Messages from a
-//! device are handled one at a time in arrival order, so an offer is always
-//! applied before the candidates that follow it.
+//! the call's devices, each one's negotiation, and which device receives
+//! which source. Messages from a device are handled one at a time in
+//! arrival order, so an offer is always applied before the candidates that
+//! follow it. `negotiation` says which offer/answer step comes next, `sdp`
+//! takes it on the connection, `forward` moves the RTP, and `peer` opens
+//! connections on the relay's ports.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,6 +21,7 @@ use crate::error::SignalError;
 use crate::forward::{Outbound, Source};
 use crate::negotiation::{Action, Done, Negotiation, Sent};
 use crate::peer::{self, PeerEvent, What};
+use crate::sdp;
 use crate::{Outgoing, Shared};
 
 /// Signalling messages a room holds before it refuses more: a device
@@ -86,6 +90,7 @@ pub fn spawn(sid: Sid, participants: [ClientId; 2], shared: Arc<Shared>) -> Hand
     }
 }
 
+/// One device's connection to the relay.
 struct Peer {
     pc: Arc<dyn PeerConnection>,
     generation: u64,
@@ -197,38 +202,16 @@ impl Room {
         offer: RTCSessionDescription,
     ) -> Result<String, SignalError> {
         let peer = self.peers.get_mut(from).expect("peer made before");
-        if peer.negotiation.received(Sent::Offer)? == Action::RollBackAndAnswer {
-            // Glare: the relay yields, and offers again once it answered.
-            let rollback = RTCSessionDescription::rollback(None).map_err(SignalError::RollBack)?;
-            peer.pc
-                .set_local_description(rollback)
-                .await
-                .map_err(SignalError::RollBack)?;
-        }
-        peer.pc
-            .set_remote_description(offer)
-            .await
-            .map_err(SignalError::OfferNotApplicable)?;
-        let answer = peer
-            .pc
-            .create_answer(None)
-            .await
-            .map_err(SignalError::NoAnswer)?;
-        peer.pc
-            .set_local_description(answer.clone())
-            .await
-            .map_err(SignalError::Answering)?;
-        Ok(answer.sdp)
+        // Glare: the relay yields, and offers again once it answered.
+        let roll_back = peer.negotiation.received(Sent::Offer)? == Action::RollBackAndAnswer;
+        sdp::answer(peer.pc.as_ref(), offer, roll_back).await
     }
 
     async fn on_answer(&mut self, from: &ClientId, sdp: String) -> Result<(), SignalError> {
         let answer = RTCSessionDescription::answer(sdp).map_err(SignalError::BadAnswer)?;
         let peer = self.peers.get_mut(from).ok_or(SignalError::NoConnection)?;
         peer.negotiation.received(Sent::Answer)?;
-        peer.pc
-            .set_remote_description(answer)
-            .await
-            .map_err(SignalError::AnswerNotApplicable)?;
+        sdp::apply_answer(peer.pc.as_ref(), answer).await?;
         if let Action::Ready(now_ready) = peer.negotiation.done(Done::AppliedAnswer) {
             for id in &now_ready {
                 if let Some(out) = peer.receiving.get(id) {
@@ -258,17 +241,7 @@ impl Room {
             .peers
             .get(from)
             .ok_or(SignalError::CandidateBeforeOffer)?;
-        let init = webrtc::peer_connection::RTCIceCandidateInit {
-            candidate: candidate.candidate,
-            sdp_mid: candidate.sdp_mid,
-            sdp_mline_index: candidate.sdp_m_line_index,
-            username_fragment: candidate.username_fragment,
-            ..Default::default()
-        };
-        peer.pc
-            .add_ice_candidate(init)
-            .await
-            .map_err(SignalError::BadCandidate)
+        sdp::add_candidate(peer.pc.as_ref(), candidate).await
     }
 
     async fn new_peer(
@@ -278,50 +251,15 @@ impl Room {
     ) -> Result<Peer, SignalError> {
         self.generations += 1;
         let generation = self.generations;
-        let config = &self.shared.config;
-        let mut attempts = self
-            .shared
-            .ports
-            .lock()
-            .expect("ports lock")
-            .as_ref()
-            .map_or(1, |r| r.size().min(8));
-        loop {
-            let port = match self.shared.ports.lock().expect("ports lock").as_mut() {
-                Some(range) => Some(range.take().ok_or(SignalError::NoFreePort)?),
-                None => None,
-            };
-            let who = (client.clone(), generation);
-            match peer::build(config, port.unwrap_or(0), who, events.clone()).await {
-                Ok(pc) => {
-                    self.shared.metrics.peer_connections.inc();
-                    return Ok(Peer {
-                        pc,
-                        generation,
-                        port,
-                        negotiation: Negotiation::default(),
-                        receiving: HashMap::new(),
-                    });
-                }
-                Err(e) => {
-                    // Another process may hold that port: try the next one.
-                    tracing::warn!(?port, "relay peer connection: {e}");
-                    self.release_port(port);
-                    attempts -= 1;
-                    if attempts == 0 {
-                        return Err(SignalError::CannotConnect(e));
-                    }
-                }
-            }
-        }
-    }
-
-    fn release_port(&self, port: Option<u16>) {
-        if let (Some(port), Some(range)) =
-            (port, self.shared.ports.lock().expect("ports lock").as_mut())
-        {
-            range.release(port);
-        }
+        let (pc, port) = peer::open(&self.shared, (client.clone(), generation), events).await?;
+        self.shared.metrics.peer_connections.inc();
+        Ok(Peer {
+            pc,
+            generation,
+            port,
+            negotiation: Negotiation::default(),
+            receiving: HashMap::new(),
+        })
     }
 
     fn send(&self, to: &ClientId, signal: WebRtcSignal) {
@@ -341,48 +279,25 @@ impl Room {
         if !peer.negotiation.wants_offer() {
             return;
         }
-        let offer = match peer.pc.create_offer(None).await {
-            Ok(offer) => offer,
-            Err(e) => {
-                tracing::warn!(%client, "relay offer: {e}");
-                return;
+        match sdp::offer(peer.pc.as_ref()).await {
+            Ok(sdp) => {
+                peer.negotiation.done(Done::Offered);
+                self.send(client, WebRtcSignal::Offer { sdp });
             }
-        };
-        if let Err(e) = peer.pc.set_local_description(offer.clone()).await {
-            tracing::warn!(%client, "relay offer: {e}");
-            return;
+            Err(e) => tracing::warn!(%client, "relay offer: {e}"),
         }
-        peer.negotiation.done(Done::Offered);
-        self.send(client, WebRtcSignal::Offer { sdp: offer.sdp });
-    }
-
-    /// webrtc-rs leaves a local candidate's `sdpMid` empty, which is no
-    /// valid mid: the relay bundles every track on one transport, so its
-    /// candidates belong to the first m-section of its description.
-    async fn with_mid(&self, client: &ClientId, mut c: IceCandidate) -> IceCandidate {
-        if c.sdp_mid.as_deref().is_some_and(|mid| !mid.is_empty()) {
-            return c;
-        }
-        let Some(peer) = self.peers.get(client) else {
-            return c;
-        };
-        if let Some(local) = peer.pc.local_description().await {
-            c.sdp_mid = first_mid(&local.sdp).map(str::to_string);
-            c.sdp_m_line_index = Some(0);
-        }
-        c
     }
 
     async fn on_event(&mut self, event: PeerEvent) {
-        let current = self.peers.get(&event.client).map(|p| p.generation);
-        if current != Some(event.generation) {
+        let peer = self.peers.get(&event.client);
+        let Some(peer) = peer.filter(|p| p.generation == event.generation) else {
             return; // from a connection already replaced or dropped
-        }
+        };
         let client = event.client;
         match event.what {
             What::Candidate(candidate) => {
                 let candidate = match candidate {
-                    Some(c) => Some(self.with_mid(&client, c).await),
+                    Some(c) => Some(sdp::with_mid(peer.pc.as_ref(), c).await),
                     None => None,
                 };
                 self.send(&client, WebRtcSignal::Candidate { candidate })
@@ -479,7 +394,7 @@ impl Room {
         if let Err(e) = peer.pc.close().await {
             tracing::debug!(sid = %self.sid, "closing a relay peer connection: {e}");
         }
-        self.release_port(peer.port);
+        peer::release_port(&self.shared, peer.port);
         self.shared.metrics.peer_connections.dec();
     }
 
@@ -493,29 +408,9 @@ impl Room {
     }
 }
 
-/// The mid of an SDP's first m-section.
-fn first_mid(sdp: &str) -> Option<&str> {
-    sdp.lines()
-        .skip_while(|l| !l.starts_with("m="))
-        .find_map(|l| l.trim_end().strip_prefix("a=mid:"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_first_m_sections_mid() {
-        let cases = [
-            ("v=0\r\na=group:BUNDLE 0 1\r\nm=video 9 UDP 96\r\na=mid:0\r\nm=audio 9 UDP 111\r\na=mid:1\r\n", Some("0")),
-            ("v=0\na=mid:x\nm=video 9 UDP 96\na=sendrecv\na=mid:video\n", Some("video")),
-            ("v=0\r\nm=video 9 UDP 96\r\n", None),
-            ("", None),
-        ];
-        for (sdp, want) in cases {
-            assert_eq!(first_mid(sdp), want, "{sdp:?}");
-        }
-    }
 
     #[test]
     fn a_room_refuses_signals_past_its_queue() {

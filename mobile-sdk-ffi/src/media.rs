@@ -14,7 +14,7 @@ use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
-use switchboard_relay::feedback::{asks_for_keyframe, KeyframeFeedback};
+use switchboard_keyframe_feedback::{asks_for_keyframe, KeyframeFeedback};
 use tokio::sync::mpsc;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
@@ -70,7 +70,10 @@ pub async fn peer_connection(
     media.register_default_codecs().map_err(media_error)?;
     let registry = register_default_interceptors(Registry::new(), &mut media)
         .map_err(media_error)?
-        .with(Slot::from(14_000), KeyframeFeedback::default());
+        .with(
+            Slot::from(switchboard_keyframe_feedback::SLOT),
+            KeyframeFeedback::default(),
+        );
     let mut config = RTCConfigurationBuilder::new().with_ice_servers(options.ice_servers.clone());
     if options.relay_only {
         config = config.with_ice_transport_policy(RTCIceTransportPolicy::Relay);

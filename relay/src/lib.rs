@@ -4,12 +4,16 @@
 //! hooks and leaves as [`Outgoing`] messages the server publishes on
 //! `session/<sid>/webrtc/<clientId>/down`.
 
-pub mod feedback;
+mod error;
+mod forward;
 pub mod keyframes;
 pub mod metrics;
+mod negotiation;
 mod peer;
+mod pli;
 pub mod ports;
 mod room;
+mod sdp;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -19,6 +23,7 @@ use switchboard_protocol::payload::WebRtcSignal;
 use switchboard_protocol::{ClientId, Sid};
 use tokio::sync::mpsc;
 
+pub use error::RelayError;
 pub use metrics::RelayMetrics;
 
 /// How the relay's PeerConnections bind and what they advertise.
@@ -48,16 +53,6 @@ pub enum Outgoing {
         client: ClientId,
         reason: String,
     },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RelayError {
-    #[error("the call has no media room: it is not accepted or it has ended")]
-    NoRoom,
-    #[error("this device is not a participant of the call")]
-    NotParticipant,
-    #[error("too many signalling messages waiting for this call; slow down")]
-    Busy,
 }
 
 pub(crate) struct Shared {

@@ -1,5 +1,5 @@
-//! Building one PeerConnection for one participant device, and turning its
-//! callbacks into events for the room.
+//! Opening one PeerConnection for one participant device on a port from
+//! the relay's range, and turning its callbacks into events for the room.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,6 +8,7 @@ use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::Slot;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::transport::RTCIceCandidateType;
+use switchboard_keyframe_feedback::KeyframeFeedback;
 use switchboard_protocol::payload::IceCandidate;
 use switchboard_protocol::ClientId;
 use tokio::sync::mpsc;
@@ -18,12 +19,8 @@ use webrtc::peer_connection::{
     RTCPeerConnectionIceEvent, RTCPeerConnectionState, Registry,
 };
 
-use crate::feedback::KeyframeFeedback;
-use crate::RelayConfig;
-
-/// Past the default interceptors, so they have all read an inbound RTCP
-/// packet before this one decides whether the relay sees it.
-const FEEDBACK_SLOT: usize = 14_000;
+use crate::error::SignalError;
+use crate::{RelayConfig, Shared};
 
 /// Something one PeerConnection did. `generation` tells a device's
 /// current connection from one it replaced, whose late events are ignored.
@@ -92,8 +89,54 @@ impl PeerConnectionEventHandler for Events {
     }
 }
 
+/// Opens a device's connection on a port from the relay's range (any port
+/// when it has none), and returns it with its port. A port another process
+/// holds is skipped: up to 8 tries, fewer in a smaller range.
+pub async fn open(
+    shared: &Shared,
+    who: (ClientId, u64),
+    events: &mpsc::UnboundedSender<PeerEvent>,
+) -> Result<(Arc<dyn PeerConnection>, Option<u16>), SignalError> {
+    let ports = &shared.ports;
+    let mut attempts = ports
+        .lock()
+        .expect("ports lock")
+        .as_ref()
+        .map_or(1, |r| r.size().min(8));
+    loop {
+        let port = match ports.lock().expect("ports lock").as_mut() {
+            Some(range) => Some(range.take().ok_or(SignalError::NoFreePort)?),
+            None => None,
+        };
+        let built = build(
+            &shared.config,
+            port.unwrap_or(0),
+            who.clone(),
+            events.clone(),
+        );
+        match built.await {
+            Ok(pc) => return Ok((pc, port)),
+            Err(e) => {
+                tracing::warn!(?port, "relay peer connection: {e}");
+                release_port(shared, port);
+                attempts -= 1;
+                if attempts == 0 {
+                    return Err(SignalError::CannotConnect(e));
+                }
+            }
+        }
+    }
+}
+
+/// Gives a closed connection's port back to the range.
+pub fn release_port(shared: &Shared, port: Option<u16>) {
+    if let (Some(port), Some(range)) = (port, shared.ports.lock().expect("ports lock").as_mut()) {
+        range.release(port);
+    }
+}
+
 /// A PeerConnection bound to `port` (0: any) on the configured address.
-pub async fn build(
+async fn build(
     config: &RelayConfig,
     port: u16,
     (client, generation): (ClientId, u64),
@@ -101,8 +144,10 @@ pub async fn build(
 ) -> Result<Arc<dyn PeerConnection>, webrtc::error::Error> {
     let mut media = MediaEngine::default();
     media.register_default_codecs()?;
-    let registry = register_default_interceptors(Registry::new(), &mut media)?
-        .with(Slot::from(FEEDBACK_SLOT), KeyframeFeedback::default());
+    let registry = register_default_interceptors(Registry::new(), &mut media)?.with(
+        Slot::from(switchboard_keyframe_feedback::SLOT),
+        KeyframeFeedback::default(),
+    );
     // mDNS would open a multicast socket on every interface per
     // connection, outside the port range; the relay's candidates are IPs.
     let mut settings =

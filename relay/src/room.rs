@@ -1,37 +1,28 @@
 //! One call's media room: an actor task that owns the PeerConnections of
-//! the call's devices and the forwarding between them. Messages from a
-//! device are handled one at a time in arrival order, so an offer is always
-//! applied before the candidates that follow it.
+//! the call's devices, each one's negotiation, and which device receives
+//! which source. Messages from a device are handled one at a time in
+//! arrival order, so an offer is always applied before the candidates that
+//! follow it. `negotiation` says which offer/answer step comes next, `sdp`
+//! takes it on the connection, `forward` moves the RTP, and `peer` opens
+//! connections on the relay's ports.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
-use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use rtc::rtp;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
 use switchboard_protocol::payload::{IceCandidate, WebRtcSignal};
 use switchboard_protocol::{ClientId, Sid};
-use tokio::sync::{broadcast, mpsc, oneshot};
-use tokio::task::{AbortHandle, JoinSet};
-use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
-use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
-use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
-use webrtc::media_stream::MediaStreamTrack;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{PeerConnection, RTCSessionDescription};
-use webrtc::rtp_transceiver::RtpSender;
 
-use crate::keyframes::{KeyframeRequests, Verdict};
+use crate::error::SignalError;
+use crate::forward::{Outbound, Source};
+use crate::negotiation::{Action, Done, Negotiation, Sent};
 use crate::peer::{self, PeerEvent, What};
+use crate::sdp;
 use crate::{Outgoing, Shared};
-
-/// Keyframes cost many packets: ask one sender at most twice a second.
-const KEYFRAME_GAP_MS: u64 = 500;
-/// Packets a slow receiver may fall behind before it skips ahead.
-const BUS_DEPTH: usize = 512;
 
 /// Signalling messages a room holds before it refuses more: a device
 /// sends a handful per negotiation, so only a flood reaches it.
@@ -99,88 +90,14 @@ pub fn spawn(sid: Sid, participants: [ClientId; 2], shared: Arc<Shared>) -> Hand
     }
 }
 
-/// A track a device sends, fanned out to the others through `bus`.
-struct Source {
-    id: u64,
-    from: ClientId,
-    kind: RtpCodecKind,
-    codec: RTCRtpCodec,
-    bus: broadcast::Sender<rtp::Packet>,
-    keyframes: Arc<Keyframes>,
-}
-
-/// Keyframe requests for one inbound track.
-struct Keyframes {
-    track: Arc<dyn TrackRemote>,
-    media_ssrc: u32,
-    limit: Mutex<KeyframeRequests>,
-    started: Instant,
-    shared: Arc<Shared>,
-}
-
-impl Keyframes {
-    fn now_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
-    }
-
-    async fn send(&self) {
-        let pli = PictureLossIndication {
-            sender_ssrc: 0,
-            media_ssrc: self.media_ssrc,
-        };
-        if self.track.write_rtcp(vec![Box::new(pli)]).await.is_ok() {
-            self.shared.metrics.keyframe_requests.inc();
-        }
-    }
-
-    /// Asks now, or once the gap since the last request has passed.
-    async fn ask(self: &Arc<Self>) {
-        let verdict = self.limit.lock().expect("keyframe lock").ask(self.now_ms());
-        match verdict {
-            Verdict::Send => self.send().await,
-            Verdict::Later(at) => {
-                let me = self.clone();
-                tokio::spawn(async move {
-                    let wait = at.saturating_sub(me.now_ms());
-                    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
-                    let due = me.limit.lock().expect("keyframe lock").due(me.now_ms());
-                    if due {
-                        me.send().await;
-                    }
-                });
-            }
-        }
-    }
-}
-
+/// One device's connection to the relay.
 struct Peer {
     pc: Arc<dyn PeerConnection>,
     generation: u64,
     port: Option<u16>,
-    /// The relay's offer awaits the device's answer.
-    offering: bool,
-    /// Tracks were added or removed since the last offer.
-    stale: bool,
+    negotiation: Negotiation,
     /// Sources this device receives.
     receiving: HashMap<u64, Outbound>,
-}
-
-/// One source's track on a receiving device's connection.
-struct Outbound {
-    sender: Arc<dyn RtpSender>,
-    /// Set once the device answered an offer carrying the track: packets
-    /// before that would reach it as an undeclared stream.
-    ready: Arc<AtomicBool>,
-    /// Whether the relay's outstanding offer carries it.
-    offered: bool,
-    /// Its writer and its keyframe-request reader.
-    tasks: [AbortHandle; 2],
-}
-
-impl Outbound {
-    fn stop(&self) {
-        self.tasks.iter().for_each(AbortHandle::abort);
-    }
 }
 
 struct Room {
@@ -207,11 +124,11 @@ impl Room {
                 command = commands.recv() => match command {
                     Some(Command::Signal(from, signal)) => {
                         signals.fetch_sub(1, Ordering::Relaxed);
-                        if let Err(reason) = self.handle(&from, signal, &events_tx).await {
+                        if let Err(refusal) = self.handle(&from, signal, &events_tx).await {
                             let _ = self.shared.out.send(Outgoing::Refused {
                                 sid: self.sid.clone(),
                                 client: from,
-                                reason,
+                                reason: refusal.to_string(),
                             });
                         }
                     }
@@ -236,7 +153,7 @@ impl Room {
         from: &ClientId,
         signal: WebRtcSignal,
         events: &mpsc::UnboundedSender<PeerEvent>,
-    ) -> Result<(), String> {
+    ) -> Result<(), SignalError> {
         match signal {
             WebRtcSignal::Offer { sdp } => self.on_offer(from, sdp, events).await,
             WebRtcSignal::Answer { sdp } => self.on_answer(from, sdp).await,
@@ -249,8 +166,8 @@ impl Room {
         from: &ClientId,
         sdp: String,
         events: &mpsc::UnboundedSender<PeerEvent>,
-    ) -> Result<(), String> {
-        let offer = RTCSessionDescription::offer(sdp).map_err(|e| format!("bad offer: {e}"))?;
+    ) -> Result<(), SignalError> {
+        let offer = RTCSessionDescription::offer(sdp).map_err(SignalError::BadOffer)?;
         let fresh = !self.peers.contains_key(from);
         if fresh {
             let peer = self.new_peer(from, events).await?;
@@ -283,56 +200,29 @@ impl Room {
         &mut self,
         from: &ClientId,
         offer: RTCSessionDescription,
-    ) -> Result<String, String> {
+    ) -> Result<String, SignalError> {
         let peer = self.peers.get_mut(from).expect("peer made before");
-        if peer.offering {
-            // Both offered at once: the relay yields, answers, and offers
-            // again afterwards.
-            let rollback = RTCSessionDescription::rollback(None).map_err(|e| e.to_string())?;
-            peer.pc
-                .set_local_description(rollback)
-                .await
-                .map_err(|e| format!("rolling back the relay's offer: {e}"))?;
-            peer.offering = false;
-            peer.stale = true;
-        }
-        peer.pc
-            .set_remote_description(offer)
-            .await
-            .map_err(|e| format!("offer not applicable: {e}"))?;
-        let answer = peer
-            .pc
-            .create_answer(None)
-            .await
-            .map_err(|e| format!("no answer to that offer: {e}"))?;
-        peer.pc
-            .set_local_description(answer.clone())
-            .await
-            .map_err(|e| format!("answering: {e}"))?;
-        Ok(answer.sdp)
+        // Glare: the relay yields, and offers again once it answered.
+        let roll_back = peer.negotiation.received(Sent::Offer)? == Action::RollBackAndAnswer;
+        sdp::answer(peer.pc.as_ref(), offer, roll_back).await
     }
 
-    async fn on_answer(&mut self, from: &ClientId, sdp: String) -> Result<(), String> {
-        let answer = RTCSessionDescription::answer(sdp).map_err(|e| format!("bad answer: {e}"))?;
-        let peer = self.peers.get_mut(from).ok_or("no offer was made to you")?;
-        if !peer.offering {
-            return Err("no offer awaits an answer".into());
-        }
-        peer.pc
-            .set_remote_description(answer)
-            .await
-            .map_err(|e| format!("answer not applicable: {e}"))?;
-        peer.offering = false;
-        let now_ready: Vec<u64> = peer
-            .receiving
-            .iter_mut()
-            .filter(|(_, out)| out.offered && !out.ready.swap(true, Ordering::Relaxed))
-            .map(|(id, _)| *id)
-            .collect();
-        // A receiver that just joined can decode nothing until a keyframe.
-        for id in now_ready {
-            if let Some(source) = self.sources.iter().find(|s| s.id == id) {
-                source.keyframes.ask().await;
+    async fn on_answer(&mut self, from: &ClientId, sdp: String) -> Result<(), SignalError> {
+        let answer = RTCSessionDescription::answer(sdp).map_err(SignalError::BadAnswer)?;
+        let peer = self.peers.get_mut(from).ok_or(SignalError::NoConnection)?;
+        peer.negotiation.received(Sent::Answer)?;
+        sdp::apply_answer(peer.pc.as_ref(), answer).await?;
+        if let Action::Ready(now_ready) = peer.negotiation.done(Done::AppliedAnswer) {
+            for id in &now_ready {
+                if let Some(out) = peer.receiving.get(id) {
+                    out.ready();
+                }
+            }
+            // A receiver that just joined can decode nothing until a keyframe.
+            for id in now_ready {
+                if let Some(source) = self.sources.iter().find(|s| s.id == id) {
+                    source.pli.ask().await;
+                }
             }
         }
         self.renegotiate(from).await;
@@ -343,80 +233,33 @@ impl Room {
         &mut self,
         from: &ClientId,
         candidate: Option<IceCandidate>,
-    ) -> Result<(), String> {
+    ) -> Result<(), SignalError> {
         let Some(candidate) = candidate else {
             return Ok(()); // end of candidates: nothing to do
         };
         let peer = self
             .peers
             .get(from)
-            .ok_or("offer before sending candidates")?;
-        let init = webrtc::peer_connection::RTCIceCandidateInit {
-            candidate: candidate.candidate,
-            sdp_mid: candidate.sdp_mid,
-            sdp_mline_index: candidate.sdp_m_line_index,
-            username_fragment: candidate.username_fragment,
-            ..Default::default()
-        };
-        peer.pc
-            .add_ice_candidate(init)
-            .await
-            .map_err(|e| format!("bad candidate: {e}"))
+            .ok_or(SignalError::CandidateBeforeOffer)?;
+        sdp::add_candidate(peer.pc.as_ref(), candidate).await
     }
 
     async fn new_peer(
         &mut self,
         client: &ClientId,
         events: &mpsc::UnboundedSender<PeerEvent>,
-    ) -> Result<Peer, String> {
+    ) -> Result<Peer, SignalError> {
         self.generations += 1;
         let generation = self.generations;
-        let config = &self.shared.config;
-        let attempts = self
-            .shared
-            .ports
-            .lock()
-            .expect("ports lock")
-            .as_ref()
-            .map_or(1, |r| r.size().min(8));
-        let mut last_error = String::new();
-        for _ in 0..attempts {
-            let port = match self.shared.ports.lock().expect("ports lock").as_mut() {
-                Some(range) => Some(range.take().ok_or("the relay has no free UDP port")?),
-                None => None,
-            };
-            let who = (client.clone(), generation);
-            match peer::build(config, port.unwrap_or(0), who, events.clone()).await {
-                Ok(pc) => {
-                    self.shared.metrics.peer_connections.inc();
-                    return Ok(Peer {
-                        pc,
-                        generation,
-                        port,
-                        offering: false,
-                        stale: false,
-                        receiving: HashMap::new(),
-                    });
-                }
-                Err(e) => {
-                    // Another process may hold that port: try the next one.
-                    tracing::warn!(?port, "relay peer connection: {e}");
-                    self.release_port(port);
-                    last_error = e.to_string();
-                }
-            }
-        }
-        Err(format!(
-            "the relay could not open a connection: {last_error}"
-        ))
-    }
-
-    fn release_port(&self, port: Option<u16>) {
-        if let (Some(port), Some(range)) =
-            (port, self.shared.ports.lock().expect("ports lock").as_mut())
-        {
-            range.release(port);
-        }
+        let (pc, port) = peer::open(&self.shared, (client.clone(), generation), events).await?;
+        self.shared.metrics.peer_connections.inc();
+        Ok(Peer {
+            pc,
+            generation,
+            port,
+            negotiation: Negotiation::default(),
+            receiving: HashMap::new(),
+        })
     }
 
     fn send(&self, to: &ClientId, signal: WebRtcSignal) {
@@ -433,55 +276,28 @@ impl Room {
         let Some(peer) = self.peers.get_mut(client) else {
             return;
         };
-        if !peer.stale || peer.offering || peer.pc.remote_description().await.is_none() {
+        if !peer.negotiation.wants_offer() {
             return;
         }
-        let offer = match peer.pc.create_offer(None).await {
-            Ok(offer) => offer,
-            Err(e) => {
-                tracing::warn!(%client, "relay offer: {e}");
-                return;
+        match sdp::offer(peer.pc.as_ref()).await {
+            Ok(sdp) => {
+                peer.negotiation.done(Done::Offered);
+                self.send(client, WebRtcSignal::Offer { sdp });
             }
-        };
-        if let Err(e) = peer.pc.set_local_description(offer.clone()).await {
-            tracing::warn!(%client, "relay offer: {e}");
-            return;
+            Err(e) => tracing::warn!(%client, "relay offer: {e}"),
         }
-        peer.offering = true;
-        peer.stale = false;
-        for out in peer.receiving.values_mut() {
-            out.offered = true;
-        }
-        self.send(client, WebRtcSignal::Offer { sdp: offer.sdp });
-    }
-
-    /// webrtc-rs leaves a local candidate's `sdpMid` empty, which is no
-    /// valid mid: the relay bundles every track on one transport, so its
-    /// candidates belong to the first m-section of its description.
-    async fn with_mid(&self, client: &ClientId, mut c: IceCandidate) -> IceCandidate {
-        if c.sdp_mid.as_deref().is_some_and(|mid| !mid.is_empty()) {
-            return c;
-        }
-        let Some(peer) = self.peers.get(client) else {
-            return c;
-        };
-        if let Some(local) = peer.pc.local_description().await {
-            c.sdp_mid = first_mid(&local.sdp).map(str::to_string);
-            c.sdp_m_line_index = Some(0);
-        }
-        c
     }
 
     async fn on_event(&mut self, event: PeerEvent) {
-        let current = self.peers.get(&event.client).map(|p| p.generation);
-        if current != Some(event.generation) {
+        let peer = self.peers.get(&event.client);
+        let Some(peer) = peer.filter(|p| p.generation == event.generation) else {
             return; // from a connection already replaced or dropped
-        }
+        };
         let client = event.client;
         match event.what {
             What::Candidate(candidate) => {
                 let candidate = match candidate {
-                    Some(c) => Some(self.with_mid(&client, c).await),
+                    Some(c) => Some(sdp::with_mid(peer.pc.as_ref(), c).await),
                     None => None,
                 };
                 self.send(&client, WebRtcSignal::Candidate { candidate })
@@ -497,40 +313,13 @@ impl Room {
     /// A device started sending a track: read it onto a bus and subscribe
     /// the other devices.
     async fn on_track(&mut self, from: ClientId, track: Arc<dyn TrackRemote>) {
-        let Some(media_ssrc) = track.ssrcs().await.first().copied() else {
+        let id = self.next_source;
+        let read = Source::read(id, from.clone(), track, &self.shared, &mut self.tasks);
+        let Some(source) = read.await else {
             return;
-        };
-        let Some(codec) = track.codec(media_ssrc).await else {
-            return;
-        };
-        let kind = track.kind().await;
-        let (bus, _) = broadcast::channel(BUS_DEPTH);
-        let keyframes = Arc::new(Keyframes {
-            track: track.clone(),
-            media_ssrc,
-            limit: Mutex::new(KeyframeRequests::new(KEYFRAME_GAP_MS)),
-            started: Instant::now(),
-            shared: self.shared.clone(),
-        });
-        let source = Source {
-            id: self.next_source,
-            from: from.clone(),
-            kind,
-            codec,
-            bus: bus.clone(),
-            keyframes,
         };
         self.next_source += 1;
-        tracing::debug!(sid = %self.sid, %from, mime = %source.codec.mime_type, "relay source");
-        self.tasks.spawn(async move {
-            while let Some(event) = track.poll().await {
-                if let TrackRemoteEvent::OnRtpPacket(packet) = event {
-                    // No receiver yet is not an error: nobody is watching.
-                    let _ = bus.send(packet);
-                }
-            }
-        });
-        let id = source.id;
+        tracing::debug!(sid = %self.sid, %from, mime = %source.mime(), "relay source");
         self.sources.push(source);
         let others: Vec<ClientId> = self.peers.keys().filter(|c| **c != from).cloned().collect();
         for client in others {
@@ -551,8 +340,7 @@ impl Room {
         }
     }
 
-    /// Adds a track to `client`'s connection that carries source `id`, with
-    /// its own SSRC and the payload type `client` negotiated.
+    /// Adds a track carrying source `id` to `client`'s connection.
     async fn subscribe(&mut self, client: &ClientId, id: u64) {
         let Some(source) = self.sources.iter().find(|s| s.id == id) else {
             return;
@@ -563,83 +351,13 @@ impl Room {
         if peer.receiving.contains_key(&id) {
             return;
         }
-        let ssrc = next_ssrc();
-        let stream = format!("{}", source.from);
-        let out = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-            stream.clone(),
-            format!("{stream}-{id}"),
-            stream,
-            source.kind,
-            vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters {
-                    ssrc: Some(ssrc),
-                    ..Default::default()
-                },
-                codec: source.codec.clone(),
-                ..Default::default()
-            }],
-        )));
-        let sender = match peer.pc.add_track(out.clone() as Arc<dyn TrackLocal>).await {
-            Ok(sender) => sender,
-            Err(e) => {
-                tracing::warn!(%client, "relay add_track: {e}");
-                return;
+        match Outbound::start(peer.pc.as_ref(), source, &self.shared, &mut self.tasks).await {
+            Ok(out) => {
+                peer.receiving.insert(id, out);
+                peer.negotiation.done(Done::AddedTrack(id));
             }
-        };
-        let ready = Arc::new(AtomicBool::new(false));
-        let mime = source.codec.mime_type.clone();
-        let mut packets = source.bus.subscribe();
-        let shared = self.shared.clone();
-        let writer = out.clone();
-        let negotiated = sender.clone();
-        let is_ready = ready.clone();
-        let writing = self.tasks.spawn(async move {
-            let mut payload_type = None;
-            loop {
-                let mut packet = match packets.recv().await {
-                    Ok(packet) => packet,
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => return,
-                };
-                if !is_ready.load(Ordering::Relaxed) {
-                    continue;
-                }
-                if payload_type.is_none() {
-                    payload_type = negotiated_payload_type(&negotiated, &mime).await;
-                }
-                let Some(pt) = payload_type else {
-                    continue; // not negotiated yet
-                };
-                let bytes = packet.payload.len() as u64;
-                rewrite(&mut packet, ssrc, pt);
-                if writer.write_rtp(packet).await.is_ok() {
-                    shared.metrics.packets_forwarded.inc();
-                    shared.metrics.bytes_forwarded.inc_by(bytes);
-                }
-            }
-        });
-        let keyframes = source.keyframes.clone();
-        let asking = self.tasks.spawn(async move {
-            while let Some(TrackLocalEvent::OnRtcpPacket(packets)) = out.poll().await {
-                if packets
-                    .iter()
-                    .any(|p| crate::feedback::asks_for_keyframe(p.as_ref()))
-                {
-                    keyframes.ask().await;
-                }
-            }
-        });
-        let peer = self.peers.get_mut(client).expect("looked up above");
-        peer.receiving.insert(
-            id,
-            Outbound {
-                sender,
-                ready,
-                offered: false,
-                tasks: [writing, asking],
-            },
-        );
-        peer.stale = true;
+            Err(e) => tracing::warn!(%client, "relay add_track: {e}"),
+        }
     }
 
     /// Closes a device's connection and unsubscribes the others from what
@@ -661,9 +379,8 @@ impl Room {
             let peer = self.peers.get_mut(&other).expect("listed");
             for id in &gone {
                 if let Some(out) = peer.receiving.remove(id) {
-                    out.stop();
-                    let _ = peer.pc.remove_track(&out.sender).await;
-                    peer.stale = true;
+                    out.remove(peer.pc.as_ref()).await;
+                    peer.negotiation.done(Done::RemovedTrack(*id));
                 }
             }
             self.renegotiate(&other).await;
@@ -677,7 +394,7 @@ impl Room {
         if let Err(e) = peer.pc.close().await {
             tracing::debug!(sid = %self.sid, "closing a relay peer connection: {e}");
         }
-        self.release_port(peer.port);
+        peer::release_port(&self.shared, peer.port);
         self.shared.metrics.peer_connections.dec();
     }
 
@@ -691,93 +408,9 @@ impl Room {
     }
 }
 
-/// The payload type `sender`'s device chose for `mime`.
-async fn negotiated_payload_type(sender: &Arc<dyn RtpSender>, mime: &str) -> Option<u8> {
-    let parameters = sender.get_parameters().await.ok()?;
-    parameters
-        .rtp_parameters
-        .codecs
-        .iter()
-        .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(mime))
-        .map(|c| c.payload_type)
-}
-
-/// Makes a sender's packet the relay's own for one receiver: its SSRC and
-/// payload type, and no header extensions (their ids were negotiated with
-/// the sender, not the receiver; the relay's own interceptors add theirs).
-pub fn rewrite(packet: &mut rtp::Packet, ssrc: u32, payload_type: u8) {
-    packet.header.ssrc = ssrc;
-    packet.header.payload_type = payload_type;
-    packet.header.extension = false;
-    packet.header.extensions.clear();
-    packet.header.extensions_padding = 0;
-}
-
-fn next_ssrc() -> u32 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    // Unique within the process, which is all a receiver needs: each of
-    // its incoming streams has a distinct SSRC.
-    static NEXT: AtomicU32 = AtomicU32::new(0x5b00_0000);
-    NEXT.fetch_add(1, Ordering::Relaxed)
-}
-
-/// The mid of an SDP's first m-section.
-fn first_mid(sdp: &str) -> Option<&str> {
-    sdp.lines()
-        .skip_while(|l| !l.starts_with("m="))
-        .find_map(|l| l.trim_end().strip_prefix("a=mid:"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
-
-    #[test]
-    fn rewrite_takes_the_receivers_ssrc_and_payload_type_and_keeps_the_media() {
-        let mut packet = rtp::Packet {
-            header: rtp::Header {
-                version: 2,
-                marker: true,
-                payload_type: 96,
-                sequence_number: 7,
-                timestamp: 9000,
-                ssrc: 1111,
-                ..Default::default()
-            },
-            payload: Bytes::from_static(b"frame"),
-        };
-        packet
-            .header
-            .set_extension(3, Bytes::from_static(&[1, 2]))
-            .unwrap();
-        rewrite(&mut packet, 2222, 102);
-        assert_eq!(packet.header.ssrc, 2222);
-        assert_eq!(packet.header.payload_type, 102);
-        assert!(!packet.header.extension && packet.header.extensions.is_empty());
-        assert_eq!(
-            (
-                packet.header.sequence_number,
-                packet.header.timestamp,
-                packet.header.marker
-            ),
-            (7, 9000, true)
-        );
-        assert_eq!(&packet.payload[..], b"frame");
-    }
-
-    #[test]
-    fn the_first_m_sections_mid() {
-        let cases = [
-            ("v=0\r\na=group:BUNDLE 0 1\r\nm=video 9 UDP 96\r\na=mid:0\r\nm=audio 9 UDP 111\r\na=mid:1\r\n", Some("0")),
-            ("v=0\na=mid:x\nm=video 9 UDP 96\na=sendrecv\na=mid:video\n", Some("video")),
-            ("v=0\r\nm=video 9 UDP 96\r\n", None),
-            ("", None),
-        ];
-        for (sdp, want) in cases {
-            assert_eq!(first_mid(sdp), want, "{sdp:?}");
-        }
-    }
 
     #[test]
     fn a_room_refuses_signals_past_its_queue() {

@@ -19,8 +19,8 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 use rumqttc::{AsyncClient, QoS};
 use serde_json::{json, Value};
+use switchboard_keyframe_feedback::asks_for_keyframe;
 use switchboard_protocol::payload::WebRtcSignal;
-use switchboard_relay::feedback::asks_for_keyframe;
 pub use switchboard_sdk::media::PeerOptions;
 use switchboard_sdk::media::{apply, candidate_signal, peer_connection, video_track};
 use switchboard_sdk::Signal;

@@ -5,13 +5,16 @@
 
 pub mod acl;
 pub mod error;
+pub mod filter;
 pub mod ids;
 pub mod payload;
 pub mod phone;
 pub mod profile;
 pub mod topic;
+pub mod validate;
 
 pub use error::{ErrorBody, ErrorCode, Invalid};
+pub use filter::Filter;
 pub use ids::{ClientId, CommandName, Device, Id, IdScheme, PairingCode, Sid};
 pub use phone::{Phone, PhoneError, Region};
 pub use topic::Topic;

@@ -52,20 +52,6 @@ pub fn parse_profile(payload: &[u8], owner: &Id, now_ms: i64) -> Result<Profile,
     validate_profile(input, owner, now_ms)
 }
 
-/// Accepts a profile payload the server has already stamped (see
-/// `parse_profile`): the same checks, keeping its `updatedAt`.
-pub fn accept_published(payload: &[u8], owner: &Id) -> Result<Profile, ProfileError> {
-    if payload.len() > MAX_PAYLOAD_BYTES {
-        return Err(ProfileError::TooLarge);
-    }
-    let input: ProfileInput =
-        serde_json::from_slice(payload).map_err(|e| ProfileError::Malformed(e.to_string()))?;
-    let updated_at = input
-        .updated_at
-        .ok_or_else(|| ProfileError::Malformed("updatedAt is missing".into()))?;
-    validate_profile(input, owner, updated_at)
-}
-
 /// Checks every field and returns the profile as stored and published.
 /// Empty strings clear a field, as `null` does.
 pub fn validate_profile(
@@ -164,19 +150,6 @@ mod tests {
         assert_eq!(p.updated_at, 42, "the server's time, not the client's");
         let empty = parse(json!({"nickname": "", "email": null})).unwrap();
         assert_eq!(empty.nickname, None);
-    }
-
-    #[test]
-    fn stamped_profiles_keep_their_time() {
-        let stamped = serde_json::to_vec(&parse(json!({"nickname": "Ola"})).unwrap()).unwrap();
-        let p = accept_published(&stamped, &owner()).unwrap();
-        assert_eq!((p.nickname.as_deref(), p.updated_at), (Some("Ola"), 42));
-        assert!(accept_published(br#"{"nickname": "Ola"}"#, &owner()).is_err());
-        assert!(accept_published(
-            br#"{"nickname": "", "email": "x", "updatedAt": 1}"#,
-            &owner()
-        )
-        .is_err());
     }
 
     #[test]

@@ -80,10 +80,18 @@ impl Direction {
 }
 
 impl CommandPart {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             CommandPart::Request => "request",
             CommandPart::Response => "response",
+        }
+    }
+
+    pub(crate) fn parse(level: &str) -> Option<CommandPart> {
+        match level {
+            "request" => Some(CommandPart::Request),
+            "response" => Some(CommandPart::Response),
+            _ => None,
         }
     }
 }
@@ -153,11 +161,7 @@ impl FromStr for Topic {
             ["session", sid, command, part] => Topic::Command {
                 sid: sid.parse()?,
                 command: command.parse()?,
-                part: match *part {
-                    "request" => CommandPart::Request,
-                    "response" => CommandPart::Response,
-                    _ => return Err(NOT_A_TOPIC),
-                },
+                part: CommandPart::parse(part).ok_or(NOT_A_TOPIC)?,
             },
             ["pairing", code, field] => Topic::Pairing {
                 code: code.parse()?,

@@ -3,18 +3,18 @@
 
 mod accounts;
 mod broker;
-mod calls;
+mod clock;
 mod config;
 mod http;
 mod keys;
 mod limits;
 mod media;
 mod metrics;
-mod presence;
+mod outbound;
 mod push;
-mod queue;
-mod robots;
+mod refused;
 mod serve;
+mod services;
 mod sms;
 mod social;
 mod store;

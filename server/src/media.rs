@@ -1,13 +1,21 @@
-//! The media relay at the edges: its settings, and publishing what it says
-//! to devices on `session/<sid>/webrtc/<clientId>/down`.
+//! The media relay at the edges: its settings, the calls it follows,
+//! devices' signalling into it, and publishing what it says to devices on
+//! `session/<sid>/webrtc/<clientId>/down`.
 
+use switchboard_protocol::payload::CallStateKind;
 use switchboard_protocol::topic::Direction;
-use switchboard_protocol::{ErrorCode, Topic};
-use switchboard_relay::{Outgoing, RelayConfig};
+use switchboard_protocol::{validate, ClientId, ErrorCode, Sid, Topic};
+use switchboard_relay::{Outgoing, Relay, RelayConfig, RelayError};
+use switchboard_signalling::Call;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::broker::Publisher;
 use crate::config::Config;
+use crate::outbound::Publish as _;
+use crate::refused::Refused;
+use crate::services::calls::Follow;
 
 pub fn relay_config(config: &Config) -> RelayConfig {
     RelayConfig {
@@ -17,10 +25,63 @@ pub fn relay_config(config: &Config) -> RelayConfig {
     }
 }
 
+/// The relay follows the calls: an accepted call's room opens for its two
+/// devices, an ended call's closes.
+pub struct Rooms {
+    pub relay: Relay,
+    pub tasks: TaskTracker,
+}
+
+impl Follow for Rooms {
+    fn call_changed(&self, call: &Call) {
+        match (&call.state, &call.accepted_by) {
+            (CallStateKind::Accepted, Some(callee)) => self
+                .relay
+                .open(&call.sid, [call.caller.clone(), callee.clone()]),
+            (CallStateKind::Ended, _) => {
+                // Closing waits for the connections; the other calls'
+                // states need not.
+                let (relay, sid) = (self.relay.clone(), call.sid.clone());
+                self.tasks.spawn(async move { relay.close(&sid).await });
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A device's offer, answer or candidate for the relay (the topic rules
+/// already made sure it is a participant's own `up`).
+pub fn signal(
+    relay: Option<&Relay>,
+    sid: &Sid,
+    client: &ClientId,
+    payload: &[u8],
+) -> Result<(), Refused> {
+    let signal = validate::webrtc_signal(payload)?;
+    let Some(relay) = relay else {
+        return Err(Refused::new(
+            ErrorCode::NotFound,
+            "this server runs no media relay",
+        ));
+    };
+    relay.signal(sid, client, signal).map_err(|e| {
+        let code = match e {
+            RelayError::Busy => ErrorCode::RateLimited,
+            RelayError::NoRoom | RelayError::NotParticipant => ErrorCode::Conflict,
+        };
+        Refused::new(code, e.to_string())
+    })
+}
+
 /// Publishes the relay's answers, offers and candidates, and its refusals
-/// on the device's error topic, in the order the relay made them.
-pub async fn run_publisher(mut queue: mpsc::UnboundedReceiver<Outgoing>, publisher: Publisher) {
-    while let Some(out) = queue.recv().await {
+/// on the device's error topic, in the order the relay made them, until
+/// the stop (no device is connected then).
+pub async fn run_publisher(
+    mut queue: mpsc::UnboundedReceiver<Outgoing>,
+    publisher: Publisher,
+    stop: CancellationToken,
+) {
+    while let Some(out) = stop.run_until_cancelled(queue.recv()).await.flatten() {
         match out {
             Outgoing::Signal {
                 sid,

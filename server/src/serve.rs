@@ -7,19 +7,24 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use switchboard_protocol::Topic;
 
-use crate::broker::{Broker, Deps};
-use crate::calls::CallService;
+use crate::broker::{self, Broker, Deps, Publisher};
+use crate::clock;
 use crate::config::Config;
 use crate::http::{self, App};
 use crate::keys;
 use crate::limits::Limits;
+use crate::media::Rooms;
 use crate::metrics::Metrics;
-use crate::presence::PresenceService;
 use crate::push::Push;
-use crate::robots::RobotService;
+use crate::services::calls::{CallService, Follow};
+use crate::services::presence::PresenceService;
+use crate::services::profiles::ProfileService;
+use crate::services::robots::RobotService;
+use crate::services::{Edges, Services};
 use crate::sms::Sms;
 use crate::social::Graph;
 use crate::store::Store;
@@ -63,31 +68,33 @@ pub async fn run(config: Config) -> Result<()> {
     let graph = Arc::new(Graph::load(&store).await?);
     let metrics = Arc::new(Metrics::new());
     let limits = Arc::new(Limits::new());
+    let scx = broker::context(&config).await?;
+    let publisher = Publisher::new(scx.clone());
+    // Cancelled at shutdown once no client is connected: the services'
+    // tasks store and publish what was queued, then end.
+    let edges = Edges {
+        store: store.clone(),
+        clock: clock::system(),
+        publish: Arc::new(publisher.clone()),
+        metrics: metrics.clone(),
+        tasks: TaskTracker::new(),
+        stop: CancellationToken::new(),
+    };
     // Retained state is rebuilt from the database before anyone connects:
     // profiles, and everyone offline.
-    let (presence, mut retained, presence_queue) =
-        PresenceService::start(&store, metrics.clone()).await?;
+    let (presence, mut retained) = PresenceService::new(edges.clone()).await?;
+    presence.start();
     retained.extend(store.all_profiles().await?.into_iter().map(|p| {
         let payload = serde_json::to_vec(&p).expect("profile serializes");
         (Topic::UserInfo(p.id), payload)
     }));
-    let (calls, calls_queue) =
-        CallService::new(Duration::from_secs(config.ring_timeout_s), metrics.clone());
-    let push = Arc::new(Push::from_config(&config)?);
     let robots = RobotService::new(
         Duration::from_secs(config.pairing_code_ttl_s),
         Duration::from_secs(config.command_timeout_s),
-        metrics.clone(),
+        graph.clone(),
+        edges.clone(),
     );
-    // Calls that were live when the server stopped end `failed`.
-    let failed = store.fail_live_calls().await?;
-    retained.extend(calls.restore_failed(&failed));
-    if !failed.is_empty() {
-        tracing::info!(
-            count = failed.len(),
-            "calls live at the last stop ended as failed"
-        );
-    }
+    robots.start();
     let (relay, relay_queue) = if config.relay_enabled {
         let (relay, queue) = switchboard_relay::Relay::new(
             crate::media::relay_config(&config),
@@ -97,43 +104,53 @@ pub async fn run(config: Config) -> Result<()> {
     } else {
         (None, None)
     };
+    let mut followers: Vec<Arc<dyn Follow>> = vec![robots.clone()];
+    if let Some(relay) = &relay {
+        followers.push(Arc::new(Rooms {
+            relay: relay.clone(),
+            tasks: edges.tasks.clone(),
+        }));
+    }
+    let (calls, calls_queue) = CallService::new(
+        Duration::from_secs(config.ring_timeout_s),
+        edges.clone(),
+        limits.clone(),
+        presence.clone(),
+        Arc::new(Push::from_config(&config)?),
+        followers,
+    );
+    calls.start(calls_queue);
+    // Calls that were live when the server stopped end `failed`.
+    let failed = store.fail_live_calls().await?;
+    retained.extend(calls.restore_failed(&failed));
+    if !failed.is_empty() {
+        tracing::info!(
+            count = failed.len(),
+            "calls live at the last stop ended as failed"
+        );
+    }
+    let services = Services {
+        presence,
+        calls,
+        robots,
+        profiles: ProfileService::new(limits.clone(), edges.clone()),
+        relay,
+    };
     let deps = Deps {
         tokens: tokens.clone(),
         metrics: metrics.clone(),
         graph: graph.clone(),
         store: store.clone(),
-        limits: limits.clone(),
-        presence: presence.clone(),
-        calls: calls.clone(),
-        robots: robots.clone(),
-        push,
-        relay: relay.clone(),
+        services: services.clone(),
     };
-    let broker = Broker::start(&config, deps, retained).await?;
-    // Cancelled at shutdown: the publishers store what was queued, then end.
-    let drain = CancellationToken::new();
-    let publishers = [
-        tokio::spawn(crate::presence::run_publisher(
-            presence_queue,
-            broker.publisher.clone(),
-            store.clone(),
-            drain.clone(),
-        )),
-        tokio::spawn(crate::calls::run_publisher(
-            calls_queue,
-            broker.publisher.clone(),
-            store.clone(),
-            relay,
-            robots.clone(),
-            drain.clone(),
-        )),
-    ];
-    presence.spawn_ticker();
+    let broker = Broker::start(scx, &config, deps, retained).await?;
     if let Some(queue) = relay_queue {
-        tokio::spawn(crate::media::run_publisher(queue, broker.publisher.clone()));
+        edges.tasks.spawn(crate::media::run_publisher(
+            queue,
+            publisher.clone(),
+            edges.stop.clone(),
+        ));
     }
-    calls.spawn_ticker();
-    robots.spawn_ticker(broker.publisher.clone());
 
     let turn = match (config.turn_listen_addr, config.turn_secret.as_deref()) {
         (Some(listen), Some(secret)) => {
@@ -174,12 +191,10 @@ pub async fn run(config: Config) -> Result<()> {
             .unwrap_or_else(|| format!("ws://{}/mqtt", reachable(broker.ws_addr))),
     );
     let app = Arc::new(App {
-        robots,
+        services,
         store: store.clone(),
-        presence,
         tokens,
         graph,
-        publisher: broker.publisher.clone(),
         watchers: broker.watchers.clone(),
         sms,
         limits,
@@ -216,12 +231,9 @@ pub async fn run(config: Config) -> Result<()> {
     while metrics.mqtt_connections.get() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    drain.cancel();
-    for publisher in publishers {
-        if let Err(e) = publisher.await {
-            tracing::error!("a publisher task failed at shutdown: {e}");
-        }
-    }
+    edges.stop.cancel();
+    edges.tasks.close();
+    edges.tasks.wait().await;
     if let Some(turn) = turn {
         turn.stop().await;
     }

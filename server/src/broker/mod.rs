@@ -3,6 +3,7 @@
 
 mod auth;
 mod expiry;
+mod facts;
 mod hooks;
 mod publisher;
 mod shared_subscriptions;
@@ -25,13 +26,10 @@ use tokio::task::JoinHandle;
 
 use switchboard_protocol::Topic;
 
-use crate::calls::CallService;
 use crate::config::Config;
-use crate::limits::Limits;
 use crate::metrics::Metrics;
-use crate::presence::PresenceService;
-use crate::push::Push;
-use crate::robots::RobotService;
+use crate::outbound::Publish as _;
+use crate::services::Services;
 use crate::social::Graph;
 use crate::store::Store;
 use crate::token::Tokens;
@@ -42,18 +40,11 @@ pub struct Deps {
     pub metrics: Arc<Metrics>,
     pub graph: Arc<Graph>,
     pub store: Store,
-    pub limits: Arc<Limits>,
-    pub presence: Arc<PresenceService>,
-    pub calls: Arc<CallService>,
-    pub robots: Arc<RobotService>,
-    pub push: Arc<Push>,
-    /// The media relay, when it is enabled.
-    pub relay: Option<switchboard_relay::Relay>,
+    pub services: Services,
 }
 
 pub struct Broker {
     scx: ServerContext,
-    pub publisher: Publisher,
     pub watchers: Watchers,
     task: JoinHandle<()>,
     expiry_task: JoinHandle<()>,
@@ -65,15 +56,10 @@ pub struct Broker {
 /// for invites) is kept while its client is away.
 const SESSION_EXPIRY: Duration = Duration::from_secs(2 * 60 * 60);
 
-impl Broker {
-    /// Starts the broker with `retained` already in place, so no client can
-    /// connect before the state rebuilt from the database is there.
-    pub async fn start(
-        config: &Config,
-        deps: Deps,
-        retained: Vec<(Topic, Vec<u8>)>,
-    ) -> Result<Broker> {
-        let scx = ServerContext::new()
+/// The broker's context, before it runs: the services publish through it
+/// from the start.
+pub async fn context(config: &Config) -> Result<ServerContext> {
+    let scx = ServerContext::new()
             // rmqtt refuses logins when the machine is loaded; a calling
             // backend should rather serve slowly than turn users away.
             .busy_check_enable(false)
@@ -90,12 +76,23 @@ impl Broker {
             )
             .build()
             .await;
-        *scx.extends.shared_subscription_mut().await =
-            Box::new(shared_subscriptions::InTurn::default());
-        rmqtt_retainer::register(&scx, true, false)
-            .await
-            .context("starting the MQTT retainer")?;
+    *scx.extends.shared_subscription_mut().await =
+        Box::new(shared_subscriptions::InTurn::default());
+    rmqtt_retainer::register(&scx, true, false)
+        .await
+        .context("starting the MQTT retainer")?;
+    Ok(scx)
+}
 
+impl Broker {
+    /// Starts the broker with `retained` already in place, so no client can
+    /// connect before the state rebuilt from the database is there.
+    pub async fn start(
+        scx: ServerContext,
+        config: &Config,
+        deps: Deps,
+        retained: Vec<(Topic, Vec<u8>)>,
+    ) -> Result<Broker> {
         if config.open_broker {
             tracing::warn!("SWITCHBOARD_OPEN_BROKER is on: anyone may log in to MQTT and use any topic. Never run this in production.");
         }
@@ -141,7 +138,6 @@ impl Broker {
         tracing::info!(%tcp_addr, %ws_addr, "MQTT broker listening");
         Ok(Broker {
             scx,
-            publisher,
             watchers,
             task,
             expiry_task,

@@ -11,6 +11,8 @@ use rmqtt::types::{CodecPublish, From, Id, Publish, QoS};
 use switchboard_protocol::payload::ClientError;
 use switchboard_protocol::{ClientId, ErrorCode, Topic};
 
+use crate::outbound::{self, Publish as _};
+
 /// rmqtt's client id for messages the server sends: `$` cannot begin a
 /// real client id of ours.
 const SERVER_CLIENT_ID: &str = "$switchboard";
@@ -23,25 +25,6 @@ pub struct Publisher {
 impl Publisher {
     pub fn new(scx: ServerContext) -> Self {
         Publisher { scx }
-    }
-
-    /// Publishes at QoS 1. Retained messages are stored by the retainer
-    /// (which never expires them) and go to current subscribers too.
-    pub async fn publish(&self, topic: &Topic, payload: Vec<u8>, retain: bool) -> Result<()> {
-        let message = CodecPublish {
-            dup: false,
-            retain,
-            qos: QoS::AtLeastOnce,
-            topic: topic.to_string().into(),
-            packet_id: None,
-            payload: Bytes::from(payload),
-            // Never `None`: see `with_properties` in the hooks.
-            properties: Some(Default::default()),
-        };
-        let message = Publish::from(message).create_time(rmqtt::utils::timestamp_millis());
-        let from = From::from_system(Id::from(self.scx.node.id(), SERVER_CLIENT_ID.into()));
-        SessionState::forwards(&self.scx, from, message, false, None::<Duration>).await?;
-        Ok(())
     }
 
     /// Tells a client why its publish was refused, on
@@ -59,5 +42,27 @@ impl Publisher {
         {
             tracing::warn!(%client, "could not report a refusal: {e}");
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl outbound::Publish for Publisher {
+    /// Retained messages are stored by the retainer (which never expires
+    /// them) and go to current subscribers too.
+    async fn publish(&self, topic: &Topic, payload: Vec<u8>, retain: bool) -> Result<()> {
+        let message = CodecPublish {
+            dup: false,
+            retain,
+            qos: QoS::AtLeastOnce,
+            topic: topic.to_string().into(),
+            packet_id: None,
+            payload: Bytes::from(payload),
+            // Never `None`: see `with_properties` in the hooks.
+            properties: Some(Default::default()),
+        };
+        let message = Publish::from(message).create_time(rmqtt::utils::timestamp_millis());
+        let from = From::from_system(Id::from(self.scx.node.id(), SERVER_CLIENT_ID.into()));
+        SessionState::forwards(&self.scx, from, message, false, None::<Duration>).await?;
+        Ok(())
     }
 }

@@ -6,38 +6,29 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use switchboard_protocol::{ErrorBody, ErrorCode};
 
-#[derive(Debug)]
-pub struct ApiError {
-    pub code: ErrorCode,
-    pub message: String,
-}
+use crate::refused::Refused;
 
-impl ApiError {
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ApiError {
-            code,
-            message: message.into(),
-        }
-    }
+/// The handlers' error: the services' refusal, answered with the status
+/// of its code.
+pub type ApiError = Refused;
 
-    fn status(&self) -> StatusCode {
-        match self.code {
-            ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
-            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
-            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
-            ErrorCode::NotFound => StatusCode::NOT_FOUND,
-            ErrorCode::Conflict => StatusCode::CONFLICT,
-            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+fn status(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::Conflict => StatusCode::CONFLICT,
+        ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
-impl IntoResponse for ApiError {
+impl IntoResponse for Refused {
     fn into_response(self) -> Response {
-        let status = self.status();
+        let status = status(self.code);
         (status, Json(ErrorBody::new(self.code, self.message))).into_response()
     }
 }
@@ -45,8 +36,7 @@ impl IntoResponse for ApiError {
 /// A failure of ours (database, broker): logged in full, answered without
 /// details.
 pub fn internal(e: anyhow::Error) -> ApiError {
-    tracing::error!("request failed: {e:#}");
-    ApiError::new(ErrorCode::Internal, "internal error")
+    Refused::internal("request failed", e)
 }
 
 /// Unknown routes answer in the same JSON form as every other error.

@@ -4,14 +4,14 @@ use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use switchboard_protocol::payload::Profile;
-use switchboard_protocol::profile::{validate_profile, ProfileInput};
-use switchboard_protocol::{ErrorBody, ErrorCode, Id, IdScheme, Phone, Topic};
+use switchboard_protocol::profile::ProfileInput;
+use switchboard_protocol::{ErrorBody, ErrorCode, Id, IdScheme, Phone};
 use utoipa::ToSchema;
 
 use super::error::{internal, ApiError};
 use super::extract::{Body, Caller, PathParam};
 use super::AppState;
-use crate::store::{now_ms, List, Visibility};
+use crate::store::{List, Visibility};
 
 /// Most ids in one contact or block list (their routes take bodies up to
 /// `MAX_LIST_BODY_BYTES` so that this many fit).
@@ -119,18 +119,6 @@ pub async fn put_my_profile(
     caller: Caller,
     Body(update): Body<ProfileUpdate>,
 ) -> Result<Json<ProfileBody>, ApiError> {
-    let me = caller.id();
-    if app
-        .limits
-        .profile_per_user
-        .check_key(&me.to_string())
-        .is_err()
-    {
-        return Err(ApiError::new(
-            ErrorCode::RateLimited,
-            "too many profile changes; try again in a minute",
-        ));
-    }
     let input = ProfileInput {
         id: None,
         nickname: update.nickname,
@@ -139,20 +127,7 @@ pub async fn put_my_profile(
         alt_phone: update.alt_phone,
         updated_at: None,
     };
-    let profile = validate_profile(input, &me, now_ms())
-        .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?;
-    let payload = serde_json::to_vec(&profile).expect("profile serializes");
-    if payload.len() > switchboard_protocol::payload::MAX_PAYLOAD_BYTES {
-        return Err(ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            "profile larger than 4 KiB",
-        ));
-    }
-    app.store.put_profile(&profile).await.map_err(internal)?;
-    app.publisher
-        .publish(&Topic::UserInfo(me), payload, true)
-        .await
-        .map_err(internal)?;
+    let profile = app.services.profiles.set(&caller.id(), input).await?;
     Ok(Json(profile.into()))
 }
 

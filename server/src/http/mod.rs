@@ -25,12 +25,10 @@ use utoipa::OpenApi;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
-use crate::broker::Publisher;
 use crate::config::Config;
 use crate::limits::Limits;
 use crate::metrics::{HttpLabels, Metrics};
-use crate::presence::PresenceService;
-use crate::robots::RobotService;
+use crate::services::Services;
 use crate::sms::Sms;
 use crate::social::Graph;
 use crate::store::Store;
@@ -45,12 +43,10 @@ const MAX_LIST_BODY_BYTES: usize = 256 * 1024;
 
 pub struct App {
     pub config: Config,
-    pub robots: Arc<RobotService>,
-    pub presence: Arc<PresenceService>,
+    pub services: Services,
     pub store: Store,
     pub tokens: Tokens,
     pub graph: Arc<Graph>,
-    pub publisher: Publisher,
     /// Removes subscriptions the graph no longer allows.
     pub watchers: crate::broker::Watchers,
     pub sms: Sms,

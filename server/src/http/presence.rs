@@ -79,7 +79,7 @@ pub async fn presence(
         .map(|id| {
             // A user who never connected since the server started is
             // offline with nothing seen yet.
-            let p = app.presence.get(&id).unwrap_or(Presence {
+            let p = app.services.presence.get(&id).unwrap_or(Presence {
                 online: false,
                 devices: Vec::new(),
                 last_seen: None,

@@ -70,7 +70,7 @@ pub async fn new_code(
 ) -> Result<(StatusCode, Json<NewCode>), ApiError> {
     require(&caller, Kind::Robot, "robots")?;
     let robot = caller.id();
-    let (code, expires_at) = app.robots.issue(robot, &app.publisher).await;
+    let (code, expires_at) = app.services.robots.issue(robot).await;
     Ok((
         StatusCode::CREATED,
         Json(NewCode {

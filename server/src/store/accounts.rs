@@ -3,7 +3,8 @@
 use anyhow::Result;
 use sqlx::Row;
 
-use super::{now_ms, Store};
+use super::Store;
+use crate::clock::now_ms;
 
 /// What the rate limit says about sending another one-time code.
 #[derive(Debug, PartialEq, Eq)]

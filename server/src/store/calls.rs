@@ -6,7 +6,8 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use utoipa::ToSchema;
 
-use super::{now_ms, Store};
+use super::Store;
+use crate::clock::now_ms;
 
 /// A call as the history shows it.
 #[derive(Debug, Clone, Serialize, ToSchema)]

@@ -28,13 +28,6 @@ pub struct Store {
     pool: AnyPool,
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_millis() as i64
-}
-
 impl Store {
     /// Connects (creating a SQLite file if needed) without migrating.
     pub async fn connect(url: &str) -> Result<Store> {

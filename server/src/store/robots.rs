@@ -2,7 +2,8 @@
 
 use anyhow::Result;
 
-use super::{now_ms, Store};
+use super::Store;
+use crate::clock::now_ms;
 
 impl Store {
     /// Records that `user` owns `robot` (again: keeps the first time).

@@ -1,0 +1,210 @@
+//! Presence: connections the broker sees go into the tracker (pure logic
+//! in the presence crate), and what it says to publish goes out, in order,
+//! through one task that also keeps seq and lastSeen in the store.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Result;
+use switchboard_presence::{Cause, Event, Publication, Tracker};
+use switchboard_protocol::payload::{is_connected_payload, Presence};
+use switchboard_protocol::{ClientId, Id, Topic};
+
+use super::queue::Latest;
+use super::Edges;
+
+pub struct PresenceService {
+    tracker: Mutex<Tracker>,
+    /// Each user's newest publication waiting to leave: a watcher never
+    /// sees an older state after a newer one, and however fast devices
+    /// come and go the queue holds at most one entry per user.
+    out: Latest<Id, Publication>,
+    edges: Edges,
+}
+
+/// The retained messages of one publication.
+pub fn messages(p: &Publication) -> Vec<(Topic, Vec<u8>)> {
+    let mut out = Vec::with_capacity(2);
+    if let Some(online) = p.is_connected {
+        out.push((
+            Topic::UserIsConnected(p.user.clone()),
+            is_connected_payload(online).as_bytes().to_vec(),
+        ));
+    }
+    let presence = serde_json::to_vec(&p.presence).expect("presence serializes");
+    out.push((Topic::UserPresence(p.user.clone()), presence));
+    out
+}
+
+impl PresenceService {
+    /// Starts the ticker and the task that stores and publishes each
+    /// change.
+    pub fn start(self: &Arc<Self>) {
+        let service = self.clone();
+        self.edges.every(Duration::from_secs(1), move || {
+            let service = service.clone();
+            async move { service.tick() }
+        });
+        self.edges.tasks.spawn(self.clone().run_publisher());
+    }
+
+    /// Everyone offline, from the stored seqs. Returns the service and the
+    /// retained messages to put in place before the broker accepts anyone.
+    pub async fn new(edges: Edges) -> Result<(Arc<Self>, Vec<(Topic, Vec<u8>)>)> {
+        let stored = edges.store.presence_rows().await?;
+        let stored = stored.into_iter().filter_map(|(id, seq, last_seen)| {
+            let id: Id = id.parse().ok()?;
+            Some((id, u64::try_from(seq).unwrap_or(0), last_seen))
+        });
+        let mut tracker = Tracker::new();
+        let offline = tracker.rebuild(stored);
+        edges.store.bump_presence_seqs().await?;
+        let retained = offline.iter().flat_map(messages).collect();
+        let service = PresenceService {
+            tracker: Mutex::new(tracker),
+            out: Latest::default(),
+            edges,
+        };
+        Ok((Arc::new(service), retained))
+    }
+
+    /// A device's connection `connection` (the broker's creation time of
+    /// it) began.
+    pub fn connected(&self, client: ClientId, connection: i64) {
+        let at = self.edges.now_ms();
+        self.event(Event::Connected {
+            client,
+            connection,
+            at,
+        });
+    }
+
+    pub fn disconnected(&self, client: ClientId, connection: i64, cause: Cause) {
+        let at = self.edges.now_ms();
+        self.event(Event::Disconnected {
+            client,
+            connection,
+            at,
+            cause,
+        });
+    }
+
+    fn event(&self, event: Event) {
+        let mut tracker = self.tracker.lock().expect("presence lock");
+        if let Some(p) = tracker.apply(event) {
+            self.emit(&tracker, p);
+        }
+    }
+
+    fn emit(&self, tracker: &Tracker, p: Publication) {
+        let (users, devices) = tracker.counts();
+        let metrics = &self.edges.metrics;
+        metrics.users_online.set(users as i64);
+        metrics.devices_online.set(devices as i64);
+        metrics.presence_changes.inc();
+        // Queued under the tracker's lock: a newer seq replaces an older.
+        self.out
+            .push(p.user.clone(), p, |older, newer| newer.replacing(older));
+    }
+
+    pub fn get(&self, user: &Id) -> Option<Presence> {
+        self.tracker.lock().expect("presence lock").get(user)
+    }
+
+    /// Expires takeovers whose new connection never came (once a second).
+    fn tick(&self) {
+        let mut tracker = self.tracker.lock().expect("presence lock");
+        for p in tracker.tick(self.edges.now_ms()) {
+            self.emit(&tracker, p);
+        }
+    }
+
+    /// Records presence changes and publishes them, in order.
+    async fn run_publisher(self: Arc<Self>) {
+        let (store, publish) = (&self.edges.store, &self.edges.publish);
+        while let Some((_, p)) = self.out.next(&self.edges.stop).await {
+            // Stored before it is published: after a crash the rebuilt seq
+            // is larger than any a watcher has seen.
+            let seq = i64::try_from(p.presence.seq).unwrap_or(i64::MAX);
+            if let Err(e) = store
+                .save_presence(p.user.as_str(), seq, p.presence.last_seen)
+                .await
+            {
+                tracing::warn!(user = %p.user, "saving presence: {e:#}");
+            }
+            for (topic, payload) in messages(&p) {
+                if let Err(e) = publish.publish(&topic, payload, true).await {
+                    tracing::error!(%topic, "publishing presence: {e:#}");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Clock as _;
+    use crate::services::test_edges;
+
+    const USER: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+    fn phone() -> ClientId {
+        format!("{USER}:phone").parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_device_online_then_lost_is_published_in_order_and_its_seq_stored() {
+        let (edges, clock, mut sent) = test_edges().await;
+        let (store, stop) = (edges.store.clone(), edges.stop.clone());
+        store.ensure_user(USER, "user").await.unwrap();
+        let (presence, _) = PresenceService::new(edges).await.unwrap();
+        presence.connected(phone(), 1);
+        let online_at = clock.now_ms();
+        clock.advance(5_000);
+        presence.disconnected(phone(), 1, Cause::Lost);
+        let user: Id = USER.parse().unwrap();
+        let now = presence.get(&user).unwrap();
+        assert!(!now.online);
+        assert_eq!(now.last_seen, Some(online_at + 5_000), "the clock's time");
+        stop.cancel();
+        presence.clone().run_publisher().await;
+        let mut topics = Vec::new();
+        while let Ok((topic, payload, retain)) = sent.try_recv() {
+            assert!(retain);
+            topics.push((topic.to_string(), String::from_utf8(payload).unwrap()));
+        }
+        // Both changes waited together: the newest state went out, saying
+        // the online status changed.
+        assert_eq!(topics.len(), 2, "{topics:?}");
+        assert_eq!(
+            topics[0],
+            (format!("users/{USER}/isConnected"), "false".into())
+        );
+        let published: Presence = serde_json::from_str(&topics[1].1).unwrap();
+        assert_eq!(published, now);
+        let rows = store.presence_rows().await.unwrap();
+        assert_eq!(
+            rows,
+            vec![(USER.to_string(), now.seq as i64, now.last_seen)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_takeover_whose_new_connection_never_comes_ends_offline_on_a_tick() {
+        let (edges, clock, _sent) = test_edges().await;
+        let (presence, _) = PresenceService::new(edges).await.unwrap();
+        let user: Id = USER.parse().unwrap();
+        presence.connected(phone(), 1);
+        presence.disconnected(phone(), 1, Cause::TakenOver);
+        clock.advance(switchboard_presence::TAKEOVER_WAIT_MS - 1);
+        presence.tick();
+        assert!(
+            presence.get(&user).unwrap().online,
+            "waiting for the new connection"
+        );
+        clock.advance(1);
+        presence.tick();
+        assert!(!presence.get(&user).unwrap().online);
+    }
+}

@@ -1,0 +1,382 @@
+//! Pairing codes and robot commands: the pure logic of the pairing crate,
+//! with the server's clock, randomness, store and publications.
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use switchboard_pairing::{Codes, CommandRefusal, Commands, PairingRefusal, Pending};
+use switchboard_protocol::payload::{
+    CallStateKind, PairingOutcome, PairingStatus, COMMAND_TIMED_OUT,
+};
+use switchboard_protocol::topic::{CommandPart, PairingField};
+use switchboard_protocol::{validate, CommandName, ErrorCode, Id, PairingCode, Sid, Topic};
+use switchboard_signalling::Call;
+
+use super::calls::Follow;
+use super::Edges;
+use crate::refused::Refused;
+use crate::social::Graph;
+
+pub struct RobotService {
+    codes: Mutex<Codes>,
+    commands: Mutex<Commands>,
+    graph: Arc<Graph>,
+    edges: Edges,
+}
+
+impl RobotService {
+    /// Starts the ticker.
+    pub fn start(self: &Arc<Self>) {
+        let service = self.clone();
+        self.edges.every(Duration::from_secs(1), move || {
+            let service = service.clone();
+            async move { service.tick().await }
+        });
+    }
+
+    pub fn new(
+        code_ttl: Duration,
+        command_timeout: Duration,
+        graph: Arc<Graph>,
+        edges: Edges,
+    ) -> Arc<Self> {
+        Arc::new(RobotService {
+            codes: Mutex::new(Codes::new(code_ttl.as_millis() as i64)),
+            commands: Mutex::new(Commands::new(command_timeout.as_millis() as i64)),
+            graph,
+            edges,
+        })
+    }
+
+    /// A new code for `robot`, drawn from the OS's CSPRNG; a live code it
+    /// replaces is finished `expired` (its retained robot id cleared).
+    pub async fn issue(&self, robot: Id) -> (PairingCode, i64) {
+        let mut rng = rand::rngs::OsRng;
+        let now = self.edges.now_ms();
+        let (code, expires_at, replaced) =
+            self.codes
+                .lock()
+                .expect("codes lock")
+                .issue(robot.clone(), now, || rng.gen_range(0..1_000_000));
+        if let Some(old) = replaced {
+            self.finish(&old, PairingOutcome::Expired, robot, None)
+                .await;
+        }
+        (code, expires_at)
+    }
+
+    pub fn robot_of(&self, code: &PairingCode) -> Option<Id> {
+        let now = self.edges.now_ms();
+        self.codes
+            .lock()
+            .expect("codes lock")
+            .robot_of(code, now)
+            .cloned()
+    }
+
+    /// A user subscribing to a code's `robotID` looks it up; a code that
+    /// does not exist counts against the guess budgets of the user and of
+    /// its network `address` (brute force).
+    pub fn look(
+        &self,
+        user: &Id,
+        address: Option<IpAddr>,
+        code: &PairingCode,
+    ) -> Result<Id, PairingRefusal> {
+        let now = self.edges.now_ms();
+        self.codes
+            .lock()
+            .expect("codes lock")
+            .look(user, address, code, now)
+    }
+
+    pub fn looked(&self, user: &Id, code: &PairingCode) -> bool {
+        let now = self.edges.now_ms();
+        self.codes
+            .lock()
+            .expect("codes lock")
+            .looked(user, code, now)
+    }
+
+    /// Pairing messages the topic rules allow: the robot's id on
+    /// `robotID`, and a user's claim on `userID`, which makes it an owner.
+    pub async fn pairing_published(
+        &self,
+        user: &Id,
+        code: &PairingCode,
+        field: PairingField,
+        payload: &[u8],
+    ) -> Result<(), Refused> {
+        validate::pairing_id(payload, user)?;
+        if field != PairingField::UserId {
+            return Ok(());
+        }
+        let now = self.edges.now_ms();
+        let robot = self
+            .codes
+            .lock()
+            .expect("codes lock")
+            .claim(user, code, now)
+            .map_err(|refusal| Refused::new(ErrorCode::Conflict, refusal.to_string()))?;
+        self.edges
+            .store
+            .add_owner(robot.as_str(), user.as_str())
+            .await
+            .map_err(|e| Refused::internal("storing an ownership", e))?;
+        self.graph.set_owner(robot.as_str(), user.as_str(), true);
+        tracing::info!(robot = %robot, owner = %user, "robot paired");
+        self.finish(code, PairingOutcome::Paired, robot, Some(user.clone()))
+            .await;
+        Ok(())
+    }
+
+    /// Commands the topic rules allow: an owner's request (needs a
+    /// `requestId` unused in this call) or the robot's response (to a
+    /// request made).
+    pub fn command_published(
+        &self,
+        sid: &Sid,
+        command: &CommandName,
+        part: CommandPart,
+        payload: &[u8],
+    ) -> Result<(), Refused> {
+        let message = validate::command(part, payload)?;
+        let request = Pending {
+            sid: sid.clone(),
+            command: command.clone(),
+            request_id: message.request_id,
+        };
+        let mut commands = self.commands.lock().expect("commands lock");
+        let outcome = match message.status {
+            None => commands.request(request, self.edges.now_ms()),
+            Some(status) => commands.respond(&request, &status),
+        };
+        self.edges.metrics.robot_commands.set(commands.len() as i64);
+        outcome.map_err(|refusal| {
+            let code = match refusal {
+                CommandRefusal::TooMany => ErrorCode::RateLimited,
+                CommandRefusal::InUse | CommandRefusal::NoSuchRequest => ErrorCode::Conflict,
+            };
+            Refused::new(code, refusal.to_string())
+        })
+    }
+
+    /// Expired codes end `expired`; robots silent past a request's
+    /// deadline get `timed_out` answered for them. Both read only what is
+    /// due.
+    async fn tick(&self) {
+        let now = self.edges.now_ms();
+        let expired = self.codes.lock().expect("codes lock").tick(now);
+        for (code, robot) in expired {
+            self.finish(&code, PairingOutcome::Expired, robot, None)
+                .await;
+        }
+        let late = {
+            let mut commands = self.commands.lock().expect("commands lock");
+            let late = commands.tick(now);
+            self.edges.metrics.robot_commands.set(commands.len() as i64);
+            late
+        };
+        for p in late {
+            let topic = Topic::Command {
+                sid: p.sid.clone(),
+                command: p.command.clone(),
+                part: CommandPart::Response,
+            };
+            let body = serde_json::json!({"requestId": p.request_id, "status": COMMAND_TIMED_OUT});
+            if let Err(e) = self
+                .edges
+                .publish
+                .publish(&topic, body.to_string().into_bytes(), false)
+                .await
+            {
+                tracing::warn!("publishing a command timeout: {e:#}");
+            }
+        }
+    }
+
+    /// Publishes a pairing's outcome on `pairing/<code>/status` and clears
+    /// the retained robot id, so nobody reads a finished code.
+    async fn finish(
+        &self,
+        code: &PairingCode,
+        status: PairingOutcome,
+        robot: Id,
+        user: Option<Id>,
+    ) {
+        let body = PairingStatus {
+            status,
+            robot_id: robot,
+            user_id: user,
+        };
+        let status_topic = Topic::Pairing {
+            code: code.clone(),
+            field: PairingField::Status,
+        };
+        let robot_topic = Topic::Pairing {
+            code: code.clone(),
+            field: PairingField::RobotId,
+        };
+        let payload = serde_json::to_vec(&body).expect("status serializes");
+        for (topic, payload, retain) in [
+            (status_topic, payload, false),
+            (robot_topic, Vec::new(), true),
+        ] {
+            if let Err(e) = self.edges.publish.publish(&topic, payload, retain).await {
+                tracing::warn!(%topic, "finishing a pairing: {e:#}");
+            }
+        }
+    }
+}
+
+/// A call that ended takes its command requests with it.
+impl Follow for RobotService {
+    fn call_changed(&self, call: &Call) {
+        if call.state == CallStateKind::Ended {
+            let mut commands = self.commands.lock().expect("commands lock");
+            commands.end_call(&call.sid);
+            self.edges.metrics.robot_commands.set(commands.len() as i64);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Clock as _;
+    use crate::services::test_edges;
+
+    const ROBOT: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const OWNER: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    const SID: &str = "0123456789abcdef0123456789abcdef";
+
+    async fn service(edges: Edges) -> Arc<RobotService> {
+        edges.store.ensure_user(ROBOT, "robot").await.unwrap();
+        edges.store.ensure_user(OWNER, "user").await.unwrap();
+        let graph = Arc::new(Graph::load(&edges.store).await.unwrap());
+        RobotService::new(
+            Duration::from_secs(300),
+            Duration::from_secs(30),
+            graph,
+            edges,
+        )
+    }
+
+    fn id(s: &str) -> Id {
+        s.parse().unwrap()
+    }
+
+    fn ended_call(sid: &Sid) -> Call {
+        Call {
+            sid: sid.clone(),
+            caller: format!("{OWNER}:phone").parse().unwrap(),
+            callee: id(ROBOT),
+            kind: switchboard_protocol::payload::CallKind::Video,
+            state: CallStateKind::Ended,
+            reason: None,
+            legs: Default::default(),
+            accepted_by: None,
+            created_at: 0,
+            accepted_at: None,
+            ended_at: Some(1),
+            ring_deadline: 0,
+        }
+    }
+
+    fn status(payload: &[u8]) -> PairingStatus {
+        serde_json::from_slice(payload).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_claimed_code_makes_an_owner_and_ends_paired() {
+        let (edges, _clock, mut sent) = test_edges().await;
+        let store = edges.store.clone();
+        let robots = service(edges).await;
+        let (code, _) = robots.issue(id(ROBOT)).await;
+        let owner = id(OWNER);
+        robots.look(&owner, None, &code).unwrap();
+        let not_mine = robots
+            .pairing_published(&owner, &code, PairingField::UserId, ROBOT.as_bytes())
+            .await;
+        assert_eq!(
+            not_mine.unwrap_err().message,
+            "the payload must be your own id"
+        );
+        robots
+            .pairing_published(&owner, &code, PairingField::UserId, OWNER.as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(store.owners_of(ROBOT).await.unwrap().len(), 1, "stored");
+        assert!(robots.graph.paired(ROBOT, OWNER), "in the graph");
+        let (topic, payload, retain) = sent.recv().await.unwrap();
+        assert_eq!(topic.to_string(), format!("pairing/{code}/status"));
+        assert_eq!(status(&payload).status, PairingOutcome::Paired);
+        assert!(!retain);
+        let (topic, payload, retain) = sent.recv().await.unwrap();
+        assert_eq!(topic.to_string(), format!("pairing/{code}/robotID"));
+        assert!(payload.is_empty() && retain, "the robot id cleared");
+        let again = robots
+            .pairing_published(&owner, &code, PairingField::UserId, OWNER.as_bytes())
+            .await;
+        assert_eq!(again.unwrap_err().code, ErrorCode::Conflict, "single use");
+    }
+
+    #[tokio::test]
+    async fn a_code_ends_expired_at_its_deadline_and_not_before() {
+        let (edges, clock, mut sent) = test_edges().await;
+        let robots = service(edges).await;
+        let (code, expires_at) = robots.issue(id(ROBOT)).await;
+        clock.advance(expires_at - clock.now_ms() - 1);
+        robots.tick().await;
+        assert!(sent.try_recv().is_err(), "still live");
+        assert_eq!(robots.robot_of(&code), Some(id(ROBOT)));
+        clock.advance(1);
+        robots.tick().await;
+        let (_, payload, _) = sent.recv().await.unwrap();
+        assert_eq!(status(&payload).status, PairingOutcome::Expired);
+        assert_eq!(robots.robot_of(&code), None);
+    }
+
+    #[tokio::test]
+    async fn a_silent_robot_gets_timed_out_answered_once_and_requests_go_with_a_final_status_or_their_call(
+    ) {
+        let (edges, clock, mut sent) = test_edges().await;
+        let metrics = edges.metrics.clone();
+        let robots = service(edges).await;
+        let (sid, command): (Sid, CommandName) = (SID.parse().unwrap(), "moveTo".parse().unwrap());
+        let request = |id: &str| format!(r#"{{"requestId":"{id}"}}"#);
+        let respond =
+            |id: &str, status: &str| format!(r#"{{"requestId":"{id}","status":"{status}"}}"#);
+        let publish = |part, payload: String| {
+            robots.command_published(&sid, &command, part, payload.as_bytes())
+        };
+        publish(CommandPart::Request, request("done-soon")).unwrap();
+        publish(CommandPart::Request, request("silent")).unwrap();
+        let in_use = publish(CommandPart::Request, request("silent")).unwrap_err();
+        assert_eq!(in_use.code, ErrorCode::Conflict);
+        publish(CommandPart::Response, respond("done-soon", "done")).unwrap();
+        assert_eq!(
+            metrics.robot_commands.get(),
+            1,
+            "the finished one forgotten"
+        );
+        let unknown = publish(CommandPart::Response, respond("done-soon", "done")).unwrap_err();
+        assert_eq!(unknown.code, ErrorCode::Conflict);
+        clock.advance(30_000);
+        robots.tick().await;
+        let (topic, payload, _) = sent.recv().await.unwrap();
+        assert_eq!(topic.to_string(), format!("session/{SID}/moveTo/response"));
+        let body: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"requestId": "silent", "status": "timed_out"})
+        );
+        assert_eq!(metrics.robot_commands.get(), 1, "open for a late answer");
+        robots.tick().await;
+        assert!(sent.try_recv().is_err(), "timed out once");
+        robots.call_changed(&ended_call(&sid));
+        assert_eq!(metrics.robot_commands.get(), 0, "forgotten with its call");
+    }
+}

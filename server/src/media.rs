@@ -5,25 +5,16 @@
 use switchboard_protocol::payload::CallStateKind;
 use switchboard_protocol::topic::Direction;
 use switchboard_protocol::{validate, ClientId, ErrorCode, Sid, Topic};
-use switchboard_relay::{Outgoing, Relay, RelayConfig, RelayError};
+use switchboard_relay::{Outgoing, Relay, RelayError};
 use switchboard_signalling::Call;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::broker::Publisher;
-use crate::config::Config;
 use crate::outbound::Publish as _;
 use crate::refused::Refused;
 use crate::services::calls::Follow;
-
-pub fn relay_config(config: &Config) -> RelayConfig {
-    RelayConfig {
-        bind_ip: config.relay_bind_ip,
-        ports: config.relay_port_min.zip(config.relay_port_max),
-        nat_1to1_ip: config.relay_nat_1to1_ip,
-    }
-}
 
 /// The relay follows the calls: an accepted call's room opens for its two
 /// devices, an ended call's closes.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use crate::config::{Config, PushProvider};
+use crate::config::{self, Config};
 use crate::store::PushToken;
 
 pub enum Push {
@@ -33,16 +33,13 @@ pub struct WakeUp<'a> {
 
 impl Push {
     pub fn from_config(config: &Config) -> Result<Push> {
-        Ok(match config.push_provider {
-            PushProvider::None => Push::Off,
-            PushProvider::Webhook => Push::Webhook {
+        Ok(match &config.push {
+            config::Push::None => Push::Off,
+            config::Push::Webhook { url } => Push::Webhook {
                 client: reqwest::Client::builder()
                     .timeout(Duration::from_secs(10))
                     .build()?,
-                url: config
-                    .push_webhook_url
-                    .clone()
-                    .context("push_webhook_url is required")?,
+                url: url.clone(),
             },
         })
     }

@@ -32,7 +32,11 @@ use crate::token::Tokens;
 
 pub fn tokens(config: &Config) -> Result<Tokens> {
     ensure_data_dir(config)?;
-    let secret = keys::load_or_create(&config.data_dir, "jwt.key", config.jwt_secret.as_deref())?;
+    let secret = keys::load_or_create(
+        &config.data_dir,
+        "jwt.key",
+        config.accounts.jwt_secret.as_deref(),
+    )?;
     Ok(Tokens::new(&secret))
 }
 
@@ -42,12 +46,16 @@ fn ensure_data_dir(config: &Config) -> Result<()> {
 }
 
 fn id_key(config: &Config) -> Result<Vec<u8>> {
-    keys::load_or_create(&config.data_dir, "id.key", config.id_secret.as_deref())
+    keys::load_or_create(
+        &config.data_dir,
+        "id.key",
+        config.accounts.id_secret.as_deref(),
+    )
 }
 
 pub async fn open_store(config: &Config) -> Result<Store> {
     ensure_data_dir(config)?;
-    let store = Store::connect(&config.database_url()).await?;
+    let store = Store::connect(&config.database_url).await?;
     store.migrate().await?;
     Ok(store)
 }
@@ -89,20 +97,19 @@ pub async fn run(config: Config) -> Result<()> {
         (Topic::UserInfo(p.id), payload)
     }));
     let robots = RobotService::new(
-        Duration::from_secs(config.pairing_code_ttl_s),
-        Duration::from_secs(config.command_timeout_s),
+        config.calls.pairing_code_ttl,
+        config.calls.command_timeout,
         graph.clone(),
         edges.clone(),
     );
     robots.start();
-    let (relay, relay_queue) = if config.relay_enabled {
-        let (relay, queue) = switchboard_relay::Relay::new(
-            crate::media::relay_config(&config),
-            metrics.relay.clone(),
-        );
-        (Some(relay), Some(queue))
-    } else {
-        (None, None)
+    let (relay, relay_queue) = match &config.relay {
+        Some(settings) => {
+            let (relay, queue) =
+                switchboard_relay::Relay::new(settings.clone(), metrics.relay.clone());
+            (Some(relay), Some(queue))
+        }
+        None => (None, None),
     };
     let mut followers: Vec<Arc<dyn Follow>> = vec![robots.clone()];
     if let Some(relay) = &relay {
@@ -112,7 +119,7 @@ pub async fn run(config: Config) -> Result<()> {
         }));
     }
     let (calls, calls_queue) = CallService::new(
-        Duration::from_secs(config.ring_timeout_s),
+        config.calls.ring_timeout,
         edges.clone(),
         limits.clone(),
         presence.clone(),
@@ -152,41 +159,46 @@ pub async fn run(config: Config) -> Result<()> {
         ));
     }
 
-    let turn = match (config.turn_listen_addr, config.turn_secret.as_deref()) {
-        (Some(listen), Some(secret)) => {
+    let turn_settings = config.ice.turn.as_ref();
+    let turn = match turn_settings.and_then(|t| Some((t.server.as_ref()?, &t.secret))) {
+        Some((server, secret)) => {
             // The relay must stay reachable through TURN wherever it binds.
-            let reachable = [Some(config.relay_bind_ip), config.relay_nat_1to1_ip]
-                .into_iter()
+            let reachable = (config.relay.iter())
+                .flat_map(|r| [Some(r.bind_ip), r.nat_1to1_ip])
                 .flatten()
                 .filter(|ip| !ip.is_unspecified())
                 .collect();
-            let relay_ip = config.turn_relay_ip;
-            Some(crate::turn::Turn::start(listen, relay_ip, secret, reachable).await?)
+            let turn = crate::turn::Turn::start(server.listen, server.relay_ip, secret, reachable);
+            Some(turn.await?)
         }
-        _ => None,
+        None => None,
     };
-    let turn_urls = match &turn {
-        Some(t) if config.ice_turn_urls.is_empty() => {
-            let ip = config.turn_relay_ip.unwrap_or(reachable(t.addr).ip());
+    let turn_urls = match (&turn, turn_settings) {
+        (Some(t), Some(settings)) if settings.urls.is_empty() => {
+            let relay_ip = settings.server.as_ref().and_then(|s| s.relay_ip);
+            let ip = relay_ip.unwrap_or(reachable(t.addr).ip());
             vec![format!(
                 "turn:{}?transport=udp",
                 SocketAddr::new(ip, t.addr.port())
             )]
         }
-        _ => config.ice_turn_urls.clone(),
+        (_, Some(settings)) => settings.urls.clone(),
+        (_, None) => Vec::new(),
     };
 
-    let http_listener = tokio::net::TcpListener::bind(config.http_addr)
+    let http_listener = tokio::net::TcpListener::bind(config.http.addr)
         .await
-        .with_context(|| format!("binding HTTP on {}", config.http_addr))?;
+        .with_context(|| format!("binding HTTP on {}", config.http.addr))?;
     let http_addr = http_listener.local_addr()?;
     let mqtt_urls = (
         config
-            .mqtt_public_url
+            .mqtt
+            .public_url
             .clone()
             .unwrap_or_else(|| format!("mqtt://{}", reachable(broker.tcp_addr))),
         config
-            .mqtt_ws_public_url
+            .mqtt
+            .ws_public_url
             .clone()
             .unwrap_or_else(|| format!("ws://{}/mqtt", reachable(broker.ws_addr))),
     );
@@ -211,7 +223,7 @@ pub async fn run(config: Config) -> Result<()> {
         mqtt = %broker.tcp_addr,
         mqtt_ws = %broker.ws_addr,
         turn = turn.as_ref().map(|t| t.addr.to_string()),
-        database = %crate::store::redact(&config.database_url()),
+        database = %crate::store::redact(&config.database_url),
         "switchboard ready"
     );
     axum::serve(

@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use switchboard_protocol::Phone;
 
-use crate::config::{Config, SmsProvider};
+use crate::config::{self, Config};
 
 pub enum Sms {
     Log,
@@ -27,16 +27,13 @@ struct WebhookBody<'a> {
 
 impl Sms {
     pub fn from_config(config: &Config) -> Result<Sms> {
-        Ok(match config.sms_provider {
-            SmsProvider::Log => Sms::Log,
-            SmsProvider::Webhook => Sms::Webhook {
+        Ok(match &config.sms {
+            config::Sms::Log => Sms::Log,
+            config::Sms::Webhook { url } => Sms::Webhook {
                 client: reqwest::Client::builder()
                     .timeout(Duration::from_secs(10))
                     .build()?,
-                url: config
-                    .sms_webhook_url
-                    .clone()
-                    .context("sms_webhook_url is required")?,
+                url: url.clone(),
             },
         })
     }

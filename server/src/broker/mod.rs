@@ -14,7 +14,6 @@ pub use publisher::Publisher;
 pub use watchers::Watchers;
 
 use std::net::SocketAddr;
-use std::num::NonZeroU16;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +25,7 @@ use tokio::task::JoinHandle;
 
 use switchboard_protocol::Topic;
 
-use crate::config::Config;
+use crate::config::{Config, Mqtt};
 use crate::metrics::Metrics;
 use crate::outbound::Publish as _;
 use crate::services::Services;
@@ -71,7 +70,7 @@ pub async fn context(config: &Config) -> Result<ServerContext> {
                 "rmqtt-retainer",
                 format!(
                     "storage.type = \"ram\"\nmax_retained_messages = 0\nretained_message_ttl = \"0s\"\nmax_payload_size = \"{}B\"",
-                    config.mqtt_max_packet_bytes
+                    config.mqtt.max_packet_bytes
                 ),
             )
             .build()
@@ -93,7 +92,7 @@ impl Broker {
         deps: Deps,
         retained: Vec<(Topic, Vec<u8>)>,
     ) -> Result<Broker> {
-        if config.open_broker {
+        if config.mqtt.open.is_some() {
             tracing::warn!("SWITCHBOARD_OPEN_BROKER is on: anyone may log in to MQTT and use any topic. Never run this in production.");
         }
         let publisher = Publisher::new(scx.clone());
@@ -121,8 +120,8 @@ impl Broker {
         }
         register.start().await;
 
-        let tcp = listener(config, "tcp", config.mqtt_addr)?;
-        let ws = listener(config, "ws", config.mqtt_ws_addr)?;
+        let tcp = listener(&config.mqtt, "tcp", config.mqtt.addr)?;
+        let ws = listener(&config.mqtt, "ws", config.mqtt.ws_addr)?;
         let tcp_addr = tcp.local_addr()?;
         let ws_addr = ws.local_addr()?;
         // listener_by_id: two listeners on port 0 would share an id otherwise.
@@ -170,9 +169,7 @@ impl Broker {
     }
 }
 
-fn listener(config: &Config, name: &str, addr: SocketAddr) -> Result<rmqtt::net::Listener> {
-    let inflight =
-        NonZeroU16::new(config.mqtt_max_inflight).context("mqtt_max_inflight must be > 0")?;
+fn listener(config: &Mqtt, name: &str, addr: SocketAddr) -> Result<rmqtt::net::Listener> {
     Builder::new()
         .name(name)
         .laddr(addr)
@@ -182,12 +179,12 @@ fn listener(config: &Config, name: &str, addr: SocketAddr) -> Result<rmqtt::net:
         // of the previous process linger in TIME_WAIT.
         .reuseaddr(Some(true))
         .allow_anonymous(false)
-        .max_packet_size(config.mqtt_max_packet_bytes)
-        .max_mqueue_len(config.mqtt_max_queue)
-        .max_inflight(inflight)
-        .max_subscriptions(config.mqtt_max_subscriptions)
-        .max_keepalive(config.mqtt_max_keepalive_s)
-        .max_topic_aliases(config.mqtt_max_topic_aliases)
+        .max_packet_size(config.max_packet_bytes)
+        .max_mqueue_len(config.max_queue)
+        .max_inflight(config.max_inflight)
+        .max_subscriptions(config.max_subscriptions)
+        .max_keepalive(config.max_keepalive_s)
+        .max_topic_aliases(config.max_topic_aliases)
         // No expiry of rmqtt's own: it would stamp every forwarded MQTT 5
         // message with one its publisher never set. The hooks expire
         // queued messages after `mqtt_message_expiry_s` instead.

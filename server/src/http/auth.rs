@@ -122,7 +122,7 @@ fn limit(
 }
 
 fn parse_phone(app: &AppState, typed: &str) -> Result<Phone, ApiError> {
-    Phone::parse(typed, app.config.region())
+    Phone::parse(typed, app.config.accounts.default_region)
         .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("phone: {e}")))
 }
 
@@ -214,7 +214,7 @@ pub async fn verify(
             ))
         }
     }
-    let user_id = app.config.id_scheme.user_id(&phone, &app.id_key);
+    let user_id = app.config.accounts.id_scheme.user_id(&phone, &app.id_key);
     if app
         .store
         .ensure_user(user_id.as_str(), "user")
@@ -243,7 +243,7 @@ async fn issue(
     device: Option<&Device>,
     family: Option<String>,
 ) -> Result<TokenPair, ApiError> {
-    let ttl = app.config.access_token_ttl_s;
+    let ttl = app.config.accounts.access_token_ttl.as_secs();
     let access_token = app.tokens.mint(subject, kind, device.cloned(), ttl);
     let refresh_token = random_secret();
     let family = family.unwrap_or_else(random_secret);
@@ -259,7 +259,7 @@ async fn issue(
             subject,
             kind_name,
             device.map(Device::as_str),
-            app.config.refresh_token_ttl_s as i64 * 1000,
+            app.config.accounts.refresh_token_ttl.as_millis() as i64,
         )
         .await
         .map_err(internal)?;

@@ -122,7 +122,7 @@ impl FromRequestParts<AppState> for Admin {
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
         let given = bearer(parts)
             .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "missing admin bearer token"))?;
-        let Some(expected) = app.config.admin_token.as_deref() else {
+        let Some(expected) = app.config.accounts.admin_token.as_deref() else {
             return Err(ApiError::new(
                 ErrorCode::Forbidden,
                 "admin routes are off: admin_token is not set",

@@ -42,18 +42,19 @@ pub struct IceServers {
 pub async fn ice_servers(State(app): State<AppState>, caller: Caller) -> Json<IceServers> {
     let config = &app.config;
     let mut ice_servers = Vec::new();
-    if !config.ice_stun_urls.is_empty() {
+    if !config.ice.stun_urls.is_empty() {
         ice_servers.push(IceServer {
-            urls: config.ice_stun_urls.clone(),
+            urls: config.ice.stun_urls.clone(),
             username: None,
             credential: None,
         });
     }
-    if let (false, Some(secret)) = (app.turn_urls.is_empty(), config.turn_secret.as_deref()) {
+    let secret = config.ice.turn.as_ref().map(|t| t.secret.as_str());
+    if let (false, Some(secret)) = (app.turn_urls.is_empty(), secret) {
         let (username, credential) = turn_credentials(
             secret,
             &caller.0.sub,
-            now_s() + config.turn_credential_ttl_s,
+            now_s() + config.ice.turn_credential_ttl.as_secs(),
         );
         ice_servers.push(IceServer {
             urls: app.turn_urls.clone(),
@@ -63,6 +64,6 @@ pub async fn ice_servers(State(app): State<AppState>, caller: Caller) -> Json<Ic
     }
     Json(IceServers {
         ice_servers,
-        ttl: config.turn_credential_ttl_s,
+        ttl: config.ice.turn_credential_ttl.as_secs(),
     })
 }

@@ -361,7 +361,7 @@ pub async fn discover(
             format!("at most {MAX_DISCOVER} numbers per request"),
         ));
     }
-    let quota = app.config.discovery_daily_quota as i64;
+    let quota = app.config.accounts.discovery_daily_quota as i64;
     if !app
         .store
         .take_discovery_quota(&caller.0.sub, req.phones.len() as i64, quota)
@@ -373,8 +373,8 @@ pub async fn discover(
             format!("daily discovery quota of {quota} numbers reached"),
         ));
     }
-    let region = app.config.region();
-    let scheme: IdScheme = app.config.id_scheme;
+    let region = app.config.accounts.default_region;
+    let scheme: IdScheme = app.config.accounts.id_scheme;
     let candidates: Vec<(String, String)> = req
         .phones
         .into_iter()

@@ -82,7 +82,7 @@ impl Hooks {
             scx,
             deps.metrics.clone(),
             expiry,
-            Duration::from_secs(config.token_grace_s),
+            config.accounts.token_grace,
         );
         Hooks {
             logins,
@@ -91,10 +91,12 @@ impl Hooks {
             metrics: deps.metrics,
             publisher,
             mode: Mode {
-                open: config.open_broker,
-                refused_in_open: config.open_broker_refused_filters.iter().cloned().collect(),
-                topic_aliases: config.mqtt_max_topic_aliases > 0,
-                message_expiry: Duration::from_secs(config.mqtt_message_expiry_s),
+                open: config.mqtt.open.is_some(),
+                refused_in_open: (config.mqtt.open.iter())
+                    .flat_map(|o| o.refused_filters.iter().cloned())
+                    .collect(),
+                topic_aliases: config.mqtt.max_topic_aliases > 0,
+                message_expiry: config.mqtt.message_expiry,
             },
         }
     }

@@ -1,0 +1,393 @@
+//! The configuration, checked and grouped by concern. Operators write flat
+//! keys (`settings.rs`: TOML, `SWITCHBOARD_*`); `Config::load` turns them
+//! into sections whose types cannot hold an invalid combination (a webhook
+//! without its URL, TURN without its secret, half a port range). A bad value
+//! stops startup with a message that names the key.
+
+mod settings;
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU16;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use switchboard_protocol::{IdScheme, Region};
+use switchboard_relay::RelayConfig;
+
+pub use settings::LogFormat;
+use settings::Settings;
+use settings::{PushProvider, SmsProvider};
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the SQLite database and generated keys live.
+    pub data_dir: PathBuf,
+    /// The database: the configured URL, or SQLite in `data_dir`.
+    pub database_url: String,
+    pub log_format: LogFormat,
+    pub accounts: Accounts,
+    pub http: Http,
+    pub mqtt: Mqtt,
+    pub calls: Calls,
+    pub ice: Ice,
+    /// The media relay, when calls get one.
+    pub relay: Option<RelayConfig>,
+    pub push: Push,
+    pub sms: Sms,
+}
+
+/// Sign-in, ids and tokens.
+#[derive(Debug, Clone)]
+pub struct Accounts {
+    pub id_scheme: IdScheme,
+    /// Generated and kept in `data_dir` when unset.
+    pub id_secret: Option<String>,
+    pub jwt_secret: Option<String>,
+    /// For phone numbers typed without a country code.
+    pub default_region: Option<Region>,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    /// How long an MQTT connection may outlive its access token.
+    pub token_grace: Duration,
+    pub discovery_daily_quota: u64,
+    pub admin_token: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Http {
+    pub addr: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct Mqtt {
+    pub addr: SocketAddr,
+    pub ws_addr: SocketAddr,
+    /// Handed to clients at sign-in; derived from the listeners when unset.
+    pub public_url: Option<String>,
+    pub ws_public_url: Option<String>,
+    pub max_queue: usize,
+    pub max_inflight: NonZeroU16,
+    pub max_subscriptions: usize,
+    pub message_expiry: Duration,
+    pub max_packet_bytes: u32,
+    pub max_keepalive_s: u16,
+    pub max_topic_aliases: u16,
+    /// Conformance testing only: no login, no topic rules.
+    pub open: Option<OpenBroker>,
+}
+
+#[derive(Debug, Clone)]
+pub struct OpenBroker {
+    /// Filters whose SUBSCRIBE is refused anyway.
+    pub refused_filters: Vec<String>,
+}
+
+/// Calls and robots' deadlines.
+#[derive(Debug, Clone)]
+pub struct Calls {
+    pub ring_timeout: Duration,
+    pub pairing_code_ttl: Duration,
+    pub command_timeout: Duration,
+}
+
+/// What `GET /v1/ice-servers` hands out.
+#[derive(Debug, Clone)]
+pub struct Ice {
+    pub stun_urls: Vec<String>,
+    pub turn_credential_ttl: Duration,
+    /// When TURN servers are handed out or embedded.
+    pub turn: Option<Turn>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Turn {
+    /// Signs the time-limited credentials (coturn's `use-auth-secret`).
+    pub secret: String,
+    /// External TURN servers; the embedded one's when empty.
+    pub urls: Vec<String>,
+    pub server: Option<TurnServer>,
+}
+
+/// The embedded TURN server.
+#[derive(Debug, Clone)]
+pub struct TurnServer {
+    pub listen: SocketAddr,
+    /// The address its relayed candidates carry; the listen address's when
+    /// unset.
+    pub relay_ip: Option<IpAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Push {
+    None,
+    Webhook { url: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sms {
+    Log,
+    Webhook { url: String },
+}
+
+fn bad<T>(key: &str, why: impl std::fmt::Display) -> Result<T, ConfigError> {
+    Err(ConfigError(format!("{key}: {why}")))
+}
+
+impl Config {
+    /// Loads defaults, then `file` if given, then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::try_from(Settings::load(file)?)
+    }
+}
+
+impl TryFrom<Settings> for Config {
+    type Error = ConfigError;
+
+    fn try_from(s: Settings) -> Result<Config, ConfigError> {
+        positive(&s)?;
+        let database_url = match s.database_url.clone() {
+            Some(url) if is_database_url(&url) => url,
+            Some(url) => {
+                return bad(
+                    "database_url",
+                    format!("must start with sqlite: or postgres://, got {url:?}"),
+                )
+            }
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                s.data_dir.join("switchboard.db").display()
+            ),
+        };
+        Ok(Config {
+            database_url,
+            log_format: s.log_format,
+            accounts: accounts(&s)?,
+            http: Http { addr: s.http_addr },
+            mqtt: mqtt(&s)?,
+            calls: Calls {
+                ring_timeout: Duration::from_secs(s.ring_timeout_s),
+                pairing_code_ttl: Duration::from_secs(s.pairing_code_ttl_s),
+                command_timeout: Duration::from_secs(s.command_timeout_s),
+            },
+            ice: ice(&s)?,
+            relay: relay(&s)?,
+            push: match s.push_provider {
+                PushProvider::None => Push::None,
+                PushProvider::Webhook => Push::Webhook {
+                    url: webhook("push_provider", "push_webhook_url", &s.push_webhook_url)?,
+                },
+            },
+            sms: match s.sms_provider {
+                SmsProvider::Log => Sms::Log,
+                SmsProvider::Webhook => Sms::Webhook {
+                    url: webhook("sms_provider", "sms_webhook_url", &s.sms_webhook_url)?,
+                },
+            },
+            data_dir: s.data_dir,
+        })
+    }
+}
+
+fn is_database_url(url: &str) -> bool {
+    ["sqlite:", "postgres://", "postgresql://"]
+        .iter()
+        .any(|scheme| url.starts_with(scheme))
+}
+
+/// Counts and durations that must not be 0.
+fn positive(s: &Settings) -> Result<(), ConfigError> {
+    for (key, value) in [
+        ("ring_timeout_s", s.ring_timeout_s),
+        ("pairing_code_ttl_s", s.pairing_code_ttl_s),
+        ("command_timeout_s", s.command_timeout_s),
+        ("turn_credential_ttl_s", s.turn_credential_ttl_s),
+        ("access_token_ttl_s", s.access_token_ttl_s),
+        ("refresh_token_ttl_s", s.refresh_token_ttl_s),
+        ("discovery_daily_quota", s.discovery_daily_quota),
+        ("mqtt_message_expiry_s", s.mqtt_message_expiry_s),
+        ("mqtt_max_queue", s.mqtt_max_queue as u64),
+        ("mqtt_max_inflight", u64::from(s.mqtt_max_inflight)),
+        ("mqtt_max_subscriptions", s.mqtt_max_subscriptions as u64),
+        ("mqtt_max_keepalive_s", u64::from(s.mqtt_max_keepalive_s)),
+    ] {
+        if value == 0 {
+            return bad(key, "must be greater than 0");
+        }
+    }
+    Ok(())
+}
+
+fn accounts(s: &Settings) -> Result<Accounts, ConfigError> {
+    let default_region = match &s.default_region {
+        Some(region) => match region.parse::<Region>() {
+            Ok(region) => Some(region),
+            Err(e) => return bad("default_region", e),
+        },
+        None => None,
+    };
+    for (key, secret) in [("jwt_secret", &s.jwt_secret), ("id_secret", &s.id_secret)] {
+        if secret.as_ref().is_some_and(|s| s.len() < 32) {
+            return bad(key, "must be at least 32 characters");
+        }
+    }
+    if s.admin_token.as_ref().is_some_and(|t| t.len() < 16) {
+        return bad("admin_token", "must be at least 16 characters");
+    }
+    Ok(Accounts {
+        id_scheme: s.id_scheme,
+        id_secret: s.id_secret.clone(),
+        jwt_secret: s.jwt_secret.clone(),
+        default_region,
+        access_token_ttl: Duration::from_secs(s.access_token_ttl_s),
+        refresh_token_ttl: Duration::from_secs(s.refresh_token_ttl_s),
+        token_grace: Duration::from_secs(s.token_grace_s),
+        discovery_daily_quota: s.discovery_daily_quota,
+        admin_token: s.admin_token.clone(),
+    })
+}
+
+fn mqtt(s: &Settings) -> Result<Mqtt, ConfigError> {
+    for (key, url, schemes) in [
+        (
+            "mqtt_public_url",
+            &s.mqtt_public_url,
+            ["mqtt://", "mqtts://"],
+        ),
+        (
+            "mqtt_ws_public_url",
+            &s.mqtt_ws_public_url,
+            ["ws://", "wss://"],
+        ),
+    ] {
+        if let Some(u) = url
+            .as_ref()
+            .filter(|u| !schemes.iter().any(|s| u.starts_with(s)))
+        {
+            let [a, b] = schemes;
+            return bad(key, format!("must start with {a} or {b}, got {u:?}"));
+        }
+    }
+    if s.mqtt_max_packet_bytes < 1024 {
+        return bad("mqtt_max_packet_bytes", "must be at least 1024");
+    }
+    let open = match (s.open_broker, s.open_broker_refused_filters.is_empty()) {
+        (true, _) => Some(OpenBroker {
+            refused_filters: s.open_broker_refused_filters.clone(),
+        }),
+        (false, true) => None,
+        (false, false) => {
+            return bad(
+                "open_broker_refused_filters",
+                "applies only with open_broker = true",
+            )
+        }
+    };
+    Ok(Mqtt {
+        addr: s.mqtt_addr,
+        ws_addr: s.mqtt_ws_addr,
+        public_url: s.mqtt_public_url.clone(),
+        ws_public_url: s.mqtt_ws_public_url.clone(),
+        max_queue: s.mqtt_max_queue,
+        max_inflight: NonZeroU16::new(s.mqtt_max_inflight).expect("checked positive"),
+        max_subscriptions: s.mqtt_max_subscriptions,
+        message_expiry: Duration::from_secs(s.mqtt_message_expiry_s),
+        max_packet_bytes: s.mqtt_max_packet_bytes,
+        max_keepalive_s: s.mqtt_max_keepalive_s,
+        max_topic_aliases: s.mqtt_max_topic_aliases,
+        open,
+    })
+}
+
+fn ice(s: &Settings) -> Result<Ice, ConfigError> {
+    for (key, urls, schemes) in [
+        ("ice_stun_urls", &s.ice_stun_urls, ["stun:", "stuns:"]),
+        ("ice_turn_urls", &s.ice_turn_urls, ["turn:", "turns:"]),
+    ] {
+        if let Some(u) = urls
+            .iter()
+            .find(|u| !schemes.iter().any(|s| u.starts_with(s)))
+        {
+            let [a, b] = schemes;
+            return bad(key, format!("must be {a} or {b} URLs, got {u:?}"));
+        }
+    }
+    if s.turn_relay_ip.is_some_and(|ip| ip.is_unspecified()) {
+        return bad(
+            "turn_relay_ip",
+            "must be the address clients reach, not a wildcard",
+        );
+    }
+    let server = s.turn_listen_addr.map(|listen| TurnServer {
+        listen,
+        relay_ip: s.turn_relay_ip,
+    });
+    let turn = match (
+        &s.turn_secret,
+        s.ice_turn_urls.is_empty() && server.is_none(),
+    ) {
+        (_, true) => None,
+        (Some(secret), false) if secret.len() >= 16 => Some(Turn {
+            secret: secret.clone(),
+            urls: s.ice_turn_urls.clone(),
+            server,
+        }),
+        (_, false) => return bad(
+            "turn_secret",
+            "is required (at least 16 characters) when ice_turn_urls or turn_listen_addr are set",
+        ),
+    };
+    let server = turn.as_ref().and_then(|t| t.server.as_ref());
+    if server.is_some_and(|t| t.listen.ip().is_unspecified() && t.relay_ip.is_none()) {
+        return bad(
+            "turn_relay_ip",
+            "is required when turn_listen_addr is a wildcard: relayed candidates need the address clients reach",
+        );
+    }
+    Ok(Ice {
+        stun_urls: s.ice_stun_urls.clone(),
+        turn_credential_ttl: Duration::from_secs(s.turn_credential_ttl_s),
+        turn,
+    })
+}
+
+fn relay(s: &Settings) -> Result<Option<RelayConfig>, ConfigError> {
+    if s.relay_nat_1to1_ip.is_some_and(|ip| ip.is_unspecified()) {
+        return bad(
+            "relay_nat_1to1_ip",
+            "must be the address clients reach, not a wildcard",
+        );
+    }
+    let ports = match (s.relay_port_min, s.relay_port_max) {
+        (None, None) => None,
+        (Some(min), Some(max)) if min > 0 && min <= max => Some((min, max)),
+        (Some(_), Some(_)) => {
+            return bad(
+                "relay_port_min",
+                "must be above 0 and not above relay_port_max",
+            )
+        }
+        (Some(_), None) => return bad("relay_port_max", "is required with relay_port_min"),
+        (None, Some(_)) => return bad("relay_port_min", "is required with relay_port_max"),
+    };
+    Ok(s.relay_enabled.then_some(RelayConfig {
+        bind_ip: s.relay_bind_ip,
+        ports,
+        nat_1to1_ip: s.relay_nat_1to1_ip,
+    }))
+}
+
+/// The URL a webhook `provider` needs: set, and http(s).
+fn webhook(provider: &str, key: &str, url: &Option<String>) -> Result<String, ConfigError> {
+    match url {
+        Some(u) if u.starts_with("http://") || u.starts_with("https://") => Ok(u.clone()),
+        Some(u) => bad(key, format!("must be an http(s) URL, got {u:?}")),
+        None => bad(key, format!("is required when {provider} = \"webhook\"")),
+    }
+}
+
+#[cfg(test)]
+mod tests;

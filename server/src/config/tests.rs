@@ -1,0 +1,109 @@
+//! Loading: defaults, files, and the checks that name their key.
+
+use super::*;
+
+fn load_toml(text: &str) -> Result<Config, ConfigError> {
+    let dir = std::env::temp_dir().join(format!("sb-config-{}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("switchboard.toml");
+    std::fs::write(&file, text).unwrap();
+    let r = Config::load(Some(&file));
+    std::fs::remove_dir_all(&dir).unwrap();
+    r
+}
+
+#[test]
+fn defaults_are_the_embedded_setup() {
+    let c = load_toml("").unwrap();
+    assert_eq!(c.http.addr.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.mqtt.addr.to_string(), "127.0.0.1:1883");
+    assert_eq!(c.mqtt.ws_addr.to_string(), "127.0.0.1:8083");
+    assert_eq!(c.database_url, "sqlite://./data/switchboard.db?mode=rwc");
+    assert_eq!(c.accounts.id_scheme, IdScheme::HmacSha256);
+    assert!(c.mqtt.open.is_none());
+    assert!(c.relay.is_some() && c.ice.turn.is_none());
+    assert_eq!((c.push, c.sms), (Push::None, Sms::Log));
+}
+
+#[test]
+fn toml_values_are_read() {
+    let c = load_toml("http_addr = \"127.0.0.1:9999\"\nid_scheme = \"md5\"\nring_timeout_s = 5\n")
+        .unwrap();
+    assert_eq!(c.http.addr.port(), 9999);
+    assert_eq!(c.accounts.id_scheme, IdScheme::Md5);
+    assert_eq!(c.calls.ring_timeout, Duration::from_secs(5));
+}
+
+#[test]
+fn bad_values_name_their_key() {
+    for (text, key) in [
+        ("http_addr = \"not an address\"", "http_addr"),
+        ("ring_timeout_s = -1", "ring_timeout_s"),
+        ("ring_timeout_s = 0", "ring_timeout_s"),
+        ("id_scheme = \"sha1\"", "id_scheme"),
+        ("default_region = \"XX\"", "default_region"),
+        ("database_url = \"mysql://x\"", "database_url"),
+        ("jwt_secret = \"short\"", "jwt_secret"),
+        ("sms_provider = \"webhook\"", "sms_webhook_url"),
+        ("sms_provider = \"carrier-pigeon\"", "sms_provider"),
+        ("no_such_key = 1", "no_such_key"),
+        ("push_provider = \"webhook\"", "push_webhook_url"),
+        (
+            "push_provider = \"webhook\"\npush_webhook_url = \"ftp://x\"",
+            "push_webhook_url",
+        ),
+        ("relay_port_min = 40000", "relay_port_max"),
+        ("relay_port_min = 5\nrelay_port_max = 4", "relay_port_min"),
+        ("ice_turn_urls = [\"turn:x\"]", "turn_secret"),
+        (
+            "turn_listen_addr = \"0.0.0.0:3478\"\nturn_secret = \"0123456789abcdef\"",
+            "turn_relay_ip",
+        ),
+        (
+            "open_broker_refused_filters = [\"a\"]",
+            "open_broker_refused_filters",
+        ),
+        ("mqtt_public_url = \"http://x\"", "mqtt_public_url"),
+        ("mqtt_max_packet_bytes = 100", "mqtt_max_packet_bytes"),
+    ] {
+        let err = load_toml(text).expect_err(text).to_string();
+        assert!(err.contains(key), "{text}: {err}");
+    }
+}
+
+#[test]
+fn a_missing_file_is_an_error() {
+    let err = Config::load(Some(Path::new("/nonexistent/switchboard.toml"))).unwrap_err();
+    assert!(err.to_string().contains("does not exist"));
+}
+
+/// What each section holds for settings that combine.
+#[test]
+fn combined_settings_become_one_value() {
+    let secret = "turn_secret = \"0123456789abcdef\"";
+    let c = load_toml(&format!(
+        "{secret}\nturn_listen_addr = \"0.0.0.0:3478\"\nturn_relay_ip = \"192.0.2.1\""
+    ))
+    .unwrap();
+    let turn = c.ice.turn.expect("embedded TURN");
+    assert!(turn.urls.is_empty());
+    let server = turn.server.expect("the server");
+    assert_eq!(server.relay_ip, Some("192.0.2.1".parse().unwrap()));
+    let unused = load_toml(secret).unwrap();
+    assert!(
+        unused.ice.turn.is_none(),
+        "a secret alone hands out no TURN"
+    );
+    let c = load_toml("relay_enabled = false\npush_provider = \"webhook\"\npush_webhook_url = \"https://push.example\"").unwrap();
+    assert!(c.relay.is_none());
+    assert_eq!(
+        c.push,
+        Push::Webhook {
+            url: "https://push.example".into()
+        }
+    );
+    let c = load_toml("relay_port_min = 40000\nrelay_port_max = 40100").unwrap();
+    assert_eq!(c.relay.unwrap().ports, Some((40000, 40100)));
+    let c = load_toml("open_broker = true\nopen_broker_refused_filters = [\"a/b\"]").unwrap();
+    assert_eq!(c.mqtt.open.unwrap().refused_filters, ["a/b"]);
+}

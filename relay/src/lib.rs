@@ -140,6 +140,17 @@ impl Relay {
         }
     }
 
+    /// Closes every room, at shutdown.
+    pub async fn close_all(&self) {
+        let rooms: Vec<room::Handle> = {
+            let mut rooms = self.rooms.lock().expect("rooms lock");
+            rooms.drain().map(|(_, handle)| handle).collect()
+        };
+        for handle in rooms {
+            handle.close().await;
+        }
+    }
+
     pub fn rooms(&self) -> usize {
         self.rooms.lock().expect("rooms lock").len()
     }

@@ -3,7 +3,6 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
@@ -68,15 +67,63 @@ pub async fn migrate(config: &Config) -> Result<()> {
     Ok(())
 }
 
+/// Runs the server until SIGINT or SIGTERM, then stops it in order.
 pub async fn run(config: Config) -> Result<()> {
-    let store = open_store(&config).await?;
-    let tokens = tokens(&config)?;
-    let id_key = id_key(&config)?;
-    let sms = Sms::from_config(&config)?;
+    let (running, http_listener, app) = start(&config).await?;
+    axum::serve(
+        http_listener,
+        http::router(app).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("serving HTTP")?;
+    running.stop().await;
+    Ok(())
+}
+
+/// What runs besides HTTP, for the stop to end in order.
+struct Running {
+    broker: Broker,
+    edges: Edges,
+    relay: Option<switchboard_relay::Relay>,
+    turn: Option<crate::turn::Turn>,
+    store: Store,
+}
+
+impl Running {
+    /// After HTTP ended, in order: no new MQTT clients and every connection
+    /// closed, its end seen by presence; the services' stop (tickers end,
+    /// queued presence and call states stored and published, every task
+    /// they started awaited); the relay's rooms and TURN closed; the store
+    /// closed last.
+    async fn stop(self) {
+        tracing::info!("shutting down");
+        self.broker.stop().await;
+        self.edges.stop.cancel();
+        self.edges.tasks.close();
+        self.edges.tasks.wait().await;
+        if let Some(relay) = self.relay {
+            relay.close_all().await;
+        }
+        if let Some(turn) = self.turn {
+            turn.stop().await;
+        }
+        self.store.close().await;
+        tracing::info!("stopped");
+    }
+}
+
+/// Everything but serving HTTP: the store, the services, the broker, TURN,
+/// and the HTTP listener bound.
+async fn start(config: &Config) -> Result<(Running, tokio::net::TcpListener, Arc<App>)> {
+    let store = open_store(config).await?;
+    let tokens = tokens(config)?;
+    let id_key = id_key(config)?;
+    let sms = Sms::from_config(config)?;
     let graph = Arc::new(Graph::load(&store).await?);
     let metrics = Arc::new(Metrics::new());
     let limits = Arc::new(Limits::new());
-    let scx = broker::context(&config).await?;
+    let scx = broker::context(config).await?;
     let publisher = Publisher::new(scx.clone());
     // Cancelled at shutdown once no client is connected: the services'
     // tasks store and publish what was queued, then end.
@@ -123,7 +170,7 @@ pub async fn run(config: Config) -> Result<()> {
         edges.clone(),
         limits.clone(),
         presence.clone(),
-        Arc::new(Push::from_config(&config)?),
+        Arc::new(Push::from_config(config)?),
         followers,
     );
     calls.start(calls_queue);
@@ -141,7 +188,7 @@ pub async fn run(config: Config) -> Result<()> {
         calls,
         robots,
         profiles: ProfileService::new(limits.clone(), edges.clone()),
-        relay,
+        relay: relay.clone(),
     };
     let deps = Deps {
         tokens: tokens.clone(),
@@ -150,7 +197,7 @@ pub async fn run(config: Config) -> Result<()> {
         store: store.clone(),
         services: services.clone(),
     };
-    let broker = Broker::start(scx, &config, deps, retained).await?;
+    let broker = Broker::start(scx, config, deps, retained).await?;
     if let Some(queue) = relay_queue {
         edges.tasks.spawn(crate::media::run_publisher(
             queue,
@@ -226,32 +273,14 @@ pub async fn run(config: Config) -> Result<()> {
         database = %crate::store::redact(&config.database_url),
         "switchboard ready"
     );
-    axum::serve(
-        http_listener,
-        http::router(app).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .context("serving HTTP")?;
-
-    // In order: no new clients, every connection closed and its end seen by
-    // presence, the queued presence and call states stored, and only then
-    // the store closed.
-    tracing::info!("shutting down");
-    broker.stop().await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while metrics.mqtt_connections.get() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    edges.stop.cancel();
-    edges.tasks.close();
-    edges.tasks.wait().await;
-    if let Some(turn) = turn {
-        turn.stop().await;
-    }
-    store.close().await;
-    tracing::info!("stopped");
-    Ok(())
+    let running = Running {
+        broker,
+        edges,
+        relay,
+        turn,
+        store,
+    };
+    Ok((running, http_listener, app))
 }
 
 /// The address to dial to reach a listener bound to `addr` (a wildcard

@@ -21,6 +21,7 @@ use anyhow::{Context, Result};
 use rmqtt::context::ServerContext;
 use rmqtt::net::Builder;
 use rmqtt::server::MqttServer;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use switchboard_protocol::Topic;
@@ -47,6 +48,8 @@ pub struct Broker {
     pub watchers: Watchers,
     task: JoinHandle<()>,
     expiry_task: JoinHandle<()>,
+    /// Connections open, as the hooks count them.
+    connections: watch::Receiver<usize>,
     pub tcp_addr: SocketAddr,
     pub ws_addr: SocketAddr,
 }
@@ -105,12 +108,14 @@ impl Broker {
             let (expiry, scx) = (expiry.clone(), scx.clone());
             tokio::spawn(async move { expiry.run(scx).await })
         };
+        let (connections_tx, connections) = watch::channel(0);
         let hooks = Arc::new(hooks::Hooks::new(
             deps,
             config,
             publisher.clone(),
             scx.clone(),
             expiry,
+            connections_tx,
         ));
         let register = scx.extends.hook_mgr().register();
         for t in hooks::TYPES {
@@ -140,12 +145,15 @@ impl Broker {
             watchers,
             task,
             expiry_task,
+            connections,
             tcp_addr,
             ws_addr,
         })
     }
 
-    /// Stops accepting connections and closes the ones that are open.
+    /// Stops accepting connections, closes the ones that are open, and
+    /// waits (up to 10 s) until the hooks saw each one end, so presence
+    /// has every disconnect.
     pub async fn stop(mut self) {
         self.task.abort();
         // The accept loops are gone before the sweep starts.
@@ -165,6 +173,13 @@ impl Broker {
                     tracing::debug!("closing an MQTT session at shutdown: {e}");
                 }
             }
+        }
+        let all_ended = self.connections.wait_for(|open| *open == 0);
+        if tokio::time::timeout(Duration::from_secs(10), all_ended)
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections still open 10 s after the stop");
         }
     }
 }

@@ -18,6 +18,7 @@ use rmqtt::session::Session;
 use rmqtt::types::{Publish, PublishAclResult, Reason, SubscribeAclResult};
 use switchboard_presence::Cause;
 use switchboard_protocol::ClientId;
+use tokio::sync::watch;
 
 use super::expiry::Expiry;
 use super::facts::Facts;
@@ -40,6 +41,8 @@ pub struct Hooks {
     /// Refusals reported to their clients.
     publisher: Publisher,
     mode: Mode,
+    /// Connections open, for the stop to wait on.
+    connections: watch::Sender<usize>,
 }
 
 /// How the hooks were configured.
@@ -74,6 +77,7 @@ impl Hooks {
         publisher: Publisher,
         scx: ServerContext,
         expiry: Arc<Expiry>,
+        connections: watch::Sender<usize>,
     ) -> Self {
         let logins = login::Logins::new(
             deps.tokens,
@@ -98,6 +102,7 @@ impl Hooks {
                 topic_aliases: config.mqtt.max_topic_aliases > 0,
                 message_expiry: config.mqtt.message_expiry,
             },
+            connections,
         }
     }
 
@@ -165,6 +170,7 @@ impl Handler for Hooks {
             }
             Parameter::ClientConnected(s) => {
                 self.metrics.mqtt_connections.inc();
+                self.connections.send_modify(|n| *n += 1);
                 if let (false, Ok(client)) = (open, s.id.client_id.parse()) {
                     let connection = s.id.create_time;
                     self.services.presence.connected(client, connection);
@@ -173,6 +179,7 @@ impl Handler for Hooks {
             }
             Parameter::ClientDisconnected(s, reason) => {
                 self.metrics.mqtt_connections.dec();
+                self.connections.send_modify(|n| *n = n.saturating_sub(1));
                 if let (false, Ok(client)) = (open, s.id.client_id.parse()) {
                     self.disconnected(s, client, cause(reason));
                 }

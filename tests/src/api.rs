@@ -9,6 +9,7 @@ use anyhow::{anyhow, Context, Result};
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
+use crate::mqtt::Login;
 use crate::Server;
 
 /// A JSON response: status and body (`Null` when there was none).
@@ -110,12 +111,41 @@ impl Api {
         Ok(())
     }
 
+    /// Asks for a one-time code to be sent to `phone`.
+    pub async fn request_code(&self, phone: &str) -> Result<Reply> {
+        self.post("/v1/auth/otp", None, json!({ "phone": phone }))
+            .await
+    }
+
+    /// Signs in from `device` with the one-time code sent to `phone`.
+    pub async fn verify(&self, phone: &str, code: &str, device: &str) -> Result<Reply> {
+        self.post(
+            "/v1/auth/verify",
+            None,
+            json!({"phone": phone, "code": code, "device": device}),
+        )
+        .await
+    }
+
+    /// Provisions a robot with the admin token `admin` (`None`: none).
+    pub async fn create_robot(&self, admin: Option<&str>) -> Result<Reply> {
+        self.call("POST", "/v1/robots", admin, None).await
+    }
+
+    /// Signs a robot in with its secret.
+    pub async fn robot_sign_in(&self, robot_id: &str, secret: &str) -> Result<Reply> {
+        self.post(
+            "/v1/auth/robot",
+            None,
+            json!({"robotId": robot_id, "secret": secret}),
+        )
+        .await
+    }
+
     /// Signs a phone in: asks for a code, catches it at the webhook, and
     /// verifies it.
     pub async fn sign_in(&self, sms: &SmsInbox, phone: &str, device: &str) -> Result<SignedIn> {
-        let sent = self
-            .post("/v1/auth/otp", None, json!({ "phone": phone }))
-            .await?;
+        let sent = self.request_code(phone).await?;
         if sent.status != 200 {
             return Err(anyhow!("otp: {sent:?}"));
         }
@@ -124,13 +154,7 @@ impl Api {
             .context("phone in answer")?
             .to_string();
         let code = sms.code_for(&e164).await?;
-        let r = self
-            .post(
-                "/v1/auth/verify",
-                None,
-                json!({"phone": phone, "code": code, "device": device}),
-            )
-            .await?;
+        let r = self.verify(phone, &code, device).await?;
         if r.status != 200 {
             return Err(anyhow!("verify: {r:?}"));
         }
@@ -158,6 +182,17 @@ impl SignedIn {
             client_id: s(&body["mqtt"]["clientId"])?,
             body: body.clone(),
         })
+    }
+
+    /// The MQTT login of this client: its client id, its id as the
+    /// username, its access token as the password.
+    pub fn login(&self) -> Login<'_> {
+        Login::token(&self.client_id, &self.id, &self.access)
+    }
+
+    /// Where the broker reports what it refused of this client.
+    pub fn errors_topic(&self) -> String {
+        format!("clients/{}/errors", self.client_id)
     }
 }
 

@@ -34,7 +34,7 @@ use webrtc::peer_connection::{
 };
 use webrtc::rtp_transceiver::RtpSender;
 
-use crate::mqtt::{Client, Incoming, WAIT};
+use crate::mqtt::{granted, Client, Incoming, WAIT};
 
 /// What the peer saw, shared with its tasks.
 #[derive(Default)]
@@ -158,7 +158,7 @@ impl MediaPeer {
         let errors = format!("clients/{client_id}/errors");
         for filter in [&down, &errors] {
             let codes = mqtt.subscribe(filter).await?;
-            if !matches!(codes[..], [rumqttc::SubscribeReasonCode::Success(_)]) {
+            if !granted(&codes) {
                 bail!("subscribing {filter}: {codes:?}");
             }
         }

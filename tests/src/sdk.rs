@@ -82,9 +82,7 @@ pub async fn user(server: &Server, sms: &SmsInbox, phone: &str, device: &str) ->
 
 /// Provisions a robot (admin API) and signs it in.
 pub async fn robot(server: &Server) -> Result<Account> {
-    let r = Api::new(server)
-        .call("POST", "/v1/robots", Some(ADMIN_TOKEN), None)
-        .await?;
+    let r = Api::new(server).create_robot(Some(ADMIN_TOKEN)).await?;
     ensure!(r.status == 201, "provisioning: {r:?}");
     let field = |f: &str| r.body[f].as_str().unwrap_or_default().to_owned();
     let events = EventQueue::new();

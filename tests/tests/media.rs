@@ -240,13 +240,10 @@ async fn only_the_two_devices_of_an_accepted_call_reach_the_relay() {
             [rumqttc::SubscribeReasonCode::Failure],
             "{client_id}"
         );
-        calls::publish(
-            &client,
-            &format!("session/{sid}/webrtc/{client_id}/up"),
-            offer.clone(),
-        )
-        .await
-        .unwrap();
+        client
+            .publish_json(&format!("session/{sid}/webrtc/{client_id}/up"), &offer)
+            .await
+            .unwrap();
         let report = calls::next_error(&mut client).await.unwrap();
         assert_eq!(report["code"], "forbidden", "{client_id}: {report}");
         // Nor may anyone read or write another device's signalling.
@@ -306,7 +303,7 @@ async fn bad_signalling_is_refused_and_changes_nothing() {
             "bad_request",
         ),
     ] {
-        calls::publish(&caller, &up, payload.clone()).await.unwrap();
+        caller.publish_json(&up, &payload).await.unwrap();
         let report = calls::next_error(&mut caller).await.unwrap();
         assert_eq!(report["code"], code, "{payload}: {report}");
     }
@@ -316,15 +313,10 @@ async fn bad_signalling_is_refused_and_changes_nothing() {
     );
 
     // After the call ends the relay answers nobody.
-    calls::publish(
-        &caller,
-        &format!("session/{sid}/call"),
-        json!({"action": "hangup"}),
-    )
-    .await
-    .unwrap();
+    calls::act(&caller, &sid, "hangup").await.unwrap();
     state_until(&mut caller, &sid, "ended").await.unwrap();
-    calls::publish(&caller, &up, json!({"type": "offer", "sdp": "v=0\r\n"}))
+    caller
+        .publish_json(&up, &json!({"type": "offer", "sdp": "v=0\r\n"}))
         .await
         .unwrap();
     let report = calls::next_error(&mut caller).await.unwrap();

@@ -24,7 +24,6 @@ use switchboard_e2e::robots::{follow_commands, next_json, paired_with, Paired};
 use switchboard_e2e::{random_id, Database, Server};
 
 use crate::proc::{cpu_seconds, rss_kib};
-use crate::users::minted;
 
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
@@ -79,10 +78,10 @@ pub async fn logins(count: usize, rate: u64) -> Result<()> {
 
 /// A robot and an owner paired with it, both connected.
 async fn paired(server: &Server, api: &Api) -> Result<Paired> {
-    let owner = minted(server, "user", Some("phone"), 86_400)?;
+    let owner = server.minted("user", Some("phone"), 86_400)?;
     // A robot account with a day-long token: one signed in by its secret
     // gets the default 15 minutes, and the server closes its connection.
-    let bot = minted(server, "robot", None, 86_400)?;
+    let bot = server.minted("robot", None, 86_400)?;
     Ok(paired_with(server, api, bot, &owner).await)
 }
 

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 use switchboard_e2e::api::{Api, SignedIn, SmsInbox};
-use switchboard_e2e::mqtt::{connect, Login, Via};
+use switchboard_e2e::mqtt::{connect, granted, Via};
 use switchboard_e2e::{Database, Server, ADMIN_TOKEN};
 
 async fn setup() -> (Server, SmsInbox, Api, Database) {
@@ -51,8 +51,7 @@ async fn sign_in_by_code_from_the_webhook() {
     );
 
     // The tokens work on MQTT with the client id handed out.
-    let login = Login::token(&me.client_id, &me.id, &me.access);
-    assert!(connect(server.mqtt, Via::Tcp, login).await.is_ok());
+    assert!(connect(server.mqtt, Via::Tcp, me.login()).await.is_ok());
     // And on the API.
     assert_eq!(
         api.get("/v1/me/profile", &me.access).await.unwrap().status,
@@ -270,13 +269,7 @@ async fn robots_are_provisioned_by_admins_and_sign_in_with_their_secret() {
     assert_eq!(r.status, 200, "{r:?}");
     let robot = SignedIn::from_reply(&r.body, "robotId").unwrap();
     assert_eq!(robot.client_id, robot_id);
-    assert!(connect(
-        server.mqtt,
-        Via::Tcp,
-        Login::token(&robot.id, &robot.id, &robot.access)
-    )
-    .await
-    .is_ok());
+    assert!(connect(server.mqtt, Via::Tcp, robot.login()).await.is_ok());
 
     // The command line provisions into the same database.
     let data = server.dir.path().display().to_string();
@@ -316,11 +309,9 @@ async fn an_expired_token_ends_the_mqtt_connection_after_the_grace() {
         .start()
         .await
         .unwrap();
-    let id = switchboard_e2e::random_id();
-    let token = server.token(&id, None, "user", 2).unwrap();
-    let mut client = connect(server.mqtt, Via::Tcp, Login::token(&id, &id, &token))
-        .await
-        .unwrap();
+    let mut client = server
+        .mqtt_as(&server.minted("user", None, 2).unwrap())
+        .await;
     let started = std::time::Instant::now();
     // Wait for the server to close the connection (the event), not a time.
     let closed = loop {
@@ -341,27 +332,23 @@ async fn an_expired_token_ends_the_mqtt_connection_after_the_grace() {
 async fn an_account_made_by_the_cli_while_the_server_runs_is_known_at_once() {
     let (server, sms, api, _db) = setup().await;
     let a = api.sign_in(&sms, "+48555555601", "phone").await.unwrap();
-    let x = switchboard_e2e::random_id();
-    let x_token = server.token(&x, Some("phone"), "user", 600).unwrap();
+    let x = server.minted("user", Some("phone"), 600).unwrap();
     // X, made by `switchboard token` after the server started, lets A see it.
     let r = api
-        .put("/v1/me/contacts", &x_token, json!({"userIds": [a.id]}))
+        .put("/v1/me/contacts", &x.access, json!({"userIds": [a.id]}))
         .await
         .unwrap();
     assert_eq!(r.status, 200, "{r:?}");
     let r = api
-        .get(&format!("/v1/presence?ids={x}"), &a.access)
+        .get(&format!("/v1/presence?ids={}", x.id), &a.access)
         .await
         .unwrap();
     assert_eq!(r.status, 200, "{r:?}");
-    assert_eq!(r.body["presence"][0]["id"], x.as_str(), "{r:?}");
+    assert_eq!(r.body["presence"][0]["id"], x.id.as_str(), "{r:?}");
     let mut a_mqtt = server.mqtt_as(&a).await;
     let codes = a_mqtt
-        .subscribe(&format!("users/{x}/isConnected"))
+        .subscribe(&format!("users/{}/isConnected", x.id))
         .await
         .unwrap();
-    assert!(
-        matches!(codes[..], [rumqttc::SubscribeReasonCode::Success(_)]),
-        "{codes:?}"
-    );
+    assert!(granted(&codes), "{codes:?}");
 }

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 use switchboard_e2e::api::{Api, SignedIn, SmsInbox};
-use switchboard_e2e::mqtt::{Client, Incoming};
+use switchboard_e2e::mqtt::{granted, Client, Incoming};
 use switchboard_e2e::{Database, Server};
 
 #[derive(Debug, Clone, Copy)]
@@ -13,10 +13,6 @@ enum Change {
     Block,
     RemoveContact,
     NarrowVisibility,
-}
-
-fn granted(codes: &[rumqttc::SubscribeReasonCode]) -> bool {
-    matches!(codes, [rumqttc::SubscribeReasonCode::Success(_)])
 }
 
 /// The next message on a topic, skipping others.

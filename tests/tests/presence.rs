@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::{json, Value};
 use switchboard_e2e::api::{Api, SignedIn, SmsInbox};
-use switchboard_e2e::mqtt::{connect, Client, Incoming, Login, Via};
+use switchboard_e2e::mqtt::{connect, granted, Client, Incoming, Login, Via, REFUSED};
 use switchboard_e2e::{random_id, Database, Server};
 
 /// One message a watcher got on a presence topic.
@@ -24,22 +24,13 @@ struct Watcher {
 
 impl Watcher {
     async fn start(server: &Server, who: &SignedIn, target: &str) -> Watcher {
-        let mut client = connect(
-            server.mqtt,
-            Via::Tcp,
-            Login::token(&who.client_id, &who.id, &who.access),
-        )
-        .await
-        .unwrap();
+        let mut client = server.mqtt_as(who).await;
         for leaf in ["isConnected", "presence"] {
             let codes = client
                 .subscribe(&format!("users/{target}/{leaf}"))
                 .await
                 .unwrap();
-            assert!(
-                matches!(codes[..], [rumqttc::SubscribeReasonCode::Success(_)]),
-                "{codes:?}"
-            );
+            assert!(granted(&codes), "{codes:?}");
         }
         Watcher {
             client,
@@ -88,7 +79,7 @@ impl Watcher {
 /// A device of `id`: a mosquitto_sub process with its own token and the
 /// use case's Last Will (`false`, retained, on its own `isConnected`).
 fn device(server: &Server, id: &str, device: &str, keepalive_s: u32) -> Child {
-    let token = server.token(id, Some(device), "user", 600).unwrap();
+    let me = server.minted_for(id, "user", Some(device), 600).unwrap();
     Command::new("mosquitto_sub")
         .args([
             "-h",
@@ -98,7 +89,7 @@ fn device(server: &Server, id: &str, device: &str, keepalive_s: u32) -> Child {
             "-V",
             "mqttv311",
         ])
-        .args(["-i", &format!("{id}:{device}"), "-u", id, "-P", &token])
+        .args(["-i", &me.client_id, "-u", id, "-P", &me.access])
         .args([
             "-k",
             &keepalive_s.to_string(),
@@ -205,7 +196,7 @@ async fn a_killed_device_leaves_the_user_online_until_the_last_one_goes() {
 async fn a_graceful_disconnect_goes_offline() {
     let s = setup().await;
     let mut watcher = Watcher::start(&s.server, &s.w, &s.a.id).await;
-    let login = Login::token(&s.a.client_id, &s.a.id, &s.a.access);
+    let login = s.a.login();
     let app = connect(s.server.mqtt, Via::Tcp, login).await.unwrap();
     watcher
         .until(|x| matches!(x, Seen::IsConnected(true)))
@@ -247,7 +238,7 @@ async fn a_frozen_client_goes_offline_after_its_keep_alive() {
 async fn takeover_with_the_same_client_id_does_not_flap() {
     let s = setup().await;
     let mut watcher = Watcher::start(&s.server, &s.w, &s.a.id).await;
-    let login = Login::token(&s.a.client_id, &s.a.id, &s.a.access);
+    let login = s.a.login();
     let _first = connect(s.server.mqtt, Via::Tcp, login).await.unwrap();
     watcher
         .until(|x| matches!(x, Seen::IsConnected(true)))
@@ -274,13 +265,7 @@ async fn takeover_with_the_same_client_id_does_not_flap() {
 async fn after_a_crash_every_retained_presence_says_offline() {
     let s = setup().await;
     let mut watcher = Watcher::start(&s.server, &s.w, &s.a.id).await;
-    let _online = connect(
-        s.server.mqtt,
-        Via::Tcp,
-        Login::token(&s.a.client_id, &s.a.id, &s.a.access),
-    )
-    .await
-    .unwrap();
+    let _online = s.server.mqtt_as(&s.a).await;
     let before = match watcher
         .until(|x| matches!(x, Seen::Presence(p) if p["online"] == true))
         .await
@@ -322,19 +307,13 @@ async fn only_those_who_may_see_a_user_get_its_presence() {
         .sign_in(&s.sms, "+48555600003", "phone")
         .await
         .unwrap();
-    let mut c = connect(
-        s.server.mqtt,
-        Via::Tcp,
-        Login::token(&stranger.client_id, &stranger.id, &stranger.access),
-    )
-    .await
-    .unwrap();
+    let mut c = s.server.mqtt_as(&stranger).await;
     for leaf in ["isConnected", "presence", "+", "#"] {
         let codes = c
             .subscribe(&format!("users/{}/{leaf}", s.a.id))
             .await
             .unwrap();
-        assert_eq!(codes, vec![rumqttc::SubscribeReasonCode::Failure], "{leaf}");
+        assert_eq!(codes, REFUSED, "{leaf}");
     }
     let both = format!("/v1/presence?ids={},{}", s.a.id, s.w.id);
     let r = s.api.get(&both, &stranger.access).await.unwrap();
@@ -349,18 +328,12 @@ async fn only_those_who_may_see_a_user_get_its_presence() {
         .unwrap();
     let r = s.api.get(&both, &s.w.access).await.unwrap();
     assert_eq!(r.body["presence"].as_array().unwrap().len(), 1);
-    let mut w = connect(
-        s.server.mqtt,
-        Via::Tcp,
-        Login::token(&s.w.client_id, &s.w.id, &s.w.access),
-    )
-    .await
-    .unwrap();
+    let mut w = s.server.mqtt_as(&s.w).await;
     let codes = w
         .subscribe(&format!("users/{}/presence", s.a.id))
         .await
         .unwrap();
-    assert_eq!(codes, vec![rumqttc::SubscribeReasonCode::Failure]);
+    assert_eq!(codes, REFUSED);
 
     for bad in ["/v1/presence?ids=nope", "/v1/presence"] {
         assert_eq!(

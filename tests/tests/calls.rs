@@ -3,9 +3,10 @@
 //! and bad input.
 
 use serde_json::{json, Value};
-use switchboard_e2e::api::{Api, SignedIn, SmsInbox};
-use switchboard_e2e::mqtt::{connect, connect_persistent, Client, Incoming, Login, Via};
-use switchboard_e2e::{random_id, Database, Server};
+use switchboard_e2e::api::{Reply, SignedIn};
+use switchboard_e2e::calls::{self, invitation};
+use switchboard_e2e::mqtt::{connect_persistent, granted, Client, Incoming, REFUSED};
+use switchboard_e2e::{random_id, Backend, Server};
 
 /// A user's device: an MQTT client subscribed to its invites and errors.
 struct Device {
@@ -16,45 +17,30 @@ struct Device {
 impl Device {
     async fn new(server: &Server, who: &SignedIn, device: &str) -> Device {
         let who = device_of(server, who, device);
-        let mut mqtt = connect(
-            server.mqtt,
-            Via::Tcp,
-            Login::token(&who.client_id, &who.id, &who.access),
-        )
-        .await
-        .unwrap();
-        for filter in [
-            format!("invite/{}/+", who.id),
-            format!("clients/{}/errors", who.client_id),
-        ] {
+        let mut mqtt = server.mqtt_as(&who).await;
+        for filter in [format!("invite/{}/+", who.id), who.errors_topic()] {
             let codes = mqtt.subscribe(&filter).await.unwrap();
-            assert!(
-                matches!(codes[..], [rumqttc::SubscribeReasonCode::Success(_)]),
-                "{filter}: {codes:?}"
-            );
+            assert!(granted(&codes), "{filter}: {codes:?}");
         }
         Device { who, mqtt }
     }
 
-    fn invite_payload(&self, sid: &str) -> Value {
-        let device = self.who.client_id.split_once(':').map(|(_, d)| d);
-        json!({"sid": sid, "from": self.who.id, "fromDevice": device, "kind": "video", "sentAt": 1})
-    }
-
     async fn invite(&self, callee: &str, sid: &str) {
-        let payload = self.invite_payload(sid).to_string();
+        let invite = invitation(sid, &self.who, "video");
         self.mqtt
-            .publish(&format!("invite/{callee}/{sid}"), payload.as_bytes(), false)
+            .publish_json(&format!("invite/{callee}/{sid}"), &invite)
             .await
             .unwrap();
+    }
+
+    /// Invites `callee` to `sid` and follows the call's state.
+    async fn call(&mut self, callee: &str, sid: &str) {
+        self.invite(callee, sid).await;
+        self.watch(sid).await;
     }
 
     async fn act(&self, sid: &str, action: &str) {
-        let payload = json!({ "action": action }).to_string();
-        self.mqtt
-            .publish(&format!("session/{sid}/call"), payload.as_bytes(), false)
-            .await
-            .unwrap();
+        calls::act(&self.mqtt, sid, action).await.unwrap();
     }
 
     async fn watch(&mut self, sid: &str) {
@@ -63,10 +49,7 @@ impl Device {
             .subscribe(&format!("session/{sid}/state"))
             .await
             .unwrap();
-        assert!(
-            matches!(codes[..], [rumqttc::SubscribeReasonCode::Success(_)]),
-            "{codes:?}"
-        );
+        assert!(granted(&codes), "{codes:?}");
     }
 
     /// The next message; panics after the harness's wait.
@@ -91,36 +74,46 @@ impl Device {
         }
     }
 
+    /// Waits for call `sid` to be in `state`.
+    async fn reaches(&mut self, sid: &str, state: &str) -> Value {
+        self.state_until(sid, |v| v["state"] == state).await
+    }
+
     async fn ended(&mut self, sid: &str) -> Value {
-        self.state_until(sid, |v| v["state"] == "ended").await
+        self.reaches(sid, "ended").await
     }
 
     /// The next error report.
     async fn error(&mut self) -> Value {
-        switchboard_e2e::calls::next_error(&mut self.mqtt)
-            .await
-            .unwrap()
+        calls::next_error(&mut self.mqtt).await.unwrap()
     }
 
-    /// The next invite.
-    async fn invited(&mut self) -> Value {
-        loop {
+    /// The next invite; then the state of its call `sid` is followed.
+    async fn invited_to(&mut self, sid: &str) -> Value {
+        let invite = loop {
             let (t, v) = self.next().await;
             if t.starts_with("invite/") {
-                return v;
+                break v;
             }
-        }
+        };
+        self.watch(sid).await;
+        invite
+    }
+
+    /// Takes the invite to `sid` and accepts; returns once it sees the
+    /// call accepted.
+    async fn accepts(&mut self, sid: &str) {
+        self.invited_to(sid).await;
+        self.act(sid, "accept").await;
+        self.reaches(sid, "accepted").await;
     }
 }
 
 /// The same user on another device (a token of its own).
 fn device_of(server: &Server, who: &SignedIn, device: &str) -> SignedIn {
-    let access = server.token(&who.id, Some(device), "user", 600).unwrap();
-    SignedIn {
-        access,
-        client_id: format!("{}:{device}", who.id),
-        ..who.clone()
-    }
+    server
+        .minted_for(&who.id, "user", Some(device), 600)
+        .unwrap()
 }
 
 fn sid() -> String {
@@ -128,43 +121,55 @@ fn sid() -> String {
 }
 
 struct World {
-    server: Server,
-    api: Api,
+    backend: Backend,
     a: SignedIn,
     b: SignedIn,
     c: SignedIn,
     pushes: tokio::sync::mpsc::UnboundedReceiver<Value>,
-    db: Database,
-    sms: SmsInbox,
 }
 
 /// A, B and C, all contacts of each other; ring timeout 2 s; pushes to a
 /// webhook receiver.
 async fn world() -> World {
-    let db = Database::for_test().await.unwrap();
-    let sms = SmsInbox::start().await.unwrap();
     let (push_url, pushes) = push_receiver().await;
-    let server = Server::with_sms(&db, &sms)
-        .env("SWITCHBOARD_RING_TIMEOUT_S", "2")
-        .env("SWITCHBOARD_PUSH_PROVIDER", "webhook")
-        .env("SWITCHBOARD_PUSH_WEBHOOK_URL", push_url)
-        .start()
-        .await
-        .unwrap();
-    let api = Api::new(&server);
-    let a = api.sign_in(&sms, "+48555700001", "phone").await.unwrap();
-    let b = api.sign_in(&sms, "+48555700002", "phone").await.unwrap();
-    let c = api.sign_in(&sms, "+48555700003", "phone").await.unwrap();
-    api.all_contacts(&[&a, &b, &c]).await.unwrap();
+    let backend = Backend::start_with(|server| {
+        server
+            .env("SWITCHBOARD_RING_TIMEOUT_S", "2")
+            .env("SWITCHBOARD_PUSH_PROVIDER", "webhook")
+            .env("SWITCHBOARD_PUSH_WEBHOOK_URL", push_url)
+    })
+    .await;
+    let a = backend.user("+48555700001").await;
+    let b = backend.user("+48555700002").await;
+    let c = backend.user("+48555700003").await;
+    backend.api.all_contacts(&[&a, &b, &c]).await.unwrap();
     World {
-        server,
-        api,
+        backend,
         a,
         b,
         c,
         pushes,
-        db,
-        sms,
+    }
+}
+
+impl World {
+    /// A's, B's or C's phone.
+    async fn phone(&self, who: &SignedIn) -> Device {
+        self.device(who, "phone").await
+    }
+
+    /// `who`'s `device`.
+    async fn device(&self, who: &SignedIn, device: &str) -> Device {
+        Device::new(&self.backend.server, who, device).await
+    }
+
+    /// Call `sid` as `who` reads it in the history.
+    async fn record(&self, who: &SignedIn, sid: &str) -> Reply {
+        self.backend
+            .api
+            .get(&format!("/v1/calls/{sid}"), &who.access)
+            .await
+            .unwrap()
     }
 }
 
@@ -190,25 +195,23 @@ async fn push_receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<Value>
 #[tokio::test]
 async fn ringing_accepted_hung_up_and_in_the_history() {
     let w = world().await;
-    let mut caller = Device::new(&w.server, &w.a, "phone").await;
-    let mut callee = Device::new(&w.server, &w.b, "phone").await;
+    let mut caller = w.phone(&w.a).await;
+    let mut callee = w.phone(&w.b).await;
     let s = sid();
-    caller.invite(&w.b.id, &s).await;
-    caller.watch(&s).await;
-    let inviting = caller.state_until(&s, |v| v["state"] == "inviting").await;
+    caller.call(&w.b.id, &s).await;
+    let inviting = caller.reaches(&s, "inviting").await;
     assert_eq!(
         (inviting["caller"].as_str(), inviting["callee"].as_str()),
         (Some(w.a.id.as_str()), Some(w.b.id.as_str()))
     );
 
-    let invite = callee.invited().await;
+    let invite = callee.invited_to(&s).await;
     assert_eq!(invite["sid"], s.as_str());
     assert_eq!(invite["from"], w.a.id.as_str());
-    callee.watch(&s).await;
     callee.act(&s, "ringing").await;
-    caller.state_until(&s, |v| v["state"] == "ringing").await;
+    caller.reaches(&s, "ringing").await;
     callee.act(&s, "accept").await;
-    let accepted = caller.state_until(&s, |v| v["state"] == "accepted").await;
+    let accepted = caller.reaches(&s, "accepted").await;
     assert_eq!(accepted["acceptedBy"], format!("{}:phone", w.b.id));
     caller.act(&s, "hangup").await;
     let ended = callee.ended(&s).await;
@@ -216,7 +219,7 @@ async fn ringing_accepted_hung_up_and_in_the_history() {
     caller.ended(&s).await;
 
     // The history, for both and for nobody else.
-    let r = w.api.get("/v1/calls", &w.a.access).await.unwrap();
+    let r = w.backend.api.get("/v1/calls", &w.a.access).await.unwrap();
     let call = &r.body["calls"][0];
     assert_eq!(
         (
@@ -228,29 +231,10 @@ async fn ringing_accepted_hung_up_and_in_the_history() {
     );
     assert!(call["durationMs"].as_i64().unwrap() >= 0);
     assert!(call["acceptedAt"].as_i64().unwrap() >= call["createdAt"].as_i64().unwrap());
-    assert_eq!(
-        w.api
-            .get(&format!("/v1/calls/{s}"), &w.b.access)
-            .await
-            .unwrap()
-            .status,
-        200
-    );
-    assert_eq!(
-        w.api
-            .get(&format!("/v1/calls/{s}"), &w.c.access)
-            .await
-            .unwrap()
-            .status,
-        404
-    );
+    assert_eq!(w.record(&w.b, &s).await.status, 200);
+    assert_eq!(w.record(&w.c, &s).await.status, 404);
 
-    let metrics = reqwest::get(format!("{}/metrics", w.server.http))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = w.backend.server.metrics().await;
     assert!(
         metrics.contains(r#"switchboard_calls_ended_total{reason="hangup"} 1"#),
         "{metrics}"
@@ -262,8 +246,7 @@ async fn ringing_accepted_hung_up_and_in_the_history() {
 /// shows both legs ringing (their actions travel on two connections).
 async fn ring_on_both(phone: &mut Device, tablet: &mut Device, s: &str) {
     for d in [&mut *phone, &mut *tablet] {
-        d.invited().await;
-        d.watch(s).await;
+        d.invited_to(s).await;
         d.act(s, "ringing").await;
     }
     let (p, t) = (phone.who.client_id.clone(), tablet.who.client_id.clone());
@@ -277,14 +260,14 @@ async fn ring_on_both(phone: &mut Device, tablet: &mut Device, s: &str) {
 #[tokio::test]
 async fn first_device_to_accept_wins_the_others_end_answered_elsewhere() {
     let w = world().await;
-    let caller = Device::new(&w.server, &w.a, "phone").await;
-    let mut phone = Device::new(&w.server, &w.b, "phone").await;
-    let mut tablet = Device::new(&w.server, &w.b, "tablet").await;
+    let caller = w.phone(&w.a).await;
+    let mut phone = w.phone(&w.b).await;
+    let mut tablet = w.device(&w.b, "tablet").await;
     let s = sid();
     caller.invite(&w.b.id, &s).await;
     ring_on_both(&mut phone, &mut tablet, &s).await;
     tablet.act(&s, "accept").await;
-    let accepted = phone.state_until(&s, |v| v["state"] == "accepted").await;
+    let accepted = phone.reaches(&s, "accepted").await;
     assert_eq!(accepted["legs"][&phone.who.client_id], "answered_elsewhere");
     assert_eq!(accepted["legs"][&tablet.who.client_id], "accepted");
     // The phone is too late.
@@ -296,12 +279,11 @@ async fn first_device_to_accept_wins_the_others_end_answered_elsewhere() {
 #[tokio::test]
 async fn decline_from_the_last_ringing_device_ends_declined() {
     let w = world().await;
-    let mut caller = Device::new(&w.server, &w.a, "phone").await;
-    let mut phone = Device::new(&w.server, &w.b, "phone").await;
-    let mut tablet = Device::new(&w.server, &w.b, "tablet").await;
+    let mut caller = w.phone(&w.a).await;
+    let mut phone = w.phone(&w.b).await;
+    let mut tablet = w.device(&w.b, "tablet").await;
     let s = sid();
-    caller.invite(&w.b.id, &s).await;
-    caller.watch(&s).await;
+    caller.call(&w.b.id, &s).await;
     ring_on_both(&mut phone, &mut tablet, &s).await;
     phone.act(&s, "decline").await;
     let still = caller
@@ -315,21 +297,18 @@ async fn decline_from_the_last_ringing_device_ends_declined() {
 #[tokio::test]
 async fn cancel_and_missed() {
     let w = world().await;
-    let mut caller = Device::new(&w.server, &w.a, "phone").await;
-    let mut callee = Device::new(&w.server, &w.b, "phone").await;
+    let mut caller = w.phone(&w.a).await;
+    let mut callee = w.phone(&w.b).await;
     let s = sid();
     caller.invite(&w.b.id, &s).await;
-    callee.invited().await;
-    callee.watch(&s).await;
+    callee.invited_to(&s).await;
     caller.act(&s, "cancel").await;
     assert_eq!(callee.ended(&s).await["reason"], "cancelled");
 
     // Nobody answers: missed at the (2 s) deadline.
     let s = sid();
-    caller.invite(&w.b.id, &s).await;
-    caller.watch(&s).await;
-    callee.invited().await;
-    callee.watch(&s).await;
+    caller.call(&w.b.id, &s).await;
+    callee.invited_to(&s).await;
     callee.act(&s, "ringing").await;
     assert_eq!(caller.ended(&s).await["reason"], "missed");
     assert_eq!(
@@ -347,15 +326,12 @@ async fn cancel_and_missed() {
 #[tokio::test]
 async fn a_callee_in_a_call_is_busy() {
     let w = world().await;
-    let a = Device::new(&w.server, &w.a, "phone").await;
-    let mut b = Device::new(&w.server, &w.b, "phone").await;
-    let mut c = Device::new(&w.server, &w.c, "phone").await;
+    let a = w.phone(&w.a).await;
+    let mut b = w.phone(&w.b).await;
+    let mut c = w.phone(&w.c).await;
     let s = sid();
     a.invite(&w.b.id, &s).await;
-    b.invited().await;
-    b.watch(&s).await;
-    b.act(&s, "accept").await;
-    b.state_until(&s, |v| v["state"] == "accepted").await;
+    b.accepts(&s).await;
 
     let second = sid();
     c.invite(&w.b.id, &second).await;
@@ -376,8 +352,8 @@ async fn a_callee_in_a_call_is_busy() {
 #[tokio::test]
 async fn glare_leaves_exactly_one_call_the_one_with_the_smaller_sid() {
     let w = world().await;
-    let mut a = Device::new(&w.server, &w.a, "phone").await;
-    let b = Device::new(&w.server, &w.b, "phone").await;
+    let mut a = w.phone(&w.a).await;
+    let b = w.phone(&w.b).await;
     let (s1, s2) = (sid(), sid());
     let (small, large) = if s1 < s2 { (s1, s2) } else { (s2, s1) };
     // Both at once: A calls B with one id, B calls A with the other.
@@ -398,14 +374,16 @@ async fn glare_leaves_exactly_one_call_the_one_with_the_smaller_sid() {
     }
     // Its state is published after it is stored: then the history has it.
     a.watch(&small).await;
-    a.state_until(&small, |v| v["state"] == "inviting").await;
-    let r = w
-        .api
-        .get(&format!("/v1/calls/{small}"), &w.a.access)
-        .await
-        .unwrap();
+    a.reaches(&small, "inviting").await;
+    let r = w.record(&w.a, &small).await;
     assert_ne!(r.body["state"], "ended", "{r:?}");
-    let live: Vec<Value> = w.api.get("/v1/calls", &w.a.access).await.unwrap().body["calls"]
+    let live: Vec<Value> = w
+        .backend
+        .api
+        .get("/v1/calls", &w.a.access)
+        .await
+        .unwrap()
+        .body["calls"]
         .as_array()
         .unwrap()
         .iter()
@@ -421,20 +399,21 @@ async fn an_offline_callee_is_woken_and_later_sees_the_end() {
     let mut w = world().await;
     // B's phone has a persistent session with its invite subscription and
     // a push token; then it goes away.
-    let phone = device_of(&w.server, &w.b, "phone");
-    let login = Login::token(&phone.client_id, &phone.id, &phone.access);
-    let mut away = connect_persistent(w.server.mqtt, login).await.unwrap();
+    let phone = device_of(&w.backend.server, &w.b, "phone");
+    let mqtt = w.backend.server.mqtt;
+    let mut away = connect_persistent(mqtt, phone.login()).await.unwrap();
     away.subscribe(&format!("invite/{}/+", w.b.id))
         .await
         .unwrap();
     let token = json!({"platform": "android", "token": "fcm-token-1"});
     let r = w
+        .backend
         .api
         .post("/v1/me/push-tokens", Some(&w.b.access), token)
         .await
         .unwrap();
     assert_eq!(r.status, 204);
-    let mut a = Device::new(&w.server, &w.a, "phone").await;
+    let mut a = w.phone(&w.a).await;
     a.mqtt
         .subscribe(&format!("users/{}/isConnected", w.b.id))
         .await
@@ -448,8 +427,7 @@ async fn an_offline_callee_is_woken_and_later_sees_the_end() {
         }
     }
     let s = sid();
-    a.invite(&w.b.id, &s).await;
-    a.watch(&s).await;
+    a.call(&w.b.id, &s).await;
     let push = tokio::time::timeout(std::time::Duration::from_secs(10), w.pushes.recv())
         .await
         .expect("a wake-up push")
@@ -467,7 +445,7 @@ async fn an_offline_callee_is_woken_and_later_sees_the_end() {
 
     // The phone wakes up late: its queued invite is there, and the call's
     // state says how it ended.
-    let mut back = connect_persistent(w.server.mqtt, login).await.unwrap();
+    let mut back = connect_persistent(mqtt, phone.login()).await.unwrap();
     let invite = loop {
         match back.next().await.unwrap() {
             Incoming::Publish { topic, payload, .. } if topic.starts_with("invite/") => {
@@ -493,22 +471,24 @@ async fn an_offline_callee_is_woken_and_later_sees_the_end() {
 #[tokio::test]
 async fn bad_input_is_refused_and_changes_nothing() {
     let w = world().await;
-    let mut a = Device::new(&w.server, &w.a, "phone").await;
-    let mut b = Device::new(&w.server, &w.b, "phone").await;
-    let mut c = Device::new(&w.server, &w.c, "phone").await;
+    let mut a = w.phone(&w.a).await;
+    let mut b = w.phone(&w.b).await;
+    let mut c = w.phone(&w.c).await;
     let s = sid();
     a.invite(&w.b.id, &s).await;
-    b.invited().await;
-    b.watch(&s).await;
-    b.state_until(&s, |v| v["state"] == "inviting").await;
+    b.invited_to(&s).await;
+    b.reaches(&s, "inviting").await;
 
     let other = sid();
     let topic = format!("invite/{}/{other}", w.b.id);
+    let invite = |sid: &str, from: &SignedIn, kind: &str| {
+        invitation(sid, from, kind).to_string().into_bytes()
+    };
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (b"not json".to_vec(), "bad_request"),
-        (json!({"sid": other, "from": w.c.id, "fromDevice": "phone", "kind": "video", "sentAt": 1}).to_string().into_bytes(), "bad_request"),
-        (json!({"sid": s, "from": w.a.id, "fromDevice": "phone", "kind": "video", "sentAt": 1}).to_string().into_bytes(), "bad_request"),
-        (json!({"sid": other, "from": w.a.id, "fromDevice": "phone", "kind": "hologram", "sentAt": 1}).to_string().into_bytes(), "bad_request"),
+        (invite(&other, &w.c, "video"), "bad_request"),
+        (invite(&s, &w.a, "video"), "bad_request"),
+        (invite(&other, &w.a, "hologram"), "bad_request"),
     ];
     for (payload, code) in cases {
         a.mqtt.publish(&topic, &payload, false).await.unwrap();
@@ -525,29 +505,17 @@ async fn bad_input_is_refused_and_changes_nothing() {
     assert_eq!(a.error().await["code"], "conflict");
     // Unknown actions, actions with someone else's device, and actions on
     // someone else's call.
-    a.mqtt
-        .publish(
-            &format!("session/{s}/call"),
-            br#"{"action": "explode"}"#,
-            false,
-        )
-        .await
-        .unwrap();
-    assert_eq!(a.error().await["code"], "bad_request");
-    a.mqtt
-        .publish(
-            &format!("session/{s}/call"),
-            br#"{"action": "cancel", "device": "tablet"}"#,
-            false,
-        )
-        .await
-        .unwrap();
-    assert_eq!(a.error().await["code"], "bad_request");
-    a.mqtt
-        .publish(&format!("session/{s}/call"), b"[]", false)
-        .await
-        .unwrap();
-    assert_eq!(a.error().await["code"], "bad_request");
+    for action in [
+        &br#"{"action": "explode"}"#[..],
+        br#"{"action": "cancel", "device": "tablet"}"#,
+        b"[]",
+    ] {
+        a.mqtt
+            .publish(&format!("session/{s}/call"), action, false)
+            .await
+            .unwrap();
+        assert_eq!(a.error().await["code"], "bad_request");
+    }
     c.act(&s, "accept").await;
     assert_eq!(c.error().await["code"], "forbidden");
     assert_eq!(
@@ -555,27 +523,15 @@ async fn bad_input_is_refused_and_changes_nothing() {
             .subscribe(&format!("session/{s}/state"))
             .await
             .unwrap(),
-        vec![rumqttc::SubscribeReasonCode::Failure]
+        REFUSED
     );
     // Callers do not accept their own calls.
     a.act(&s, "accept").await;
     assert_eq!(a.error().await["code"], "conflict");
 
     // Nothing changed: B got no other invite and the call still invites.
-    let r = w
-        .api
-        .get(&format!("/v1/calls/{s}"), &w.a.access)
-        .await
-        .unwrap();
-    assert_eq!(r.body["state"], "inviting");
-    assert_eq!(
-        w.api
-            .get(&format!("/v1/calls/{other}"), &w.a.access)
-            .await
-            .unwrap()
-            .status,
-        404
-    );
+    assert_eq!(w.record(&w.a, &s).await.body["state"], "inviting");
+    assert_eq!(w.record(&w.a, &other).await.status, 404);
     a.act(&s, "cancel").await;
     let (topic, v) = b.next().await;
     assert_eq!(
@@ -585,6 +541,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
 
     // A blocked caller cannot call.
     let r = w
+        .backend
         .api
         .put("/v1/me/blocked", &w.b.access, json!({"userIds": [w.a.id]}))
         .await
@@ -593,14 +550,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
     let blocked = sid();
     a.invite(&w.b.id, &blocked).await;
     assert_eq!(a.error().await["code"], "forbidden");
-    assert_eq!(
-        w.api
-            .get(&format!("/v1/calls/{blocked}"), &w.a.access)
-            .await
-            .unwrap()
-            .status,
-        404
-    );
+    assert_eq!(w.record(&w.a, &blocked).await.status, 404);
 
     // Bad history requests.
     for path in [
@@ -610,7 +560,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
         "/v1/calls/not-a-sid",
     ] {
         assert_eq!(
-            w.api.get(path, &w.a.access).await.unwrap().status,
+            w.backend.api.get(path, &w.a.access).await.unwrap().status,
             400,
             "{path}"
         );
@@ -621,6 +571,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
         json!({"platform": "ios"}),
     ] {
         let r = w
+            .backend
             .api
             .post("/v1/me/push-tokens", Some(&w.a.access), bad.clone())
             .await
@@ -631,36 +582,23 @@ async fn bad_input_is_refused_and_changes_nothing() {
 
 #[tokio::test]
 async fn calls_live_at_a_restart_end_failed() {
-    let w = world().await;
-    let a = Device::new(&w.server, &w.a, "phone").await;
-    let mut b = Device::new(&w.server, &w.b, "phone").await;
+    let mut w = world().await;
+    let a = w.phone(&w.a).await;
+    let mut b = w.phone(&w.b).await;
     let s = sid();
     a.invite(&w.b.id, &s).await;
-    b.invited().await;
-    b.watch(&s).await;
-    b.act(&s, "accept").await;
-    b.state_until(&s, |v| v["state"] == "accepted").await;
+    b.accepts(&s).await;
     drop((a, b));
 
-    let (status, dir) = w.server.terminate().unwrap();
-    assert!(status.success());
-    let server = Server::with_sms(&w.db, &w.sms)
-        .dir(dir)
-        .start()
-        .await
-        .unwrap();
-    let api = Api::new(&server);
-    let r = api
-        .get(&format!("/v1/calls/{s}"), &w.a.access)
-        .await
-        .unwrap();
+    w.backend = w.backend.restart().await;
+    let r = w.record(&w.a, &s).await;
     assert_eq!(
         (r.body["state"].as_str(), r.body["reason"].as_str()),
         (Some("ended"), Some("failed")),
         "{r:?}"
     );
     // Participants still read how it ended.
-    let mut b = Device::new(&server, &w.b, "phone").await;
+    let mut b = w.phone(&w.b).await;
     b.watch(&s).await;
     assert_eq!(b.ended(&s).await["reason"], "failed");
 }
@@ -668,14 +606,16 @@ async fn calls_live_at_a_restart_end_failed() {
 #[tokio::test]
 async fn a_retained_invite_is_not_kept_for_later_subscribers() {
     let w = world().await;
-    let caller = Device::new(&w.server, &w.a, "phone").await;
-    let mut c_phone = Device::new(&w.server, &w.c, "phone").await;
+    let caller = w.phone(&w.a).await;
+    let mut c_phone = w.phone(&w.c).await;
     let first = random_id();
     caller
         .mqtt
         .publish(
             &format!("invite/{}/{first}", w.b.id),
-            caller.invite_payload(&first).to_string().as_bytes(),
+            invitation(&first, &caller.who, "video")
+                .to_string()
+                .as_bytes(),
             true,
         )
         .await
@@ -691,7 +631,7 @@ async fn a_retained_invite_is_not_kept_for_later_subscribers() {
     // B subscribes after: the next invite it gets is a new one, not the
     // first kept for it (a client's retain flag outside its profile and
     // its robot's pairing code is dropped).
-    let mut b_phone = Device::new(&w.server, &w.b, "phone").await;
+    let mut b_phone = w.phone(&w.b).await;
     let second = random_id();
     caller.invite(&w.b.id, &second).await;
     match b_phone.mqtt.next().await.unwrap() {

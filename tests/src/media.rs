@@ -79,6 +79,16 @@ struct Events {
     connected: watch::Sender<bool>,
 }
 
+/// Where device `client_id` sends its signals for call `sid`.
+pub fn up_topic(sid: &str, client_id: &str) -> String {
+    format!("session/{sid}/webrtc/{client_id}/up")
+}
+
+/// Where the relay sends its signals for device `client_id` in call `sid`.
+pub fn down_topic(sid: &str, client_id: &str) -> String {
+    format!("session/{sid}/webrtc/{client_id}/down")
+}
+
 /// Send times are microseconds since this instant: sender and receiver
 /// run in one process, so they share it.
 fn now_us() -> u64 {
@@ -153,8 +163,8 @@ impl MediaPeer {
         client_id: &str,
         options: PeerOptions,
     ) -> Result<MediaPeer> {
-        let up = format!("session/{sid}/webrtc/{client_id}/up");
-        let down = format!("session/{sid}/webrtc/{client_id}/down");
+        let up = up_topic(sid, client_id);
+        let down = down_topic(sid, client_id);
         let errors = format!("clients/{client_id}/errors");
         for filter in [&down, &errors] {
             let codes = mqtt.subscribe(filter).await?;

@@ -127,6 +127,16 @@ impl Api {
         .await
     }
 
+    /// Trades a refresh token for new tokens.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Reply> {
+        self.post(
+            "/v1/auth/refresh",
+            None,
+            json!({ "refreshToken": refresh_token }),
+        )
+        .await
+    }
+
     /// Provisions a robot with the admin token `admin` (`None`: none).
     pub async fn create_robot(&self, admin: Option<&str>) -> Result<Reply> {
         self.call("POST", "/v1/robots", admin, None).await

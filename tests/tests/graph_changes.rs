@@ -4,9 +4,9 @@
 //! on `clients/<cid>/errors`. (An unpair: tests/robots.rs.)
 
 use serde_json::{json, Value};
-use switchboard_e2e::api::{Api, SignedIn, SmsInbox};
+use switchboard_e2e::api::{Api, SignedIn};
 use switchboard_e2e::mqtt::{granted, Client, Incoming};
-use switchboard_e2e::{Database, Server};
+use switchboard_e2e::Backend;
 
 #[derive(Debug, Clone, Copy)]
 enum Change {
@@ -39,19 +39,17 @@ async fn nickname(api: &Api, who: &SignedIn, name: &str) {
 
 /// B watches A's topics; A makes `change`; B must be cut off.
 async fn a_change_cuts_the_watcher_off(change: Change, phones: [&str; 3]) {
-    let db = Database::for_test().await.unwrap();
-    let sms = SmsInbox::start().await.unwrap();
-    let server = Server::with_sms(&db, &sms).start().await.unwrap();
-    let api = Api::new(&server);
-    let a = api.sign_in(&sms, phones[0], "phone").await.unwrap();
-    let b = api.sign_in(&sms, phones[1], "phone").await.unwrap();
+    let w = Backend::start().await;
+    let a = w.user(phones[0]).await;
+    let b = w.user(phones[1]).await;
     // C keeps seeing A throughout: what C gets, B would have got.
-    let c = api.sign_in(&sms, phones[2], "phone").await.unwrap();
+    let c = w.user(phones[2]).await;
     let (visibility, contacts) = match change {
         Change::Block | Change::RemoveContact => ("contacts", json!([b.id, c.id])),
         Change::NarrowVisibility => ("everyone", json!([c.id])),
     };
-    let r = api
+    let r = w
+        .api
         .put(
             "/v1/me/visibility",
             &a.access,
@@ -60,15 +58,16 @@ async fn a_change_cuts_the_watcher_off(change: Change, phones: [&str; 3]) {
         .await
         .unwrap();
     assert_eq!(r.status, 200, "{r:?}");
-    let r = api
+    let r = w
+        .api
         .put("/v1/me/contacts", &a.access, json!({"userIds": contacts}))
         .await
         .unwrap();
     assert_eq!(r.status, 200, "{r:?}");
 
-    let mut b_mqtt = server.mqtt_as(&b).await;
-    let mut c_mqtt = server.mqtt_as(&c).await;
-    let errors = format!("clients/{}/errors", b.client_id);
+    let mut b_mqtt = w.server.mqtt_as(&b).await;
+    let mut c_mqtt = w.server.mqtt_as(&c).await;
+    let errors = b.errors_topic();
     let b_info = format!("users/{}/info", b.id);
     assert!(granted(&b_mqtt.subscribe(&errors).await.unwrap()));
     assert!(granted(&b_mqtt.subscribe(&b_info).await.unwrap()));
@@ -83,15 +82,18 @@ async fn a_change_cuts_the_watcher_off(change: Change, phones: [&str; 3]) {
     assert!(granted(&c_mqtt.subscribe(&a_online).await.unwrap()));
 
     let r = match change {
-        Change::Block => api
+        Change::Block => w
+            .api
             .put("/v1/me/blocked", &a.access, json!({"userIds": [b.id]}))
             .await
             .unwrap(),
-        Change::RemoveContact => api
+        Change::RemoveContact => w
+            .api
             .put("/v1/me/contacts", &a.access, json!({"userIds": [c.id]}))
             .await
             .unwrap(),
-        Change::NarrowVisibility => api
+        Change::NarrowVisibility => w
+            .api
             .put(
                 "/v1/me/visibility",
                 &a.access,
@@ -117,8 +119,8 @@ async fn a_change_cuts_the_watcher_off(change: Change, phones: [&str; 3]) {
     // A changes its profile and comes online: C sees it, B gets none of
     // it. B's own profile change, published after, is the next message on
     // any of B's profile or presence topics.
-    nickname(&api, &a, "after the change").await;
-    let _a_mqtt = server.mqtt_as(&a).await;
+    nickname(&w.api, &a, "after the change").await;
+    let _a_mqtt = w.server.mqtt_as(&a).await;
     while c_mqtt.next().await.unwrap()
         != (Incoming::Publish {
             topic: a_online.clone(),
@@ -126,7 +128,7 @@ async fn a_change_cuts_the_watcher_off(change: Change, phones: [&str; 3]) {
             retain: false,
         })
     {}
-    nickname(&api, &b, "barrier").await;
+    nickname(&w.api, &b, "barrier").await;
     loop {
         match b_mqtt.next().await.unwrap() {
             Incoming::Publish { topic, payload, .. } if topic == b_info => {

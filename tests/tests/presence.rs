@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use serde_json::{json, Value};
 use switchboard_e2e::api::{Api, SignedIn, SmsInbox};
 use switchboard_e2e::mqtt::{connect, granted, Client, Incoming, Login, Via, REFUSED};
-use switchboard_e2e::{random_id, Database, Server};
+use switchboard_e2e::{random_id, Backend, Database, Server};
 
 /// One message a watcher got on a presence topic.
 #[derive(Debug, Clone)]
@@ -129,17 +129,21 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    let db = Database::for_test().await.unwrap();
-    let sms = SmsInbox::start().await.unwrap();
-    let server = Server::with_sms(&db, &sms).start().await.unwrap();
-    let api = Api::new(&server);
-    let a = api.sign_in(&sms, "+48555600001", "phone").await.unwrap();
-    let w = api.sign_in(&sms, "+48555600002", "phone").await.unwrap();
-    let r = api
+    let backend = Backend::start().await;
+    let a = backend.user("+48555600001").await;
+    let w = backend.user("+48555600002").await;
+    let r = backend
+        .api
         .put("/v1/me/contacts", &a.access, json!({"userIds": [w.id]}))
         .await
         .unwrap();
     assert_eq!(r.status, 200);
+    let Backend {
+        server,
+        api,
+        sms,
+        db,
+    } = backend;
     Setup {
         server,
         api,

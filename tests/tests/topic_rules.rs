@@ -4,12 +4,12 @@
 
 use rumqttc::ConnectReturnCode;
 use serde_json::{json, Value};
-use switchboard_e2e::api::{Api, SignedIn, SmsInbox};
+use switchboard_e2e::api::{Api, SignedIn};
 use switchboard_e2e::mqtt::{
     connect_with_will, granted, Client, Incoming, PubAckReason, Refused, V5Client, V5SubCode, Via,
     REFUSED,
 };
-use switchboard_e2e::{Database, Server};
+use switchboard_e2e::{Backend, Database, Server};
 
 struct World {
     server: Server,
@@ -22,14 +22,12 @@ struct World {
 /// Three users: `friend` lists `me` as a contact (so `me` may see the
 /// friend); `stranger` shares nothing.
 async fn world() -> World {
-    let db = Database::for_test().await.unwrap();
-    let sms = SmsInbox::start().await.unwrap();
-    let server = Server::with_sms(&db, &sms).start().await.unwrap();
-    let api = Api::new(&server);
-    let me = api.sign_in(&sms, "+48555100001", "phone").await.unwrap();
-    let friend = api.sign_in(&sms, "+48555100002", "phone").await.unwrap();
-    let stranger = api.sign_in(&sms, "+48555100003", "phone").await.unwrap();
-    let r = api
+    let backend = Backend::start().await;
+    let me = backend.user("+48555100001").await;
+    let friend = backend.user("+48555100002").await;
+    let stranger = backend.user("+48555100003").await;
+    let r = backend
+        .api
         .put(
             "/v1/me/contacts",
             &friend.access,
@@ -38,6 +36,7 @@ async fn world() -> World {
         .await
         .unwrap();
     assert_eq!(r.status, 200, "{r:?}");
+    let Backend { server, api, .. } = backend;
     World {
         server,
         api,

@@ -229,13 +229,7 @@ pub async fn soak(minutes: u64, warm_up_minutes: u64, users: usize) -> Result<()
     for _ in 0..users {
         let (id, token) = account(&server, "user")?;
         // Everyone sees everyone: profiles and presence fan out.
-        let r = api
-            .put(
-                "/v1/me/visibility",
-                &token,
-                json!({"visibility": "everyone"}),
-            )
-            .await?;
+        let r = api.set_visibility(&token, "everyone").await?;
         if r.status != 200 {
             bail!("visibility: {r:?}");
         }

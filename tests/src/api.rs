@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
+use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
@@ -91,6 +92,44 @@ impl Api {
         self.call("PUT", path, Some(token), Some(body)).await
     }
 
+    /// Replaces the profile of the account `token` signs in.
+    pub async fn set_profile(&self, token: &str, profile: Value) -> Result<Reply> {
+        self.put("/v1/me/profile", token, profile).await
+    }
+
+    /// Replaces the contact list of the account `token` signs in.
+    pub async fn set_contacts(&self, token: &str, ids: &[impl Serialize]) -> Result<Reply> {
+        self.put("/v1/me/contacts", token, json!({ "userIds": ids }))
+            .await
+    }
+
+    /// Replaces the block list of the account `token` signs in.
+    pub async fn set_blocked(&self, token: &str, ids: &[impl Serialize]) -> Result<Reply> {
+        self.put("/v1/me/blocked", token, json!({ "userIds": ids }))
+            .await
+    }
+
+    /// Sets who may see the account `token` signs in (`contacts`,
+    /// `everyone`).
+    pub async fn set_visibility(&self, token: &str, visibility: &str) -> Result<Reply> {
+        self.put(
+            "/v1/me/visibility",
+            token,
+            json!({ "visibility": visibility }),
+        )
+        .await
+    }
+
+    /// Looks `phones` (a JSON list) up among the accounts.
+    pub async fn discover(&self, token: &str, phones: Value) -> Result<Reply> {
+        self.post(
+            "/v1/contacts/discover",
+            Some(token),
+            json!({ "phones": phones }),
+        )
+        .await
+    }
+
     /// Makes everyone in `people` a contact of everyone else.
     pub async fn all_contacts(&self, people: &[&SignedIn]) -> Result<()> {
         for me in people {
@@ -99,13 +138,7 @@ impl Api {
                 .filter(|o| o.id != me.id)
                 .map(|o| o.id.as_str())
                 .collect();
-            let r = self
-                .put(
-                    "/v1/me/contacts",
-                    &me.access,
-                    serde_json::json!({ "userIds": ids }),
-                )
-                .await?;
+            let r = self.set_contacts(&me.access, &ids).await?;
             anyhow::ensure!(r.status == 200, "contacts of {}: {r:?}", me.id);
         }
         Ok(())

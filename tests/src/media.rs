@@ -210,8 +210,7 @@ impl MediaPeer {
         let offer = pc.create_offer(None).await?;
         pc.set_local_description(offer.clone()).await?;
         let message = json!({"type": "offer", "sdp": offer.sdp});
-        mqtt.publish(&up, message.to_string().as_bytes(), false)
-            .await?;
+        mqtt.publish_json(&up, &message).await?;
 
         let mqtt_sender = mqtt.client.clone();
         let up_topic = up.clone();

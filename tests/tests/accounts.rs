@@ -230,11 +230,7 @@ async fn an_account_made_by_the_cli_while_the_server_runs_is_known_at_once() {
     let a = w.user("+48555555601").await;
     let x = w.server.minted("user", Some("phone"), 600).unwrap();
     // X, made by `switchboard token` after the server started, lets A see it.
-    let r = w
-        .api
-        .put("/v1/me/contacts", &x.access, json!({"userIds": [a.id]}))
-        .await
-        .unwrap();
+    let r = w.api.set_contacts(&x.access, &[&a.id]).await.unwrap();
     assert_eq!(r.status, 200, "{r:?}");
     let r = w
         .api

@@ -289,11 +289,8 @@ async fn topic_aliases_toward_mqtt5_clients_keep_every_topic() {
     // rmqtt sent under an alias with an empty topic.
     let publisher = server.mqtt_as(&phone).await;
     for nickname in ["A", "B", "C"] {
-        let profile = serde_json::json!({ "nickname": nickname }).to_string();
-        publisher
-            .publish(&topic, profile.as_bytes(), false)
-            .await
-            .unwrap();
+        let profile = serde_json::json!({ "nickname": nickname });
+        publisher.publish_json(&topic, &profile).await.unwrap();
         assert_eq!(watcher.next_publish().await.unwrap().0, topic, "{nickname}");
     }
 }

@@ -543,7 +543,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
     let r = w
         .backend
         .api
-        .put("/v1/me/blocked", &w.b.access, json!({"userIds": [w.a.id]}))
+        .set_blocked(&w.b.access, &[&w.a.id])
         .await
         .unwrap();
     assert_eq!(r.status, 200);

@@ -31,7 +31,7 @@ async fn next_on(c: &mut Client, topic: &str) -> Value {
 
 async fn nickname(api: &Api, who: &SignedIn, name: &str) {
     let r = api
-        .put("/v1/me/profile", &who.access, json!({"nickname": name}))
+        .set_profile(&who.access, json!({"nickname": name}))
         .await
         .unwrap();
     assert_eq!(r.status, 200, "{r:?}");
@@ -45,24 +45,12 @@ async fn a_change_cuts_the_watcher_off(change: Change, phones: [&str; 3]) {
     // C keeps seeing A throughout: what C gets, B would have got.
     let c = w.user(phones[2]).await;
     let (visibility, contacts) = match change {
-        Change::Block | Change::RemoveContact => ("contacts", json!([b.id, c.id])),
-        Change::NarrowVisibility => ("everyone", json!([c.id])),
+        Change::Block | Change::RemoveContact => ("contacts", vec![&b.id, &c.id]),
+        Change::NarrowVisibility => ("everyone", vec![&c.id]),
     };
-    let r = w
-        .api
-        .put(
-            "/v1/me/visibility",
-            &a.access,
-            json!({"visibility": visibility}),
-        )
-        .await
-        .unwrap();
+    let r = w.api.set_visibility(&a.access, visibility).await.unwrap();
     assert_eq!(r.status, 200, "{r:?}");
-    let r = w
-        .api
-        .put("/v1/me/contacts", &a.access, json!({"userIds": contacts}))
-        .await
-        .unwrap();
+    let r = w.api.set_contacts(&a.access, &contacts).await.unwrap();
     assert_eq!(r.status, 200, "{r:?}");
 
     let mut b_mqtt = w.server.mqtt_as(&b).await;
@@ -82,25 +70,9 @@ async fn a_change_cuts_the_watcher_off(change: Change, phones: [&str; 3]) {
     assert!(granted(&c_mqtt.subscribe(&a_online).await.unwrap()));
 
     let r = match change {
-        Change::Block => w
-            .api
-            .put("/v1/me/blocked", &a.access, json!({"userIds": [b.id]}))
-            .await
-            .unwrap(),
-        Change::RemoveContact => w
-            .api
-            .put("/v1/me/contacts", &a.access, json!({"userIds": [c.id]}))
-            .await
-            .unwrap(),
-        Change::NarrowVisibility => w
-            .api
-            .put(
-                "/v1/me/visibility",
-                &a.access,
-                json!({"visibility": "contacts"}),
-            )
-            .await
-            .unwrap(),
+        Change::Block => w.api.set_blocked(&a.access, &[&b.id]).await.unwrap(),
+        Change::RemoveContact => w.api.set_contacts(&a.access, &[&c.id]).await.unwrap(),
+        Change::NarrowVisibility => w.api.set_visibility(&a.access, "contacts").await.unwrap(),
     };
     assert_eq!(r.status, 200, "{change:?}: {r:?}");
 

@@ -7,11 +7,11 @@ use std::ops::Range;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use switchboard_e2e::api::{Api, SignedIn, SmsInbox};
+use switchboard_e2e::api::SignedIn;
 use switchboard_e2e::calls::{self, state_until};
 use switchboard_e2e::media::{down_topic, up_topic, MediaPeer, PeerOptions};
 use switchboard_e2e::mqtt::{Client, REFUSED};
-use switchboard_e2e::{Backend, Database, Server};
+use switchboard_e2e::{Backend, Server};
 use webrtc::peer_connection::RTCIceServer;
 
 /// A UDP port range nobody holds now, for the relay to use.
@@ -32,15 +32,12 @@ fn bindable(port: u16) -> bool {
 }
 
 struct Call {
-    server: Server,
-    api: Api,
+    backend: Backend,
     a: SignedIn,
     b: SignedIn,
     c: SignedIn,
     sid: String,
     ports: (u16, u16),
-    _db: Database,
-    _sms: SmsInbox,
 }
 
 /// A calls B and B accepts; C is a contact of both but not in the call.
@@ -62,22 +59,13 @@ async fn accepted_call(env: &[(&str, String)]) -> (Call, Client, Client) {
     let c = backend.user("+48555800003").await;
     backend.api.all_contacts(&[&a, &b, &c]).await.unwrap();
     let (sid, caller, callee) = calls::accepted(&backend.server, &a, &b).await.unwrap();
-    let Backend {
-        server,
-        api,
-        sms,
-        db,
-    } = backend;
     let call = Call {
-        server,
-        api,
+        backend,
         a,
         b,
         c,
         sid,
         ports,
-        _db: db,
-        _sms: sms,
     };
     (call, caller, callee)
 }
@@ -115,7 +103,8 @@ impl Call {
 
     /// The relay's peer connections now.
     async fn peer_connections(&self) -> f64 {
-        self.server
+        self.backend
+            .server
             .metric("switchboard_relay_peer_connections")
             .await
     }
@@ -127,7 +116,8 @@ impl Call {
         peer.publish(&format!("session/{}/call", self.sid), hangup)
             .await
             .unwrap();
-        self.server
+        self.backend
+            .server
             .metric_reaches("switchboard_relay_rooms", 0.0)
             .await;
         assert_eq!(self.peer_connections().await, 0.0);
@@ -166,7 +156,7 @@ fn assert_stream(who: &str, got: &[u64], sent: u64) {
 async fn two_headless_peers_exchange_numbered_rtp_through_the_relay() {
     let (call, caller, callee) = accepted_call(&[]).await;
     let (mut pa, mut pb) = call.both_join(caller, callee).await;
-    let (server, ports) = (&call.server, call.ports);
+    let (server, ports) = (&call.backend.server, call.ports);
     // The relay's two sockets come from the configured range.
     let in_use = (ports.0..=ports.1).filter(|p| !bindable(*p)).count();
     assert_eq!(in_use, 2, "relay sockets in {ports:?}");
@@ -228,7 +218,7 @@ async fn two_headless_peers_exchange_numbered_rtp_through_the_relay() {
 async fn only_the_two_devices_of_an_accepted_call_reach_the_relay() {
     // The devices in the call stay connected throughout.
     let (call, _caller, _callee) = accepted_call(&[]).await;
-    let (server, sid) = (&call.server, &call.sid);
+    let (server, sid) = (&call.backend.server, &call.sid);
     let offer = json!({"type": "offer", "sdp": "v=0\r\n"});
     // C, in no call, and B's tablet, which did not accept: refused at the
     // topic rules, and nothing comes down.
@@ -318,13 +308,19 @@ async fn peers_allowed_only_relayed_candidates_connect_through_the_embedded_turn
     ])
     .await;
     let turn = call
+        .backend
         .server
         .turn
         .expect("the TURN server's address in the ready line");
     let mut options: [PeerOptions; 2] = Default::default();
     for (who, options) in [&call.a, &call.b].into_iter().zip(&mut options) {
         // Each peer uses what the API hands out, as an app would.
-        let r = call.api.get("/v1/ice-servers", &who.access).await.unwrap();
+        let r = call
+            .backend
+            .api
+            .get("/v1/ice-servers", &who.access)
+            .await
+            .unwrap();
         let entry = &r.body["iceServers"][0];
         assert_eq!(entry["urls"][0], format!("turn:{turn}?transport=udp"));
         let ice = RTCIceServer {
@@ -382,7 +378,7 @@ fn aiortc_peer(role: &str, server: &Server, sid: &str, who: &SignedIn) -> std::p
 #[tokio::test]
 async fn an_aiortc_peer_sends_vp8_that_another_aiortc_peer_decodes_through_the_relay() {
     let (call, caller, callee) = accepted_call(&[]).await;
-    let server = &call.server;
+    let server = &call.backend.server;
     // The devices' MQTT sessions pass to the Python processes.
     drop((caller, callee));
     let mut sender = aiortc_peer("send", server, &call.sid, &call.a);
@@ -420,10 +416,14 @@ async fn a_device_that_goes_offline_loses_its_connection_and_the_other_keeps_its
     assert_eq!(call.peer_connections().await, 2.0);
     // B's app dies: its MQTT connection goes with it.
     pb.close().await;
-    call.server
+    call.backend
+        .server
         .metric_reaches("switchboard_relay_peer_connections", 1.0)
         .await;
-    assert_eq!(call.server.metric("switchboard_relay_rooms").await, 1.0);
+    assert_eq!(
+        call.backend.server.metric("switchboard_relay_rooms").await,
+        1.0
+    );
     // The call goes on for A, whose connection still stands.
     call.hang_up_closing_the_room(&pa).await;
     pa.close().await;

@@ -132,11 +132,7 @@ async fn setup() -> Setup {
     let backend = Backend::start().await;
     let a = backend.user("+48555600001").await;
     let w = backend.user("+48555600002").await;
-    let r = backend
-        .api
-        .put("/v1/me/contacts", &a.access, json!({"userIds": [w.id]}))
-        .await
-        .unwrap();
+    let r = backend.api.set_contacts(&a.access, &[&w.id]).await.unwrap();
     assert_eq!(r.status, 200);
     let Backend {
         server,
@@ -326,10 +322,7 @@ async fn only_those_who_may_see_a_user_get_its_presence() {
     // The watcher sees A until A blocks it.
     let r = s.api.get(&both, &s.w.access).await.unwrap();
     assert_eq!(r.body["presence"].as_array().unwrap().len(), 2, "{r:?}");
-    s.api
-        .put("/v1/me/blocked", &s.a.access, json!({"userIds": [s.w.id]}))
-        .await
-        .unwrap();
+    s.api.set_blocked(&s.a.access, &[&s.w.id]).await.unwrap();
     let r = s.api.get(&both, &s.w.access).await.unwrap();
     assert_eq!(r.body["presence"].as_array().unwrap().len(), 1);
     let mut w = s.server.mqtt_as(&s.w).await;

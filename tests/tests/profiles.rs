@@ -2,6 +2,7 @@
 //! bad input at the HTTP API.
 
 use serde_json::{json, Value};
+use switchboard_e2e::api::SignedIn;
 use switchboard_e2e::mqtt::{Client, Incoming};
 use switchboard_e2e::{Backend, JWT_SECRET};
 
@@ -14,6 +15,12 @@ async fn next_profile(c: &mut Client) -> (Value, bool) {
     }
 }
 
+/// Who may see `who`, as the API reads it back.
+async fn visibility(w: &Backend, who: &SignedIn) -> Value {
+    let r = w.api.get("/v1/me/visibility", &who.access).await.unwrap();
+    r.body["visibility"].clone()
+}
+
 #[tokio::test]
 async fn nickname_reaches_watchers_now_later_and_after_a_restart() {
     let w = Backend::start().await;
@@ -22,11 +29,7 @@ async fn nickname_reaches_watchers_now_later_and_after_a_restart() {
     let c = w.user("+48555200003").await;
     let r = w
         .api
-        .put(
-            "/v1/me/contacts",
-            &a.access,
-            json!({"userIds": [b.id, c.id]}),
-        )
+        .set_contacts(&a.access, &[&b.id, &c.id])
         .await
         .unwrap();
     assert_eq!(r.status, 200, "{r:?}");
@@ -37,8 +40,7 @@ async fn nickname_reaches_watchers_now_later_and_after_a_restart() {
     watcher_b.subscribe(&topic).await.unwrap();
     let r = w
         .api
-        .put(
-            "/v1/me/profile",
+        .set_profile(
             &a.access,
             json!({"nickname": "Ala", "email": "ala@example.com"}),
         )
@@ -54,11 +56,7 @@ async fn nickname_reaches_watchers_now_later_and_after_a_restart() {
     // A publishes its own profile over MQTT: validated, stored, stamped.
     let publisher = w.server.mqtt_as(&a).await;
     publisher
-        .publish(
-            &topic,
-            json!({"nickname": "Ala 2"}).to_string().as_bytes(),
-            false,
-        )
+        .publish_json(&topic, &json!({"nickname": "Ala 2"}))
         .await
         .unwrap();
     let (p, _) = next_profile(&mut watcher_b).await;
@@ -81,11 +79,7 @@ async fn nickname_reaches_watchers_now_later_and_after_a_restart() {
         .await
         .unwrap();
     publisher
-        .publish(
-            &topic,
-            json!({"nickname": "Ala 3"}).to_string().as_bytes(),
-            false,
-        )
+        .publish_json(&topic, &json!({"nickname": "Ala 3"}))
         .await
         .unwrap();
     let (p, _) = next_profile(&mut watcher_b).await;
@@ -123,10 +117,9 @@ async fn contacts_blocks_and_discovery() {
 
     let r = w
         .api
-        .post(
-            "/v1/contacts/discover",
-            Some(&a.access),
-            json!({"phones": ["+48 555 300 002", "+48555300009", "garbage"]}),
+        .discover(
+            &a.access,
+            json!(["+48 555 300 002", "+48555300009", "garbage"]),
         )
         .await
         .unwrap();
@@ -140,28 +133,17 @@ async fn contacts_blocks_and_discovery() {
     let path = format!("/v1/users/{}/profile", b.id);
     assert_eq!(w.api.get(&path, &a.access).await.unwrap().status, 404);
     w.api
-        .put(
-            "/v1/me/contacts",
-            &b.access,
-            json!({"userIds": [a.id, a.id]}),
-        )
+        .set_contacts(&b.access, &[&a.id, &a.id])
         .await
         .unwrap();
     assert_eq!(w.api.get(&path, &a.access).await.unwrap().status, 200);
     let r = w.api.get("/v1/me/contacts", &b.access).await.unwrap();
     assert_eq!(r.body["userIds"], json!([a.id]), "lists are sets");
-    w.api
-        .put("/v1/me/blocked", &b.access, json!({"userIds": [a.id]}))
-        .await
-        .unwrap();
+    w.api.set_blocked(&b.access, &[&a.id]).await.unwrap();
     assert_eq!(w.api.get(&path, &a.access).await.unwrap().status, 404);
     let r = w
         .api
-        .post(
-            "/v1/contacts/discover",
-            Some(&a.access),
-            json!({"phones": ["+48555300002"]}),
-        )
+        .discover(&a.access, json!(["+48555300002"]))
         .await
         .unwrap();
     assert_eq!(
@@ -173,55 +155,20 @@ async fn contacts_blocks_and_discovery() {
     // The daily quota (6 here): 3 + 1 used; 3 more is too many and counts nothing.
     let r = w
         .api
-        .post(
-            "/v1/contacts/discover",
-            Some(&a.access),
-            json!({"phones": ["1", "2", "3"]}),
-        )
+        .discover(&a.access, json!(["1", "2", "3"]))
         .await
         .unwrap();
     assert_eq!((r.status, r.code()), (429, "rate_limited"));
-    let r = w
-        .api
-        .post(
-            "/v1/contacts/discover",
-            Some(&a.access),
-            json!({"phones": ["1", "2"]}),
-        )
-        .await
-        .unwrap();
+    let r = w.api.discover(&a.access, json!(["1", "2"])).await.unwrap();
     assert_eq!(r.status, 200, "the refused call consumed nothing");
 
     let many: Vec<String> = (0..501).map(|i| format!("+4855530{i:04}")).collect();
-    let r = w
-        .api
-        .post(
-            "/v1/contacts/discover",
-            Some(&b.access),
-            json!({ "phones": many }),
-        )
-        .await
-        .unwrap();
+    let r = w.api.discover(&b.access, json!(many)).await.unwrap();
     assert_eq!(r.status, 413);
 
-    let r = w
-        .api
-        .put(
-            "/v1/me/visibility",
-            &a.access,
-            json!({"visibility": "everyone"}),
-        )
-        .await
-        .unwrap();
+    let r = w.api.set_visibility(&a.access, "everyone").await.unwrap();
     assert_eq!(r.status, 200);
-    assert_eq!(
-        w.api
-            .get("/v1/me/visibility", &a.access)
-            .await
-            .unwrap()
-            .body["visibility"],
-        "everyone"
-    );
+    assert_eq!(visibility(&w, &a).await, "everyone");
 }
 
 /// A token signed with the server's key but expired, and one signed with
@@ -256,7 +203,7 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
     let a = w.user("+48555400001").await;
     let r = w
         .api
-        .put("/v1/me/profile", &a.access, json!({"nickname": "Before"}))
+        .set_profile(&a.access, json!({"nickname": "Before"}))
         .await
         .unwrap();
     assert_eq!(r.status, 200);
@@ -413,12 +360,5 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         w.api.get("/v1/me/contacts", &a.access).await.unwrap().body["userIds"],
         json!([])
     );
-    assert_eq!(
-        w.api
-            .get("/v1/me/visibility", &a.access)
-            .await
-            .unwrap()
-            .body["visibility"],
-        "contacts"
-    );
+    assert_eq!(visibility(&w, &a).await, "contacts");
 }

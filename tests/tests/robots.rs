@@ -357,11 +357,7 @@ async fn strangers_can_neither_call_nor_command_a_robot() {
     // Even a robot visible to everyone takes calls from its owners only.
     let r = w
         .api
-        .put(
-            "/v1/me/visibility",
-            &p.bot.access,
-            json!({"visibility": "everyone"}),
-        )
+        .set_visibility(&p.bot.access, "everyone")
         .await
         .unwrap();
     assert_eq!(r.status, 200);

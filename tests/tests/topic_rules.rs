@@ -28,11 +28,7 @@ async fn world() -> World {
     let stranger = backend.user("+48555100003").await;
     let r = backend
         .api
-        .put(
-            "/v1/me/contacts",
-            &friend.access,
-            json!({"userIds": [me.id]}),
-        )
+        .set_contacts(&friend.access, &[&me.id])
         .await
         .unwrap();
     assert_eq!(r.status, 200, "{r:?}");
@@ -128,11 +124,7 @@ async fn visibility_changes_apply_to_new_subscriptions() {
     assert_eq!(mine.subscribe(&filter).await.unwrap(), REFUSED);
     let r = w
         .api
-        .put(
-            "/v1/me/visibility",
-            &w.stranger.access,
-            json!({"visibility": "everyone"}),
-        )
+        .set_visibility(&w.stranger.access, "everyone")
         .await
         .unwrap();
     assert_eq!(r.status, 200);
@@ -140,11 +132,7 @@ async fn visibility_changes_apply_to_new_subscriptions() {
     // A block beats everything.
     let r = w
         .api
-        .put(
-            "/v1/me/blocked",
-            &w.stranger.access,
-            json!({"userIds": [w.me.id]}),
-        )
+        .set_blocked(&w.stranger.access, &[&w.me.id])
         .await
         .unwrap();
     assert_eq!(r.status, 200);
@@ -209,11 +197,7 @@ async fn refused_publishes_are_dropped_and_reported() {
     // friend's own change.
     let r = w
         .api
-        .put(
-            "/v1/me/profile",
-            &w.friend.access,
-            json!({"nickname": "real"}),
-        )
+        .set_profile(&w.friend.access, json!({"nickname": "real"}))
         .await
         .unwrap();
     assert_eq!(r.status, 200);
@@ -279,11 +263,7 @@ async fn mosquitto_sub_is_refused_everything_and_reads_what_it_may() {
     let w = world().await;
     let r = w
         .api
-        .put(
-            "/v1/me/profile",
-            &w.friend.access,
-            json!({"nickname": "Fre"}),
-        )
+        .set_profile(&w.friend.access, json!({"nickname": "Fre"}))
         .await
         .unwrap();
     assert_eq!(r.status, 200);
@@ -353,14 +333,11 @@ async fn a_shared_subscription_takes_turns_under_the_same_rules() {
     assert_eq!(codes, vec![V5SubCode::NotAuthorized]);
     // Two messages: one to each member, in turn.
     let publisher = server.mqtt_as(&my("laptop")).await;
-    for nickname in ["A", "B"] {
-        let profile = serde_json::json!({ "nickname": nickname }).to_string();
-        publisher
-            .publish(&format!("users/{me}/info"), profile.as_bytes(), false)
-            .await
-            .unwrap();
-    }
     let topic = format!("users/{me}/info");
+    for nickname in ["A", "B"] {
+        let profile = serde_json::json!({ "nickname": nickname });
+        publisher.publish_json(&topic, &profile).await.unwrap();
+    }
     for member in &mut members {
         assert_eq!(member.next_publish().await.unwrap().0, topic);
     }

@@ -57,6 +57,12 @@ impl Watcher {
         }
     }
 
+    /// Records messages until `isConnected` says `online`.
+    async fn until_online(&mut self, online: bool) {
+        self.until(|s| matches!(s, Seen::IsConnected(o) if *o == online))
+            .await;
+    }
+
     async fn until_devices(&mut self, devices: &[&str]) -> Value {
         let want = json!(devices);
         match self
@@ -117,6 +123,12 @@ fn signal(child: &Child, sig: &str) {
         .success());
 }
 
+/// Kills a device with SIGKILL, as a crash would, and waits for it to go.
+fn kill(device: &mut Child) {
+    signal(device, "-KILL");
+    device.wait().unwrap();
+}
+
 struct Setup {
     server: Server,
     api: Api,
@@ -155,14 +167,11 @@ async fn a_killed_device_leaves_the_user_online_until_the_last_one_goes() {
     let s = setup().await;
     let mut watcher = Watcher::start(&s.server, &s.w, &s.a.id).await;
     let mut phone = device(&s.server, &s.a.id, "phone", 30);
-    watcher
-        .until(|x| matches!(x, Seen::IsConnected(true)))
-        .await;
+    watcher.until_online(true).await;
     let mut tablet = device(&s.server, &s.a.id, "tablet", 30);
     let both = watcher.until_devices(&["phone", "tablet"]).await;
 
-    signal(&phone, "-KILL");
-    phone.wait().unwrap();
+    kill(&mut phone);
     let one = watcher.until_devices(&["tablet"]).await;
     assert_eq!(one["online"], true);
     assert!(
@@ -172,11 +181,8 @@ async fn a_killed_device_leaves_the_user_online_until_the_last_one_goes() {
     );
     assert!(one["seq"].as_u64() > both["seq"].as_u64());
 
-    signal(&tablet, "-KILL");
-    tablet.wait().unwrap();
-    watcher
-        .until(|x| matches!(x, Seen::IsConnected(false)))
-        .await;
+    kill(&mut tablet);
+    watcher.until_online(false).await;
     let gone = watcher.until_devices(&[]).await;
     assert_eq!(gone["online"], false);
     assert!(gone["seq"].as_u64() > one["seq"].as_u64());
@@ -196,15 +202,10 @@ async fn a_killed_device_leaves_the_user_online_until_the_last_one_goes() {
 async fn a_graceful_disconnect_goes_offline() {
     let s = setup().await;
     let mut watcher = Watcher::start(&s.server, &s.w, &s.a.id).await;
-    let login = s.a.login();
-    let app = connect(s.server.mqtt, Via::Tcp, login).await.unwrap();
-    watcher
-        .until(|x| matches!(x, Seen::IsConnected(true)))
-        .await;
+    let app = s.server.mqtt_as(&s.a).await;
+    watcher.until_online(true).await;
     app.client.disconnect().await.unwrap();
-    watcher
-        .until(|x| matches!(x, Seen::IsConnected(false)))
-        .await;
+    watcher.until_online(false).await;
 }
 
 #[tokio::test]
@@ -213,9 +214,7 @@ async fn a_frozen_client_goes_offline_after_its_keep_alive() {
     let mut watcher = Watcher::start(&s.server, &s.w, &s.a.id).await;
     // Keep-alive 6 s: the broker gives up after 1.5 x 6 = 9 s of silence.
     let mut frozen = device(&s.server, &s.a.id, "phone", 6);
-    watcher
-        .until(|x| matches!(x, Seen::IsConnected(true)))
-        .await;
+    watcher.until_online(true).await;
     signal(&frozen, "-STOP");
     let stopped = std::time::Instant::now();
     // The wait is bounded by the harness (10 s per message); the loss must
@@ -229,8 +228,7 @@ async fn a_frozen_client_goes_offline_after_its_keep_alive() {
         }
     }
     eprintln!("frozen client seen offline after {:?}", stopped.elapsed());
-    signal(&frozen, "-KILL");
-    frozen.wait().unwrap();
+    kill(&mut frozen);
     assert!(offline, "{:?}", watcher.log);
 }
 
@@ -240,9 +238,7 @@ async fn takeover_with_the_same_client_id_does_not_flap() {
     let mut watcher = Watcher::start(&s.server, &s.w, &s.a.id).await;
     let login = s.a.login();
     let _first = connect(s.server.mqtt, Via::Tcp, login).await.unwrap();
-    watcher
-        .until(|x| matches!(x, Seen::IsConnected(true)))
-        .await;
+    watcher.until_online(true).await;
     // The same client id again, twice: each takes the previous one over.
     let _second = connect(s.server.mqtt, Via::Tcp, login).await.unwrap();
     let _third = connect(s.server.mqtt_ws, Via::WebSocket, login)
@@ -252,8 +248,7 @@ async fn takeover_with_the_same_client_id_does_not_flap() {
     // takeovers could have caused.
     let mut tablet = device(&s.server, &s.a.id, "tablet", 30);
     watcher.until_devices(&["phone", "tablet"]).await;
-    signal(&tablet, "-KILL");
-    tablet.wait().unwrap();
+    kill(&mut tablet);
     assert!(
         !watcher.saw_offline(),
         "watchers saw the user go offline: {:?}",

@@ -141,12 +141,7 @@ async fn refused_logins_get_the_right_connack() {
         assert_eq!(got, v5, "MQTT 5, {what}");
     }
     // The refusals are counted by reason.
-    let metrics = reqwest::get(format!("{}/metrics", server.http))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     for reason in [
         "no_token",
         "bad_token",

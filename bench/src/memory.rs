@@ -17,14 +17,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
-use switchboard_e2e::api::{Api, SignedIn};
+use switchboard_e2e::api::Api;
 use switchboard_e2e::calls::act;
 use switchboard_e2e::mqtt::{connect, Client, Login, Via};
-use switchboard_e2e::robots::{accepted_call, next_json, paired_with};
+use switchboard_e2e::robots::{follow_commands, next_json, paired_with, Paired};
 use switchboard_e2e::{random_id, Database, Server};
 
 use crate::proc::{cpu_seconds, rss_kib};
-use crate::users::minted;
 
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
@@ -78,54 +77,28 @@ pub async fn logins(count: usize, rate: u64) -> Result<()> {
 }
 
 /// A robot and an owner paired with it, both connected.
-struct Paired {
-    bot: SignedIn,
-    owner: SignedIn,
-    robot: Client,
-    owner_mqtt: Client,
-}
-
 async fn paired(server: &Server, api: &Api) -> Result<Paired> {
-    // A phone: the shared call step invites from device `phone`.
-    let owner = minted(server, "user", Some("phone"), 86_400)?;
+    let owner = server.minted("user", Some("phone"), 86_400)?;
     // A robot account with a day-long token: one signed in by its secret
     // gets the default 15 minutes, and the server closes its connection.
-    let bot = minted(server, "robot", None, 86_400)?;
-    let p = paired_with(server, api, bot, &owner).await;
-    Ok(Paired {
-        bot: p.bot,
-        owner,
-        robot: p.bot_mqtt,
-        owner_mqtt: p.owner_mqtt,
-    })
-}
-
-/// The owner calls the robot; the session id once it is accepted.
-async fn call(p: &mut Paired) -> String {
-    accepted_call(&p.owner, &mut p.owner_mqtt, &p.bot, &mut p.robot).await
+    let bot = server.minted("robot", None, 86_400)?;
+    Ok(paired_with(server, api, bot, &owner).await)
 }
 
 /// `count` commands in call `sid`, each answered `moving` then `done`.
 async fn command_round(p: &mut Paired, sid: &str, count: usize, prefix: &str) -> Result<()> {
-    let request = format!("session/{sid}/moveTo/request");
-    let response = format!("session/{sid}/moveTo/response");
-    p.robot.subscribe(&request).await?;
-    p.owner_mqtt.subscribe(&response).await?;
+    let (request, response) = follow_commands(&mut p.owner_mqtt, &mut p.bot_mqtt, sid).await;
     // In windows, so neither side's queue grows past what it reads.
     for window in (0..count).collect::<Vec<_>>().chunks(100) {
         for i in window {
             let ask = json!({"requestId": format!("{prefix}{i}"), "destination": "dock"});
-            p.owner_mqtt
-                .publish(&request, ask.to_string().as_bytes(), false)
-                .await?;
+            p.owner_mqtt.publish_json(&request, &ask).await?;
         }
         for _ in window {
-            let asked = next_json(&mut p.robot, &request).await;
+            let asked = next_json(&mut p.bot_mqtt, &request).await;
             for status in ["moving", "done"] {
                 let answer = json!({"requestId": asked["requestId"], "status": status});
-                p.robot
-                    .publish(&response, answer.to_string().as_bytes(), false)
-                    .await?;
+                p.bot_mqtt.publish_json(&response, &answer).await?;
             }
         }
         for _ in 0..2 * window.len() {
@@ -143,7 +116,7 @@ async fn hang_up(p: &Paired, sid: &str) -> Result<()> {
             .unsubscribe(&format!("session/{sid}/{topic}"))
             .await?;
     }
-    p.robot
+    p.bot_mqtt
         .unsubscribe(&format!("session/{sid}/moveTo/request"))
         .await
 }
@@ -153,7 +126,7 @@ pub async fn commands(count: usize) -> Result<()> {
     let api = Api::new(&server);
     let pid = server.pid();
     let mut robot = paired(&server, &api).await?;
-    let sid = call(&mut robot).await;
+    let sid = robot.call().await;
     command_round(&mut robot, &sid, 1_000, "warm").await?;
     let before = rss_kib(pid)?;
     let started = Instant::now();
@@ -240,7 +213,7 @@ async fn mixed_round(
     }
     drop(clients);
     // Commands in a robot call, hung up at the end.
-    let sid = call(robot).await;
+    let sid = robot.call().await;
     command_round(robot, &sid, 500, &format!("s{round}-")).await?;
     hang_up(robot, &sid).await?;
     Ok(())
@@ -256,13 +229,7 @@ pub async fn soak(minutes: u64, warm_up_minutes: u64, users: usize) -> Result<()
     for _ in 0..users {
         let (id, token) = account(&server, "user")?;
         // Everyone sees everyone: profiles and presence fan out.
-        let r = api
-            .put(
-                "/v1/me/visibility",
-                &token,
-                json!({"visibility": "everyone"}),
-            )
-            .await?;
+        let r = api.set_visibility(&token, "everyone").await?;
         if r.status != 200 {
             bail!("visibility: {r:?}");
         }

@@ -6,9 +6,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
+use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
+use crate::mqtt::Login;
 use crate::Server;
 
 /// A JSON response: status and body (`Null` when there was none).
@@ -90,6 +92,44 @@ impl Api {
         self.call("PUT", path, Some(token), Some(body)).await
     }
 
+    /// Replaces the profile of the account `token` signs in.
+    pub async fn set_profile(&self, token: &str, profile: Value) -> Result<Reply> {
+        self.put("/v1/me/profile", token, profile).await
+    }
+
+    /// Replaces the contact list of the account `token` signs in.
+    pub async fn set_contacts(&self, token: &str, ids: &[impl Serialize]) -> Result<Reply> {
+        self.put("/v1/me/contacts", token, json!({ "userIds": ids }))
+            .await
+    }
+
+    /// Replaces the block list of the account `token` signs in.
+    pub async fn set_blocked(&self, token: &str, ids: &[impl Serialize]) -> Result<Reply> {
+        self.put("/v1/me/blocked", token, json!({ "userIds": ids }))
+            .await
+    }
+
+    /// Sets who may see the account `token` signs in (`contacts`,
+    /// `everyone`).
+    pub async fn set_visibility(&self, token: &str, visibility: &str) -> Result<Reply> {
+        self.put(
+            "/v1/me/visibility",
+            token,
+            json!({ "visibility": visibility }),
+        )
+        .await
+    }
+
+    /// Looks `phones` (a JSON list) up among the accounts.
+    pub async fn discover(&self, token: &str, phones: Value) -> Result<Reply> {
+        self.post(
+            "/v1/contacts/discover",
+            Some(token),
+            json!({ "phones": phones }),
+        )
+        .await
+    }
+
     /// Makes everyone in `people` a contact of everyone else.
     pub async fn all_contacts(&self, people: &[&SignedIn]) -> Result<()> {
         for me in people {
@@ -98,24 +138,57 @@ impl Api {
                 .filter(|o| o.id != me.id)
                 .map(|o| o.id.as_str())
                 .collect();
-            let r = self
-                .put(
-                    "/v1/me/contacts",
-                    &me.access,
-                    serde_json::json!({ "userIds": ids }),
-                )
-                .await?;
+            let r = self.set_contacts(&me.access, &ids).await?;
             anyhow::ensure!(r.status == 200, "contacts of {}: {r:?}", me.id);
         }
         Ok(())
     }
 
+    /// Asks for a one-time code to be sent to `phone`.
+    pub async fn request_code(&self, phone: &str) -> Result<Reply> {
+        self.post("/v1/auth/otp", None, json!({ "phone": phone }))
+            .await
+    }
+
+    /// Signs in from `device` with the one-time code sent to `phone`.
+    pub async fn verify(&self, phone: &str, code: &str, device: &str) -> Result<Reply> {
+        self.post(
+            "/v1/auth/verify",
+            None,
+            json!({"phone": phone, "code": code, "device": device}),
+        )
+        .await
+    }
+
+    /// Trades a refresh token for new tokens.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Reply> {
+        self.post(
+            "/v1/auth/refresh",
+            None,
+            json!({ "refreshToken": refresh_token }),
+        )
+        .await
+    }
+
+    /// Provisions a robot with the admin token `admin` (`None`: none).
+    pub async fn create_robot(&self, admin: Option<&str>) -> Result<Reply> {
+        self.call("POST", "/v1/robots", admin, None).await
+    }
+
+    /// Signs a robot in with its secret.
+    pub async fn robot_sign_in(&self, robot_id: &str, secret: &str) -> Result<Reply> {
+        self.post(
+            "/v1/auth/robot",
+            None,
+            json!({"robotId": robot_id, "secret": secret}),
+        )
+        .await
+    }
+
     /// Signs a phone in: asks for a code, catches it at the webhook, and
     /// verifies it.
     pub async fn sign_in(&self, sms: &SmsInbox, phone: &str, device: &str) -> Result<SignedIn> {
-        let sent = self
-            .post("/v1/auth/otp", None, json!({ "phone": phone }))
-            .await?;
+        let sent = self.request_code(phone).await?;
         if sent.status != 200 {
             return Err(anyhow!("otp: {sent:?}"));
         }
@@ -124,13 +197,7 @@ impl Api {
             .context("phone in answer")?
             .to_string();
         let code = sms.code_for(&e164).await?;
-        let r = self
-            .post(
-                "/v1/auth/verify",
-                None,
-                json!({"phone": phone, "code": code, "device": device}),
-            )
-            .await?;
+        let r = self.verify(phone, &code, device).await?;
         if r.status != 200 {
             return Err(anyhow!("verify: {r:?}"));
         }
@@ -158,6 +225,17 @@ impl SignedIn {
             client_id: s(&body["mqtt"]["clientId"])?,
             body: body.clone(),
         })
+    }
+
+    /// The MQTT login of this client: its client id, its id as the
+    /// username, its access token as the password.
+    pub fn login(&self) -> Login<'_> {
+        Login::token(&self.client_id, &self.id, &self.access)
+    }
+
+    /// Where the broker reports what it refused of this client.
+    pub fn errors_topic(&self) -> String {
+        format!("clients/{}/errors", self.client_id)
     }
 }
 

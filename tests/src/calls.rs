@@ -5,33 +5,27 @@ use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
 use crate::api::SignedIn;
-use crate::mqtt::{connect, Client, Incoming, Login, Via};
+use crate::mqtt::{connect, Client, Incoming, Via};
 use crate::{random_id, Server};
 
 pub async fn device(server: &Server, who: &SignedIn) -> Result<Client> {
-    connect(
-        server.mqtt,
-        Via::Tcp,
-        Login::token(&who.client_id, &who.id, &who.access),
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{}: {e:?}", who.client_id))
+    connect(server.mqtt, Via::Tcp, who.login())
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: {e:?}", who.client_id))
 }
 
-pub async fn publish(client: &Client, topic: &str, payload: Value) -> Result<()> {
-    client
-        .publish(topic, payload.to_string().as_bytes(), false)
-        .await
+/// The invite to call `sid` that `caller`'s device sends (a robot's
+/// client id names no device).
+pub fn invitation(sid: &str, caller: &SignedIn, kind: &str) -> Value {
+    let device = caller.client_id.split_once(':').map(|(_, d)| d);
+    json!({"sid": sid, "from": caller.id, "fromDevice": device, "kind": kind, "sentAt": 1})
 }
 
 /// Sends a call action (`accept`, `hangup`, ...) on `session/<sid>/call`.
 pub async fn act(client: &Client, sid: &str, action: &str) -> Result<()> {
-    publish(
-        client,
-        &format!("session/{sid}/call"),
-        json!({ "action": action }),
-    )
-    .await
+    client
+        .publish_json(&format!("session/{sid}/call"), &json!({ "action": action }))
+        .await
 }
 
 /// Waits for `state` on the call's state topic.
@@ -76,9 +70,9 @@ pub async fn accepted(
     let mut from = device(server, caller).await?;
     let mut to = device(server, callee).await?;
     to.subscribe(&format!("invite/{}/+", callee.id)).await?;
-    let from_device = caller.client_id.split_once(':').map(|(_, d)| d);
-    let invite = json!({"sid": sid, "from": caller.id, "fromDevice": from_device, "kind": "video", "sentAt": 1});
-    publish(&from, &format!("invite/{}/{sid}", callee.id), invite).await?;
+    let invite = invitation(&sid, caller, "video");
+    from.publish_json(&format!("invite/{}/{sid}", callee.id), &invite)
+        .await?;
     // Each side may read the state once it is in the call.
     from.subscribe(&format!("session/{sid}/state")).await?;
     loop {
@@ -89,9 +83,8 @@ pub async fn accepted(
         }
     }
     to.subscribe(&format!("session/{sid}/state")).await?;
-    let action = format!("session/{sid}/call");
-    publish(&to, &action, json!({"action": "ringing"})).await?;
-    publish(&to, &action, json!({"action": "accept"})).await?;
+    act(&to, &sid, "ringing").await?;
+    act(&to, &sid, "accept").await?;
     state_until(&mut from, &sid, "accepted").await?;
     state_until(&mut to, &sid, "accepted").await?;
     Ok((sid, from, to))

@@ -19,11 +19,14 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 pub mod api;
+pub mod backend;
 pub mod calls;
 pub mod media;
 pub mod mqtt;
 pub mod robots;
 pub mod sdk;
+
+pub use backend::Backend;
 
 /// A JWT key known to the tests, so they can also forge and expire tokens.
 pub const JWT_SECRET: &str = "e2e-test-jwt-secret-0123456789abcdef";
@@ -292,6 +295,35 @@ impl Server {
         Ok(tokens)
     }
 
+    /// A new account of `kind` (`user`, `robot`) signed in from `device`
+    /// with a token `switchboard token` mints to live `ttl_s`.
+    pub fn minted(&self, kind: &str, device: Option<&str>, ttl_s: u64) -> Result<api::SignedIn> {
+        self.minted_for(&random_id(), kind, device, ttl_s)
+    }
+
+    /// Account `id` signed in from `device` (none: under its bare id, as a
+    /// robot is) with a minted token: no refresh token, no sign-in answer.
+    pub fn minted_for(
+        &self,
+        id: &str,
+        kind: &str,
+        device: Option<&str>,
+        ttl_s: u64,
+    ) -> Result<api::SignedIn> {
+        let access = self.token(id, device, kind, ttl_s)?;
+        let client_id = match device {
+            Some(device) => format!("{id}:{device}"),
+            None => id.to_string(),
+        };
+        Ok(api::SignedIn {
+            id: id.to_string(),
+            access,
+            refresh: String::new(),
+            client_id,
+            body: Value::Null,
+        })
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -315,6 +347,15 @@ impl Server {
         Ok((status, dir))
     }
 
+    /// Stops the server with SIGTERM, checks that it stopped cleanly, and
+    /// starts another with the test defaults (and one-time codes sent to
+    /// `sms`) on the same data directory and database.
+    pub async fn restart(self, db: &Database, sms: &api::SmsInbox) -> Result<Server> {
+        let (status, dir) = self.terminate()?;
+        anyhow::ensure!(status.success(), "the server stopped with {status}");
+        Server::with_sms(db, sms).dir(dir).start().await
+    }
+
     /// Kills the server with SIGKILL, as a crash would, and returns its
     /// data directory.
     pub fn crash(mut self) -> Result<tempfile::TempDir> {
@@ -325,21 +366,26 @@ impl Server {
 
     /// An MQTT 3.1.1 client logged in over TCP as a signed-in user or robot.
     pub async fn mqtt_as(&self, who: &api::SignedIn) -> mqtt::Client {
-        let login = mqtt::Login::token(&who.client_id, &who.id, &who.access);
-        mqtt::connect(self.mqtt, mqtt::Via::Tcp, login)
+        mqtt::connect(self.mqtt, mqtt::Via::Tcp, who.login())
             .await
             .unwrap_or_else(|e| panic!("{} could not log in: {e:?}", who.client_id))
     }
 
-    /// The value of an unlabelled metric on /metrics.
-    pub async fn metric(&self, name: &str) -> f64 {
-        let text = reqwest::get(format!("{}/metrics", self.http))
+    /// The whole /metrics page.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.http))
             .await
             .unwrap()
             .text()
             .await
-            .unwrap();
-        text.lines()
+            .unwrap()
+    }
+
+    /// The value of an unlabelled metric on /metrics.
+    pub async fn metric(&self, name: &str) -> f64 {
+        self.metrics()
+            .await
+            .lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
             .unwrap_or_else(|| panic!("{name} not in /metrics"))
     }

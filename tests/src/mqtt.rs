@@ -5,7 +5,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
-use rumqttc::{AsyncClient, ConnectReturnCode, Event, MqttOptions, Packet, QoS, Transport};
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, Event, MqttOptions, Packet, QoS, SubscribeReasonCode, Transport,
+};
+use serde_json::Value;
 use tokio::sync::mpsc;
 
 /// What the broker sent the client after it connected.
@@ -16,7 +19,7 @@ pub enum Incoming {
         payload: Vec<u8>,
         retain: bool,
     },
-    SubAck(Vec<rumqttc::SubscribeReasonCode>),
+    SubAck(Vec<SubscribeReasonCode>),
 }
 
 pub struct Client {
@@ -28,6 +31,14 @@ pub struct Client {
 
 /// How long a test waits for something the broker should send at once.
 pub const WAIT: Duration = Duration::from_secs(10);
+
+/// The SUBACK of a subscription to one filter that the rules refused.
+pub const REFUSED: [SubscribeReasonCode; 1] = [SubscribeReasonCode::Failure];
+
+/// Whether the SUBACK of a subscription to one filter granted it.
+pub fn granted(codes: &[SubscribeReasonCode]) -> bool {
+    matches!(codes, [SubscribeReasonCode::Success(_)])
+}
 
 #[derive(Clone, Copy, Debug)]
 pub enum Via {
@@ -164,16 +175,16 @@ impl Client {
         Ok(())
     }
 
-    /// Subscribes and returns the SUBACK's return codes. Messages that
-    /// arrive first (retained ones of an earlier subscription) are kept for
-    /// `next`.
     /// Unsubscribes (without waiting for the UNSUBACK).
     pub async fn unsubscribe(&self, filter: &str) -> Result<()> {
         self.client.unsubscribe(filter).await?;
         Ok(())
     }
 
-    pub async fn subscribe(&mut self, filter: &str) -> Result<Vec<rumqttc::SubscribeReasonCode>> {
+    /// Subscribes and returns the SUBACK's return codes. Messages that
+    /// arrive first (retained ones of an earlier subscription) are kept for
+    /// `next`.
+    pub async fn subscribe(&mut self, filter: &str) -> Result<Vec<SubscribeReasonCode>> {
         self.client.subscribe(filter, QoS::AtLeastOnce).await?;
         loop {
             match self.receive().await? {
@@ -188,6 +199,13 @@ impl Client {
             .publish(topic, QoS::AtLeastOnce, retain, payload.to_vec())
             .await?;
         Ok(())
+    }
+
+    /// Publishes `payload` as JSON, not retained: the messages of the
+    /// use case (invites, call actions, commands, signalling).
+    pub async fn publish_json(&self, topic: &str, payload: &Value) -> Result<()> {
+        self.publish(topic, payload.to_string().as_bytes(), false)
+            .await
     }
 
     /// The next thing the broker sends, waiting at most `WAIT`.

@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use switchboard_sdk::{
-    Call, CallStateKind, Config, ConnectionState, Event, EventQueue, IncomingCall, Session,
-    Switchboard,
+    Call, CallStateKind, Config, ConnectionState, Event, EventQueue, IncomingCall, PendingCommand,
+    Session, Switchboard,
 };
 
-use crate::api::{Api, SmsInbox};
-use crate::{Server, ADMIN_TOKEN};
+use crate::api::Api;
+use crate::{Backend, Server, ADMIN_TOKEN};
 
 /// How long a test waits for an event the server should send at once.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -59,6 +59,17 @@ impl Account {
         })
         .await
     }
+
+    /// Asks the robot in call `sid` to move to `destination`, as its
+    /// owner's app does.
+    pub async fn move_to(&self, sid: &str, destination: &str) -> Result<Arc<PendingCommand>> {
+        let arguments = serde_json::json!({ "destination": destination }).to_string();
+        let pending = self
+            .session
+            .send_command(sid.to_owned(), "moveTo".into(), arguments)
+            .await?;
+        Ok(pending)
+    }
 }
 
 pub fn switchboard(server: &Server, device: Option<&str>) -> Arc<Switchboard> {
@@ -71,10 +82,10 @@ pub fn switchboard(server: &Server, device: Option<&str>) -> Arc<Switchboard> {
 }
 
 /// Signs `phone` in from `device`: the code comes from the SMS webhook.
-pub async fn user(server: &Server, sms: &SmsInbox, phone: &str, device: &str) -> Result<Account> {
-    let sb = switchboard(server, Some(device));
+pub async fn user(backend: &Backend, phone: &str, device: &str) -> Result<Account> {
+    let sb = switchboard(&backend.server, Some(device));
     let e164 = sb.request_code(phone.to_owned()).await?;
-    let code = sms.code_for(&e164).await?;
+    let code = backend.sms.code_for(&e164).await?;
     let events = EventQueue::new();
     let session = sb.sign_in(phone.to_owned(), code, events.clone()).await?;
     Ok(Account { session, events })
@@ -82,9 +93,7 @@ pub async fn user(server: &Server, sms: &SmsInbox, phone: &str, device: &str) ->
 
 /// Provisions a robot (admin API) and signs it in.
 pub async fn robot(server: &Server) -> Result<Account> {
-    let r = Api::new(server)
-        .call("POST", "/v1/robots", Some(ADMIN_TOKEN), None)
-        .await?;
+    let r = Api::new(server).create_robot(Some(ADMIN_TOKEN)).await?;
     ensure!(r.status == 201, "provisioning: {r:?}");
     let field = |f: &str| r.body[f].as_str().unwrap_or_default().to_owned();
     let events = EventQueue::new();

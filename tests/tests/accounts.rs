@@ -2,122 +2,79 @@
 //! rotation, logout, robots, and token expiry on MQTT.
 
 use serde_json::json;
-use switchboard_e2e::api::{Api, SignedIn, SmsInbox};
-use switchboard_e2e::mqtt::{connect, Login, Via};
-use switchboard_e2e::{Database, Server, ADMIN_TOKEN};
-
-async fn setup() -> (Server, SmsInbox, Api, Database) {
-    let db = Database::for_test().await.unwrap();
-    let sms = SmsInbox::start().await.unwrap();
-    let server = Server::with_sms(&db, &sms).start().await.unwrap();
-    let api = Api::new(&server);
-    (server, sms, api, db)
-}
+use switchboard_e2e::api::SignedIn;
+use switchboard_e2e::mqtt::{connect, granted, Via};
+use switchboard_e2e::{Backend, Database, Server, ADMIN_TOKEN};
 
 #[tokio::test]
 async fn sign_in_by_code_from_the_webhook() {
-    let (server, sms, api, _db) = setup().await;
-    let r = api
-        .post("/v1/auth/otp", None, json!({"phone": "+48 555 555 555"}))
-        .await
-        .unwrap();
+    let w = Backend::start().await;
+    let r = w.api.request_code("+48 555 555 555").await.unwrap();
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.body["phone"], "+48555555555");
-    let code = sms.code_for("+48555555555").await.unwrap();
+    let code = w.sms.code_for("+48555555555").await.unwrap();
     assert!(
         code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()),
         "{code}"
     );
-    let sent = sms.received.lock().unwrap()[0].clone();
+    let sent = w.sms.received.lock().unwrap()[0].clone();
     assert_eq!(sent["phone"], "+48555555555");
     assert!(sent["message"].as_str().unwrap().contains(&code));
 
-    let r = api
-        .post(
-            "/v1/auth/verify",
-            None,
-            json!({"phone": "+48555555555", "code": code, "device": "phone"}),
-        )
-        .await
-        .unwrap();
+    let r = w.api.verify("+48555555555", &code, "phone").await.unwrap();
     assert_eq!(r.status, 200, "{r:?}");
     let me = SignedIn::from_reply(&r.body, "userId").unwrap();
     assert_eq!(me.id.len(), 32);
     assert_eq!(me.client_id, format!("{}:phone", me.id));
-    assert_eq!(r.body["mqtt"]["tcp"], format!("mqtt://{}", server.mqtt));
+    assert_eq!(r.body["mqtt"]["tcp"], format!("mqtt://{}", w.server.mqtt));
     assert_eq!(
         r.body["mqtt"]["ws"],
-        format!("ws://{}/mqtt", server.mqtt_ws)
+        format!("ws://{}/mqtt", w.server.mqtt_ws)
     );
 
     // The tokens work on MQTT with the client id handed out.
-    let login = Login::token(&me.client_id, &me.id, &me.access);
-    assert!(connect(server.mqtt, Via::Tcp, login).await.is_ok());
+    assert!(connect(w.server.mqtt, Via::Tcp, me.login()).await.is_ok());
     // And on the API.
     assert_eq!(
-        api.get("/v1/me/profile", &me.access).await.unwrap().status,
+        w.api
+            .get("/v1/me/profile", &me.access)
+            .await
+            .unwrap()
+            .status,
         200
     );
 
     // The same number signs in again as the same user; a code works once.
-    let again = api.sign_in(&sms, "+48555555555", "tablet").await.unwrap();
-    assert_eq!(again.id, me.id);
-    let reuse = api
-        .post(
-            "/v1/auth/verify",
-            None,
-            json!({"phone": "+48555555555", "code": code, "device": "phone"}),
-        )
+    let again = w
+        .api
+        .sign_in(&w.sms, "+48555555555", "tablet")
         .await
         .unwrap();
+    assert_eq!(again.id, me.id);
+    let reuse = w.api.verify("+48555555555", &code, "phone").await.unwrap();
     assert_eq!(reuse.status, 401);
 }
 
 #[tokio::test]
 async fn md5_scheme_gives_the_use_case_ids() {
-    let db = Database::for_test().await.unwrap();
-    let sms = SmsInbox::start().await.unwrap();
-    let server = Server::with_sms(&db, &sms)
-        .env("SWITCHBOARD_ID_SCHEME", "md5")
-        .start()
-        .await
-        .unwrap();
-    let me = Api::new(&server)
-        .sign_in(&sms, "+48555555555", "phone")
-        .await
-        .unwrap();
+    let w = Backend::start_with(|server| server.env("SWITCHBOARD_ID_SCHEME", "md5")).await;
+    let me = w.user("+48555555555").await;
     assert_eq!(me.id, "36940d0ece18aebf69d0ef6825534e24");
 }
 
 #[tokio::test]
 async fn codes_allow_five_tries_and_numbers_are_rate_limited() {
-    let (_server, sms, api, _db) = setup().await;
+    let w = Backend::start().await;
     let phone = "+48555000111";
-    api.post("/v1/auth/otp", None, json!({ "phone": phone }))
-        .await
-        .unwrap();
-    let code = sms.code_for(phone).await.unwrap();
+    w.api.request_code(phone).await.unwrap();
+    let code = w.sms.code_for(phone).await.unwrap();
     let wrong = if code == "000000" { "000001" } else { "000000" };
     for _ in 0..5 {
-        let r = api
-            .post(
-                "/v1/auth/verify",
-                None,
-                json!({"phone": phone, "code": wrong, "device": "d"}),
-            )
-            .await
-            .unwrap();
+        let r = w.api.verify(phone, wrong, "d").await.unwrap();
         assert_eq!((r.status, r.code()), (401, "unauthorized"));
     }
     // Five wrong guesses burned the code: the right one no longer works.
-    let r = api
-        .post(
-            "/v1/auth/verify",
-            None,
-            json!({"phone": phone, "code": code, "device": "d"}),
-        )
-        .await
-        .unwrap();
+    let r = w.api.verify(phone, &code, "d").await.unwrap();
     assert_eq!(r.status, 401, "{r:?}");
     assert!(r.body["error"]["message"]
         .as_str()
@@ -126,32 +83,20 @@ async fn codes_allow_five_tries_and_numbers_are_rate_limited() {
 
     // Three codes per number per window: the first above was one.
     for _ in 0..2 {
-        assert_eq!(
-            api.post("/v1/auth/otp", None, json!({ "phone": phone }))
-                .await
-                .unwrap()
-                .status,
-            200
-        );
+        assert_eq!(w.api.request_code(phone).await.unwrap().status, 200);
     }
-    let r = api
-        .post("/v1/auth/otp", None, json!({ "phone": phone }))
-        .await
-        .unwrap();
+    let r = w.api.request_code(phone).await.unwrap();
     assert_eq!((r.status, r.code()), (429, "rate_limited"), "{r:?}");
 }
 
 #[tokio::test]
 async fn code_requests_are_rate_limited_per_address() {
-    let (_server, _sms, api, _db) = setup().await;
+    let w = Backend::start().await;
     let mut statuses = Vec::new();
     for i in 0..12 {
-        let r = api
-            .post(
-                "/v1/auth/otp",
-                None,
-                json!({ "phone": format!("+4855510{i:04}") }),
-            )
+        let r = w
+            .api
+            .request_code(&format!("+4855510{i:04}"))
             .await
             .unwrap();
         statuses.push(r.status);
@@ -162,45 +107,33 @@ async fn code_requests_are_rate_limited_per_address() {
 
 #[tokio::test]
 async fn refresh_rotates_and_reuse_revokes_the_family() {
-    let (_server, sms, api, _db) = setup().await;
-    let me = api.sign_in(&sms, "+48555000222", "phone").await.unwrap();
+    let w = Backend::start().await;
+    let me = w.user("+48555000222").await;
 
-    let r = api
-        .post(
-            "/v1/auth/refresh",
-            None,
-            json!({"refreshToken": me.refresh}),
-        )
-        .await
-        .unwrap();
+    let r = w.api.refresh(&me.refresh).await.unwrap();
     assert_eq!(r.status, 200, "{r:?}");
     let second = r.body["refreshToken"].as_str().unwrap().to_string();
     assert_ne!(second, me.refresh);
     let access = r.body["accessToken"].as_str().unwrap().to_string();
     assert_eq!(
-        api.get("/v1/me/profile", &access).await.unwrap().status,
+        w.api.get("/v1/me/profile", &access).await.unwrap().status,
         200
     );
 
     // The first token again: theft. Both it and its successor stop working.
-    let r = api
-        .post(
-            "/v1/auth/refresh",
-            None,
-            json!({"refreshToken": me.refresh}),
-        )
-        .await
-        .unwrap();
+    let r = w.api.refresh(&me.refresh).await.unwrap();
     assert_eq!(r.status, 401);
-    let r = api
-        .post("/v1/auth/refresh", None, json!({"refreshToken": second}))
-        .await
-        .unwrap();
+    let r = w.api.refresh(&second).await.unwrap();
     assert_eq!(r.status, 401, "the whole family is revoked");
 
     // Logout ends a sign-in the same way.
-    let other = api.sign_in(&sms, "+48555000222", "tablet").await.unwrap();
-    let r = api
+    let other = w
+        .api
+        .sign_in(&w.sms, "+48555000222", "tablet")
+        .await
+        .unwrap();
+    let r = w
+        .api
         .post(
             "/v1/auth/logout",
             None,
@@ -209,80 +142,38 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
         .await
         .unwrap();
     assert_eq!(r.status, 204);
-    let r = api
-        .post(
-            "/v1/auth/refresh",
-            None,
-            json!({"refreshToken": other.refresh}),
-        )
-        .await
-        .unwrap();
+    let r = w.api.refresh(&other.refresh).await.unwrap();
     assert_eq!(r.status, 401);
-    let r = api
-        .post("/v1/auth/refresh", None, json!({"refreshToken": "made-up"}))
-        .await
-        .unwrap();
+    let r = w.api.refresh("made-up").await.unwrap();
     assert_eq!(r.status, 401);
 }
 
 #[tokio::test]
 async fn robots_are_provisioned_by_admins_and_sign_in_with_their_secret() {
-    let (server, _sms, api, db) = setup().await;
-    assert_eq!(
-        api.call("POST", "/v1/robots", None, None)
-            .await
-            .unwrap()
-            .status,
-        401
-    );
-    assert_eq!(
-        api.call("POST", "/v1/robots", Some("wrong-admin-token"), None)
-            .await
-            .unwrap()
-            .status,
-        401
-    );
-    let r = api
-        .call("POST", "/v1/robots", Some(ADMIN_TOKEN), None)
-        .await
-        .unwrap();
+    let w = Backend::start().await;
+    assert_eq!(w.api.create_robot(None).await.unwrap().status, 401);
+    let wrong_admin = w.api.create_robot(Some("wrong-admin-token")).await.unwrap();
+    assert_eq!(wrong_admin.status, 401);
+    let r = w.api.create_robot(Some(ADMIN_TOKEN)).await.unwrap();
     assert_eq!(r.status, 201, "{r:?}");
     let robot_id = r.body["robotId"].as_str().unwrap().to_string();
     let secret = r.body["secret"].as_str().unwrap().to_string();
 
-    let wrong = api
-        .post(
-            "/v1/auth/robot",
-            None,
-            json!({"robotId": robot_id, "secret": "nope"}),
-        )
-        .await
-        .unwrap();
+    let wrong = w.api.robot_sign_in(&robot_id, "nope").await.unwrap();
     assert_eq!(wrong.status, 401);
-    let r = api
-        .post(
-            "/v1/auth/robot",
-            None,
-            json!({"robotId": robot_id, "secret": secret}),
-        )
-        .await
-        .unwrap();
+    let r = w.api.robot_sign_in(&robot_id, &secret).await.unwrap();
     assert_eq!(r.status, 200, "{r:?}");
     let robot = SignedIn::from_reply(&r.body, "robotId").unwrap();
     assert_eq!(robot.client_id, robot_id);
-    assert!(connect(
-        server.mqtt,
-        Via::Tcp,
-        Login::token(&robot.id, &robot.id, &robot.access)
-    )
-    .await
-    .is_ok());
+    assert!(connect(w.server.mqtt, Via::Tcp, robot.login())
+        .await
+        .is_ok());
 
     // The command line provisions into the same database.
-    let data = server.dir.path().display().to_string();
+    let data = w.server.dir.path().display().to_string();
     let mut env = vec![("SWITCHBOARD_DATA_DIR", data.as_str())];
     let url;
-    if let Database::Postgres { url: u } = &db {
+    if let Database::Postgres { url: u } = &w.db {
         url = u.clone();
         env.push(("SWITCHBOARD_DATABASE_URL", url.as_str()));
     }
@@ -297,12 +188,10 @@ async fn robots_are_provisioned_by_admins_and_sign_in_with_their_secret() {
         String::from_utf8_lossy(&out.stderr)
     );
     let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let r = api
-        .post(
-            "/v1/auth/robot",
-            None,
-            json!({"robotId": created["robotId"], "secret": created["secret"]}),
-        )
+    let field = |f: &str| created[f].as_str().unwrap().to_owned();
+    let r = w
+        .api
+        .robot_sign_in(&field("robotId"), &field("secret"))
         .await
         .unwrap();
     assert_eq!(r.status, 200, "{r:?}");
@@ -316,11 +205,9 @@ async fn an_expired_token_ends_the_mqtt_connection_after_the_grace() {
         .start()
         .await
         .unwrap();
-    let id = switchboard_e2e::random_id();
-    let token = server.token(&id, None, "user", 2).unwrap();
-    let mut client = connect(server.mqtt, Via::Tcp, Login::token(&id, &id, &token))
-        .await
-        .unwrap();
+    let mut client = server
+        .mqtt_as(&server.minted("user", None, 2).unwrap())
+        .await;
     let started = std::time::Instant::now();
     // Wait for the server to close the connection (the event), not a time.
     let closed = loop {
@@ -339,29 +226,23 @@ async fn an_expired_token_ends_the_mqtt_connection_after_the_grace() {
 
 #[tokio::test]
 async fn an_account_made_by_the_cli_while_the_server_runs_is_known_at_once() {
-    let (server, sms, api, _db) = setup().await;
-    let a = api.sign_in(&sms, "+48555555601", "phone").await.unwrap();
-    let x = switchboard_e2e::random_id();
-    let x_token = server.token(&x, Some("phone"), "user", 600).unwrap();
+    let w = Backend::start().await;
+    let a = w.user("+48555555601").await;
+    let x = w.server.minted("user", Some("phone"), 600).unwrap();
     // X, made by `switchboard token` after the server started, lets A see it.
-    let r = api
-        .put("/v1/me/contacts", &x_token, json!({"userIds": [a.id]}))
+    let r = w.api.set_contacts(&x.access, &[&a.id]).await.unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = w
+        .api
+        .get(&format!("/v1/presence?ids={}", x.id), &a.access)
         .await
         .unwrap();
     assert_eq!(r.status, 200, "{r:?}");
-    let r = api
-        .get(&format!("/v1/presence?ids={x}"), &a.access)
-        .await
-        .unwrap();
-    assert_eq!(r.status, 200, "{r:?}");
-    assert_eq!(r.body["presence"][0]["id"], x.as_str(), "{r:?}");
-    let mut a_mqtt = server.mqtt_as(&a).await;
+    assert_eq!(r.body["presence"][0]["id"], x.id.as_str(), "{r:?}");
+    let mut a_mqtt = w.server.mqtt_as(&a).await;
     let codes = a_mqtt
-        .subscribe(&format!("users/{x}/isConnected"))
+        .subscribe(&format!("users/{}/isConnected", x.id))
         .await
         .unwrap();
-    assert!(
-        matches!(codes[..], [rumqttc::SubscribeReasonCode::Success(_)]),
-        "{codes:?}"
-    );
+    assert!(granted(&codes), "{codes:?}");
 }

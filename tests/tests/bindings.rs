@@ -10,8 +10,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use switchboard_e2e::api::{Api, SmsInbox};
-use switchboard_e2e::{Database, Server, ADMIN_TOKEN};
+use switchboard_e2e::{Backend, ADMIN_TOKEN};
 
 fn workspace() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
@@ -47,23 +46,18 @@ fn python_path() -> PathBuf {
 
 /// A server, a provisioned robot, and the environment the foreign test
 /// programs read.
-async fn setup() -> (Server, SmsInbox, Vec<(&'static str, String)>) {
-    let db = Database::for_test().await.unwrap();
-    let sms = SmsInbox::start().await.unwrap();
-    let server = Server::with_sms(&db, &sms).start().await.unwrap();
-    let r = Api::new(&server)
-        .call("POST", "/v1/robots", Some(ADMIN_TOKEN), None)
-        .await
-        .unwrap();
+async fn setup() -> (Backend, Vec<(&'static str, String)>) {
+    let backend = Backend::start().await;
+    let r = backend.api.create_robot(Some(ADMIN_TOKEN)).await.unwrap();
     assert_eq!(r.status, 201);
     let field = |f: &str| r.body[f].as_str().unwrap().to_owned();
     let env = vec![
-        ("SB_HTTP", server.http.clone()),
-        ("SB_SMS", sms.url.clone()),
+        ("SB_HTTP", backend.server.http.clone()),
+        ("SB_SMS", backend.sms.url.clone()),
         ("SB_ROBOT_ID", field("robotId")),
         ("SB_ROBOT_SECRET", field("secret")),
     ];
-    (server, sms, env)
+    (backend, env)
 }
 
 /// Runs a foreign test program to its end, at most two minutes.
@@ -94,7 +88,7 @@ async fn run(mut cmd: Command, what: &str) {
 
 #[tokio::test]
 async fn python_bindings_against_the_real_server() {
-    let (_server, _sms, env) = setup().await;
+    let (_backend, env) = setup().await;
     let python = std::env::var("E2E_PYTHON").unwrap_or_else(|_| "python3".into());
     let mut cmd = Command::new(python);
     cmd.arg(workspace().join("mobile-sdk-ffi/bindings-tests/python/test_sdk.py"))
@@ -117,7 +111,7 @@ const EXIT_RUNS: usize = 27;
 /// frees the session during teardown, `idle` is an ordinary app.
 #[tokio::test]
 async fn python_exits_cleanly_without_signing_out() {
-    let (_server, _sms, env) = setup().await;
+    let (_backend, env) = setup().await;
     let python = std::env::var("E2E_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = workspace().join("mobile-sdk-ffi/bindings-tests/python/exit_without_sign_out.py");
     let path = python_path();
@@ -152,7 +146,7 @@ async fn python_exits_cleanly_without_signing_out() {
 
 #[tokio::test]
 async fn kotlin_bindings_against_the_real_server() {
-    let (_server, _sms, env) = setup().await;
+    let (_backend, env) = setup().await;
     let dir = bindings("kotlin");
     let jar = from_env(
         "E2E_KOTLIN_JAR",

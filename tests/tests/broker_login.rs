@@ -3,7 +3,8 @@
 
 use rumqttc::v5::mqttbytes::v5::ConnectReturnCode as V5;
 use rumqttc::ConnectReturnCode as V3;
-use switchboard_e2e::mqtt::{connack_v5, connect, Incoming, Login, Refused, Via};
+use switchboard_e2e::api::SignedIn;
+use switchboard_e2e::mqtt::{connack_v5, connect, granted, Incoming, Login, Refused, Via};
 use switchboard_e2e::{random_id, Database, Server, JWT_SECRET};
 
 /// A token signed with `secret` whose expiry is `exp_offset_s` from now.
@@ -19,6 +20,15 @@ fn jwt(secret: &str, sub: &str, exp_offset_s: i64) -> String {
         &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
     )
     .unwrap()
+}
+
+/// One new user's phone and tablet, each with a token of its own.
+fn phone_and_tablet(server: &Server) -> (SignedIn, SignedIn) {
+    let phone = server.minted("user", Some("phone"), 600).unwrap();
+    let tablet = server
+        .minted_for(&phone.id, "user", Some("tablet"), 600)
+        .unwrap();
+    (phone, tablet)
 }
 
 #[tokio::test]
@@ -131,12 +141,7 @@ async fn refused_logins_get_the_right_connack() {
         assert_eq!(got, v5, "MQTT 5, {what}");
     }
     // The refusals are counted by reason.
-    let metrics = reqwest::get(format!("{}/metrics", server.http))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     for reason in [
         "no_token",
         "bad_token",
@@ -157,16 +162,11 @@ async fn refused_logins_get_the_right_connack() {
 async fn retained_messages_reach_later_subscribers() {
     let db = Database::for_test().await.unwrap();
     let server = Server::start(&db).await.unwrap();
-    let a = random_id();
-    let token = server.token(&a, Some("phone"), "user", 600).unwrap();
-    let tablet_token = server.token(&a, Some("tablet"), "user", 600).unwrap();
-    let topic = format!("users/{a}/info");
+    let (phone, tablet) = phone_and_tablet(&server);
+    let topic = format!("users/{}/info", phone.id);
     let payload = serde_json::json!({"nickname": "Ala"}).to_string();
 
-    let phone = format!("{a}:phone");
-    let mut publisher = connect(server.mqtt, Via::Tcp, Login::token(&phone, &a, &token))
-        .await
-        .unwrap();
+    let mut publisher = server.mqtt_as(&phone).await;
     publisher
         .publish(&topic, payload.as_bytes(), true)
         .await
@@ -178,14 +178,9 @@ async fn retained_messages_reach_later_subscribers() {
     assert!(matches!(echoed, Incoming::Publish { .. }), "{echoed:?}");
 
     // Another device of the same user, later, over WebSocket.
-    let tablet = format!("{a}:tablet");
-    let mut later = connect(
-        server.mqtt_ws,
-        Via::WebSocket,
-        Login::token(&tablet, &a, &tablet_token),
-    )
-    .await
-    .unwrap();
+    let mut later = connect(server.mqtt_ws, Via::WebSocket, tablet.login())
+        .await
+        .unwrap();
     later.subscribe(&topic).await.unwrap();
     match later.next().await.unwrap() {
         Incoming::Publish {
@@ -206,25 +201,19 @@ async fn retained_messages_reach_later_subscribers() {
 async fn a_closed_connection_leaves_nothing_waiting_for_its_token() {
     let db = Database::for_test().await.unwrap();
     let server = Server::start(&db).await.unwrap();
-    let id = random_id();
     // A day-long token: each login used to keep a timer (and its memory)
     // until the token expired, long after the connection closed.
-    let token = server.token(&id, Some("phone"), "user", 86_400).unwrap();
-    let cid = format!("{id}:phone");
+    let phone = server.minted("user", Some("phone"), 86_400).unwrap();
     for _ in 0..20 {
         // Dropped at once, as an app that is killed.
-        connect(server.mqtt, Via::Tcp, Login::token(&cid, &id, &token))
-            .await
-            .unwrap();
+        server.mqtt_as(&phone).await;
         server
             .metric_reaches("switchboard_mqtt_connections", 0.0)
             .await;
     }
     assert_eq!(server.metric("switchboard_mqtt_token_timers").await, 0.0);
 
-    let live = connect(server.mqtt, Via::Tcp, Login::token(&cid, &id, &token))
-        .await
-        .unwrap();
+    let live = server.mqtt_as(&phone).await;
     server
         .metric_reaches("switchboard_mqtt_token_timers", 1.0)
         .await;
@@ -238,13 +227,11 @@ async fn a_closed_connection_leaves_nothing_waiting_for_its_token() {
 async fn a_client_reconnects_at_once_after_disconnect() {
     let db = Database::for_test().await.unwrap();
     let server = Server::start(&db).await.unwrap();
-    let id = random_id();
-    let token = server.token(&id, Some("phone"), "user", 600).unwrap();
-    let cid = format!("{id}:phone");
+    let phone = server.minted("user", Some("phone"), 600).unwrap();
     // rmqtt refused 5-8% of these (CONNACK 0x03) while it tore the last
     // session down.
     for i in 0..200 {
-        let client = connect(server.mqtt, Via::Tcp, Login::token(&cid, &id, &token))
+        let client = connect(server.mqtt, Via::Tcp, phone.login())
             .await
             .unwrap_or_else(|e| panic!("login {i}: {e:?}"));
         client.disconnect().await.unwrap();
@@ -256,18 +243,13 @@ async fn forwarded_messages_carry_only_the_publishers_expiry() {
     use switchboard_e2e::mqtt::V5Client;
     let db = Database::for_test().await.unwrap();
     let server = Server::start(&db).await.unwrap();
-    let id = random_id();
-    let token = server.token(&id, Some("phone"), "user", 600).unwrap();
-    let tablet_token = server.token(&id, Some("tablet"), "user", 600).unwrap();
-    let topic = format!("users/{id}/info");
-    let (phone, tablet) = (format!("{id}:phone"), format!("{id}:tablet"));
-    let mut watcher = V5Client::connect(server.mqtt, Login::token(&tablet, &id, &tablet_token))
+    let (phone, tablet) = phone_and_tablet(&server);
+    let topic = format!("users/{}/info", phone.id);
+    let mut watcher = V5Client::connect(server.mqtt, tablet.login())
         .await
         .unwrap();
     watcher.subscribe(&topic).await.unwrap();
-    let mut publisher = V5Client::connect(server.mqtt, Login::token(&phone, &id, &token))
-        .await
-        .unwrap();
+    let mut publisher = V5Client::connect(server.mqtt, phone.login()).await.unwrap();
     // rmqtt stamped a 300 s expiry on every message whose publisher set none.
     publisher
         .publish(&topic, br#"{"nickname": "A"}"#)
@@ -292,27 +274,18 @@ async fn topic_aliases_toward_mqtt5_clients_keep_every_topic() {
         .start()
         .await
         .unwrap();
-    let id = random_id();
-    let token = server.token(&id, Some("phone"), "user", 600).unwrap();
-    let tablet_token = server.token(&id, Some("tablet"), "user", 600).unwrap();
-    let topic = format!("users/{id}/info");
-    let (phone, tablet) = (format!("{id}:phone"), format!("{id}:tablet"));
-    let mut watcher =
-        V5Client::connect_taking_aliases(server.mqtt, Login::token(&tablet, &id, &tablet_token), 8)
-            .await
-            .unwrap();
+    let (phone, tablet) = phone_and_tablet(&server);
+    let topic = format!("users/{}/info", phone.id);
+    let mut watcher = V5Client::connect_taking_aliases(server.mqtt, tablet.login(), 8)
+        .await
+        .unwrap();
     watcher.subscribe(&topic).await.unwrap();
     // An MQTT 3.1.1 publisher: its messages carry no properties, which
     // rmqtt sent under an alias with an empty topic.
-    let publisher = connect(server.mqtt, Via::Tcp, Login::token(&phone, &id, &token))
-        .await
-        .unwrap();
+    let publisher = server.mqtt_as(&phone).await;
     for nickname in ["A", "B", "C"] {
-        let profile = serde_json::json!({ "nickname": nickname }).to_string();
-        publisher
-            .publish(&topic, profile.as_bytes(), false)
-            .await
-            .unwrap();
+        let profile = serde_json::json!({ "nickname": nickname });
+        publisher.publish_json(&topic, &profile).await.unwrap();
         assert_eq!(watcher.next_publish().await.unwrap().0, topic, "{nickname}");
     }
 }
@@ -321,12 +294,9 @@ async fn topic_aliases_toward_mqtt5_clients_keep_every_topic() {
 async fn a_token_for_ten_years_logs_in() {
     let db = Database::for_test().await.unwrap();
     let server = Server::start(&db).await.unwrap();
-    let id = random_id();
     // Past the timer wheel's two years, which used to panic the hook.
-    let token = server.token(&id, None, "user", 10 * 365 * 86_400).unwrap();
-    let client = connect(server.mqtt, Via::Tcp, Login::token(&id, &id, &token))
-        .await
-        .unwrap();
+    let me = server.minted("user", None, 10 * 365 * 86_400).unwrap();
+    let client = server.mqtt_as(&me).await;
     server
         .metric_reaches("switchboard_mqtt_token_timers", 1.0)
         .await;
@@ -341,18 +311,14 @@ async fn a_client_holds_a_bounded_number_of_subscriptions() {
         .start()
         .await
         .unwrap();
-    let id = random_id();
-    let token = server.token(&id, None, "user", 600).unwrap();
-    let mut client = connect(server.mqtt, Via::Tcp, Login::token(&id, &id, &token))
-        .await
-        .unwrap();
+    let me = server.minted("user", None, 600).unwrap();
+    let mut client = server.mqtt_as(&me).await;
     // Each call's inbox topic is a subscription the rules allow.
     for i in 0..6 {
         let codes = client
-            .subscribe(&format!("invite/{id}/{}", random_id()))
+            .subscribe(&format!("invite/{}/{}", me.id, random_id()))
             .await
             .unwrap();
-        let granted = matches!(codes[..], [rumqttc::SubscribeReasonCode::Success(_)]);
-        assert_eq!(granted, i < 5, "subscription {i}: {codes:?}");
+        assert_eq!(granted(&codes), i < 5, "subscription {i}: {codes:?}");
     }
 }

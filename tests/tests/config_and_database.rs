@@ -3,7 +3,7 @@
 //! is explicit and loud.
 
 use sqlx::Connection;
-use switchboard_e2e::mqtt::{connect, Login, Refused, Via};
+use switchboard_e2e::mqtt::{connect, granted, Login, Refused, Via, REFUSED};
 use switchboard_e2e::{random_id, run_switchboard, Database, Server};
 
 #[test]
@@ -121,6 +121,16 @@ fn unreachable_database_fails_clearly() {
     );
 }
 
+/// The number a `SELECT count(*)` answers, on either database.
+async fn count<'c, E>(c: E, sql: &'static str) -> i64
+where
+    E: sqlx::Executor<'c>,
+    (i64,): for<'r> sqlx::FromRow<'r, <E::Database as sqlx::Database>::Row>,
+    for<'q> <E::Database as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, E::Database>,
+{
+    sqlx::query_scalar(sql).fetch_one(c).await.unwrap()
+}
+
 #[tokio::test]
 async fn migrate_applies_on_the_test_database() {
     let db = Database::for_test().await.unwrap();
@@ -139,19 +149,12 @@ async fn migrate_applies_on_the_test_database() {
         let (status, stderr) = run_switchboard(&["migrate"], &env).unwrap();
         assert!(status.success(), "{stderr}");
     }
-    let (migrations, users): (i64, i64) = match &db {
+    const MIGRATIONS: &str = "SELECT count(*) FROM _sqlx_migrations WHERE success";
+    const USERS: &str = "SELECT count(*) FROM users";
+    let (migrations, users) = match &db {
         Database::Postgres { url } => {
             let mut c = sqlx::PgConnection::connect(url).await.unwrap();
-            (
-                sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
-                    .fetch_one(&mut c)
-                    .await
-                    .unwrap(),
-                sqlx::query_scalar("SELECT count(*) FROM users")
-                    .fetch_one(&mut c)
-                    .await
-                    .unwrap(),
-            )
+            (count(&mut c, MIGRATIONS).await, count(&mut c, USERS).await)
         }
         Database::Sqlite => {
             let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
@@ -160,16 +163,7 @@ async fn migrate_applies_on_the_test_database() {
                 .await
                 .unwrap();
             assert_eq!(mode, "wal");
-            (
-                sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
-                    .fetch_one(&mut c)
-                    .await
-                    .unwrap(),
-                sqlx::query_scalar("SELECT count(*) FROM users")
-                    .fetch_one(&mut c)
-                    .await
-                    .unwrap(),
-            )
+            (count(&mut c, MIGRATIONS).await, count(&mut c, USERS).await)
         }
     };
     let shipped = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations"))
@@ -207,14 +201,8 @@ async fn open_broker_is_explicit_and_loud() {
         .await
         .unwrap();
     let mut anyone = connect(open.mqtt, Via::Tcp, anon).await.unwrap();
-    assert_eq!(
-        anyone.subscribe("test/nosubscribe").await.unwrap(),
-        vec![rumqttc::SubscribeReasonCode::Failure]
-    );
-    assert!(matches!(
-        anyone.subscribe("test/anything").await.unwrap()[..],
-        [rumqttc::SubscribeReasonCode::Success(_)]
-    ));
+    assert_eq!(anyone.subscribe("test/nosubscribe").await.unwrap(), REFUSED);
+    assert!(granted(&anyone.subscribe("test/anything").await.unwrap()));
     let someone = random_id();
     let forged = Login {
         client_id: &someone,

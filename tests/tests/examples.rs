@@ -7,9 +7,8 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
-use switchboard_e2e::api::{Api, SmsInbox};
 use switchboard_e2e::sdk::user;
-use switchboard_e2e::{Database, Server, ADMIN_TOKEN};
+use switchboard_e2e::{Backend, ADMIN_TOKEN};
 use switchboard_sdk::{CallStateKind, Visibility};
 
 fn example(name: &str) -> Command {
@@ -74,23 +73,13 @@ impl Drop for Running {
     }
 }
 
-async fn world() -> (Server, SmsInbox) {
-    let db = Database::for_test().await.unwrap();
-    let sms = SmsInbox::start().await.unwrap();
-    let server = Server::with_sms(&db, &sms).start().await.unwrap();
-    (server, sms)
-}
-
 #[tokio::test]
 async fn the_robot_example_pairs_accepts_and_moves() {
-    let (server, sms) = world().await;
-    let r = Api::new(&server)
-        .call("POST", "/v1/robots", Some(ADMIN_TOKEN), None)
-        .await
-        .unwrap();
+    let w = Backend::start().await;
+    let r = w.api.create_robot(Some(ADMIN_TOKEN)).await.unwrap();
     let field = |f: &str| r.body[f].as_str().unwrap().to_owned();
     let mut child = example("robot")
-        .args(["--server", &server.http, "--robot-id", &field("robotId")])
+        .args(["--server", &w.server.http, "--robot-id", &field("robotId")])
         .args(["--secret", &field("secret"), "--travel-ms", "10"])
         .spawn()
         .unwrap();
@@ -99,7 +88,7 @@ async fn the_robot_example_pairs_accepts_and_moves() {
     let line = out.line_with("pairing code: ").await;
     let code = line.trim().rsplit(' ').next().unwrap().to_owned();
 
-    let owner = user(&server, &sms, "+48555000601", "phone").await.unwrap();
+    let owner = user(&w, "+48555000601", "phone").await.unwrap();
     let robot_id = owner.session.pair(code).await.unwrap();
     out.line_with("paired with").await;
     let sid = owner
@@ -108,15 +97,7 @@ async fn the_robot_example_pairs_accepts_and_moves() {
         .await
         .unwrap();
     owner.state_of(&sid, CallStateKind::Accepted).await.unwrap();
-    let pending = owner
-        .session
-        .send_command(
-            sid.clone(),
-            "moveTo".into(),
-            r#"{"destination":"door"}"#.into(),
-        )
-        .await
-        .unwrap();
+    let pending = owner.move_to(&sid, "door").await.unwrap();
     for status in ["moving", "arrived"] {
         assert_eq!(pending.next_reply(10_000).await.unwrap().status, status);
     }
@@ -125,8 +106,8 @@ async fn the_robot_example_pairs_accepts_and_moves() {
 
 #[tokio::test]
 async fn the_phone_example_signs_in_sees_a_contact_and_calls() {
-    let (server, sms) = world().await;
-    let callee = user(&server, &sms, "+48555000702", "phone").await.unwrap();
+    let w = Backend::start().await;
+    let callee = user(&w, "+48555000702", "phone").await.unwrap();
     // Anyone may see the callee, so the new phone sees it online.
     callee
         .session
@@ -134,7 +115,7 @@ async fn the_phone_example_signs_in_sees_a_contact_and_calls() {
         .await
         .unwrap();
     let mut child = example("phone")
-        .args(["--server", &server.http, "--phone", "+48555000701"])
+        .args(["--server", &w.server.http, "--phone", "+48555000701"])
         .args(["--contact", "+48555000702", "--call", "+48555000702"])
         .spawn()
         .unwrap();
@@ -142,7 +123,7 @@ async fn the_phone_example_signs_in_sees_a_contact_and_calls() {
     let mut stdin = child.stdin.take().unwrap();
     let mut running = Running(child);
     out.line_with("type it").await;
-    let code = sms.code_for("+48555000701").await.unwrap();
+    let code = w.sms.code_for("+48555000701").await.unwrap();
     writeln!(stdin, "{code}").unwrap();
     let caller_id = out.line_with("signed in as").await;
     let caller_id = caller_id.trim().rsplit(' ').next().unwrap().to_owned();

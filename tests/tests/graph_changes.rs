@@ -4,19 +4,15 @@
 //! on `clients/<cid>/errors`. (An unpair: tests/robots.rs.)
 
 use serde_json::{json, Value};
-use switchboard_e2e::api::{Api, SignedIn, SmsInbox};
-use switchboard_e2e::mqtt::{Client, Incoming};
-use switchboard_e2e::{Database, Server};
+use switchboard_e2e::api::{Api, SignedIn};
+use switchboard_e2e::mqtt::{granted, Client, Incoming};
+use switchboard_e2e::Backend;
 
 #[derive(Debug, Clone, Copy)]
 enum Change {
     Block,
     RemoveContact,
     NarrowVisibility,
-}
-
-fn granted(codes: &[rumqttc::SubscribeReasonCode]) -> bool {
-    matches!(codes, [rumqttc::SubscribeReasonCode::Success(_)])
 }
 
 /// The next message on a topic, skipping others.
@@ -35,7 +31,7 @@ async fn next_on(c: &mut Client, topic: &str) -> Value {
 
 async fn nickname(api: &Api, who: &SignedIn, name: &str) {
     let r = api
-        .put("/v1/me/profile", &who.access, json!({"nickname": name}))
+        .set_profile(&who.access, json!({"nickname": name}))
         .await
         .unwrap();
     assert_eq!(r.status, 200, "{r:?}");
@@ -43,36 +39,23 @@ async fn nickname(api: &Api, who: &SignedIn, name: &str) {
 
 /// B watches A's topics; A makes `change`; B must be cut off.
 async fn a_change_cuts_the_watcher_off(change: Change, phones: [&str; 3]) {
-    let db = Database::for_test().await.unwrap();
-    let sms = SmsInbox::start().await.unwrap();
-    let server = Server::with_sms(&db, &sms).start().await.unwrap();
-    let api = Api::new(&server);
-    let a = api.sign_in(&sms, phones[0], "phone").await.unwrap();
-    let b = api.sign_in(&sms, phones[1], "phone").await.unwrap();
+    let w = Backend::start().await;
+    let a = w.user(phones[0]).await;
+    let b = w.user(phones[1]).await;
     // C keeps seeing A throughout: what C gets, B would have got.
-    let c = api.sign_in(&sms, phones[2], "phone").await.unwrap();
+    let c = w.user(phones[2]).await;
     let (visibility, contacts) = match change {
-        Change::Block | Change::RemoveContact => ("contacts", json!([b.id, c.id])),
-        Change::NarrowVisibility => ("everyone", json!([c.id])),
+        Change::Block | Change::RemoveContact => ("contacts", vec![&b.id, &c.id]),
+        Change::NarrowVisibility => ("everyone", vec![&c.id]),
     };
-    let r = api
-        .put(
-            "/v1/me/visibility",
-            &a.access,
-            json!({"visibility": visibility}),
-        )
-        .await
-        .unwrap();
+    let r = w.api.set_visibility(&a.access, visibility).await.unwrap();
     assert_eq!(r.status, 200, "{r:?}");
-    let r = api
-        .put("/v1/me/contacts", &a.access, json!({"userIds": contacts}))
-        .await
-        .unwrap();
+    let r = w.api.set_contacts(&a.access, &contacts).await.unwrap();
     assert_eq!(r.status, 200, "{r:?}");
 
-    let mut b_mqtt = server.mqtt_as(&b).await;
-    let mut c_mqtt = server.mqtt_as(&c).await;
-    let errors = format!("clients/{}/errors", b.client_id);
+    let mut b_mqtt = w.server.mqtt_as(&b).await;
+    let mut c_mqtt = w.server.mqtt_as(&c).await;
+    let errors = b.errors_topic();
     let b_info = format!("users/{}/info", b.id);
     assert!(granted(&b_mqtt.subscribe(&errors).await.unwrap()));
     assert!(granted(&b_mqtt.subscribe(&b_info).await.unwrap()));
@@ -87,22 +70,9 @@ async fn a_change_cuts_the_watcher_off(change: Change, phones: [&str; 3]) {
     assert!(granted(&c_mqtt.subscribe(&a_online).await.unwrap()));
 
     let r = match change {
-        Change::Block => api
-            .put("/v1/me/blocked", &a.access, json!({"userIds": [b.id]}))
-            .await
-            .unwrap(),
-        Change::RemoveContact => api
-            .put("/v1/me/contacts", &a.access, json!({"userIds": [c.id]}))
-            .await
-            .unwrap(),
-        Change::NarrowVisibility => api
-            .put(
-                "/v1/me/visibility",
-                &a.access,
-                json!({"visibility": "contacts"}),
-            )
-            .await
-            .unwrap(),
+        Change::Block => w.api.set_blocked(&a.access, &[&b.id]).await.unwrap(),
+        Change::RemoveContact => w.api.set_contacts(&a.access, &[&c.id]).await.unwrap(),
+        Change::NarrowVisibility => w.api.set_visibility(&a.access, "contacts").await.unwrap(),
     };
     assert_eq!(r.status, 200, "{change:?}: {r:?}");
 
@@ -121,8 +91,8 @@ async fn a_change_cuts_the_watcher_off(change: Change, phones: [&str; 3]) {
     // A changes its profile and comes online: C sees it, B gets none of
     // it. B's own profile change, published after, is the next message on
     // any of B's profile or presence topics.
-    nickname(&api, &a, "after the change").await;
-    let _a_mqtt = server.mqtt_as(&a).await;
+    nickname(&w.api, &a, "after the change").await;
+    let _a_mqtt = w.server.mqtt_as(&a).await;
     while c_mqtt.next().await.unwrap()
         != (Incoming::Publish {
             topic: a_online.clone(),
@@ -130,7 +100,7 @@ async fn a_change_cuts_the_watcher_off(change: Change, phones: [&str; 3]) {
             retain: false,
         })
     {}
-    nickname(&api, &b, "barrier").await;
+    nickname(&w.api, &b, "barrier").await;
     loop {
         match b_mqtt.next().await.unwrap() {
             Incoming::Publish { topic, payload, .. } if topic == b_info => {

@@ -25,9 +25,8 @@ async fn turn_credentials_are_time_limited_and_verifiable() {
         .await
         .unwrap();
     let api = Api::new(&server);
-    let id = random_id();
-    let token = server.token(&id, Some("phone"), "user", 600).unwrap();
-    let r = api.get("/v1/ice-servers", &token).await.unwrap();
+    let me = server.minted("user", Some("phone"), 600).unwrap();
+    let r = api.get("/v1/ice-servers", &me.access).await.unwrap();
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.body["ttl"], 600);
     let servers = r.body["iceServers"].as_array().unwrap();
@@ -36,7 +35,7 @@ async fn turn_credentials_are_time_limited_and_verifiable() {
     assert_eq!(turn["urls"].as_array().unwrap().len(), 2);
     let username = turn["username"].as_str().unwrap();
     let (expires, user) = username.split_once(':').unwrap();
-    assert_eq!(user, id);
+    assert_eq!(user, me.id);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

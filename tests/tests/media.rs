@@ -3,14 +3,15 @@
 //! packets to each other through it.
 
 use std::net::UdpSocket;
+use std::ops::Range;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use switchboard_e2e::api::{Api, SignedIn, SmsInbox};
-use switchboard_e2e::calls::state_until;
-use switchboard_e2e::media::{MediaPeer, PeerOptions};
-use switchboard_e2e::mqtt::{connect, Client, Login, Via};
-use switchboard_e2e::{calls, Database, Server};
+use switchboard_e2e::api::SignedIn;
+use switchboard_e2e::calls::{self, state_until};
+use switchboard_e2e::media::{down_topic, up_topic, MediaPeer, PeerOptions};
+use switchboard_e2e::mqtt::{Client, REFUSED};
+use switchboard_e2e::{Backend, Server};
 use webrtc::peer_connection::RTCIceServer;
 
 /// A UDP port range nobody holds now, for the relay to use.
@@ -31,69 +32,107 @@ fn bindable(port: u16) -> bool {
 }
 
 struct Call {
-    server: Server,
-    api: Api,
+    backend: Backend,
     a: SignedIn,
     b: SignedIn,
     c: SignedIn,
     sid: String,
-    caller: Client,
-    callee: Client,
     ports: (u16, u16),
-    _db: Database,
-    _sms: SmsInbox,
 }
 
 /// A calls B and B accepts; C is a contact of both but not in the call.
-async fn accepted_call(env: &[(&str, String)]) -> Call {
-    let db = Database::for_test().await.unwrap();
-    let sms = SmsInbox::start().await.unwrap();
+/// The caller's and the callee's devices come beside the call.
+async fn accepted_call(env: &[(&str, String)]) -> (Call, Client, Client) {
     let ports = free_port_range(6);
-    let mut builder = Server::with_sms(&db, &sms)
-        .env("SWITCHBOARD_RELAY_PORT_MIN", ports.0.to_string())
-        .env("SWITCHBOARD_RELAY_PORT_MAX", ports.1.to_string());
-    for (k, v) in env {
-        builder = builder.env(k, v.clone());
-    }
-    let server = builder.start().await.unwrap();
-    let api = Api::new(&server);
-    let a = api.sign_in(&sms, "+48555800001", "phone").await.unwrap();
-    let b = api.sign_in(&sms, "+48555800002", "phone").await.unwrap();
-    let c = api.sign_in(&sms, "+48555800003", "phone").await.unwrap();
-    api.all_contacts(&[&a, &b, &c]).await.unwrap();
-    let (sid, caller, callee) = calls::accepted(&server, &a, &b).await.unwrap();
-    Call {
-        server,
-        api,
+    let backend = Backend::start_with(|mut server| {
+        server = server
+            .env("SWITCHBOARD_RELAY_PORT_MIN", ports.0.to_string())
+            .env("SWITCHBOARD_RELAY_PORT_MAX", ports.1.to_string());
+        for (k, v) in env {
+            server = server.env(k, v.clone());
+        }
+        server
+    })
+    .await;
+    let a = backend.user("+48555800001").await;
+    let b = backend.user("+48555800002").await;
+    let c = backend.user("+48555800003").await;
+    backend.api.all_contacts(&[&a, &b, &c]).await.unwrap();
+    let (sid, caller, callee) = calls::accepted(&backend.server, &a, &b).await.unwrap();
+    let call = Call {
+        backend,
         a,
         b,
         c,
         sid,
-        caller,
-        callee,
         ports,
-        _db: db,
-        _sms: sms,
+    };
+    (call, caller, callee)
+}
+
+impl Call {
+    /// Both devices join the call's media, and their connections to the
+    /// relay come up.
+    async fn both_join(&self, caller: Client, callee: Client) -> (MediaPeer, MediaPeer) {
+        self.both_join_with(caller, callee, Default::default())
+            .await
+    }
+
+    /// `both_join` with the caller's and the callee's peer options.
+    async fn both_join_with(
+        &self,
+        caller: Client,
+        callee: Client,
+        options: [PeerOptions; 2],
+    ) -> (MediaPeer, MediaPeer) {
+        let [caller_options, callee_options] = options;
+        let mut peers = Vec::new();
+        for (who, mqtt, options) in [
+            (&self.a, caller, caller_options),
+            (&self.b, callee, callee_options),
+        ] {
+            let mut peer = MediaPeer::join(mqtt, &self.sid, &who.client_id, options)
+                .await
+                .unwrap();
+            peer.connected().await.unwrap();
+            peers.push(peer);
+        }
+        let pb = peers.pop().unwrap();
+        (peers.pop().unwrap(), pb)
+    }
+
+    /// The relay's peer connections now.
+    async fn peer_connections(&self) -> f64 {
+        self.backend
+            .server
+            .metric("switchboard_relay_peer_connections")
+            .await
+    }
+
+    /// `peer`'s device hangs up: the relay closes the room and its
+    /// connections.
+    async fn hang_up_closing_the_room(&self, peer: &MediaPeer) {
+        let hangup = json!({"action": "hangup"});
+        peer.publish(&format!("session/{}/call", self.sid), hangup)
+            .await
+            .unwrap();
+        self.backend
+            .server
+            .metric_reaches("switchboard_relay_rooms", 0.0)
+            .await;
+        assert_eq!(self.peer_connections().await, 0.0);
     }
 }
 
-/// Both devices of the call join its media, and their connections to the
-/// relay come up.
-async fn both_join(
-    sid: &str,
-    caller: (&SignedIn, Client),
-    callee: (&SignedIn, Client),
-) -> (MediaPeer, MediaPeer) {
-    let mut peers = Vec::new();
-    for (who, mqtt) in [caller, callee] {
-        let mut peer = MediaPeer::join(mqtt, sid, &who.client_id, PeerOptions::default())
-            .await
-            .unwrap();
-        peer.connected().await.unwrap();
-        peers.push(peer);
-    }
-    let pb = peers.pop().unwrap();
-    (peers.pop().unwrap(), pb)
+/// Both peers send packets numbered `numbers` at once, one every 2 ms.
+async fn send_both(pa: &MediaPeer, pb: &MediaPeer, numbers: Range<u64>) {
+    let gap = Duration::from_millis(2);
+    let (sa, sb) = tokio::join!(
+        pa.send_numbered(numbers.clone(), gap),
+        pb.send_numbered(numbers, gap)
+    );
+    sa.unwrap();
+    sb.unwrap();
 }
 
 /// Checks what one side received of the other's numbered packets.
@@ -115,45 +154,24 @@ fn assert_stream(who: &str, got: &[u64], sent: u64) {
 
 #[tokio::test]
 async fn two_headless_peers_exchange_numbered_rtp_through_the_relay() {
-    let call = accepted_call(&[]).await;
-    let Call {
-        server,
-        a,
-        b,
-        sid,
-        caller,
-        callee,
-        ports,
-        ..
-    } = call;
-    let (mut pa, mut pb) = both_join(&sid, (&a, caller), (&b, callee)).await;
+    let (call, caller, callee) = accepted_call(&[]).await;
+    let (mut pa, mut pb) = call.both_join(caller, callee).await;
+    let (server, ports) = (&call.backend.server, call.ports);
     // The relay's two sockets come from the configured range.
     let in_use = (ports.0..=ports.1).filter(|p| !bindable(*p)).count();
     assert_eq!(in_use, 2, "relay sockets in {ports:?}");
     assert_eq!(server.metric("switchboard_relay_rooms").await, 1.0);
-    assert_eq!(
-        server.metric("switchboard_relay_peer_connections").await,
-        2.0
-    );
+    assert_eq!(call.peer_connections().await, 2.0);
 
     // The relay subscribes each side to the other's track when it first
     // arrives and offers it; packets before that renegotiation are not
     // forwarded. Warm up until both sides receive, then measure.
-    let gap = Duration::from_millis(2);
-    let (sa, sb) = tokio::join!(pa.send_numbered(0..250, gap), pb.send_numbered(0..250, gap));
-    sa.unwrap();
-    sb.unwrap();
+    send_both(&pa, &pb, 0..250).await;
     pa.received_any().await.unwrap();
     pb.received_any().await.unwrap();
     const FIRST: u64 = 1_000_000;
     const COUNT: u64 = 1000;
-    let measured = FIRST..FIRST + COUNT;
-    let (sa, sb) = tokio::join!(
-        pa.send_numbered(measured.clone(), gap),
-        pb.send_numbered(measured, gap)
-    );
-    sa.unwrap();
-    sb.unwrap();
+    send_both(&pa, &pb, FIRST..FIRST + COUNT).await;
     let last = FIRST + COUNT - 1;
     let got_a = pa
         .received_through(FIRST, last, Duration::from_secs(5))
@@ -188,14 +206,7 @@ async fn two_headless_peers_exchange_numbered_rtp_through_the_relay() {
     // Hang up: the room, its connections and its sockets are released.
     // (The rate limit may hold the asked-for keyframe up to half a second;
     // it has been seen above, so the room is idle now.)
-    pa.publish(&format!("session/{sid}/call"), json!({"action": "hangup"}))
-        .await
-        .unwrap();
-    server.metric_reaches("switchboard_relay_rooms", 0.0).await;
-    assert_eq!(
-        server.metric("switchboard_relay_peer_connections").await,
-        0.0
-    );
+    call.hang_up_closing_the_room(&pa).await;
     for port in ports.0..=ports.1 {
         assert!(bindable(port), "port {port} still held after hangup");
     }
@@ -205,83 +216,48 @@ async fn two_headless_peers_exchange_numbered_rtp_through_the_relay() {
 
 #[tokio::test]
 async fn only_the_two_devices_of_an_accepted_call_reach_the_relay() {
-    let call = accepted_call(&[]).await;
-    let Call {
-        server,
-        a,
-        b,
-        c,
-        sid,
-        ..
-    } = call;
+    // The devices in the call stay connected throughout.
+    let (call, _caller, _callee) = accepted_call(&[]).await;
+    let (server, sid) = (&call.backend.server, &call.sid);
     let offer = json!({"type": "offer", "sdp": "v=0\r\n"});
     // C, in no call, and B's tablet, which did not accept: refused at the
     // topic rules, and nothing comes down.
-    for (who, device) in [(&c, "phone"), (&b, "tablet")] {
-        let token = server.token(&who.id, Some(device), "user", 600).unwrap();
-        let client_id = format!("{}:{device}", who.id);
-        let mut client = connect(
-            server.mqtt,
-            Via::Tcp,
-            Login::token(&client_id, &who.id, &token),
-        )
-        .await
-        .unwrap();
+    for (who, device) in [(&call.c, "phone"), (&call.b, "tablet")] {
+        let device = server
+            .minted_for(&who.id, "user", Some(device), 600)
+            .unwrap();
+        let client_id = &device.client_id;
+        let mut client = server.mqtt_as(&device).await;
+        client.subscribe(&device.errors_topic()).await.unwrap();
+        let codes = client.subscribe(&down_topic(sid, client_id)).await.unwrap();
+        assert_eq!(codes, REFUSED, "{client_id}");
         client
-            .subscribe(&format!("clients/{client_id}/errors"))
+            .publish_json(&up_topic(sid, client_id), &offer)
             .await
             .unwrap();
-        let codes = client
-            .subscribe(&format!("session/{sid}/webrtc/{client_id}/down"))
-            .await
-            .unwrap();
-        assert_eq!(
-            codes,
-            [rumqttc::SubscribeReasonCode::Failure],
-            "{client_id}"
-        );
-        calls::publish(
-            &client,
-            &format!("session/{sid}/webrtc/{client_id}/up"),
-            offer.clone(),
-        )
-        .await
-        .unwrap();
         let report = calls::next_error(&mut client).await.unwrap();
         assert_eq!(report["code"], "forbidden", "{client_id}: {report}");
         // Nor may anyone read or write another device's signalling.
         let codes = client
-            .subscribe(&format!("session/{sid}/webrtc/{}/down", a.client_id))
+            .subscribe(&down_topic(sid, &call.a.client_id))
             .await
             .unwrap();
-        assert_eq!(codes, [rumqttc::SubscribeReasonCode::Failure]);
+        assert_eq!(codes, REFUSED);
     }
     // No connection was made for them.
-    assert_eq!(
-        server.metric("switchboard_relay_peer_connections").await,
-        0.0
-    );
+    assert_eq!(call.peer_connections().await, 0.0);
 }
 
 #[tokio::test]
 async fn bad_signalling_is_refused_and_changes_nothing() {
-    let call = accepted_call(&[]).await;
-    let Call {
-        server,
-        a,
-        sid,
-        mut caller,
-        ..
-    } = call;
+    let (call, mut caller, _callee) = accepted_call(&[]).await;
+    let (a, sid) = (&call.a, &call.sid);
+    caller.subscribe(&a.errors_topic()).await.unwrap();
     caller
-        .subscribe(&format!("clients/{}/errors", a.client_id))
+        .subscribe(&down_topic(sid, &a.client_id))
         .await
         .unwrap();
-    caller
-        .subscribe(&format!("session/{sid}/webrtc/{}/down", a.client_id))
-        .await
-        .unwrap();
-    let up = format!("session/{sid}/webrtc/{}/up", a.client_id);
+    let up = up_topic(sid, &a.client_id);
     for (payload, code) in [
         (json!("not an object"), "bad_request"),
         (json!({"type": "offer"}), "bad_request"),
@@ -306,25 +282,17 @@ async fn bad_signalling_is_refused_and_changes_nothing() {
             "bad_request",
         ),
     ] {
-        calls::publish(&caller, &up, payload.clone()).await.unwrap();
+        caller.publish_json(&up, &payload).await.unwrap();
         let report = calls::next_error(&mut caller).await.unwrap();
         assert_eq!(report["code"], code, "{payload}: {report}");
     }
-    assert_eq!(
-        server.metric("switchboard_relay_peer_connections").await,
-        0.0
-    );
+    assert_eq!(call.peer_connections().await, 0.0);
 
     // After the call ends the relay answers nobody.
-    calls::publish(
-        &caller,
-        &format!("session/{sid}/call"),
-        json!({"action": "hangup"}),
-    )
-    .await
-    .unwrap();
-    state_until(&mut caller, &sid, "ended").await.unwrap();
-    calls::publish(&caller, &up, json!({"type": "offer", "sdp": "v=0\r\n"}))
+    calls::act(&caller, sid, "hangup").await.unwrap();
+    state_until(&mut caller, sid, "ended").await.unwrap();
+    caller
+        .publish_json(&up, &json!({"type": "offer", "sdp": "v=0\r\n"}))
         .await
         .unwrap();
     let report = calls::next_error(&mut caller).await.unwrap();
@@ -334,28 +302,25 @@ async fn bad_signalling_is_refused_and_changes_nothing() {
 #[tokio::test]
 async fn peers_allowed_only_relayed_candidates_connect_through_the_embedded_turn_server() {
     let secret = "turn-shared-secret-for-tests-0123";
-    let call = accepted_call(&[
+    let (call, caller, callee) = accepted_call(&[
         ("SWITCHBOARD_TURN_LISTEN_ADDR", "127.0.0.1:0".into()),
         ("SWITCHBOARD_TURN_SECRET", secret.into()),
     ])
     .await;
-    let Call {
-        server,
-        api,
-        a,
-        b,
-        sid,
-        caller,
-        callee,
-        ..
-    } = call;
-    let turn = server
+    let turn = call
+        .backend
+        .server
         .turn
         .expect("the TURN server's address in the ready line");
-    let mut peers = Vec::new();
-    for (who, mqtt) in [(&a, caller), (&b, callee)] {
+    let mut options: [PeerOptions; 2] = Default::default();
+    for (who, options) in [&call.a, &call.b].into_iter().zip(&mut options) {
         // Each peer uses what the API hands out, as an app would.
-        let r = api.get("/v1/ice-servers", &who.access).await.unwrap();
+        let r = call
+            .backend
+            .api
+            .get("/v1/ice-servers", &who.access)
+            .await
+            .unwrap();
         let entry = &r.body["iceServers"][0];
         assert_eq!(entry["urls"][0], format!("turn:{turn}?transport=udp"));
         let ice = RTCIceServer {
@@ -363,27 +328,15 @@ async fn peers_allowed_only_relayed_candidates_connect_through_the_embedded_turn
             username: entry["username"].as_str().unwrap().into(),
             credential: entry["credential"].as_str().unwrap().into(),
         };
-        let options = PeerOptions {
+        *options = PeerOptions {
             ice_servers: vec![ice],
             relay_only: true,
             ..PeerOptions::default()
         };
-        peers.push(
-            MediaPeer::join(mqtt, &sid, &who.client_id, options)
-                .await
-                .unwrap(),
-        );
     }
-    for peer in &mut peers {
-        peer.connected().await.unwrap();
-    }
-    let gap = Duration::from_millis(2);
-    let (sa, sb) = tokio::join!(
-        peers[0].send_numbered(0..250, gap),
-        peers[1].send_numbered(0..250, gap)
-    );
-    sa.unwrap();
-    sb.unwrap();
+    let (pa, pb) = call.both_join_with(caller, callee, options).await;
+    send_both(&pa, &pb, 0..250).await;
+    let mut peers = [pa, pb];
     for peer in &mut peers {
         peer.received_any().await.unwrap();
         let types = peer.candidate_types();
@@ -424,20 +377,12 @@ fn aiortc_peer(role: &str, server: &Server, sid: &str, who: &SignedIn) -> std::p
 
 #[tokio::test]
 async fn an_aiortc_peer_sends_vp8_that_another_aiortc_peer_decodes_through_the_relay() {
-    let call = accepted_call(&[]).await;
-    let Call {
-        server,
-        a,
-        b,
-        sid,
-        caller,
-        callee,
-        ..
-    } = call;
+    let (call, caller, callee) = accepted_call(&[]).await;
+    let server = &call.backend.server;
     // The devices' MQTT sessions pass to the Python processes.
     drop((caller, callee));
-    let mut sender = aiortc_peer("send", &server, &sid, &a);
-    let receiver = aiortc_peer("receive", &server, &sid, &b);
+    let mut sender = aiortc_peer("send", server, &call.sid, &call.a);
+    let receiver = aiortc_peer("receive", server, &call.sid, &call.b);
     let output = tokio::task::spawn_blocking(move || receiver.wait_with_output())
         .await
         .unwrap()
@@ -466,51 +411,28 @@ async fn an_aiortc_peer_sends_vp8_that_another_aiortc_peer_decodes_through_the_r
 
 #[tokio::test]
 async fn a_device_that_goes_offline_loses_its_connection_and_the_other_keeps_its_own() {
-    let call = accepted_call(&[]).await;
-    let Call {
-        server,
-        a,
-        b,
-        sid,
-        caller,
-        callee,
-        ..
-    } = call;
-    let (pa, pb) = both_join(&sid, (&a, caller), (&b, callee)).await;
-    assert_eq!(
-        server.metric("switchboard_relay_peer_connections").await,
-        2.0
-    );
+    let (call, caller, callee) = accepted_call(&[]).await;
+    let (pa, pb) = call.both_join(caller, callee).await;
+    assert_eq!(call.peer_connections().await, 2.0);
     // B's app dies: its MQTT connection goes with it.
     pb.close().await;
-    server
+    call.backend
+        .server
         .metric_reaches("switchboard_relay_peer_connections", 1.0)
         .await;
-    assert_eq!(server.metric("switchboard_relay_rooms").await, 1.0);
-    // The call goes on for A, whose connection still stands.
-    pa.publish(&format!("session/{sid}/call"), json!({"action": "hangup"}))
-        .await
-        .unwrap();
-    server.metric_reaches("switchboard_relay_rooms", 0.0).await;
     assert_eq!(
-        server.metric("switchboard_relay_peer_connections").await,
-        0.0
+        call.backend.server.metric("switchboard_relay_rooms").await,
+        1.0
     );
+    // The call goes on for A, whose connection still stands.
+    call.hang_up_closing_the_room(&pa).await;
     pa.close().await;
 }
 
 #[tokio::test]
 async fn a_track_added_mid_call_is_offered_to_the_other_device() {
-    let call = accepted_call(&[]).await;
-    let Call {
-        a,
-        b,
-        sid,
-        caller,
-        callee,
-        ..
-    } = call;
-    let (pa, mut pb) = both_join(&sid, (&a, caller), (&b, callee)).await;
+    let (call, caller, callee) = accepted_call(&[]).await;
+    let (pa, mut pb) = call.both_join(caller, callee).await;
     pa.send_numbered(0..100, Duration::from_millis(2))
         .await
         .unwrap();

@@ -7,8 +7,8 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::{json, Value};
 use switchboard_e2e::api::{Api, SignedIn, SmsInbox};
-use switchboard_e2e::mqtt::{connect, Client, Incoming, Login, Via};
-use switchboard_e2e::{random_id, Database, Server};
+use switchboard_e2e::mqtt::{connect, granted, Client, Incoming, Login, Via, REFUSED};
+use switchboard_e2e::{random_id, Backend, Database, Server};
 
 /// One message a watcher got on a presence topic.
 #[derive(Debug, Clone)]
@@ -24,22 +24,13 @@ struct Watcher {
 
 impl Watcher {
     async fn start(server: &Server, who: &SignedIn, target: &str) -> Watcher {
-        let mut client = connect(
-            server.mqtt,
-            Via::Tcp,
-            Login::token(&who.client_id, &who.id, &who.access),
-        )
-        .await
-        .unwrap();
+        let mut client = server.mqtt_as(who).await;
         for leaf in ["isConnected", "presence"] {
             let codes = client
                 .subscribe(&format!("users/{target}/{leaf}"))
                 .await
                 .unwrap();
-            assert!(
-                matches!(codes[..], [rumqttc::SubscribeReasonCode::Success(_)]),
-                "{codes:?}"
-            );
+            assert!(granted(&codes), "{codes:?}");
         }
         Watcher {
             client,
@@ -66,6 +57,12 @@ impl Watcher {
         }
     }
 
+    /// Records messages until `isConnected` says `online`.
+    async fn until_online(&mut self, online: bool) {
+        self.until(|s| matches!(s, Seen::IsConnected(o) if *o == online))
+            .await;
+    }
+
     async fn until_devices(&mut self, devices: &[&str]) -> Value {
         let want = json!(devices);
         match self
@@ -88,7 +85,7 @@ impl Watcher {
 /// A device of `id`: a mosquitto_sub process with its own token and the
 /// use case's Last Will (`false`, retained, on its own `isConnected`).
 fn device(server: &Server, id: &str, device: &str, keepalive_s: u32) -> Child {
-    let token = server.token(id, Some(device), "user", 600).unwrap();
+    let me = server.minted_for(id, "user", Some(device), 600).unwrap();
     Command::new("mosquitto_sub")
         .args([
             "-h",
@@ -98,7 +95,7 @@ fn device(server: &Server, id: &str, device: &str, keepalive_s: u32) -> Child {
             "-V",
             "mqttv311",
         ])
-        .args(["-i", &format!("{id}:{device}"), "-u", id, "-P", &token])
+        .args(["-i", &me.client_id, "-u", id, "-P", &me.access])
         .args([
             "-k",
             &keepalive_s.to_string(),
@@ -126,6 +123,12 @@ fn signal(child: &Child, sig: &str) {
         .success());
 }
 
+/// Kills a device with SIGKILL, as a crash would, and waits for it to go.
+fn kill(device: &mut Child) {
+    signal(device, "-KILL");
+    device.wait().unwrap();
+}
+
 struct Setup {
     server: Server,
     api: Api,
@@ -138,17 +141,17 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    let db = Database::for_test().await.unwrap();
-    let sms = SmsInbox::start().await.unwrap();
-    let server = Server::with_sms(&db, &sms).start().await.unwrap();
-    let api = Api::new(&server);
-    let a = api.sign_in(&sms, "+48555600001", "phone").await.unwrap();
-    let w = api.sign_in(&sms, "+48555600002", "phone").await.unwrap();
-    let r = api
-        .put("/v1/me/contacts", &a.access, json!({"userIds": [w.id]}))
-        .await
-        .unwrap();
+    let backend = Backend::start().await;
+    let a = backend.user("+48555600001").await;
+    let w = backend.user("+48555600002").await;
+    let r = backend.api.set_contacts(&a.access, &[&w.id]).await.unwrap();
     assert_eq!(r.status, 200);
+    let Backend {
+        server,
+        api,
+        sms,
+        db,
+    } = backend;
     Setup {
         server,
         api,
@@ -164,14 +167,11 @@ async fn a_killed_device_leaves_the_user_online_until_the_last_one_goes() {
     let s = setup().await;
     let mut watcher = Watcher::start(&s.server, &s.w, &s.a.id).await;
     let mut phone = device(&s.server, &s.a.id, "phone", 30);
-    watcher
-        .until(|x| matches!(x, Seen::IsConnected(true)))
-        .await;
+    watcher.until_online(true).await;
     let mut tablet = device(&s.server, &s.a.id, "tablet", 30);
     let both = watcher.until_devices(&["phone", "tablet"]).await;
 
-    signal(&phone, "-KILL");
-    phone.wait().unwrap();
+    kill(&mut phone);
     let one = watcher.until_devices(&["tablet"]).await;
     assert_eq!(one["online"], true);
     assert!(
@@ -181,11 +181,8 @@ async fn a_killed_device_leaves_the_user_online_until_the_last_one_goes() {
     );
     assert!(one["seq"].as_u64() > both["seq"].as_u64());
 
-    signal(&tablet, "-KILL");
-    tablet.wait().unwrap();
-    watcher
-        .until(|x| matches!(x, Seen::IsConnected(false)))
-        .await;
+    kill(&mut tablet);
+    watcher.until_online(false).await;
     let gone = watcher.until_devices(&[]).await;
     assert_eq!(gone["online"], false);
     assert!(gone["seq"].as_u64() > one["seq"].as_u64());
@@ -205,15 +202,10 @@ async fn a_killed_device_leaves_the_user_online_until_the_last_one_goes() {
 async fn a_graceful_disconnect_goes_offline() {
     let s = setup().await;
     let mut watcher = Watcher::start(&s.server, &s.w, &s.a.id).await;
-    let login = Login::token(&s.a.client_id, &s.a.id, &s.a.access);
-    let app = connect(s.server.mqtt, Via::Tcp, login).await.unwrap();
-    watcher
-        .until(|x| matches!(x, Seen::IsConnected(true)))
-        .await;
+    let app = s.server.mqtt_as(&s.a).await;
+    watcher.until_online(true).await;
     app.client.disconnect().await.unwrap();
-    watcher
-        .until(|x| matches!(x, Seen::IsConnected(false)))
-        .await;
+    watcher.until_online(false).await;
 }
 
 #[tokio::test]
@@ -222,9 +214,7 @@ async fn a_frozen_client_goes_offline_after_its_keep_alive() {
     let mut watcher = Watcher::start(&s.server, &s.w, &s.a.id).await;
     // Keep-alive 6 s: the broker gives up after 1.5 x 6 = 9 s of silence.
     let mut frozen = device(&s.server, &s.a.id, "phone", 6);
-    watcher
-        .until(|x| matches!(x, Seen::IsConnected(true)))
-        .await;
+    watcher.until_online(true).await;
     signal(&frozen, "-STOP");
     let stopped = std::time::Instant::now();
     // The wait is bounded by the harness (10 s per message); the loss must
@@ -238,8 +228,7 @@ async fn a_frozen_client_goes_offline_after_its_keep_alive() {
         }
     }
     eprintln!("frozen client seen offline after {:?}", stopped.elapsed());
-    signal(&frozen, "-KILL");
-    frozen.wait().unwrap();
+    kill(&mut frozen);
     assert!(offline, "{:?}", watcher.log);
 }
 
@@ -247,11 +236,9 @@ async fn a_frozen_client_goes_offline_after_its_keep_alive() {
 async fn takeover_with_the_same_client_id_does_not_flap() {
     let s = setup().await;
     let mut watcher = Watcher::start(&s.server, &s.w, &s.a.id).await;
-    let login = Login::token(&s.a.client_id, &s.a.id, &s.a.access);
+    let login = s.a.login();
     let _first = connect(s.server.mqtt, Via::Tcp, login).await.unwrap();
-    watcher
-        .until(|x| matches!(x, Seen::IsConnected(true)))
-        .await;
+    watcher.until_online(true).await;
     // The same client id again, twice: each takes the previous one over.
     let _second = connect(s.server.mqtt, Via::Tcp, login).await.unwrap();
     let _third = connect(s.server.mqtt_ws, Via::WebSocket, login)
@@ -261,8 +248,7 @@ async fn takeover_with_the_same_client_id_does_not_flap() {
     // takeovers could have caused.
     let mut tablet = device(&s.server, &s.a.id, "tablet", 30);
     watcher.until_devices(&["phone", "tablet"]).await;
-    signal(&tablet, "-KILL");
-    tablet.wait().unwrap();
+    kill(&mut tablet);
     assert!(
         !watcher.saw_offline(),
         "watchers saw the user go offline: {:?}",
@@ -274,13 +260,7 @@ async fn takeover_with_the_same_client_id_does_not_flap() {
 async fn after_a_crash_every_retained_presence_says_offline() {
     let s = setup().await;
     let mut watcher = Watcher::start(&s.server, &s.w, &s.a.id).await;
-    let _online = connect(
-        s.server.mqtt,
-        Via::Tcp,
-        Login::token(&s.a.client_id, &s.a.id, &s.a.access),
-    )
-    .await
-    .unwrap();
+    let _online = s.server.mqtt_as(&s.a).await;
     let before = match watcher
         .until(|x| matches!(x, Seen::Presence(p) if p["online"] == true))
         .await
@@ -322,19 +302,13 @@ async fn only_those_who_may_see_a_user_get_its_presence() {
         .sign_in(&s.sms, "+48555600003", "phone")
         .await
         .unwrap();
-    let mut c = connect(
-        s.server.mqtt,
-        Via::Tcp,
-        Login::token(&stranger.client_id, &stranger.id, &stranger.access),
-    )
-    .await
-    .unwrap();
+    let mut c = s.server.mqtt_as(&stranger).await;
     for leaf in ["isConnected", "presence", "+", "#"] {
         let codes = c
             .subscribe(&format!("users/{}/{leaf}", s.a.id))
             .await
             .unwrap();
-        assert_eq!(codes, vec![rumqttc::SubscribeReasonCode::Failure], "{leaf}");
+        assert_eq!(codes, REFUSED, "{leaf}");
     }
     let both = format!("/v1/presence?ids={},{}", s.a.id, s.w.id);
     let r = s.api.get(&both, &stranger.access).await.unwrap();
@@ -343,24 +317,15 @@ async fn only_those_who_may_see_a_user_get_its_presence() {
     // The watcher sees A until A blocks it.
     let r = s.api.get(&both, &s.w.access).await.unwrap();
     assert_eq!(r.body["presence"].as_array().unwrap().len(), 2, "{r:?}");
-    s.api
-        .put("/v1/me/blocked", &s.a.access, json!({"userIds": [s.w.id]}))
-        .await
-        .unwrap();
+    s.api.set_blocked(&s.a.access, &[&s.w.id]).await.unwrap();
     let r = s.api.get(&both, &s.w.access).await.unwrap();
     assert_eq!(r.body["presence"].as_array().unwrap().len(), 1);
-    let mut w = connect(
-        s.server.mqtt,
-        Via::Tcp,
-        Login::token(&s.w.client_id, &s.w.id, &s.w.access),
-    )
-    .await
-    .unwrap();
+    let mut w = s.server.mqtt_as(&s.w).await;
     let codes = w
         .subscribe(&format!("users/{}/presence", s.a.id))
         .await
         .unwrap();
-    assert_eq!(codes, vec![rumqttc::SubscribeReasonCode::Failure]);
+    assert_eq!(codes, REFUSED);
 
     for bad in ["/v1/presence?ids=nope", "/v1/presence"] {
         assert_eq!(

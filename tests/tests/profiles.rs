@@ -2,9 +2,9 @@
 //! bad input at the HTTP API.
 
 use serde_json::{json, Value};
-use switchboard_e2e::api::{Api, SmsInbox};
+use switchboard_e2e::api::SignedIn;
 use switchboard_e2e::mqtt::{Client, Incoming};
-use switchboard_e2e::{Database, Server, JWT_SECRET};
+use switchboard_e2e::{Backend, JWT_SECRET};
 
 async fn next_profile(c: &mut Client) -> (Value, bool) {
     match c.next().await.unwrap() {
@@ -15,32 +15,32 @@ async fn next_profile(c: &mut Client) -> (Value, bool) {
     }
 }
 
+/// Who may see `who`, as the API reads it back.
+async fn visibility(w: &Backend, who: &SignedIn) -> Value {
+    let r = w.api.get("/v1/me/visibility", &who.access).await.unwrap();
+    r.body["visibility"].clone()
+}
+
 #[tokio::test]
 async fn nickname_reaches_watchers_now_later_and_after_a_restart() {
-    let db = Database::for_test().await.unwrap();
-    let sms = SmsInbox::start().await.unwrap();
-    let server = Server::with_sms(&db, &sms).start().await.unwrap();
-    let api = Api::new(&server);
-    let a = api.sign_in(&sms, "+48555200001", "phone").await.unwrap();
-    let b = api.sign_in(&sms, "+48555200002", "phone").await.unwrap();
-    let c = api.sign_in(&sms, "+48555200003", "phone").await.unwrap();
-    let r = api
-        .put(
-            "/v1/me/contacts",
-            &a.access,
-            json!({"userIds": [b.id, c.id]}),
-        )
+    let w = Backend::start().await;
+    let a = w.user("+48555200001").await;
+    let b = w.user("+48555200002").await;
+    let c = w.user("+48555200003").await;
+    let r = w
+        .api
+        .set_contacts(&a.access, &[&b.id, &c.id])
         .await
         .unwrap();
     assert_eq!(r.status, 200, "{r:?}");
     let topic = format!("users/{}/info", a.id);
 
     // B watches; A changes the nickname over HTTP; B gets it at once.
-    let mut watcher_b = server.mqtt_as(&b).await;
+    let mut watcher_b = w.server.mqtt_as(&b).await;
     watcher_b.subscribe(&topic).await.unwrap();
-    let r = api
-        .put(
-            "/v1/me/profile",
+    let r = w
+        .api
+        .set_profile(
             &a.access,
             json!({"nickname": "Ala", "email": "ala@example.com"}),
         )
@@ -54,19 +54,16 @@ async fn nickname_reaches_watchers_now_later_and_after_a_restart() {
     );
 
     // A publishes its own profile over MQTT: validated, stored, stamped.
-    let publisher = server.mqtt_as(&a).await;
+    let publisher = w.server.mqtt_as(&a).await;
     publisher
-        .publish(
-            &topic,
-            json!({"nickname": "Ala 2"}).to_string().as_bytes(),
-            false,
-        )
+        .publish_json(&topic, &json!({"nickname": "Ala 2"}))
         .await
         .unwrap();
     let (p, _) = next_profile(&mut watcher_b).await;
     assert_eq!(p["nickname"], "Ala 2");
     assert!(p["updatedAt"].as_i64().unwrap() > 0);
-    let stored = api
+    let stored = w
+        .api
         .get(&format!("/v1/users/{}/profile", a.id), &b.access)
         .await
         .unwrap();
@@ -82,30 +79,24 @@ async fn nickname_reaches_watchers_now_later_and_after_a_restart() {
         .await
         .unwrap();
     publisher
-        .publish(
-            &topic,
-            json!({"nickname": "Ala 3"}).to_string().as_bytes(),
-            false,
-        )
+        .publish_json(&topic, &json!({"nickname": "Ala 3"}))
         .await
         .unwrap();
     let (p, _) = next_profile(&mut watcher_b).await;
     assert_eq!(p["nickname"], "Ala 3", "the bad profile never reached B");
-    let stored = api.get("/v1/me/profile", &a.access).await.unwrap();
+    let stored = w.api.get("/v1/me/profile", &a.access).await.unwrap();
     assert_eq!(stored.body["nickname"], "Ala 3");
 
     // C connects later and gets the profile at once, retained.
-    let mut later_c = server.mqtt_as(&c).await;
+    let mut later_c = w.server.mqtt_as(&c).await;
     later_c.subscribe(&topic).await.unwrap();
     let (p, retained) = next_profile(&mut later_c).await;
     assert_eq!(p["nickname"], "Ala 3");
     assert!(retained);
 
     // After a restart the retained profile is rebuilt from the database.
-    let (status, dir) = server.terminate().unwrap();
-    assert!(status.success());
-    let server = Server::with_sms(&db, &sms).dir(dir).start().await.unwrap();
-    let mut after = server.mqtt_as(&c).await;
+    let w = w.restart().await;
+    let mut after = w.server.mqtt_as(&c).await;
     after.subscribe(&topic).await.unwrap();
     let (p, retained) = next_profile(&mut after).await;
     assert_eq!(p["nickname"], "Ala 3");
@@ -119,22 +110,16 @@ async fn nickname_reaches_watchers_now_later_and_after_a_restart() {
 
 #[tokio::test]
 async fn contacts_blocks_and_discovery() {
-    let db = Database::for_test().await.unwrap();
-    let sms = SmsInbox::start().await.unwrap();
-    let server = Server::with_sms(&db, &sms)
-        .env("SWITCHBOARD_DISCOVERY_DAILY_QUOTA", "6")
-        .start()
-        .await
-        .unwrap();
-    let api = Api::new(&server);
-    let a = api.sign_in(&sms, "+48555300001", "phone").await.unwrap();
-    let b = api.sign_in(&sms, "+48555300002", "phone").await.unwrap();
+    let w =
+        Backend::start_with(|server| server.env("SWITCHBOARD_DISCOVERY_DAILY_QUOTA", "6")).await;
+    let a = w.user("+48555300001").await;
+    let b = w.user("+48555300002").await;
 
-    let r = api
-        .post(
-            "/v1/contacts/discover",
-            Some(&a.access),
-            json!({"phones": ["+48 555 300 002", "+48555300009", "garbage"]}),
+    let r = w
+        .api
+        .discover(
+            &a.access,
+            json!(["+48 555 300 002", "+48555300009", "garbage"]),
         )
         .await
         .unwrap();
@@ -146,27 +131,19 @@ async fn contacts_blocks_and_discovery() {
 
     // Invisible by default; visible once B lists A; not once B blocks A.
     let path = format!("/v1/users/{}/profile", b.id);
-    assert_eq!(api.get(&path, &a.access).await.unwrap().status, 404);
-    api.put(
-        "/v1/me/contacts",
-        &b.access,
-        json!({"userIds": [a.id, a.id]}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(api.get(&path, &a.access).await.unwrap().status, 200);
-    let r = api.get("/v1/me/contacts", &b.access).await.unwrap();
-    assert_eq!(r.body["userIds"], json!([a.id]), "lists are sets");
-    api.put("/v1/me/blocked", &b.access, json!({"userIds": [a.id]}))
+    assert_eq!(w.api.get(&path, &a.access).await.unwrap().status, 404);
+    w.api
+        .set_contacts(&b.access, &[&a.id, &a.id])
         .await
         .unwrap();
-    assert_eq!(api.get(&path, &a.access).await.unwrap().status, 404);
-    let r = api
-        .post(
-            "/v1/contacts/discover",
-            Some(&a.access),
-            json!({"phones": ["+48555300002"]}),
-        )
+    assert_eq!(w.api.get(&path, &a.access).await.unwrap().status, 200);
+    let r = w.api.get("/v1/me/contacts", &b.access).await.unwrap();
+    assert_eq!(r.body["userIds"], json!([a.id]), "lists are sets");
+    w.api.set_blocked(&b.access, &[&a.id]).await.unwrap();
+    assert_eq!(w.api.get(&path, &a.access).await.unwrap().status, 404);
+    let r = w
+        .api
+        .discover(&a.access, json!(["+48555300002"]))
         .await
         .unwrap();
     assert_eq!(
@@ -176,49 +153,22 @@ async fn contacts_blocks_and_discovery() {
     );
 
     // The daily quota (6 here): 3 + 1 used; 3 more is too many and counts nothing.
-    let r = api
-        .post(
-            "/v1/contacts/discover",
-            Some(&a.access),
-            json!({"phones": ["1", "2", "3"]}),
-        )
+    let r = w
+        .api
+        .discover(&a.access, json!(["1", "2", "3"]))
         .await
         .unwrap();
     assert_eq!((r.status, r.code()), (429, "rate_limited"));
-    let r = api
-        .post(
-            "/v1/contacts/discover",
-            Some(&a.access),
-            json!({"phones": ["1", "2"]}),
-        )
-        .await
-        .unwrap();
+    let r = w.api.discover(&a.access, json!(["1", "2"])).await.unwrap();
     assert_eq!(r.status, 200, "the refused call consumed nothing");
 
     let many: Vec<String> = (0..501).map(|i| format!("+4855530{i:04}")).collect();
-    let r = api
-        .post(
-            "/v1/contacts/discover",
-            Some(&b.access),
-            json!({ "phones": many }),
-        )
-        .await
-        .unwrap();
+    let r = w.api.discover(&b.access, json!(many)).await.unwrap();
     assert_eq!(r.status, 413);
 
-    let r = api
-        .put(
-            "/v1/me/visibility",
-            &a.access,
-            json!({"visibility": "everyone"}),
-        )
-        .await
-        .unwrap();
+    let r = w.api.set_visibility(&a.access, "everyone").await.unwrap();
     assert_eq!(r.status, 200);
-    assert_eq!(
-        api.get("/v1/me/visibility", &a.access).await.unwrap().body["visibility"],
-        "everyone"
-    );
+    assert_eq!(visibility(&w, &a).await, "everyone");
 }
 
 /// A token signed with the server's key but expired, and one signed with
@@ -249,13 +199,11 @@ fn bad_tokens(sub: &str) -> Vec<(String, &'static str)> {
 
 #[tokio::test]
 async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
-    let db = Database::for_test().await.unwrap();
-    let sms = SmsInbox::start().await.unwrap();
-    let server = Server::with_sms(&db, &sms).start().await.unwrap();
-    let api = Api::new(&server);
-    let a = api.sign_in(&sms, "+48555400001", "phone").await.unwrap();
-    let r = api
-        .put("/v1/me/profile", &a.access, json!({"nickname": "Before"}))
+    let w = Backend::start().await;
+    let a = w.user("+48555400001").await;
+    let r = w
+        .api
+        .set_profile(&a.access, json!({"nickname": "Before"}))
         .await
         .unwrap();
     assert_eq!(r.status, 200);
@@ -359,7 +307,8 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         ),
     ];
     for (method, path, body, status) in cases {
-        let r = api
+        let r = w
+            .api
             .raw(method, path, Some(&a.access), body.clone())
             .await
             .unwrap();
@@ -376,7 +325,7 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
     }
     // Also without a JSON content type.
     let r = reqwest::Client::new()
-        .put(format!("{}/v1/me/profile", server.http))
+        .put(format!("{}/v1/me/profile", w.server.http))
         .bearer_auth(&a.access)
         .body(r#"{"nickname": "x"}"#)
         .send()
@@ -385,32 +334,31 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
     assert_eq!(r.status(), 400);
 
     for (token, what) in bad_tokens(&a.id) {
-        let r = api.get("/v1/me/profile", &token).await.unwrap();
+        let r = w.api.get("/v1/me/profile", &token).await.unwrap();
         assert_eq!((r.status, r.code()), (401, "unauthorized"), "{what}");
     }
     assert_eq!(
-        api.call("GET", "/v1/me/profile", None, None)
+        w.api
+            .call("GET", "/v1/me/profile", None, None)
             .await
             .unwrap()
             .status,
         401
     );
-    let r = api
+    let r = w
+        .api
         .get("/v1/users/not-an-id/profile", &a.access)
         .await
         .unwrap();
     assert_eq!(r.status, 400);
 
     // Nothing changed.
-    let r = api.get("/v1/me/profile", &a.access).await.unwrap();
+    let r = w.api.get("/v1/me/profile", &a.access).await.unwrap();
     assert_eq!(r.body["nickname"], "Before");
     assert_eq!(r.body["email"], Value::Null);
     assert_eq!(
-        api.get("/v1/me/contacts", &a.access).await.unwrap().body["userIds"],
+        w.api.get("/v1/me/contacts", &a.access).await.unwrap().body["userIds"],
         json!([])
     );
-    assert_eq!(
-        api.get("/v1/me/visibility", &a.access).await.unwrap().body["visibility"],
-        "contacts"
-    );
+    assert_eq!(visibility(&w, &a).await, "contacts");
 }

@@ -3,42 +3,28 @@
 //! it; brute force, expired and burned codes, and strangers refused.
 
 use serde_json::{json, Value};
-use switchboard_e2e::api::{Api, SignedIn, SmsInbox};
-use switchboard_e2e::mqtt::{Client, Incoming};
+use switchboard_e2e::api::SignedIn;
+use switchboard_e2e::calls::{self, invitation};
+use switchboard_e2e::mqtt::{granted, Client, Incoming, REFUSED};
 use switchboard_e2e::robots::{
-    accepted_call, next_json, next_on, offer, ok, pair, paired_with, robot, Paired,
+    accepted_call, follow_commands, look_up, next_json, next_on, offer, offering, pair,
+    paired_with, robot, Paired,
 };
-use switchboard_e2e::{calls, random_id, Database, Server};
-
-struct World {
-    server: Server,
-    api: Api,
-    sms: SmsInbox,
-    db: Database,
-}
+use switchboard_e2e::{random_id, Backend};
 
 /// Codes live 2 s and robots get 2 s to answer a command, so expiry and
 /// timeouts happen within a test.
-async fn world() -> World {
-    let db = Database::for_test().await.unwrap();
-    let sms = SmsInbox::start().await.unwrap();
-    let server = Server::with_sms(&db, &sms)
-        .env("SWITCHBOARD_PAIRING_CODE_TTL_S", "2")
-        .env("SWITCHBOARD_COMMAND_TIMEOUT_S", "2")
-        .start()
-        .await
-        .unwrap();
-    let api = Api::new(&server);
-    World {
-        server,
-        api,
-        sms,
-        db,
-    }
+async fn world() -> Backend {
+    Backend::start_with(|server| {
+        server
+            .env("SWITCHBOARD_PAIRING_CODE_TTL_S", "2")
+            .env("SWITCHBOARD_COMMAND_TIMEOUT_S", "2")
+    })
+    .await
 }
 
 /// `user` unpairs `bot` over HTTP; the answer's status.
-async fn unpair(w: &World, user: &SignedIn, bot: &SignedIn) -> u16 {
+async fn unpair(w: &Backend, user: &SignedIn, bot: &SignedIn) -> u16 {
     w.api
         .call(
             "DELETE",
@@ -52,21 +38,16 @@ async fn unpair(w: &World, user: &SignedIn, bot: &SignedIn) -> u16 {
 }
 
 /// A user signed in on its phone and a robot paired with it.
-async fn owner_with_robot(w: &World, phone: &str) -> (SignedIn, Paired) {
-    let user = w.api.sign_in(&w.sms, phone, "phone").await.unwrap();
-    let paired = paired_with(&w.server, &w.api, robot(&w.api).await, &user).await;
-    (user, paired)
+async fn owner_with_robot(w: &Backend, phone: &str) -> Paired {
+    let user = w.user(phone).await;
+    paired_with(&w.server, &w.api, robot(&w.api).await, &user).await
 }
 
 #[tokio::test]
 async fn pair_call_and_command_a_robot() {
     let w = world().await;
     let bot = robot(&w.api).await;
-    let user = w
-        .api
-        .sign_in(&w.sms, "+48555800001", "phone")
-        .await
-        .unwrap();
+    let user = w.user("+48555800001").await;
     let mut bot_mqtt = w.server.mqtt_as(&bot).await;
     let mut user_mqtt = w.server.mqtt_as(&user).await;
 
@@ -97,19 +78,11 @@ async fn pair_call_and_command_a_robot() {
     let r = w.api.get("/v1/me/owners", &bot.access).await.unwrap();
     assert_eq!(r.body["owners"][0]["userId"], user.id.as_str());
     // The code is burned and its retained robot id gone.
-    let other = w
-        .api
-        .sign_in(&w.sms, "+48555800002", "phone")
-        .await
-        .unwrap();
+    let other = w.user("+48555800002").await;
     let mut other_mqtt = w.server.mqtt_as(&other).await;
-    let codes = other_mqtt
-        .subscribe(&format!("pairing/{code}/robotID"))
-        .await
-        .unwrap();
     assert_eq!(
-        codes,
-        vec![rumqttc::SubscribeReasonCode::Failure],
+        look_up(&mut other_mqtt, &code).await,
+        REFUSED,
         "a burned code cannot be claimed"
     );
 
@@ -134,44 +107,24 @@ async fn pair_call_and_command_a_robot() {
     let sid = accepted_call(&user, &mut user_mqtt, &bot, &mut bot_mqtt).await;
 
     // Commands: moveTo bedroom answered moving, then arrived.
-    let (request, response) = (
-        format!("session/{sid}/moveTo/request"),
-        format!("session/{sid}/moveTo/response"),
-    );
-    assert!(ok(&bot_mqtt.subscribe(&request).await.unwrap()));
-    assert!(ok(&user_mqtt.subscribe(&response).await.unwrap()));
-    let ask = |id: &str| json!({"requestId": id, "destination": "bedroom"}).to_string();
-    user_mqtt
-        .publish(&request, ask("r1").as_bytes(), false)
-        .await
-        .unwrap();
+    let (request, response) = follow_commands(&mut user_mqtt, &mut bot_mqtt, &sid).await;
+    let ask = |id: &str| json!({"requestId": id, "destination": "bedroom"});
+    user_mqtt.publish_json(&request, &ask("r1")).await.unwrap();
     let req = next_json(&mut bot_mqtt, &request).await;
     assert_eq!(req, json!({"requestId": "r1", "destination": "bedroom"}));
     for status in ["moving", "arrived"] {
         let answer = json!({"requestId": "r1", "destination": "bedroom", "status": status});
-        bot_mqtt
-            .publish(&response, answer.to_string().as_bytes(), false)
-            .await
-            .unwrap();
+        bot_mqtt.publish_json(&response, &answer).await.unwrap();
         assert_eq!(next_json(&mut user_mqtt, &response).await["status"], status);
     }
     // A second one is blocked.
-    user_mqtt
-        .publish(&request, ask("r2").as_bytes(), false)
-        .await
-        .unwrap();
+    user_mqtt.publish_json(&request, &ask("r2")).await.unwrap();
     next_json(&mut bot_mqtt, &request).await;
     let blocked = json!({"requestId": "r2", "status": "blocked"});
-    bot_mqtt
-        .publish(&response, blocked.to_string().as_bytes(), false)
-        .await
-        .unwrap();
+    bot_mqtt.publish_json(&response, &blocked).await.unwrap();
     assert_eq!(next_json(&mut user_mqtt, &response).await, blocked);
     // A third is never answered: the server says timed_out.
-    user_mqtt
-        .publish(&request, ask("r3").as_bytes(), false)
-        .await
-        .unwrap();
+    user_mqtt.publish_json(&request, &ask("r3")).await.unwrap();
     next_json(&mut bot_mqtt, &request).await;
     assert_eq!(
         next_json(&mut user_mqtt, &response).await,
@@ -180,31 +133,15 @@ async fn pair_call_and_command_a_robot() {
 
     // Owners see their robot's presence; strangers do not.
     let online = format!("users/{}/isConnected", bot.id);
-    assert!(ok(&user_mqtt.subscribe(&online).await.unwrap()));
+    assert!(granted(&user_mqtt.subscribe(&online).await.unwrap()));
     assert_eq!(next_on(&mut user_mqtt, &online).await, b"true");
-    let stranger = w
-        .api
-        .sign_in(&w.sms, "+48555800007", "phone")
-        .await
-        .unwrap();
+    let stranger = w.user("+48555800007").await;
     let mut stranger_mqtt = w.server.mqtt_as(&stranger).await;
-    assert!(!ok(&stranger_mqtt.subscribe(&online).await.unwrap()));
+    assert!(!granted(&stranger_mqtt.subscribe(&online).await.unwrap()));
 
     // Ownership survives a restart.
     drop((user_mqtt, bot_mqtt, other_mqtt, stranger_mqtt));
-    let (status, dir) = w.server.terminate().unwrap();
-    assert!(status.success());
-    let server = Server::with_sms(&w.db, &w.sms)
-        .dir(dir)
-        .start()
-        .await
-        .unwrap();
-    let w = World {
-        api: Api::new(&server),
-        server,
-        sms: w.sms,
-        db: w.db,
-    };
+    let w = w.restart().await;
     let r = w.api.get("/v1/me/robots", &user.access).await.unwrap();
     assert_eq!(r.body["robots"][0]["robotId"], bot.id.as_str());
 
@@ -218,79 +155,57 @@ async fn pair_call_and_command_a_robot() {
 #[tokio::test]
 async fn finished_commands_leave_the_servers_memory() {
     let w = world().await;
-    let (
-        user,
-        Paired {
-            bot,
-            mut bot_mqtt,
-            owner_mqtt: mut user_mqtt,
-        },
-    ) = owner_with_robot(&w, "+48555800011").await;
-    let sid = accepted_call(&user, &mut user_mqtt, &bot, &mut bot_mqtt).await;
-    let (request, response) = (
-        format!("session/{sid}/moveTo/request"),
-        format!("session/{sid}/moveTo/response"),
-    );
-    assert!(ok(&bot_mqtt.subscribe(&request).await.unwrap()));
-    assert!(ok(&user_mqtt.subscribe(&response).await.unwrap()));
-    let errors = format!("clients/{}/errors", bot.client_id);
-    assert!(ok(&bot_mqtt.subscribe(&errors).await.unwrap()));
-    let answer = |id: &str, status: &str| {
-        json!({"requestId": id, "status": status})
-            .to_string()
-            .into_bytes()
-    };
+    let mut p = owner_with_robot(&w, "+48555800011").await;
+    let sid = p.call().await;
+    let (request, response) = follow_commands(&mut p.owner_mqtt, &mut p.bot_mqtt, &sid).await;
+    let errors = p.bot.errors_topic();
+    assert!(granted(&p.bot_mqtt.subscribe(&errors).await.unwrap()));
+    let answer = |id: &str, status: &str| json!({"requestId": id, "status": status});
 
     // 200 requests, each answered `moving` then `done`: none is kept.
     let n = 200;
     for i in 0..n {
         let ask = json!({"requestId": format!("r{i}"), "destination": "bedroom"});
-        user_mqtt
-            .publish(&request, ask.to_string().as_bytes(), false)
-            .await
-            .unwrap();
+        p.owner_mqtt.publish_json(&request, &ask).await.unwrap();
     }
     for _ in 0..n {
-        let id = next_json(&mut bot_mqtt, &request).await["requestId"]
+        let id = next_json(&mut p.bot_mqtt, &request).await["requestId"]
             .as_str()
             .unwrap()
             .to_string();
         for status in ["moving", "done"] {
-            bot_mqtt
-                .publish(&response, &answer(&id, status), false)
+            p.bot_mqtt
+                .publish_json(&response, &answer(&id, status))
                 .await
                 .unwrap();
         }
     }
     for _ in 0..2 * n {
-        next_json(&mut user_mqtt, &response).await;
+        next_json(&mut p.owner_mqtt, &response).await;
     }
     assert_eq!(w.server.metric("switchboard_robot_commands").await, 0.0);
 
     // After a final status the request is gone: a further answer is
     // refused, and its id may be used again.
-    bot_mqtt
-        .publish(&response, &answer("r0", "moving"), false)
+    p.bot_mqtt
+        .publish_json(&response, &answer("r0", "moving"))
         .await
         .unwrap();
-    let refusal = next_json(&mut bot_mqtt, &errors).await;
+    let refusal = next_json(&mut p.bot_mqtt, &errors).await;
     assert_eq!(refusal["code"], "conflict", "{refusal}");
     // Requests answered only `moving` stay open until the call ends.
     for id in ["r0", "r1", "r2"] {
         let ask = json!({"requestId": id});
-        user_mqtt
-            .publish(&request, ask.to_string().as_bytes(), false)
+        p.owner_mqtt.publish_json(&request, &ask).await.unwrap();
+        next_json(&mut p.bot_mqtt, &request).await;
+        p.bot_mqtt
+            .publish_json(&response, &answer(id, "moving"))
             .await
             .unwrap();
-        next_json(&mut bot_mqtt, &request).await;
-        bot_mqtt
-            .publish(&response, &answer(id, "moving"), false)
-            .await
-            .unwrap();
-        next_json(&mut user_mqtt, &response).await;
+        next_json(&mut p.owner_mqtt, &response).await;
     }
     assert_eq!(w.server.metric("switchboard_robot_commands").await, 3.0);
-    calls::act(&user_mqtt, &sid, "hangup").await.unwrap();
+    calls::act(&p.owner_mqtt, &sid, "hangup").await.unwrap();
     w.server
         .metric_reaches("switchboard_robot_commands", 0.0)
         .await;
@@ -299,47 +214,43 @@ async fn finished_commands_leave_the_servers_memory() {
 #[tokio::test]
 async fn an_unpair_cuts_the_live_subscriptions_of_both() {
     let w = world().await;
-    let (
-        user,
-        Paired {
-            bot,
-            mut bot_mqtt,
-            owner_mqtt: mut user_mqtt,
-        },
-    ) = owner_with_robot(&w, "+48555800021").await;
+    let mut p = owner_with_robot(&w, "+48555800021").await;
     // Each watches the other, as owners and robots may.
     let watching = [
         (
-            &mut user_mqtt,
-            &user,
-            format!("users/{}/isConnected", bot.id),
+            &mut p.owner_mqtt,
+            &p.owner,
+            format!("users/{}/isConnected", p.bot.id),
         ),
-        (&mut bot_mqtt, &bot, format!("users/{}/info", user.id)),
+        (
+            &mut p.bot_mqtt,
+            &p.bot,
+            format!("users/{}/info", p.owner.id),
+        ),
     ];
     let mut watching: Vec<_> = watching.into_iter().collect();
     for (client, who, topic) in watching.iter_mut() {
-        let errors = format!("clients/{}/errors", who.client_id);
-        assert!(ok(&client.subscribe(&errors).await.unwrap()));
-        assert!(ok(&client.subscribe(topic).await.unwrap()), "{topic}");
+        assert!(granted(
+            &client.subscribe(&who.errors_topic()).await.unwrap()
+        ));
+        assert!(granted(&client.subscribe(topic).await.unwrap()), "{topic}");
     }
-    assert_eq!(unpair(&w, &user, &bot).await, 204);
+    assert_eq!(unpair(&w, &p.owner, &p.bot).await, 204);
     for (client, who, topic) in watching.iter_mut() {
-        let report = next_json(client, &format!("clients/{}/errors", who.client_id)).await;
+        let report = next_json(client, &who.errors_topic()).await;
         assert_eq!(
             (report["topic"].as_str(), report["code"].as_str()),
             (Some(topic.as_str()), Some("forbidden")),
             "{report}"
         );
-        assert!(!ok(&client.subscribe(topic).await.unwrap()), "{topic}");
+        assert!(!granted(&client.subscribe(topic).await.unwrap()), "{topic}");
     }
 }
 
 #[tokio::test]
 async fn a_new_code_finishes_the_one_it_replaces() {
     let w = world().await;
-    let bot = robot(&w.api).await;
-    let mut bot_mqtt = w.server.mqtt_as(&bot).await;
-    let first = offer(&w.api, &bot, &mut bot_mqtt).await;
+    let (bot, mut bot_mqtt, first) = offering(&w.server, &w.api).await;
     let second = offer(&w.api, &bot, &mut bot_mqtt).await;
     assert_ne!(first, second);
     // Ended as an expired one: its retained robot id cleared, so the
@@ -353,18 +264,13 @@ async fn a_new_code_finishes_the_one_it_replaces() {
 
 /// `who` looks `guess` up; whether the rules let it read the code.
 async fn looks(client: &mut Client, guess: &str) -> bool {
-    ok(&client
-        .subscribe(&format!("pairing/{guess}/robotID"))
-        .await
-        .unwrap())
+    granted(&look_up(client, guess).await)
 }
 
 #[tokio::test]
 async fn wrong_codes_from_one_address_are_budgeted_across_accounts() {
     let w = world().await;
-    let bot = robot(&w.api).await;
-    let mut bot_mqtt = w.server.mqtt_as(&bot).await;
-    let code = offer(&w.api, &bot, &mut bot_mqtt).await;
+    let (_bot, _bot_mqtt, code) = offering(&w.server, &w.api).await;
     let wrong = |i: u32| format!("{:06}", (code.parse::<u32>().unwrap() + 1 + i) % 1_000_000);
     let mut sign_in = Vec::new();
     for phone in [
@@ -373,7 +279,7 @@ async fn wrong_codes_from_one_address_are_budgeted_across_accounts() {
         "+48555800033",
         "+48555800034",
     ] {
-        sign_in.push(w.api.sign_in(&w.sms, phone, "phone").await.unwrap());
+        sign_in.push(w.user(phone).await);
     }
     let [a, b, person, late] = &sign_in[..] else {
         unreachable!()
@@ -401,50 +307,22 @@ async fn wrong_codes_from_one_address_are_budgeted_across_accounts() {
 #[tokio::test]
 async fn codes_cannot_be_brute_forced_or_reused() {
     let w = world().await;
-    let bot = robot(&w.api).await;
-    let mut bot_mqtt = w.server.mqtt_as(&bot).await;
-    let code = offer(&w.api, &bot, &mut bot_mqtt).await;
-    let guesser = w
-        .api
-        .sign_in(&w.sms, "+48555800003", "phone")
-        .await
-        .unwrap();
+    let (_bot, mut bot_mqtt, code) = offering(&w.server, &w.api).await;
+    let guesser = w.user("+48555800003").await;
     let mut g = w.server.mqtt_as(&guesser).await;
     let wrong: Vec<String> = (0..5u32)
         .map(|i| format!("{:06}", (code.parse::<u32>().unwrap() + 1 + i) % 1_000_000))
         .collect();
     for guess in &wrong {
-        let codes = g
-            .subscribe(&format!("pairing/{guess}/robotID"))
-            .await
-            .unwrap();
-        assert_eq!(
-            codes,
-            vec![rumqttc::SubscribeReasonCode::Failure],
-            "{guess}"
-        );
+        assert_eq!(look_up(&mut g, guess).await, REFUSED, "{guess}");
     }
     // Five tries used: even the right code is refused now.
-    let codes = g
-        .subscribe(&format!("pairing/{code}/robotID"))
-        .await
-        .unwrap();
-    assert_eq!(
-        codes,
-        vec![rumqttc::SubscribeReasonCode::Failure],
-        "locked out"
-    );
+    assert_eq!(look_up(&mut g, &code).await, REFUSED, "locked out");
     for filter in ["pairing/+/robotID", "pairing/#", "pairing/+/+"] {
-        assert_eq!(
-            g.subscribe(filter).await.unwrap(),
-            vec![rumqttc::SubscribeReasonCode::Failure],
-            "{filter}"
-        );
+        assert_eq!(g.subscribe(filter).await.unwrap(), REFUSED, "{filter}");
     }
     // Claiming without looking, and others' fields.
-    g.subscribe(&format!("clients/{}/errors", guesser.client_id))
-        .await
-        .unwrap();
+    g.subscribe(&guesser.errors_topic()).await.unwrap();
     g.publish(
         &format!("pairing/{code}/userID"),
         guesser.id.as_bytes(),
@@ -452,27 +330,15 @@ async fn codes_cannot_be_brute_forced_or_reused() {
     )
     .await
     .unwrap();
-    let refused = next_json(&mut g, &format!("clients/{}/errors", guesser.client_id)).await;
+    let refused = next_json(&mut g, &guesser.errors_topic()).await;
     assert_eq!(refused["code"], "forbidden");
 
     // Codes expire (2 s here): the robot hears so, and nobody can claim it.
     let status = next_json(&mut bot_mqtt, &format!("pairing/{code}/status")).await;
     assert_eq!(status["status"], "expired");
-    let late = w
-        .api
-        .sign_in(&w.sms, "+48555800004", "phone")
-        .await
-        .unwrap();
+    let late = w.user("+48555800004").await;
     let mut l = w.server.mqtt_as(&late).await;
-    let codes = l
-        .subscribe(&format!("pairing/{code}/robotID"))
-        .await
-        .unwrap();
-    assert_eq!(
-        codes,
-        vec![rumqttc::SubscribeReasonCode::Failure],
-        "expired code"
-    );
+    assert_eq!(look_up(&mut l, &code).await, REFUSED, "expired code");
 
     // Only robots get codes.
     let r = w
@@ -486,50 +352,28 @@ async fn codes_cannot_be_brute_forced_or_reused() {
 #[tokio::test]
 async fn strangers_can_neither_call_nor_command_a_robot() {
     let w = world().await;
-    let bot = robot(&w.api).await;
-    let owner = w
-        .api
-        .sign_in(&w.sms, "+48555800005", "phone")
-        .await
-        .unwrap();
-    let stranger = w
-        .api
-        .sign_in(&w.sms, "+48555800006", "phone")
-        .await
-        .unwrap();
-    let mut bot_mqtt = w.server.mqtt_as(&bot).await;
-    let mut owner_mqtt = w.server.mqtt_as(&owner).await;
-    let code = offer(&w.api, &bot, &mut bot_mqtt).await;
-    pair(&owner, &mut owner_mqtt, &code).await;
-    next_json(&mut owner_mqtt, &format!("pairing/{code}/status")).await;
+    let mut p = owner_with_robot(&w, "+48555800005").await;
+    let stranger = w.user("+48555800006").await;
     // Even a robot visible to everyone takes calls from its owners only.
     let r = w
         .api
-        .put(
-            "/v1/me/visibility",
-            &bot.access,
-            json!({"visibility": "everyone"}),
-        )
+        .set_visibility(&p.bot.access, "everyone")
         .await
         .unwrap();
     assert_eq!(r.status, 200);
 
     let mut s = w.server.mqtt_as(&stranger).await;
-    let errors = format!("clients/{}/errors", stranger.client_id);
+    let errors = stranger.errors_topic();
     s.subscribe(&errors).await.unwrap();
     let sid = random_id();
-    let invite = json!({"sid": sid, "from": stranger.id, "fromDevice": "phone", "kind": "audio", "sentAt": 1});
-    s.publish(
-        &format!("invite/{}/{sid}", bot.id),
-        invite.to_string().as_bytes(),
-        false,
-    )
-    .await
-    .unwrap();
+    let invite = invitation(&sid, &stranger, "audio");
+    s.publish_json(&format!("invite/{}/{sid}", p.bot.id), &invite)
+        .await
+        .unwrap();
     assert_eq!(next_json(&mut s, &errors).await["code"], "forbidden");
 
     // The owner's accepted call; the stranger cannot command in it.
-    let sid = accepted_call(&owner, &mut owner_mqtt, &bot, &mut bot_mqtt).await;
+    let sid = p.call().await;
     let request = format!("session/{sid}/moveTo/request");
     s.publish(
         &request,
@@ -539,19 +383,16 @@ async fn strangers_can_neither_call_nor_command_a_robot() {
     .await
     .unwrap();
     assert_eq!(next_json(&mut s, &errors).await["code"], "forbidden");
+    assert_eq!(s.subscribe(&request).await.unwrap(), REFUSED);
     assert_eq!(
-        s.subscribe(&request).await.unwrap(),
-        vec![rumqttc::SubscribeReasonCode::Failure]
-    );
-    assert_eq!(
-        owner_mqtt.subscribe(&request).await.unwrap(),
-        vec![rumqttc::SubscribeReasonCode::Failure],
+        p.owner_mqtt.subscribe(&request).await.unwrap(),
+        REFUSED,
         "only the robot reads requests"
     );
 
     // Bad commands from the owner are refused too.
-    let owner_errors = format!("clients/{}/errors", owner.client_id);
-    owner_mqtt.subscribe(&owner_errors).await.unwrap();
+    let owner_errors = p.owner.errors_topic();
+    p.owner_mqtt.subscribe(&owner_errors).await.unwrap();
     for (topic, payload) in [
         (request.clone(), br#"{"destination": "kitchen"}"#.to_vec()),
         (request.clone(), b"not json".to_vec()),
@@ -564,17 +405,17 @@ async fn strangers_can_neither_call_nor_command_a_robot() {
             br#"{"requestId": "a", "status": "done"}"#.to_vec(),
         ),
     ] {
-        owner_mqtt.publish(&topic, &payload, false).await.unwrap();
-        let e = next_json(&mut owner_mqtt, &owner_errors).await;
+        p.owner_mqtt.publish(&topic, &payload, false).await.unwrap();
+        let e = next_json(&mut p.owner_mqtt, &owner_errors).await;
         assert!(
             ["bad_request", "forbidden"].contains(&e["code"].as_str().unwrap()),
             "{topic}: {e}"
         );
     }
     // The robot cannot answer a request never made.
-    let bot_errors = format!("clients/{}/errors", bot.client_id);
-    bot_mqtt.subscribe(&bot_errors).await.unwrap();
-    bot_mqtt
+    let bot_errors = p.bot.errors_topic();
+    p.bot_mqtt.subscribe(&bot_errors).await.unwrap();
+    p.bot_mqtt
         .publish(
             &format!("session/{sid}/moveTo/response"),
             br#"{"requestId": "nope", "status": "moving"}"#,
@@ -583,7 +424,7 @@ async fn strangers_can_neither_call_nor_command_a_robot() {
         .await
         .unwrap();
     assert_eq!(
-        next_json(&mut bot_mqtt, &bot_errors).await["code"],
+        next_json(&mut p.bot_mqtt, &bot_errors).await["code"],
         "conflict"
     );
 }

@@ -2,39 +2,17 @@
 //! and call, a robot paired and commanded, token refresh and reconnection
 //! done for the app, and bad input answered with typed errors.
 
-use switchboard_e2e::api::SmsInbox;
 use switchboard_e2e::sdk::{robot, switchboard, user, Account};
-use switchboard_e2e::{random_id, Database, Server};
+use switchboard_e2e::{random_id, Backend, Server};
 use switchboard_sdk::{
     CallKind, CallStateKind, Config, ConnectionState, EndReason, Event, EventQueue, ProfileUpdate,
     SdkError, Switchboard,
 };
 
-struct World {
-    server: Server,
-    sms: SmsInbox,
-    db: Database,
-}
-
-async fn world(env: &[(&str, &str)]) -> World {
-    let db = Database::for_test().await.unwrap();
-    let sms = SmsInbox::start().await.unwrap();
-    let mut builder = Server::with_sms(&db, &sms);
-    for (k, v) in env {
-        builder = builder.env(k, *v);
-    }
-    let server = builder.start().await.unwrap();
-    World { server, sms, db }
-}
-
 /// Two users who list each other as contacts and watch each other.
-async fn friends(w: &World) -> (Account, Account) {
-    let a = user(&w.server, &w.sms, "+48555000101", "phone")
-        .await
-        .unwrap();
-    let b = user(&w.server, &w.sms, "+48555000102", "phone")
-        .await
-        .unwrap();
+async fn friends(w: &Backend) -> (Account, Account) {
+    let a = user(w, "+48555000101", "phone").await.unwrap();
+    let b = user(w, "+48555000102", "phone").await.unwrap();
     a.session.set_contacts(vec![b.id()]).await.unwrap();
     b.session.set_contacts(vec![a.id()]).await.unwrap();
     a.session.watch(b.id()).await.unwrap();
@@ -58,7 +36,7 @@ async fn sees_online(watcher: &Account, who: &str, online: bool) {
 
 #[tokio::test]
 async fn two_phones_see_each_other_and_call() {
-    let w = world(&[]).await;
+    let w = Backend::start().await;
     let (a, b) = friends(&w).await;
     sees_online(&a, &b.id(), true).await;
     sees_online(&b, &a.id(), true).await;
@@ -120,10 +98,8 @@ async fn two_phones_see_each_other_and_call() {
 
 #[tokio::test]
 async fn a_robot_is_paired_called_and_commanded() {
-    let w = world(&[("SWITCHBOARD_COMMAND_TIMEOUT_S", "2")]).await;
-    let owner = user(&w.server, &w.sms, "+48555000201", "phone")
-        .await
-        .unwrap();
+    let w = Backend::start_with(|server| server.env("SWITCHBOARD_COMMAND_TIMEOUT_S", "2")).await;
+    let owner = user(&w, "+48555000201", "phone").await.unwrap();
     let bot = robot(&w.server).await.unwrap();
 
     let pairing = bot.session.start_pairing().await.unwrap();
@@ -146,15 +122,7 @@ async fn a_robot_is_paired_called_and_commanded() {
     bot.session.accept(sid.clone()).await.unwrap();
     owner.state_of(&sid, CallStateKind::Accepted).await.unwrap();
 
-    let pending = owner
-        .session
-        .send_command(
-            sid.clone(),
-            "moveTo".into(),
-            r#"{"destination":"kitchen"}"#.into(),
-        )
-        .await
-        .unwrap();
+    let pending = owner.move_to(&sid, "kitchen").await.unwrap();
     let request = bot
         .until("command request", |e| match e {
             Event::CommandRequest { request } => Some(request),
@@ -215,7 +183,7 @@ async fn a_robot_is_paired_called_and_commanded() {
 
 #[tokio::test]
 async fn bad_input_gets_typed_errors() {
-    let w = world(&[]).await;
+    let w = Backend::start().await;
     let sb = switchboard(&w.server, Some("phone"));
     for phone in ["not a number", "+1", ""] {
         let e = sb.request_code(phone.into()).await.unwrap_err();
@@ -256,9 +224,7 @@ async fn bad_input_gets_typed_errors() {
         .err();
     assert!(matches!(e, Some(SdkError::InvalidArgument { .. })), "{e:?}");
 
-    let a = user(&w.server, &w.sms, "+48555000302", "phone")
-        .await
-        .unwrap();
+    let a = user(&w, "+48555000302", "phone").await.unwrap();
     let unknown = random_id();
     assert_eq!(
         a.session.call(unknown.clone(), CallKind::Video).await,
@@ -343,10 +309,11 @@ async fn bad_input_gets_typed_errors() {
 async fn tokens_are_refreshed_without_the_device_going_offline() {
     // Access tokens live 3 s: the SDK moves to a fresh connection every
     // 2.4 s, long before the server would close the old one.
-    let w = world(&[
-        ("SWITCHBOARD_ACCESS_TOKEN_TTL_S", "3"),
-        ("SWITCHBOARD_TOKEN_GRACE_S", "1"),
-    ])
+    let w = Backend::start_with(|server| {
+        server
+            .env("SWITCHBOARD_ACCESS_TOKEN_TTL_S", "3")
+            .env("SWITCHBOARD_TOKEN_GRACE_S", "1")
+    })
     .await;
     let (a, b) = friends(&w).await;
     sees_online(&a, &b.id(), true).await;
@@ -371,11 +338,13 @@ async fn tokens_are_refreshed_without_the_device_going_offline() {
 
 #[tokio::test]
 async fn a_restarted_server_gets_the_sessions_back() {
-    let w = world(&[]).await;
+    let w = Backend::start().await;
     let (a, b) = friends(&w).await;
     sees_online(&a, &b.id(), true).await;
     let (http, mqtt, ws) = (w.server.http.clone(), w.server.mqtt, w.server.mqtt_ws);
-    let World { server, sms, db } = w;
+    let Backend {
+        server, sms, db, ..
+    } = w;
     let (_, dir) = server.terminate().unwrap();
     b.connection(ConnectionState::Reconnecting).await.unwrap();
     // Same addresses, same data.
@@ -418,7 +387,7 @@ async fn sdk_media_peers_exchange_rtp_through_the_relay() {
     use std::sync::Arc;
     use switchboard_sdk::media::{MediaEvent, MediaPeer, PeerOptions};
 
-    let w = world(&[]).await;
+    let w = Backend::start().await;
     let (a, b) = friends(&w).await;
     let sid = a.session.call(b.id(), CallKind::Video).await.unwrap();
     b.incoming().await.unwrap();

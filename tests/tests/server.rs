@@ -5,8 +5,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 
 use serde_json::Value;
-use switchboard_e2e::mqtt::{connect, Login, Via};
-use switchboard_e2e::{random_id, Database, Server};
+use switchboard_e2e::mqtt::{connect, Via};
+use switchboard_e2e::{Database, Server};
 
 async fn get(url: String) -> (u16, String) {
     let r = reqwest::get(url).await.unwrap();
@@ -44,12 +44,9 @@ async fn health_ready_metrics_and_openapi_answer() {
     assert_eq!(err["error"]["code"], "not_found");
 
     // An MQTT client with a message, so the broker counters move.
-    let id = random_id();
-    let token = server.token(&id, None, "user", 600).unwrap();
-    let mut client = connect(server.mqtt, Via::Tcp, Login::token(&id, &id, &token))
-        .await
-        .unwrap();
-    let topic = format!("users/{id}/info");
+    let me = server.minted("user", None, 600).unwrap();
+    let mut client = server.mqtt_as(&me).await;
+    let topic = format!("users/{}/info", me.id);
     client.subscribe(&topic).await.unwrap();
     client.publish(&topic, b"{}", false).await.unwrap();
     client.next().await.unwrap();
@@ -77,11 +74,9 @@ async fn health_ready_metrics_and_openapi_answer() {
 async fn sigterm_stops_cleanly() {
     let db = Database::for_test().await.unwrap();
     let server = Server::start(&db).await.unwrap();
-    let id = random_id();
-    let token = server.token(&id, None, "user", 600).unwrap();
-    let _client = connect(server.mqtt, Via::Tcp, Login::token(&id, &id, &token))
-        .await
-        .unwrap();
+    let _client = server
+        .mqtt_as(&server.minted("user", None, 600).unwrap())
+        .await;
     let logs = server.logs.clone();
     let (status, _) = server.terminate().unwrap();
     assert!(
@@ -110,13 +105,8 @@ async fn generated_jwt_key_is_private_and_kept_across_restarts() {
     assert_eq!(mode, 0o600, "jwt.key must be owner-only");
     let before = std::fs::read(&key).unwrap();
 
-    let id = random_id();
-    let token = server.token(&id, None, "user", 600).unwrap();
-    assert!(
-        connect(server.mqtt, Via::Tcp, Login::token(&id, &id, &token))
-            .await
-            .is_ok()
-    );
+    let me = server.minted("user", None, 600).unwrap();
+    assert!(connect(server.mqtt, Via::Tcp, me.login()).await.is_ok());
 
     let (_, dir) = server.terminate().unwrap();
     let server = Server::builder(&db)
@@ -126,7 +116,7 @@ async fn generated_jwt_key_is_private_and_kept_across_restarts() {
         .await
         .unwrap();
     assert_eq!(std::fs::read(&key).unwrap(), before, "the key is made once");
-    let again = connect(server.mqtt, Via::Tcp, Login::token(&id, &id, &token)).await;
+    let again = connect(server.mqtt, Via::Tcp, me.login()).await;
     assert!(
         again.is_ok(),
         "a token from before the restart still logs in"

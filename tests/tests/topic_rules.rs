@@ -3,13 +3,13 @@
 //! with the right code and reported; every allowed case works.
 
 use rumqttc::ConnectReturnCode;
-use rumqttc::SubscribeReasonCode as V3Sub;
 use serde_json::{json, Value};
-use switchboard_e2e::api::{Api, SignedIn, SmsInbox};
+use switchboard_e2e::api::{Api, SignedIn};
 use switchboard_e2e::mqtt::{
-    connect_with_will, Client, Incoming, Login, PubAckReason, Refused, V5Client, V5SubCode, Via,
+    connect_with_will, granted, Client, Incoming, PubAckReason, Refused, V5Client, V5SubCode, Via,
+    REFUSED,
 };
-use switchboard_e2e::{Database, Server};
+use switchboard_e2e::{Backend, Database, Server};
 
 struct World {
     server: Server,
@@ -22,22 +22,17 @@ struct World {
 /// Three users: `friend` lists `me` as a contact (so `me` may see the
 /// friend); `stranger` shares nothing.
 async fn world() -> World {
-    let db = Database::for_test().await.unwrap();
-    let sms = SmsInbox::start().await.unwrap();
-    let server = Server::with_sms(&db, &sms).start().await.unwrap();
-    let api = Api::new(&server);
-    let me = api.sign_in(&sms, "+48555100001", "phone").await.unwrap();
-    let friend = api.sign_in(&sms, "+48555100002", "phone").await.unwrap();
-    let stranger = api.sign_in(&sms, "+48555100003", "phone").await.unwrap();
-    let r = api
-        .put(
-            "/v1/me/contacts",
-            &friend.access,
-            json!({"userIds": [me.id]}),
-        )
+    let backend = Backend::start().await;
+    let me = backend.user("+48555100001").await;
+    let friend = backend.user("+48555100002").await;
+    let stranger = backend.user("+48555100003").await;
+    let r = backend
+        .api
+        .set_contacts(&friend.access, &[&me.id])
         .await
         .unwrap();
     assert_eq!(r.status, 200, "{r:?}");
+    let Backend { server, api, .. } = backend;
     World {
         server,
         api,
@@ -94,19 +89,16 @@ async fn subscriptions_follow_the_rule_table() {
     for filter in refused_filters(&w) {
         assert_eq!(
             mine.subscribe(&filter).await.unwrap(),
-            vec![V3Sub::Failure],
+            REFUSED,
             "3.1.1 {filter}"
         );
     }
     for filter in allowed_filters(&w) {
         let got = mine.subscribe(&filter).await.unwrap();
-        assert!(
-            matches!(got[..], [V3Sub::Success(_)]),
-            "3.1.1 {filter}: {got:?}"
-        );
+        assert!(granted(&got), "3.1.1 {filter}: {got:?}");
     }
 
-    let login = Login::token(&w.me.client_id, &w.me.id, &w.me.access);
+    let login = w.me.login();
     let mut v5 = V5Client::connect(w.server.mqtt, login).await.unwrap();
     for filter in refused_filters(&w) {
         assert_eq!(
@@ -129,33 +121,22 @@ async fn visibility_changes_apply_to_new_subscriptions() {
     let w = world().await;
     let mut mine = w.server.mqtt_as(&w.me).await;
     let filter = format!("users/{}/info", w.stranger.id);
-    assert_eq!(mine.subscribe(&filter).await.unwrap(), vec![V3Sub::Failure]);
+    assert_eq!(mine.subscribe(&filter).await.unwrap(), REFUSED);
     let r = w
         .api
-        .put(
-            "/v1/me/visibility",
-            &w.stranger.access,
-            json!({"visibility": "everyone"}),
-        )
+        .set_visibility(&w.stranger.access, "everyone")
         .await
         .unwrap();
     assert_eq!(r.status, 200);
-    assert!(matches!(
-        mine.subscribe(&filter).await.unwrap()[..],
-        [V3Sub::Success(_)]
-    ));
+    assert!(granted(&mine.subscribe(&filter).await.unwrap()));
     // A block beats everything.
     let r = w
         .api
-        .put(
-            "/v1/me/blocked",
-            &w.stranger.access,
-            json!({"userIds": [w.me.id]}),
-        )
+        .set_blocked(&w.stranger.access, &[&w.me.id])
         .await
         .unwrap();
     assert_eq!(r.status, 200);
-    assert_eq!(mine.subscribe(&filter).await.unwrap(), vec![V3Sub::Failure]);
+    assert_eq!(mine.subscribe(&filter).await.unwrap(), REFUSED);
 }
 
 /// The next error report on the client's own errors topic.
@@ -216,11 +197,7 @@ async fn refused_publishes_are_dropped_and_reported() {
     // friend's own change.
     let r = w
         .api
-        .put(
-            "/v1/me/profile",
-            &w.friend.access,
-            json!({"nickname": "real"}),
-        )
+        .set_profile(&w.friend.access, json!({"nickname": "real"}))
         .await
         .unwrap();
     assert_eq!(r.status, 200);
@@ -233,8 +210,9 @@ async fn refused_publishes_are_dropped_and_reported() {
     }
 
     // MQTT 5 clients also get the reason in the PUBACK.
-    let login = Login::token(&w.me.client_id, me, &w.me.access);
-    let mut v5 = V5Client::connect(w.server.mqtt, login).await.unwrap();
+    let mut v5 = V5Client::connect(w.server.mqtt, w.me.login())
+        .await
+        .unwrap();
     assert_eq!(
         v5.publish(&format!("users/{friend}/info"), forged.as_bytes())
             .await
@@ -259,7 +237,7 @@ async fn refused_publishes_are_dropped_and_reported() {
 #[tokio::test]
 async fn the_will_topic_is_checked_at_connect() {
     let w = world().await;
-    let login = Login::token(&w.me.client_id, &w.me.id, &w.me.access);
+    let login = w.me.login();
     let own = format!("users/{}/isConnected", w.me.id);
     assert!(
         connect_with_will(w.server.mqtt, Via::Tcp, login, Some(&own))
@@ -285,11 +263,7 @@ async fn mosquitto_sub_is_refused_everything_and_reads_what_it_may() {
     let w = world().await;
     let r = w
         .api
-        .put(
-            "/v1/me/profile",
-            &w.friend.access,
-            json!({"nickname": "Fre"}),
-        )
+        .set_profile(&w.friend.access, json!({"nickname": "Fre"}))
         .await
         .unwrap();
     assert_eq!(r.status, 200);
@@ -330,19 +304,14 @@ async fn mosquitto_sub_is_refused_everything_and_reads_what_it_may() {
 
 #[tokio::test]
 async fn a_shared_subscription_takes_turns_under_the_same_rules() {
-    use switchboard_e2e::mqtt::{connect, Login, V5Client, V5SubCode, Via};
+    use switchboard_e2e::mqtt::{V5Client, V5SubCode};
     let db = Database::for_test().await.unwrap();
     let server = Server::start(&db).await.unwrap();
     let me = switchboard_e2e::random_id();
-    let stranger = switchboard_e2e::random_id();
-    let token = |device: &str, id: &str| server.token(id, Some(device), "user", 600).unwrap();
-    let login = |device: &str, id: &str, t: &str| -> (String, String, String) {
-        (format!("{id}:{device}"), id.to_string(), t.to_string())
-    };
+    let my = |device: &str| server.minted_for(&me, "user", Some(device), 600).unwrap();
     let mut members = Vec::new();
     for device in ["phone", "tablet"] {
-        let (cid, id, t) = login(device, &me, &token(device, &me));
-        let mut member = V5Client::connect(server.mqtt, Login::token(&cid, &id, &t))
+        let mut member = V5Client::connect(server.mqtt, my(device).login())
             .await
             .unwrap();
         let codes = member
@@ -353,8 +322,8 @@ async fn a_shared_subscription_takes_turns_under_the_same_rules() {
         members.push(member);
     }
     // The filter inside is checked as a plain one: not someone else's.
-    let (cid, id, t) = login("phone", &stranger, &token("phone", &stranger));
-    let mut outsider = V5Client::connect(server.mqtt, Login::token(&cid, &id, &t))
+    let stranger = server.minted("user", Some("phone"), 600).unwrap();
+    let mut outsider = V5Client::connect(server.mqtt, stranger.login())
         .await
         .unwrap();
     let codes = outsider
@@ -363,18 +332,12 @@ async fn a_shared_subscription_takes_turns_under_the_same_rules() {
         .unwrap();
     assert_eq!(codes, vec![V5SubCode::NotAuthorized]);
     // Two messages: one to each member, in turn.
-    let (cid, id, t) = login("laptop", &me, &token("laptop", &me));
-    let publisher = connect(server.mqtt, Via::Tcp, Login::token(&cid, &id, &t))
-        .await
-        .unwrap();
-    for nickname in ["A", "B"] {
-        let profile = serde_json::json!({ "nickname": nickname }).to_string();
-        publisher
-            .publish(&format!("users/{me}/info"), profile.as_bytes(), false)
-            .await
-            .unwrap();
-    }
+    let publisher = server.mqtt_as(&my("laptop")).await;
     let topic = format!("users/{me}/info");
+    for nickname in ["A", "B"] {
+        let profile = serde_json::json!({ "nickname": nickname });
+        publisher.publish_json(&topic, &profile).await.unwrap();
+    }
     for member in &mut members {
         assert_eq!(member.next_publish().await.unwrap().0, topic);
     }

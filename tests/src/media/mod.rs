@@ -6,6 +6,8 @@
 //! contract, so it signals with a plain MQTT client; the PeerConnection and
 //! the signal handling are the SDK's (`switchboard_sdk::media`).
 
+mod seen;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,40 +24,17 @@ use serde_json::{json, Value};
 use switchboard_keyframe_feedback::asks_for_keyframe;
 use switchboard_protocol::payload::WebRtcSignal;
 pub use switchboard_sdk::media::PeerOptions;
-use switchboard_sdk::media::{apply, candidate_signal, peer_connection, video_track};
+use switchboard_sdk::media::{apply, peer_connection, video_track};
 use switchboard_sdk::Signal;
 use tokio::sync::watch;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
-use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::media_stream::MediaStreamTrack;
-use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionEventHandler, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
-};
+use webrtc::peer_connection::PeerConnection;
 use webrtc::rtp_transceiver::RtpSender;
 
-use crate::mqtt::{Client, Incoming, WAIT};
-
-/// What the peer saw, shared with its tasks.
-#[derive(Default)]
-struct Seen {
-    /// Numbers of the packets received, in arrival order.
-    received: Vec<u64>,
-    /// Microseconds each took from the sender's write to arrival.
-    latencies_us: Vec<u64>,
-    /// The types of the local candidates (`host`, `relay`, ...).
-    candidate_types: Vec<String>,
-    /// Keyframe requests that reached the sending track.
-    keyframe_requests: u64,
-    /// Error reports on `clients/<me>/errors`.
-    errors: Vec<Value>,
-    /// Answers the relay sent.
-    answers: u64,
-    /// The tracks the relay forwards to this peer.
-    tracks: Vec<Arc<dyn TrackRemote>>,
-    /// The kinds of the forwarded tracks media arrived on, in order.
-    media_kinds: Vec<String>,
-}
+use crate::mqtt::{granted, Client, Incoming, WAIT};
+use seen::{bump, now_us, Events, Seen};
 
 pub struct MediaPeer {
     pc: Arc<dyn PeerConnection>,
@@ -71,77 +50,14 @@ pub struct MediaPeer {
     signalling: tokio::task::JoinHandle<()>,
 }
 
-struct Events {
-    mqtt: AsyncClient,
-    up: String,
-    seen: Arc<Mutex<Seen>>,
-    changed: Arc<watch::Sender<u64>>,
-    connected: watch::Sender<bool>,
+/// Where device `client_id` sends its signals for call `sid`.
+pub fn up_topic(sid: &str, client_id: &str) -> String {
+    format!("session/{sid}/webrtc/{client_id}/up")
 }
 
-/// Send times are microseconds since this instant: sender and receiver
-/// run in one process, so they share it.
-fn now_us() -> u64 {
-    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    EPOCH
-        .get_or_init(std::time::Instant::now)
-        .elapsed()
-        .as_micros() as u64
-}
-
-fn bump(changed: &watch::Sender<u64>) {
-    changed.send_modify(|n| *n += 1);
-}
-
-#[async_trait::async_trait]
-impl PeerConnectionEventHandler for Events {
-    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
-        let Some(signal) = candidate_signal(&event) else {
-            return;
-        };
-        self.seen
-            .lock()
-            .unwrap()
-            .candidate_types
-            .push(event.candidate.typ.to_string());
-        let _ = self
-            .mqtt
-            .publish(&self.up, QoS::AtLeastOnce, false, wire(signal))
-            .await;
-    }
-
-    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
-        if state == RTCPeerConnectionState::Connected {
-            let _ = self.connected.send(true);
-        }
-    }
-
-    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
-        self.seen.lock().unwrap().tracks.push(track.clone());
-        let seen = self.seen.clone();
-        let changed = self.changed.clone();
-        tokio::spawn(async move {
-            let mut first = true;
-            while let Some(event) = track.poll().await {
-                if let TrackRemoteEvent::OnRtpPacket(packet) = event {
-                    if std::mem::take(&mut first) {
-                        let kind = track.kind().await.to_string();
-                        seen.lock().unwrap().media_kinds.push(kind);
-                        bump(&changed);
-                    }
-                    if packet.payload.len() >= 16 {
-                        let n = u64::from_be_bytes(packet.payload[..8].try_into().unwrap());
-                        let sent = u64::from_be_bytes(packet.payload[8..16].try_into().unwrap());
-                        let mut seen = seen.lock().unwrap();
-                        seen.received.push(n);
-                        seen.latencies_us.push(now_us().saturating_sub(sent));
-                        drop(seen);
-                        bump(&changed);
-                    }
-                }
-            }
-        });
-    }
+/// Where the relay sends its signals for device `client_id` in call `sid`.
+pub fn down_topic(sid: &str, client_id: &str) -> String {
+    format!("session/{sid}/webrtc/{client_id}/down")
 }
 
 impl MediaPeer {
@@ -153,12 +69,12 @@ impl MediaPeer {
         client_id: &str,
         options: PeerOptions,
     ) -> Result<MediaPeer> {
-        let up = format!("session/{sid}/webrtc/{client_id}/up");
-        let down = format!("session/{sid}/webrtc/{client_id}/down");
+        let up = up_topic(sid, client_id);
+        let down = down_topic(sid, client_id);
         let errors = format!("clients/{client_id}/errors");
         for filter in [&down, &errors] {
             let codes = mqtt.subscribe(filter).await?;
-            if !matches!(codes[..], [rumqttc::SubscribeReasonCode::Success(_)]) {
+            if !granted(&codes) {
                 bail!("subscribing {filter}: {codes:?}");
             }
         }
@@ -200,8 +116,7 @@ impl MediaPeer {
         let offer = pc.create_offer(None).await?;
         pc.set_local_description(offer.clone()).await?;
         let message = json!({"type": "offer", "sdp": offer.sdp});
-        mqtt.publish(&up, message.to_string().as_bytes(), false)
-            .await?;
+        mqtt.publish_json(&up, &message).await?;
 
         let mqtt_sender = mqtt.client.clone();
         let up_topic = up.clone();

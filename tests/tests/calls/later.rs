@@ -1,0 +1,146 @@
+//! What devices see later: an offline callee is woken and reads the end,
+//! calls live at a restart end failed, and an invite is not retained for
+//! later subscribers.
+
+use serde_json::{json, Value};
+use switchboard_e2e::calls::invitation;
+use switchboard_e2e::mqtt::{connect_persistent, Incoming};
+use switchboard_e2e::random_id;
+
+use crate::{device_of, sid, world};
+
+#[tokio::test]
+async fn an_offline_callee_is_woken_and_later_sees_the_end() {
+    let mut w = world().await;
+    // B's phone has a persistent session with its invite subscription and
+    // a push token; then it goes away.
+    let phone = device_of(&w.backend.server, &w.b, "phone");
+    let mqtt = w.backend.server.mqtt;
+    let mut away = connect_persistent(mqtt, phone.login()).await.unwrap();
+    away.subscribe(&format!("invite/{}/+", w.b.id))
+        .await
+        .unwrap();
+    let token = json!({"platform": "android", "token": "fcm-token-1"});
+    let r = w
+        .backend
+        .api
+        .post("/v1/me/push-tokens", Some(&w.b.access), token)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 204);
+    let mut a = w.phone(&w.a).await;
+    a.mqtt
+        .subscribe(&format!("users/{}/isConnected", w.b.id))
+        .await
+        .unwrap();
+    drop(away);
+    // Wait until the server has seen B go: then the call is to an offline user.
+    loop {
+        let (topic, v) = a.next().await;
+        if topic.ends_with("/isConnected") && v == json!(false) {
+            break;
+        }
+    }
+    let s = sid();
+    a.call(&w.b.id, &s).await;
+    let push = tokio::time::timeout(std::time::Duration::from_secs(10), w.pushes.recv())
+        .await
+        .expect("a wake-up push")
+        .unwrap();
+    assert_eq!(push["userId"], w.b.id.as_str());
+    assert_eq!(push["sid"], s.as_str());
+    assert_eq!(push["from"], w.a.id.as_str());
+    assert_eq!(push["kind"], "video");
+    assert!(push["expiresAt"].as_i64().unwrap() > 0);
+    assert_eq!(
+        push["tokens"],
+        json!([{"platform": "android", "token": "fcm-token-1"}])
+    );
+    assert_eq!(a.ended(&s).await["reason"], "missed");
+
+    // The phone wakes up late: its queued invite is there, and the call's
+    // state says how it ended.
+    let mut back = connect_persistent(mqtt, phone.login()).await.unwrap();
+    let invite = loop {
+        match back.next().await.unwrap() {
+            Incoming::Publish { topic, payload, .. } if topic.starts_with("invite/") => {
+                break serde_json::from_slice::<Value>(&payload).unwrap()
+            }
+            _ => continue,
+        }
+    };
+    assert_eq!(invite["sid"], s.as_str());
+    back.subscribe(&format!("session/{s}/state")).await.unwrap();
+    match back.next().await.unwrap() {
+        Incoming::Publish { payload, .. } => {
+            let state: Value = serde_json::from_slice(&payload).unwrap();
+            assert_eq!(
+                (state["state"].as_str(), state["reason"].as_str()),
+                (Some("ended"), Some("missed"))
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn calls_live_at_a_restart_end_failed() {
+    let mut w = world().await;
+    let a = w.phone(&w.a).await;
+    let mut b = w.phone(&w.b).await;
+    let s = sid();
+    a.invite(&w.b.id, &s).await;
+    b.accepts(&s).await;
+    drop((a, b));
+
+    w.backend = w.backend.restart().await;
+    let r = w.record(&w.a, &s).await;
+    assert_eq!(
+        (r.body["state"].as_str(), r.body["reason"].as_str()),
+        (Some("ended"), Some("failed")),
+        "{r:?}"
+    );
+    // Participants still read how it ended.
+    let mut b = w.phone(&w.b).await;
+    b.watch(&s).await;
+    assert_eq!(b.ended(&s).await["reason"], "failed");
+}
+
+#[tokio::test]
+async fn a_retained_invite_is_not_kept_for_later_subscribers() {
+    let w = world().await;
+    let caller = w.phone(&w.a).await;
+    let mut c_phone = w.phone(&w.c).await;
+    let first = random_id();
+    caller
+        .mqtt
+        .publish(
+            &format!("invite/{}/{first}", w.b.id),
+            invitation(&first, &caller.who, "video")
+                .to_string()
+                .as_bytes(),
+            true,
+        )
+        .await
+        .unwrap();
+    // A's publishes are handled in order: once C has A's next invite, the
+    // first one is routed, and would be retained.
+    let to_c = random_id();
+    caller.invite(&w.c.id, &to_c).await;
+    let topic = format!("invite/{}/{to_c}", w.c.id);
+    while !matches!(c_phone.mqtt.next().await.unwrap(), Incoming::Publish { topic: t, .. } if t == topic)
+    {
+    }
+    // B subscribes after: the next invite it gets is a new one, not the
+    // first kept for it (a client's retain flag outside its profile and
+    // its robot's pairing code is dropped).
+    let mut b_phone = w.phone(&w.b).await;
+    let second = random_id();
+    caller.invite(&w.b.id, &second).await;
+    match b_phone.mqtt.next().await.unwrap() {
+        Incoming::Publish { topic, .. } => {
+            assert_eq!(topic, format!("invite/{}/{second}", w.b.id))
+        }
+        other => panic!("{other:?}"),
+    }
+}

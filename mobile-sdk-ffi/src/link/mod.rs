@@ -7,27 +7,28 @@
 //! rumqttc only while it has room, so nothing queued is lost when the task
 //! swaps connections.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rumqttc::{
-    AsyncClient, ConnectReturnCode, ConnectionError, Event as MqttEvent, EventLoop, MqttOptions,
-    Outgoing, Packet, QoS, SubscribeReasonCode, Transport,
+    ConnectReturnCode, ConnectionError, Event as MqttEvent, Outgoing, Packet, SubscribeReasonCode,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep, sleep_until, timeout};
+
+mod conn;
+
+pub(crate) use conn::{Broker, Identity};
+use conn::{Conn, Subs};
 
 use crate::api::Auth;
 use crate::error::SdkError;
 use crate::router::{Arrival, Router, Wire};
 use crate::types::{ConnectionState, Event};
 
-/// rumqttc's request queue; the task keeps at most half of it in use.
-const RUMQTTC_CAP: usize = 128;
 /// How long a connection attempt or a flush may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-const KEEP_ALIVE: Duration = Duration::from_secs(20);
 
 pub(crate) enum Request {
     Publish {
@@ -98,43 +99,6 @@ impl Shared {
     }
 }
 
-/// Where the broker is: `mqtt://host:port` or `ws://host:port/path`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Broker {
-    url: String,
-    host: String,
-    port: u16,
-    websocket: bool,
-}
-
-impl Broker {
-    pub fn parse(url: &str) -> Result<Broker, SdkError> {
-        let bad = |why: &str| SdkError::InvalidArgument {
-            reason: format!("broker URL {url:?}: {why}"),
-        };
-        let parsed = reqwest::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
-        let websocket = match parsed.scheme() {
-            "mqtt" | "tcp" => false,
-            "ws" => true,
-            _ => return Err(bad("must be mqtt://host:port or ws://host:port/path")),
-        };
-        let host = parsed.host_str().ok_or_else(|| bad("no host"))?.to_owned();
-        let port = parsed.port().unwrap_or(if websocket { 80 } else { 1883 });
-        Ok(Broker {
-            url: url.to_owned(),
-            host,
-            port,
-            websocket,
-        })
-    }
-}
-
-pub(crate) struct Identity {
-    pub broker: Broker,
-    pub client_id: String,
-    pub username: String,
-}
-
 /// Starts the link task; it ends when `requests` closes or on `Close`.
 pub(crate) fn spawn(
     who: Identity,
@@ -143,96 +107,6 @@ pub(crate) fn spawn(
     requests: mpsc::UnboundedReceiver<Request>,
 ) {
     tokio::spawn(run(who, auth, shared, requests));
-}
-
-/// Subscriptions: the filters to restore on a new session, and the
-/// SUBSCRIBEs waiting for their SUBACK.
-#[derive(Default)]
-struct Subs {
-    filters: BTreeSet<String>,
-    /// Handed to rumqttc, packet id not yet known (it hands them out in
-    /// order, so the next `Outgoing::Subscribe` is the front one).
-    unsent: VecDeque<(String, Option<oneshot::Sender<bool>>)>,
-    sent: HashMap<u16, (String, Option<oneshot::Sender<bool>>)>,
-    /// Written on a connection that dropped before the SUBACK.
-    retry: Vec<(String, Option<oneshot::Sender<bool>>)>,
-}
-
-struct Conn {
-    client: AsyncClient,
-    eventloop: EventLoop,
-    /// Requests handed to rumqttc, and those it wrote: the difference is
-    /// what sits in its queue.
-    handed: u64,
-    written: u64,
-}
-
-impl Conn {
-    fn new(who: &Identity, password: &str) -> Conn {
-        let b = &who.broker;
-        let mut opts = if b.websocket {
-            let mut o = MqttOptions::new(&who.client_id, &b.url, b.port);
-            o.set_transport(Transport::Ws);
-            o
-        } else {
-            MqttOptions::new(&who.client_id, &b.host, b.port)
-        };
-        opts.set_keep_alive(KEEP_ALIVE);
-        // A persistent session: invites and commands sent while the
-        // connection is being replaced wait for it.
-        opts.set_clean_session(false);
-        opts.set_credentials(&who.username, password);
-        let (client, mut eventloop) = AsyncClient::new(opts, RUMQTTC_CAP);
-        // Small packets go out at once; Nagle would add tens of ms a hop.
-        let mut network = eventloop.network_options();
-        network.set_tcp_nodelay(true);
-        eventloop.set_network_options(network);
-        Conn {
-            client,
-            eventloop,
-            handed: 0,
-            written: 0,
-        }
-    }
-
-    fn has_room(&self) -> bool {
-        self.handed.saturating_sub(self.written) < (RUMQTTC_CAP / 2) as u64
-    }
-
-    fn hand(&mut self, request: Request, subs: &mut Subs) {
-        let handed = match request {
-            Request::Publish {
-                topic,
-                payload,
-                retain,
-            } => self
-                .client
-                .try_publish(topic, QoS::AtLeastOnce, retain, payload)
-                .is_ok(),
-            Request::Subscribe { filter, done } => {
-                let ok = self
-                    .client
-                    .try_subscribe(filter.clone(), QoS::AtLeastOnce)
-                    .is_ok();
-                if ok {
-                    subs.unsent.push_back((filter, done));
-                }
-                ok
-            }
-            Request::Unsubscribe(filter) => {
-                subs.filters.remove(&filter);
-                self.client.try_unsubscribe(filter).is_ok()
-            }
-            Request::Close(_) => false,
-        };
-        if handed {
-            self.handed += 1;
-        }
-    }
-
-    fn wrote(&mut self) {
-        self.written = (self.written + 1).min(self.handed);
-    }
 }
 
 struct Task {
@@ -435,7 +309,7 @@ impl Task {
     async fn take_over(&mut self) -> Result<(), SdkError> {
         // Let the old connection write what it was handed.
         let flushed = timeout(CONNECT_TIMEOUT, async {
-            while self.conn.written < self.conn.handed {
+            while self.conn.waiting() {
                 match self.conn.eventloop.poll().await {
                     Ok(event) => self.handle(event),
                     Err(_) => return,
@@ -499,26 +373,5 @@ impl Task {
         self.shared.emit(Event::Connection {
             state: ConnectionState::SignedOut,
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn broker_urls() {
-        let b = Broker::parse("mqtt://127.0.0.1:1884").unwrap();
-        assert_eq!(
-            (b.host.as_str(), b.port, b.websocket),
-            ("127.0.0.1", 1884, false)
-        );
-        let b = Broker::parse("ws://example.org:8083/mqtt").unwrap();
-        assert_eq!((b.port, b.websocket), (8083, true));
-        assert!(matches!(
-            Broker::parse("http://x:1"),
-            Err(SdkError::InvalidArgument { .. })
-        ));
-        assert!(Broker::parse("not a url").is_err());
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use rmqtt::context::ServerContext;
 use rmqtt::types::{Id as Connection, SharedGroup, Unsubscribe};
-use switchboard_protocol::{ClientId, ErrorCode, Id, Topic};
+use switchboard_protocol::{ClientId, ErrorCode, Filter, Id, Topic};
 
 use super::Publisher;
 use crate::social::Graph;
@@ -18,15 +18,6 @@ pub struct Watchers {
     scx: ServerContext,
     publisher: Publisher,
     graph: Arc<Graph>,
-}
-
-/// Every filter that can reach `target`'s own topics: the rules never let
-/// a wildcard stand for the user.
-fn filters_of(target: &Id) -> Vec<String> {
-    ["info", "isConnected", "presence", "+", "#"]
-        .iter()
-        .map(|leaf| format!("users/{target}/{leaf}"))
-        .collect()
 }
 
 /// Whether `viewer` may receive a message on `topic`, as far as the graph
@@ -59,7 +50,7 @@ impl Watchers {
         let mut gone: Vec<(Connection, ClientId, String, Option<SharedGroup>)> = Vec::new();
         {
             let router = self.scx.extends.router().await;
-            for filter in filters_of(target) {
+            for filter in Filter::reaching_user(target).map(|f| f.to_string()) {
                 let Some(holders) = router.relations().get(filter.as_str()) else {
                     continue;
                 };

@@ -3,6 +3,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
@@ -81,6 +82,9 @@ pub async fn run(config: Config) -> Result<()> {
     Ok(())
 }
 
+/// How long the stop waits for the services' tasks and the relay's rooms.
+const STOP_WAIT: Duration = Duration::from_secs(10);
+
 /// What runs besides HTTP, for the stop to end in order.
 struct Running {
     broker: Broker,
@@ -101,9 +105,16 @@ impl Running {
         self.broker.stop().await;
         self.edges.stop.cancel();
         self.edges.tasks.close();
-        self.edges.tasks.wait().await;
-        if let Some(relay) = self.relay {
-            relay.close_all().await;
+        // A media connection that never finishes closing must not keep the
+        // store from closing.
+        let services = async {
+            self.edges.tasks.wait().await;
+            if let Some(relay) = &self.relay {
+                relay.close_all().await;
+            }
+        };
+        if tokio::time::timeout(STOP_WAIT, services).await.is_err() {
+            tracing::warn!("service tasks still running {STOP_WAIT:?} after the stop");
         }
         if let Some(turn) = self.turn {
             turn.stop().await;
@@ -123,8 +134,7 @@ async fn start(config: &Config) -> Result<(Running, tokio::net::TcpListener, Arc
     let graph = Arc::new(Graph::load(&store).await?);
     let metrics = Arc::new(Metrics::new());
     let limits = Arc::new(Limits::new());
-    let scx = broker::context(config).await?;
-    let publisher = Publisher::new(scx.clone());
+    let publisher = Publisher::new(broker::context(config).await?);
     // Cancelled at shutdown once no client is connected: the services'
     // tasks store and publish what was queued, then end.
     let edges = Edges {
@@ -138,7 +148,6 @@ async fn start(config: &Config) -> Result<(Running, tokio::net::TcpListener, Arc
     // Retained state is rebuilt from the database before anyone connects:
     // profiles, and everyone offline.
     let (presence, mut retained) = PresenceService::new(edges.clone()).await?;
-    presence.start();
     retained.extend(store.all_profiles().await?.into_iter().map(|p| {
         let payload = serde_json::to_vec(&p).expect("profile serializes");
         (Topic::UserInfo(p.id), payload)
@@ -149,7 +158,6 @@ async fn start(config: &Config) -> Result<(Running, tokio::net::TcpListener, Arc
         graph.clone(),
         edges.clone(),
     );
-    robots.start();
     let (relay, relay_queue) = match &config.relay {
         Some(settings) => {
             let (relay, queue) =
@@ -173,7 +181,6 @@ async fn start(config: &Config) -> Result<(Running, tokio::net::TcpListener, Arc
         Arc::new(Push::from_config(config)?),
         followers,
     );
-    calls.start(calls_queue);
     // Calls that were live when the server stopped end `failed`.
     let failed = store.fail_live_calls().await?;
     retained.extend(calls.restore_failed(&failed));
@@ -197,7 +204,11 @@ async fn start(config: &Config) -> Result<(Running, tokio::net::TcpListener, Arc
         store: store.clone(),
         services: services.clone(),
     };
-    let broker = Broker::start(scx, config, deps, retained).await?;
+    let broker = Broker::start(publisher.clone(), config, deps, retained).await?;
+    // Their timers and publishers run once the broker's state is in place.
+    services.presence.start();
+    services.robots.start();
+    services.calls.start(calls_queue);
     if let Some(queue) = relay_queue {
         edges.tasks.spawn(crate::media::run_publisher(
             queue,

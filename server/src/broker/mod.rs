@@ -90,7 +90,7 @@ impl Broker {
     /// Starts the broker with `retained` already in place, so no client can
     /// connect before the state rebuilt from the database is there.
     pub async fn start(
-        scx: ServerContext,
+        publisher: Publisher,
         config: &Config,
         deps: Deps,
         retained: Vec<(Topic, Vec<u8>)>,
@@ -98,7 +98,7 @@ impl Broker {
         if config.mqtt.open.is_some() {
             tracing::warn!("SWITCHBOARD_OPEN_BROKER is on: anyone may log in to MQTT and use any topic. Never run this in production.");
         }
-        let publisher = Publisher::new(scx.clone());
+        let scx = publisher.context();
         for (topic, payload) in retained {
             publisher.publish(&topic, payload, true).await?;
         }

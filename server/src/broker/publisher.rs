@@ -27,6 +27,11 @@ impl Publisher {
         Publisher { scx }
     }
 
+    /// The broker's context it publishes into.
+    pub fn context(&self) -> ServerContext {
+        self.scx.clone()
+    }
+
     /// Tells a client why its publish was refused, on
     /// `clients/<clientId>/errors` (MQTT 3.1.1 has no other way to say it).
     pub async fn report(&self, client: &ClientId, topic: &str, code: ErrorCode, message: String) {

@@ -42,8 +42,9 @@ pub struct Edges {
     pub metrics: Arc<Metrics>,
     /// Every task a service starts, so the shutdown waits for them.
     pub tasks: TaskTracker,
-    /// Cancelled at shutdown, once no client is connected: tickers end,
-    /// publisher tasks send what was queued before it, then end.
+    /// Cancelled at shutdown, once the broker closed every connection:
+    /// tickers end; the presence and call publishers store and publish
+    /// what was queued before it, then end; the relay's ends at once.
     pub stop: CancellationToken,
 }
 

@@ -173,12 +173,8 @@ impl RobotService {
             self.finish(&code, PairingOutcome::Expired, robot, None)
                 .await;
         }
-        let late = {
-            let mut commands = self.commands.lock().expect("commands lock");
-            let late = commands.tick(now);
-            self.edges.metrics.robot_commands.set(commands.len() as i64);
-            late
-        };
+        // Late requests stay open for a late answer: the count is as it was.
+        let late = self.commands.lock().expect("commands lock").tick(now);
         for p in late {
             let topic = Topic::Command {
                 sid: p.sid.clone(),

@@ -179,11 +179,13 @@ impl Handler for Hooks {
             }
             Parameter::ClientDisconnected(s, reason) => {
                 self.metrics.mqtt_connections.dec();
-                self.connections.send_modify(|n| *n = n.saturating_sub(1));
                 if let (false, Ok(client)) = (open, s.id.client_id.parse()) {
                     self.disconnected(s, client, cause(reason));
                 }
                 self.logins.disconnected(s);
+                // Last: the stop waits on this count, and presence must
+                // already have the disconnect when it reaches 0.
+                self.connections.send_modify(|n| *n = n.saturating_sub(1));
             }
             Parameter::ClientSubscribeCheckAcl(_, sub)
                 if open

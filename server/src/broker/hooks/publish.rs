@@ -1,8 +1,10 @@
 //! A client's PUBLISH (or its Will), decided once, in rmqtt's publish hook:
 //! the topic parsed, the rules applied, the message handed to its service,
 //! and what the broker routes instead of it. A refusal is reported here,
-//! and only here; rmqtt's ACL check, which comes right after on the same
-//! message, reads the verdict from the topic (`REFUSED`).
+//! and only here. For a PUBLISH, rmqtt's ACL check comes right after on
+//! the same message and reads the verdict from the topic (`REFUSED`); a
+//! Will has no ACL check, so a refused or absorbed one goes to its `$`
+//! topic, which nobody may subscribe to.
 
 use bytes::Bytes;
 use rmqtt::session::Session;
@@ -20,10 +22,10 @@ use crate::refused::Refused;
 /// that topic, from what the broker sees, so a Will can never make a user
 /// look offline while another device is online. Nobody may subscribe to a
 /// `$` topic, so nothing arrives anywhere.
-pub const ABSORBED: &str = "$switchboard/absorbed";
+const ABSORBED: &str = "$switchboard/absorbed";
 
 /// Where a refused message is sent instead: the ACL check rejects it
-/// (MQTT 5 clients get PUBACK 0x87), so it is routed nowhere.
+/// (MQTT 5 clients get PUBACK 0x87).
 pub const REFUSED: &str = "$switchboard/refused";
 
 /// What becomes of an allowed message.

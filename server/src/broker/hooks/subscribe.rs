@@ -43,9 +43,8 @@ impl Hooks {
         authorize(principal, Action::Subscribe, &filter, &self.facts())
     }
 
-    /// A user subscribing to a code's `robotID` looks it up; a code that
-    /// does not exist counts against the guess budgets of the user and of
-    /// its network `address` (brute force).
+    /// A user subscribing to a code's `robotID` looks it up (see
+    /// `RobotService::look`); robots subscribe to their own codes.
     fn look_up_code(
         &self,
         principal: &Principal,

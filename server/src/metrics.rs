@@ -58,7 +58,12 @@ impl Metrics {
         let mqtt_messages_in = Counter::default();
         let mqtt_messages_out = Counter::default();
         let mqtt_logins_refused = Family::default();
-        let mqtt_refused = Family::default();
+        let mqtt_refused: Family<ActionLabels, Counter> = Family::default();
+        // Shown at 0 from the start, so a rate over them needs no first
+        // refusal.
+        for action in ["subscribe", "publish"] {
+            drop(mqtt_refused.get_or_create(&ActionLabels { action }));
+        }
         let http_requests = Family::default();
         let users_online = Gauge::default();
         let devices_online = Gauge::default();

@@ -115,6 +115,33 @@ fn device(server: &Server, id: &str, device: &str, keepalive_s: u32) -> Child {
         .expect("mosquitto_sub is installed (scripts/test installs mosquitto-clients)")
 }
 
+/// A device like `device`, on MQTT 5, whose Will waits `delay_s` after
+/// the connection ends (Will Delay Interval); its session outlives the
+/// delay, or the Will would go at once with the session.
+fn device_with_delayed_will(server: &Server, id: &str, device: &str, delay_s: u32) -> Child {
+    let me = server.minted_for(id, "user", Some(device), 600).unwrap();
+    Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &server.mqtt.port().to_string()])
+        .args([
+            "-V",
+            "mqttv5",
+            "-i",
+            &me.client_id,
+            "-u",
+            id,
+            "-P",
+            &me.access,
+        ])
+        .args(["-t", &format!("users/{id}/info"), "-c", "-x", "60"])
+        .args(["--will-topic", &format!("users/{id}/isConnected")])
+        .args(["--will-payload", "false", "--will-retain"])
+        .args(["-D", "will", "will-delay-interval", &delay_s.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto_sub is installed (scripts/test installs mosquitto-clients)")
+}
+
 fn signal(child: &Child, sig: &str) {
     assert!(Command::new("kill")
         .args([sig, &child.id().to_string()])
@@ -160,6 +187,37 @@ async fn setup() -> Setup {
         a,
         w,
     }
+}
+
+/// A delayed Will fires after its connection (and its login) ended: it is
+/// refused, so it cannot say the user is offline while a device is on.
+#[tokio::test]
+async fn a_delayed_will_never_reaches_watchers() {
+    let s = setup().await;
+    let mut watcher = Watcher::start(&s.server, &s.w, &s.a.id).await;
+    let mut tablet = device(&s.server, &s.a.id, "tablet", 30);
+    watcher.until_online(true).await;
+    let mut phone = device_with_delayed_will(&s.server, &s.a.id, "phone", 1);
+    watcher.until_devices(&["phone", "tablet"]).await;
+    let refused = r#"switchboard_mqtt_refused_total{action="publish"}"#;
+    let before = s.server.metric(refused).await;
+
+    kill(&mut phone);
+    watcher.until_devices(&["tablet"]).await;
+    // The Will fires a second later and is refused.
+    s.server.metric_reaches(refused, before + 1.0).await;
+    kill(&mut tablet);
+    watcher.until_devices(&[]).await;
+    let offline = watcher
+        .log
+        .iter()
+        .filter(|seen| matches!(seen, Seen::IsConnected(false)))
+        .count();
+    assert_eq!(
+        offline, 1,
+        "only the server's, when the tablet went: {:?}",
+        watcher.log
+    );
 }
 
 #[tokio::test]

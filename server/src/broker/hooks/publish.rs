@@ -47,6 +47,9 @@ impl Hooks {
     /// it is.
     pub(super) async fn publish(&self, s: &Session, publish: &Publish) -> Option<Publish> {
         let Some(principal) = self.logins.principal(&s.id.client_id) else {
+            // A Will sent after its connection's login ended (MQTT 5 Will
+            // Delay): nobody to report to, so only counted.
+            self.metrics.count_refusal("publish");
             return Some(to(publish, REFUSED));
         };
         let route = match self.decide_publish(&principal, publish).await {

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use switchboard_protocol::payload::{CallKind, CallStateKind, EndReason};
+use switchboard_protocol::payload::{CallStateKind, EndReason};
 use switchboard_protocol::{validate, ClientId, ErrorCode, Id, Sid, Topic};
 use switchboard_signalling::{Call, Calls, Invitation, Refusal};
 
@@ -46,22 +46,14 @@ pub struct CallService {
     followers: Vec<Arc<dyn Follow>>,
 }
 
-/// The wire name of a serde enum value (`"ended"`, `"answered_elsewhere"`).
-fn name<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
-}
-
 pub fn record(c: &Call) -> CallRecord {
     CallRecord {
         sid: c.sid.to_string(),
         caller: c.caller.id.to_string(),
         callee: c.callee.to_string(),
-        kind: name(&c.kind),
-        state: name(&c.state),
-        reason: c.reason.as_ref().map(name),
+        kind: c.kind.as_str().into(),
+        state: c.state.as_str().into(),
+        reason: c.reason.map(|r| r.as_str().into()),
         accepted_by: c.accepted_by.as_ref().map(ClientId::to_string),
         created_at: c.created_at,
         accepted_at: c.accepted_at,
@@ -79,7 +71,7 @@ fn failed_call(r: &CallRecord, caller_device: Option<&str>) -> Option<Call> {
         sid: r.sid.parse().ok()?,
         caller: ClientId::new(caller_id, device),
         callee: r.callee.parse().ok()?,
-        kind: serde_json::from_value(serde_json::Value::String(r.kind.clone())).ok()?,
+        kind: r.kind.parse().ok()?,
         state: CallStateKind::Ended,
         reason: Some(EndReason::Failed),
         legs: Default::default(),
@@ -135,7 +127,9 @@ impl CallService {
             .map(|call| {
                 let payload = serde_json::to_vec(&call.wire()).expect("state serializes");
                 let topic = Topic::CallState(call.sid.clone());
-                self.edges.metrics.count_call_end("failed".into());
+                self.edges
+                    .metrics
+                    .count_call_end(EndReason::Failed.as_str().into());
                 calls.remember(call);
                 (topic, payload)
             })
@@ -241,16 +235,11 @@ impl CallService {
                 call.caller.id.to_string(),
                 call.callee.to_string(),
             );
-            let kind = if call.kind == CallKind::Video {
-                "video"
-            } else {
-                "audio"
-            };
             let wake = WakeUp {
                 user_id: &callee,
                 sid: &sid,
                 from: &from,
-                kind,
+                kind: call.kind.as_str(),
                 expires_at: call.ring_deadline,
                 tokens: &tokens,
             };
@@ -287,8 +276,8 @@ impl CallService {
     fn emit(&self, call: &Call) {
         match call.state {
             CallStateKind::Ended => {
-                let reason = call.reason.as_ref().map(name).unwrap_or_default();
-                self.edges.metrics.count_call_end(reason);
+                let reason = call.reason.map_or("", EndReason::as_str);
+                self.edges.metrics.count_call_end(reason.into());
             }
             CallStateKind::Accepted => {
                 if let Some(at) = call.accepted_at {

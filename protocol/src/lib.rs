@@ -10,6 +10,7 @@ mod names;
 pub mod acl;
 pub mod error;
 pub mod filter;
+pub mod http;
 pub mod ids;
 pub mod payload;
 pub mod phone;

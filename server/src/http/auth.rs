@@ -9,6 +9,7 @@ use axum::Json;
 use governor::DefaultKeyedRateLimiter;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+use switchboard_protocol::http::{MqttAccess, SignedIn, TokenPair};
 use switchboard_protocol::{ClientId, Device, ErrorBody, ErrorCode, Id, Phone};
 use utoipa::ToSchema;
 
@@ -50,44 +51,10 @@ pub struct VerifyRequest {
     device: Device,
 }
 
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct MqttAccess {
-    /// `mqtt://host:port`
-    tcp: String,
-    /// `ws://host:port/mqtt`
-    ws: String,
-    /// The client id to connect with.
-    client_id: String,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SignedIn {
-    // Left out when unset, never `null`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
-    user_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
-    robot_id: Option<String>,
-    #[serde(flatten)]
-    tokens: TokenPair,
-    mqtt: MqttAccess,
-}
-
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RefreshRequest {
     refresh_token: String,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct TokenPair {
-    access_token: String,
-    refresh_token: String,
-    expires_in: u64,
 }
 
 #[derive(Deserialize, ToSchema)]

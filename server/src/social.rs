@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
 
 use anyhow::Result;
+use switchboard_protocol::acl::PrincipalKind;
 
 use crate::store::{List, Store, Visibility};
 
@@ -67,7 +68,7 @@ impl Graph {
         if let Some((kind, visibility)) = store.account(id).await? {
             let mut g = self.0.write().expect("graph lock");
             g.visibility.entry(id.to_string()).or_insert(visibility);
-            if kind == "robot" {
+            if kind == PrincipalKind::Robot {
                 g.robots.insert(id.to_string());
             }
         }

@@ -9,6 +9,7 @@ use axum::Json;
 use governor::DefaultKeyedRateLimiter;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+use switchboard_protocol::acl::PrincipalKind;
 use switchboard_protocol::http::{MqttAccess, SignedIn, TokenPair};
 use switchboard_protocol::{ClientId, Device, ErrorBody, ErrorCode, Id, Phone};
 use utoipa::ToSchema;
@@ -18,7 +19,7 @@ use super::extract::{Admin, Body};
 use super::AppState;
 use crate::keys::{keyed_hash, random_secret, sha256_hex};
 use crate::store::{OtpCheck, RefreshOutcome, SendAllowance};
-use crate::token::Kind;
+use crate::token::TokenKind;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -184,7 +185,7 @@ pub async fn verify(
     let user_id = app.config.id_scheme.user_id(&phone, &app.id_key);
     if app
         .store
-        .ensure_user(user_id.as_str(), "user")
+        .ensure_user(user_id.as_str(), PrincipalKind::User)
         .await
         .map_err(internal)?
     {
@@ -192,7 +193,14 @@ pub async fn verify(
         tracing::info!(user_id = %user_id, "new user");
     }
     let client = ClientId::new(user_id.clone(), Some(req.device.clone()));
-    let pair = issue(&app, user_id.as_str(), Kind::User, Some(&req.device), None).await?;
+    let pair = issue(
+        &app,
+        user_id.as_str(),
+        TokenKind::User,
+        Some(&req.device),
+        None,
+    )
+    .await?;
     Ok(Json(SignedIn {
         user_id: Some(user_id.to_string()),
         robot_id: None,
@@ -206,7 +214,7 @@ pub async fn verify(
 async fn issue(
     app: &AppState,
     subject: &str,
-    kind: Kind,
+    kind: TokenKind,
     device: Option<&Device>,
     family: Option<String>,
 ) -> Result<TokenPair, ApiError> {
@@ -214,18 +222,13 @@ async fn issue(
     let access_token = app.tokens.mint(subject, kind, device.cloned(), ttl);
     let refresh_token = random_secret();
     let family = family.unwrap_or_else(random_secret);
-    let kind_name = match kind {
-        Kind::User => "user",
-        Kind::Robot => "robot",
-        Kind::Admin => "admin",
-    };
     app.store
         .insert_refresh(
             &sha256_hex(&refresh_token),
             &family,
             subject,
-            kind_name,
-            device.map(Device::as_str),
+            kind,
+            device,
             app.config.refresh_token_ttl_s as i64 * 1000,
         )
         .await
@@ -251,20 +254,12 @@ pub async fn refresh(
     let hash = sha256_hex(&req.refresh_token);
     match app.store.use_refresh(&hash).await.map_err(internal)? {
         RefreshOutcome::Rotated(stored) => {
-            let kind = if stored.kind == "robot" {
-                Kind::Robot
-            } else {
-                Kind::User
-            };
-            let device = stored
-                .device
-                .as_deref()
-                .and_then(|d| d.parse::<Device>().ok());
+            // The new pair is of the same kind, for the same device.
             let pair = issue(
                 &app,
                 &stored.subject,
-                kind,
-                device.as_ref(),
+                stored.kind,
+                stored.device.as_ref(),
                 Some(stored.family),
             )
             .await?;
@@ -352,7 +347,7 @@ pub async fn robot_sign_in(
         .learn(&app.store, robot_id.as_str())
         .await
         .map_err(internal)?;
-    let pair = issue(&app, robot_id.as_str(), Kind::Robot, None, None).await?;
+    let pair = issue(&app, robot_id.as_str(), TokenKind::Robot, None, None).await?;
     Ok(Json(SignedIn {
         user_id: None,
         robot_id: Some(robot_id.to_string()),

@@ -12,7 +12,7 @@ use switchboard_protocol::ErrorCode;
 
 use super::error::ApiError;
 use super::AppState;
-use crate::token::{Claims, Kind, TokenError};
+use crate::token::{Claims, TokenError, TokenKind};
 
 /// A JSON body; any problem with it is a 4xx in the API's error form.
 pub struct Body<T>(pub T);
@@ -99,7 +99,9 @@ impl FromRequestParts<AppState> for Caller {
             };
             ApiError::new(ErrorCode::Unauthorized, message)
         })?;
-        if claims.kind == Kind::Admin || claims.sub.parse::<switchboard_protocol::Id>().is_err() {
+        if claims.kind == TokenKind::Admin
+            || claims.sub.parse::<switchboard_protocol::Id>().is_err()
+        {
             return Err(ApiError::new(
                 ErrorCode::Forbidden,
                 "this route is for users and robots",

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use super::error::{internal, ApiError};
 use super::extract::{Caller, PathParam};
 use super::AppState;
-use crate::token::Kind;
+use crate::token::TokenKind;
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -45,7 +45,7 @@ pub struct Owners {
     owners: Vec<Owner>,
 }
 
-fn require(caller: &Caller, kind: Kind, what: &str) -> Result<(), ApiError> {
+fn require(caller: &Caller, kind: TokenKind, what: &str) -> Result<(), ApiError> {
     if caller.0.kind == kind {
         Ok(())
     } else {
@@ -68,7 +68,7 @@ pub async fn new_code(
     State(app): State<AppState>,
     caller: Caller,
 ) -> Result<(StatusCode, Json<NewCode>), ApiError> {
-    require(&caller, Kind::Robot, "robots")?;
+    require(&caller, TokenKind::Robot, "robots")?;
     let robot = caller.id();
     let (code, expires_at) = app.services.robots.issue(robot).await;
     Ok((
@@ -90,7 +90,7 @@ pub async fn my_robots(
     State(app): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Robots>, ApiError> {
-    require(&caller, Kind::User, "users")?;
+    require(&caller, TokenKind::User, "users")?;
     let rows = app.store.robots_of(&caller.0.sub).await.map_err(internal)?;
     let robots = rows
         .into_iter()
@@ -116,7 +116,7 @@ pub async fn unpair(
     caller: Caller,
     PathParam(id): PathParam<String>,
 ) -> Result<StatusCode, ApiError> {
-    require(&caller, Kind::User, "users")?;
+    require(&caller, TokenKind::User, "users")?;
     let robot: Id = id.parse().map_err(|e: switchboard_protocol::Invalid| {
         ApiError::new(ErrorCode::BadRequest, e.to_string())
     })?;
@@ -148,7 +148,7 @@ pub async fn my_owners(
     State(app): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Owners>, ApiError> {
-    require(&caller, Kind::Robot, "robots")?;
+    require(&caller, TokenKind::Robot, "robots")?;
     let rows = app.store.owners_of(&caller.0.sub).await.map_err(internal)?;
     let owners = rows
         .into_iter()

@@ -343,6 +343,7 @@ impl CallService {
 mod tests {
     use super::*;
     use crate::services::test_edges;
+    use switchboard_protocol::acl::PrincipalKind;
     use switchboard_protocol::payload::CallState;
 
     const CALLER: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
@@ -362,7 +363,11 @@ mod tests {
 
     async fn service(edges: Edges, seen: Arc<Seen>) -> (Arc<CallService>, Inbox<Out>) {
         for user in [CALLER, CALLEE] {
-            edges.store.ensure_user(user, "user").await.unwrap();
+            edges
+                .store
+                .ensure_user(user, PrincipalKind::User)
+                .await
+                .unwrap();
         }
         let (presence, _) = PresenceService::new(edges.clone()).await.unwrap();
         let limits = Arc::new(Limits::new());

@@ -146,6 +146,7 @@ mod tests {
     use super::*;
     use crate::clock::Clock as _;
     use crate::services::test_edges;
+    use switchboard_protocol::acl::PrincipalKind;
 
     const USER: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 
@@ -157,7 +158,7 @@ mod tests {
     async fn a_device_online_then_lost_is_published_in_order_and_its_seq_stored() {
         let (edges, clock, mut sent) = test_edges().await;
         let (store, stop) = (edges.store.clone(), edges.stop.clone());
-        store.ensure_user(USER, "user").await.unwrap();
+        store.ensure_user(USER, PrincipalKind::User).await.unwrap();
         let (presence, _) = PresenceService::new(edges).await.unwrap();
         presence.connected(phone(), 1);
         let online_at = clock.now_ms();

@@ -75,6 +75,7 @@ mod tests {
     use super::*;
     use crate::clock::Clock as _;
     use crate::services::test_edges;
+    use switchboard_protocol::acl::PrincipalKind;
 
     const USER: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 
@@ -82,7 +83,11 @@ mod tests {
     async fn a_published_profile_is_stored_as_the_server_stamps_it() {
         let (edges, clock, mut sent) = test_edges().await;
         let store = edges.store.clone();
-        edges.store.ensure_user(USER, "user").await.unwrap();
+        edges
+            .store
+            .ensure_user(USER, PrincipalKind::User)
+            .await
+            .unwrap();
         let profiles = ProfileService::new(Arc::new(Limits::new()), edges);
         let owner: Id = USER.parse().unwrap();
         let sent_at = r#"{"nickname":"  Ala ","updatedAt":1}"#;
@@ -117,7 +122,11 @@ mod tests {
     #[tokio::test]
     async fn a_profile_set_over_http_is_stored_then_published_retained() {
         let (edges, _clock, mut sent) = test_edges().await;
-        edges.store.ensure_user(USER, "user").await.unwrap();
+        edges
+            .store
+            .ensure_user(USER, PrincipalKind::User)
+            .await
+            .unwrap();
         let profiles = ProfileService::new(Arc::new(Limits::new()), edges);
         let owner: Id = USER.parse().unwrap();
         let input = ProfileInput {

@@ -247,14 +247,23 @@ mod tests {
     use super::*;
     use crate::clock::Clock as _;
     use crate::services::test_edges;
+    use switchboard_protocol::acl::PrincipalKind;
 
     const ROBOT: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     const OWNER: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
     const SID: &str = "0123456789abcdef0123456789abcdef";
 
     async fn service(edges: Edges) -> Arc<RobotService> {
-        edges.store.ensure_user(ROBOT, "robot").await.unwrap();
-        edges.store.ensure_user(OWNER, "user").await.unwrap();
+        edges
+            .store
+            .ensure_user(ROBOT, PrincipalKind::Robot)
+            .await
+            .unwrap();
+        edges
+            .store
+            .ensure_user(OWNER, PrincipalKind::User)
+            .await
+            .unwrap();
         let graph = Arc::new(Graph::load(&edges.store).await.unwrap());
         RobotService::new(
             Duration::from_secs(300),

@@ -2,9 +2,12 @@
 
 use anyhow::Result;
 use sqlx::Row;
+use switchboard_protocol::acl::PrincipalKind;
+use switchboard_protocol::Device;
 
 use super::Store;
 use crate::clock::now_ms;
+use crate::token::TokenKind;
 
 /// What the rate limit says about sending another one-time code.
 #[derive(Debug, PartialEq, Eq)]
@@ -27,8 +30,8 @@ pub enum OtpCheck {
 #[derive(Debug, Clone)]
 pub struct StoredRefresh {
     pub subject: String,
-    pub kind: String,
-    pub device: Option<String>,
+    pub kind: TokenKind,
+    pub device: Option<Device>,
     pub family: String,
 }
 
@@ -49,12 +52,12 @@ pub const OTP_WINDOW_MS: i64 = 15 * 60 * 1000;
 
 impl Store {
     /// Creates the user if it is new. Returns whether it was created.
-    pub async fn ensure_user(&self, id: &str, kind: &str) -> Result<bool> {
+    pub async fn ensure_user(&self, id: &str, kind: PrincipalKind) -> Result<bool> {
         let r = sqlx::query(
             "INSERT INTO users (id, kind, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
         )
         .bind(id)
-        .bind(kind)
+        .bind(kind.as_str())
         .bind(now_ms())
         .execute(&self.pool)
         .await?;
@@ -173,8 +176,8 @@ impl Store {
         token_hash: &str,
         family: &str,
         subject: &str,
-        kind: &str,
-        device: Option<&str>,
+        kind: TokenKind,
+        device: Option<&Device>,
         ttl_ms: i64,
     ) -> Result<()> {
         let now = now_ms();
@@ -185,8 +188,8 @@ impl Store {
         .bind(token_hash)
         .bind(family)
         .bind(subject)
-        .bind(kind)
-        .bind(device)
+        .bind(kind.as_str())
+        .bind(device.map(Device::as_str))
         .bind(now)
         .bind(now + ttl_ms)
         .execute(&self.pool)
@@ -208,10 +211,11 @@ impl Store {
         let Some(row) = row else {
             return Ok(RefreshOutcome::Invalid);
         };
+        let device: Option<String> = row.get(2);
         let stored = StoredRefresh {
             subject: row.get(0),
-            kind: row.get(1),
-            device: row.get(2),
+            kind: super::typed(row.get(1))?,
+            device: device.map(super::typed).transpose()?,
             family: row.get(3),
         };
         let used: Option<i64> = row.get(4);
@@ -353,6 +357,42 @@ mod tests {
             store.check_otp("phone", "right").await.unwrap(),
             OtpCheck::NoCode
         );
+    }
+
+    /// A refresh gives a token of the kind it was issued for: an admin's
+    /// came back as a user's while the handler mapped the stored name by
+    /// hand. A kind this server never writes is an error.
+    #[tokio::test]
+    async fn refresh_tokens_come_back_with_their_kind_and_device() {
+        let store = temp_store().await;
+        let subject = "36940d0ece18aebf69d0ef6825534e24";
+        store
+            .ensure_user(subject, PrincipalKind::User)
+            .await
+            .unwrap();
+        let phone: Device = "phone".parse().unwrap();
+        for kind in [TokenKind::User, TokenKind::Robot, TokenKind::Admin] {
+            let hash = format!("hash-{}", kind.as_str());
+            store
+                .insert_refresh(&hash, "family", subject, kind, Some(&phone), 60_000)
+                .await
+                .unwrap();
+            match store.use_refresh(&hash).await.unwrap() {
+                RefreshOutcome::Rotated(stored) => {
+                    assert_eq!((stored.kind, stored.device), (kind, Some(phone.clone())));
+                }
+                other => panic!("{kind:?}: {other:?}"),
+            }
+        }
+        store
+            .insert_refresh("root", "family", subject, TokenKind::User, None, 60_000)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE refresh_tokens SET kind = 'root' WHERE token_hash = 'root'")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        assert!(store.use_refresh("root").await.is_err());
     }
 
     #[tokio::test]

@@ -20,6 +20,7 @@ use anyhow::{Context, Result};
 use sqlx::any::{install_default_drivers, AnyPoolOptions};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::AnyPool;
+use switchboard_protocol::Invalid;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
@@ -92,6 +93,15 @@ impl Store {
                 .await?;
         Ok(rows.into_iter().map(|(v,)| v).collect())
     }
+}
+
+/// A value read back from the database in its type. A malformed one is an
+/// error, never skipped or taken for a default: only this server writes
+/// these columns, so it means the data is not what the server thinks.
+fn typed<T: FromStr<Err = Invalid>>(stored: String) -> Result<T> {
+    stored
+        .parse()
+        .with_context(|| format!("malformed value {stored:?} in the database"))
 }
 
 /// The URL without its password, for logs and errors.

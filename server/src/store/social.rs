@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use anyhow::Result;
+use switchboard_protocol::acl::PrincipalKind;
 
 use super::Store;
 
@@ -80,14 +81,15 @@ impl Store {
         Ok(())
     }
 
-    /// One account's kind (`user`, `robot`) and visibility.
-    pub async fn account(&self, id: &str) -> Result<Option<(String, Visibility)>> {
+    /// One account's kind and visibility.
+    pub async fn account(&self, id: &str) -> Result<Option<(PrincipalKind, Visibility)>> {
         let row: Option<(String, String)> =
             sqlx::query_as("SELECT kind, visibility FROM users WHERE id = $1")
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(row.map(|(kind, v)| (kind, Visibility::parse(&v))))
+        row.map(|(kind, v)| Ok((super::typed(kind)?, Visibility::parse(&v))))
+            .transpose()
     }
 
     /// Everyone's visibility, contacts and blocks, to build the in-memory

@@ -113,12 +113,12 @@ fn main() -> ExitCode {
                 if let Some(account) = kind.account() {
                     let store = serve::open_store(&config).await?;
                     for sub in &sub {
-                        store.ensure_user(sub.as_str(), account).await?;
+                        store.ensure_user(sub, account).await?;
                     }
                     store.close().await;
                 }
                 for sub in &sub {
-                    println!("{}", tokens.mint(sub.as_str(), kind, device.clone(), ttl));
+                    println!("{}", tokens.mint(sub, kind, device.clone(), ttl));
                 }
                 Ok(())
             }

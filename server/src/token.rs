@@ -101,7 +101,7 @@ impl Tokens {
         }
     }
 
-    pub fn mint(&self, sub: &str, kind: TokenKind, dev: Option<Device>, ttl_s: u64) -> String {
+    pub fn mint(&self, sub: &Id, kind: TokenKind, dev: Option<Device>, ttl_s: u64) -> String {
         let iat = now_s();
         let claims = Claims {
             sub: sub.to_string(),
@@ -174,7 +174,12 @@ mod tests {
     #[test]
     fn round_trip_and_forgery() {
         let t = Tokens::new(&[7u8; 32]);
-        let token = t.mint(ID, TokenKind::User, Some("phone".parse().unwrap()), 60);
+        let token = t.mint(
+            &ID.parse().unwrap(),
+            TokenKind::User,
+            Some("phone".parse().unwrap()),
+            60,
+        );
         let c = t.verify(&token).unwrap();
         assert_eq!(c.sub, ID);
         assert_eq!(c.kind, TokenKind::User);

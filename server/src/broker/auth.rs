@@ -91,9 +91,10 @@ mod tests {
     #[test]
     fn login_matrix() {
         let tokens = Tokens::new(&[1u8; 32]);
-        let good = tokens.mint(ID, TokenKind::User, Some("phone".parse().unwrap()), 60);
-        let forged = Tokens::new(&[2u8; 32]).mint(ID, TokenKind::User, None, 60);
-        let admin = tokens.mint(ID, TokenKind::Admin, None, 60);
+        let id = ID.parse().unwrap();
+        let good = tokens.mint(&id, TokenKind::User, Some("phone".parse().unwrap()), 60);
+        let forged = Tokens::new(&[2u8; 32]).mint(&id, TokenKind::User, None, 60);
+        let admin = tokens.mint(&id, TokenKind::Admin, None, 60);
         let with_device = format!("{ID}:phone");
         type Case<'a> = (
             Option<&'a str>,
@@ -141,7 +142,8 @@ mod tests {
     #[test]
     fn wills_only_on_own_is_connected() {
         let tokens = Tokens::new(&[1u8; 32]);
-        let token = tokens.mint(ID, TokenKind::Robot, None, 60);
+        let id = ID.parse().unwrap();
+        let token = tokens.mint(&id, TokenKind::Robot, None, 60);
         let login =
             |will: &str| check_login(&tokens, Some(ID), Some(token.as_bytes()), ID, Some(will));
         let (_, principal) = login(&format!("users/{ID}/isConnected")).unwrap();

@@ -69,7 +69,8 @@ pub struct RobotSignIn {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RobotCreated {
-    pub robot_id: String,
+    #[schema(value_type = String)]
+    pub robot_id: Id,
     /// Shown once; only its hash is stored.
     pub secret: String,
 }
@@ -185,22 +186,15 @@ pub async fn verify(
     let user_id = app.config.id_scheme.user_id(&phone, &app.id_key);
     if app
         .store
-        .ensure_user(user_id.as_str(), PrincipalKind::User)
+        .ensure_user(&user_id, PrincipalKind::User)
         .await
         .map_err(internal)?
     {
-        app.graph.add_user(user_id.as_str());
+        app.graph.add_user(&user_id);
         tracing::info!(user_id = %user_id, "new user");
     }
     let client = ClientId::new(user_id.clone(), Some(req.device.clone()));
-    let pair = issue(
-        &app,
-        user_id.as_str(),
-        TokenKind::User,
-        Some(&req.device),
-        None,
-    )
-    .await?;
+    let pair = issue(&app, &user_id, TokenKind::User, Some(&req.device), None).await?;
     Ok(Json(SignedIn {
         user_id: Some(user_id.to_string()),
         robot_id: None,
@@ -213,7 +207,7 @@ pub async fn verify(
 /// rotation, `None` starts a new sign-in.
 async fn issue(
     app: &AppState,
-    subject: &str,
+    subject: &Id,
     kind: TokenKind,
     device: Option<&Device>,
     family: Option<String>,
@@ -335,7 +329,7 @@ pub async fn robot_sign_in(
     let robot_id: Id = req.robot_id.parse().map_err(|_| wrong())?;
     let stored = app
         .store
-        .robot_secret_hash(robot_id.as_str())
+        .robot_secret_hash(&robot_id)
         .await
         .map_err(internal)?
         .ok_or_else(wrong)?;
@@ -344,10 +338,10 @@ pub async fn robot_sign_in(
         return Err(wrong());
     }
     app.graph
-        .learn(&app.store, robot_id.as_str())
+        .learn(&app.store, &robot_id)
         .await
         .map_err(internal)?;
-    let pair = issue(&app, robot_id.as_str(), TokenKind::Robot, None, None).await?;
+    let pair = issue(&app, &robot_id, TokenKind::Robot, None, None).await?;
     Ok(Json(SignedIn {
         user_id: None,
         robot_id: Some(robot_id.to_string()),

@@ -54,7 +54,7 @@ pub async fn list(
     let before = page.before.unwrap_or(i64::MAX);
     let calls = app
         .store
-        .calls_of(&caller.0.sub, before, limit)
+        .calls_of(&caller.id, before, limit)
         .await
         .map_err(internal)?;
     Ok(Json(CallList { calls }))
@@ -77,10 +77,10 @@ pub async fn one(
     let sid: Sid = sid.parse().map_err(|e: switchboard_protocol::Invalid| {
         ApiError::new(ErrorCode::BadRequest, e.to_string())
     })?;
-    let call = app.store.call(sid.as_str()).await.map_err(internal)?;
+    let call = app.store.call(&sid).await.map_err(internal)?;
     // Someone else's call and no call look the same.
     match call {
-        Some(c) if c.caller == caller.0.sub || c.callee == caller.0.sub => Ok(Json(c)),
+        Some(c) if c.caller == caller.id.as_str() || c.callee == caller.id.as_str() => Ok(Json(c)),
         _ => Err(ApiError::new(ErrorCode::NotFound, "no such call of yours")),
     }
 }
@@ -145,7 +145,7 @@ pub async fn add_push_token(
         ));
     }
     app.store
-        .add_push_token(&caller.0.sub, req.platform.as_str(), &req.token)
+        .add_push_token(&caller.id, req.platform.as_str(), &req.token)
         .await
         .map_err(internal)?;
     Ok(StatusCode::NO_CONTENT)

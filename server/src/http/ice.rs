@@ -52,7 +52,7 @@ pub async fn ice_servers(State(app): State<AppState>, caller: Caller) -> Json<Ic
     if let (false, Some(secret)) = (app.turn_urls.is_empty(), config.turn_secret.as_deref()) {
         let (username, credential) = turn_credentials(
             secret,
-            &caller.0.sub,
+            caller.id.as_str(),
             now_s() + config.turn_credential_ttl_s,
         );
         ice_servers.push(IceServer {

@@ -46,7 +46,7 @@ pub struct Owners {
 }
 
 fn require(caller: &Caller, kind: TokenKind, what: &str) -> Result<(), ApiError> {
-    if caller.0.kind == kind {
+    if caller.kind == kind {
         Ok(())
     } else {
         Err(ApiError::new(
@@ -69,8 +69,7 @@ pub async fn new_code(
     caller: Caller,
 ) -> Result<(StatusCode, Json<NewCode>), ApiError> {
     require(&caller, TokenKind::Robot, "robots")?;
-    let robot = caller.id();
-    let (code, expires_at) = app.services.robots.issue(robot).await;
+    let (code, expires_at) = app.services.robots.issue(caller.id).await;
     Ok((
         StatusCode::CREATED,
         Json(NewCode {
@@ -91,11 +90,11 @@ pub async fn my_robots(
     caller: Caller,
 ) -> Result<Json<Robots>, ApiError> {
     require(&caller, TokenKind::User, "users")?;
-    let rows = app.store.robots_of(&caller.0.sub).await.map_err(internal)?;
+    let rows = app.store.robots_of(&caller.id).await.map_err(internal)?;
     let robots = rows
         .into_iter()
-        .map(|(robot_id, paired_at)| OwnedRobot {
-            robot_id,
+        .map(|(robot, paired_at)| OwnedRobot {
+            robot_id: robot.to_string(),
             paired_at,
         })
         .collect();
@@ -122,7 +121,7 @@ pub async fn unpair(
     })?;
     if !app
         .store
-        .remove_owner(robot.as_str(), &caller.0.sub)
+        .remove_owner(&robot, &caller.id)
         .await
         .map_err(internal)?
     {
@@ -131,10 +130,10 @@ pub async fn unpair(
             "you do not own this robot",
         ));
     }
-    app.graph.set_owner(robot.as_str(), &caller.0.sub, false);
+    app.graph.set_owner(&robot, &caller.id, false);
     // Neither sees the other any more, unless the graph says otherwise.
     app.watchers.recheck(&robot).await;
-    app.watchers.recheck(&caller.id()).await;
+    app.watchers.recheck(&caller.id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -149,10 +148,13 @@ pub async fn my_owners(
     caller: Caller,
 ) -> Result<Json<Owners>, ApiError> {
     require(&caller, TokenKind::Robot, "robots")?;
-    let rows = app.store.owners_of(&caller.0.sub).await.map_err(internal)?;
+    let rows = app.store.owners_of(&caller.id).await.map_err(internal)?;
     let owners = rows
         .into_iter()
-        .map(|(user_id, paired_at)| Owner { user_id, paired_at })
+        .map(|(user, paired_at)| Owner {
+            user_id: user.to_string(),
+            paired_at,
+        })
         .collect();
     Ok(Json(Owners { owners }))
 }

@@ -189,7 +189,7 @@ impl CallService {
         let known = self
             .edges
             .store
-            .call_exists(sid.as_str())
+            .call_exists(&sid)
             .await
             .map_err(|e| Refused::internal("checking a session id", e))?;
         let invitation = Invitation {
@@ -225,26 +225,21 @@ impl CallService {
     fn wake(&self, call: Call) {
         let (store, push) = (self.edges.store.clone(), self.push.clone());
         self.edges.tasks.spawn(async move {
-            let tokens = match store.push_tokens(call.callee.as_str()).await {
+            let tokens = match store.push_tokens(&call.callee).await {
                 Ok(t) if !t.is_empty() => t,
                 Ok(_) => return,
                 Err(e) => return tracing::warn!("reading push tokens: {e:#}"),
             };
-            let (sid, from, callee) = (
-                call.sid.to_string(),
-                call.caller.id.to_string(),
-                call.callee.to_string(),
-            );
             let wake = WakeUp {
-                user_id: &callee,
-                sid: &sid,
-                from: &from,
-                kind: call.kind.as_str(),
+                user_id: &call.callee,
+                sid: &call.sid,
+                from: &call.caller.id,
+                kind: call.kind,
                 expires_at: call.ring_deadline,
                 tokens: &tokens,
             };
             if let Err(e) = push.wake(&wake).await {
-                tracing::warn!(%sid, "wake-up push: {e:#}");
+                tracing::warn!(sid = %call.sid, "wake-up push: {e:#}");
             }
         });
     }
@@ -365,7 +360,7 @@ mod tests {
         for user in [CALLER, CALLEE] {
             edges
                 .store
-                .ensure_user(user, PrincipalKind::User)
+                .ensure_user(&user.parse().unwrap(), PrincipalKind::User)
                 .await
                 .unwrap();
         }
@@ -411,7 +406,7 @@ mod tests {
         assert_eq!((topic, retain), (Topic::CallState(sid.clone()), true));
         assert_eq!(state(&payload).state, CallStateKind::Inviting);
         assert!(
-            store.call_exists(SID).await.unwrap(),
+            store.call_exists(&sid).await.unwrap(),
             "stored before it is published"
         );
 
@@ -425,7 +420,7 @@ mod tests {
             (ended.state, ended.reason),
             (CallStateKind::Ended, Some(EndReason::Missed))
         );
-        let stored = store.call(SID).await.unwrap().unwrap();
+        let stored = store.call(&sid).await.unwrap().unwrap();
         assert_eq!(
             (stored.state.as_str(), stored.reason.as_deref()),
             ("ended", Some("missed"))

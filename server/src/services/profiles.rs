@@ -83,13 +83,13 @@ mod tests {
     async fn a_published_profile_is_stored_as_the_server_stamps_it() {
         let (edges, clock, mut sent) = test_edges().await;
         let store = edges.store.clone();
+        let owner: Id = USER.parse().unwrap();
         edges
             .store
-            .ensure_user(USER, PrincipalKind::User)
+            .ensure_user(&owner, PrincipalKind::User)
             .await
             .unwrap();
         let profiles = ProfileService::new(Arc::new(Limits::new()), edges);
-        let owner: Id = USER.parse().unwrap();
         let sent_at = r#"{"nickname":"  Ala ","updatedAt":1}"#;
         let profile = profiles
             .published(&owner, sent_at.as_bytes())
@@ -97,7 +97,7 @@ mod tests {
             .unwrap();
         assert_eq!(profile.nickname.as_deref(), Some("Ala"));
         assert_eq!(profile.updated_at, clock.now_ms(), "the server's time");
-        assert_eq!(store.get_profile(USER).await.unwrap(), Some(profile));
+        assert_eq!(store.get_profile(&owner).await.unwrap(), Some(profile));
         assert!(
             sent.try_recv().is_err(),
             "the broker sends it on, not the service"
@@ -122,13 +122,13 @@ mod tests {
     #[tokio::test]
     async fn a_profile_set_over_http_is_stored_then_published_retained() {
         let (edges, _clock, mut sent) = test_edges().await;
+        let owner: Id = USER.parse().unwrap();
         edges
             .store
-            .ensure_user(USER, PrincipalKind::User)
+            .ensure_user(&owner, PrincipalKind::User)
             .await
             .unwrap();
         let profiles = ProfileService::new(Arc::new(Limits::new()), edges);
-        let owner: Id = USER.parse().unwrap();
         let input = ProfileInput {
             nickname: Some("Ola".into()),
             ..ProfileInput::default()

@@ -4,6 +4,7 @@ use anyhow::Result;
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
+use switchboard_protocol::{Id, Sid};
 use utoipa::ToSchema;
 
 use super::Store;
@@ -60,9 +61,9 @@ pub struct PushToken {
 pub const MAX_PUSH_TOKENS: i64 = 10;
 
 impl Store {
-    pub async fn call_exists(&self, sid: &str) -> Result<bool> {
+    pub async fn call_exists(&self, sid: &Sid) -> Result<bool> {
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM calls WHERE sid = $1")
-            .bind(sid)
+            .bind(sid.as_str())
             .fetch_one(&self.pool)
             .await?;
         Ok(n > 0)
@@ -122,12 +123,12 @@ impl Store {
     }
 
     /// A user's calls, newest first, created before `before`.
-    pub async fn calls_of(&self, user: &str, before: i64, limit: i64) -> Result<Vec<CallRecord>> {
+    pub async fn calls_of(&self, user: &Id, before: i64, limit: i64) -> Result<Vec<CallRecord>> {
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM calls WHERE (caller = $1 OR callee = $1) AND created_at < $2
              ORDER BY created_at DESC, sid DESC LIMIT $3"
         ))
-        .bind(user)
+        .bind(user.as_str())
         .bind(before)
         .bind(limit)
         .fetch_all(&self.pool)
@@ -135,24 +136,24 @@ impl Store {
         Ok(rows.iter().map(record).collect())
     }
 
-    pub async fn call(&self, sid: &str) -> Result<Option<CallRecord>> {
+    pub async fn call(&self, sid: &Sid) -> Result<Option<CallRecord>> {
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM calls WHERE sid = $1"))
-            .bind(sid)
+            .bind(sid.as_str())
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.as_ref().map(record))
     }
 
     /// Registers a push token, keeping the newest `MAX_PUSH_TOKENS`.
-    pub async fn add_push_token(&self, user: &str, platform: &str, token: &str) -> Result<()> {
+    pub async fn add_push_token(&self, user: &Id, platform: &str, token: &str) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM push_tokens WHERE user_id = $1 AND token = $2")
-            .bind(user)
+            .bind(user.as_str())
             .bind(token)
             .execute(&mut *tx)
             .await?;
         sqlx::query("INSERT INTO push_tokens (user_id, platform, token, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(user)
+            .bind(user.as_str())
             .bind(platform)
             .bind(token)
             .bind(now_ms())
@@ -162,7 +163,7 @@ impl Store {
             "DELETE FROM push_tokens WHERE user_id = $1 AND token NOT IN
              (SELECT token FROM push_tokens WHERE user_id = $1 ORDER BY created_at DESC LIMIT $2)",
         )
-        .bind(user)
+        .bind(user.as_str())
         .bind(MAX_PUSH_TOKENS)
         .execute(&mut *tx)
         .await?;
@@ -170,11 +171,11 @@ impl Store {
         Ok(())
     }
 
-    pub async fn push_tokens(&self, user: &str) -> Result<Vec<PushToken>> {
+    pub async fn push_tokens(&self, user: &Id) -> Result<Vec<PushToken>> {
         let rows: Vec<(String, String)> = sqlx::query_as(
             "SELECT platform, token FROM push_tokens WHERE user_id = $1 ORDER BY created_at DESC",
         )
-        .bind(user)
+        .bind(user.as_str())
         .fetch_all(&self.pool)
         .await?;
         Ok(rows

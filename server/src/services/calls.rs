@@ -46,41 +46,39 @@ pub struct CallService {
     followers: Vec<Arc<dyn Follow>>,
 }
 
-pub fn record(c: &Call) -> CallRecord {
+/// A call as the store keeps it.
+fn record(c: &Call) -> CallRecord {
     CallRecord {
-        sid: c.sid.to_string(),
-        caller: c.caller.id.to_string(),
-        callee: c.callee.to_string(),
-        kind: c.kind.as_str().into(),
-        state: c.state.as_str().into(),
-        reason: c.reason.map(|r| r.as_str().into()),
-        accepted_by: c.accepted_by.as_ref().map(ClientId::to_string),
+        sid: c.sid.clone(),
+        caller: c.caller.clone(),
+        callee: c.callee.clone(),
+        kind: c.kind,
+        state: c.state,
+        reason: c.reason,
+        accepted_by: c.accepted_by.clone(),
         created_at: c.created_at,
         accepted_at: c.accepted_at,
         ended_at: c.ended_at,
-        duration_ms: c.accepted_at.zip(c.ended_at).map(|(a, e)| e - a),
     }
 }
 
 /// A call that was live when the server stopped, as the state machine
 /// knows an ended call.
-fn failed_call(r: &CallRecord, caller_device: Option<&str>) -> Option<Call> {
-    let caller_id: Id = r.caller.parse().ok()?;
-    let device = caller_device.and_then(|d| d.parse().ok());
-    Some(Call {
-        sid: r.sid.parse().ok()?,
-        caller: ClientId::new(caller_id, device),
-        callee: r.callee.parse().ok()?,
-        kind: r.kind.parse().ok()?,
+fn failed_call(r: &CallRecord) -> Call {
+    Call {
+        sid: r.sid.clone(),
+        caller: r.caller.clone(),
+        callee: r.callee.clone(),
+        kind: r.kind,
         state: CallStateKind::Ended,
         reason: Some(EndReason::Failed),
         legs: Default::default(),
-        accepted_by: r.accepted_by.as_deref().and_then(|a| a.parse().ok()),
+        accepted_by: r.accepted_by.clone(),
         created_at: r.created_at,
         accepted_at: r.accepted_at,
         ended_at: r.ended_at,
         ring_deadline: r.created_at,
-    })
+    }
 }
 
 impl CallService {
@@ -119,11 +117,11 @@ impl CallService {
 
     /// Calls live when the server last stopped, now ended `failed`: kept
     /// known for a while, and their retained states to publish at start.
-    pub fn restore_failed(&self, failed: &[(CallRecord, Option<String>)]) -> Vec<(Topic, Vec<u8>)> {
+    pub fn restore_failed(&self, failed: &[CallRecord]) -> Vec<(Topic, Vec<u8>)> {
         let mut calls = self.calls.lock().expect("calls lock");
         failed
             .iter()
-            .filter_map(|(r, device)| failed_call(r, device.as_deref()))
+            .map(failed_call)
             .map(|call| {
                 let payload = serde_json::to_vec(&call.wire()).expect("state serializes");
                 let topic = Topic::CallState(call.sid.clone());
@@ -311,8 +309,7 @@ impl CallService {
                     for follower in &self.followers {
                         follower.call_changed(&call);
                     }
-                    let device = call.caller.device.as_ref().map(|d| d.as_str());
-                    if let Err(e) = self.edges.store.save_call(&record(&call), device).await {
+                    if let Err(e) = self.edges.store.save_call(&record(&call)).await {
                         tracing::error!(sid = %call.sid, "storing a call: {e:#}");
                     }
                     let payload = serde_json::to_vec(&call.wire()).expect("state serializes");
@@ -422,8 +419,8 @@ mod tests {
         );
         let stored = store.call(&sid).await.unwrap().unwrap();
         assert_eq!(
-            (stored.state.as_str(), stored.reason.as_deref()),
-            ("ended", Some("missed"))
+            (stored.state, stored.reason),
+            (CallStateKind::Ended, Some(EndReason::Missed))
         );
         stop.cancel();
         publisher.await.unwrap();

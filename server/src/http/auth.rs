@@ -141,7 +141,7 @@ pub async fn otp(
         .map_err(internal)?;
     Ok(Json(OtpSent {
         phone: phone.to_string(),
-        expires_in: crate::store::OTP_TTL_MS / 1000,
+        expires_in: crate::store::OTP_TTL_MINUTES * 60,
     }))
 }
 

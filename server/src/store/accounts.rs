@@ -44,8 +44,9 @@ pub enum RefreshOutcome {
 }
 
 /// One-time code policy: how long a code lives, how many guesses it allows,
-/// and how many codes one number may get per window.
-pub const OTP_TTL_MS: i64 = 5 * 60 * 1000;
+/// and how many codes one number may get per window. The lifetime is in
+/// whole minutes because the SMS tells it in minutes.
+pub const OTP_TTL_MINUTES: i64 = 5;
 pub const OTP_MAX_ATTEMPTS: i64 = 5;
 pub const OTP_SENDS_PER_WINDOW: i64 = 3;
 pub const OTP_WINDOW_MS: i64 = 15 * 60 * 1000;
@@ -130,7 +131,7 @@ impl Store {
         )
         .bind(phone_hash)
         .bind(code_hash)
-        .bind(now + OTP_TTL_MS)
+        .bind(now + OTP_TTL_MINUTES * 60_000)
         .bind(sends)
         .bind(start)
         .execute(&mut *tx)

@@ -9,7 +9,7 @@ mod profiles;
 mod robots;
 mod social;
 
-pub use accounts::{OtpCheck, RefreshOutcome, SendAllowance, OTP_TTL_MS};
+pub use accounts::{OtpCheck, RefreshOutcome, SendAllowance, OTP_TTL_MINUTES};
 pub use calls::{CallRecord, PushToken};
 pub use social::{List, Visibility};
 

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 use serde_json::Value;
+use switchboard_protocol::http::TokenPair;
 use switchboard_protocol::ErrorBody;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -105,33 +105,6 @@ impl Http {
             })
         })
     }
-}
-
-/// `POST /v1/auth/verify` and `/v1/auth/robot`.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct SignedIn {
-    pub user_id: Option<String>,
-    pub robot_id: Option<String>,
-    #[serde(flatten)]
-    pub tokens: TokenPair,
-    pub mqtt: MqttAccess,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct TokenPair {
-    pub access_token: String,
-    pub refresh_token: String,
-    pub expires_in: u64,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct MqttAccess {
-    pub tcp: String,
-    pub ws: String,
-    pub client_id: String,
 }
 
 struct Tokens {

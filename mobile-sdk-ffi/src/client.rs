@@ -5,10 +5,11 @@ use std::sync::{Arc, Mutex};
 
 use reqwest::Method;
 use serde_json::{json, Value};
+use switchboard_protocol::http::SignedIn;
 use switchboard_protocol::{ClientId, Device};
 use tokio::sync::mpsc;
 
-use crate::api::{Auth, Http, HttpError, SignedIn};
+use crate::api::{Auth, Http, HttpError};
 use crate::error::SdkError;
 use crate::link::{self, Broker, Identity, Shared};
 use crate::listener::{dispatch, ensure_running, Listener};

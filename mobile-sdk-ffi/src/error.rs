@@ -64,7 +64,7 @@ impl SdkError {
             ErrorCode::BadRequest => SdkError::InvalidArgument { reason },
             ErrorCode::Internal | ErrorCode::Unavailable => SdkError::Server { reason },
             other => SdkError::Refused {
-                code: code_name(other),
+                code: other.as_str().to_owned(),
                 reason,
             },
         }
@@ -85,14 +85,6 @@ impl SdkError {
             reason: "the session is closed".into(),
         }
     }
-}
-
-/// The code as it is spelt on the wire (`not_found`).
-pub(crate) fn code_name(code: ErrorCode) -> String {
-    serde_json::to_value(code)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 impl From<reqwest::Error> for SdkError {

@@ -9,7 +9,6 @@ use switchboard_protocol::payload::{self, CallActionKind, CallStateKind, LegStat
 use switchboard_protocol::topic::{CommandPart, Direction, PairingField};
 use switchboard_protocol::{ClientId, Sid, Topic};
 
-use crate::error::code_name;
 use crate::types::{Call, CommandRequest, Event, IncomingCall, Presence, Profile, Refusal};
 
 /// Something the SDK sends on its own, in answer to a message.
@@ -154,7 +153,7 @@ impl Router {
                 if let Ok(e) = serde_json::from_slice::<payload::ClientError>(payload) {
                     let refusal = Refusal {
                         topic: e.topic,
-                        code: code_name(e.code),
+                        code: e.code.as_str().to_owned(),
                         message: e.message,
                     };
                     routed.arrival =

@@ -7,11 +7,20 @@ use crate::filter::Filter;
 use crate::ids::{ClientId, Id, Sid};
 use crate::topic::{CommandPart, Direction, PairingField, Topic};
 
+/// The kind of account behind a login. The server stores accounts under
+/// these names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PrincipalKind {
     User,
     Robot,
 }
+
+names!(
+    PrincipalKind,
+    "account kind",
+    User = "user",
+    Robot = "robot"
+);
 
 /// A logged-in MQTT client.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -29,6 +29,20 @@ pub enum ErrorCode {
     Internal,
 }
 
+names!(
+    ErrorCode,
+    "error code",
+    BadRequest = "bad_request",
+    Unauthorized = "unauthorized",
+    Forbidden = "forbidden",
+    NotFound = "not_found",
+    Conflict = "conflict",
+    PayloadTooLarge = "payload_too_large",
+    RateLimited = "rate_limited",
+    Unavailable = "unavailable",
+    Internal = "internal",
+);
+
 /// The JSON error body of every failed HTTP request:
 /// `{"error": {"code": "...", "message": "..."}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

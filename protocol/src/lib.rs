@@ -3,9 +3,14 @@
 //! them. The server, the SDK and the tests all speak through this crate, so a
 //! topic or payload has exactly one definition.
 
+// First: the modules below use its macro.
+#[macro_use]
+mod names;
+
 pub mod acl;
 pub mod error;
 pub mod filter;
+pub mod http;
 pub mod ids;
 pub mod payload;
 pub mod phone;

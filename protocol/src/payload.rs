@@ -50,6 +50,8 @@ pub enum CallKind {
     Audio,
 }
 
+names!(CallKind, "call kind", Video = "video", Audio = "audio");
+
 /// `invite/<calleeId>/<sid>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -71,6 +73,16 @@ pub enum CallActionKind {
     Hangup,
 }
 
+names!(
+    CallActionKind,
+    "call action",
+    Ringing = "ringing",
+    Accept = "accept",
+    Decline = "decline",
+    Cancel = "cancel",
+    Hangup = "hangup",
+);
+
 /// `session/<sid>/call`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -88,6 +100,15 @@ pub enum CallStateKind {
     Ended,
 }
 
+names!(
+    CallStateKind,
+    "call state",
+    Inviting = "inviting",
+    Ringing = "ringing",
+    Accepted = "accepted",
+    Ended = "ended",
+);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EndReason {
@@ -100,6 +121,19 @@ pub enum EndReason {
     Failed,
     Expired,
 }
+
+names!(
+    EndReason,
+    "end reason",
+    Declined = "declined",
+    Cancelled = "cancelled",
+    Busy = "busy",
+    Missed = "missed",
+    Hangup = "hangup",
+    AnsweredElsewhere = "answered_elsewhere",
+    Failed = "failed",
+    Expired = "expired",
+);
 
 /// Where one callee device stands in a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

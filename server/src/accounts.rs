@@ -11,12 +11,7 @@ use crate::store::Store;
 pub async fn create_robot(store: &Store) -> Result<RobotCreated> {
     let robot_id: Id = random_secret()[..32].parse().expect("32 hex characters");
     let secret = random_secret();
-    store
-        .create_robot(robot_id.as_str(), &sha256_hex(&secret))
-        .await?;
+    store.create_robot(&robot_id, &sha256_hex(&secret)).await?;
     tracing::info!(robot_id = %robot_id, "robot provisioned");
-    Ok(RobotCreated {
-        robot_id: robot_id.to_string(),
-        secret,
-    })
+    Ok(RobotCreated { robot_id, secret })
 }

@@ -29,7 +29,7 @@ use clap::{Parser, Subcommand};
 use switchboard_protocol::{Device, Id};
 
 use crate::config::{Config, LogFormat};
-use crate::token::Kind;
+use crate::token::TokenKind;
 
 #[derive(Parser)]
 #[command(
@@ -64,7 +64,7 @@ enum Command {
         #[arg(long)]
         device: Option<Device>,
         #[arg(long, value_enum, default_value = "user")]
-        kind: Kind,
+        kind: TokenKind,
         /// Lifetime in seconds.
         #[arg(long, default_value_t = 900)]
         ttl: u64,
@@ -110,20 +110,15 @@ fn main() -> ExitCode {
                 let tokens = serve::tokens(&config)?;
                 // The subject gets an account, so the token works for
                 // everything a signed-in user or robot can do.
-                let account = match kind {
-                    Kind::User => Some("user"),
-                    Kind::Robot => Some("robot"),
-                    Kind::Admin => None,
-                };
-                if let Some(account) = account {
+                if let Some(account) = kind.account() {
                     let store = serve::open_store(&config).await?;
                     for sub in &sub {
-                        store.ensure_user(sub.as_str(), account).await?;
+                        store.ensure_user(sub, account).await?;
                     }
                     store.close().await;
                 }
                 for sub in &sub {
-                    println!("{}", tokens.mint(sub.as_str(), kind, device.clone(), ttl));
+                    println!("{}", tokens.mint(sub, kind, device.clone(), ttl));
                 }
                 Ok(())
             }

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
+use switchboard_protocol::payload::CallKind;
+use switchboard_protocol::{Id, Sid};
 
 use crate::config::{self, Config};
 use crate::store::PushToken;
@@ -21,10 +23,10 @@ pub enum Push {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WakeUp<'a> {
-    pub user_id: &'a str,
-    pub sid: &'a str,
-    pub from: &'a str,
-    pub kind: &'a str,
+    pub user_id: &'a Id,
+    pub sid: &'a Sid,
+    pub from: &'a Id,
+    pub kind: CallKind,
     /// When the call ends `missed` if nobody answers (ms since the epoch).
     pub expires_at: i64,
     /// The callee's registered devices.

@@ -8,6 +8,7 @@ use serde::Serialize;
 use switchboard_protocol::Phone;
 
 use crate::config::{self, Config};
+use crate::store::OTP_TTL_MINUTES;
 
 pub enum Sms {
     Log,
@@ -15,6 +16,11 @@ pub enum Sms {
         client: reqwest::Client,
         url: String,
     },
+}
+
+/// The text of the SMS, naming the code's lifetime.
+fn message(code: &str) -> String {
+    format!("Your Switchboard code is {code}. It expires in {OTP_TTL_MINUTES} minutes.")
 }
 
 /// The webhook's body: `{"phone", "code", "message"}`.
@@ -39,7 +45,7 @@ impl Sms {
     }
 
     pub async fn send_code(&self, phone: &Phone, code: &str) -> Result<()> {
-        let message = format!("Your Switchboard code is {code}. It expires in 5 minutes.");
+        let message = message(code);
         match self {
             Sms::Log => {
                 tracing::info!(phone = %phone, code, "one-time code (sms_provider = log)");
@@ -63,5 +69,16 @@ impl Sms {
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_message_tells_the_code_and_its_lifetime() {
+        assert_eq!(
+            super::message("012345"),
+            "Your Switchboard code is 012345. It expires in 5 minutes."
+        );
     }
 }

@@ -7,32 +7,34 @@ use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
 
 use anyhow::Result;
+use switchboard_protocol::acl::PrincipalKind;
+use switchboard_protocol::Id;
 
 use crate::store::{List, Store, Visibility};
 
 #[derive(Default)]
 struct Inner {
-    visibility: HashMap<String, Visibility>,
-    contacts: HashMap<String, HashSet<String>>,
-    blocked: HashMap<String, HashSet<String>>,
-    robots: HashSet<String>,
+    visibility: HashMap<Id, Visibility>,
+    contacts: HashMap<Id, HashSet<Id>>,
+    blocked: HashMap<Id, HashSet<Id>>,
+    robots: HashSet<Id>,
     /// Owners by robot.
-    owners: HashMap<String, HashSet<String>>,
+    owners: HashMap<Id, HashSet<Id>>,
 }
 
 pub struct Graph(RwLock<Inner>);
 
 impl Graph {
     pub async fn load(store: &Store) -> Result<Graph> {
-        let (visibility, contacts, blocks) = store.load_graph().await?;
+        let rows = store.load_graph().await?;
         let mut inner = Inner {
-            visibility,
+            visibility: rows.visibility,
             ..Inner::default()
         };
-        for (owner, contact) in contacts {
+        for (owner, contact) in rows.contacts {
             inner.contacts.entry(owner).or_default().insert(contact);
         }
-        for (owner, blocked) in blocks {
+        for (owner, blocked) in rows.blocks {
             inner.blocked.entry(owner).or_default().insert(blocked);
         }
         let (robots, owners) = store.load_robots().await?;
@@ -44,17 +46,17 @@ impl Graph {
     }
 
     /// A user that was just created, with the default visibility.
-    pub fn add_user(&self, id: &str) {
+    pub fn add_user(&self, id: &Id) {
         let mut g = self.0.write().expect("graph lock");
         g.visibility
-            .entry(id.to_string())
+            .entry(id.clone())
             .or_insert(Visibility::Contacts);
     }
 
     /// Learns an account this process did not make (`switchboard token` or
     /// `robot create` while the server runs) the first time it shows a
     /// token, from the store.
-    pub async fn learn(&self, store: &Store, id: &str) -> Result<()> {
+    pub async fn learn(&self, store: &Store, id: &Id) -> Result<()> {
         if self
             .0
             .read()
@@ -66,51 +68,51 @@ impl Graph {
         }
         if let Some((kind, visibility)) = store.account(id).await? {
             let mut g = self.0.write().expect("graph lock");
-            g.visibility.entry(id.to_string()).or_insert(visibility);
-            if kind == "robot" {
-                g.robots.insert(id.to_string());
+            g.visibility.entry(id.clone()).or_insert(visibility);
+            if kind == PrincipalKind::Robot {
+                g.robots.insert(id.clone());
             }
         }
         Ok(())
     }
 
     /// A robot that was just provisioned.
-    pub fn add_robot(&self, id: &str) {
+    pub fn add_robot(&self, id: &Id) {
         let mut g = self.0.write().expect("graph lock");
         g.visibility
-            .entry(id.to_string())
+            .entry(id.clone())
             .or_insert(Visibility::Contacts);
-        g.robots.insert(id.to_string());
+        g.robots.insert(id.clone());
     }
 
-    pub fn is_robot(&self, id: &str) -> bool {
+    pub fn is_robot(&self, id: &Id) -> bool {
         self.0.read().expect("graph lock").robots.contains(id)
     }
 
-    pub fn set_owner(&self, robot: &str, user: &str, owns: bool) {
+    pub fn set_owner(&self, robot: &Id, user: &Id, owns: bool) {
         let mut g = self.0.write().expect("graph lock");
-        let owners = g.owners.entry(robot.to_string()).or_default();
+        let owners = g.owners.entry(robot.clone()).or_default();
         if owns {
-            owners.insert(user.to_string());
+            owners.insert(user.clone());
         } else {
             owners.remove(user);
         }
     }
 
     /// Whether one of the two owns the other (a robot and its owner).
-    pub fn paired(&self, a: &str, b: &str) -> bool {
+    pub fn paired(&self, a: &Id, b: &Id) -> bool {
         let g = self.0.read().expect("graph lock");
         Self::paired_in(&g, a, b)
     }
 
-    fn paired_in(g: &Inner, a: &str, b: &str) -> bool {
-        let owns = |robot: &str, user: &str| g.owners.get(robot).is_some_and(|o| o.contains(user));
+    fn paired_in(g: &Inner, a: &Id, b: &Id) -> bool {
+        let owns = |robot: &Id, user: &Id| g.owners.get(robot).is_some_and(|o| o.contains(user));
         owns(a, b) || owns(b, a)
     }
 
     /// Robots and their owners call each other; nobody else calls a
     /// robot, and robots call nobody else. Users call users they see.
-    pub fn may_call(&self, caller: &str, callee: &str) -> bool {
+    pub fn may_call(&self, caller: &Id, callee: &Id) -> bool {
         let robot_involved = {
             let g = self.0.read().expect("graph lock");
             if g.robots.contains(caller) || g.robots.contains(callee) {
@@ -119,18 +121,18 @@ impl Graph {
                 None
             }
         };
-        robot_involved.unwrap_or_else(|| self.can_see_str(caller, callee))
+        robot_involved.unwrap_or_else(|| self.can_see(caller, callee))
     }
 
-    pub fn set_visibility(&self, id: &str, v: Visibility) {
+    pub fn set_visibility(&self, id: &Id, v: Visibility) {
         self.0
             .write()
             .expect("graph lock")
             .visibility
-            .insert(id.to_string(), v);
+            .insert(id.clone(), v);
     }
 
-    pub fn visibility(&self, id: &str) -> Visibility {
+    pub fn visibility(&self, id: &Id) -> Visibility {
         let g = self.0.read().expect("graph lock");
         g.visibility
             .get(id)
@@ -138,33 +140,33 @@ impl Graph {
             .unwrap_or(Visibility::Contacts)
     }
 
-    pub fn set_list(&self, owner: &str, list: List, ids: &[String]) {
+    pub fn set_list(&self, owner: &Id, list: List, ids: &[Id]) {
         let mut g = self.0.write().expect("graph lock");
         let map = match list {
             List::Contacts => &mut g.contacts,
             List::Blocked => &mut g.blocked,
         };
-        map.insert(owner.to_string(), ids.iter().cloned().collect());
+        map.insert(owner.clone(), ids.iter().cloned().collect());
     }
 
-    pub fn list(&self, owner: &str, list: List) -> Vec<String> {
+    pub fn list(&self, owner: &Id, list: List) -> Vec<Id> {
         let g = self.0.read().expect("graph lock");
         let map = match list {
             List::Contacts => &g.contacts,
             List::Blocked => &g.blocked,
         };
-        let mut ids: Vec<String> = map.get(owner).into_iter().flatten().cloned().collect();
+        let mut ids: Vec<Id> = map.get(owner).into_iter().flatten().cloned().collect();
         ids.sort();
         ids
     }
 
     /// Whether `owner` has blocked `other`.
-    pub fn has_blocked(&self, owner: &str, other: &str) -> bool {
+    pub fn has_blocked(&self, owner: &Id, other: &Id) -> bool {
         let g = self.0.read().expect("graph lock");
         g.blocked.get(owner).is_some_and(|s| s.contains(other))
     }
 
-    pub fn can_see_str(&self, viewer: &str, target: &str) -> bool {
+    pub fn can_see(&self, viewer: &Id, target: &Id) -> bool {
         if viewer == target {
             return true;
         }
@@ -186,54 +188,53 @@ impl Graph {
 mod tests {
     use super::*;
 
-    const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
-    const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
-    const C: &str = "cccccccccccccccccccccccccccccccc";
+    /// The id of 32 `c`s.
+    fn id(c: char) -> Id {
+        c.to_string().repeat(32).parse().unwrap()
+    }
 
     #[test]
     fn visibility_contacts_and_blocks() {
         let g = Graph(RwLock::new(Inner::default()));
-        for id in [A, B, C] {
+        let (a, b, c) = (id('a'), id('b'), id('c'));
+        for id in [&a, &b, &c] {
             g.add_user(id);
         }
-        assert!(g.can_see_str(A, A));
-        assert!(!g.can_see_str(B, A), "contacts-only by default");
-        g.set_list(A, List::Contacts, &[B.to_string()]);
-        assert!(g.can_see_str(B, A));
-        assert!(!g.can_see_str(A, B), "listing is one way");
-        g.set_visibility(A, Visibility::Everyone);
-        assert!(g.can_see_str(C, A));
-        g.set_list(A, List::Blocked, &[C.to_string(), B.to_string()]);
-        assert!(!g.can_see_str(C, A), "blocked users see nothing");
-        assert!(!g.can_see_str(B, A), "blocking beats being a contact");
-        assert!(
-            !g.can_see_str(A, "dddddddddddddddddddddddddddddddd"),
-            "unknown users are invisible"
-        );
+        assert!(g.can_see(&a, &a));
+        assert!(!g.can_see(&b, &a), "contacts-only by default");
+        g.set_list(&a, List::Contacts, std::slice::from_ref(&b));
+        assert!(g.can_see(&b, &a));
+        assert!(!g.can_see(&a, &b), "listing is one way");
+        g.set_visibility(&a, Visibility::Everyone);
+        assert!(g.can_see(&c, &a));
+        g.set_list(&a, List::Blocked, &[c.clone(), b.clone()]);
+        assert!(!g.can_see(&c, &a), "blocked users see nothing");
+        assert!(!g.can_see(&b, &a), "blocking beats being a contact");
+        assert!(!g.can_see(&a, &id('d')), "unknown users are invisible");
     }
 
     #[test]
     fn robots_and_their_owners() {
         let g = Graph(RwLock::new(Inner::default()));
-        let robot = "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee";
-        for id in [A, B] {
+        let (a, b, robot) = (id('a'), id('b'), id('e'));
+        for id in [&a, &b] {
             g.add_user(id);
         }
-        g.add_robot(robot);
-        g.set_visibility(robot, Visibility::Everyone);
+        g.add_robot(&robot);
+        g.set_visibility(&robot, Visibility::Everyone);
         assert!(
-            !g.may_call(A, robot),
+            !g.may_call(&a, &robot),
             "even a visible robot takes calls from owners only"
         );
-        g.set_owner(robot, A, true);
-        assert!(g.may_call(A, robot) && g.may_call(robot, A));
-        assert!(g.can_see_str(robot, A) && g.can_see_str(A, robot));
-        assert!(!g.may_call(robot, B) && !g.may_call(B, robot));
+        g.set_owner(&robot, &a, true);
+        assert!(g.may_call(&a, &robot) && g.may_call(&robot, &a));
+        assert!(g.can_see(&robot, &a) && g.can_see(&a, &robot));
+        assert!(!g.may_call(&robot, &b) && !g.may_call(&b, &robot));
         assert!(
-            !g.may_call(A, B),
+            !g.may_call(&a, &b),
             "users call the users they see, as before"
         );
-        g.set_owner(robot, A, false);
-        assert!(!g.may_call(A, robot));
+        g.set_owner(&robot, &a, false);
+        assert!(!g.may_call(&a, &robot));
     }
 }

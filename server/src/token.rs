@@ -1,24 +1,65 @@
 //! Access tokens: HS256 JWTs naming a subject (user, robot or admin), its
 //! device and an expiry.
 
+use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use switchboard_protocol::{ClientId, Device, Id};
+use switchboard_protocol::acl::PrincipalKind;
+use switchboard_protocol::{ClientId, Device, Id, Invalid};
 
+/// Whom a token speaks for: the `kind` claim of an access token, and the
+/// `kind` stored with a refresh token, so a refresh gives a token of the
+/// same kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
-pub enum Kind {
+pub enum TokenKind {
     User,
     Robot,
     Admin,
 }
 
+impl TokenKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::User => "user",
+            TokenKind::Robot => "robot",
+            TokenKind::Admin => "admin",
+        }
+    }
+
+    /// The kind of account a token of this kind belongs to; an admin token
+    /// belongs to none.
+    pub fn account(self) -> Option<PrincipalKind> {
+        match self {
+            TokenKind::User => Some(PrincipalKind::User),
+            TokenKind::Robot => Some(PrincipalKind::Robot),
+            TokenKind::Admin => None,
+        }
+    }
+}
+
+impl FromStr for TokenKind {
+    type Err = Invalid;
+
+    fn from_str(s: &str) -> Result<Self, Invalid> {
+        match s {
+            "user" => Ok(TokenKind::User),
+            "robot" => Ok(TokenKind::Robot),
+            "admin" => Ok(TokenKind::Admin),
+            _ => Err(Invalid {
+                what: "token kind",
+                rule: "one of user, robot, admin",
+            }),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: String,
-    pub kind: Kind,
+    pub kind: TokenKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dev: Option<Device>,
     pub iat: u64,
@@ -60,7 +101,7 @@ impl Tokens {
         }
     }
 
-    pub fn mint(&self, sub: &str, kind: Kind, dev: Option<Device>, ttl_s: u64) -> String {
+    pub fn mint(&self, sub: &Id, kind: TokenKind, dev: Option<Device>, ttl_s: u64) -> String {
         let iat = now_s();
         let claims = Claims {
             sub: sub.to_string(),
@@ -88,7 +129,7 @@ impl Claims {
     /// `<sub>:<device>` with the token's own device. Admin tokens have no
     /// MQTT identity.
     pub fn allows_client_id(&self, client_id: &str) -> bool {
-        if self.kind == Kind::Admin {
+        if self.kind == TokenKind::Admin {
             return false;
         }
         let Ok(cid) = client_id.parse::<ClientId>() else {
@@ -107,13 +148,41 @@ mod tests {
 
     const ID: &str = "36940d0ece18aebf69d0ef6825534e24";
 
+    /// One name per kind, the same for serde (the claim), the command
+    /// line's `--kind` and the store.
+    #[test]
+    fn kinds_have_one_name_each() {
+        use clap::ValueEnum;
+        let table = [
+            (TokenKind::User, "user", Some(PrincipalKind::User)),
+            (TokenKind::Robot, "robot", Some(PrincipalKind::Robot)),
+            (TokenKind::Admin, "admin", None),
+        ];
+        assert_eq!(table.len(), TokenKind::value_variants().len());
+        for (kind, name, account) in table {
+            assert_eq!(kind.as_str(), name);
+            assert_eq!(name.parse::<TokenKind>(), Ok(kind));
+            assert_eq!(serde_json::to_value(kind).unwrap(), name);
+            assert_eq!(kind.to_possible_value().unwrap().get_name(), name);
+            assert_eq!(kind.account(), account);
+        }
+        for bad in ["", "User", "root"] {
+            assert!(bad.parse::<TokenKind>().is_err(), "{bad}");
+        }
+    }
+
     #[test]
     fn round_trip_and_forgery() {
         let t = Tokens::new(&[7u8; 32]);
-        let token = t.mint(ID, Kind::User, Some("phone".parse().unwrap()), 60);
+        let token = t.mint(
+            &ID.parse().unwrap(),
+            TokenKind::User,
+            Some("phone".parse().unwrap()),
+            60,
+        );
         let c = t.verify(&token).unwrap();
         assert_eq!(c.sub, ID);
-        assert_eq!(c.kind, Kind::User);
+        assert_eq!(c.kind, TokenKind::User);
         assert_eq!(
             Tokens::new(&[8u8; 32]).verify(&token),
             Err(TokenError::Invalid)
@@ -126,7 +195,7 @@ mod tests {
         let t = Tokens::new(&[7u8; 32]);
         let claims = Claims {
             sub: ID.into(),
-            kind: Kind::User,
+            kind: TokenKind::User,
             dev: None,
             iat: now_s() - 120,
             exp: now_s() - 60,
@@ -139,7 +208,7 @@ mod tests {
     fn client_id_must_be_the_tokens_own() {
         let c = Claims {
             sub: ID.into(),
-            kind: Kind::User,
+            kind: TokenKind::User,
             dev: Some("phone".parse().unwrap()),
             iat: 0,
             exp: 0,
@@ -150,7 +219,7 @@ mod tests {
         assert!(!c.allows_client_id("0123456789abcdef0123456789abcdef"));
         assert!(!c.allows_client_id("anything"));
         let admin = Claims {
-            kind: Kind::Admin,
+            kind: TokenKind::Admin,
             ..c
         };
         assert!(!admin.allows_client_id(ID));

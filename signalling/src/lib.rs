@@ -116,16 +116,6 @@ pub struct Calls {
     calls: HashMap<Sid, Call>,
 }
 
-fn action_name(a: CallActionKind) -> &'static str {
-    match a {
-        CallActionKind::Ringing => "ringing",
-        CallActionKind::Accept => "accept",
-        CallActionKind::Decline => "decline",
-        CallActionKind::Cancel => "cancel",
-        CallActionKind::Hangup => "hangup",
-    }
-}
-
 impl Calls {
     pub fn new() -> Self {
         Calls::default()
@@ -228,7 +218,7 @@ impl Calls {
         if !call.is_live() {
             return Err(Refusal::Ended);
         }
-        let not_now = || Refusal::NotNow(action_name(action));
+        let not_now = || Refusal::NotNow(action.as_str());
         let unanswered = call.state != CallStateKind::Accepted;
         match (action, is_callee) {
             (CallActionKind::Ringing, true) if unanswered => {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context, Result};
 use serde::Serialize;
 use serde_json::{json, Value};
+use switchboard_protocol::http;
 use tokio::sync::Notify;
 
 use crate::mqtt::Login;
@@ -205,7 +206,7 @@ impl Api {
     }
 }
 
-/// What sign-in answers.
+/// A signed-in user or robot, as the tests use it.
 #[derive(Debug, Clone)]
 pub struct SignedIn {
     pub id: String,
@@ -216,13 +217,21 @@ pub struct SignedIn {
 }
 
 impl SignedIn {
+    /// From what sign-in answered, read as the protocol's body; `id_field`
+    /// says whose id it must carry (`userId` or `robotId`).
     pub fn from_reply(body: &Value, id_field: &str) -> Result<SignedIn> {
-        let s = |v: &Value| v.as_str().map(str::to_string).context("string field");
+        let reply: http::SignedIn = serde_json::from_value(body.clone())
+            .with_context(|| format!("not a sign-in: {body}"))?;
+        let id = match id_field {
+            "userId" => reply.user_id,
+            "robotId" => reply.robot_id,
+            other => anyhow::bail!("a sign-in carries userId or robotId, not {other}"),
+        };
         Ok(SignedIn {
-            id: s(&body[id_field])?,
-            access: s(&body["accessToken"])?,
-            refresh: s(&body["refreshToken"])?,
-            client_id: s(&body["mqtt"]["clientId"])?,
+            id: id.with_context(|| format!("no {id_field} in {body}"))?,
+            access: reply.tokens.access_token,
+            refresh: reply.tokens.refresh_token,
+            client_id: reply.mqtt.client_id,
             body: body.clone(),
         })
     }

@@ -148,6 +148,66 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
     assert_eq!(r.status, 401);
 }
 
+/// The rotated pair is of the refresh token's kind. No route issues an
+/// admin refresh token, so one is made in the database: before the fix its
+/// refresh answered a user's token.
+#[tokio::test]
+async fn an_admin_refresh_token_rotates_into_an_admin_token() {
+    let w = Backend::start().await;
+    let me = w
+        .api
+        .sign_in(&w.sms, "+48555000333", "phone")
+        .await
+        .unwrap();
+    execute(&w.db, &w.server, "UPDATE refresh_tokens SET kind = 'admin'").await;
+    let r = w
+        .api
+        .post(
+            "/v1/auth/refresh",
+            None,
+            json!({"refreshToken": me.refresh}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    let access = r.body["accessToken"].as_str().unwrap();
+    assert_eq!(claims(access)["kind"], "admin");
+    let profile = w.api.get("/v1/me/profile", access).await.unwrap();
+    assert_eq!(
+        (profile.status, profile.code()),
+        (403, "forbidden"),
+        "user routes refuse admin tokens"
+    );
+}
+
+/// Runs one statement on the server's database.
+async fn execute(db: &Database, server: &Server, sql: &str) {
+    use sqlx::Connection;
+    match db {
+        Database::Postgres { url } => {
+            let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query(sql).execute(&mut c).await.unwrap();
+        }
+        Database::Sqlite => {
+            let path = server.dir.path().join("switchboard.db");
+            let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+                .await
+                .unwrap();
+            sqlx::query(sql).execute(&mut c).await.unwrap();
+        }
+    }
+}
+
+/// The claims of a JWT, read without checking its signature.
+fn claims(jwt: &str) -> serde_json::Value {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1).expect("a JWT has three parts");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
 #[tokio::test]
 async fn robots_are_provisioned_by_admins_and_sign_in_with_their_secret() {
     let w = Backend::start().await;

@@ -2,7 +2,6 @@
 //! on `clients/<me>/errors` turned into errors.
 
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -46,7 +45,7 @@ pub(super) async fn next_json<T: DeserializeOwned>(
 /// A report on `clients/<me>/errors` as an error.
 pub(super) fn refusal_error(refusal: Refusal) -> SdkError {
     let Refusal { code, message, .. } = refusal;
-    match serde_json::from_value(Value::String(code.clone())) {
+    match code.parse() {
         Ok(code) => SdkError::from_code(code, message),
         Err(_) => SdkError::Refused {
             code,

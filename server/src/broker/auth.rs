@@ -2,10 +2,10 @@
 //! password and client id, kept apart from rmqtt's types so it is tested
 //! directly.
 
-use switchboard_protocol::acl::{Principal, PrincipalKind};
+use switchboard_protocol::acl::Principal;
 use switchboard_protocol::{ClientId, Topic};
 
-use crate::token::{Claims, Kind, TokenError, Tokens};
+use crate::token::{Claims, TokenError, Tokens};
 
 /// Why a CONNECT was refused. Also the `reason` label of the
 /// `switchboard_mqtt_logins_refused` metric.
@@ -74,18 +74,16 @@ pub fn check_login(
             return Err(Refusal::ForbiddenWill);
         }
     }
-    let kind = match claims.kind {
-        Kind::Robot => PrincipalKind::Robot,
-        // Admin tokens never get here: they cover no client id.
-        Kind::User | Kind::Admin => PrincipalKind::User,
-    };
+    // Admin tokens cover no client id: refused above already.
+    let kind = claims.kind.account().ok_or(Refusal::WrongClientId)?;
     Ok((claims, Principal { client, kind }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::Kind;
+    use crate::token::TokenKind;
+    use switchboard_protocol::acl::PrincipalKind;
 
     const ID: &str = "36940d0ece18aebf69d0ef6825534e24";
     const OTHER: &str = "0123456789abcdef0123456789abcdef";
@@ -93,9 +91,10 @@ mod tests {
     #[test]
     fn login_matrix() {
         let tokens = Tokens::new(&[1u8; 32]);
-        let good = tokens.mint(ID, Kind::User, Some("phone".parse().unwrap()), 60);
-        let forged = Tokens::new(&[2u8; 32]).mint(ID, Kind::User, None, 60);
-        let admin = tokens.mint(ID, Kind::Admin, None, 60);
+        let id = ID.parse().unwrap();
+        let good = tokens.mint(&id, TokenKind::User, Some("phone".parse().unwrap()), 60);
+        let forged = Tokens::new(&[2u8; 32]).mint(&id, TokenKind::User, None, 60);
+        let admin = tokens.mint(&id, TokenKind::Admin, None, 60);
         let with_device = format!("{ID}:phone");
         type Case<'a> = (
             Option<&'a str>,
@@ -143,7 +142,8 @@ mod tests {
     #[test]
     fn wills_only_on_own_is_connected() {
         let tokens = Tokens::new(&[1u8; 32]);
-        let token = tokens.mint(ID, Kind::Robot, None, 60);
+        let id = ID.parse().unwrap();
+        let token = tokens.mint(&id, TokenKind::Robot, None, 60);
         let login =
             |will: &str| check_login(&tokens, Some(ID), Some(token.as_bytes()), ID, Some(will));
         let (_, principal) = login(&format!("users/{ID}/isConnected")).unwrap();

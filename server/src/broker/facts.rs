@@ -20,7 +20,7 @@ pub struct Facts<'a> {
 
 impl acl::Facts for Facts<'_> {
     fn can_see(&self, viewer: &Id, target: &Id) -> bool {
-        self.graph.can_see_str(viewer.as_str(), target.as_str())
+        self.graph.can_see(viewer, target)
     }
 
     fn in_call(&self, user: &Id, sid: &Sid) -> bool {
@@ -28,7 +28,7 @@ impl acl::Facts for Facts<'_> {
     }
 
     fn may_call(&self, caller: &Id, callee: &Id) -> bool {
-        self.graph.may_call(caller.as_str(), callee.as_str())
+        self.graph.may_call(caller, callee)
     }
 
     fn pairing(&self, user: &Id, code: &PairingCode) -> PairingRole {
@@ -57,14 +57,12 @@ impl acl::Facts for Facts<'_> {
 
     fn command_role(&self, user: &Id, sid: &Sid) -> Option<CommandRole> {
         let (caller, callee, accepted) = self.calls.live_parties(sid)?;
-        let (robot, other) = if self.graph.is_robot(caller.as_str()) {
+        let (robot, other) = if self.graph.is_robot(&caller) {
             (caller, callee)
         } else {
             (callee, caller)
         };
-        if !self.graph.is_robot(robot.as_str())
-            || !self.graph.paired(robot.as_str(), other.as_str())
-        {
+        if !self.graph.is_robot(&robot) || !self.graph.paired(&robot, &other) {
             return None;
         }
         match (user == &robot, user == &other, accepted) {

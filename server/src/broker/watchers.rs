@@ -30,7 +30,7 @@ pub fn may_receive(graph: &Graph, viewer: &Id, topic: &str) -> bool {
     match topic.parse::<Topic>() {
         Ok(
             Topic::UserInfo(target) | Topic::UserIsConnected(target) | Topic::UserPresence(target),
-        ) => graph.can_see_str(viewer.as_str(), target.as_str()),
+        ) => graph.can_see(viewer, &target),
         _ => true,
     }
 }
@@ -58,7 +58,7 @@ impl Watchers {
                     let Ok(client) = client_id.parse::<ClientId>() else {
                         continue;
                     };
-                    if !self.graph.can_see_str(client.id.as_str(), target.as_str()) {
+                    if !self.graph.can_see(&client.id, target) {
                         let group = options.shared_group().cloned();
                         gone.push((connection.clone(), client, filter.clone(), group));
                     }

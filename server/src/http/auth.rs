@@ -9,6 +9,8 @@ use axum::Json;
 use governor::DefaultKeyedRateLimiter;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+use switchboard_protocol::acl::PrincipalKind;
+use switchboard_protocol::http::{MqttAccess, SignedIn, TokenPair};
 use switchboard_protocol::{ClientId, Device, ErrorBody, ErrorCode, Id, Phone};
 use utoipa::ToSchema;
 
@@ -17,7 +19,7 @@ use super::extract::{Admin, Body};
 use super::AppState;
 use crate::keys::{keyed_hash, random_secret, sha256_hex};
 use crate::store::{OtpCheck, RefreshOutcome, SendAllowance};
-use crate::token::Kind;
+use crate::token::TokenKind;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -50,44 +52,10 @@ pub struct VerifyRequest {
     device: Device,
 }
 
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct MqttAccess {
-    /// `mqtt://host:port`
-    tcp: String,
-    /// `ws://host:port/mqtt`
-    ws: String,
-    /// The client id to connect with.
-    client_id: String,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SignedIn {
-    // Left out when unset, never `null`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
-    user_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
-    robot_id: Option<String>,
-    #[serde(flatten)]
-    tokens: TokenPair,
-    mqtt: MqttAccess,
-}
-
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RefreshRequest {
     refresh_token: String,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct TokenPair {
-    access_token: String,
-    refresh_token: String,
-    expires_in: u64,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -101,7 +69,8 @@ pub struct RobotSignIn {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RobotCreated {
-    pub robot_id: String,
+    #[schema(value_type = String)]
+    pub robot_id: Id,
     /// Shown once; only its hash is stored.
     pub secret: String,
 }
@@ -172,7 +141,7 @@ pub async fn otp(
         .map_err(internal)?;
     Ok(Json(OtpSent {
         phone: phone.to_string(),
-        expires_in: crate::store::OTP_TTL_MS / 1000,
+        expires_in: crate::store::OTP_TTL_MINUTES * 60,
     }))
 }
 
@@ -217,15 +186,15 @@ pub async fn verify(
     let user_id = app.config.accounts.id_scheme.user_id(&phone, &app.id_key);
     if app
         .store
-        .ensure_user(user_id.as_str(), "user")
+        .ensure_user(&user_id, PrincipalKind::User)
         .await
         .map_err(internal)?
     {
-        app.graph.add_user(user_id.as_str());
+        app.graph.add_user(&user_id);
         tracing::info!(user_id = %user_id, "new user");
     }
     let client = ClientId::new(user_id.clone(), Some(req.device.clone()));
-    let pair = issue(&app, user_id.as_str(), Kind::User, Some(&req.device), None).await?;
+    let pair = issue(&app, &user_id, TokenKind::User, Some(&req.device), None).await?;
     Ok(Json(SignedIn {
         user_id: Some(user_id.to_string()),
         robot_id: None,
@@ -238,8 +207,8 @@ pub async fn verify(
 /// rotation, `None` starts a new sign-in.
 async fn issue(
     app: &AppState,
-    subject: &str,
-    kind: Kind,
+    subject: &Id,
+    kind: TokenKind,
     device: Option<&Device>,
     family: Option<String>,
 ) -> Result<TokenPair, ApiError> {
@@ -247,18 +216,13 @@ async fn issue(
     let access_token = app.tokens.mint(subject, kind, device.cloned(), ttl);
     let refresh_token = random_secret();
     let family = family.unwrap_or_else(random_secret);
-    let kind_name = match kind {
-        Kind::User => "user",
-        Kind::Robot => "robot",
-        Kind::Admin => "admin",
-    };
     app.store
         .insert_refresh(
             &sha256_hex(&refresh_token),
             &family,
             subject,
-            kind_name,
-            device.map(Device::as_str),
+            kind,
+            device,
             app.config.accounts.refresh_token_ttl.as_millis() as i64,
         )
         .await
@@ -284,20 +248,12 @@ pub async fn refresh(
     let hash = sha256_hex(&req.refresh_token);
     match app.store.use_refresh(&hash).await.map_err(internal)? {
         RefreshOutcome::Rotated(stored) => {
-            let kind = if stored.kind == "robot" {
-                Kind::Robot
-            } else {
-                Kind::User
-            };
-            let device = stored
-                .device
-                .as_deref()
-                .and_then(|d| d.parse::<Device>().ok());
+            // The new pair is of the same kind, for the same device.
             let pair = issue(
                 &app,
                 &stored.subject,
-                kind,
-                device.as_ref(),
+                stored.kind,
+                stored.device.as_ref(),
                 Some(stored.family),
             )
             .await?;
@@ -373,7 +329,7 @@ pub async fn robot_sign_in(
     let robot_id: Id = req.robot_id.parse().map_err(|_| wrong())?;
     let stored = app
         .store
-        .robot_secret_hash(robot_id.as_str())
+        .robot_secret_hash(&robot_id)
         .await
         .map_err(internal)?
         .ok_or_else(wrong)?;
@@ -382,10 +338,10 @@ pub async fn robot_sign_in(
         return Err(wrong());
     }
     app.graph
-        .learn(&app.store, robot_id.as_str())
+        .learn(&app.store, &robot_id)
         .await
         .map_err(internal)?;
-    let pair = issue(&app, robot_id.as_str(), Kind::Robot, None, None).await?;
+    let pair = issue(&app, &robot_id, TokenKind::Robot, None, None).await?;
     Ok(Json(SignedIn {
         user_id: None,
         robot_id: Some(robot_id.to_string()),

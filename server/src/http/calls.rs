@@ -4,7 +4,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use switchboard_protocol::{ErrorBody, ErrorCode, Sid};
+use switchboard_protocol::payload::{CallKind, CallStateKind, EndReason};
+use switchboard_protocol::{ClientId, ErrorBody, ErrorCode, Id, Sid};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{internal, ApiError};
@@ -27,9 +28,57 @@ pub struct Page {
     before: Option<i64>,
 }
 
+/// A call as the history shows it.
+// Named `CallRecord` in the OpenAPI document, as before this type was
+// split from the store's.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = CallRecord)]
+pub struct CallBody {
+    #[schema(value_type = String)]
+    sid: Sid,
+    #[schema(value_type = String)]
+    caller: Id,
+    #[schema(value_type = String)]
+    callee: Id,
+    /// `video` or `audio`.
+    #[schema(value_type = String)]
+    kind: CallKind,
+    /// `inviting`, `ringing`, `accepted` or `ended`.
+    #[schema(value_type = String)]
+    state: CallStateKind,
+    #[schema(value_type = Option<String>)]
+    reason: Option<EndReason>,
+    #[schema(value_type = Option<String>)]
+    accepted_by: Option<ClientId>,
+    created_at: i64,
+    accepted_at: Option<i64>,
+    ended_at: Option<i64>,
+    /// Milliseconds from accept to end, for calls that were answered.
+    duration_ms: Option<i64>,
+}
+
+impl From<CallRecord> for CallBody {
+    fn from(c: CallRecord) -> Self {
+        CallBody {
+            sid: c.sid,
+            caller: c.caller.id,
+            callee: c.callee,
+            kind: c.kind,
+            state: c.state,
+            reason: c.reason,
+            accepted_by: c.accepted_by,
+            created_at: c.created_at,
+            accepted_at: c.accepted_at,
+            ended_at: c.ended_at,
+            duration_ms: c.accepted_at.zip(c.ended_at).map(|(a, e)| e - a),
+        }
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct CallList {
-    calls: Vec<CallRecord>,
+    calls: Vec<CallBody>,
 }
 
 /// The caller's calls, newest first, paged.
@@ -54,16 +103,18 @@ pub async fn list(
     let before = page.before.unwrap_or(i64::MAX);
     let calls = app
         .store
-        .calls_of(&caller.0.sub, before, limit)
+        .calls_of(&caller.id, before, limit)
         .await
         .map_err(internal)?;
-    Ok(Json(CallList { calls }))
+    Ok(Json(CallList {
+        calls: calls.into_iter().map(CallBody::from).collect(),
+    }))
 }
 
 /// One call of the caller's.
 #[utoipa::path(get, path = "/v1/calls/{sid}", tag = "calls",
     params(("sid" = String, Path, description = "session id", pattern = r"^[0-9a-f]{32}$")),
-    responses((status = 200, body = CallRecord),
+    responses((status = 200, body = CallBody),
         (status = 400, description = "sid is not 32 lowercase hex", body = ErrorBody),
         (status = 401, description = "no, invalid or expired access token", body = ErrorBody),
         (status = 403, description = "not a user or robot token", body = ErrorBody),
@@ -73,14 +124,14 @@ pub async fn one(
     State(app): State<AppState>,
     caller: Caller,
     PathParam(sid): PathParam<String>,
-) -> Result<Json<CallRecord>, ApiError> {
+) -> Result<Json<CallBody>, ApiError> {
     let sid: Sid = sid.parse().map_err(|e: switchboard_protocol::Invalid| {
         ApiError::new(ErrorCode::BadRequest, e.to_string())
     })?;
-    let call = app.store.call(sid.as_str()).await.map_err(internal)?;
+    let call = app.store.call(&sid).await.map_err(internal)?;
     // Someone else's call and no call look the same.
     match call {
-        Some(c) if c.caller == caller.0.sub || c.callee == caller.0.sub => Ok(Json(c)),
+        Some(c) if c.caller.id == caller.id || c.callee == caller.id => Ok(Json(c.into())),
         _ => Err(ApiError::new(ErrorCode::NotFound, "no such call of yours")),
     }
 }
@@ -145,7 +196,7 @@ pub async fn add_push_token(
         ));
     }
     app.store
-        .add_push_token(&caller.0.sub, req.platform.as_str(), &req.token)
+        .add_push_token(&caller.id, req.platform.as_str(), &req.token)
         .await
         .map_err(internal)?;
     Ok(StatusCode::NO_CONTENT)

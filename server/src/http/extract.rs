@@ -8,11 +8,11 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
-use switchboard_protocol::ErrorCode;
+use switchboard_protocol::{ErrorCode, Id};
 
 use super::error::ApiError;
 use super::AppState;
-use crate::token::{Claims, Kind, TokenError};
+use crate::token::{TokenError, TokenKind};
 
 /// A JSON body; any problem with it is a 4xx in the API's error form.
 pub struct Body<T>(pub T);
@@ -76,14 +76,10 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for PathPar
     }
 }
 
-/// The caller's verified access token (user or robot).
-pub struct Caller(pub Claims);
-
-impl Caller {
-    pub fn id(&self) -> switchboard_protocol::Id {
-        // Checked by the extractor.
-        self.0.sub.parse().expect("caller subject is an id")
-    }
+/// Who called, from a verified access token of a user or robot.
+pub struct Caller {
+    pub id: Id,
+    pub kind: TokenKind,
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -99,17 +95,20 @@ impl FromRequestParts<AppState> for Caller {
             };
             ApiError::new(ErrorCode::Unauthorized, message)
         })?;
-        if claims.kind == Kind::Admin || claims.sub.parse::<switchboard_protocol::Id>().is_err() {
-            return Err(ApiError::new(
-                ErrorCode::Forbidden,
-                "this route is for users and robots",
-            ));
+        let forbidden =
+            || ApiError::new(ErrorCode::Forbidden, "this route is for users and robots");
+        if claims.kind == TokenKind::Admin {
+            return Err(forbidden());
         }
+        let id: Id = claims.sub.parse().map_err(|_| forbidden())?;
         app.graph
-            .learn(&app.store, &claims.sub)
+            .learn(&app.store, &id)
             .await
             .map_err(super::error::internal)?;
-        Ok(Caller(claims))
+        Ok(Caller {
+            id,
+            kind: claims.kind,
+        })
     }
 }
 

@@ -53,7 +53,7 @@ pub async fn ice_servers(State(app): State<AppState>, caller: Caller) -> Json<Ic
     if let (false, Some(secret)) = (app.turn_urls.is_empty(), secret) {
         let (username, credential) = turn_credentials(
             secret,
-            &caller.0.sub,
+            caller.id.as_str(),
             now_s() + config.ice.turn_credential_ttl.as_secs(),
         );
         ice_servers.push(IceServer {

@@ -99,9 +99,8 @@ pub async fn get_my_profile(
     State(app): State<AppState>,
     caller: Caller,
 ) -> Result<Json<ProfileBody>, ApiError> {
-    let me = caller.id();
-    let p = app.store.get_profile(me.as_str()).await.map_err(internal)?;
-    Ok(Json(p.unwrap_or_else(|| empty_profile(&me)).into()))
+    let p = app.store.get_profile(&caller.id).await.map_err(internal)?;
+    Ok(Json(p.unwrap_or_else(|| empty_profile(&caller.id)).into()))
 }
 
 /// Replaces the caller's profile, stores it and publishes it retained on
@@ -127,7 +126,7 @@ pub async fn put_my_profile(
         alt_phone: update.alt_phone,
         updated_at: None,
     };
-    let profile = app.services.profiles.set(&caller.id(), input).await?;
+    let profile = app.services.profiles.set(&caller.id, input).await?;
     Ok(Json(profile.into()))
 }
 
@@ -149,17 +148,13 @@ pub async fn get_profile(
         ApiError::new(ErrorCode::BadRequest, e.to_string())
     })?;
     // Unknown and not shared look the same: no way to probe who exists.
-    if !app.graph.can_see_str(&caller.0.sub, target.as_str()) {
+    if !app.graph.can_see(&caller.id, &target) {
         return Err(ApiError::new(
             ErrorCode::NotFound,
             "no such user, or not shared with you",
         ));
     }
-    let p = app
-        .store
-        .get_profile(target.as_str())
-        .await
-        .map_err(internal)?;
+    let p = app.store.get_profile(&target).await.map_err(internal)?;
     Ok(Json(p.unwrap_or_else(|| empty_profile(&target)).into()))
 }
 
@@ -183,16 +178,19 @@ async fn put_list(
             format!("at most {MAX_LIST} ids"),
         ));
     }
-    for id in &ids {
-        if id.parse::<Id>().is_err() {
-            return Err(ApiError::new(
-                ErrorCode::BadRequest,
-                format!("not a user id: {:?}", truncate(id)),
-            ));
-        }
-    }
-    let me = &caller.0.sub;
-    let ids: Vec<String> = dedup(ids).into_iter().filter(|id| id != me).collect();
+    let ids = ids
+        .iter()
+        .map(|id| {
+            id.parse::<Id>().map_err(|_| {
+                ApiError::new(
+                    ErrorCode::BadRequest,
+                    format!("not a user id: {:?}", truncate(id)),
+                )
+            })
+        })
+        .collect::<Result<Vec<Id>, ApiError>>()?;
+    let me = &caller.id;
+    let ids: Vec<Id> = dedup(ids).into_iter().filter(|id| id != me).collect();
     let known = app.store.existing_ids(&ids).await.map_err(internal)?;
     if let Some(unknown) = ids.iter().find(|id| !known.contains(id)) {
         return Err(ApiError::new(
@@ -205,14 +203,20 @@ async fn put_list(
         .await
         .map_err(internal)?;
     app.graph.set_list(me, list, &ids);
-    app.watchers.recheck(&caller.id()).await;
-    Ok(Json(IdList {
-        user_ids: app.graph.list(me, list),
-    }))
+    app.watchers.recheck(me).await;
+    Ok(Json(app.graph.list(me, list).into()))
+}
+
+impl From<Vec<Id>> for IdList {
+    fn from(ids: Vec<Id>) -> Self {
+        IdList {
+            user_ids: ids.iter().map(Id::to_string).collect(),
+        }
+    }
 }
 
 /// Duplicates removed, order kept: lists are sets.
-fn dedup(ids: Vec<String>) -> Vec<String> {
+fn dedup(ids: Vec<Id>) -> Vec<Id> {
     let mut seen = std::collections::HashSet::new();
     ids.into_iter()
         .filter(|id| seen.insert(id.clone()))
@@ -246,9 +250,7 @@ pub async fn put_contacts(
         (status = 403, description = "not a user or robot token", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get_contacts(State(app): State<AppState>, caller: Caller) -> Json<IdList> {
-    Json(IdList {
-        user_ids: app.graph.list(&caller.0.sub, List::Contacts),
-    })
+    Json(app.graph.list(&caller.id, List::Contacts).into())
 }
 
 /// Replaces the caller's block list: blocked users see nothing of the
@@ -274,9 +276,7 @@ pub async fn put_blocked(
         (status = 403, description = "not a user or robot token", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get_blocked(State(app): State<AppState>, caller: Caller) -> Json<IdList> {
-    Json(IdList {
-        user_ids: app.graph.list(&caller.0.sub, List::Blocked),
-    })
+    Json(app.graph.list(&caller.id, List::Blocked).into())
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -299,11 +299,11 @@ pub async fn put_visibility(
     Body(body): Body<VisibilityBody>,
 ) -> Result<Json<VisibilityBody>, ApiError> {
     app.store
-        .set_visibility(&caller.0.sub, body.visibility)
+        .set_visibility(&caller.id, body.visibility)
         .await
         .map_err(internal)?;
-    app.graph.set_visibility(&caller.0.sub, body.visibility);
-    app.watchers.recheck(&caller.id()).await;
+    app.graph.set_visibility(&caller.id, body.visibility);
+    app.watchers.recheck(&caller.id).await;
     Ok(Json(body))
 }
 
@@ -314,7 +314,7 @@ pub async fn put_visibility(
     security(("bearer" = [])))]
 pub async fn get_visibility(State(app): State<AppState>, caller: Caller) -> Json<VisibilityBody> {
     Json(VisibilityBody {
-        visibility: app.graph.visibility(&caller.0.sub),
+        visibility: app.graph.visibility(&caller.id),
     })
 }
 
@@ -364,7 +364,7 @@ pub async fn discover(
     let quota = app.config.accounts.discovery_daily_quota as i64;
     if !app
         .store
-        .take_discovery_quota(&caller.0.sub, req.phones.len() as i64, quota)
+        .take_discovery_quota(&caller.id, req.phones.len() as i64, quota)
         .await
         .map_err(internal)?
     {
@@ -375,20 +375,23 @@ pub async fn discover(
     }
     let region = app.config.accounts.default_region;
     let scheme: IdScheme = app.config.accounts.id_scheme;
-    let candidates: Vec<(String, String)> = req
+    let candidates: Vec<(String, Id)> = req
         .phones
         .into_iter()
         .filter_map(|typed| {
             let phone = Phone::parse(&typed, region).ok()?;
-            Some((typed, scheme.user_id(&phone, &app.id_key).to_string()))
+            Some((typed, scheme.user_id(&phone, &app.id_key)))
         })
         .collect();
-    let ids: Vec<String> = candidates.iter().map(|(_, id)| id.clone()).collect();
+    let ids: Vec<Id> = candidates.iter().map(|(_, id)| id.clone()).collect();
     let known = app.store.existing_ids(&ids).await.map_err(internal)?;
     let matches = candidates
         .into_iter()
-        .filter(|(_, id)| known.contains(id) && !app.graph.has_blocked(id, &caller.0.sub))
-        .map(|(phone, user_id)| Match { phone, user_id })
+        .filter(|(_, id)| known.contains(id) && !app.graph.has_blocked(id, &caller.id))
+        .map(|(phone, id)| Match {
+            phone,
+            user_id: id.to_string(),
+        })
         .collect();
     Ok(Json(Matches { matches }))
 }

@@ -75,7 +75,7 @@ pub async fn presence(
     }
     let presence = ids
         .into_iter()
-        .filter(|id| app.graph.can_see_str(&caller.0.sub, id.as_str()))
+        .filter(|id| app.graph.can_see(&caller.id, id))
         .map(|id| {
             // A user who never connected since the server started is
             // offline with nothing seen yet.

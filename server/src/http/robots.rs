@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use super::error::{internal, ApiError};
 use super::extract::{Caller, PathParam};
 use super::AppState;
-use crate::token::Kind;
+use crate::token::TokenKind;
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -45,8 +45,8 @@ pub struct Owners {
     owners: Vec<Owner>,
 }
 
-fn require(caller: &Caller, kind: Kind, what: &str) -> Result<(), ApiError> {
-    if caller.0.kind == kind {
+fn require(caller: &Caller, kind: TokenKind, what: &str) -> Result<(), ApiError> {
+    if caller.kind == kind {
         Ok(())
     } else {
         Err(ApiError::new(
@@ -68,9 +68,8 @@ pub async fn new_code(
     State(app): State<AppState>,
     caller: Caller,
 ) -> Result<(StatusCode, Json<NewCode>), ApiError> {
-    require(&caller, Kind::Robot, "robots")?;
-    let robot = caller.id();
-    let (code, expires_at) = app.services.robots.issue(robot).await;
+    require(&caller, TokenKind::Robot, "robots")?;
+    let (code, expires_at) = app.services.robots.issue(caller.id).await;
     Ok((
         StatusCode::CREATED,
         Json(NewCode {
@@ -90,12 +89,12 @@ pub async fn my_robots(
     State(app): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Robots>, ApiError> {
-    require(&caller, Kind::User, "users")?;
-    let rows = app.store.robots_of(&caller.0.sub).await.map_err(internal)?;
+    require(&caller, TokenKind::User, "users")?;
+    let rows = app.store.robots_of(&caller.id).await.map_err(internal)?;
     let robots = rows
         .into_iter()
-        .map(|(robot_id, paired_at)| OwnedRobot {
-            robot_id,
+        .map(|(robot, paired_at)| OwnedRobot {
+            robot_id: robot.to_string(),
             paired_at,
         })
         .collect();
@@ -116,13 +115,13 @@ pub async fn unpair(
     caller: Caller,
     PathParam(id): PathParam<String>,
 ) -> Result<StatusCode, ApiError> {
-    require(&caller, Kind::User, "users")?;
+    require(&caller, TokenKind::User, "users")?;
     let robot: Id = id.parse().map_err(|e: switchboard_protocol::Invalid| {
         ApiError::new(ErrorCode::BadRequest, e.to_string())
     })?;
     if !app
         .store
-        .remove_owner(robot.as_str(), &caller.0.sub)
+        .remove_owner(&robot, &caller.id)
         .await
         .map_err(internal)?
     {
@@ -131,10 +130,10 @@ pub async fn unpair(
             "you do not own this robot",
         ));
     }
-    app.graph.set_owner(robot.as_str(), &caller.0.sub, false);
+    app.graph.set_owner(&robot, &caller.id, false);
     // Neither sees the other any more, unless the graph says otherwise.
     app.watchers.recheck(&robot).await;
-    app.watchers.recheck(&caller.id()).await;
+    app.watchers.recheck(&caller.id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -148,11 +147,14 @@ pub async fn my_owners(
     State(app): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Owners>, ApiError> {
-    require(&caller, Kind::Robot, "robots")?;
-    let rows = app.store.owners_of(&caller.0.sub).await.map_err(internal)?;
+    require(&caller, TokenKind::Robot, "robots")?;
+    let rows = app.store.owners_of(&caller.id).await.map_err(internal)?;
     let owners = rows
         .into_iter()
-        .map(|(user_id, paired_at)| Owner { user_id, paired_at })
+        .map(|(user, paired_at)| Owner {
+            user_id: user.to_string(),
+            paired_at,
+        })
         .collect();
     Ok(Json(Owners { owners }))
 }

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use switchboard_protocol::payload::{CallKind, CallStateKind, EndReason};
+use switchboard_protocol::payload::{CallStateKind, EndReason};
 use switchboard_protocol::{validate, ClientId, ErrorCode, Id, Sid, Topic};
 use switchboard_signalling::{Call, Calls, Invitation, Refusal};
 
@@ -46,49 +46,39 @@ pub struct CallService {
     followers: Vec<Arc<dyn Follow>>,
 }
 
-/// The wire name of a serde enum value (`"ended"`, `"answered_elsewhere"`).
-fn name<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
-}
-
-pub fn record(c: &Call) -> CallRecord {
+/// A call as the store keeps it.
+fn record(c: &Call) -> CallRecord {
     CallRecord {
-        sid: c.sid.to_string(),
-        caller: c.caller.id.to_string(),
-        callee: c.callee.to_string(),
-        kind: name(&c.kind),
-        state: name(&c.state),
-        reason: c.reason.as_ref().map(name),
-        accepted_by: c.accepted_by.as_ref().map(ClientId::to_string),
+        sid: c.sid.clone(),
+        caller: c.caller.clone(),
+        callee: c.callee.clone(),
+        kind: c.kind,
+        state: c.state,
+        reason: c.reason,
+        accepted_by: c.accepted_by.clone(),
         created_at: c.created_at,
         accepted_at: c.accepted_at,
         ended_at: c.ended_at,
-        duration_ms: c.accepted_at.zip(c.ended_at).map(|(a, e)| e - a),
     }
 }
 
 /// A call that was live when the server stopped, as the state machine
 /// knows an ended call.
-fn failed_call(r: &CallRecord, caller_device: Option<&str>) -> Option<Call> {
-    let caller_id: Id = r.caller.parse().ok()?;
-    let device = caller_device.and_then(|d| d.parse().ok());
-    Some(Call {
-        sid: r.sid.parse().ok()?,
-        caller: ClientId::new(caller_id, device),
-        callee: r.callee.parse().ok()?,
-        kind: serde_json::from_value(serde_json::Value::String(r.kind.clone())).ok()?,
+fn failed_call(r: &CallRecord) -> Call {
+    Call {
+        sid: r.sid.clone(),
+        caller: r.caller.clone(),
+        callee: r.callee.clone(),
+        kind: r.kind,
         state: CallStateKind::Ended,
         reason: Some(EndReason::Failed),
         legs: Default::default(),
-        accepted_by: r.accepted_by.as_deref().and_then(|a| a.parse().ok()),
+        accepted_by: r.accepted_by.clone(),
         created_at: r.created_at,
         accepted_at: r.accepted_at,
         ended_at: r.ended_at,
         ring_deadline: r.created_at,
-    })
+    }
 }
 
 impl CallService {
@@ -127,15 +117,17 @@ impl CallService {
 
     /// Calls live when the server last stopped, now ended `failed`: kept
     /// known for a while, and their retained states to publish at start.
-    pub fn restore_failed(&self, failed: &[(CallRecord, Option<String>)]) -> Vec<(Topic, Vec<u8>)> {
+    pub fn restore_failed(&self, failed: &[CallRecord]) -> Vec<(Topic, Vec<u8>)> {
         let mut calls = self.calls.lock().expect("calls lock");
         failed
             .iter()
-            .filter_map(|(r, device)| failed_call(r, device.as_deref()))
+            .map(failed_call)
             .map(|call| {
                 let payload = serde_json::to_vec(&call.wire()).expect("state serializes");
                 let topic = Topic::CallState(call.sid.clone());
-                self.edges.metrics.count_call_end("failed".into());
+                self.edges
+                    .metrics
+                    .count_call_end(EndReason::Failed.as_str().into());
                 calls.remember(call);
                 (topic, payload)
             })
@@ -195,7 +187,7 @@ impl CallService {
         let known = self
             .edges
             .store
-            .call_exists(sid.as_str())
+            .call_exists(&sid)
             .await
             .map_err(|e| Refused::internal("checking a session id", e))?;
         let invitation = Invitation {
@@ -231,31 +223,21 @@ impl CallService {
     fn wake(&self, call: Call) {
         let (store, push) = (self.edges.store.clone(), self.push.clone());
         self.edges.tasks.spawn(async move {
-            let tokens = match store.push_tokens(call.callee.as_str()).await {
+            let tokens = match store.push_tokens(&call.callee).await {
                 Ok(t) if !t.is_empty() => t,
                 Ok(_) => return,
                 Err(e) => return tracing::warn!("reading push tokens: {e:#}"),
             };
-            let (sid, from, callee) = (
-                call.sid.to_string(),
-                call.caller.id.to_string(),
-                call.callee.to_string(),
-            );
-            let kind = if call.kind == CallKind::Video {
-                "video"
-            } else {
-                "audio"
-            };
             let wake = WakeUp {
-                user_id: &callee,
-                sid: &sid,
-                from: &from,
-                kind,
+                user_id: &call.callee,
+                sid: &call.sid,
+                from: &call.caller.id,
+                kind: call.kind,
                 expires_at: call.ring_deadline,
                 tokens: &tokens,
             };
             if let Err(e) = push.wake(&wake).await {
-                tracing::warn!(%sid, "wake-up push: {e:#}");
+                tracing::warn!(sid = %call.sid, "wake-up push: {e:#}");
             }
         });
     }
@@ -287,8 +269,8 @@ impl CallService {
     fn emit(&self, call: &Call) {
         match call.state {
             CallStateKind::Ended => {
-                let reason = call.reason.as_ref().map(name).unwrap_or_default();
-                self.edges.metrics.count_call_end(reason);
+                let reason = call.reason.map_or("", EndReason::as_str);
+                self.edges.metrics.count_call_end(reason.into());
             }
             CallStateKind::Accepted => {
                 if let Some(at) = call.accepted_at {
@@ -327,8 +309,7 @@ impl CallService {
                     for follower in &self.followers {
                         follower.call_changed(&call);
                     }
-                    let device = call.caller.device.as_ref().map(|d| d.as_str());
-                    if let Err(e) = self.edges.store.save_call(&record(&call), device).await {
+                    if let Err(e) = self.edges.store.save_call(&record(&call)).await {
                         tracing::error!(sid = %call.sid, "storing a call: {e:#}");
                     }
                     let payload = serde_json::to_vec(&call.wire()).expect("state serializes");
@@ -354,6 +335,7 @@ impl CallService {
 mod tests {
     use super::*;
     use crate::services::test_edges;
+    use switchboard_protocol::acl::PrincipalKind;
     use switchboard_protocol::payload::CallState;
 
     const CALLER: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
@@ -373,7 +355,11 @@ mod tests {
 
     async fn service(edges: Edges, seen: Arc<Seen>) -> (Arc<CallService>, Inbox<Out>) {
         for user in [CALLER, CALLEE] {
-            edges.store.ensure_user(user, "user").await.unwrap();
+            edges
+                .store
+                .ensure_user(&user.parse().unwrap(), PrincipalKind::User)
+                .await
+                .unwrap();
         }
         let (presence, _) = PresenceService::new(edges.clone()).await.unwrap();
         let limits = Arc::new(Limits::new());
@@ -417,7 +403,7 @@ mod tests {
         assert_eq!((topic, retain), (Topic::CallState(sid.clone()), true));
         assert_eq!(state(&payload).state, CallStateKind::Inviting);
         assert!(
-            store.call_exists(SID).await.unwrap(),
+            store.call_exists(&sid).await.unwrap(),
             "stored before it is published"
         );
 
@@ -431,10 +417,10 @@ mod tests {
             (ended.state, ended.reason),
             (CallStateKind::Ended, Some(EndReason::Missed))
         );
-        let stored = store.call(SID).await.unwrap().unwrap();
+        let stored = store.call(&sid).await.unwrap().unwrap();
         assert_eq!(
-            (stored.state.as_str(), stored.reason.as_deref()),
-            ("ended", Some("missed"))
+            (stored.state, stored.reason),
+            (CallStateKind::Ended, Some(EndReason::Missed))
         );
         stop.cancel();
         publisher.await.unwrap();

@@ -52,10 +52,9 @@ impl PresenceService {
     /// retained messages to put in place before the broker accepts anyone.
     pub async fn new(edges: Edges) -> Result<(Arc<Self>, Vec<(Topic, Vec<u8>)>)> {
         let stored = edges.store.presence_rows().await?;
-        let stored = stored.into_iter().filter_map(|(id, seq, last_seen)| {
-            let id: Id = id.parse().ok()?;
-            Some((id, u64::try_from(seq).unwrap_or(0), last_seen))
-        });
+        let stored = stored
+            .into_iter()
+            .map(|(id, seq, last_seen)| (id, u64::try_from(seq).unwrap_or(0), last_seen));
         let mut tracker = Tracker::new();
         let offline = tracker.rebuild(stored);
         edges.store.bump_presence_seqs().await?;
@@ -127,7 +126,7 @@ impl PresenceService {
             // is larger than any a watcher has seen.
             let seq = i64::try_from(p.presence.seq).unwrap_or(i64::MAX);
             if let Err(e) = store
-                .save_presence(p.user.as_str(), seq, p.presence.last_seen)
+                .save_presence(&p.user, seq, p.presence.last_seen)
                 .await
             {
                 tracing::warn!(user = %p.user, "saving presence: {e:#}");
@@ -146,6 +145,7 @@ mod tests {
     use super::*;
     use crate::clock::Clock as _;
     use crate::services::test_edges;
+    use switchboard_protocol::acl::PrincipalKind;
 
     const USER: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 
@@ -157,13 +157,13 @@ mod tests {
     async fn a_device_online_then_lost_is_published_in_order_and_its_seq_stored() {
         let (edges, clock, mut sent) = test_edges().await;
         let (store, stop) = (edges.store.clone(), edges.stop.clone());
-        store.ensure_user(USER, "user").await.unwrap();
+        let user: Id = USER.parse().unwrap();
+        store.ensure_user(&user, PrincipalKind::User).await.unwrap();
         let (presence, _) = PresenceService::new(edges).await.unwrap();
         presence.connected(phone(), 1);
         let online_at = clock.now_ms();
         clock.advance(5_000);
         presence.disconnected(phone(), 1, Cause::Lost);
-        let user: Id = USER.parse().unwrap();
         let now = presence.get(&user).unwrap();
         assert!(!now.online);
         assert_eq!(now.last_seen, Some(online_at + 5_000), "the clock's time");
@@ -184,10 +184,7 @@ mod tests {
         let published: Presence = serde_json::from_str(&topics[1].1).unwrap();
         assert_eq!(published, now);
         let rows = store.presence_rows().await.unwrap();
-        assert_eq!(
-            rows,
-            vec![(USER.to_string(), now.seq as i64, now.last_seen)]
-        );
+        assert_eq!(rows, vec![(user, now.seq as i64, now.last_seen)]);
     }
 
     #[tokio::test]

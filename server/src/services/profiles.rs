@@ -75,6 +75,7 @@ mod tests {
     use super::*;
     use crate::clock::Clock as _;
     use crate::services::test_edges;
+    use switchboard_protocol::acl::PrincipalKind;
 
     const USER: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 
@@ -82,9 +83,13 @@ mod tests {
     async fn a_published_profile_is_stored_as_the_server_stamps_it() {
         let (edges, clock, mut sent) = test_edges().await;
         let store = edges.store.clone();
-        edges.store.ensure_user(USER, "user").await.unwrap();
-        let profiles = ProfileService::new(Arc::new(Limits::new()), edges);
         let owner: Id = USER.parse().unwrap();
+        edges
+            .store
+            .ensure_user(&owner, PrincipalKind::User)
+            .await
+            .unwrap();
+        let profiles = ProfileService::new(Arc::new(Limits::new()), edges);
         let sent_at = r#"{"nickname":"  Ala ","updatedAt":1}"#;
         let profile = profiles
             .published(&owner, sent_at.as_bytes())
@@ -92,7 +97,7 @@ mod tests {
             .unwrap();
         assert_eq!(profile.nickname.as_deref(), Some("Ala"));
         assert_eq!(profile.updated_at, clock.now_ms(), "the server's time");
-        assert_eq!(store.get_profile(USER).await.unwrap(), Some(profile));
+        assert_eq!(store.get_profile(&owner).await.unwrap(), Some(profile));
         assert!(
             sent.try_recv().is_err(),
             "the broker sends it on, not the service"
@@ -117,9 +122,13 @@ mod tests {
     #[tokio::test]
     async fn a_profile_set_over_http_is_stored_then_published_retained() {
         let (edges, _clock, mut sent) = test_edges().await;
-        edges.store.ensure_user(USER, "user").await.unwrap();
-        let profiles = ProfileService::new(Arc::new(Limits::new()), edges);
         let owner: Id = USER.parse().unwrap();
+        edges
+            .store
+            .ensure_user(&owner, PrincipalKind::User)
+            .await
+            .unwrap();
+        let profiles = ProfileService::new(Arc::new(Limits::new()), edges);
         let input = ProfileInput {
             nickname: Some("Ola".into()),
             ..ProfileInput::default()

@@ -122,10 +122,10 @@ impl RobotService {
             .map_err(|refusal| Refused::new(ErrorCode::Conflict, refusal.to_string()))?;
         self.edges
             .store
-            .add_owner(robot.as_str(), user.as_str())
+            .add_owner(&robot, user)
             .await
             .map_err(|e| Refused::internal("storing an ownership", e))?;
-        self.graph.set_owner(robot.as_str(), user.as_str(), true);
+        self.graph.set_owner(&robot, user, true);
         tracing::info!(robot = %robot, owner = %user, "robot paired");
         self.finish(code, PairingOutcome::Paired, robot, Some(user.clone()))
             .await;
@@ -243,14 +243,22 @@ mod tests {
     use super::*;
     use crate::clock::Clock as _;
     use crate::services::test_edges;
+    use switchboard_protocol::acl::PrincipalKind;
 
     const ROBOT: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     const OWNER: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
     const SID: &str = "0123456789abcdef0123456789abcdef";
 
     async fn service(edges: Edges) -> Arc<RobotService> {
-        edges.store.ensure_user(ROBOT, "robot").await.unwrap();
-        edges.store.ensure_user(OWNER, "user").await.unwrap();
+        let store = &edges.store;
+        store
+            .ensure_user(&id(ROBOT), PrincipalKind::Robot)
+            .await
+            .unwrap();
+        store
+            .ensure_user(&id(OWNER), PrincipalKind::User)
+            .await
+            .unwrap();
         let graph = Arc::new(Graph::load(&edges.store).await.unwrap());
         RobotService::new(
             Duration::from_secs(300),
@@ -304,8 +312,9 @@ mod tests {
             .pairing_published(&owner, &code, PairingField::UserId, OWNER.as_bytes())
             .await
             .unwrap();
-        assert_eq!(store.owners_of(ROBOT).await.unwrap().len(), 1, "stored");
-        assert!(robots.graph.paired(ROBOT, OWNER), "in the graph");
+        let owners = store.owners_of(&id(ROBOT)).await.unwrap();
+        assert_eq!(owners.len(), 1, "stored");
+        assert!(robots.graph.paired(&id(ROBOT), &owner), "in the graph");
         let (topic, payload, retain) = sent.recv().await.unwrap();
         assert_eq!(topic.to_string(), format!("pairing/{code}/status"));
         assert_eq!(status(&payload).status, PairingOutcome::Paired);

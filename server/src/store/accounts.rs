@@ -2,9 +2,12 @@
 
 use anyhow::Result;
 use sqlx::Row;
+use switchboard_protocol::acl::PrincipalKind;
+use switchboard_protocol::{Device, Id};
 
 use super::Store;
 use crate::clock::now_ms;
+use crate::token::TokenKind;
 
 /// What the rate limit says about sending another one-time code.
 #[derive(Debug, PartialEq, Eq)]
@@ -26,9 +29,9 @@ pub enum OtpCheck {
 /// A refresh token row as the server needs it after rotation.
 #[derive(Debug, Clone)]
 pub struct StoredRefresh {
-    pub subject: String,
-    pub kind: String,
-    pub device: Option<String>,
+    pub subject: Id,
+    pub kind: TokenKind,
+    pub device: Option<Device>,
     pub family: String,
 }
 
@@ -41,20 +44,21 @@ pub enum RefreshOutcome {
 }
 
 /// One-time code policy: how long a code lives, how many guesses it allows,
-/// and how many codes one number may get per window.
-pub const OTP_TTL_MS: i64 = 5 * 60 * 1000;
+/// and how many codes one number may get per window. The lifetime is in
+/// whole minutes because the SMS tells it in minutes.
+pub const OTP_TTL_MINUTES: i64 = 5;
 pub const OTP_MAX_ATTEMPTS: i64 = 5;
 pub const OTP_SENDS_PER_WINDOW: i64 = 3;
 pub const OTP_WINDOW_MS: i64 = 15 * 60 * 1000;
 
 impl Store {
     /// Creates the user if it is new. Returns whether it was created.
-    pub async fn ensure_user(&self, id: &str, kind: &str) -> Result<bool> {
+    pub async fn ensure_user(&self, id: &Id, kind: PrincipalKind) -> Result<bool> {
         let r = sqlx::query(
             "INSERT INTO users (id, kind, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
         )
-        .bind(id)
-        .bind(kind)
+        .bind(id.as_str())
+        .bind(kind.as_str())
         .bind(now_ms())
         .execute(&self.pool)
         .await?;
@@ -62,7 +66,7 @@ impl Store {
     }
 
     /// Which of `ids` are registered users or robots.
-    pub async fn existing_ids(&self, ids: &[String]) -> Result<Vec<String>> {
+    pub async fn existing_ids(&self, ids: &[Id]) -> Result<Vec<Id>> {
         let mut found = Vec::new();
         // One query per chunk keeps under both databases' parameter limits.
         for chunk in ids.chunks(500) {
@@ -73,9 +77,11 @@ impl Store {
             );
             let mut q = sqlx::query_scalar::<_, String>(&sql);
             for id in chunk {
-                q = q.bind(id);
+                q = q.bind(id.as_str());
             }
-            found.extend(q.fetch_all(&self.pool).await?);
+            for id in q.fetch_all(&self.pool).await? {
+                found.push(super::typed(id)?);
+            }
         }
         Ok(found)
     }
@@ -125,7 +131,7 @@ impl Store {
         )
         .bind(phone_hash)
         .bind(code_hash)
-        .bind(now + OTP_TTL_MS)
+        .bind(now + OTP_TTL_MINUTES * 60_000)
         .bind(sends)
         .bind(start)
         .execute(&mut *tx)
@@ -172,9 +178,9 @@ impl Store {
         &self,
         token_hash: &str,
         family: &str,
-        subject: &str,
-        kind: &str,
-        device: Option<&str>,
+        subject: &Id,
+        kind: TokenKind,
+        device: Option<&Device>,
         ttl_ms: i64,
     ) -> Result<()> {
         let now = now_ms();
@@ -184,9 +190,9 @@ impl Store {
         )
         .bind(token_hash)
         .bind(family)
-        .bind(subject)
-        .bind(kind)
-        .bind(device)
+        .bind(subject.as_str())
+        .bind(kind.as_str())
+        .bind(device.map(Device::as_str))
         .bind(now)
         .bind(now + ttl_ms)
         .execute(&self.pool)
@@ -208,10 +214,11 @@ impl Store {
         let Some(row) = row else {
             return Ok(RefreshOutcome::Invalid);
         };
+        let device: Option<String> = row.get(2);
         let stored = StoredRefresh {
-            subject: row.get(0),
-            kind: row.get(1),
-            device: row.get(2),
+            subject: super::typed(row.get(0))?,
+            kind: super::typed(row.get(1))?,
+            device: device.map(super::typed).transpose()?,
             family: row.get(3),
         };
         let used: Option<i64> = row.get(4);
@@ -262,16 +269,16 @@ impl Store {
     }
 
     /// Creates a robot account (a user row of kind `robot` and its secret).
-    pub async fn create_robot(&self, id: &str, secret_hash: &str) -> Result<()> {
+    pub async fn create_robot(&self, id: &Id, secret_hash: &str) -> Result<()> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         sqlx::query("INSERT INTO users (id, kind, created_at) VALUES ($1, 'robot', $2)")
-            .bind(id)
+            .bind(id.as_str())
             .bind(now)
             .execute(&mut *tx)
             .await?;
         sqlx::query("INSERT INTO robots (id, secret_hash, created_at) VALUES ($1, $2, $3)")
-            .bind(id)
+            .bind(id.as_str())
             .bind(secret_hash)
             .bind(now)
             .execute(&mut *tx)
@@ -280,10 +287,10 @@ impl Store {
         Ok(())
     }
 
-    pub async fn robot_secret_hash(&self, id: &str) -> Result<Option<String>> {
+    pub async fn robot_secret_hash(&self, id: &Id) -> Result<Option<String>> {
         Ok(
             sqlx::query_scalar("SELECT secret_hash FROM robots WHERE id = $1")
-                .bind(id)
+                .bind(id.as_str())
                 .fetch_optional(&self.pool)
                 .await?,
         )
@@ -293,14 +300,14 @@ impl Store {
     /// counts nothing) past `quota`. The write comes first so that
     /// concurrent requests of one user queue on the row instead of all
     /// reading the same old count.
-    pub async fn take_discovery_quota(&self, user: &str, n: i64, quota: i64) -> Result<bool> {
+    pub async fn take_discovery_quota(&self, user: &Id, n: i64, quota: i64) -> Result<bool> {
         let day = now_ms() / 86_400_000;
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO discovery_usage (user_id, day, lookups) VALUES ($1, $2, $3)
              ON CONFLICT (user_id, day) DO UPDATE SET lookups = discovery_usage.lookups + $3",
         )
-        .bind(user)
+        .bind(user.as_str())
         .bind(day)
         .bind(n)
         .execute(&mut *tx)
@@ -308,7 +315,7 @@ impl Store {
         let used: i64 = sqlx::query_scalar(
             "SELECT lookups FROM discovery_usage WHERE user_id = $1 AND day = $2",
         )
-        .bind(user)
+        .bind(user.as_str())
         .bind(day)
         .fetch_one(&mut *tx)
         .await?;
@@ -353,6 +360,45 @@ mod tests {
             store.check_otp("phone", "right").await.unwrap(),
             OtpCheck::NoCode
         );
+    }
+
+    /// A refresh gives a token of the kind it was issued for: an admin's
+    /// came back as a user's while the handler mapped the stored name by
+    /// hand. A kind this server never writes is an error.
+    #[tokio::test]
+    async fn refresh_tokens_come_back_with_their_kind_and_device() {
+        let store = temp_store().await;
+        let subject: Id = "36940d0ece18aebf69d0ef6825534e24".parse().unwrap();
+        store
+            .ensure_user(&subject, PrincipalKind::User)
+            .await
+            .unwrap();
+        let phone: Device = "phone".parse().unwrap();
+        for kind in [TokenKind::User, TokenKind::Robot, TokenKind::Admin] {
+            let hash = format!("hash-{}", kind.as_str());
+            store
+                .insert_refresh(&hash, "family", &subject, kind, Some(&phone), 60_000)
+                .await
+                .unwrap();
+            match store.use_refresh(&hash).await.unwrap() {
+                RefreshOutcome::Rotated(stored) => {
+                    assert_eq!(
+                        (stored.subject, stored.kind, stored.device),
+                        (subject.clone(), kind, Some(phone.clone()))
+                    );
+                }
+                other => panic!("{kind:?}: {other:?}"),
+            }
+        }
+        store
+            .insert_refresh("root", "family", &subject, TokenKind::User, None, 60_000)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE refresh_tokens SET kind = 'root' WHERE token_hash = 'root'")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        assert!(store.use_refresh("root").await.is_err());
     }
 
     #[tokio::test]

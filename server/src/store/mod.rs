@@ -9,7 +9,7 @@ mod profiles;
 mod robots;
 mod social;
 
-pub use accounts::{OtpCheck, RefreshOutcome, SendAllowance, OTP_TTL_MS};
+pub use accounts::{OtpCheck, RefreshOutcome, SendAllowance, OTP_TTL_MINUTES};
 pub use calls::{CallRecord, PushToken};
 pub use social::{List, Visibility};
 
@@ -20,6 +20,7 @@ use anyhow::{Context, Result};
 use sqlx::any::{install_default_drivers, AnyPoolOptions};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::AnyPool;
+use switchboard_protocol::{Id, Invalid};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
@@ -94,6 +95,22 @@ impl Store {
     }
 }
 
+/// A value read back from the database in its type. A malformed one is an
+/// error, never skipped or taken for a default: only this server writes
+/// these columns, so it means the data is not what the server thinks.
+fn typed<T: FromStr<Err = Invalid>>(stored: String) -> Result<T> {
+    stored
+        .parse()
+        .with_context(|| format!("malformed value {stored:?} in the database"))
+}
+
+/// Rows of two ids, typed as `typed` does.
+fn id_pairs(rows: Vec<(String, String)>) -> Result<Vec<(Id, Id)>> {
+    rows.into_iter()
+        .map(|(a, b)| Ok((typed(a)?, typed(b)?)))
+        .collect()
+}
+
 /// The URL without its password, for logs and errors.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -131,6 +148,29 @@ pub(crate) mod tests {
             .unwrap();
         store.migrate().await.unwrap();
         store
+    }
+
+    /// Ids read back are typed: a malformed one is an error where it is
+    /// read, never a row skipped.
+    #[tokio::test]
+    async fn a_malformed_id_in_the_database_is_an_error() {
+        use switchboard_protocol::acl::PrincipalKind;
+        let store = temp_store().await;
+        let user: Id = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".parse().unwrap();
+        store.ensure_user(&user, PrincipalKind::User).await.unwrap();
+        assert!(store.load_graph().await.is_ok());
+        for sql in [
+            "INSERT INTO users (id, kind, created_at) VALUES ('Not-An-Id', 'robot', 0)",
+            "INSERT INTO ownership (robot_id, user_id, paired_at)
+             VALUES ('Not-An-Id', 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', 0)",
+        ] {
+            sqlx::query(sql).execute(&store.pool).await.unwrap();
+        }
+        let err = store.load_graph().await.err().expect("an error");
+        assert!(format!("{err:#}").contains("\"Not-An-Id\""), "{err:#}");
+        assert!(store.load_robots().await.is_err());
+        assert!(store.presence_rows().await.is_err());
+        assert!(store.robots_of(&user).await.is_err());
     }
 
     #[tokio::test]

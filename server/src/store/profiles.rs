@@ -5,12 +5,13 @@ use anyhow::Result;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 use switchboard_protocol::payload::Profile;
+use switchboard_protocol::Id;
 
-use super::Store;
+use super::{typed, Store};
 
 fn profile(row: &AnyRow) -> Result<Profile> {
     Ok(Profile {
-        id: row.get::<String, _>(0).parse()?,
+        id: typed(row.get(0))?,
         nickname: row.get(1),
         photo_url: row.get(2),
         email: row.get(3),
@@ -42,11 +43,11 @@ impl Store {
         Ok(())
     }
 
-    pub async fn get_profile(&self, id: &str) -> Result<Option<Profile>> {
+    pub async fn get_profile(&self, id: &Id) -> Result<Option<Profile>> {
         let row = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM profiles WHERE user_id = $1"
         ))
-        .bind(id)
+        .bind(id.as_str())
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(profile).transpose()

@@ -3,8 +3,10 @@
 use std::collections::HashMap;
 
 use anyhow::Result;
+use switchboard_protocol::acl::PrincipalKind;
+use switchboard_protocol::Id;
 
-use super::Store;
+use super::{id_pairs, typed, Store};
 
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
@@ -33,6 +35,14 @@ impl Visibility {
     }
 }
 
+/// What the in-memory graph is built from: everyone's visibility, and
+/// `(owner, listed)` pairs of contacts and of blocks.
+pub struct GraphRows {
+    pub visibility: HashMap<Id, Visibility>,
+    pub contacts: Vec<(Id, Id)>,
+    pub blocks: Vec<(Id, Id)>,
+}
+
 /// Which list of a user's a statement is about.
 #[derive(Debug, Clone, Copy)]
 pub enum List {
@@ -51,19 +61,19 @@ impl List {
 
 impl Store {
     /// Replaces a user's whole list in one transaction.
-    pub async fn replace_list(&self, owner: &str, list: List, ids: &[String]) -> Result<()> {
+    pub async fn replace_list(&self, owner: &Id, list: List, ids: &[Id]) -> Result<()> {
         let (table, column) = list.table_and_column();
         let mut tx = self.pool.begin().await?;
         sqlx::query(&format!("DELETE FROM {table} WHERE owner = $1"))
-            .bind(owner)
+            .bind(owner.as_str())
             .execute(&mut *tx)
             .await?;
         for id in ids {
             sqlx::query(&format!(
                 "INSERT INTO {table} (owner, {column}) VALUES ($1, $2)"
             ))
-            .bind(owner)
-            .bind(id)
+            .bind(owner.as_str())
+            .bind(id.as_str())
             .execute(&mut *tx)
             .await?;
         }
@@ -71,46 +81,45 @@ impl Store {
         Ok(())
     }
 
-    pub async fn set_visibility(&self, user: &str, v: Visibility) -> Result<()> {
+    pub async fn set_visibility(&self, user: &Id, v: Visibility) -> Result<()> {
         sqlx::query("UPDATE users SET visibility = $2 WHERE id = $1")
-            .bind(user)
+            .bind(user.as_str())
             .bind(v.as_str())
             .execute(&self.pool)
             .await?;
         Ok(())
     }
 
-    /// One account's kind (`user`, `robot`) and visibility.
-    pub async fn account(&self, id: &str) -> Result<Option<(String, Visibility)>> {
+    /// One account's kind and visibility.
+    pub async fn account(&self, id: &Id) -> Result<Option<(PrincipalKind, Visibility)>> {
         let row: Option<(String, String)> =
             sqlx::query_as("SELECT kind, visibility FROM users WHERE id = $1")
-                .bind(id)
+                .bind(id.as_str())
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(row.map(|(kind, v)| (kind, Visibility::parse(&v))))
+        row.map(|(kind, v)| Ok((typed(kind)?, Visibility::parse(&v))))
+            .transpose()
     }
 
     /// Everyone's visibility, contacts and blocks, to build the in-memory
     /// graph the topic rules consult.
-    pub async fn load_graph(
-        &self,
-    ) -> Result<(
-        HashMap<String, Visibility>,
-        Vec<(String, String)>,
-        Vec<(String, String)>,
-    )> {
+    pub async fn load_graph(&self) -> Result<GraphRows> {
         let visibility = sqlx::query_as::<_, (String, String)>("SELECT id, visibility FROM users")
             .fetch_all(&self.pool)
             .await?
             .into_iter()
-            .map(|(id, v)| (id, Visibility::parse(&v)))
-            .collect();
+            .map(|(id, v)| Ok((typed(id)?, Visibility::parse(&v))))
+            .collect::<Result<_>>()?;
         let contacts = sqlx::query_as("SELECT owner, contact FROM contacts")
             .fetch_all(&self.pool)
             .await?;
         let blocks = sqlx::query_as("SELECT owner, blocked FROM blocks")
             .fetch_all(&self.pool)
             .await?;
-        Ok((visibility, contacts, blocks))
+        Ok(GraphRows {
+            visibility,
+            contacts: id_pairs(contacts)?,
+            blocks: id_pairs(blocks)?,
+        })
     }
 }

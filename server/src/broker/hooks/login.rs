@@ -92,7 +92,7 @@ impl Logins {
             Ok((claims, principal)) => {
                 // An account made while the server ran (by the CLI, or
                 // another process) is known from its first login on.
-                if let Err(e) = self.graph.learn(&self.store, principal.id().as_str()).await {
+                if let Err(e) = self.graph.learn(&self.store, principal.id()).await {
                     tracing::warn!(client_id, "learning a new account: {e:#}");
                 }
                 let login = Login {

@@ -3,6 +3,7 @@
 //! MQTT clients. Figures go to docs/benchmarks.md with the command that
 //! made them.
 
+mod broker;
 mod calls;
 mod memory;
 mod presence;
@@ -48,6 +49,17 @@ enum Bench {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// The broker beside mosquitto: memory per idle connection, CPU per
+    /// connect, and the robot hot path's throughput at QoS 1 and 0.
+    Broker {
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        #[arg(long, default_value_t = 10)]
+        pairs: usize,
+        /// Messages per stream test, shared by its pairs.
+        #[arg(long, default_value_t = 200_000)]
+        messages: u64,
+    },
     /// Memory per closed connection: N logins of one client with a
     /// day-long token, each connection closed at once.
     Logins {
@@ -78,6 +90,11 @@ enum Bench {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().bench {
         Bench::Presence { watchers, rounds } => presence::run(watchers, rounds).await,
+        Bench::Broker {
+            connections,
+            pairs,
+            messages,
+        } => broker::run(connections, pairs, messages).await,
         Bench::Calls { pairs, rounds } => calls::run(pairs, rounds).await,
         Bench::Relay {
             calls,

@@ -40,6 +40,7 @@ pub struct Metrics {
     pub mqtt_messages_out: Counter,
     pub mqtt_logins_refused: Family<RefusalLabels, Counter>,
     pub mqtt_refused: Family<ActionLabels, Counter>,
+    pub mqtt_dropped: Family<RefusalLabels, Counter>,
     pub http_requests: Family<HttpLabels, Counter>,
     pub users_online: Gauge,
     pub devices_online: Gauge,
@@ -63,6 +64,10 @@ impl Metrics {
         // refusal.
         for action in ["subscribe", "publish"] {
             drop(mqtt_refused.get_or_create(&ActionLabels { action }));
+        }
+        let mqtt_dropped: Family<RefusalLabels, Counter> = Family::default();
+        for reason in crate::broker::DROP_REASONS {
+            drop(mqtt_dropped.get_or_create(&RefusalLabels { reason }));
         }
         let http_requests = Family::default();
         let users_online = Gauge::default();
@@ -128,6 +133,11 @@ impl Metrics {
             mqtt_refused.clone(),
         );
         registry.register(
+            "mqtt_messages_dropped",
+            "Messages the broker dropped for a subscriber, by reason: its queue was full (offline, or not reading), or the message expired waiting",
+            mqtt_dropped.clone(),
+        );
+        registry.register(
             "http_requests",
             "HTTP requests by route, method and status",
             http_requests.clone(),
@@ -143,6 +153,7 @@ impl Metrics {
             mqtt_messages_out,
             mqtt_logins_refused,
             mqtt_refused,
+            mqtt_dropped,
             http_requests,
             users_online,
             devices_online,

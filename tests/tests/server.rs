@@ -122,3 +122,77 @@ async fn generated_jwt_key_is_private_and_kept_across_restarts() {
         "a token from before the restart still logs in"
     );
 }
+
+/// A subscriber that stops reading keeps what is in flight to it and its
+/// queue; the broker drops the rest, and /metrics counts each drop.
+#[tokio::test]
+async fn a_stuck_subscribers_overflow_is_dropped_and_counted() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let db = Database::for_test().await.unwrap();
+    let server = Server::builder(&db)
+        .env("SWITCHBOARD_OPEN_BROKER", "true")
+        .env("SWITCHBOARD_MQTT_MAX_INFLIGHT", "1")
+        .env("SWITCHBOARD_MQTT_MAX_QUEUE", "10")
+        .start()
+        .await
+        .unwrap();
+    let publisher = connect(
+        server.mqtt,
+        Via::Tcp,
+        switchboard_e2e::mqtt::Login {
+            client_id: "feeder",
+            username: None,
+            password: None,
+        },
+    )
+    .await
+    .unwrap();
+    // Retained, so the subscriber reads it as soon as it has subscribed.
+    publisher.publish("feed", b"ready", true).await.unwrap();
+    let port = server.mqtt.port().to_string();
+    // Line-buffered, so the first message shows at once.
+    let mut stuck = Stuck(
+        Command::new("stdbuf")
+            .args(["-oL", "mosquitto_sub"])
+            .args(["-h", "127.0.0.1", "-p", &port, "-q", "1", "-t", "feed"])
+            .args(["-i", "stuck", "-V", "mqttv311"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto_sub is installed (scripts/test installs mosquitto-clients)"),
+    );
+    let mut lines = BufReader::new(stuck.0.stdout.take().unwrap()).lines();
+    let first = tokio::task::spawn_blocking(move || lines.next());
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), first)
+        .await
+        .expect("the subscriber's first message");
+    assert_eq!(first.unwrap().unwrap().unwrap(), "ready");
+    let dropped = r#"switchboard_mqtt_messages_dropped_total{reason="queue_full"}"#;
+    assert_eq!(server.metric(dropped).await, 0.0);
+    assert!(Command::new("kill")
+        .args(["-STOP", &stuck.0.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    for n in 0..100 {
+        let payload = n.to_string();
+        publisher
+            .publish("feed", payload.as_bytes(), false)
+            .await
+            .unwrap();
+    }
+    // One in flight, ten queued, the other 89 dropped.
+    server.metric_reaches(dropped, 89.0).await;
+}
+
+/// A child process killed when the test ends, however it ends.
+struct Stuck(std::process::Child);
+
+impl Drop for Stuck {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -10,6 +10,7 @@ mod shared_subscriptions;
 mod takeover;
 mod watchers;
 
+pub use hooks::DROP_REASONS;
 pub use publisher::Publisher;
 pub use watchers::Watchers;
 

@@ -27,7 +27,7 @@ use super::watchers::may_receive;
 use super::Deps;
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RefusalLabels};
 use crate::services::Services;
 use crate::social::Graph;
 
@@ -59,7 +59,7 @@ struct Mode {
 }
 
 /// The hook types `Hooks` handles.
-pub const TYPES: [Type; 8] = [
+pub const TYPES: [Type; 9] = [
     Type::ClientAuthenticate,
     Type::ClientConnected,
     Type::ClientDisconnected,
@@ -68,7 +68,23 @@ pub const TYPES: [Type; 8] = [
     Type::MessagePublishCheckAcl,
     Type::MessageDelivered,
     Type::MessageExpiryCheck,
+    Type::MessageDropped,
 ];
+
+/// Why the broker dropped a message meant for a subscriber, as
+/// `switchboard_mqtt_messages_dropped_total` counts it.
+pub const DROP_REASONS: [&str; 3] = ["queue_full", "expired", "other"];
+
+/// The label of a drop; `None` for a publish the rules refused (counted
+/// as a refusal already).
+fn drop_reason(reason: &Reason) -> Option<&'static str> {
+    match reason {
+        Reason::PublishResult(_) => None,
+        Reason::MessageQueueFull | Reason::InflightWindowFull => Some("queue_full"),
+        Reason::MessageExpiration => Some("expired"),
+        _ => Some("other"),
+    }
+}
 
 impl Hooks {
     pub fn new(
@@ -235,6 +251,14 @@ impl Handler for Hooks {
             Parameter::MessageExpiryCheck(s, _, publish) if self.expired_for(s, publish) => {
                 return (false, Some(HookResult::MessageExpiry));
             }
+            Parameter::MessageDropped(_, _, _, reason) => {
+                if let Some(reason) = drop_reason(reason) {
+                    self.metrics
+                        .mqtt_dropped
+                        .get_or_create(&RefusalLabels { reason })
+                        .inc();
+                }
+            }
             Parameter::MessageDelivered(_, _, _) => {
                 self.metrics.mqtt_messages_out.inc();
             }
@@ -290,6 +314,22 @@ impl Hooks {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn why_a_message_was_dropped() {
+        let refused = PublishAclResult::rejected(false, None).pub_res();
+        let cases = [
+            (Reason::PublishResult(refused), None),
+            (Reason::MessageQueueFull, Some("queue_full")),
+            (Reason::InflightWindowFull, Some("queue_full")),
+            (Reason::MessageExpiration, Some("expired")),
+            (Reason::ConnectRemoteClose, Some("other")),
+        ];
+        for (reason, want) in cases {
+            assert_eq!(drop_reason(&reason), want, "{reason:?}");
+            assert!(want.is_none_or(|w| DROP_REASONS.contains(&w)));
+        }
+    }
 
     #[test]
     fn how_a_connection_ended() {

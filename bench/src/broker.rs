@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use switchboard_e2e::api::Api;
-use switchboard_e2e::robots::{paired_with, robot};
+use switchboard_e2e::robots::{follow_commands, next_json, paired_with, robot};
 use switchboard_e2e::{random_id, Database, Server};
 
 use crate::calls::no_delay;
@@ -123,23 +123,25 @@ async fn connect(
     for filter in filters {
         client.subscribe(filter, QoS::AtLeastOnce).await?;
     }
-    let mut acks = 0;
-    while acks < filters.len() {
+    // Logged in and every SUBACK in: the streams start from there.
+    let (mut connected, mut acks) = (false, 0);
+    while !connected || acks < filters.len() {
         match tokio::time::timeout(Duration::from_secs(30), eventloop.poll()).await?? {
+            Event::Incoming(Packet::ConnAck(ack)) => {
+                if ack.code != rumqttc::ConnectReturnCode::Success {
+                    bail!("{}: login refused: {:?}", login.0, ack.code)
+                }
+                connected = true;
+            }
             Event::Incoming(Packet::SubAck(ack)) => {
-                if ack
+                let refused = ack
                     .return_codes
                     .iter()
-                    .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
-                {
+                    .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure));
+                if refused {
                     bail!("{}: a subscription was refused", login.0);
                 }
                 acks += 1;
-            }
-            Event::Incoming(Packet::ConnAck(ack))
-                if ack.code != rumqttc::ConnectReturnCode::Success =>
-            {
-                bail!("{}: login refused: {:?}", login.0, ack.code)
             }
             _ => {}
         }
@@ -271,12 +273,15 @@ async fn switchboard_clients(
         let owner = server.minted("user", Some("phone"), 86_400)?;
         let mut paired = paired_with(server, &api, robot(&api).await, &owner).await;
         let sid = paired.call().await;
-        // The robot answers an open request: the owner asks once.
-        let request = format!("session/{sid}/moveTo/request");
+        // The robot answers an open request: the owner asks once, and the
+        // robot has it before the streams start.
+        let (request, _) =
+            follow_commands(&mut paired.owner_mqtt, &mut paired.bot_mqtt, &sid).await;
         paired
             .owner_mqtt
             .publish(&request, br#"{"requestId":"r"}"#, false)
             .await?;
+        next_json(&mut paired.bot_mqtt, &request).await;
         calls.push((paired, sid));
     }
     let mut out = Vec::with_capacity(pairs);

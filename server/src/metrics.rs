@@ -31,6 +31,10 @@ pub struct OutcomeLabels {
     pub reason: String,
 }
 
+/// Why the broker dropped a message meant for a subscriber, as
+/// `switchboard_mqtt_messages_dropped_total` counts it.
+pub const DROP_REASONS: [&str; 3] = ["queue_full", "expired", "other"];
+
 pub struct Metrics {
     registry: Registry,
     pub mqtt_connections: Gauge,
@@ -66,7 +70,7 @@ impl Metrics {
             drop(mqtt_refused.get_or_create(&ActionLabels { action }));
         }
         let mqtt_dropped: Family<RefusalLabels, Counter> = Family::default();
-        for reason in crate::broker::DROP_REASONS {
+        for reason in DROP_REASONS {
             drop(mqtt_dropped.get_or_create(&RefusalLabels { reason }));
         }
         let http_requests = Family::default();

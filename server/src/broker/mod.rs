@@ -10,7 +10,6 @@ mod shared_subscriptions;
 mod takeover;
 mod watchers;
 
-pub use hooks::DROP_REASONS;
 pub use publisher::Publisher;
 pub use watchers::Watchers;
 

@@ -79,17 +79,22 @@ mod tests {
 
     const USER: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 
-    #[tokio::test]
-    async fn a_published_profile_is_stored_as_the_server_stamps_it() {
-        let (edges, clock, mut sent) = test_edges().await;
-        let store = edges.store.clone();
+    /// The service, and a registered user to own profiles.
+    async fn service(edges: Edges) -> (Arc<ProfileService>, Id) {
         let owner: Id = USER.parse().unwrap();
         edges
             .store
             .ensure_user(&owner, PrincipalKind::User)
             .await
             .unwrap();
-        let profiles = ProfileService::new(Arc::new(Limits::new()), edges);
+        (ProfileService::new(Arc::new(Limits::new()), edges), owner)
+    }
+
+    #[tokio::test]
+    async fn a_published_profile_is_stored_as_the_server_stamps_it() {
+        let (edges, clock, mut sent) = test_edges().await;
+        let store = edges.store.clone();
+        let (profiles, owner) = service(edges).await;
         let sent_at = r#"{"nickname":"  Ala ","updatedAt":1}"#;
         let profile = profiles
             .published(&owner, sent_at.as_bytes())
@@ -122,13 +127,7 @@ mod tests {
     #[tokio::test]
     async fn a_profile_set_over_http_is_stored_then_published_retained() {
         let (edges, _clock, mut sent) = test_edges().await;
-        let owner: Id = USER.parse().unwrap();
-        edges
-            .store
-            .ensure_user(&owner, PrincipalKind::User)
-            .await
-            .unwrap();
-        let profiles = ProfileService::new(Arc::new(Limits::new()), edges);
+        let (profiles, owner) = service(edges).await;
         let input = ProfileInput {
             nickname: Some("Ola".into()),
             ..ProfileInput::default()

@@ -71,10 +71,6 @@ pub const TYPES: [Type; 9] = [
     Type::MessageDropped,
 ];
 
-/// Why the broker dropped a message meant for a subscriber, as
-/// `switchboard_mqtt_messages_dropped_total` counts it.
-pub const DROP_REASONS: [&str; 3] = ["queue_full", "expired", "other"];
-
 /// The label of a drop; `None` for a publish the rules refused (counted
 /// as a refusal already).
 fn drop_reason(reason: &Reason) -> Option<&'static str> {
@@ -327,7 +323,7 @@ mod tests {
         ];
         for (reason, want) in cases {
             assert_eq!(drop_reason(&reason), want, "{reason:?}");
-            assert!(want.is_none_or(|w| DROP_REASONS.contains(&w)));
+            assert!(want.is_none_or(|w| crate::metrics::DROP_REASONS.contains(&w)));
         }
     }
 

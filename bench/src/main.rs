@@ -8,6 +8,7 @@ mod calls;
 mod memory;
 mod presence;
 mod proc;
+mod registered;
 mod relay;
 mod stats;
 mod users;
@@ -74,6 +75,13 @@ enum Bench {
         #[arg(long, default_value_t = 100_000)]
         count: usize,
     },
+    /// Registered users nobody has connected: a node's time to ready and
+    /// RSS with N accounts (each with a profile and a stored presence)
+    /// against none.
+    Registered {
+        #[arg(long, default_value_t = 1_000_000)]
+        users: usize,
+    },
     /// Mixed traffic for minutes: RSS at the end against after warm-up.
     Soak {
         #[arg(long, default_value_t = 25)]
@@ -103,6 +111,7 @@ async fn main() -> anyhow::Result<()> {
         } => relay::run(calls, rate, seconds).await,
         Bench::Logins { count, rate } => memory::logins(count, rate).await,
         Bench::Commands { count } => memory::commands(count).await,
+        Bench::Registered { users } => registered::run(users).await,
         Bench::Soak {
             minutes,
             warm_up_minutes,

@@ -61,8 +61,8 @@ pub enum Cause {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Publication {
     pub user: Id,
-    /// `Some` when the user's online status changed (or on a rebuild): the
-    /// new `users/<id>/isConnected`.
+    /// `Some` when the user's online status changed: the new
+    /// `users/<id>/isConnected`.
     pub is_connected: Option<bool>,
     /// The new `users/<id>/presence`.
     pub presence: Presence,
@@ -131,34 +131,32 @@ impl Tracker {
         Tracker::default()
     }
 
-    /// Everyone offline, as after a restart: every user known to the
-    /// database with its stored `seq` and `lastSeen`. Returns the offline
-    /// publications, each with a `seq` one higher than stored (a restart
-    /// is a change: some of them were online when the server went down).
-    pub fn rebuild(
-        &mut self,
-        stored: impl IntoIterator<Item = (Id, u64, Option<i64>)>,
-    ) -> Vec<Publication> {
-        self.users.clear();
-        self.online_users = 0;
-        self.online_devices = 0;
-        stored
-            .into_iter()
-            .map(|(id, seq, last_seen)| {
-                let user = User {
-                    devices: BTreeMap::new(),
-                    seq: seq + 1,
-                    last_seen,
-                };
-                let publication = Publication {
-                    user: id.clone(),
-                    is_connected: Some(false),
-                    presence: user.presence(),
-                };
-                self.users.insert(id, user);
-                publication
-            })
-            .collect()
+    /// Whether the tracker holds `user`: online, or offline and not yet
+    /// forgotten.
+    pub fn knows(&self, user: &Id) -> bool {
+        self.users.contains_key(user)
+    }
+
+    /// A user the tracker does not hold, with its stored `seq` and
+    /// `lastSeen` (as read before its first connection is applied); a user
+    /// already held keeps what it has, which is newer.
+    pub fn learn(&mut self, user: Id, seq: u64, last_seen: Option<i64>) {
+        self.users.entry(user).or_insert(User {
+            devices: BTreeMap::new(),
+            seq,
+            last_seen,
+        });
+    }
+
+    /// Lets go of a user who is offline once its publication `seq` is
+    /// stored: only users online (or changed since) stay in memory. A user
+    /// who changed since is kept.
+    pub fn forget(&mut self, user: &Id, seq: u64) {
+        if let Some(u) = self.users.get(user) {
+            if u.devices.is_empty() && u.seq == seq {
+                self.users.remove(user);
+            }
+        }
     }
 
     pub fn apply(&mut self, event: Event) -> Option<Publication> {
@@ -167,7 +165,11 @@ impl Tracker {
                 client.id.clone()
             }
         };
-        let user = self.users.entry(id.clone()).or_default();
+        let user = match &event {
+            Event::Connected { .. } => self.users.entry(id.clone()).or_default(),
+            // Not held: none of its devices is connected.
+            Event::Disconnected { .. } => self.users.get_mut(&id)?,
+        };
         let before = user.online();
         let publication = Self::change(id, user, event);
         let after = user.online();
@@ -369,17 +371,37 @@ mod tests {
     }
 
     #[test]
-    fn rebuild_puts_everyone_offline_with_a_larger_seq() {
+    fn a_learned_user_goes_on_from_its_stored_seq() {
+        let mut t = Tracker::new();
+        t.learn(id(), 7, Some(5));
+        let p = t.apply(connected("phone", 2, 20)).unwrap();
+        assert_eq!((p.presence.seq, p.is_connected), (8, Some(true)));
+        // Learning again (a second device's read) changes nothing.
+        t.learn(id(), 7, Some(5));
+        assert_eq!(t.get(&id()).unwrap().seq, 8);
+    }
+
+    #[test]
+    fn only_an_offline_user_whose_last_change_is_stored_is_forgotten() {
         let mut t = Tracker::new();
         t.apply(connected("phone", 1, 10));
-        let out = t.rebuild([(id(), 7, Some(5))]);
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].is_connected, Some(false));
-        assert_eq!(out[0].presence.seq, 8);
-        assert_eq!(out[0].presence.last_seen, Some(5));
+        t.forget(&id(), 1);
+        assert!(t.knows(&id()), "online: kept");
+        let offline = t.apply(gone("phone", 1, 20, Cause::Lost)).unwrap();
+        t.apply(connected("phone", 2, 30));
+        t.apply(gone("phone", 2, 40, Cause::Lost));
+        t.forget(&id(), offline.presence.seq);
+        assert!(t.knows(&id()), "changed since that publication: kept");
+        t.forget(&id(), 4);
+        assert!(!t.knows(&id()));
         assert_eq!(t.counts(), (0, 0));
-        let p = t.apply(connected("phone", 2, 20)).unwrap();
-        assert_eq!(p.presence.seq, 9);
+    }
+
+    #[test]
+    fn the_end_of_a_connection_of_a_user_not_held_is_ignored() {
+        let mut t = Tracker::new();
+        assert_eq!(t.apply(gone("phone", 1, 10, Cause::Lost)), None);
+        assert!(!t.knows(&id()));
     }
 
     #[test]

@@ -38,13 +38,26 @@ impl Filter {
     /// Every filter that reaches `user`'s own topics: the rules never let
     /// a wildcard stand for the user, so there are no others.
     pub fn reaching_user(user: &Id) -> [Filter; 5] {
+        let [info, is_connected, presence] = Topic::of_user(user);
         [
-            Filter::Topic(Topic::UserInfo(user.clone())),
-            Filter::Topic(Topic::UserIsConnected(user.clone())),
-            Filter::Topic(Topic::UserPresence(user.clone())),
+            Filter::Topic(info),
+            Filter::Topic(is_connected),
+            Filter::Topic(presence),
             Filter::User(user.clone(), Wild::One),
             Filter::User(user.clone(), Wild::Rest),
         ]
+    }
+
+    /// The user topics this filter matches, when it is about one user's
+    /// topics (whose state the server holds); `None` for any other.
+    pub fn user_topics(&self) -> Option<Vec<Topic>> {
+        match self {
+            Filter::Topic(
+                t @ (Topic::UserInfo(_) | Topic::UserIsConnected(_) | Topic::UserPresence(_)),
+            ) => Some(vec![t.clone()]),
+            Filter::User(id, _) => Some(Topic::of_user(id).to_vec()),
+            _ => None,
+        }
     }
 }
 
@@ -209,6 +222,34 @@ mod tests {
         let leaves = ["info", "isConnected", "presence", "+", "#"];
         let want: Vec<String> = leaves.iter().map(|l| format!("users/{ID}/{l}")).collect();
         assert_eq!(names, want);
+    }
+
+    #[test]
+    fn a_filter_on_a_users_topics_names_them() {
+        let cases: &[(&str, Option<&[&str]>)] = &[
+            ("users/ID/info", Some(&["users/ID/info"])),
+            ("users/ID/isConnected", Some(&["users/ID/isConnected"])),
+            ("users/ID/presence", Some(&["users/ID/presence"])),
+            (
+                "users/ID/+",
+                Some(&["users/ID/info", "users/ID/isConnected", "users/ID/presence"]),
+            ),
+            (
+                "users/ID/#",
+                Some(&["users/ID/info", "users/ID/isConnected", "users/ID/presence"]),
+            ),
+            ("invite/ID/+", None),
+            ("clients/ID/errors", None),
+        ];
+        for (filter, want) in cases {
+            let filter: Filter = filter.replace("ID", ID).parse().unwrap();
+            let got: Option<Vec<String>> = filter
+                .user_topics()
+                .map(|ts| ts.iter().map(Topic::to_string).collect());
+            let want: Option<Vec<String>> =
+                want.map(|ts| ts.iter().map(|t| t.replace("ID", ID)).collect());
+            assert_eq!(got, want, "{filter}");
+        }
     }
 
     fn level() -> impl Strategy<Value = String> {

@@ -106,6 +106,18 @@ impl PairingField {
     }
 }
 
+impl Topic {
+    /// A user's own topics: its profile and presence, whose state the
+    /// server holds.
+    pub fn of_user(user: &Id) -> [Topic; 3] {
+        [
+            Topic::UserInfo(user.clone()),
+            Topic::UserIsConnected(user.clone()),
+            Topic::UserPresence(user.clone()),
+        ]
+    }
+}
+
 impl fmt::Display for Topic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

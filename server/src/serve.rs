@@ -9,8 +9,6 @@ use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use switchboard_protocol::Topic;
-
 use crate::broker::{self, Broker, Deps, Publisher};
 use crate::clock;
 use crate::config::Config;
@@ -134,7 +132,7 @@ async fn start(config: &Config) -> Result<(Running, tokio::net::TcpListener, Arc
     let graph = Arc::new(Graph::load(&store).await?);
     let metrics = Arc::new(Metrics::new());
     let limits = Arc::new(Limits::new());
-    let publisher = Publisher::new(broker::context(config).await?);
+    let publisher = Publisher::new(broker::context().await?);
     // Cancelled at shutdown once no client is connected: the services'
     // tasks store and publish what was queued, then end.
     let edges = Edges {
@@ -145,13 +143,7 @@ async fn start(config: &Config) -> Result<(Running, tokio::net::TcpListener, Arc
         tasks: TaskTracker::new(),
         stop: CancellationToken::new(),
     };
-    // Retained state is rebuilt from the database before anyone connects:
-    // profiles, and everyone offline.
-    let (presence, mut retained) = PresenceService::new(edges.clone()).await?;
-    retained.extend(store.all_profiles().await?.into_iter().map(|p| {
-        let payload = serde_json::to_vec(&p).expect("profile serializes");
-        (Topic::UserInfo(p.id), payload)
-    }));
+    let presence = PresenceService::new(edges.clone()).await?;
     let robots = RobotService::new(
         config.calls.pairing_code_ttl,
         config.calls.command_timeout,
@@ -183,7 +175,7 @@ async fn start(config: &Config) -> Result<(Running, tokio::net::TcpListener, Arc
     );
     // Calls that were live when the server stopped end `failed`.
     let failed = store.fail_live_calls().await?;
-    retained.extend(calls.restore_failed(&failed));
+    let retained = calls.restore_failed(&failed);
     if !failed.is_empty() {
         tracing::info!(
             count = failed.len(),

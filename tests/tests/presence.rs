@@ -19,6 +19,9 @@ enum Seen {
 
 struct Watcher {
     client: Client,
+    /// What the subscriptions were sent at once, retained: the target's
+    /// `isConnected` and `presence` then.
+    now: (bool, Value),
     log: Vec<Seen>,
 }
 
@@ -32,8 +35,26 @@ impl Watcher {
                 .unwrap();
             assert!(granted(&codes), "{codes:?}");
         }
+        // The two current values, in whichever order they come.
+        let (mut online, mut presence) = (None, None);
+        while online.is_none() || presence.is_none() {
+            match client.next().await.unwrap() {
+                Incoming::Publish {
+                    topic,
+                    payload,
+                    retain: true,
+                } if topic.ends_with("/isConnected") => online = Some(payload == b"true"),
+                Incoming::Publish {
+                    payload,
+                    retain: true,
+                    ..
+                } => presence = Some(serde_json::from_slice(&payload).unwrap()),
+                other => panic!("not a current value: {other:?}"),
+            }
+        }
         Watcher {
             client,
+            now: (online.unwrap(), presence.unwrap()),
             log: Vec::new(),
         }
     }
@@ -260,6 +281,12 @@ async fn a_killed_device_leaves_the_user_online_until_the_last_one_goes() {
 async fn a_graceful_disconnect_goes_offline() {
     let s = setup().await;
     let mut watcher = Watcher::start(&s.server, &s.w, &s.a.id).await;
+    let never = json!({"online": false, "devices": [], "lastSeen": null, "seq": 0});
+    assert_eq!(
+        watcher.now,
+        (false, never),
+        "never connected: offline, at once"
+    );
     let app = s.server.mqtt_as(&s.a).await;
     watcher.until_online(true).await;
     app.client.disconnect().await.unwrap();
@@ -334,17 +361,10 @@ async fn after_a_crash_every_retained_presence_says_offline() {
         .start()
         .await
         .unwrap();
-    let mut after = Watcher::start(&server, &s.w, &s.a.id).await;
-    // Both retained messages, in whichever order they come.
-    let (mut offline, mut presence) = (false, None);
-    while !offline || presence.is_none() {
-        match after.until(|_| true).await {
-            Seen::IsConnected(online) => offline = !online,
-            Seen::Presence(p) => presence = Some(p),
-        }
-    }
-    let p = presence.unwrap();
-    assert_eq!(p["devices"], json!([]), "{:?}", after.log);
+    let after = Watcher::start(&server, &s.w, &s.a.id).await;
+    let (online, p) = after.now;
+    assert!(!online);
+    assert_eq!(p["devices"], json!([]), "{p}");
     assert_eq!(p["online"], false);
     assert!(
         p["seq"].as_u64() > before["seq"].as_u64(),

@@ -1,11 +1,12 @@
-//! The embedded MQTT broker (rmqtt): listeners, the retainer, our hooks,
-//! and a clean stop.
+//! The embedded MQTT broker (rmqtt): listeners, retained messages, our
+//! hooks, and a clean stop.
 
 mod auth;
 mod expiry;
 mod facts;
 mod hooks;
 mod publisher;
+mod retained;
 mod shared_subscriptions;
 mod takeover;
 mod watchers;
@@ -60,29 +61,15 @@ const SESSION_EXPIRY: Duration = Duration::from_secs(2 * 60 * 60);
 
 /// The broker's context, before it runs: the services publish through it
 /// from the start.
-pub async fn context(config: &Config) -> Result<ServerContext> {
+pub async fn context() -> Result<ServerContext> {
     let scx = ServerContext::new()
-            // rmqtt refuses logins when the machine is loaded; a calling
-            // backend should rather serve slowly than turn users away.
-            .busy_check_enable(false)
-            // Retained messages are the server's state (profiles, presence,
-            // call state): they never expire on their own, the server clears
-            // them. No count limit, since at the limit rmqtt also ignores
-            // replacements and deletions.
-            .plugins_config_map_add(
-                "rmqtt-retainer",
-                format!(
-                    "storage.type = \"ram\"\nmax_retained_messages = 0\nretained_message_ttl = \"0s\"\nmax_payload_size = \"{}B\"",
-                    config.mqtt.max_packet_bytes
-                ),
-            )
-            .build()
-            .await;
+        // rmqtt refuses logins when the machine is loaded; a calling
+        // backend should rather serve slowly than turn users away.
+        .busy_check_enable(false)
+        .build()
+        .await;
     *scx.extends.shared_subscription_mut().await =
         Box::new(shared_subscriptions::InTurn::default());
-    rmqtt_retainer::register(&scx, true, false)
-        .await
-        .context("starting the MQTT retainer")?;
     Ok(scx)
 }
 
@@ -99,6 +86,8 @@ impl Broker {
             tracing::warn!("SWITCHBOARD_OPEN_BROKER is on: anyone may log in to MQTT and use any topic. Never run this in production.");
         }
         let scx = publisher.context();
+        let served = config.mqtt.open.is_none().then(|| deps.services.clone());
+        *scx.extends.retain_mut().await = Box::new(retained::Retained::new(scx.clone(), served));
         for (topic, payload) in retained {
             publisher.publish(&topic, payload, true).await?;
         }

@@ -52,22 +52,38 @@ impl Publisher {
 
 #[async_trait::async_trait]
 impl outbound::Publish for Publisher {
-    /// Retained messages are stored by the retainer (which never expires
-    /// them) and go to current subscribers too.
+    /// Goes to current subscribers; a retained one is also kept for later
+    /// ones (`retained.rs`), unless the services already hold its state.
     async fn publish(&self, topic: &Topic, payload: Vec<u8>, retain: bool) -> Result<()> {
-        let message = CodecPublish {
-            dup: false,
-            retain,
-            qos: QoS::AtLeastOnce,
-            topic: topic.to_string().into(),
-            packet_id: None,
-            payload: Bytes::from(payload),
-            // Never `None`: see `with_properties` in the hooks.
-            properties: Some(Default::default()),
-        };
-        let message = Publish::from(message).create_time(rmqtt::utils::timestamp_millis());
-        let from = From::from_system(Id::from(self.scx.node.id(), SERVER_CLIENT_ID.into()));
-        SessionState::forwards(&self.scx, from, message, false, None::<Duration>).await?;
+        let message = message(topic, payload, retain);
+        SessionState::forwards(
+            &self.scx,
+            from_server(&self.scx),
+            message,
+            false,
+            None::<Duration>,
+        )
+        .await?;
         Ok(())
     }
+}
+
+/// A message of the server's, at QoS 1.
+pub fn message(topic: &Topic, payload: Vec<u8>, retain: bool) -> Publish {
+    let message = CodecPublish {
+        dup: false,
+        retain,
+        qos: QoS::AtLeastOnce,
+        topic: topic.to_string().into(),
+        packet_id: None,
+        payload: Bytes::from(payload),
+        // Never `None`: see `with_properties` in the hooks.
+        properties: Some(Default::default()),
+    };
+    Publish::from(message).create_time(rmqtt::utils::timestamp_millis())
+}
+
+/// Who the server's messages are from.
+pub fn from_server(scx: &ServerContext) -> From {
+    From::from_system(Id::from(scx.node.id(), SERVER_CLIENT_ID.into()))
 }

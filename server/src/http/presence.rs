@@ -3,7 +3,6 @@
 use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use switchboard_protocol::payload::Presence;
 use switchboard_protocol::{ErrorBody, ErrorCode, Id};
 use utoipa::{IntoParams, ToSchema};
 
@@ -73,26 +72,20 @@ pub async fn presence(
             ));
         }
     }
-    let presence = ids
+    let mut presence = Vec::new();
+    for id in ids
         .into_iter()
         .filter(|id| app.graph.can_see(&caller.id, id))
-        .map(|id| {
-            // A user who never connected since the server started is
-            // offline with nothing seen yet.
-            let p = app.services.presence.get(&id).unwrap_or(Presence {
-                online: false,
-                devices: Vec::new(),
-                last_seen: None,
-                seq: 0,
-            });
-            UserPresence {
-                id: id.to_string(),
-                online: p.online,
-                devices: p.devices,
-                last_seen: p.last_seen,
-                seq: p.seq,
-            }
-        })
-        .collect();
+    {
+        let p = (app.services.presence.current(&id).await)
+            .map_err(|e| ApiError::internal("reading presence", e))?;
+        presence.push(UserPresence {
+            id: id.to_string(),
+            online: p.online,
+            devices: p.devices,
+            last_seen: p.last_seen,
+            seq: p.seq,
+        });
+    }
     Ok(Json(PresenceList { presence }))
 }

@@ -212,7 +212,7 @@ impl CallService {
             let message = "busy: the callee is in another call or calling you";
             return Err(Refused::new(ErrorCode::Conflict, message));
         }
-        if !self.presence.get(&callee).is_some_and(|p| p.online) {
+        if !self.presence.is_online(&callee) {
             self.wake(call);
         }
         Ok(())
@@ -361,7 +361,7 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let (presence, _) = PresenceService::new(edges.clone()).await.unwrap();
+        let presence = PresenceService::new(edges.clone()).await.unwrap();
         let limits = Arc::new(Limits::new());
         let push = Arc::new(Push::Off);
         CallService::new(RING, edges, limits, presence, push, vec![seen])

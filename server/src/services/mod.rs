@@ -14,6 +14,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Result;
+use switchboard_protocol::payload::is_connected_payload;
+use switchboard_protocol::Topic;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -31,6 +34,28 @@ pub struct Services {
     pub profiles: Arc<profiles::ProfileService>,
     /// The media relay, when it is enabled.
     pub relay: Option<switchboard_relay::Relay>,
+}
+
+impl Services {
+    /// The current value of a user topic (profile, presence), whose state
+    /// the services hold rather than the broker: what a new subscriber is
+    /// sent, flagged retained. `None` when there is nothing to send (no
+    /// profile) or the topic is not a user topic.
+    pub async fn current(&self, topic: &Topic) -> Result<Option<Vec<u8>>> {
+        Ok(match topic {
+            Topic::UserInfo(id) => (self.profiles.current(id).await?)
+                .map(|p| serde_json::to_vec(&p).expect("profile serializes")),
+            Topic::UserIsConnected(id) => {
+                let online = self.presence.current(id).await?.online;
+                Some(is_connected_payload(online).as_bytes().to_vec())
+            }
+            Topic::UserPresence(id) => {
+                let p = self.presence.current(id).await?;
+                Some(serde_json::to_vec(&p).expect("presence serializes"))
+            }
+            _ => None,
+        })
+    }
 }
 
 /// What every service works with at its edges.

@@ -1,6 +1,8 @@
 //! Presence: connections the broker sees go into the tracker (pure logic
 //! in the presence crate), and what it says to publish goes out, in order,
-//! through one task that also keeps seq and lastSeen in the store.
+//! through one task that also keeps seq and lastSeen in the store. Only
+//! users online or just changed are held in memory; the store answers for
+//! everyone else.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,7 +25,7 @@ pub struct PresenceService {
 }
 
 /// The retained messages of one publication.
-pub fn messages(p: &Publication) -> Vec<(Topic, Vec<u8>)> {
+fn messages(p: &Publication) -> Vec<(Topic, Vec<u8>)> {
     let mut out = Vec::with_capacity(2);
     if let Some(online) = p.is_connected {
         out.push((
@@ -48,28 +50,40 @@ impl PresenceService {
         self.edges.tasks.spawn(self.clone().run_publisher());
     }
 
-    /// Everyone offline, from the stored seqs. Returns the service and the
-    /// retained messages to put in place before the broker accepts anyone.
-    pub async fn new(edges: Edges) -> Result<(Arc<Self>, Vec<(Topic, Vec<u8>)>)> {
-        let stored = edges.store.presence_rows().await?;
-        let stored = stored
-            .into_iter()
-            .map(|(id, seq, last_seen)| (id, u64::try_from(seq).unwrap_or(0), last_seen));
-        let mut tracker = Tracker::new();
-        let offline = tracker.rebuild(stored);
-        edges.store.bump_presence_seqs().await?;
-        let retained = offline.iter().flat_map(messages).collect();
-        let service = PresenceService {
-            tracker: Mutex::new(tracker),
+    /// Ends, in the store, the presence of users the last stop left
+    /// online. Nothing is published: nobody is subscribed yet, and a
+    /// subscriber is served the current state (`current`).
+    pub async fn new(edges: Edges) -> Result<Arc<Self>> {
+        let ended = edges.store.end_presences_left_online().await?;
+        if ended > 0 {
+            tracing::info!(users = ended, "users online at the last stop are offline");
+        }
+        Ok(Arc::new(PresenceService {
+            tracker: Mutex::new(Tracker::new()),
             out: Latest::default(),
             edges,
-        };
-        Ok((Arc::new(service), retained))
+        }))
     }
 
     /// A device's connection `connection` (the broker's creation time of
-    /// it) began.
-    pub fn connected(&self, client: ClientId, connection: i64) {
+    /// it) began. A user the tracker does not hold goes on from its stored
+    /// seq.
+    pub async fn connected(&self, client: ClientId, connection: i64) {
+        let user = &client.id;
+        if !self.tracker.lock().expect("presence lock").knows(user) {
+            let (seq, last_seen) = match self.edges.store.stored_presence(user).await {
+                Ok(stored) => stored.unwrap_or_default(),
+                Err(e) => {
+                    // Going on from 0 would publish seqs watchers take for
+                    // old ones: better no news than wrong news.
+                    tracing::error!(%user, "reading stored presence: {e:#}");
+                    return;
+                }
+            };
+            let seq = u64::try_from(seq).unwrap_or(0);
+            let mut tracker = self.tracker.lock().expect("presence lock");
+            tracker.learn(user.clone(), seq, last_seen);
+        }
         let at = self.edges.now_ms();
         self.event(Event::Connected {
             client,
@@ -106,8 +120,31 @@ impl PresenceService {
             .push(p.user.clone(), p, |older, newer| newer.replacing(older));
     }
 
-    pub fn get(&self, user: &Id) -> Option<Presence> {
-        self.tracker.lock().expect("presence lock").get(user)
+    /// Whether any device of `user` is connected.
+    pub fn is_online(&self, user: &Id) -> bool {
+        let tracker = self.tracker.lock().expect("presence lock");
+        tracker.get(user).is_some_and(|p| p.online)
+    }
+
+    /// `user`'s presence now: the tracker holds everyone online or just
+    /// changed, the store everyone else (offline; seq 0 for a user who
+    /// never connected).
+    pub async fn current(&self, user: &Id) -> Result<Presence> {
+        if let Some(p) = self.tracker.lock().expect("presence lock").get(user) {
+            return Ok(p);
+        }
+        let (seq, last_seen) = self
+            .edges
+            .store
+            .stored_presence(user)
+            .await?
+            .unwrap_or_default();
+        Ok(Presence {
+            online: false,
+            devices: Vec::new(),
+            last_seen,
+            seq: u64::try_from(seq).unwrap_or(0),
+        })
     }
 
     /// Expires takeovers whose new connection never came (once a second).
@@ -125,16 +162,20 @@ impl PresenceService {
             // Stored before it is published: after a crash the rebuilt seq
             // is larger than any a watcher has seen.
             let seq = i64::try_from(p.presence.seq).unwrap_or(i64::MAX);
-            if let Err(e) = store
-                .save_presence(&p.user, seq, p.presence.last_seen)
-                .await
-            {
+            let (last_seen, online) = (p.presence.last_seen, p.presence.online);
+            let saved = store.save_presence(&p.user, seq, last_seen, online).await;
+            if let Err(e) = &saved {
                 tracing::warn!(user = %p.user, "saving presence: {e:#}");
             }
             for (topic, payload) in messages(&p) {
                 if let Err(e) = publish.publish(&topic, payload, true).await {
                     tracing::error!(%topic, "publishing presence: {e:#}");
                 }
+            }
+            // Stored, an offline user is served from the store from now on.
+            if saved.is_ok() {
+                let mut tracker = self.tracker.lock().expect("presence lock");
+                tracker.forget(&p.user, p.presence.seq);
             }
         }
     }
@@ -159,12 +200,12 @@ mod tests {
         let (store, stop) = (edges.store.clone(), edges.stop.clone());
         let user: Id = USER.parse().unwrap();
         store.ensure_user(&user, PrincipalKind::User).await.unwrap();
-        let (presence, _) = PresenceService::new(edges).await.unwrap();
-        presence.connected(phone(), 1);
+        let presence = PresenceService::new(edges).await.unwrap();
+        presence.connected(phone(), 1).await;
         let online_at = clock.now_ms();
         clock.advance(5_000);
         presence.disconnected(phone(), 1, Cause::Lost);
-        let now = presence.get(&user).unwrap();
+        let now = presence.current(&user).await.unwrap();
         assert!(!now.online);
         assert_eq!(now.last_seen, Some(online_at + 5_000), "the clock's time");
         stop.cancel();
@@ -183,25 +224,57 @@ mod tests {
         );
         let published: Presence = serde_json::from_str(&topics[1].1).unwrap();
         assert_eq!(published, now);
-        let rows = store.presence_rows().await.unwrap();
-        assert_eq!(rows, vec![(user, now.seq as i64, now.last_seen)]);
+        let stored = store.stored_presence(&user).await.unwrap();
+        assert_eq!(stored, Some((now.seq as i64, now.last_seen)));
+        // Stored offline, the user is served from the store.
+        assert_eq!(presence.current(&user).await.unwrap(), now);
     }
 
     #[tokio::test]
     async fn a_takeover_whose_new_connection_never_comes_ends_offline_on_a_tick() {
         let (edges, clock, _sent) = test_edges().await;
-        let (presence, _) = PresenceService::new(edges).await.unwrap();
+        let presence = PresenceService::new(edges).await.unwrap();
         let user: Id = USER.parse().unwrap();
-        presence.connected(phone(), 1);
+        presence.connected(phone(), 1).await;
         presence.disconnected(phone(), 1, Cause::TakenOver);
         clock.advance(switchboard_presence::TAKEOVER_WAIT_MS - 1);
         presence.tick();
-        assert!(
-            presence.get(&user).unwrap().online,
-            "waiting for the new connection"
-        );
+        assert!(presence.is_online(&user), "waiting for the new connection");
         clock.advance(1);
         presence.tick();
-        assert!(!presence.get(&user).unwrap().online);
+        assert!(!presence.is_online(&user));
+    }
+
+    #[tokio::test]
+    async fn a_user_the_last_stop_left_online_starts_offline_and_goes_on_from_its_seq() {
+        let (edges, _clock, _sent) = test_edges().await;
+        let store = edges.store.clone();
+        let (user, other): (Id, Id) = (USER.parse().unwrap(), "b".repeat(32).parse().unwrap());
+        for id in [&user, &other] {
+            store.ensure_user(id, PrincipalKind::User).await.unwrap();
+        }
+        store.save_presence(&user, 4, Some(10), true).await.unwrap();
+        store
+            .save_presence(&other, 7, Some(20), false)
+            .await
+            .unwrap();
+        let presence = PresenceService::new(edges).await.unwrap();
+        let offline = |seq, last_seen| Presence {
+            online: false,
+            devices: Vec::new(),
+            last_seen,
+            seq,
+        };
+        assert_eq!(presence.current(&user).await.unwrap(), offline(5, Some(10)));
+        assert_eq!(
+            presence.current(&other).await.unwrap(),
+            offline(7, Some(20)),
+            "unchanged"
+        );
+        let never: Id = "c".repeat(32).parse().unwrap();
+        assert_eq!(presence.current(&never).await.unwrap(), offline(0, None));
+        presence.connected(phone(), 1).await;
+        let now = presence.current(&user).await.unwrap();
+        assert_eq!((now.online, now.seq), (true, 6));
     }
 }

@@ -31,6 +31,11 @@ impl ProfileService {
         }
     }
 
+    /// `owner`'s stored profile, if it set one.
+    pub async fn current(&self, owner: &Id) -> anyhow::Result<Option<Profile>> {
+        self.edges.store.get_profile(owner).await
+    }
+
     /// A profile its owner published on `users/<me>/info`: stored in its
     /// canonical form (normalized, stamped with the server's time), which
     /// the broker sends on, retained, in place of what was published.

@@ -169,7 +169,6 @@ pub(crate) mod tests {
         let err = store.load_graph().await.err().expect("an error");
         assert!(format!("{err:#}").contains("\"Not-An-Id\""), "{err:#}");
         assert!(store.load_robots().await.is_err());
-        assert!(store.presence_rows().await.is_err());
         assert!(store.robots_of(&user).await.is_err());
     }
 

@@ -1,49 +1,52 @@
-//! What presence keeps across restarts: sequence numbers and last-seen
-//! times.
+//! What presence keeps across restarts: each user's sequence number,
+//! last-seen time, and whether it was last online.
 
 use anyhow::Result;
 use switchboard_protocol::Id;
 
-use super::{typed, Store};
+use super::Store;
+
+/// A user's stored presence: `(seq, lastSeen)`, offline.
+pub type Stored = (i64, Option<i64>);
 
 impl Store {
-    /// Every user's stored `(id, seq, lastSeen)`, users without a row
-    /// getting one with seq 0. The caller publishes everyone offline with
-    /// seq + 1 and saves that.
-    pub async fn presence_rows(&self) -> Result<Vec<(Id, i64, Option<i64>)>> {
-        sqlx::query(
-            "INSERT INTO presence (user_id, seq, last_seen)
-             SELECT id, 0, NULL FROM users WHERE id NOT IN (SELECT user_id FROM presence)",
-        )
-        .execute(&self.pool)
-        .await?;
-        let rows: Vec<(String, i64, Option<i64>)> =
-            sqlx::query_as("SELECT user_id, seq, last_seen FROM presence")
-                .fetch_all(&self.pool)
-                .await?;
-        rows.into_iter()
-            .map(|(id, seq, last_seen)| Ok((typed(id)?, seq, last_seen)))
-            .collect()
-    }
-
-    /// Raises every stored seq by one: the restart's own change.
-    pub async fn bump_presence_seqs(&self) -> Result<()> {
-        sqlx::query("UPDATE presence SET seq = seq + 1")
+    /// Sets offline, with a seq one higher, every user stored as online:
+    /// those the last stop (or crash) left online. Returns how many.
+    pub async fn end_presences_left_online(&self) -> Result<u64> {
+        let done = sqlx::query("UPDATE presence SET seq = seq + 1, online = FALSE WHERE online")
             .execute(&self.pool)
             .await?;
-        Ok(())
+        Ok(done.rows_affected())
     }
 
-    /// Keeps a user's newest seq and last-seen time; an older one (written
-    /// late) never overwrites a newer one.
-    pub async fn save_presence(&self, user: &Id, seq: i64, last_seen: Option<i64>) -> Result<()> {
+    /// A user's stored presence; `None` for one that never connected.
+    pub async fn stored_presence(&self, user: &Id) -> Result<Option<Stored>> {
+        Ok(
+            sqlx::query_as("SELECT seq, last_seen FROM presence WHERE user_id = $1")
+                .bind(user.as_str())
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Keeps a user's newest seq, last-seen time and status; an older one
+    /// (written late) never overwrites a newer one.
+    pub async fn save_presence(
+        &self,
+        user: &Id,
+        seq: i64,
+        last_seen: Option<i64>,
+        online: bool,
+    ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO presence (user_id, seq, last_seen) VALUES ($1, $2, $3)
-             ON CONFLICT (user_id) DO UPDATE SET seq = $2, last_seen = $3 WHERE presence.seq < $2",
+            "INSERT INTO presence (user_id, seq, last_seen, online) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (user_id) DO UPDATE SET seq = $2, last_seen = $3, online = $4
+             WHERE presence.seq < $2",
         )
         .bind(user.as_str())
         .bind(seq)
         .bind(last_seen)
+        .bind(online)
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -1,5 +1,5 @@
-//! Profiles: stored, read back, and all of them at startup to rebuild the
-//! retained `users/<id>/info` messages.
+//! Profiles: stored, and read back (over HTTP, and by a subscriber of
+//! `users/<id>/info`).
 
 use anyhow::Result;
 use sqlx::any::AnyRow;
@@ -51,12 +51,5 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(profile).transpose()
-    }
-
-    pub async fn all_profiles(&self) -> Result<Vec<Profile>> {
-        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM profiles"))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(profile).collect()
     }
 }

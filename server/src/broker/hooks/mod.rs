@@ -185,7 +185,7 @@ impl Handler for Hooks {
                 self.connections.send_modify(|n| *n += 1);
                 if let (false, Ok(client)) = (open, s.id.client_id.parse()) {
                     let connection = s.id.create_time;
-                    self.services.presence.connected(client, connection);
+                    self.services.presence.connected(client, connection).await;
                 }
                 self.logins.connected(s);
             }

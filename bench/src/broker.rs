@@ -12,7 +12,8 @@
 //!
 //! Switchboard runs with its topic rules on: its clients are real accounts,
 //! and its robots answer a request of a call they accepted. mosquitto allows
-//! anonymous clients on the same topics.
+//! anonymous clients on the same topics, as must any other broker given with
+//! `--other NAME=COMMAND` (a prototype, say), which is measured the same way.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -37,7 +38,7 @@ const DRAIN: Duration = Duration::from_secs(3);
 
 /// A broker under test: where it listens and how clients log in.
 struct Broker {
-    name: &'static str,
+    name: String,
     addr: SocketAddr,
     pid: u32,
 }
@@ -45,40 +46,65 @@ struct Broker {
 /// One client's login: client id, username, password.
 type Login = (String, String, Option<String>);
 
-/// mosquitto on a free loopback port, with Switchboard's queue limits.
-struct Mosquitto {
+/// A broker of anonymous clients in a child process on a free loopback
+/// port: mosquitto, or another given by its command line.
+struct Anonymous {
+    name: String,
     child: Child,
     addr: SocketAddr,
     _dir: tempfile::TempDir,
 }
 
-impl Mosquitto {
-    async fn start() -> Result<Mosquitto> {
+impl Anonymous {
+    /// mosquitto with Switchboard's queue limits.
+    async fn mosquitto() -> Result<Anonymous> {
+        let dir = tempfile::tempdir()?;
+        let conf = dir.path().join("mosquitto.conf");
+        let command = format!("mosquitto -c {}", conf.display());
+        Anonymous::start("mosquitto", &command, dir, |port| {
+            let conf_text = format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+                 max_queued_messages {MAX_QUEUE}\nmax_inflight_messages {MAX_INFLIGHT}\n\
+                 log_dest none\n"
+            );
+            std::fs::write(&conf, conf_text)
+        })
+        .await
+    }
+
+    /// `command` with the port as its last argument.
+    async fn other(name: &str, command: &str) -> Result<Anonymous> {
+        Anonymous::start(name, command, tempfile::tempdir()?, |_| Ok(())).await
+    }
+
+    async fn start(
+        name: &str,
+        command: &str,
+        dir: tempfile::TempDir,
+        prepare: impl FnOnce(u16) -> std::io::Result<()>,
+    ) -> Result<Anonymous> {
         // mosquitto cannot take port 0: take a free port and hand it over.
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let dir = tempfile::tempdir()?;
-        let conf = dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-                 max_queued_messages {MAX_QUEUE}\nmax_inflight_messages {MAX_INFLIGHT}\n\
-                 log_dest none\n"
-            ),
-        )?;
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
+        prepare(port)?;
+        let mut words = command.split_whitespace();
+        let program = words.next().context("an empty broker command")?;
+        let mut cmd = Command::new(program);
+        cmd.args(words);
+        if name != "mosquitto" {
+            cmd.arg(port.to_string());
+        }
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .context("mosquitto is installed (scripts/bench installs it)")?;
+            .with_context(|| format!("starting {program} (scripts/bench installs mosquitto)"))?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         for _ in 0..200 {
             if tokio::net::TcpStream::connect(addr).await.is_ok() {
-                return Ok(Mosquitto {
+                return Ok(Anonymous {
+                    name: name.to_string(),
                     child,
                     addr,
                     _dir: dir,
@@ -86,11 +112,11 @@ impl Mosquitto {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        bail!("mosquitto did not listen on {addr}")
+        bail!("{name} did not listen on {addr}")
     }
 }
 
-impl Drop for Mosquitto {
+impl Drop for Anonymous {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -305,7 +331,7 @@ async fn switchboard_clients(
     Ok((logins, out))
 }
 
-fn mosquitto_clients(idle: usize, pairs: usize) -> (Vec<Login>, Vec<Pair>) {
+fn anonymous_clients(idle: usize, pairs: usize) -> (Vec<Login>, Vec<Pair>) {
     let anonymous = |id: String| (id.clone(), id, None);
     let logins = (0..idle)
         .map(|_| anonymous(format!("{}:phone", random_id())))
@@ -353,22 +379,39 @@ async fn measure(broker: &Broker, logins: &[Login], pairs: &[Pair], messages: u6
     Ok(())
 }
 
-pub async fn run(connections: usize, pairs: usize, messages: u64) -> Result<()> {
-    let server = Server::start(&Database::Sqlite).await?;
-    let (logins, streams) = switchboard_clients(&server, connections, pairs).await?;
-    let switchboard = Broker {
-        name: "switchboard",
-        addr: server.mqtt,
-        pid: server.pid(),
-    };
-    measure(&switchboard, &logins, &streams, messages).await?;
-    drop(server);
-    let mosquitto = Mosquitto::start().await?;
-    let (logins, streams) = mosquitto_clients(connections, pairs);
-    let broker = Broker {
-        name: "mosquitto",
-        addr: mosquitto.addr,
-        pid: mosquitto.child.id(),
-    };
-    measure(&broker, &logins, &streams, messages).await
+/// Switchboard (unless `others_only`), mosquitto, and each of `others`
+/// (`name=command`, the command taking the port as its last argument).
+pub async fn run(
+    connections: usize,
+    pairs: usize,
+    messages: u64,
+    others: &[String],
+    others_only: bool,
+) -> Result<()> {
+    if !others_only {
+        let server = Server::start(&Database::Sqlite).await?;
+        let (logins, streams) = switchboard_clients(&server, connections, pairs).await?;
+        let switchboard = Broker {
+            name: "switchboard".into(),
+            addr: server.mqtt,
+            pid: server.pid(),
+        };
+        measure(&switchboard, &logins, &streams, messages).await?;
+        drop(server);
+    }
+    let mut brokers = vec![Anonymous::mosquitto().await?];
+    for other in others {
+        let (name, command) = other.split_once('=').context("--other NAME=COMMAND")?;
+        brokers.push(Anonymous::other(name, command).await?);
+    }
+    for anonymous in brokers {
+        let (logins, streams) = anonymous_clients(connections, pairs);
+        let broker = Broker {
+            name: anonymous.name.clone(),
+            addr: anonymous.addr,
+            pid: anonymous.child.id(),
+        };
+        measure(&broker, &logins, &streams, messages).await?;
+    }
+    Ok(())
 }

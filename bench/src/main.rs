@@ -60,6 +60,13 @@ enum Bench {
         /// Messages per stream test, shared by its pairs.
         #[arg(long, default_value_t = 200_000)]
         messages: u64,
+        /// Another broker of anonymous clients to measure the same way,
+        /// `NAME=COMMAND` (the port is added as its last argument).
+        #[arg(long = "other")]
+        others: Vec<String>,
+        /// Leave Switchboard out (mosquitto and the others only).
+        #[arg(long)]
+        others_only: bool,
     },
     /// Memory per closed connection: N logins of one client with a
     /// day-long token, each connection closed at once.
@@ -102,7 +109,9 @@ async fn main() -> anyhow::Result<()> {
             connections,
             pairs,
             messages,
-        } => broker::run(connections, pairs, messages).await,
+            others,
+            others_only,
+        } => broker::run(connections, pairs, messages, &others, others_only).await,
         Bench::Calls { pairs, rounds } => calls::run(pairs, rounds).await,
         Bench::Relay {
             calls,

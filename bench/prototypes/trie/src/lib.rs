@@ -1,0 +1,146 @@
+//! Subscriptions by topic level, for the broker core prototypes: each
+//! subscriber's value (its queue) is kept under the filter's levels, `+`
+//! and `#` in their own branches.
+
+use std::collections::HashMap;
+
+pub struct Trie<S> {
+    children: HashMap<Box<str>, Trie<S>>,
+    plus: Option<Box<Trie<S>>>,
+    /// `#` here: everything below.
+    rest: Vec<(u64, S)>,
+    /// A filter that ends here.
+    here: Vec<(u64, S)>,
+}
+
+impl<S> Default for Trie<S> {
+    fn default() -> Self {
+        Trie {
+            children: HashMap::new(),
+            plus: None,
+            rest: Vec::new(),
+            here: Vec::new(),
+        }
+    }
+}
+
+impl<S: Clone> Trie<S> {
+    pub fn insert(&mut self, filter: &str, id: u64, s: S) {
+        let levels: Vec<&str> = filter.split('/').collect();
+        self.insert_levels(&levels, id, s);
+    }
+
+    fn insert_levels(&mut self, levels: &[&str], id: u64, s: S) {
+        match levels.split_first() {
+            None => self.here.push((id, s)),
+            Some((&"#", _)) => self.rest.push((id, s)),
+            Some((&"+", rest)) => {
+                (self.plus.get_or_insert_with(Default::default)).insert_levels(rest, id, s)
+            }
+            Some((level, rest)) => {
+                (self.children.entry((*level).into()).or_default()).insert_levels(rest, id, s)
+            }
+        }
+    }
+
+    /// Removes subscriber `id`'s `filter`, and the branches left empty.
+    pub fn remove(&mut self, filter: &str, id: u64) {
+        let levels: Vec<&str> = filter.split('/').collect();
+        self.remove_levels(&levels, id);
+    }
+
+    fn remove_levels(&mut self, levels: &[&str], id: u64) {
+        match levels.split_first() {
+            None => self.here.retain(|(i, _)| *i != id),
+            Some((&"#", _)) => self.rest.retain(|(i, _)| *i != id),
+            Some((&"+", rest)) => {
+                if let Some(plus) = &mut self.plus {
+                    plus.remove_levels(rest, id);
+                    if plus.is_empty() {
+                        self.plus = None;
+                    }
+                }
+            }
+            Some((level, rest)) => {
+                if let Some(child) = self.children.get_mut(*level) {
+                    child.remove_levels(rest, id);
+                    if child.is_empty() {
+                        self.children.remove(*level);
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.here.is_empty()
+            && self.rest.is_empty()
+            && self.plus.is_none()
+            && self.children.is_empty()
+    }
+
+    /// Every subscriber whose filter matches `topic`.
+    pub fn matches(&self, topic: &str) -> Vec<S> {
+        let levels: Vec<&str> = topic.split('/').collect();
+        let mut out = Vec::new();
+        self.matches_levels(&levels, &mut out);
+        out
+    }
+
+    fn matches_levels(&self, levels: &[&str], out: &mut Vec<S>) {
+        out.extend(self.rest.iter().map(|(_, s)| s.clone()));
+        match levels.split_first() {
+            None => out.extend(self.here.iter().map(|(_, s)| s.clone())),
+            Some((level, rest)) => {
+                if let Some(child) = self.children.get(*level) {
+                    child.matches_levels(rest, out);
+                }
+                if let Some(plus) = &self.plus {
+                    plus.matches_levels(rest, out);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_match_as_mqtt_says() {
+        let mut t = Trie::default();
+        for (id, filter) in ["a/b", "a/+", "a/#", "+/b", "#", "a/b/c"]
+            .iter()
+            .enumerate()
+        {
+            t.insert(filter, id as u64, *filter);
+        }
+        let cases: &[(&str, &[&str])] = &[
+            ("a/b", &["#", "a/#", "a/b", "a/+", "+/b"]),
+            ("a/c", &["#", "a/#", "a/+"]),
+            ("x/b", &["#", "+/b"]),
+            ("a/b/c", &["#", "a/#", "a/b/c"]),
+            ("a", &["#", "a/#"]),
+        ];
+        for (topic, want) in cases {
+            let mut got = t.matches(topic);
+            got.sort();
+            let mut want = want.to_vec();
+            want.sort();
+            assert_eq!(got, want, "{topic}");
+        }
+    }
+
+    #[test]
+    fn a_removed_filter_matches_nothing_and_leaves_no_branch() {
+        let mut t = Trie::default();
+        t.insert("a/+/c", 1, ());
+        t.insert("a/b", 2, ());
+        t.remove("a/+/c", 1);
+        assert!(t.matches("a/x/c").is_empty());
+        assert_eq!(t.matches("a/b").len(), 1);
+        t.remove("a/b", 2);
+        assert!(t.is_empty());
+    }
+}

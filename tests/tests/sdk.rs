@@ -356,8 +356,9 @@ async fn a_restarted_server_gets_the_sessions_back() {
         .start()
         .await
         .unwrap();
-    // The SDK reconnects and subscribes again: B's presence reaches A, and
-    // A's invite reaches B.
+    // The SDK reconnects and subscribes again (`Connected` once the broker
+    // granted them): B's presence reaches A, and A's invite reaches B.
+    b.connection(ConnectionState::Connected).await.unwrap();
     sees_online(&a, &b.id(), true).await;
     let sid = a.session.call(b.id(), CallKind::Video).await.unwrap();
     assert_eq!(b.incoming().await.unwrap().sid, sid);

@@ -7,7 +7,7 @@
 //! rumqttc only while it has room, so nothing queued is lost when the task
 //! swaps connections.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -117,6 +117,10 @@ struct Task {
     conn: Conn,
     /// Consecutive failed connection attempts, for the backoff.
     failures: u32,
+    /// Subscriptions asked again on a new connection: `Connected` waits for
+    /// the broker's answer to each, so an app that acts on it (a call
+    /// placed to this device) finds them in place.
+    restoring: BTreeSet<String>,
 }
 
 async fn run(
@@ -133,6 +137,7 @@ async fn run(
         subs: Subs::default(),
         conn,
         failures: 0,
+        restoring: BTreeSet::new(),
     };
     loop {
         let refresh_at = task.auth.refresh_at();
@@ -195,6 +200,11 @@ impl Task {
             }
             MqttEvent::Incoming(Packet::SubAck(ack)) => {
                 if let Some((filter, done)) = self.subs.sent.remove(&ack.pkid) {
+                    if self.restoring.remove(&filter) && self.restoring.is_empty() {
+                        self.shared.emit(Event::Connection {
+                            state: ConnectionState::Connected,
+                        });
+                    }
                     let granted = ack
                         .return_codes
                         .iter()
@@ -223,6 +233,7 @@ impl Task {
     fn connected(&mut self, session_present: bool) {
         self.failures = 0;
         for (filter, done) in std::mem::take(&mut self.subs.retry) {
+            self.restoring.insert(filter.clone());
             self.conn
                 .hand(Request::Subscribe { filter, done }, &mut self.subs);
         }
@@ -230,13 +241,16 @@ impl Task {
             // A new session on the broker: put the subscriptions back.
             let filters: Vec<String> = self.subs.filters.iter().cloned().collect();
             for filter in filters {
+                self.restoring.insert(filter.clone());
                 self.conn
                     .hand(Request::Subscribe { filter, done: None }, &mut self.subs);
             }
         }
-        self.shared.emit(Event::Connection {
-            state: ConnectionState::Connected,
-        });
+        if self.restoring.is_empty() {
+            self.shared.emit(Event::Connection {
+                state: ConnectionState::Connected,
+            });
+        }
     }
 
     /// A connection error; `false` when the session cannot go on.
@@ -245,6 +259,7 @@ impl Task {
         // ones written but not acknowledged are asked again once connected.
         let lost: Vec<_> = self.subs.sent.drain().map(|(_, s)| s).collect();
         self.subs.retry.extend(lost);
+        self.restoring.clear();
         match e {
             ConnectionError::ConnectionRefused(ConnectReturnCode::BadUserNamePassword) => {
                 match self.auth.refresh(&self.current_password()).await {

@@ -33,31 +33,34 @@ use crate::proc::{cpu_seconds, rss_kib};
 /// Both servers' per-client limits, as Switchboard's defaults have them.
 const MAX_QUEUE: usize = 1000;
 const MAX_INFLIGHT: u16 = 64;
+/// How long a login may wait for its answer: in a storm, SYNs that found
+/// the listen backlog full are sent again after 1, 3, 7, 15, 31 and 63 s.
+const STORM_WAIT: Duration = Duration::from_secs(120);
 /// How long the last arrivals may lag before the rest count as lost.
 const DRAIN: Duration = Duration::from_secs(3);
 
 /// A broker under test: where it listens and how clients log in.
-struct Broker {
-    name: String,
-    addr: SocketAddr,
-    pid: u32,
+pub(crate) struct Broker {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub pid: u32,
 }
 
 /// One client's login: client id, username, password.
-type Login = (String, String, Option<String>);
+pub(crate) type Login = (String, String, Option<String>);
 
 /// A broker of anonymous clients in a child process on a free loopback
 /// port: mosquitto, or another given by its command line.
-struct Anonymous {
+pub(crate) struct Anonymous {
     name: String,
     child: Child,
-    addr: SocketAddr,
+    pub addr: SocketAddr,
     _dir: tempfile::TempDir,
 }
 
 impl Anonymous {
     /// mosquitto with Switchboard's queue limits.
-    async fn mosquitto() -> Result<Anonymous> {
+    pub async fn mosquitto() -> Result<Anonymous> {
         let dir = tempfile::tempdir()?;
         let conf = dir.path().join("mosquitto.conf");
         let command = format!("mosquitto -c {}", conf.display());
@@ -116,6 +119,12 @@ impl Anonymous {
     }
 }
 
+impl Anonymous {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Anonymous {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -137,7 +146,7 @@ fn options(addr: SocketAddr, login: &Login, keep_alive: Duration) -> MqttOptions
 /// Connects and subscribes to `filters`; returns once every SUBACK came.
 /// The returned task keeps the connection alive (PINGs) and counts the
 /// publishes that arrive on `arrived`.
-async fn connect(
+pub(crate) async fn connect(
     addr: SocketAddr,
     login: &Login,
     filters: &[String],
@@ -146,13 +155,18 @@ async fn connect(
     let (client, mut eventloop) =
         AsyncClient::new(options(addr, login, Duration::from_secs(60)), 1024);
     no_delay(&mut eventloop);
+    // In a storm a connection may wait in the broker's listen backlog
+    // well past rumqttc's 5 s default.
+    let mut network = eventloop.network_options();
+    network.set_connection_timeout(STORM_WAIT.as_secs());
+    eventloop.set_network_options(network);
     for filter in filters {
         client.subscribe(filter, QoS::AtLeastOnce).await?;
     }
     // Logged in and every SUBACK in: the streams start from there.
     let (mut connected, mut acks) = (false, 0);
     while !connected || acks < filters.len() {
-        match tokio::time::timeout(Duration::from_secs(30), eventloop.poll()).await?? {
+        match tokio::time::timeout(STORM_WAIT, eventloop.poll()).await?? {
             Event::Incoming(Packet::ConnAck(ack)) => {
                 if ack.code != rumqttc::ConnectReturnCode::Success {
                     bail!("{}: login refused: {:?}", login.0, ack.code)
@@ -191,11 +205,7 @@ async fn idle(broker: &Broker, logins: &[Login]) -> Result<(f64, f64)> {
     let mut clients = Vec::with_capacity(logins.len());
     let none = Arc::new(AtomicU64::new(0));
     for login in logins {
-        let me = login.1.clone();
-        let filters = [
-            format!("invite/{me}/+"),
-            format!("clients/{}/errors", login.0),
-        ];
+        let filters = phone_filters(login);
         clients.push(connect(broker.addr, login, &filters, none.clone()).await?);
     }
     let cpu = cpu_seconds(broker.pid)? - before_cpu;
@@ -278,6 +288,37 @@ async fn stream(broker: &Broker, pairs: &[Pair], messages: u64, qos: QoS) -> Res
     Ok((rate, lost))
 }
 
+/// N new users' phones, each with a day-long token.
+pub(crate) fn user_logins(server: &Server, n: usize) -> Result<Vec<Login>> {
+    let ids: Vec<String> = (0..n).map(|_| random_id()).collect();
+    let mut logins = Vec::with_capacity(n);
+    for chunk in ids.chunks(1000) {
+        let tokens = server.tokens(chunk, Some("phone"), "user", 86_400)?;
+        for (id, token) in chunk.iter().zip(tokens) {
+            logins.push((format!("{id}:phone"), id.clone(), Some(token)));
+        }
+    }
+    Ok(logins)
+}
+
+/// N anonymous phones (for mosquitto and the other brokers).
+pub(crate) fn anonymous_logins(n: usize) -> Vec<Login> {
+    (0..n)
+        .map(|_| {
+            let id = random_id();
+            (format!("{id}:phone"), id, None)
+        })
+        .collect()
+}
+
+/// The filters an idle phone subscribes to: its invites and its errors.
+pub(crate) fn phone_filters(login: &Login) -> [String; 2] {
+    [
+        format!("invite/{}/+", login.1),
+        format!("clients/{}/errors", login.0),
+    ]
+}
+
 /// Switchboard's accounts: N users for the idle test, and robots paired
 /// with owners in accepted calls, each with an open `moveTo` request.
 async fn switchboard_clients(
@@ -285,14 +326,7 @@ async fn switchboard_clients(
     idle: usize,
     pairs: usize,
 ) -> Result<(Vec<Login>, Vec<Pair>)> {
-    let ids: Vec<String> = (0..idle).map(|_| random_id()).collect();
-    let mut logins = Vec::with_capacity(idle);
-    for chunk in ids.chunks(1000) {
-        let tokens = server.tokens(chunk, Some("phone"), "user", 86_400)?;
-        for (id, token) in chunk.iter().zip(tokens) {
-            logins.push((format!("{id}:phone"), id.clone(), Some(token)));
-        }
-    }
+    let logins = user_logins(server, idle)?;
     let api = Api::new(server);
     let mut calls = Vec::with_capacity(pairs);
     for _ in 0..pairs {
@@ -333,9 +367,7 @@ async fn switchboard_clients(
 
 fn anonymous_clients(idle: usize, pairs: usize) -> (Vec<Login>, Vec<Pair>) {
     let anonymous = |id: String| (id.clone(), id, None);
-    let logins = (0..idle)
-        .map(|_| anonymous(format!("{}:phone", random_id())))
-        .collect();
+    let logins = anonymous_logins(idle);
     let pairs = (0..pairs)
         .map(|_| {
             let sid = random_id();
@@ -409,7 +441,7 @@ pub async fn run(
         let broker = Broker {
             name: anonymous.name.clone(),
             addr: anonymous.addr,
-            pid: anonymous.child.id(),
+            pid: anonymous.pid(),
         };
         measure(&broker, &logins, &streams, messages).await?;
     }

@@ -11,6 +11,7 @@ mod proc;
 mod registered;
 mod relay;
 mod stats;
+mod storm;
 mod users;
 
 use clap::{Parser, Subcommand};
@@ -68,6 +69,13 @@ enum Bench {
         #[arg(long)]
         others_only: bool,
     },
+    /// A connect storm: N phones connect and subscribe at once, twice
+    /// (the second after all their sockets closed), beside mosquitto.
+    Storm {
+        /// 19,000 is what a 20,000 file limit per process allows.
+        #[arg(long, default_value_t = 19_000)]
+        phones: usize,
+    },
     /// Memory per closed connection: N logins of one client with a
     /// day-long token, each connection closed at once.
     Logins {
@@ -112,6 +120,7 @@ async fn main() -> anyhow::Result<()> {
             others,
             others_only,
         } => broker::run(connections, pairs, messages, &others, others_only).await,
+        Bench::Storm { phones } => storm::run(phones).await,
         Bench::Calls { pairs, rounds } => calls::run(pairs, rounds).await,
         Bench::Relay {
             calls,

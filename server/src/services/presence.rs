@@ -15,6 +15,10 @@ use switchboard_protocol::{ClientId, Id, Topic};
 use super::queue::Latest;
 use super::Edges;
 
+/// Presence changes stored in one transaction at most: a connect storm
+/// costs a write per batch rather than per device.
+const BATCH: usize = 256;
+
 pub struct PresenceService {
     tracker: Mutex<Tracker>,
     /// Each user's newest publication waiting to leave: a watcher never
@@ -158,24 +162,36 @@ impl PresenceService {
     /// Records presence changes and publishes them, in order.
     async fn run_publisher(self: Arc<Self>) {
         let (store, publish) = (&self.edges.store, &self.edges.publish);
-        while let Some((_, p)) = self.out.next(&self.edges.stop).await {
-            // Stored before it is published: after a crash the rebuilt seq
-            // is larger than any a watcher has seen.
-            let seq = i64::try_from(p.presence.seq).unwrap_or(i64::MAX);
-            let (last_seen, online) = (p.presence.last_seen, p.presence.online);
-            let saved = store.save_presence(&p.user, seq, last_seen, online).await;
-            if let Err(e) = &saved {
-                tracing::warn!(user = %p.user, "saving presence: {e:#}");
+        loop {
+            let batch = self.out.next_batch(&self.edges.stop, BATCH).await;
+            if batch.is_empty() {
+                return;
             }
-            for (topic, payload) in messages(&p) {
-                if let Err(e) = publish.publish(&topic, payload, true).await {
-                    tracing::error!(%topic, "publishing presence: {e:#}");
+            // Stored before published, in one transaction: after a crash
+            // the rebuilt seq is larger than any a watcher has seen.
+            let rows: Vec<_> = (batch.iter())
+                .map(|(user, p)| {
+                    let seq = i64::try_from(p.presence.seq).unwrap_or(i64::MAX);
+                    (user.clone(), seq, p.presence.last_seen, p.presence.online)
+                })
+                .collect();
+            let saved = store.save_presences(&rows).await;
+            if let Err(e) = &saved {
+                tracing::warn!(users = rows.len(), "saving presence: {e:#}");
+            }
+            for (_, p) in &batch {
+                for (topic, payload) in messages(p) {
+                    if let Err(e) = publish.publish(&topic, payload, true).await {
+                        tracing::error!(%topic, "publishing presence: {e:#}");
+                    }
                 }
             }
             // Stored, an offline user is served from the store from now on.
             if saved.is_ok() {
                 let mut tracker = self.tracker.lock().expect("presence lock");
-                tracker.forget(&p.user, p.presence.seq);
+                for (user, p) in &batch {
+                    tracker.forget(user, p.presence.seq);
+                }
             }
         }
     }
@@ -253,11 +269,11 @@ mod tests {
         for id in [&user, &other] {
             store.ensure_user(id, PrincipalKind::User).await.unwrap();
         }
-        store.save_presence(&user, 4, Some(10), true).await.unwrap();
-        store
-            .save_presence(&other, 7, Some(20), false)
-            .await
-            .unwrap();
+        let saved = [
+            (user.clone(), 4, Some(10), true),
+            (other.clone(), 7, Some(20), false),
+        ];
+        store.save_presences(&saved).await.unwrap();
         let presence = PresenceService::new(edges).await.unwrap();
         let offline = |seq, last_seen| Presence {
             online: false,
@@ -276,5 +292,32 @@ mod tests {
         presence.connected(phone(), 1).await;
         let now = presence.current(&user).await.unwrap();
         assert_eq!((now.online, now.seq), (true, 6));
+    }
+
+    #[tokio::test]
+    async fn changes_waiting_together_are_stored_together_then_forgotten() {
+        let (edges, _clock, _sent) = test_edges().await;
+        let (store, stop) = (edges.store.clone(), edges.stop.clone());
+        let presence = PresenceService::new(edges).await.unwrap();
+        let users: Vec<Id> = ["a", "b", "c"]
+            .iter()
+            .map(|c| c.repeat(32).parse().unwrap())
+            .collect();
+        for user in &users {
+            store.ensure_user(user, PrincipalKind::User).await.unwrap();
+            let phone: ClientId = format!("{user}:phone").parse().unwrap();
+            presence.connected(phone.clone(), 1).await;
+            presence.disconnected(phone, 1, Cause::Lost);
+        }
+        stop.cancel();
+        presence.clone().run_publisher().await;
+        for user in &users {
+            let stored = store.stored_presence(user).await.unwrap();
+            assert_eq!(stored.map(|(seq, _)| seq), Some(2), "{user}");
+            assert!(
+                !presence.tracker.lock().unwrap().knows(user),
+                "{user} let go"
+            );
+        }
     }
 }

@@ -80,6 +80,22 @@ impl<K: Hash + Eq + Clone, V> Latest<K, V> {
             }
         }
     }
+
+    /// `next`, with up to `max - 1` more that already wait, in order;
+    /// empty once `next` says `None`.
+    pub async fn next_batch(&self, stop: &CancellationToken, max: usize) -> Vec<(K, V)> {
+        let Some(first) = self.next(stop).await else {
+            return Vec::new();
+        };
+        let mut batch = vec![first];
+        while batch.len() < max {
+            match self.pop() {
+                Some(item) => batch.push(item),
+                None => break,
+            }
+        }
+        batch
+    }
 }
 
 /// A queue that tells when it is too long to take new work from clients.
@@ -172,6 +188,19 @@ mod tests {
         );
         assert_eq!(q.next(&stop).await, Some(("a", 45)), "merged");
         assert_eq!(q.next(&stop).await, None);
+    }
+
+    #[tokio::test]
+    async fn a_batch_takes_what_waits_up_to_its_size() {
+        let q = Latest::default();
+        let stop = CancellationToken::new();
+        for key in ["a", "b", "c"] {
+            q.push(key, 1, |_, new| new);
+        }
+        assert_eq!(q.next_batch(&stop, 2).await, vec![("a", 1), ("b", 1)]);
+        assert_eq!(q.next_batch(&stop, 2).await, vec![("c", 1)]);
+        stop.cancel();
+        assert_eq!(q.next_batch(&stop, 2).await, vec![]);
     }
 
     #[tokio::test]

@@ -9,6 +9,9 @@ use super::Store;
 /// A user's stored presence: `(seq, lastSeen)`, offline.
 pub type Stored = (i64, Option<i64>);
 
+/// A presence to store: `(user, seq, lastSeen, online)`.
+pub type Saved = (Id, i64, Option<i64>, bool);
+
 impl Store {
     /// Sets offline, with a seq one higher, every user stored as online:
     /// those the last stop (or crash) left online. Returns how many.
@@ -29,26 +32,25 @@ impl Store {
         )
     }
 
-    /// Keeps a user's newest seq, last-seen time and status; an older one
-    /// (written late) never overwrites a newer one.
-    pub async fn save_presence(
-        &self,
-        user: &Id,
-        seq: i64,
-        last_seen: Option<i64>,
-        online: bool,
-    ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO presence (user_id, seq, last_seen, online) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (user_id) DO UPDATE SET seq = $2, last_seen = $3, online = $4
-             WHERE presence.seq < $2",
-        )
-        .bind(user.as_str())
-        .bind(seq)
-        .bind(last_seen)
-        .bind(online)
-        .execute(&self.pool)
-        .await?;
+    /// Keeps each user's newest seq, last-seen time and status, all in one
+    /// transaction; an older one (written late) never overwrites a newer
+    /// one.
+    pub async fn save_presences(&self, rows: &[Saved]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for (user, seq, last_seen, online) in rows {
+            sqlx::query(
+                "INSERT INTO presence (user_id, seq, last_seen, online) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (user_id) DO UPDATE SET seq = $2, last_seen = $3, online = $4
+                 WHERE presence.seq < $2",
+            )
+            .bind(user.as_str())
+            .bind(*seq)
+            .bind(*last_seen)
+            .bind(*online)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 }

@@ -66,23 +66,19 @@ impl RetainStorage for Retained {
         let Some((services, topics)) = self.served(filter) else {
             return self.kept.get_message(filter).await;
         };
-        let mut out = Vec::with_capacity(topics.len());
-        for topic in topics {
-            if let Some(payload) = services.current(&topic).await? {
-                let publish = message(&topic, payload, true);
-                let name = TopicName::from(topic.to_string());
-                let from = from_server(&self.scx);
-                out.push((
-                    name,
-                    Retain {
-                        msg_id: None,
-                        from,
-                        publish,
-                    },
-                ));
-            }
-        }
-        Ok(out)
+        let current = services.current(&topics).await?;
+        let from = from_server(&self.scx);
+        Ok(current
+            .into_iter()
+            .map(|(topic, payload)| {
+                let retain = Retain {
+                    msg_id: None,
+                    from: from.clone(),
+                    publish: message(&topic, payload, true),
+                };
+                (TopicName::from(topic.to_string()), retain)
+            })
+            .collect())
     }
 
     async fn count(&self) -> isize {

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
-use switchboard_protocol::payload::is_connected_payload;
 use switchboard_protocol::Topic;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -37,24 +36,33 @@ pub struct Services {
 }
 
 impl Services {
-    /// The current value of a user topic (profile, presence), whose state
+    /// The current values of user topics (profile, presence), whose state
     /// the services hold rather than the broker: what a new subscriber is
-    /// sent, flagged retained. `None` when there is nothing to send (no
-    /// profile) or the topic is not a user topic.
-    pub async fn current(&self, topic: &Topic) -> Result<Option<Vec<u8>>> {
-        Ok(match topic {
-            Topic::UserInfo(id) => (self.profiles.current(id).await?)
-                .map(|p| serde_json::to_vec(&p).expect("profile serializes")),
-            Topic::UserIsConnected(id) => {
-                let online = self.presence.current(id).await?.online;
-                Some(is_connected_payload(online).as_bytes().to_vec())
+    /// sent, flagged retained. A topic with nothing to send (no profile),
+    /// or not a user topic, is left out; presence is read once for all.
+    pub async fn current(&self, topics: &[Topic]) -> Result<Vec<(Topic, Vec<u8>)>> {
+        let mut out = Vec::with_capacity(topics.len());
+        let mut presence = None;
+        for topic in topics {
+            match topic {
+                Topic::UserInfo(id) => {
+                    if let Some(p) = self.profiles.current(id).await? {
+                        let payload = serde_json::to_vec(&p).expect("profile serializes");
+                        out.push((topic.clone(), payload));
+                    }
+                }
+                Topic::UserIsConnected(id) | Topic::UserPresence(id) => {
+                    if presence.is_none() {
+                        let p = self.presence.current(id).await?;
+                        presence = Some(presence::payloads(id, &p, true));
+                    }
+                    let found = presence.iter().flatten().find(|(t, _)| t == topic);
+                    out.extend(found.cloned());
+                }
+                _ => {}
             }
-            Topic::UserPresence(id) => {
-                let p = self.presence.current(id).await?;
-                Some(serde_json::to_vec(&p).expect("presence serializes"))
-            }
-            _ => None,
-        })
+        }
+        Ok(out)
     }
 }
 

@@ -30,15 +30,21 @@ pub struct PresenceService {
 
 /// The retained messages of one publication.
 fn messages(p: &Publication) -> Vec<(Topic, Vec<u8>)> {
+    payloads(&p.user, &p.presence, p.is_connected.is_some())
+}
+
+/// `user`'s `presence` message, after its `isConnected` message when
+/// `with_is_connected`.
+pub fn payloads(user: &Id, presence: &Presence, with_is_connected: bool) -> Vec<(Topic, Vec<u8>)> {
     let mut out = Vec::with_capacity(2);
-    if let Some(online) = p.is_connected {
+    if with_is_connected {
         out.push((
-            Topic::UserIsConnected(p.user.clone()),
-            is_connected_payload(online).as_bytes().to_vec(),
+            Topic::UserIsConnected(user.clone()),
+            is_connected_payload(presence.online).as_bytes().to_vec(),
         ));
     }
-    let presence = serde_json::to_vec(&p.presence).expect("presence serializes");
-    out.push((Topic::UserPresence(p.user.clone()), presence));
+    let payload = serde_json::to_vec(presence).expect("presence serializes");
+    out.push((Topic::UserPresence(user.clone()), payload));
     out
 }
 
@@ -84,7 +90,6 @@ impl PresenceService {
                     return;
                 }
             };
-            let seq = u64::try_from(seq).unwrap_or(0);
             let mut tracker = self.tracker.lock().expect("presence lock");
             tracker.learn(user.clone(), seq, last_seen);
         }
@@ -147,7 +152,7 @@ impl PresenceService {
             online: false,
             devices: Vec::new(),
             last_seen,
-            seq: u64::try_from(seq).unwrap_or(0),
+            seq,
         })
     }
 
@@ -241,7 +246,7 @@ mod tests {
         let published: Presence = serde_json::from_str(&topics[1].1).unwrap();
         assert_eq!(published, now);
         let stored = store.stored_presence(&user).await.unwrap();
-        assert_eq!(stored, Some((now.seq as i64, now.last_seen)));
+        assert_eq!(stored, Some((now.seq, now.last_seen)));
         // Stored offline, the user is served from the store.
         assert_eq!(presence.current(&user).await.unwrap(), now);
     }

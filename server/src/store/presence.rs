@@ -7,7 +7,7 @@ use switchboard_protocol::Id;
 use super::Store;
 
 /// A user's stored presence: `(seq, lastSeen)`, offline.
-pub type Stored = (i64, Option<i64>);
+pub type Stored = (u64, Option<i64>);
 
 /// A presence to store: `(user, seq, lastSeen, online)`.
 pub type Saved = (Id, i64, Option<i64>, bool);
@@ -24,12 +24,12 @@ impl Store {
 
     /// A user's stored presence; `None` for one that never connected.
     pub async fn stored_presence(&self, user: &Id) -> Result<Option<Stored>> {
-        Ok(
+        let row: Option<(i64, Option<i64>)> =
             sqlx::query_as("SELECT seq, last_seen FROM presence WHERE user_id = $1")
                 .bind(user.as_str())
                 .fetch_optional(&self.pool)
-                .await?,
-        )
+                .await?;
+        Ok(row.map(|(seq, last_seen)| (u64::try_from(seq).unwrap_or(0), last_seen)))
     }
 
     /// Keeps each user's newest seq, last-seen time and status, all in one

@@ -385,33 +385,41 @@ impl V5Client {
         Ok(())
     }
 
-    /// The next message delivered: its topic (through the server's topic
-    /// aliases; empty if it came with neither) and Message Expiry Interval.
+    /// The next live message delivered: its topic (through the server's
+    /// topic aliases; empty if it came with neither) and Message Expiry
+    /// Interval. Retained ones are passed over (their aliases kept): a value
+    /// served at SUBSCRIBE is read when the server gets to it, so it may
+    /// already be a message the test published after the SUBACK.
     pub async fn next_publish(&mut self) -> Result<(String, Option<u32>)> {
         use rumqttc::v5::mqttbytes::v5::Packet as P5;
-        let (topic, alias, expiry) = self
-            .next_matching(|p| match p {
-                P5::Publish(p) => {
-                    let properties = p.properties.unwrap_or_default();
-                    Some((
-                        String::from_utf8_lossy(&p.topic).into_owned(),
-                        properties.topic_alias,
-                        properties.message_expiry_interval,
-                    ))
+        loop {
+            let (topic, alias, expiry, retained) = self
+                .next_matching(|p| match p {
+                    P5::Publish(p) => {
+                        let properties = p.properties.unwrap_or_default();
+                        Some((
+                            String::from_utf8_lossy(&p.topic).into_owned(),
+                            properties.topic_alias,
+                            properties.message_expiry_interval,
+                            p.retain,
+                        ))
+                    }
+                    _ => None,
+                })
+                .await?;
+            let topic = match alias {
+                Some(alias) if topic.is_empty() => {
+                    self.aliases.get(&alias).cloned().unwrap_or_default()
                 }
-                _ => None,
-            })
-            .await?;
-        let topic = match alias {
-            Some(alias) if topic.is_empty() => {
-                self.aliases.get(&alias).cloned().unwrap_or_default()
+                Some(alias) => {
+                    self.aliases.insert(alias, topic.clone());
+                    topic
+                }
+                None => topic,
+            };
+            if !retained {
+                return Ok((topic, expiry));
             }
-            Some(alias) => {
-                self.aliases.insert(alias, topic.clone());
-                topic
-            }
-            None => topic,
-        };
-        Ok((topic, expiry))
+        }
     }
 }

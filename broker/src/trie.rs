@@ -1,6 +1,6 @@
-//! Subscriptions by topic level, for the broker core prototypes: each
-//! subscriber's value (its queue) is kept under the filter's levels, `+`
-//! and `#` in their own branches.
+//! Subscriptions by topic level: each subscriber's value is kept under
+//! its filter's levels, `+` and `#` in their own branches, so a topic is
+//! matched in as many steps as it has levels.
 
 use std::collections::HashMap;
 
@@ -79,11 +79,19 @@ impl<S: Clone> Trie<S> {
             && self.children.is_empty()
     }
 
-    /// Every subscriber whose filter matches `topic`.
+    /// Every subscriber whose filter matches `topic`. A topic starting
+    /// with `$` is not matched by a wildcard in the first level (MQTT
+    /// 4.7.2).
     pub fn matches(&self, topic: &str) -> Vec<S> {
         let levels: Vec<&str> = topic.split('/').collect();
         let mut out = Vec::new();
-        self.matches_levels(&levels, &mut out);
+        if topic.starts_with('$') {
+            if let Some(child) = self.children.get(levels[0]) {
+                child.matches_levels(&levels[1..], &mut out);
+            }
+        } else {
+            self.matches_levels(&levels, &mut out);
+        }
         out
     }
 
@@ -122,6 +130,7 @@ mod tests {
             ("x/b", &["#", "+/b"]),
             ("a/b/c", &["#", "a/#", "a/b/c"]),
             ("a", &["#", "a/#"]),
+            ("$SYS/b", &[]),
         ];
         for (topic, want) in cases {
             let mut got = t.matches(topic);
@@ -130,6 +139,20 @@ mod tests {
             want.sort();
             assert_eq!(got, want, "{topic}");
         }
+    }
+
+    #[test]
+    fn a_dollar_topic_is_matched_only_by_a_filter_naming_its_first_level() {
+        let mut t = Trie::default();
+        for (id, filter) in ["#", "+/x", "$SYS/#", "$SYS/+", "$SYS/x"]
+            .iter()
+            .enumerate()
+        {
+            t.insert(filter, id as u64, *filter);
+        }
+        let mut got = t.matches("$SYS/x");
+        got.sort();
+        assert_eq!(got, ["$SYS/#", "$SYS/+", "$SYS/x"]);
     }
 
     #[test]

@@ -1,0 +1,620 @@
+//! One client connection: its CONNECT, then one task that reads its
+//! packets, sends its session's queue within the inflight window, and
+//! waits for room when a subscriber's queue is full.
+
+use std::collections::VecDeque;
+use std::future::pending;
+use std::io;
+use std::num::NonZeroU16;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use bytestring::ByteString;
+use rmqtt_codec::types::Publish;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tokio::time::{sleep_until, Instant};
+
+use crate::hooks::{Dropped, Ended, Hooks, Login};
+use crate::message::Message;
+use crate::queue::{Queue, Queued};
+use crate::wire::{
+    Closing, Codec, Connect, ConnectRefusal, Granted, In, Out, SubscribeOptions, Version, Will,
+    WireError,
+};
+use crate::{valid_filter, valid_topic, QoS, Session, Shared, Subscriber};
+
+/// Read from the socket at a time, on the reading function's stack: an
+/// idle connection keeps no read buffer.
+const SCRATCH: usize = 4096;
+/// Packets read and put aside while a publish waits for room. Reading
+/// goes on meanwhile, so the client's acknowledgements are not stuck
+/// behind them: a client with fewer unacknowledged messages than this
+/// (every MQTT 5 client: it is the Receive Maximum announced) cannot
+/// wait on its own queue. Past it, QoS 0 messages are dropped and
+/// anything else leaves the socket unread.
+const HELD_MAX: usize = 256;
+
+pub(crate) async fn run<H: Hooks>(shared: Arc<Shared<H>>, socket: TcpStream) {
+    let _ = socket.set_nodelay(true);
+    let mut wire = Wire {
+        socket,
+        partial: None,
+        codec: Codec::new(shared.limits.max_packet_bytes),
+        out: BytesMut::new(),
+    };
+    let connect = tokio::time::timeout(shared.limits.connect_timeout, wire.read_connect()).await;
+    let Ok(Some(connect)) = connect else { return };
+    let Some(mut connection) = login(shared, wire, *connect).await else {
+        return;
+    };
+    let ended = connection.serve().await;
+    connection.end(ended).await;
+}
+
+/// The socket and what is half read from it or waiting to be written.
+struct Wire {
+    socket: TcpStream,
+    /// Bytes of a packet not yet whole; allocated only while there are.
+    partial: Option<BytesMut>,
+    codec: Codec,
+    out: BytesMut,
+}
+
+impl Wire {
+    /// Reads what the socket has; `false` if it had nothing after all.
+    fn read_available(&mut self) -> io::Result<bool> {
+        let mut scratch = [0u8; SCRATCH];
+        match self.socket.try_read(&mut scratch) {
+            Ok(0) => Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                let partial = self.partial.get_or_insert_with(BytesMut::new);
+                partial.extend_from_slice(&scratch[..n]);
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn next_packet(&mut self) -> Result<Option<In>, WireError> {
+        let Some(partial) = self.partial.as_mut() else {
+            return Ok(None);
+        };
+        let packet = self.codec.decode(partial)?;
+        if partial.is_empty() {
+            self.partial = None;
+        }
+        Ok(packet)
+    }
+
+    async fn read_connect(&mut self) -> Option<Box<Connect>> {
+        loop {
+            match self.next_packet() {
+                Ok(Some(In::Connect(c))) => return Some(c),
+                Ok(None) => {}
+                Ok(Some(_)) | Err(_) => return None,
+            }
+            self.socket.readable().await.ok()?;
+            self.read_available().ok()?;
+        }
+    }
+
+    /// `false` if `out` cannot be sent to this client (too large).
+    fn put(&mut self, out: Out) -> bool {
+        self.codec.encode(out, &mut self.out)
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::take(&mut self.out);
+        self.socket.write_all(&out).await
+    }
+}
+
+/// Answers a CONNECT: refused, or a session in place (taking over the
+/// client id's previous connection) and CONNACK sent.
+async fn login<H: Hooks>(
+    shared: Arc<Shared<H>>,
+    mut wire: Wire,
+    connect: Connect,
+) -> Option<Connection<H>> {
+    let limits = &shared.limits;
+    let refuse = |mut wire: Wire, why: ConnectRefusal| async move {
+        wire.put(connack(None, Some(why), 0, None));
+        let _ = wire.flush().await;
+    };
+    if connect.client_id.is_empty() && !connect.clean_start {
+        refuse(wire, ConnectRefusal::BadClientId).await;
+        return None;
+    }
+    let assigned = connect
+        .client_id
+        .is_empty()
+        .then(|| ByteString::from(format!("auto-{}", shared.next_id())));
+    let client_id = assigned.clone().unwrap_or(connect.client_id);
+    let login = Login {
+        client_id: &client_id,
+        username: connect.username.as_deref(),
+        password: connect.password.as_deref(),
+        version: connect.version,
+    };
+    let client = match shared.hooks.authenticate(&login).await {
+        Ok(client) => client,
+        Err(why) => {
+            refuse(wire, why).await;
+            return None;
+        }
+    };
+    // 0 asks for no keep-alive; the broker's maximum applies then too.
+    let keep_alive = match connect.keep_alive {
+        0 => limits.max_keepalive_s,
+        asked => asked.min(limits.max_keepalive_s),
+    };
+    let session = Arc::new(Session {
+        id: shared.next_id(),
+        client_id: client_id.clone(),
+        client,
+        queue: Queue::new(limits.max_queue),
+        taken_over: Notify::new(),
+    });
+    let previous = (shared.sessions.lock().unwrap()).insert(client_id, session.clone());
+    if let Some(previous) = previous {
+        previous.taken_over.notify_one();
+    }
+    if let Some(max) = connect.max_packet_size {
+        wire.codec.set_max_out(max);
+    }
+    let told_keep_alive = (keep_alive != connect.keep_alive).then_some(keep_alive);
+    wire.put(connack(
+        assigned,
+        None,
+        limits.max_packet_bytes,
+        told_keep_alive,
+    ));
+    if wire.flush().await.is_err() {
+        forget_session(&shared, &session);
+        return None;
+    }
+    shared.hooks.connected(&session.client, session.id).await;
+    let max_inflight =
+        usize::from((connect.receive_max.unwrap_or(u16::MAX)).min(limits.max_inflight));
+    Some(Connection {
+        version: connect.version,
+        keep_alive: Duration::from_secs(u64::from(keep_alive)) * 3 / 2,
+        last_read: Instant::now(),
+        will: connect.will,
+        filters: Vec::new(),
+        held: VecDeque::new(),
+        waiting: None,
+        inflight: VecDeque::new(),
+        max_inflight: max_inflight.max(1),
+        last_packet_id: 0,
+        released: Vec::new(),
+        shared,
+        session,
+        wire,
+    })
+}
+
+fn connack(
+    assigned_client_id: Option<ByteString>,
+    refused: Option<ConnectRefusal>,
+    max_packet_size: u32,
+    keep_alive: Option<u16>,
+) -> Out {
+    Out::ConnAck {
+        session_present: false,
+        refused,
+        receive_max: HELD_MAX as u16,
+        max_packet_size,
+        keep_alive,
+        assigned_client_id,
+    }
+}
+
+fn forget_session<H: Hooks>(shared: &Shared<H>, session: &Arc<Session<H::Client>>) {
+    let mut sessions = shared.sessions.lock().unwrap();
+    if sessions
+        .get(&session.client_id)
+        .is_some_and(|s| Arc::ptr_eq(s, session))
+    {
+        sessions.remove(&session.client_id);
+    }
+}
+
+struct Connection<H: Hooks> {
+    shared: Arc<Shared<H>>,
+    session: Arc<Session<H::Client>>,
+    wire: Wire,
+    version: Version,
+    /// Silence longer than this ends the connection (1.5 keep-alives).
+    keep_alive: Duration,
+    last_read: Instant,
+    will: Option<Will>,
+    filters: Vec<ByteString>,
+    /// Packets read while a publish waits for room, in their order.
+    held: VecDeque<In>,
+    waiting: Option<Box<Waiting<H::Client>>>,
+    /// QoS 1 messages sent and not yet acknowledged.
+    inflight: VecDeque<(NonZeroU16, Queued)>,
+    max_inflight: usize,
+    last_packet_id: u16,
+    /// QoS 2 messages taken whose PUBREL has not come yet.
+    released: Vec<NonZeroU16>,
+}
+
+/// A publish whose subscribers are being given it: one queue was full.
+struct Waiting<C> {
+    current: (Arc<Session<C>>, Queued),
+    rest: std::vec::IntoIter<(Arc<Session<C>>, Queued)>,
+    /// Sent to the publisher once every subscriber has it.
+    ack: Option<Out>,
+    since: Instant,
+}
+
+/// Why the connection's loop stops.
+enum Stop {
+    Disconnected,
+    Closed(Closing),
+    Lost,
+}
+
+impl From<WireError> for Stop {
+    fn from(e: WireError) -> Self {
+        match e {
+            WireError::Decode(rmqtt_codec::error::DecodeError::MaxSizeExceeded { .. }) => {
+                Stop::Closed(Closing::TooLarge)
+            }
+            _ => Stop::Closed(Closing::ProtocolError),
+        }
+    }
+}
+
+impl<H: Hooks> Connection<H> {
+    async fn serve(&mut self) -> Ended {
+        let keep_alive = sleep_until(self.last_read + self.keep_alive);
+        tokio::pin!(keep_alive);
+        loop {
+            let stop = match self.work().await {
+                Ok(()) => {
+                    self.send_queued();
+                    match self.wire.flush().await {
+                        Ok(()) => None,
+                        Err(_) => Some(Stop::Lost),
+                    }
+                }
+                Err(stop) => Some(stop),
+            };
+            if let Some(stop) = stop {
+                return self.stop(stop).await;
+            }
+            let reading = self.held.len() <= HELD_MAX;
+            let window_open = self.inflight.len() < self.max_inflight;
+            let stuck_after = self.shared.limits.stuck_after;
+            tokio::select! {
+                biased;
+                _ = self.session.taken_over.notified() => {
+                    return self.stop(Stop::Closed(Closing::TakenOver)).await;
+                }
+                ready = self.wire.socket.readable(), if reading => {
+                    match ready.and_then(|()| self.wire.read_available()) {
+                        Ok(true) => self.last_read = Instant::now(),
+                        Ok(false) => {}
+                        Err(_) => return self.stop(Stop::Lost).await,
+                    }
+                }
+                _ = self.session.queue.filled(), if window_open => {}
+                _ = room(&self.waiting) => self.offer_rest(),
+                _ = stuck(&self.waiting, stuck_after) => {
+                    self.shared.hooks.dropped(Dropped::QueueFull);
+                    self.offer_rest();
+                }
+                _ = &mut keep_alive, if reading => {
+                    let deadline = self.last_read + self.keep_alive;
+                    if deadline <= Instant::now() {
+                        return self.stop(Stop::Closed(Closing::KeepAlive)).await;
+                    }
+                    keep_alive.as_mut().reset(deadline);
+                }
+            }
+        }
+    }
+
+    /// Handles the packets read so far; while a publish waits for room,
+    /// only acknowledgements and pings, the rest put aside in order.
+    async fn work(&mut self) -> Result<(), Stop> {
+        loop {
+            let packet = if self.waiting.is_some() {
+                if self.held.len() > HELD_MAX {
+                    return Ok(());
+                }
+                match self.wire.next_packet()? {
+                    Some(p @ (In::PubAck(_) | In::PingReq)) => p,
+                    Some(In::Publish(p))
+                        if p.qos == QoS::AtMostOnce && self.held.len() == HELD_MAX =>
+                    {
+                        self.shared.hooks.dropped(Dropped::QueueFull);
+                        continue;
+                    }
+                    Some(p) => {
+                        self.held.push_back(p);
+                        continue;
+                    }
+                    None => return Ok(()),
+                }
+            } else if let Some(p) = self.held.pop_front() {
+                p
+            } else {
+                match self.wire.next_packet()? {
+                    Some(p) => p,
+                    None => return Ok(()),
+                }
+            };
+            self.handle(packet).await?;
+        }
+    }
+
+    async fn handle(&mut self, packet: In) -> Result<(), Stop> {
+        match packet {
+            In::Publish(p) => self.publish(*p).await?,
+            In::PubAck(id) => {
+                if let Some(i) = self.inflight.iter().position(|(sent, _)| *sent == id) {
+                    self.inflight.remove(i);
+                }
+            }
+            In::PubRel(id) => {
+                self.released.retain(|r| *r != id);
+                self.wire.put(Out::PubComp(id));
+            }
+            In::Subscribe { packet_id, filters } => {
+                let granted = filters
+                    .into_iter()
+                    .map(|(filter, options)| self.subscribe(filter, options))
+                    .collect();
+                self.wire.put(Out::SubAck(packet_id, granted));
+            }
+            In::Unsubscribe { packet_id, filters } => {
+                let found = filters.iter().map(|f| self.unsubscribe(f)).collect();
+                self.wire.put(Out::UnsubAck(packet_id, found));
+            }
+            In::PingReq => {
+                self.wire.put(Out::PingResp);
+            }
+            In::Disconnect { with_will } => {
+                if !with_will {
+                    self.will = None;
+                }
+                return Err(Stop::Disconnected);
+            }
+            In::Connect(_) | In::Unexpected => return Err(Stop::Closed(Closing::ProtocolError)),
+        }
+        Ok(())
+    }
+
+    async fn publish(&mut self, p: Publish) -> Result<(), Stop> {
+        if !valid_topic(&p.topic) {
+            return Err(Stop::Closed(Closing::ProtocolError));
+        }
+        let (qos, packet_id) = (p.qos, p.packet_id);
+        if qos != QoS::AtMostOnce && packet_id.is_none() {
+            return Err(Stop::Closed(Closing::ProtocolError));
+        }
+        if let (QoS::ExactlyOnce, Some(id)) = (qos, packet_id) {
+            if self.released.contains(&id) {
+                // A resend of one already taken: taken once.
+                self.wire.put(Out::PubRec(id, None));
+                return Ok(());
+            }
+        }
+        let mut message = Message::published(p, self.session.id, Instant::now());
+        let verdict = (self.shared.hooks)
+            .publish(&self.session.client, &mut message)
+            .await;
+        let ack = match (qos, packet_id) {
+            (QoS::AtLeastOnce, Some(id)) => Some(Out::PubAck(id, verdict.err())),
+            (QoS::ExactlyOnce, Some(id)) => {
+                if verdict.is_ok() {
+                    self.released.push(id);
+                }
+                Some(Out::PubRec(id, verdict.err()))
+            }
+            _ => None,
+        };
+        if verdict.is_err() {
+            if let Some(ack) = ack {
+                self.wire.put(ack);
+            }
+            return Ok(());
+        }
+        let deliveries = self.shared.route(&Arc::new(message));
+        self.offer(deliveries.into_iter(), ack);
+        Ok(())
+    }
+
+    /// Queues a message for each subscriber in turn; at a full queue, a
+    /// QoS 0 copy is dropped and a QoS 1 copy waits for room.
+    fn offer(
+        &mut self,
+        mut deliveries: std::vec::IntoIter<(Arc<Session<H::Client>>, Queued)>,
+        ack: Option<Out>,
+    ) {
+        while let Some((session, queued)) = deliveries.next() {
+            match session.queue.try_push(queued) {
+                Ok(()) => {}
+                Err(queued) if queued.qos == QoS::AtMostOnce => {
+                    self.shared.hooks.dropped(Dropped::QueueFull);
+                }
+                Err(queued) => {
+                    self.waiting = Some(Box::new(Waiting {
+                        current: (session, queued),
+                        rest: deliveries,
+                        ack,
+                        since: Instant::now(),
+                    }));
+                    return;
+                }
+            }
+        }
+        if let Some(ack) = ack {
+            self.wire.put(ack);
+        }
+    }
+
+    /// The waiting copy is queued (or given up on): on to the others.
+    fn offer_rest(&mut self) {
+        if let Some(waiting) = self.waiting.take() {
+            self.offer(waiting.rest, waiting.ack);
+        }
+    }
+
+    fn subscribe(&mut self, filter: ByteString, options: SubscribeOptions) -> Granted {
+        if !valid_filter(&filter) {
+            return Granted::BadFilter;
+        }
+        let again = self.filters.contains(&filter);
+        if !again && self.filters.len() >= self.shared.limits.max_subscriptions {
+            return Granted::TooMany;
+        }
+        if let Err(refused) = self.shared.hooks.subscribe(&self.session.client, &filter) {
+            return refused;
+        }
+        let options = SubscribeOptions {
+            qos: options.qos.min(QoS::AtLeastOnce),
+            ..options
+        };
+        let subscriber = Subscriber {
+            session: self.session.clone(),
+            options,
+        };
+        let mut router = self.shared.router.write().unwrap();
+        if again {
+            router.remove(&filter, self.session.id);
+        }
+        router.insert(&filter, self.session.id, subscriber);
+        drop(router);
+        if !again {
+            self.filters.push(filter);
+        }
+        Granted::Qos(options.qos)
+    }
+
+    fn unsubscribe(&mut self, filter: &ByteString) -> bool {
+        let Some(i) = self.filters.iter().position(|f| f == filter) else {
+            return false;
+        };
+        self.filters.swap_remove(i);
+        (self.shared.router.write().unwrap()).remove(filter, self.session.id);
+        true
+    }
+
+    /// Moves queued messages to the socket's buffer while the inflight
+    /// window has room.
+    fn send_queued(&mut self) {
+        let now = Instant::now();
+        let v5 = self.version == Version::V5;
+        while self.inflight.len() < self.max_inflight {
+            let Some(queued) = self.session.queue.pop() else {
+                break;
+            };
+            let message = &queued.message;
+            if message.expired(now) {
+                self.shared.hooks.dropped(Dropped::Expired);
+                continue;
+            }
+            if !self.shared.hooks.deliver(&self.session.client, message) {
+                continue;
+            }
+            let packet_id = (queued.qos != QoS::AtMostOnce).then(|| self.next_packet_id());
+            let publish = message.to_publish(queued.qos, queued.retain, packet_id, v5, now);
+            if !self.wire.put(Out::Publish(Box::new(publish))) {
+                self.shared.hooks.dropped(Dropped::TooLarge);
+                continue;
+            }
+            if let Some(id) = packet_id {
+                self.inflight.push_back((id, queued));
+            }
+        }
+    }
+
+    fn next_packet_id(&mut self) -> NonZeroU16 {
+        loop {
+            self.last_packet_id = self.last_packet_id.wrapping_add(1);
+            let Some(id) = NonZeroU16::new(self.last_packet_id) else {
+                continue;
+            };
+            if !self.inflight.iter().any(|(sent, _)| *sent == id) {
+                return id;
+            }
+        }
+    }
+
+    /// Says why to an MQTT 5 client, and how the connection ended.
+    async fn stop(&mut self, stop: Stop) -> Ended {
+        match stop {
+            Stop::Disconnected => Ended::Graceful,
+            Stop::Lost => Ended::Lost,
+            Stop::Closed(why) => {
+                if self.wire.put(Out::Disconnect(why)) {
+                    let _ = self.wire.flush().await;
+                }
+                match why {
+                    Closing::TakenOver => Ended::TakenOver,
+                    _ => Ended::Lost,
+                }
+            }
+        }
+    }
+
+    /// Takes the connection's subscriptions and session away, publishes
+    /// its Will unless it said goodbye, and tells the hooks.
+    async fn end(mut self, ended: Ended) {
+        let shared = &self.shared;
+        let session = &self.session;
+        {
+            let mut router = shared.router.write().unwrap();
+            for filter in &self.filters {
+                router.remove(filter, session.id);
+            }
+        }
+        forget_session(shared, session);
+        if let (Some(will), false) = (self.will.take(), ended == Ended::Graceful) {
+            publish_will(shared, session, will).await;
+        }
+        (self.shared.hooks).disconnected(&self.session.client, self.session.id, ended);
+    }
+}
+
+async fn publish_will<H: Hooks>(shared: &Shared<H>, session: &Session<H::Client>, will: Will) {
+    let mut message = Message::new(will.topic, will.payload, will.qos.min(QoS::AtLeastOnce));
+    message.retain = will.retain;
+    message.from = session.id;
+    if shared
+        .hooks
+        .publish(&session.client, &mut message)
+        .await
+        .is_ok()
+    {
+        shared.offer_now(message);
+    }
+}
+
+/// Resolves once the waiting copy has its place in the queue.
+async fn room<C>(waiting: &Option<Box<Waiting<C>>>) {
+    match waiting {
+        Some(w) => w.current.0.queue.push(w.current.1.clone()).await,
+        None => pending().await,
+    }
+}
+
+/// Resolves once the waiting copy has waited `after`.
+async fn stuck<C>(waiting: &Option<Box<Waiting<C>>>, after: Duration) {
+    match waiting {
+        Some(w) => sleep_until(w.since + after).await,
+        None => pending().await,
+    }
+}

@@ -1,0 +1,87 @@
+//! What the embedder decides: who logs in, who may subscribe and publish
+//! what, whether a message may still reach a subscriber, and what it
+//! learns of connections and drops.
+
+use std::future::Future;
+
+use crate::message::Message;
+use crate::wire::{ConnectRefusal, Granted, PubRefusal, Version};
+
+/// A CONNECT's claims, for `authenticate`.
+pub struct Login<'a> {
+    pub client_id: &'a str,
+    pub username: Option<&'a str>,
+    pub password: Option<&'a [u8]>,
+    pub version: Version,
+}
+
+/// How a connection ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// The client sent DISCONNECT.
+    Graceful,
+    /// A new connection with the same client id took its place.
+    TakenOver,
+    /// Anything else: the socket closed or failed, the keep-alive ran out,
+    /// a protocol error, the broker stopping.
+    Lost,
+}
+
+/// Why a message did not reach a subscriber.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dropped {
+    /// Its queue stayed full (the session is stuck or offline).
+    QueueFull,
+    /// It waited past its expiry.
+    Expired,
+    /// Larger than the subscriber takes.
+    TooLarge,
+}
+
+pub trait Hooks: Send + Sync + 'static {
+    /// What the embedder keeps of a logged-in client.
+    type Client: Send + Sync + 'static;
+
+    fn authenticate(
+        &self,
+        login: &Login<'_>,
+    ) -> impl Future<Output = Result<Self::Client, ConnectRefusal>> + Send;
+
+    /// After the CONNACK. `connection` is unique for the broker's life.
+    fn connected(&self, client: &Self::Client, connection: u64) -> impl Future<Output = ()> + Send {
+        let _ = (client, connection);
+        async {}
+    }
+
+    fn disconnected(&self, client: &Self::Client, connection: u64, ended: Ended) {
+        let _ = (client, connection, ended);
+    }
+
+    /// Whether `client` may subscribe to `filter` (a valid MQTT filter);
+    /// `Err` with the refusal.
+    fn subscribe(&self, client: &Self::Client, filter: &str) -> Result<(), Granted> {
+        let _ = (client, filter);
+        Ok(())
+    }
+
+    /// Whether `client` may publish `message` (whose topic is valid); the
+    /// hook may change it before it is routed.
+    fn publish(
+        &self,
+        client: &Self::Client,
+        message: &mut Message,
+    ) -> impl Future<Output = Result<(), PubRefusal>> + Send {
+        let _ = (client, message);
+        async { Ok(()) }
+    }
+
+    /// Checked as a message leaves for `to`: whether it may still go.
+    fn deliver(&self, to: &Self::Client, message: &Message) -> bool {
+        let _ = (to, message);
+        true
+    }
+
+    fn dropped(&self, why: Dropped) {
+        let _ = why;
+    }
+}

@@ -1,0 +1,238 @@
+//! An MQTT 3.1.1 and 5 broker core on tokio: connections, sessions,
+//! routing and flow control. What is allowed is the embedder's
+//! (`Hooks`). Built to hold many idle connections cheaply: a connection
+//! is one task that keeps no buffer while idle, and a session's queue
+//! holds memory only while it has messages.
+//!
+//! Flow control: a QoS 1 message for a subscriber whose queue is full
+//! makes its publisher wait (its PUBACK waits too) rather than being
+//! lost. While it waits, the publisher's connection still delivers its own
+//! queue and reads acknowledgements, so two clients publishing into each
+//! other's full queues do not wait on each other forever; a queue that
+//! stays full past `Limits::stuck_after` belongs to a client that is not
+//! reading, and what is waiting for it is dropped.
+
+mod connection;
+pub mod hooks;
+pub mod message;
+mod queue;
+pub mod trie;
+pub mod wire;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytestring::ByteString;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+pub use hooks::{Dropped, Ended, Hooks, Login};
+pub use message::Message;
+pub use rmqtt_codec::types::QoS;
+pub use wire::{ConnectRefusal, Granted, PubRefusal, Version};
+
+use queue::{Queue, Queued};
+use trie::Trie;
+use wire::SubscribeOptions;
+
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// The largest packet taken from a client.
+    pub max_packet_bytes: u32,
+    /// Messages a session's queue holds.
+    pub max_queue: usize,
+    /// QoS 1 messages sent to a client and not yet acknowledged.
+    pub max_inflight: u16,
+    pub max_subscriptions: usize,
+    /// The longest keep-alive a client may ask for.
+    pub max_keepalive_s: u16,
+    /// How long a new connection has to send its CONNECT.
+    pub connect_timeout: Duration,
+    /// How long a publisher waits for room in a subscriber's queue before
+    /// it counts that subscriber as stuck and drops the message for it.
+    pub stuck_after: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_packet_bytes: 1 << 20,
+            max_queue: 1000,
+            max_inflight: 64,
+            max_subscriptions: 100,
+            max_keepalive_s: 3600,
+            connect_timeout: Duration::from_secs(10),
+            stuck_after: Duration::from_secs(10),
+        }
+    }
+}
+
+pub struct Broker<H: Hooks> {
+    shared: Arc<Shared<H>>,
+}
+
+impl<H: Hooks> Clone for Broker<H> {
+    fn clone(&self) -> Self {
+        Broker {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<H: Hooks> Broker<H> {
+    pub fn new(hooks: H, limits: Limits) -> Broker<H> {
+        Broker {
+            shared: Arc::new(Shared {
+                hooks,
+                limits,
+                router: Default::default(),
+                sessions: Default::default(),
+                next_id: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    pub fn hooks(&self) -> &H {
+        &self.shared.hooks
+    }
+
+    /// Accepts MQTT connections on `listener` until the task is dropped or
+    /// accepting fails.
+    pub async fn serve(&self, listener: TcpListener) -> std::io::Result<()> {
+        loop {
+            let (socket, _) = listener.accept().await?;
+            tokio::spawn(connection::run(self.shared.clone(), socket));
+        }
+    }
+
+    /// Publishes a message of the broker's own: to every subscriber with
+    /// room for it (no publisher to slow down; a full queue drops it).
+    pub fn publish(&self, message: Message) {
+        self.shared.offer_now(message);
+    }
+}
+
+pub(crate) struct Shared<H: Hooks> {
+    hooks: H,
+    limits: Limits,
+    router: RwLock<Trie<Subscriber<H::Client>>>,
+    /// The connected sessions, by client id.
+    sessions: Mutex<HashMap<ByteString, Arc<Session<H::Client>>>>,
+    next_id: AtomicU64,
+}
+
+pub(crate) struct Session<C> {
+    id: u64,
+    client_id: ByteString,
+    client: C,
+    queue: Queue,
+    /// Told when a newer connection takes this client id.
+    taken_over: Notify,
+}
+
+struct Subscriber<C> {
+    session: Arc<Session<C>>,
+    options: SubscribeOptions,
+}
+
+impl<C> Clone for Subscriber<C> {
+    fn clone(&self) -> Self {
+        Subscriber {
+            session: self.session.clone(),
+            options: self.options,
+        }
+    }
+}
+
+impl<H: Hooks> Shared<H> {
+    fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Queues `message` for every subscriber with room for it, dropping it
+    /// for the others.
+    fn offer_now(&self, message: Message) {
+        for (session, queued) in self.route(&Arc::new(message)) {
+            if session.queue.try_push(queued).is_err() {
+                self.hooks.dropped(Dropped::QueueFull);
+            }
+        }
+    }
+
+    /// The subscribers `message` goes to, once each (at the highest QoS
+    /// of its subscriptions that match), at the QoS it gets.
+    fn route(&self, message: &Arc<Message>) -> Vec<(Arc<Session<H::Client>>, Queued)> {
+        let mut matched = self.router.read().unwrap().matches(&message.topic);
+        matched.retain(|s| !(s.options.no_local && s.session.id == message.from));
+        matched.sort_by_key(|s| (s.session.id, std::cmp::Reverse(s.options.qos)));
+        matched.dedup_by_key(|s| s.session.id);
+        matched
+            .into_iter()
+            .map(|s| {
+                let queued = Queued {
+                    message: message.clone(),
+                    qos: s.options.qos.min(message.qos),
+                    retain: s.options.retain_as_published && message.retain,
+                };
+                (s.session, queued)
+            })
+            .collect()
+    }
+}
+
+/// Whether `topic` may be published to: not empty, no wildcard, no NUL.
+pub fn valid_topic(topic: &str) -> bool {
+    !topic.is_empty() && !topic.contains(['+', '#', '\0'])
+}
+
+/// Whether `filter` is a valid MQTT filter: `+` and `#` only as whole
+/// levels, `#` only last.
+pub fn valid_filter(filter: &str) -> bool {
+    if filter.is_empty() || filter.contains('\0') {
+        return false;
+    }
+    let levels: Vec<&str> = filter.split('/').collect();
+    levels.iter().enumerate().all(|(i, level)| match *level {
+        "#" => i == levels.len() - 1,
+        "+" => true,
+        l => !l.contains(['+', '#']),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_and_filters_are_checked_as_mqtt_says() {
+        let topics = [
+            ("a/b", true),
+            ("/", true),
+            ("", false),
+            ("a/+", false),
+            ("a/#", false),
+            ("a\0b", false),
+        ];
+        for (topic, valid) in topics {
+            assert_eq!(valid_topic(topic), valid, "{topic:?}");
+        }
+        let filters = [
+            ("a/b", true),
+            ("#", true),
+            ("+", true),
+            ("a/+/c", true),
+            ("a/#", true),
+            ("+/+/#", true),
+            ("", false),
+            ("a/#/c", false),
+            ("a#", false),
+            ("a/b+", false),
+            ("a\0", false),
+        ];
+        for (filter, valid) in filters {
+            assert_eq!(valid_filter(filter), valid, "{filter:?}");
+        }
+    }
+}

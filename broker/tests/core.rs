@@ -1,0 +1,439 @@
+//! The broker core against real MQTT clients (rumqttc, 3.1.1 and 5, and
+//! raw bytes where a client library would refuse to send them), on
+//! loopback.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+use switchboard_broker::{
+    Broker, ConnectRefusal, Dropped, Ended, Granted, Hooks, Limits, Login, Message, PubRefusal,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+/// Long enough for a loaded machine; a test waits this only if it fails.
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Hooks that refuse `forbidden/...` and the password `wrong`, and report
+/// what happens.
+struct Recorder {
+    dropped: AtomicUsize,
+    ended: mpsc::UnboundedSender<(String, Ended)>,
+}
+
+impl Hooks for Recorder {
+    type Client = String;
+
+    async fn authenticate(&self, login: &Login<'_>) -> Result<String, ConnectRefusal> {
+        match login.password {
+            Some(b"wrong") => Err(ConnectRefusal::BadCredentials),
+            _ => Ok(login.client_id.to_string()),
+        }
+    }
+
+    fn disconnected(&self, client: &String, _: u64, ended: Ended) {
+        let _ = self.ended.send((client.clone(), ended));
+    }
+
+    fn subscribe(&self, _: &String, filter: &str) -> Result<(), Granted> {
+        match filter.starts_with("forbidden/") {
+            true => Err(Granted::NotAuthorized),
+            false => Ok(()),
+        }
+    }
+
+    async fn publish(&self, _: &String, message: &mut Message) -> Result<(), PubRefusal> {
+        match message.topic.starts_with("forbidden/") {
+            true => Err(PubRefusal::NotAuthorized),
+            false => Ok(()),
+        }
+    }
+
+    fn dropped(&self, why: Dropped) {
+        assert_eq!(why, Dropped::QueueFull);
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+struct Running {
+    addr: SocketAddr,
+    broker: Broker<Recorder>,
+    ended: mpsc::UnboundedReceiver<(String, Ended)>,
+}
+
+impl Running {
+    async fn start(limits: Limits) -> Running {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, ended) = mpsc::unbounded_channel();
+        let hooks = Recorder {
+            dropped: AtomicUsize::new(0),
+            ended: tx,
+        };
+        let broker = Broker::new(hooks, limits);
+        let serving = broker.clone();
+        tokio::spawn(async move { serving.serve(listener).await });
+        Running {
+            addr,
+            broker,
+            ended,
+        }
+    }
+
+    fn dropped(&self) -> usize {
+        self.broker.hooks().dropped.load(Ordering::Relaxed)
+    }
+
+    async fn next_ended(&mut self) -> (String, Ended) {
+        tokio::time::timeout(WAIT, self.ended.recv())
+            .await
+            .expect("a connection ended")
+            .unwrap()
+    }
+}
+
+/// A 3.1.1 client whose event loop runs while `gate` is open.
+struct Client {
+    client: AsyncClient,
+    events: mpsc::UnboundedReceiver<Event>,
+    task: tokio::task::JoinHandle<()>,
+    acks: usize,
+    sent: usize,
+}
+
+impl Client {
+    async fn connect(addr: SocketAddr, id: &str) -> Client {
+        Client::connect_gated(addr, id, watch::channel(true).1).await
+    }
+
+    async fn connect_gated(addr: SocketAddr, id: &str, gate: watch::Receiver<bool>) -> Client {
+        Client::connect_with(options(addr, id), gate).await
+    }
+
+    async fn connect_with(options: MqttOptions, mut gate: watch::Receiver<bool>) -> Client {
+        let (client, mut eventloop) = AsyncClient::new(options, 1000);
+        let (tx, mut events) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            loop {
+                if gate.wait_for(|open| *open).await.is_err() {
+                    return;
+                }
+                match eventloop.poll().await {
+                    Ok(event) => {
+                        if tx.send(event).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Event::Outgoing(Outgoing::Disconnect));
+                        eprintln!("client event loop ended: {e}");
+                        return;
+                    }
+                }
+            }
+        });
+        let mut c = Client {
+            client,
+            events: mpsc::unbounded_channel().1,
+            task,
+            acks: 0,
+            sent: 0,
+        };
+        loop {
+            match tokio::time::timeout(WAIT, events.recv()).await.unwrap() {
+                Some(Event::Incoming(Packet::ConnAck(_))) => break,
+                Some(_) => {}
+                None => panic!("no CONNACK"),
+            }
+        }
+        c.events = events;
+        c
+    }
+
+    /// The next event, counted if it is a PUBACK or a PUBLISH sent.
+    async fn next(&mut self) -> Event {
+        let event = tokio::time::timeout(WAIT, self.events.recv())
+            .await
+            .expect("an event in time")
+            .expect("the event loop runs");
+        match event {
+            Event::Incoming(Packet::PubAck(_)) => self.acks += 1,
+            Event::Outgoing(Outgoing::Publish(_)) => self.sent += 1,
+            _ => {}
+        }
+        event
+    }
+
+    async fn subscribe(&mut self, filter: &str) -> Vec<rumqttc::SubscribeReasonCode> {
+        self.client
+            .subscribe(filter, QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        loop {
+            if let Event::Incoming(Packet::SubAck(s)) = self.next().await {
+                return s.return_codes;
+            }
+        }
+    }
+
+    /// The payloads of the next `n` messages delivered.
+    async fn receive(&mut self, n: usize) -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
+        while got.len() < n {
+            if let Event::Incoming(Packet::Publish(p)) = self.next().await {
+                got.push(p.payload.to_vec());
+            }
+        }
+        got
+    }
+
+    /// Waits until `n` PUBACKs came back in all.
+    async fn acknowledged(&mut self, n: usize) {
+        while self.acks < n {
+            self.next().await;
+        }
+    }
+
+    /// Waits until `n` PUBLISHes went out in all.
+    async fn sent(&mut self, n: usize) {
+        while self.sent < n {
+            self.next().await;
+        }
+    }
+
+    async fn publish_numbered(&self, topic: &str, n: usize) {
+        for i in 0..n {
+            let payload = i.to_string().into_bytes();
+            self.client
+                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// A 3.1.1 connection by hand (clean session, keep-alive 60 s).
+async fn raw_connect(addr: SocketAddr, id: &[u8]) -> TcpStream {
+    let mut socket = TcpStream::connect(addr).await.unwrap();
+    let mut connect = vec![0x10, 12 + id.len() as u8];
+    connect.extend_from_slice(b"\x00\x04MQTT\x04\x02\x00\x3c\x00");
+    connect.push(id.len() as u8);
+    connect.extend_from_slice(id);
+    socket.write_all(&connect).await.unwrap();
+    let mut connack = [0u8; 4];
+    socket.read_exact(&mut connack).await.unwrap();
+    assert_eq!(connack, [0x20, 2, 0, 0]);
+    socket
+}
+
+/// Subscribes to `filter` at QoS 1 by hand; the SUBACK's return code.
+async fn raw_subscribe(socket: &mut TcpStream, filter: &[u8]) -> u8 {
+    let mut subscribe = vec![0x82, 5 + filter.len() as u8, 0, 1, 0];
+    subscribe.push(filter.len() as u8);
+    subscribe.extend_from_slice(filter);
+    subscribe.push(1);
+    socket.write_all(&subscribe).await.unwrap();
+    let mut suback = [0u8; 5];
+    socket.read_exact(&mut suback).await.unwrap();
+    assert_eq!(suback[..4], [0x90, 3, 0, 1]);
+    suback[4]
+}
+
+fn options(addr: SocketAddr, id: &str) -> MqttOptions {
+    let mut o = MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    o.set_keep_alive(Duration::from_secs(30));
+    o
+}
+
+fn numbered(n: usize) -> Vec<Vec<u8>> {
+    (0..n).map(|i| i.to_string().into_bytes()).collect()
+}
+
+fn small(max_queue: usize, max_inflight: u16, stuck_after: Duration) -> Limits {
+    Limits {
+        max_queue,
+        max_inflight,
+        stuck_after,
+        ..Limits::default()
+    }
+}
+
+#[tokio::test]
+async fn messages_reach_subscribers_once_at_the_highest_qos_in_order() {
+    let b = Running::start(Limits::default()).await;
+    let mut sub = Client::connect(b.addr, "sub").await;
+    // Two filters match: the message still comes once.
+    assert_eq!(sub.subscribe("a/+").await.len(), 1);
+    sub.subscribe("a/#").await;
+    let mut publisher = Client::connect(b.addr, "pub").await;
+    publisher.publish_numbered("a/b", 50).await;
+    publisher.acknowledged(50).await;
+    assert_eq!(sub.receive(50).await, numbered(50));
+    publisher.publish_numbered("a/end", 1).await;
+    assert_eq!(sub.receive(1).await, numbered(1), "nothing delivered twice");
+}
+
+#[tokio::test]
+async fn a_slow_subscriber_slows_its_publisher_and_loses_nothing() {
+    let b = Running::start(small(8, 4, Duration::from_secs(600))).await;
+    let (open, gate) = watch::channel(true);
+    let mut sub = Client::connect_gated(b.addr, "slow", gate).await;
+    sub.subscribe("stream").await;
+    open.send(false).unwrap();
+    let mut o = options(b.addr, "fast");
+    o.set_inflight(1000);
+    let mut publisher = Client::connect_with(o, watch::channel(true).1).await;
+    // 200 messages, far past the 8 + 4 the subscriber's queue and window
+    // hold, all sent while it reads nothing.
+    publisher.publish_numbered("stream", 200).await;
+    publisher.sent(200).await;
+    open.send(true).unwrap();
+    assert_eq!(sub.receive(200).await, numbered(200));
+    publisher.acknowledged(200).await;
+    assert_eq!(b.dropped(), 0);
+}
+
+#[tokio::test]
+async fn publishers_into_each_others_full_queues_both_get_through() {
+    let b = Running::start(small(4, 2, Duration::from_secs(600))).await;
+    let mut a = Client::connect(b.addr, "a").await;
+    let mut c = Client::connect(b.addr, "c").await;
+    a.subscribe("to/a").await;
+    c.subscribe("to/c").await;
+    let n = 500;
+    a.publish_numbered("to/c", n).await;
+    c.publish_numbered("to/a", n).await;
+    let (got_a, got_c) = tokio::join!(a.receive(n), c.receive(n));
+    assert_eq!(got_a, numbered(n));
+    assert_eq!(got_c, numbered(n));
+    assert_eq!(b.dropped(), 0);
+}
+
+#[tokio::test]
+async fn a_subscriber_that_reads_nothing_is_dropped_for_after_a_while() {
+    let stuck_after = Duration::from_millis(50);
+    let b = Running::start(small(8, 4, stuck_after)).await;
+    let mut stuck = raw_connect(b.addr, b"s").await;
+    assert_eq!(raw_subscribe(&mut stuck, b"stream").await, 1);
+    let mut publisher = Client::connect(b.addr, "pub").await;
+    publisher.publish_numbered("stream", 20).await;
+    publisher.acknowledged(20).await;
+    // 4 on their way and 8 queued; the other 8 waited and were dropped.
+    assert_eq!(b.dropped(), 8);
+}
+
+#[tokio::test]
+async fn a_second_connection_with_the_same_id_takes_over() {
+    let mut b = Running::start(Limits::default()).await;
+    let mut first = Client::connect(b.addr, "same").await;
+    first.subscribe("x").await;
+    let mut second = Client::connect(b.addr, "same").await;
+    assert_eq!(b.next_ended().await, ("same".into(), Ended::TakenOver));
+    // The first connection is closed; the second serves the id.
+    loop {
+        if let Event::Outgoing(Outgoing::Disconnect) = first.next().await {
+            break;
+        }
+    }
+    second.subscribe("y").await;
+    let publisher = Client::connect(b.addr, "pub").await;
+    publisher.publish_numbered("y", 1).await;
+    assert_eq!(second.receive(1).await, numbered(1));
+}
+
+#[tokio::test]
+async fn a_will_is_published_when_a_connection_is_lost_not_when_it_says_goodbye() {
+    let mut b = Running::start(Limits::default()).await;
+    let mut watcher = Client::connect(b.addr, "watcher").await;
+    watcher.subscribe("wills/#").await;
+    let addr = b.addr;
+    let with_will = |id: &str| {
+        let mut o = options(addr, id);
+        o.set_last_will(rumqttc::LastWill::new(
+            format!("wills/{id}"),
+            "gone",
+            QoS::AtLeastOnce,
+            false,
+        ));
+        o
+    };
+    let polite = Client::connect_with(with_will("polite"), watch::channel(true).1).await;
+    polite.client.disconnect().await.unwrap();
+    assert_eq!(b.next_ended().await, ("polite".into(), Ended::Graceful));
+    let lost = Client::connect_with(with_will("lost"), watch::channel(true).1).await;
+    lost.task.abort();
+    assert_eq!(b.next_ended().await, ("lost".into(), Ended::Lost));
+    match watcher.next().await {
+        Event::Incoming(Packet::Publish(p)) => {
+            assert_eq!(
+                (p.topic.as_str(), &p.payload[..]),
+                ("wills/lost", &b"gone"[..])
+            )
+        }
+        other => panic!("expected the lost client's Will, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_silent_client_is_closed_after_one_and_a_half_keep_alives() {
+    let mut b = Running::start(Limits::default()).await;
+    let mut socket = TcpStream::connect(b.addr).await.unwrap();
+    // CONNECT, MQTT 3.1.1, clean session, keep-alive 1 s, client id "k".
+    socket
+        .write_all(b"\x10\x0d\x00\x04MQTT\x04\x02\x00\x01\x00\x01k")
+        .await
+        .unwrap();
+    let mut connack = [0u8; 4];
+    socket.read_exact(&mut connack).await.unwrap();
+    assert_eq!(connack, [0x20, 2, 0, 0]);
+    let closed = tokio::time::timeout(WAIT, socket.read(&mut [0u8; 1])).await;
+    assert!(matches!(closed, Ok(Ok(0))), "{closed:?}");
+    assert_eq!(b.next_ended().await, ("k".into(), Ended::Lost));
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_and_changes_nothing() {
+    let mut b = Running::start(Limits::default()).await;
+    // A wrong password.
+    let mut o = options(b.addr, "intruder");
+    o.set_credentials("user", "wrong");
+    let (_client, mut eventloop) = AsyncClient::new(o, 10);
+    let refused = tokio::time::timeout(WAIT, eventloop.poll()).await.unwrap();
+    assert!(
+        matches!(
+            refused,
+            Err(rumqttc::ConnectionError::ConnectionRefused(
+                rumqttc::ConnectReturnCode::BadUserNamePassword
+            ))
+        ),
+        "{refused:?}"
+    );
+    // Filters: refused by the hooks, and malformed (sent raw: client
+    // libraries refuse to).
+    let mut sub = Client::connect(b.addr, "sub").await;
+    assert_eq!(
+        sub.subscribe("forbidden/x").await,
+        [rumqttc::SubscribeReasonCode::Failure]
+    );
+    let mut raw = raw_connect(b.addr, b"r").await;
+    for filter in [&b"a/#/b"[..], b"a+"] {
+        assert_eq!(raw_subscribe(&mut raw, filter).await, 0x80, "{filter:?}");
+    }
+    sub.subscribe("#").await;
+    // A refused publish is acknowledged (3.1.1 has no way to say no) and
+    // reaches no one: the next message is the one after it.
+    let mut publisher = Client::connect(b.addr, "pub").await;
+    publisher.publish_numbered("forbidden/x", 1).await;
+    publisher.publish_numbered("fine", 1).await;
+    publisher.acknowledged(2).await;
+    assert_eq!(sub.receive(1).await, numbered(1));
+    // A publish to a wildcard topic is a protocol error: the connection
+    // ends.
+    raw.write_all(b"\x30\x05\x00\x03a/+").await.unwrap();
+    let closed = tokio::time::timeout(WAIT, raw.read(&mut [0u8; 1])).await;
+    assert!(matches!(closed, Ok(Ok(0))), "{closed:?}");
+    assert_eq!(b.next_ended().await, ("r".into(), Ended::Lost));
+}

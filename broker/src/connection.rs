@@ -5,21 +5,22 @@
 use std::collections::VecDeque;
 use std::future::pending;
 use std::io;
-use std::num::NonZeroU16;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use bytestring::ByteString;
 use rmqtt_codec::types::Publish;
+use std::sync::atomic::Ordering;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OwnedMutexGuard};
 use tokio::time::{sleep_until, Instant};
 
 use crate::hooks::{Dropped, Ended, Hooks, Login};
 use crate::message::Message;
-use crate::queue::{Queue, Queued};
+use crate::queue::Queued;
+use crate::session::{Carried, Serving, NEVER};
 use crate::wire::{
     Closing, Codec, Connect, ConnectRefusal, Granted, In, Out, SubscribeOptions, Version, Will,
     WireError,
@@ -116,8 +117,9 @@ impl Wire {
     }
 }
 
-/// Answers a CONNECT: refused, or a session in place (taking over the
-/// client id's previous connection) and CONNACK sent.
+/// Answers a CONNECT: refused, or the client id's session taken (its
+/// previous connection closed, and ended first) or made anew, and CONNACK
+/// sent.
 async fn login<H: Hooks>(
     shared: Arc<Shared<H>>,
     mut wire: Wire,
@@ -125,7 +127,7 @@ async fn login<H: Hooks>(
 ) -> Option<Connection<H>> {
     let limits = &shared.limits;
     let refuse = |mut wire: Wire, why: ConnectRefusal| async move {
-        wire.put(connack(None, Some(why), 0, None));
+        wire.put(connack(false, None, Some(why), 0, None));
         let _ = wire.flush().await;
     };
     if connect.client_id.is_empty() && !connect.clean_start {
@@ -144,7 +146,7 @@ async fn login<H: Hooks>(
         version: connect.version,
     };
     let client = match shared.hooks.authenticate(&login).await {
-        Ok(client) => client,
+        Ok(client) => Arc::new(client),
         Err(why) => {
             refuse(wire, why).await;
             return None;
@@ -155,60 +157,103 @@ async fn login<H: Hooks>(
         0 => limits.max_keepalive_s,
         asked => asked.min(limits.max_keepalive_s),
     };
-    let session = Arc::new(Session {
-        id: shared.next_id(),
-        client_id: client_id.clone(),
-        client,
-        queue: Queue::new(limits.max_queue),
-        taken_over: Notify::new(),
-    });
-    let previous = (shared.sessions.lock().unwrap()).insert(client_id, session.clone());
-    if let Some(previous) = previous {
-        previous.taken_over.notify_one();
+    let expiry = match connect.session_expiry {
+        Some(asked) => asked,
+        None if connect.clean_start => 0,
+        None => u32::try_from(limits.session_expiry.as_secs()).unwrap_or(NEVER),
+    };
+    let (session, claim, present) = claim(&shared, client_id, connect.clean_start);
+    // The previous connection hands the session over as it ends.
+    let carried = session.carried.clone().lock_owned().await;
+    if !session.claimed_by(claim) {
+        // A newer connection claimed it meanwhile.
+        return None;
     }
+    let connection = shared.next_id();
+    let taken_over = Arc::new(Notify::new());
+    session.expiry.store(expiry, Ordering::Release);
+    session.serve(Serving {
+        connection,
+        taken_over: taken_over.clone(),
+    });
     if let Some(max) = connect.max_packet_size {
         wire.codec.set_max_out(max);
     }
     let told_keep_alive = (keep_alive != connect.keep_alive).then_some(keep_alive);
     wire.put(connack(
+        present,
         assigned,
         None,
         limits.max_packet_bytes,
         told_keep_alive,
     ));
-    if wire.flush().await.is_err() {
-        forget_session(&shared, &session);
-        return None;
-    }
-    shared.hooks.connected(&session.client, session.id).await;
     let max_inflight =
         usize::from((connect.receive_max.unwrap_or(u16::MAX)).min(limits.max_inflight));
-    Some(Connection {
+    let mut connection = Connection {
         version: connect.version,
         keep_alive: Duration::from_secs(u64::from(keep_alive)) * 3 / 2,
         last_read: Instant::now(),
         will: connect.will,
-        filters: Vec::new(),
         held: VecDeque::new(),
         waiting: None,
-        inflight: VecDeque::new(),
         max_inflight: max_inflight.max(1),
-        last_packet_id: 0,
-        released: Vec::new(),
+        connection,
+        claim,
+        client,
+        taken_over,
+        carried,
         shared,
         session,
         wire,
-    })
+    };
+    connection.resend_inflight();
+    if connection.wire.flush().await.is_err() {
+        connection.end(Ended::Lost).await;
+        return None;
+    }
+    let shared = &connection.shared;
+    (shared.hooks)
+        .connected(&connection.client, connection.connection)
+        .await;
+    Some(connection)
+}
+
+/// The session `client_id` logs in to: its own if it has one and asks to
+/// keep it (`true`: present), else a new one (the old one's subscriptions
+/// end). Its previous connection is told to go.
+fn claim<H: Hooks>(
+    shared: &Shared<H>,
+    client_id: ByteString,
+    clean_start: bool,
+) -> (Arc<Session>, u64, bool) {
+    let mut sessions = shared.sessions.lock().unwrap();
+    let existing = sessions.get(&client_id).cloned();
+    let (session, present) = match existing {
+        Some(s) if !clean_start => (s, true),
+        existing => {
+            if let Some(old) = existing {
+                old.take_over();
+                shared.unsubscribe_all(&old);
+            }
+            let new = Session::new(shared.next_id(), client_id.clone(), shared.limits.max_queue);
+            (Arc::new(new), false)
+        }
+    };
+    let claim = session.claim();
+    session.take_over();
+    sessions.insert(client_id, session.clone());
+    (session, claim, present)
 }
 
 fn connack(
+    session_present: bool,
     assigned_client_id: Option<ByteString>,
     refused: Option<ConnectRefusal>,
     max_packet_size: u32,
     keep_alive: Option<u16>,
 ) -> Out {
     Out::ConnAck {
-        session_present: false,
+        session_present,
         refused,
         receive_max: HELD_MAX as u16,
         max_packet_size,
@@ -217,41 +262,32 @@ fn connack(
     }
 }
 
-fn forget_session<H: Hooks>(shared: &Shared<H>, session: &Arc<Session<H::Client>>) {
-    let mut sessions = shared.sessions.lock().unwrap();
-    if sessions
-        .get(&session.client_id)
-        .is_some_and(|s| Arc::ptr_eq(s, session))
-    {
-        sessions.remove(&session.client_id);
-    }
-}
-
 struct Connection<H: Hooks> {
     shared: Arc<Shared<H>>,
-    session: Arc<Session<H::Client>>,
+    session: Arc<Session>,
+    /// This connection's claim on the session.
+    claim: u64,
+    connection: u64,
+    client: Arc<H::Client>,
+    taken_over: Arc<Notify>,
+    /// The session's state, held while this connection serves it.
+    carried: OwnedMutexGuard<Carried>,
     wire: Wire,
     version: Version,
     /// Silence longer than this ends the connection (1.5 keep-alives).
     keep_alive: Duration,
     last_read: Instant,
     will: Option<Will>,
-    filters: Vec<ByteString>,
     /// Packets read while a publish waits for room, in their order.
     held: VecDeque<In>,
-    waiting: Option<Box<Waiting<H::Client>>>,
-    /// QoS 1 messages sent and not yet acknowledged.
-    inflight: VecDeque<(NonZeroU16, Queued)>,
+    waiting: Option<Box<Waiting>>,
     max_inflight: usize,
-    last_packet_id: u16,
-    /// QoS 2 messages taken whose PUBREL has not come yet.
-    released: Vec<NonZeroU16>,
 }
 
 /// A publish whose subscribers are being given it: one queue was full.
-struct Waiting<C> {
-    current: (Arc<Session<C>>, Queued),
-    rest: std::vec::IntoIter<(Arc<Session<C>>, Queued)>,
+struct Waiting {
+    current: (Arc<Session>, Queued),
+    rest: std::vec::IntoIter<(Arc<Session>, Queued)>,
     /// Sent to the publisher once every subscriber has it.
     ack: Option<Out>,
     since: Instant,
@@ -294,11 +330,11 @@ impl<H: Hooks> Connection<H> {
                 return self.stop(stop).await;
             }
             let reading = self.held.len() <= HELD_MAX;
-            let window_open = self.inflight.len() < self.max_inflight;
+            let window_open = self.carried.inflight.len() < self.max_inflight;
             let stuck_after = self.shared.limits.stuck_after;
             tokio::select! {
                 biased;
-                _ = self.session.taken_over.notified() => {
+                _ = self.taken_over.notified() => {
                     return self.stop(Stop::Closed(Closing::TakenOver)).await;
                 }
                 ready = self.wire.socket.readable(), if reading => {
@@ -363,12 +399,13 @@ impl<H: Hooks> Connection<H> {
         match packet {
             In::Publish(p) => self.publish(*p).await?,
             In::PubAck(id) => {
-                if let Some(i) = self.inflight.iter().position(|(sent, _)| *sent == id) {
-                    self.inflight.remove(i);
+                let inflight = &mut self.carried.inflight;
+                if let Some(i) = inflight.iter().position(|(sent, _)| *sent == id) {
+                    inflight.remove(i);
                 }
             }
             In::PubRel(id) => {
-                self.released.retain(|r| *r != id);
+                self.carried.released.retain(|r| *r != id);
                 self.wire.put(Out::PubComp(id));
             }
             In::Subscribe { packet_id, filters } => {
@@ -385,9 +422,18 @@ impl<H: Hooks> Connection<H> {
             In::PingReq => {
                 self.wire.put(Out::PingResp);
             }
-            In::Disconnect { with_will } => {
+            In::Disconnect {
+                with_will,
+                session_expiry,
+            } => {
                 if !with_will {
                     self.will = None;
+                }
+                // MQTT 5: a session that was to end with its connection
+                // stays so.
+                let expiry = &self.session.expiry;
+                if let (Some(new), false) = (session_expiry, expiry.load(Ordering::Acquire) == 0) {
+                    expiry.store(new, Ordering::Release);
                 }
                 return Err(Stop::Disconnected);
             }
@@ -405,7 +451,7 @@ impl<H: Hooks> Connection<H> {
             return Err(Stop::Closed(Closing::ProtocolError));
         }
         if let (QoS::ExactlyOnce, Some(id)) = (qos, packet_id) {
-            if self.released.contains(&id) {
+            if self.carried.released.contains(&id) {
                 // A resend of one already taken: taken once.
                 self.wire.put(Out::PubRec(id, None));
                 return Ok(());
@@ -413,13 +459,13 @@ impl<H: Hooks> Connection<H> {
         }
         let mut message = Message::published(p, self.session.id, Instant::now());
         let verdict = (self.shared.hooks)
-            .publish(&self.session.client, &mut message)
+            .publish(&self.client, &mut message)
             .await;
         let ack = match (qos, packet_id) {
             (QoS::AtLeastOnce, Some(id)) => Some(Out::PubAck(id, verdict.err())),
             (QoS::ExactlyOnce, Some(id)) => {
                 if verdict.is_ok() {
-                    self.released.push(id);
+                    self.carried.released.push(id);
                 }
                 Some(Out::PubRec(id, verdict.err()))
             }
@@ -440,12 +486,16 @@ impl<H: Hooks> Connection<H> {
     /// QoS 0 copy is dropped and a QoS 1 copy waits for room.
     fn offer(
         &mut self,
-        mut deliveries: std::vec::IntoIter<(Arc<Session<H::Client>>, Queued)>,
+        mut deliveries: std::vec::IntoIter<(Arc<Session>, Queued)>,
         ack: Option<Out>,
     ) {
         while let Some((session, queued)) = deliveries.next() {
             match session.queue.try_push(queued) {
                 Ok(()) => {}
+                // Nobody reads an offline session's queue: no use waiting.
+                Err(_) if !session.online() => {
+                    self.shared.hooks.dropped(Dropped::QueueFull);
+                }
                 Err(queued) if queued.qos == QoS::AtMostOnce => {
                     self.shared.hooks.dropped(Dropped::QueueFull);
                 }
@@ -476,11 +526,13 @@ impl<H: Hooks> Connection<H> {
         if !valid_filter(&filter) {
             return Granted::BadFilter;
         }
-        let again = self.filters.contains(&filter);
-        if !again && self.filters.len() >= self.shared.limits.max_subscriptions {
+        let session = &self.session;
+        let mut subscriptions = session.subscriptions.lock().unwrap();
+        let again = subscriptions.iter().position(|(f, _)| *f == filter);
+        if again.is_none() && subscriptions.len() >= self.shared.limits.max_subscriptions {
             return Granted::TooMany;
         }
-        if let Err(refused) = self.shared.hooks.subscribe(&self.session.client, &filter) {
+        if let Err(refused) = self.shared.hooks.subscribe(&self.client, &filter) {
             return refused;
         }
         let options = SubscribeOptions {
@@ -488,27 +540,29 @@ impl<H: Hooks> Connection<H> {
             ..options
         };
         let subscriber = Subscriber {
-            session: self.session.clone(),
+            session: session.clone(),
             options,
         };
         let mut router = self.shared.router.write().unwrap();
-        if again {
-            router.remove(&filter, self.session.id);
+        match again {
+            Some(i) => {
+                router.remove(&filter, session.id);
+                subscriptions[i].1 = options;
+            }
+            None => subscriptions.push((filter.clone(), options)),
         }
-        router.insert(&filter, self.session.id, subscriber);
-        drop(router);
-        if !again {
-            self.filters.push(filter);
-        }
+        router.insert(&filter, session.id, subscriber);
         Granted::Qos(options.qos)
     }
 
     fn unsubscribe(&mut self, filter: &ByteString) -> bool {
-        let Some(i) = self.filters.iter().position(|f| f == filter) else {
+        let session = &self.session;
+        let mut subscriptions = session.subscriptions.lock().unwrap();
+        let Some(i) = subscriptions.iter().position(|(f, _)| f == filter) else {
             return false;
         };
-        self.filters.swap_remove(i);
-        (self.shared.router.write().unwrap()).remove(filter, self.session.id);
+        subscriptions.swap_remove(i);
+        (self.shared.router.write().unwrap()).remove(filter, session.id);
         true
     }
 
@@ -517,7 +571,7 @@ impl<H: Hooks> Connection<H> {
     fn send_queued(&mut self) {
         let now = Instant::now();
         let v5 = self.version == Version::V5;
-        while self.inflight.len() < self.max_inflight {
+        while self.carried.inflight.len() < self.max_inflight {
             let Some(queued) = self.session.queue.pop() else {
                 break;
             };
@@ -526,29 +580,33 @@ impl<H: Hooks> Connection<H> {
                 self.shared.hooks.dropped(Dropped::Expired);
                 continue;
             }
-            if !self.shared.hooks.deliver(&self.session.client, message) {
+            if !self.shared.hooks.deliver(&self.client, message) {
                 continue;
             }
-            let packet_id = (queued.qos != QoS::AtMostOnce).then(|| self.next_packet_id());
+            let packet_id = (queued.qos != QoS::AtMostOnce).then(|| self.carried.next_packet_id());
             let publish = message.to_publish(queued.qos, queued.retain, packet_id, v5, now);
             if !self.wire.put(Out::Publish(Box::new(publish))) {
                 self.shared.hooks.dropped(Dropped::TooLarge);
                 continue;
             }
             if let Some(id) = packet_id {
-                self.inflight.push_back((id, queued));
+                self.carried.inflight.push_back((id, queued));
             }
         }
     }
 
-    fn next_packet_id(&mut self) -> NonZeroU16 {
-        loop {
-            self.last_packet_id = self.last_packet_id.wrapping_add(1);
-            let Some(id) = NonZeroU16::new(self.last_packet_id) else {
-                continue;
-            };
-            if !self.inflight.iter().any(|(sent, _)| *sent == id) {
-                return id;
+    /// Sends again, flagged DUP, what the session's last connection sent
+    /// and its client did not acknowledge.
+    fn resend_inflight(&mut self) {
+        let now = Instant::now();
+        let v5 = self.version == Version::V5;
+        let inflight = std::mem::take(&mut self.carried.inflight);
+        for (id, queued) in inflight {
+            let mut publish =
+                (queued.message).to_publish(queued.qos, queued.retain, Some(id), v5, now);
+            publish.dup = true;
+            if self.wire.put(Out::Publish(Box::new(publish))) {
+                self.carried.inflight.push_back((id, queued));
             }
         }
     }
@@ -570,41 +628,65 @@ impl<H: Hooks> Connection<H> {
         }
     }
 
-    /// Takes the connection's subscriptions and session away, publishes
-    /// its Will unless it said goodbye, and tells the hooks.
-    async fn end(mut self, ended: Ended) {
-        let shared = &self.shared;
-        let session = &self.session;
-        {
-            let mut router = shared.router.write().unwrap();
-            for filter in &self.filters {
-                router.remove(filter, session.id);
+    /// Leaves the session to its next connection, or to its expiry, or
+    /// ends it; publishes the Will of a connection lost; tells the hooks.
+    async fn end(self, ended: Ended) {
+        let Connection {
+            shared,
+            session,
+            claim,
+            connection,
+            client,
+            carried,
+            will,
+            ..
+        } = self;
+        session.leave(connection);
+        let replaced = {
+            let sessions = shared.sessions.lock().unwrap();
+            !(sessions.get(&session.client_id)).is_some_and(|s| Arc::ptr_eq(s, &session))
+        };
+        if replaced {
+            // A clean start took the client id: this session is over.
+            shared.unsubscribe_all(&session);
+        } else if session.claimed_by(claim) {
+            match session.expiry.load(Ordering::Acquire) {
+                0 => shared.end_session(&session, claim),
+                NEVER => {}
+                seconds => {
+                    let (shared, session) = (shared.clone(), session.clone());
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_secs(u64::from(seconds))).await;
+                        shared.end_session(&session, claim);
+                    });
+                }
             }
         }
-        forget_session(shared, session);
-        if let (Some(will), false) = (self.will.take(), ended == Ended::Graceful) {
-            publish_will(shared, session, will).await;
+        // The next connection may take the session now.
+        drop(carried);
+        if let (Some(will), Ended::Lost) = (will, ended) {
+            publish_will(&shared, &session, &client, will).await;
         }
-        (self.shared.hooks).disconnected(&self.session.client, self.session.id, ended);
+        shared.hooks.disconnected(&client, connection, ended);
     }
 }
 
-async fn publish_will<H: Hooks>(shared: &Shared<H>, session: &Session<H::Client>, will: Will) {
+async fn publish_will<H: Hooks>(
+    shared: &Shared<H>,
+    session: &Session,
+    client: &H::Client,
+    will: Will,
+) {
     let mut message = Message::new(will.topic, will.payload, will.qos.min(QoS::AtLeastOnce));
     message.retain = will.retain;
     message.from = session.id;
-    if shared
-        .hooks
-        .publish(&session.client, &mut message)
-        .await
-        .is_ok()
-    {
+    if shared.hooks.publish(client, &mut message).await.is_ok() {
         shared.offer_now(message);
     }
 }
 
 /// Resolves once the waiting copy has its place in the queue.
-async fn room<C>(waiting: &Option<Box<Waiting<C>>>) {
+async fn room(waiting: &Option<Box<Waiting>>) {
     match waiting {
         Some(w) => w.current.0.queue.push(w.current.1.clone()).await,
         None => pending().await,
@@ -612,7 +694,7 @@ async fn room<C>(waiting: &Option<Box<Waiting<C>>>) {
 }
 
 /// Resolves once the waiting copy has waited `after`.
-async fn stuck<C>(waiting: &Option<Box<Waiting<C>>>, after: Duration) {
+async fn stuck(waiting: &Option<Box<Waiting>>, after: Duration) {
     match waiting {
         Some(w) => sleep_until(w.since + after).await,
         None => pending().await,

@@ -16,6 +16,7 @@ mod connection;
 pub mod hooks;
 pub mod message;
 mod queue;
+mod session;
 pub mod trie;
 pub mod wire;
 
@@ -26,14 +27,15 @@ use std::time::Duration;
 
 use bytestring::ByteString;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 
 pub use hooks::{Dropped, Ended, Hooks, Login};
 pub use message::Message;
 pub use rmqtt_codec::types::QoS;
 pub use wire::{ConnectRefusal, Granted, PubRefusal, Version};
 
-use queue::{Queue, Queued};
+use queue::Queued;
+use session::Session;
+pub use session::NEVER;
 use trie::Trie;
 use wire::SubscribeOptions;
 
@@ -50,6 +52,9 @@ pub struct Limits {
     pub max_keepalive_s: u16,
     /// How long a new connection has to send its CONNECT.
     pub connect_timeout: Duration,
+    /// How long an MQTT 3.1.1 session with clean session off outlives
+    /// its connection (an MQTT 5 client says for itself).
+    pub session_expiry: Duration,
     /// How long a publisher waits for room in a subscriber's queue before
     /// it counts that subscriber as stuck and drops the message for it.
     pub stuck_after: Duration,
@@ -64,6 +69,7 @@ impl Default for Limits {
             max_subscriptions: 100,
             max_keepalive_s: 3600,
             connect_timeout: Duration::from_secs(10),
+            session_expiry: Duration::from_secs(2 * 60 * 60),
             stuck_after: Duration::from_secs(10),
         }
     }
@@ -107,6 +113,29 @@ impl<H: Hooks> Broker<H> {
         }
     }
 
+    /// Ends subscription `filter` (as it was subscribed, wildcards and
+    /// all) of every session whose client id `keep` refuses, as when who
+    /// may see what has changed; returns those client ids.
+    pub fn unsubscribe_where(&self, filter: &str, keep: impl Fn(&str) -> bool) -> Vec<ByteString> {
+        let shared = &self.shared;
+        let holders = shared.router.read().unwrap().holders(filter);
+        let mut ended = Vec::new();
+        for holder in holders {
+            let session = &holder.session;
+            if keep(&session.client_id) {
+                continue;
+            }
+            let mut subscriptions = session.subscriptions.lock().unwrap();
+            let Some(i) = subscriptions.iter().position(|(f, _)| f == filter) else {
+                continue;
+            };
+            subscriptions.swap_remove(i);
+            shared.router.write().unwrap().remove(filter, session.id);
+            ended.push(session.client_id.clone());
+        }
+        ended
+    }
+
     /// Publishes a message of the broker's own: to every subscriber with
     /// room for it (no publisher to slow down; a full queue drops it).
     pub fn publish(&self, message: Message) {
@@ -117,38 +146,44 @@ impl<H: Hooks> Broker<H> {
 pub(crate) struct Shared<H: Hooks> {
     hooks: H,
     limits: Limits,
-    router: RwLock<Trie<Subscriber<H::Client>>>,
-    /// The connected sessions, by client id.
-    sessions: Mutex<HashMap<ByteString, Arc<Session<H::Client>>>>,
+    router: RwLock<Trie<Subscriber>>,
+    /// The sessions, by client id.
+    sessions: Mutex<HashMap<ByteString, Arc<Session>>>,
     next_id: AtomicU64,
 }
 
-pub(crate) struct Session<C> {
-    id: u64,
-    client_id: ByteString,
-    client: C,
-    queue: Queue,
-    /// Told when a newer connection takes this client id.
-    taken_over: Notify,
-}
-
-struct Subscriber<C> {
-    session: Arc<Session<C>>,
+#[derive(Clone)]
+struct Subscriber {
+    session: Arc<Session>,
     options: SubscribeOptions,
-}
-
-impl<C> Clone for Subscriber<C> {
-    fn clone(&self) -> Self {
-        Subscriber {
-            session: self.session.clone(),
-            options: self.options,
-        }
-    }
 }
 
 impl<H: Hooks> Shared<H> {
     fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Ends `session`'s subscriptions.
+    fn unsubscribe_all(&self, session: &Session) {
+        let filters = std::mem::take(&mut *session.subscriptions.lock().unwrap());
+        let mut router = self.router.write().unwrap();
+        for (filter, _) in &filters {
+            router.remove(filter, session.id);
+        }
+    }
+
+    /// Ends `session` if claim `claim` is still its latest: no connection
+    /// took it since.
+    fn end_session(&self, session: &Arc<Session>, claim: u64) {
+        let mut sessions = self.sessions.lock().unwrap();
+        let current = sessions
+            .get(&session.client_id)
+            .is_some_and(|s| Arc::ptr_eq(s, session));
+        if current && session.claimed_by(claim) {
+            sessions.remove(&session.client_id);
+            drop(sessions);
+            self.unsubscribe_all(session);
+        }
     }
 
     /// Queues `message` for every subscriber with room for it, dropping it
@@ -163,7 +198,7 @@ impl<H: Hooks> Shared<H> {
 
     /// The subscribers `message` goes to, once each (at the highest QoS
     /// of its subscriptions that match), at the QoS it gets.
-    fn route(&self, message: &Arc<Message>) -> Vec<(Arc<Session<H::Client>>, Queued)> {
+    fn route(&self, message: &Arc<Message>) -> Vec<(Arc<Session>, Queued)> {
         let mut matched = self.router.read().unwrap().matches(&message.topic);
         matched.retain(|s| !(s.options.no_local && s.session.id == message.from));
         matched.sort_by_key(|s| (s.session.id, std::cmp::Reverse(s.options.qos)));

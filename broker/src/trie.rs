@@ -72,6 +72,26 @@ impl<S: Clone> Trie<S> {
         }
     }
 
+    /// The subscribers of exactly `filter`.
+    pub fn holders(&self, filter: &str) -> Vec<S> {
+        let mut node = self;
+        let mut levels = filter.split('/').peekable();
+        while let Some(level) = levels.next() {
+            let next = match level {
+                "#" if levels.peek().is_none() => {
+                    return node.rest.iter().map(|(_, s)| s.clone()).collect()
+                }
+                "+" => node.plus.as_deref(),
+                level => node.children.get(level),
+            };
+            match next {
+                Some(n) => node = n,
+                None => return Vec::new(),
+            }
+        }
+        node.here.iter().map(|(_, s)| s.clone()).collect()
+    }
+
     fn is_empty(&self) -> bool {
         self.here.is_empty()
             && self.rest.is_empty()
@@ -153,6 +173,28 @@ mod tests {
         let mut got = t.matches("$SYS/x");
         got.sort();
         assert_eq!(got, ["$SYS/#", "$SYS/+", "$SYS/x"]);
+    }
+
+    #[test]
+    fn the_holders_of_a_filter_are_those_who_named_it() {
+        let mut t = Trie::default();
+        for (id, filter) in ["a/b", "a/+", "a/#", "#", "a/b", "+/b"].iter().enumerate() {
+            t.insert(filter, id as u64, id);
+        }
+        let cases: &[(&str, &[usize])] = &[
+            ("a/b", &[0, 4]),
+            ("a/+", &[1]),
+            ("a/#", &[2]),
+            ("#", &[3]),
+            ("+/b", &[5]),
+            ("a", &[]),
+            ("a/b/c", &[]),
+        ];
+        for (filter, want) in cases {
+            let mut got = t.holders(filter);
+            got.sort();
+            assert_eq!(got, *want, "{filter}");
+        }
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub struct Connect {
     pub password: Option<Bytes>,
     pub clean_start: bool,
     pub keep_alive: u16,
+    /// MQTT 5's Session Expiry Interval, in seconds.
+    pub session_expiry: Option<u32>,
     /// MQTT 5's Receive Maximum: QoS 1 messages it takes unacknowledged.
     pub receive_max: Option<u16>,
     /// The largest packet the client takes.
@@ -68,9 +70,11 @@ pub enum In {
         filters: Vec<ByteString>,
     },
     PingReq,
-    /// `with_will`: MQTT 5's "disconnect with Will message".
+    /// `with_will`: MQTT 5's "disconnect with Will message";
+    /// `session_expiry`: a new Session Expiry Interval.
     Disconnect {
         with_will: bool,
+        session_expiry: Option<u32>,
     },
     /// Valid MQTT the broker does not take from a client (a CONNACK, or a
     /// PUBREC for a QoS 2 message it never sends).
@@ -218,6 +222,7 @@ fn from_v3(p: v3::Packet) -> In {
             password: c.password,
             clean_start: c.clean_session,
             keep_alive: c.keep_alive,
+            session_expiry: None,
             receive_max: None,
             max_packet_size: None,
             will: c.last_will.map(|w| Will {
@@ -255,7 +260,10 @@ fn from_v3(p: v3::Packet) -> In {
             filters: topic_filters,
         },
         P::PingRequest => In::PingReq,
-        P::Disconnect => In::Disconnect { with_will: false },
+        P::Disconnect => In::Disconnect {
+            with_will: false,
+            session_expiry: None,
+        },
         _ => In::Unexpected,
     }
 }
@@ -270,6 +278,7 @@ fn from_v5(p: v5::Packet) -> Result<In, WireError> {
             password: c.password,
             clean_start: c.clean_start,
             keep_alive: c.keep_alive,
+            session_expiry: Some(c.session_expiry_interval_secs),
             receive_max: c.receive_max.map(NonZeroU16::get),
             max_packet_size: c.max_packet_size.map(NonZeroU32::get),
             will: c.last_will.map(|w| Will {
@@ -310,6 +319,7 @@ fn from_v5(p: v5::Packet) -> Result<In, WireError> {
         P::PingRequest => In::PingReq,
         P::Disconnect(d) => In::Disconnect {
             with_will: d.reason_code == v5::DisconnectReasonCode::DisconnectWithWillMessage,
+            session_expiry: d.session_expiry_interval_secs,
         },
         _ => In::Unexpected,
     })

@@ -102,6 +102,7 @@ struct Client {
     task: tokio::task::JoinHandle<()>,
     acks: usize,
     sent: usize,
+    session_present: bool,
 }
 
 impl Client {
@@ -141,10 +142,14 @@ impl Client {
             task,
             acks: 0,
             sent: 0,
+            session_present: false,
         };
         loop {
             match tokio::time::timeout(WAIT, events.recv()).await.unwrap() {
-                Some(Event::Incoming(Packet::ConnAck(_))) => break,
+                Some(Event::Incoming(Packet::ConnAck(ack))) => {
+                    c.session_present = ack.session_present;
+                    break;
+                }
                 Some(_) => {}
                 None => panic!("no CONNACK"),
             }
@@ -436,4 +441,93 @@ async fn bad_input_is_refused_and_changes_nothing() {
     let closed = tokio::time::timeout(WAIT, raw.read(&mut [0u8; 1])).await;
     assert!(matches!(closed, Ok(Ok(0))), "{closed:?}");
     assert_eq!(b.next_ended().await, ("r".into(), Ended::Lost));
+}
+
+fn persistent(addr: SocketAddr, id: &str) -> MqttOptions {
+    let mut o = options(addr, id);
+    o.set_clean_session(false);
+    o
+}
+
+#[tokio::test]
+async fn a_persistent_session_keeps_its_subscriptions_and_messages_while_away() {
+    let mut b = Running::start(Limits::default()).await;
+    let open = || watch::channel(true).1;
+    let mut phone = Client::connect_with(persistent(b.addr, "phone"), open()).await;
+    assert!(!phone.session_present);
+    phone.subscribe("invites/#").await;
+    phone.client.disconnect().await.unwrap();
+    assert_eq!(b.next_ended().await, ("phone".into(), Ended::Graceful));
+    let mut caller = Client::connect(b.addr, "caller").await;
+    caller.publish_numbered("invites/1", 5).await;
+    caller.acknowledged(5).await;
+    let mut phone = Client::connect_with(persistent(b.addr, "phone"), open()).await;
+    assert!(phone.session_present);
+    assert_eq!(phone.receive(5).await, numbered(5));
+    // A clean start ends it: nothing is kept for it any more.
+    phone.task.abort();
+    assert_eq!(b.next_ended().await, ("phone".into(), Ended::Lost));
+    let mut clean = Client::connect(b.addr, "phone").await;
+    assert!(!clean.session_present);
+    clean.subscribe("barrier").await;
+    caller.publish_numbered("invites/1", 1).await;
+    caller
+        .client
+        .publish("barrier", QoS::AtLeastOnce, false, "b")
+        .await
+        .unwrap();
+    assert_eq!(clean.receive(1).await, [b"b".to_vec()]);
+}
+
+#[tokio::test]
+async fn messages_not_acknowledged_are_sent_again_flagged_dup() {
+    let b = Running::start(Limits::default()).await;
+    let connect = b"\x10\x0d\x00\x04MQTT\x04\x00\x00\x3c\x00\x01d";
+    let mut raw = TcpStream::connect(b.addr).await.unwrap();
+    raw.write_all(connect).await.unwrap();
+    let mut connack = [0u8; 4];
+    raw.read_exact(&mut connack).await.unwrap();
+    assert_eq!(connack, [0x20, 2, 0, 0]);
+    assert_eq!(raw_subscribe(&mut raw, b"t").await, 1);
+    let mut publisher = Client::connect(b.addr, "pub").await;
+    publisher.publish_numbered("t", 3).await;
+    publisher.acknowledged(3).await;
+    // Each PUBLISH: QoS 1, topic "t", packet id, payload "0".."2".
+    let mut first = [0u8; 3 * 8];
+    raw.read_exact(&mut first).await.unwrap();
+    drop(raw);
+    let mut raw = TcpStream::connect(b.addr).await.unwrap();
+    raw.write_all(connect).await.unwrap();
+    raw.read_exact(&mut connack).await.unwrap();
+    assert_eq!(connack, [0x20, 2, 1, 0], "the session is present");
+    let mut again = [0u8; 3 * 8];
+    raw.read_exact(&mut again).await.unwrap();
+    for (sent, resent) in first.chunks(8).zip(again.chunks(8)) {
+        assert_eq!(sent[0], 0x32);
+        assert_eq!(resent[0], 0x3a, "DUP set");
+        assert_eq!(sent[1..], resent[1..], "the same packet id and message");
+    }
+}
+
+#[tokio::test]
+async fn subscriptions_are_ended_for_the_clients_a_rule_now_refuses() {
+    let b = Running::start(Limits::default()).await;
+    let mut kept = Client::connect(b.addr, "kept").await;
+    let mut cut = Client::connect(b.addr, "cut").await;
+    kept.subscribe("users/x/+").await;
+    cut.subscribe("users/x/+").await;
+    cut.subscribe("barrier").await;
+    let ended = b
+        .broker
+        .unsubscribe_where("users/x/+", |client| client != "cut");
+    assert_eq!(ended, ["cut"]);
+    let publisher = Client::connect(b.addr, "pub").await;
+    publisher.publish_numbered("users/x/info", 1).await;
+    publisher
+        .client
+        .publish("barrier", QoS::AtLeastOnce, false, "b")
+        .await
+        .unwrap();
+    assert_eq!(kept.receive(1).await, numbered(1));
+    assert_eq!(cut.receive(1).await, [b"b".to_vec()]);
 }

@@ -22,8 +22,8 @@ use crate::message::Message;
 use crate::queue::Queued;
 use crate::session::{Carried, Serving, NEVER};
 use crate::wire::{
-    Closing, Codec, Connect, ConnectRefusal, Granted, In, Out, SubscribeOptions, Version, Will,
-    WireError,
+    Closing, Codec, Connect, ConnectRefusal, Granted, In, Out, RetainHandling, SubscribeOptions,
+    Version, Will, WireError,
 };
 use crate::{valid_filter, valid_topic, QoS, Session, Shared, Subscriber};
 
@@ -409,11 +409,19 @@ impl<H: Hooks> Connection<H> {
                 self.wire.put(Out::PubComp(id));
             }
             In::Subscribe { packet_id, filters } => {
-                let granted = filters
-                    .into_iter()
-                    .map(|(filter, options)| self.subscribe(filter, options))
-                    .collect();
+                let mut granted = Vec::with_capacity(filters.len());
+                let mut retained_for = Vec::new();
+                for (filter, options) in filters {
+                    let (g, new) = self.subscribe(filter.clone(), options);
+                    if let (Granted::Qos(qos), true) = (g, wants_retained(&options, new)) {
+                        retained_for.push((filter, qos));
+                    }
+                    granted.push(g);
+                }
                 self.wire.put(Out::SubAck(packet_id, granted));
+                for (filter, qos) in retained_for {
+                    self.send_retained(&filter, qos).await;
+                }
             }
             In::Unsubscribe { packet_id, filters } => {
                 let found = filters.iter().map(|f| self.unsubscribe(f)).collect();
@@ -477,7 +485,9 @@ impl<H: Hooks> Connection<H> {
             }
             return Ok(());
         }
-        let deliveries = self.shared.route(&Arc::new(message));
+        let message = Arc::new(message);
+        self.shared.keep_retained(&message);
+        let deliveries = self.shared.route(&message);
         self.offer(deliveries.into_iter(), ack);
         Ok(())
     }
@@ -522,18 +532,20 @@ impl<H: Hooks> Connection<H> {
         }
     }
 
-    fn subscribe(&mut self, filter: ByteString, options: SubscribeOptions) -> Granted {
+    /// Subscribes; and whether the subscription is new (not a change of
+    /// one the session had).
+    fn subscribe(&mut self, filter: ByteString, options: SubscribeOptions) -> (Granted, bool) {
         if !valid_filter(&filter) {
-            return Granted::BadFilter;
+            return (Granted::BadFilter, false);
         }
         let session = &self.session;
         let mut subscriptions = session.subscriptions.lock().unwrap();
         let again = subscriptions.iter().position(|(f, _)| *f == filter);
         if again.is_none() && subscriptions.len() >= self.shared.limits.max_subscriptions {
-            return Granted::TooMany;
+            return (Granted::TooMany, false);
         }
         if let Err(refused) = self.shared.hooks.subscribe(&self.client, &filter) {
-            return refused;
+            return (refused, false);
         }
         let options = SubscribeOptions {
             qos: options.qos.min(QoS::AtLeastOnce),
@@ -552,7 +564,28 @@ impl<H: Hooks> Connection<H> {
             None => subscriptions.push((filter.clone(), options)),
         }
         router.insert(&filter, session.id, subscriber);
-        Granted::Qos(options.qos)
+        (Granted::Qos(options.qos), again.is_none())
+    }
+
+    /// Sends the retained messages `filter` matches: the embedder's current
+    /// values if it serves them, else the broker's. Straight to the socket
+    /// ahead of the queue, so a message queued meanwhile, newer, comes
+    /// after them.
+    async fn send_retained(&mut self, filter: &str, qos: QoS) {
+        let shared = &self.shared;
+        let messages = match shared.hooks.served(&self.client, filter).await {
+            Some(served) => served.into_iter().map(Arc::new).collect(),
+            None => shared.retained.read().unwrap().matching(filter),
+        };
+        let now = Instant::now();
+        for message in messages {
+            let queued = Queued {
+                qos: qos.min(message.qos),
+                message,
+                retain: true,
+            };
+            self.send(queued, now);
+        }
     }
 
     fn unsubscribe(&mut self, filter: &ByteString) -> bool {
@@ -570,28 +603,34 @@ impl<H: Hooks> Connection<H> {
     /// window has room.
     fn send_queued(&mut self) {
         let now = Instant::now();
-        let v5 = self.version == Version::V5;
         while self.carried.inflight.len() < self.max_inflight {
             let Some(queued) = self.session.queue.pop() else {
                 break;
             };
-            let message = &queued.message;
-            if message.expired(now) {
-                self.shared.hooks.dropped(Dropped::Expired);
-                continue;
-            }
-            if !self.shared.hooks.deliver(&self.client, message) {
-                continue;
-            }
-            let packet_id = (queued.qos != QoS::AtMostOnce).then(|| self.carried.next_packet_id());
-            let publish = message.to_publish(queued.qos, queued.retain, packet_id, v5, now);
-            if !self.wire.put(Out::Publish(Box::new(publish))) {
-                self.shared.hooks.dropped(Dropped::TooLarge);
-                continue;
-            }
-            if let Some(id) = packet_id {
-                self.carried.inflight.push_back((id, queued));
-            }
+            self.send(queued, now);
+        }
+    }
+
+    /// Puts one message in the socket's buffer, unless it expired or may
+    /// no longer reach this client.
+    fn send(&mut self, queued: Queued, now: Instant) {
+        let message = &queued.message;
+        if message.expired(now) {
+            self.shared.hooks.dropped(Dropped::Expired);
+            return;
+        }
+        if !self.shared.hooks.deliver(&self.client, message) {
+            return;
+        }
+        let v5 = self.version == Version::V5;
+        let packet_id = (queued.qos != QoS::AtMostOnce).then(|| self.carried.next_packet_id());
+        let publish = message.to_publish(queued.qos, queued.retain, packet_id, v5, now);
+        if !self.wire.put(Out::Publish(Box::new(publish))) {
+            self.shared.hooks.dropped(Dropped::TooLarge);
+            return;
+        }
+        if let Some(id) = packet_id {
+            self.carried.inflight.push_back((id, queued));
         }
     }
 
@@ -682,6 +721,16 @@ async fn publish_will<H: Hooks>(
     message.from = session.id;
     if shared.hooks.publish(client, &mut message).await.is_ok() {
         shared.offer_now(message);
+    }
+}
+
+/// Whether a subscription gets the retained messages it matches (MQTT 5's
+/// Retain Handling: always, only when new, or never).
+fn wants_retained(options: &SubscribeOptions, new: bool) -> bool {
+    match options.retain_handling {
+        RetainHandling::Always => true,
+        RetainHandling::IfNew => new,
+        RetainHandling::Never => false,
     }
 }
 

@@ -81,6 +81,25 @@ pub trait Hooks: Send + Sync + 'static {
         true
     }
 
+    /// The current values of the topics `filter` names, when the embedder
+    /// serves them itself (read as a subscription is made, sent flagged
+    /// retained); `None` for the broker's own retained messages.
+    fn served(
+        &self,
+        client: &Self::Client,
+        filter: &str,
+    ) -> impl Future<Output = Option<Vec<Message>>> + Send {
+        let _ = (client, filter);
+        async { None }
+    }
+
+    /// Whether the broker keeps a retained message on `topic` (not on
+    /// topics the embedder serves).
+    fn keeps_retained(&self, topic: &str) -> bool {
+        let _ = topic;
+        true
+    }
+
     fn dropped(&self, why: Dropped) {
         let _ = why;
     }

@@ -16,6 +16,7 @@ mod connection;
 pub mod hooks;
 pub mod message;
 mod queue;
+mod retained;
 mod session;
 pub mod trie;
 pub mod wire;
@@ -94,6 +95,7 @@ impl<H: Hooks> Broker<H> {
                 hooks,
                 limits,
                 router: Default::default(),
+                retained: Default::default(),
                 sessions: Default::default(),
                 next_id: AtomicU64::new(1),
             }),
@@ -147,6 +149,7 @@ pub(crate) struct Shared<H: Hooks> {
     hooks: H,
     limits: Limits,
     router: RwLock<Trie<Subscriber>>,
+    retained: RwLock<retained::Retained>,
     /// The sessions, by client id.
     sessions: Mutex<HashMap<ByteString, Arc<Session>>>,
     next_id: AtomicU64,
@@ -186,10 +189,20 @@ impl<H: Hooks> Shared<H> {
         }
     }
 
+    /// Keeps `message` for later subscribers if it is retained (and the
+    /// embedder does not serve its topic); an empty one clears the topic.
+    fn keep_retained(&self, message: &Arc<Message>) {
+        if message.retain && self.hooks.keeps_retained(&message.topic) {
+            self.retained.write().unwrap().set(message.clone());
+        }
+    }
+
     /// Queues `message` for every subscriber with room for it, dropping it
     /// for the others.
     fn offer_now(&self, message: Message) {
-        for (session, queued) in self.route(&Arc::new(message)) {
+        let message = Arc::new(message);
+        self.keep_retained(&message);
+        for (session, queued) in self.route(&message) {
             if session.queue.try_push(queued).is_err() {
                 self.hooks.dropped(Dropped::QueueFull);
             }

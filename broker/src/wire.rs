@@ -53,6 +53,15 @@ pub struct SubscribeOptions {
     pub qos: QoS,
     pub no_local: bool,
     pub retain_as_published: bool,
+    pub retain_handling: RetainHandling,
+}
+
+/// When a subscription gets the retained messages it matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetainHandling {
+    Always,
+    IfNew,
+    Never,
 }
 
 #[derive(Debug)]
@@ -247,6 +256,7 @@ fn from_v3(p: v3::Packet) -> In {
                         qos,
                         no_local: false,
                         retain_as_published: false,
+                        retain_handling: RetainHandling::Always,
                     };
                     (f, options)
                 })
@@ -307,6 +317,11 @@ fn from_v5(p: v5::Packet) -> Result<In, WireError> {
                         qos: o.qos,
                         no_local: o.no_local,
                         retain_as_published: o.retain_as_published,
+                        retain_handling: match o.retain_handling {
+                            v5::RetainHandling::AtSubscribe => RetainHandling::Always,
+                            v5::RetainHandling::AtSubscribeNew => RetainHandling::IfNew,
+                            v5::RetainHandling::NoAtSubscribe => RetainHandling::Never,
+                        },
                     };
                     (f, options)
                 })

@@ -9,6 +9,7 @@ use std::time::Duration;
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 use switchboard_broker::{
     Broker, ConnectRefusal, Dropped, Ended, Granted, Hooks, Limits, Login, Message, PubRefusal,
+    QoS as Q,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -50,6 +51,21 @@ impl Hooks for Recorder {
             true => Err(PubRefusal::NotAuthorized),
             false => Ok(()),
         }
+    }
+
+    /// `served/...` is the embedder's: its value is always "current".
+    async fn served(&self, _: &String, filter: &str) -> Option<Vec<Message>> {
+        let topic = filter.strip_prefix("served/")?;
+        let current = Message::new(
+            format!("served/{topic}").into(),
+            "current".into(),
+            Q::AtLeastOnce,
+        );
+        Some(vec![current])
+    }
+
+    fn keeps_retained(&self, topic: &str) -> bool {
+        !topic.starts_with("served/")
     }
 
     fn dropped(&self, why: Dropped) {
@@ -530,4 +546,76 @@ async fn subscriptions_are_ended_for_the_clients_a_rule_now_refuses() {
         .unwrap();
     assert_eq!(kept.receive(1).await, numbered(1));
     assert_eq!(cut.receive(1).await, [b"b".to_vec()]);
+}
+
+/// The next `n` messages delivered: topic, payload, RETAIN flag.
+async fn retained(c: &mut Client, n: usize) -> Vec<(String, Vec<u8>, bool)> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        if let Event::Incoming(Packet::Publish(p)) = c.next().await {
+            got.push((p.topic, p.payload.to_vec(), p.retain));
+        }
+    }
+    got.sort();
+    got
+}
+
+#[tokio::test]
+async fn retained_messages_reach_later_subscribers_until_cleared() {
+    let b = Running::start(Limits::default()).await;
+    let mut publisher = Client::connect(b.addr, "pub").await;
+    for (topic, payload) in [("r/1", "one"), ("r/2", "two"), ("other", "x")] {
+        publisher
+            .client
+            .publish(topic, QoS::AtLeastOnce, true, payload)
+            .await
+            .unwrap();
+    }
+    publisher.acknowledged(3).await;
+    let mut later = Client::connect(b.addr, "later").await;
+    later.subscribe("r/+").await;
+    let want = |t: &str, p: &str| (t.to_string(), p.as_bytes().to_vec(), true);
+    assert_eq!(
+        retained(&mut later, 2).await,
+        [want("r/1", "one"), want("r/2", "two")]
+    );
+    // An empty retained message clears the topic (and reaches those
+    // subscribed, as any message).
+    publisher
+        .client
+        .publish("r/1", QoS::AtLeastOnce, true, "")
+        .await
+        .unwrap();
+    publisher.acknowledged(4).await;
+    let mut last = Client::connect(b.addr, "last").await;
+    last.subscribe("r/#").await;
+    assert_eq!(retained(&mut last, 1).await, [want("r/2", "two")]);
+}
+
+#[tokio::test]
+async fn topics_the_embedder_serves_get_its_current_value_not_a_stored_one() {
+    let b = Running::start(Limits::default()).await;
+    let mut publisher = Client::connect(b.addr, "pub").await;
+    publisher
+        .client
+        .publish("served/x", QoS::AtLeastOnce, true, "old")
+        .await
+        .unwrap();
+    publisher.acknowledged(1).await;
+    let mut sub = Client::connect(b.addr, "sub").await;
+    sub.subscribe("barrier").await;
+    sub.subscribe("served/x").await;
+    publisher
+        .client
+        .publish("barrier", QoS::AtLeastOnce, false, "b")
+        .await
+        .unwrap();
+    let got = retained(&mut sub, 2).await;
+    assert_eq!(
+        got,
+        [
+            ("barrier".into(), b"b".to_vec(), false),
+            ("served/x".into(), b"current".to_vec(), true),
+        ]
+    );
 }

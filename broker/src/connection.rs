@@ -14,13 +14,13 @@ use rmqtt_codec::types::Publish;
 use std::sync::atomic::Ordering;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, OwnedMutexGuard};
+use tokio::sync::OwnedMutexGuard;
 use tokio::time::{sleep_until, Instant};
 
 use crate::hooks::{Dropped, Ended, Hooks, Login};
 use crate::message::Message;
 use crate::queue::Queued;
-use crate::session::{Carried, Serving, NEVER};
+use crate::session::{Carried, Serving, Stopping, NEVER};
 use crate::wire::{
     Closing, Codec, Connect, ConnectRefusal, Granted, In, Out, RetainHandling, SubscribeOptions,
     Version, Will, WireError,
@@ -46,7 +46,10 @@ pub(crate) async fn run<H: Hooks>(shared: Arc<Shared<H>>, socket: TcpStream) {
         codec: Codec::new(shared.limits.max_packet_bytes),
         out: BytesMut::new(),
     };
-    let connect = tokio::time::timeout(shared.limits.connect_timeout, wire.read_connect()).await;
+    let connect = tokio::select! {
+        connect = tokio::time::timeout(shared.limits.connect_timeout, wire.read_connect()) => connect,
+        _ = shared.shutdown.cancelled() => return,
+    };
     let Ok(Some(connect)) = connect else { return };
     let Some(mut connection) = login(shared, wire, *connect).await else {
         return;
@@ -170,11 +173,11 @@ async fn login<H: Hooks>(
         return None;
     }
     let connection = shared.next_id();
-    let taken_over = Arc::new(Notify::new());
+    let stop = Arc::new(Stopping::default());
     session.expiry.store(expiry, Ordering::Release);
     session.serve(Serving {
         connection,
-        taken_over: taken_over.clone(),
+        stop: stop.clone(),
     });
     if let Some(max) = connect.max_packet_size {
         wire.codec.set_max_out(max);
@@ -200,7 +203,7 @@ async fn login<H: Hooks>(
         connection,
         claim,
         client,
-        taken_over,
+        stop,
         carried,
         shared,
         session,
@@ -269,7 +272,7 @@ struct Connection<H: Hooks> {
     claim: u64,
     connection: u64,
     client: Arc<H::Client>,
-    taken_over: Arc<Notify>,
+    stop: Arc<Stopping>,
     /// The session's state, held while this connection serves it.
     carried: OwnedMutexGuard<Carried>,
     wire: Wire,
@@ -327,21 +330,24 @@ impl<H: Hooks> Connection<H> {
                 Err(stop) => Some(stop),
             };
             if let Some(stop) = stop {
-                return self.stop(stop).await;
+                return self.close(stop).await;
             }
             let reading = self.held.len() <= HELD_MAX;
             let window_open = self.carried.inflight.len() < self.max_inflight;
             let stuck_after = self.shared.limits.stuck_after;
             tokio::select! {
                 biased;
-                _ = self.taken_over.notified() => {
-                    return self.stop(Stop::Closed(Closing::TakenOver)).await;
+                why = self.stop.stopped() => {
+                    return self.close(Stop::Closed(why)).await;
+                }
+                _ = self.shared.shutdown.cancelled() => {
+                    return self.close(Stop::Closed(Closing::ShuttingDown)).await;
                 }
                 ready = self.wire.socket.readable(), if reading => {
                     match ready.and_then(|()| self.wire.read_available()) {
                         Ok(true) => self.last_read = Instant::now(),
                         Ok(false) => {}
-                        Err(_) => return self.stop(Stop::Lost).await,
+                        Err(_) => return self.close(Stop::Lost).await,
                     }
                 }
                 _ = self.session.queue.filled(), if window_open => {}
@@ -353,7 +359,7 @@ impl<H: Hooks> Connection<H> {
                 _ = &mut keep_alive, if reading => {
                     let deadline = self.last_read + self.keep_alive;
                     if deadline <= Instant::now() {
-                        return self.stop(Stop::Closed(Closing::KeepAlive)).await;
+                        return self.close(Stop::Closed(Closing::KeepAlive)).await;
                     }
                     keep_alive.as_mut().reset(deadline);
                 }
@@ -651,7 +657,7 @@ impl<H: Hooks> Connection<H> {
     }
 
     /// Says why to an MQTT 5 client, and how the connection ended.
-    async fn stop(&mut self, stop: Stop) -> Ended {
+    async fn close(&mut self, stop: Stop) -> Ended {
         match stop {
             Stop::Disconnected => Ended::Graceful,
             Stop::Lost => Ended::Lost,

@@ -28,11 +28,13 @@ use std::time::Duration;
 
 use bytestring::ByteString;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use hooks::{Dropped, Ended, Hooks, Login};
 pub use message::Message;
 pub use rmqtt_codec::types::QoS;
-pub use wire::{ConnectRefusal, Granted, PubRefusal, Version};
+pub use wire::{Closing, ConnectRefusal, Granted, PubRefusal, Version};
 
 use queue::Queued;
 use session::Session;
@@ -98,6 +100,8 @@ impl<H: Hooks> Broker<H> {
                 retained: Default::default(),
                 sessions: Default::default(),
                 next_id: AtomicU64::new(1),
+                shutdown: CancellationToken::new(),
+                tasks: TaskTracker::new(),
             }),
         }
     }
@@ -106,13 +110,37 @@ impl<H: Hooks> Broker<H> {
         &self.shared.hooks
     }
 
-    /// Accepts MQTT connections on `listener` until the task is dropped or
-    /// accepting fails.
+    /// Accepts MQTT connections on `listener` until `stop` (or until
+    /// accepting fails).
     pub async fn serve(&self, listener: TcpListener) -> std::io::Result<()> {
+        let shared = &self.shared;
+        // Counted as a task, so `stop` waits for it; dropped after the
+        // listener (locals go in reverse order), so `stop` returns with the
+        // port closed.
+        let _serving = shared.tasks.token();
+        let listener = listener;
         loop {
-            let (socket, _) = listener.accept().await?;
-            tokio::spawn(connection::run(self.shared.clone(), socket));
+            let (socket, _) = tokio::select! {
+                accepted = listener.accept() => accepted?,
+                _ = shared.shutdown.cancelled() => return Ok(()),
+            };
+            shared.tasks.spawn(connection::run(shared.clone(), socket));
         }
+    }
+
+    /// Closes connection `connection` of `client_id`, saying `why` to an
+    /// MQTT 5 client; `false` if it is not open.
+    pub fn close(&self, client_id: &str, connection: u64, why: Closing) -> bool {
+        let session = self.shared.sessions.lock().unwrap().get(client_id).cloned();
+        session.is_some_and(|s| s.close(connection, why))
+    }
+
+    /// Stops accepting, closes every connection, and returns once each
+    /// has ended (and the hooks heard of it).
+    pub async fn stop(&self) {
+        self.shared.shutdown.cancel();
+        self.shared.tasks.close();
+        self.shared.tasks.wait().await;
     }
 
     /// Ends subscription `filter` (as it was subscribed, wildcards and
@@ -153,6 +181,9 @@ pub(crate) struct Shared<H: Hooks> {
     /// The sessions, by client id.
     sessions: Mutex<HashMap<ByteString, Arc<Session>>>,
     next_id: AtomicU64,
+    shutdown: CancellationToken,
+    /// The connections' tasks, for `stop` to wait on.
+    tasks: TaskTracker,
 }
 
 #[derive(Clone)]

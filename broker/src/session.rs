@@ -12,7 +12,7 @@ use bytestring::ByteString;
 use tokio::sync::Notify;
 
 use crate::queue::{Queue, Queued};
-use crate::wire::SubscribeOptions;
+use crate::wire::{Closing, SubscribeOptions};
 
 /// A Session Expiry Interval that never runs out (MQTT 5).
 pub const NEVER: u32 = u32::MAX;
@@ -25,7 +25,7 @@ pub(crate) struct Session {
     /// Whether a connection serves it: an offline session's full queue
     /// drops a message rather than make its publisher wait.
     pub online: AtomicBool,
-    /// The connection serving it, told when a newer one takes over.
+    /// The connection serving it, which can be told to close.
     pub serving: Mutex<Option<Serving>>,
     /// Handed from each connection to the next; the serving connection
     /// holds it, so a new one waits until the last has ended.
@@ -39,7 +39,27 @@ pub(crate) struct Session {
 
 pub(crate) struct Serving {
     pub connection: u64,
-    pub taken_over: Arc<Notify>,
+    pub stop: Arc<Stopping>,
+}
+
+/// Tells a connection to close, and why (the first reason given wins).
+#[derive(Default)]
+pub(crate) struct Stopping {
+    told: Notify,
+    why: Mutex<Option<Closing>>,
+}
+
+impl Stopping {
+    pub fn stop(&self, why: Closing) {
+        self.why.lock().unwrap().get_or_insert(why);
+        self.told.notify_one();
+    }
+
+    pub async fn stopped(&self) -> Closing {
+        self.told.notified().await;
+        let why = *self.why.lock().unwrap();
+        why.unwrap_or(Closing::ShuttingDown)
+    }
 }
 
 /// What a session keeps of its conversation with its client.
@@ -74,7 +94,19 @@ impl Session {
     /// Tells the serving connection a newer one takes its place.
     pub fn take_over(&self) {
         if let Some(serving) = self.serving.lock().unwrap().as_ref() {
-            serving.taken_over.notify_one();
+            serving.stop.stop(Closing::TakenOver);
+        }
+    }
+
+    /// Closes connection `connection` if it serves the session.
+    pub fn close(&self, connection: u64, why: Closing) -> bool {
+        let serving = self.serving.lock().unwrap();
+        match serving.as_ref() {
+            Some(s) if s.connection == connection => {
+                s.stop.stop(why);
+                true
+            }
+            _ => false,
         }
     }
 

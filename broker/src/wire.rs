@@ -126,6 +126,8 @@ pub enum Closing {
     ProtocolError,
     TooLarge,
     ShuttingDown,
+    /// The embedder's: the login no longer holds (e.g. its token expired).
+    NotAuthorized,
 }
 
 #[derive(Debug)]
@@ -461,6 +463,7 @@ fn to_v5(out: Out) -> v5::Packet {
             Closing::ProtocolError => v5::DisconnectReasonCode::ProtocolError,
             Closing::TooLarge => v5::DisconnectReasonCode::PacketTooLarge,
             Closing::ShuttingDown => v5::DisconnectReasonCode::ServerShuttingDown,
+            Closing::NotAuthorized => v5::DisconnectReasonCode::NotAuthorized,
         })),
     }
 }

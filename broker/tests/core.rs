@@ -22,6 +22,7 @@ const WAIT: Duration = Duration::from_secs(20);
 /// what happens.
 struct Recorder {
     dropped: AtomicUsize,
+    connected: mpsc::UnboundedSender<(String, u64)>,
     ended: mpsc::UnboundedSender<(String, Ended)>,
 }
 
@@ -33,6 +34,10 @@ impl Hooks for Recorder {
             Some(b"wrong") => Err(ConnectRefusal::BadCredentials),
             _ => Ok(login.client_id.to_string()),
         }
+    }
+
+    async fn connected(&self, client: &String, connection: u64) {
+        let _ = self.connected.send((client.clone(), connection));
     }
 
     fn disconnected(&self, client: &String, _: u64, ended: Ended) {
@@ -77,6 +82,7 @@ impl Hooks for Recorder {
 struct Running {
     addr: SocketAddr,
     broker: Broker<Recorder>,
+    connected: mpsc::UnboundedReceiver<(String, u64)>,
     ended: mpsc::UnboundedReceiver<(String, Ended)>,
 }
 
@@ -85,8 +91,10 @@ impl Running {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, ended) = mpsc::unbounded_channel();
+        let (connected_tx, connected) = mpsc::unbounded_channel();
         let hooks = Recorder {
             dropped: AtomicUsize::new(0),
+            connected: connected_tx,
             ended: tx,
         };
         let broker = Broker::new(hooks, limits);
@@ -95,12 +103,20 @@ impl Running {
         Running {
             addr,
             broker,
+            connected,
             ended,
         }
     }
 
     fn dropped(&self) -> usize {
         self.broker.hooks().dropped.load(Ordering::Relaxed)
+    }
+
+    async fn next_connected(&mut self) -> (String, u64) {
+        tokio::time::timeout(WAIT, self.connected.recv())
+            .await
+            .expect("a connection was made")
+            .unwrap()
     }
 
     async fn next_ended(&mut self) -> (String, Ended) {
@@ -618,4 +634,40 @@ async fn topics_the_embedder_serves_get_its_current_value_not_a_stored_one() {
             ("served/x".into(), b"current".to_vec(), true),
         ]
     );
+}
+
+#[tokio::test]
+async fn the_embedder_closes_a_connection_and_stops_the_broker() {
+    let mut b = Running::start(Limits::default()).await;
+    let mut expired = Client::connect(b.addr, "expired").await;
+    let (client, connection) = b.next_connected().await;
+    assert_eq!(client, "expired");
+    assert!(!b.broker.close(
+        "expired",
+        connection + 1,
+        switchboard_broker::Closing::NotAuthorized
+    ));
+    assert!(b.broker.close(
+        "expired",
+        connection,
+        switchboard_broker::Closing::NotAuthorized
+    ));
+    assert_eq!(b.next_ended().await, ("expired".into(), Ended::Lost));
+    loop {
+        if let Event::Outgoing(Outgoing::Disconnect) = expired.next().await {
+            break;
+        }
+    }
+    let _one = Client::connect(b.addr, "one").await;
+    let _two = Client::connect(b.addr, "two").await;
+    b.broker.stop().await;
+    // Both ended before `stop` returned.
+    let mut ended: Vec<_> = std::iter::from_fn(|| b.ended.try_recv().ok()).collect();
+    ended.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        ended,
+        [("one".into(), Ended::Lost), ("two".into(), Ended::Lost)]
+    );
+    let refused = TcpStream::connect(b.addr).await;
+    assert!(refused.is_err(), "no longer accepting");
 }

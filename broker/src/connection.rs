@@ -12,8 +12,6 @@ use bytes::BytesMut;
 use bytestring::ByteString;
 use rmqtt_codec::types::Publish;
 use std::sync::atomic::Ordering;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::sync::OwnedMutexGuard;
 use tokio::time::{sleep_until, Instant};
 
@@ -21,15 +19,13 @@ use crate::hooks::{Dropped, Ended, Hooks, Login};
 use crate::message::Message;
 use crate::queue::Queued;
 use crate::session::{Carried, Serving, Stopping, NEVER};
+use crate::socket::Socket;
 use crate::wire::{
     Closing, Codec, Connect, ConnectRefusal, Granted, In, Out, RetainHandling, SubscribeOptions,
     Version, Will, WireError,
 };
 use crate::{valid_filter, valid_topic, QoS, Session, Shared, Subscriber};
 
-/// Read from the socket at a time, on the reading function's stack: an
-/// idle connection keeps no read buffer.
-const SCRATCH: usize = 4096;
 /// Packets read and put aside while a publish waits for room. Reading
 /// goes on meanwhile, so the client's acknowledgements are not stuck
 /// behind them: a client with fewer unacknowledged messages than this
@@ -38,8 +34,7 @@ const SCRATCH: usize = 4096;
 /// anything else leaves the socket unread.
 const HELD_MAX: usize = 256;
 
-pub(crate) async fn run<H: Hooks>(shared: Arc<Shared<H>>, socket: TcpStream) {
-    let _ = socket.set_nodelay(true);
+pub(crate) async fn run<H: Hooks>(shared: Arc<Shared<H>>, socket: Socket) {
     let mut wire = Wire {
         socket,
         partial: None,
@@ -60,7 +55,7 @@ pub(crate) async fn run<H: Hooks>(shared: Arc<Shared<H>>, socket: TcpStream) {
 
 /// The socket and what is half read from it or waiting to be written.
 struct Wire {
-    socket: TcpStream,
+    socket: Socket,
     /// Bytes of a packet not yet whole; allocated only while there are.
     partial: Option<BytesMut>,
     codec: Codec,
@@ -68,19 +63,9 @@ struct Wire {
 }
 
 impl Wire {
-    /// Reads what the socket has; `false` if it had nothing after all.
-    fn read_available(&mut self) -> io::Result<bool> {
-        let mut scratch = [0u8; SCRATCH];
-        match self.socket.try_read(&mut scratch) {
-            Ok(0) => Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => {
-                let partial = self.partial.get_or_insert_with(BytesMut::new);
-                partial.extend_from_slice(&scratch[..n]);
-                Ok(true)
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
-            Err(e) => Err(e),
-        }
+    /// Waits for bytes from the client; `false` if none came after all.
+    async fn read(&mut self) -> io::Result<bool> {
+        self.socket.read(&mut self.partial).await
     }
 
     fn next_packet(&mut self) -> Result<Option<In>, WireError> {
@@ -101,8 +86,7 @@ impl Wire {
                 Ok(None) => {}
                 Ok(Some(_)) | Err(_) => return None,
             }
-            self.socket.readable().await.ok()?;
-            self.read_available().ok()?;
+            self.read().await.ok()?;
         }
     }
 
@@ -115,8 +99,7 @@ impl Wire {
         if self.out.is_empty() {
             return Ok(());
         }
-        let out = std::mem::take(&mut self.out);
-        self.socket.write_all(&out).await
+        self.socket.write_all(std::mem::take(&mut self.out)).await
     }
 }
 
@@ -343,8 +326,8 @@ impl<H: Hooks> Connection<H> {
                 _ = self.shared.shutdown.cancelled() => {
                     return self.close(Stop::Closed(Closing::ShuttingDown)).await;
                 }
-                ready = self.wire.socket.readable(), if reading => {
-                    match ready.and_then(|()| self.wire.read_available()) {
+                read = self.wire.read(), if reading => {
+                    match read {
                         Ok(true) => self.last_read = Instant::now(),
                         Ok(false) => {}
                         Err(_) => return self.close(Stop::Lost).await,

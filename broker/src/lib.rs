@@ -18,16 +18,18 @@ pub mod message;
 mod queue;
 mod retained;
 mod session;
+mod socket;
 pub mod trie;
 pub mod wire;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytestring::ByteString;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -113,6 +115,33 @@ impl<H: Hooks> Broker<H> {
     /// Accepts MQTT connections on `listener` until `stop` (or until
     /// accepting fails).
     pub async fn serve(&self, listener: TcpListener) -> std::io::Result<()> {
+        self.accept(listener, |shared, socket| {
+            connection::run(shared, socket::Socket::Tcp(socket))
+        })
+        .await
+    }
+
+    /// Accepts MQTT over WebSocket on `listener` until `stop`.
+    pub async fn serve_ws(&self, listener: TcpListener) -> std::io::Result<()> {
+        self.accept(listener, |shared, socket| async move {
+            let max = shared.limits.max_packet_bytes as usize + 5;
+            let handshake = socket::accept_ws(socket, max);
+            let socket = tokio::select! {
+                ws = tokio::time::timeout(shared.limits.connect_timeout, handshake) => ws,
+                _ = shared.shutdown.cancelled() => return,
+            };
+            if let Ok(Ok(socket)) = socket {
+                connection::run(shared, socket).await;
+            }
+        })
+        .await
+    }
+
+    async fn accept<F, R>(&self, listener: TcpListener, start: F) -> std::io::Result<()>
+    where
+        F: Fn(Arc<Shared<H>>, TcpStream) -> R,
+        R: Future<Output = ()> + Send + 'static,
+    {
         let shared = &self.shared;
         // Counted as a task, so `stop` waits for it; dropped after the
         // listener (locals go in reverse order), so `stop` returns with the
@@ -124,7 +153,8 @@ impl<H: Hooks> Broker<H> {
                 accepted = listener.accept() => accepted?,
                 _ = shared.shutdown.cancelled() => return Ok(()),
             };
-            shared.tasks.spawn(connection::run(shared.clone(), socket));
+            let _ = socket.set_nodelay(true);
+            shared.tasks.spawn(start(shared.clone(), socket));
         }
     }
 

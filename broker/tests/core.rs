@@ -81,6 +81,7 @@ impl Hooks for Recorder {
 
 struct Running {
     addr: SocketAddr,
+    ws_addr: SocketAddr,
     broker: Broker<Recorder>,
     connected: mpsc::UnboundedReceiver<(String, u64)>,
     ended: mpsc::UnboundedReceiver<(String, Ended)>,
@@ -90,6 +91,8 @@ impl Running {
     async fn start(limits: Limits) -> Running {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let ws_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ws_addr = ws_listener.local_addr().unwrap();
         let (tx, ended) = mpsc::unbounded_channel();
         let (connected_tx, connected) = mpsc::unbounded_channel();
         let hooks = Recorder {
@@ -100,8 +103,11 @@ impl Running {
         let broker = Broker::new(hooks, limits);
         let serving = broker.clone();
         tokio::spawn(async move { serving.serve(listener).await });
+        let serving = broker.clone();
+        tokio::spawn(async move { serving.serve_ws(ws_listener).await });
         Running {
             addr,
+            ws_addr,
             broker,
             connected,
             ended,
@@ -670,4 +676,23 @@ async fn the_embedder_closes_a_connection_and_stops_the_broker() {
     );
     let refused = TcpStream::connect(b.addr).await;
     assert!(refused.is_err(), "no longer accepting");
+}
+
+#[tokio::test]
+async fn websocket_clients_and_tcp_clients_talk() {
+    let b = Running::start(Limits::default()).await;
+    let mut o = MqttOptions::new(
+        "browser",
+        format!("ws://{}/mqtt", b.ws_addr),
+        b.ws_addr.port(),
+    );
+    o.set_transport(rumqttc::Transport::Ws);
+    let mut browser = Client::connect_with(o, watch::channel(true).1).await;
+    browser.subscribe("to/browser").await;
+    let mut phone = Client::connect(b.addr, "phone").await;
+    phone.subscribe("to/phone").await;
+    phone.publish_numbered("to/browser", 20).await;
+    browser.publish_numbered("to/phone", 20).await;
+    assert_eq!(browser.receive(20).await, numbered(20));
+    assert_eq!(phone.receive(20).await, numbered(20));
 }

@@ -1,0 +1,108 @@
+//! The byte streams MQTT runs over: TCP, and WebSocket (binary frames,
+//! subprotocol `mqtt`) for browsers.
+
+use std::io;
+
+use bytes::BytesMut;
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message as Frame;
+use tokio_tungstenite::WebSocketStream;
+
+/// Read from a TCP socket at a time, on the reading function's stack: an
+/// idle connection keeps no read buffer.
+const SCRATCH: usize = 4096;
+
+pub enum Socket {
+    Tcp(TcpStream),
+    /// Boxed: the WebSocket's state is larger than a TCP socket's, and
+    /// few connections are WebSockets.
+    Ws(Box<WebSocketStream<TcpStream>>),
+}
+
+impl Socket {
+    /// Waits for bytes and appends them to `partial` (allocated only
+    /// while it holds some); `false` if there were none after all.
+    /// Cancel-safe: nothing read is lost if the wait is dropped.
+    pub async fn read(&mut self, partial: &mut Option<BytesMut>) -> io::Result<bool> {
+        match self {
+            Socket::Tcp(socket) => {
+                socket.readable().await?;
+                read_available(socket, partial)
+            }
+            Socket::Ws(ws) => match ws.next().await {
+                Some(Ok(Frame::Binary(bytes))) => {
+                    partial
+                        .get_or_insert_with(BytesMut::new)
+                        .extend_from_slice(&bytes);
+                    Ok(true)
+                }
+                Some(Ok(Frame::Close(_))) | None => Err(io::ErrorKind::UnexpectedEof.into()),
+                // A ping's pong is queued by tungstenite: send it.
+                Some(Ok(_)) => ws.flush().await.map(|()| false).map_err(io::Error::other),
+                Some(Err(e)) => Err(io::Error::other(e)),
+            },
+        }
+    }
+
+    pub async fn write_all(&mut self, bytes: BytesMut) -> io::Result<()> {
+        match self {
+            Socket::Tcp(socket) => socket.write_all(&bytes).await,
+            Socket::Ws(ws) => {
+                (ws.send(Frame::Binary(bytes.freeze())).await).map_err(io::Error::other)
+            }
+        }
+    }
+}
+
+fn read_available(socket: &TcpStream, partial: &mut Option<BytesMut>) -> io::Result<bool> {
+    let mut scratch = [0u8; SCRATCH];
+    match socket.try_read(&mut scratch) {
+        Ok(0) => Err(io::ErrorKind::UnexpectedEof.into()),
+        Ok(n) => {
+            partial
+                .get_or_insert_with(BytesMut::new)
+                .extend_from_slice(&scratch[..n]);
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Answers subprotocol `mqtt` if the client offers it.
+// The error's shape is tungstenite's `Callback`'s.
+#[allow(clippy::result_large_err)]
+fn answer_mqtt(request: &Request, mut response: Response) -> Result<Response, ErrorResponse> {
+    let offered = request
+        .headers()
+        .get_all("sec-websocket-protocol")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == "mqtt");
+    if offered {
+        let mqtt = "mqtt".parse().expect("a valid header value");
+        response
+            .headers_mut()
+            .insert("sec-websocket-protocol", mqtt);
+    }
+    Ok(response)
+}
+
+/// The WebSocket handshake, on any path, answering subprotocol `mqtt`
+/// when the client offers it (browsers' MQTT clients require it).
+pub async fn accept_ws(socket: TcpStream, max_message: usize) -> io::Result<Socket> {
+    let config = WebSocketConfig::default()
+        .read_buffer_size(SCRATCH)
+        .write_buffer_size(0)
+        .max_message_size(Some(max_message))
+        .max_frame_size(Some(max_message));
+    let ws = tokio_tungstenite::accept_hdr_async_with_config(socket, answer_mqtt, Some(config))
+        .await
+        .map_err(io::Error::other)?;
+    Ok(Socket::Ws(Box::new(ws)))
+}

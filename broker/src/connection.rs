@@ -10,21 +10,24 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use bytestring::ByteString;
+use rmqtt_codec::error::DecodeError;
 use rmqtt_codec::types::Publish;
 use std::sync::atomic::Ordering;
 use tokio::sync::OwnedMutexGuard;
 use tokio::time::{sleep_until, Instant};
 
+use crate::aliases::Aliases;
 use crate::hooks::{Dropped, Ended, Hooks, Login};
 use crate::message::Message;
 use crate::queue::Queued;
+use crate::router::{Filter, Subscriber};
 use crate::session::{Carried, Serving, Stopping, NEVER};
 use crate::socket::Socket;
 use crate::wire::{
     Closing, Codec, Connect, ConnectRefusal, Granted, In, Out, RetainHandling, SubscribeOptions,
-    Version, Will, WireError,
+    Version, Will,
 };
-use crate::{valid_filter, valid_topic, QoS, Session, Shared, Subscriber};
+use crate::{valid_topic, QoS, Session, Shared};
 
 /// Packets read and put aside while a publish waits for room. Reading
 /// goes on meanwhile, so the client's acknowledgements are not stuck
@@ -68,7 +71,7 @@ impl Wire {
         self.socket.read(&mut self.partial).await
     }
 
-    fn next_packet(&mut self) -> Result<Option<In>, WireError> {
+    fn next_packet(&mut self) -> Result<Option<In>, DecodeError> {
         let Some(partial) = self.partial.as_mut() else {
             return Ok(None);
         };
@@ -113,7 +116,15 @@ async fn login<H: Hooks>(
 ) -> Option<Connection<H>> {
     let limits = &shared.limits;
     let refuse = |mut wire: Wire, why: ConnectRefusal| async move {
-        wire.put(connack(false, None, Some(why), 0, None));
+        wire.put(Out::ConnAck {
+            session_present: false,
+            refused: Some(why),
+            receive_max: HELD_MAX as u16,
+            max_packet_size: 0,
+            keep_alive: None,
+            assigned_client_id: None,
+            topic_alias_max: 0,
+        });
         let _ = wire.flush().await;
     };
     if connect.client_id.is_empty() && !connect.clean_start {
@@ -166,13 +177,15 @@ async fn login<H: Hooks>(
         wire.codec.set_max_out(max);
     }
     let told_keep_alive = (keep_alive != connect.keep_alive).then_some(keep_alive);
-    wire.put(connack(
-        present,
-        assigned,
-        None,
-        limits.max_packet_bytes,
-        told_keep_alive,
-    ));
+    wire.put(Out::ConnAck {
+        session_present: present,
+        refused: None,
+        receive_max: HELD_MAX as u16,
+        max_packet_size: limits.max_packet_bytes,
+        keep_alive: told_keep_alive,
+        assigned_client_id: assigned,
+        topic_alias_max: limits.max_topic_aliases,
+    });
     let max_inflight =
         usize::from((connect.receive_max.unwrap_or(u16::MAX)).min(limits.max_inflight));
     let mut connection = Connection {
@@ -183,6 +196,10 @@ async fn login<H: Hooks>(
         held: VecDeque::new(),
         waiting: None,
         max_inflight: max_inflight.max(1),
+        aliases: Aliases::new(
+            limits.max_topic_aliases,
+            connect.topic_alias_max.min(limits.max_topic_aliases),
+        ),
         connection,
         claim,
         client,
@@ -193,14 +210,14 @@ async fn login<H: Hooks>(
         wire,
     };
     connection.resend_inflight();
-    if connection.wire.flush().await.is_err() {
-        connection.end(Ended::Lost).await;
-        return None;
-    }
     let shared = &connection.shared;
     (shared.hooks)
         .connected(&connection.client, connection.connection)
         .await;
+    if connection.wire.flush().await.is_err() {
+        connection.end(Ended::Lost).await;
+        return None;
+    }
     Some(connection)
 }
 
@@ -231,23 +248,6 @@ fn claim<H: Hooks>(
     (session, claim, present)
 }
 
-fn connack(
-    session_present: bool,
-    assigned_client_id: Option<ByteString>,
-    refused: Option<ConnectRefusal>,
-    max_packet_size: u32,
-    keep_alive: Option<u16>,
-) -> Out {
-    Out::ConnAck {
-        session_present,
-        refused,
-        receive_max: HELD_MAX as u16,
-        max_packet_size,
-        keep_alive,
-        assigned_client_id,
-    }
-}
-
 struct Connection<H: Hooks> {
     shared: Arc<Shared<H>>,
     session: Arc<Session>,
@@ -268,6 +268,7 @@ struct Connection<H: Hooks> {
     held: VecDeque<In>,
     waiting: Option<Box<Waiting>>,
     max_inflight: usize,
+    aliases: Aliases,
 }
 
 /// A publish whose subscribers are being given it: one queue was full.
@@ -286,12 +287,10 @@ enum Stop {
     Lost,
 }
 
-impl From<WireError> for Stop {
-    fn from(e: WireError) -> Self {
+impl From<DecodeError> for Stop {
+    fn from(e: DecodeError) -> Self {
         match e {
-            WireError::Decode(rmqtt_codec::error::DecodeError::MaxSizeExceeded { .. }) => {
-                Stop::Closed(Closing::TooLarge)
-            }
+            DecodeError::MaxSizeExceeded { .. } => Stop::Closed(Closing::TooLarge),
             _ => Stop::Closed(Closing::ProtocolError),
         }
     }
@@ -402,7 +401,10 @@ impl<H: Hooks> Connection<H> {
                 let mut retained_for = Vec::new();
                 for (filter, options) in filters {
                     let (g, new) = self.subscribe(filter.clone(), options);
-                    if let (Granted::Qos(qos), true) = (g, wants_retained(&options, new)) {
+                    // A shared subscription gets none (MQTT 4.8.2).
+                    let shared = matches!(Filter::parse(&filter), Some(Filter::Shared { .. }));
+                    let wanted = !shared && wants_retained(&options, new);
+                    if let (Granted::Qos(qos), true) = (g, wanted) {
                         retained_for.push((filter, qos));
                     }
                     granted.push(g);
@@ -439,7 +441,11 @@ impl<H: Hooks> Connection<H> {
         Ok(())
     }
 
-    async fn publish(&mut self, p: Publish) -> Result<(), Stop> {
+    async fn publish(&mut self, mut p: Publish) -> Result<(), Stop> {
+        if let Some(alias) = p.properties.as_mut().and_then(|pp| pp.topic_alias.take()) {
+            p.topic = (self.aliases.resolve(alias.get(), &p.topic))
+                .ok_or(Stop::Closed(Closing::TopicAliasInvalid))?;
+        }
         if !valid_topic(&p.topic) {
             return Err(Stop::Closed(Closing::ProtocolError));
         }
@@ -523,17 +529,17 @@ impl<H: Hooks> Connection<H> {
 
     /// Subscribes; and whether the subscription is new (not a change of
     /// one the session had).
-    fn subscribe(&mut self, filter: ByteString, options: SubscribeOptions) -> (Granted, bool) {
-        if !valid_filter(&filter) {
+    fn subscribe(&mut self, full: ByteString, options: SubscribeOptions) -> (Granted, bool) {
+        let Some(filter) = Filter::parse(&full) else {
             return (Granted::BadFilter, false);
-        }
+        };
         let session = &self.session;
         let mut subscriptions = session.subscriptions.lock().unwrap();
-        let again = subscriptions.iter().position(|(f, _)| *f == filter);
+        let again = subscriptions.iter().position(|(f, _)| *f == full);
         if again.is_none() && subscriptions.len() >= self.shared.limits.max_subscriptions {
             return (Granted::TooMany, false);
         }
-        if let Err(refused) = self.shared.hooks.subscribe(&self.client, &filter) {
+        if let Err(refused) = self.shared.hooks.subscribe(&self.client, filter.topics()) {
             return (refused, false);
         }
         let options = SubscribeOptions {
@@ -547,12 +553,12 @@ impl<H: Hooks> Connection<H> {
         let mut router = self.shared.router.write().unwrap();
         match again {
             Some(i) => {
-                router.remove(&filter, session.id);
+                router.remove(filter, session.id);
                 subscriptions[i].1 = options;
             }
-            None => subscriptions.push((filter.clone(), options)),
+            None => subscriptions.push((full.clone(), options)),
         }
-        router.insert(&filter, session.id, subscriber);
+        router.insert(filter, session.id, subscriber);
         (Granted::Qos(options.qos), again.is_none())
     }
 
@@ -584,7 +590,9 @@ impl<H: Hooks> Connection<H> {
             return false;
         };
         subscriptions.swap_remove(i);
-        (self.shared.router.write().unwrap()).remove(filter, session.id);
+        if let Some(filter) = Filter::parse(filter) {
+            (self.shared.router.write().unwrap()).remove(filter, session.id);
+        }
         true
     }
 
@@ -613,7 +621,14 @@ impl<H: Hooks> Connection<H> {
         }
         let v5 = self.version == Version::V5;
         let packet_id = (queued.qos != QoS::AtMostOnce).then(|| self.carried.next_packet_id());
-        let publish = message.to_publish(queued.qos, queued.retain, packet_id, v5, now);
+        let mut publish = message.to_publish(queued.qos, queued.retain, packet_id, v5, now);
+        if let Some(properties) = publish.properties.as_mut() {
+            let (alias, known) = self.aliases.outgoing(&publish.topic);
+            properties.topic_alias = alias;
+            if known {
+                publish.topic = ByteString::new();
+            }
+        }
         if !self.wire.put(Out::Publish(Box::new(publish))) {
             self.shared.hooks.dropped(Dropped::TooLarge);
             return;
@@ -693,7 +708,21 @@ impl<H: Hooks> Connection<H> {
         // The next connection may take the session now.
         drop(carried);
         if let (Some(will), Ended::Lost) = (will, ended) {
-            publish_will(&shared, &session, &client, will).await;
+            // MQTT 5: the Will waits its delay, or until the session ends
+            // if sooner; a connection taking the session meanwhile
+            // cancels it.
+            let delay = will.delay.min(session.expiry.load(Ordering::Acquire));
+            if delay == 0 {
+                publish_will(&shared, &session, &client, will).await;
+            } else {
+                let (shared, session, client) = (shared.clone(), session.clone(), client.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(u64::from(delay))).await;
+                    if session.claimed_by(claim) {
+                        publish_will(&shared, &session, &client, will).await;
+                    }
+                });
+            }
         }
         shared.hooks.disconnected(&client, connection, ended);
     }

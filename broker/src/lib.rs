@@ -12,11 +12,13 @@
 //! stays full past `Limits::stuck_after` belongs to a client that is not
 //! reading, and what is waiting for it is dropped.
 
+mod aliases;
 mod connection;
 pub mod hooks;
 pub mod message;
 mod queue;
 mod retained;
+mod router;
 mod session;
 mod socket;
 pub mod trie;
@@ -39,10 +41,9 @@ pub use rmqtt_codec::types::QoS;
 pub use wire::{Closing, ConnectRefusal, Granted, PubRefusal, Version};
 
 use queue::Queued;
+use router::{Filter, Router};
 use session::Session;
 pub use session::NEVER;
-use trie::Trie;
-use wire::SubscribeOptions;
 
 #[derive(Clone, Debug)]
 pub struct Limits {
@@ -53,6 +54,9 @@ pub struct Limits {
     /// QoS 1 messages sent to a client and not yet acknowledged.
     pub max_inflight: u16,
     pub max_subscriptions: usize,
+    /// MQTT 5 topic aliases the broker takes from a client, and uses
+    /// toward one (up to what the client takes).
+    pub max_topic_aliases: u16,
     /// The longest keep-alive a client may ask for.
     pub max_keepalive_s: u16,
     /// How long a new connection has to send its CONNECT.
@@ -72,6 +76,7 @@ impl Default for Limits {
             max_queue: 1000,
             max_inflight: 64,
             max_subscriptions: 100,
+            max_topic_aliases: 0,
             max_keepalive_s: 3600,
             connect_timeout: Duration::from_secs(10),
             session_expiry: Duration::from_secs(2 * 60 * 60),
@@ -190,7 +195,7 @@ impl<H: Hooks> Broker<H> {
                 continue;
             };
             subscriptions.swap_remove(i);
-            shared.router.write().unwrap().remove(filter, session.id);
+            (shared.router.write().unwrap()).remove(Filter::Plain(filter), session.id);
             ended.push(session.client_id.clone());
         }
         ended
@@ -206,7 +211,7 @@ impl<H: Hooks> Broker<H> {
 pub(crate) struct Shared<H: Hooks> {
     hooks: H,
     limits: Limits,
-    router: RwLock<Trie<Subscriber>>,
+    router: RwLock<Router>,
     retained: RwLock<retained::Retained>,
     /// The sessions, by client id.
     sessions: Mutex<HashMap<ByteString, Arc<Session>>>,
@@ -214,12 +219,6 @@ pub(crate) struct Shared<H: Hooks> {
     shutdown: CancellationToken,
     /// The connections' tasks, for `stop` to wait on.
     tasks: TaskTracker,
-}
-
-#[derive(Clone)]
-struct Subscriber {
-    session: Arc<Session>,
-    options: SubscribeOptions,
 }
 
 impl<H: Hooks> Shared<H> {
@@ -232,7 +231,9 @@ impl<H: Hooks> Shared<H> {
         let filters = std::mem::take(&mut *session.subscriptions.lock().unwrap());
         let mut router = self.router.write().unwrap();
         for (filter, _) in &filters {
-            router.remove(filter, session.id);
+            if let Some(filter) = Filter::parse(filter) {
+                router.remove(filter, session.id);
+            }
         }
     }
 

@@ -45,17 +45,24 @@ impl<S: Clone> Trie<S> {
 
     /// Removes subscriber `id`'s `filter`, and the branches left empty.
     pub fn remove(&mut self, filter: &str, id: u64) {
-        let levels: Vec<&str> = filter.split('/').collect();
-        self.remove_levels(&levels, id);
+        self.remove_where(filter, id, |_| true);
     }
 
-    fn remove_levels(&mut self, levels: &[&str], id: u64) {
+    /// Removes those of subscriber `id`'s entries under `filter` that
+    /// `which` picks.
+    pub fn remove_where(&mut self, filter: &str, id: u64, which: impl Fn(&S) -> bool) {
+        let levels: Vec<&str> = filter.split('/').collect();
+        self.remove_levels(&levels, id, &which);
+    }
+
+    fn remove_levels(&mut self, levels: &[&str], id: u64, which: &impl Fn(&S) -> bool) {
+        let keep = |(i, s): &(u64, S)| *i != id || !which(s);
         match levels.split_first() {
-            None => self.here.retain(|(i, _)| *i != id),
-            Some((&"#", _)) => self.rest.retain(|(i, _)| *i != id),
+            None => self.here.retain(keep),
+            Some((&"#", _)) => self.rest.retain(keep),
             Some((&"+", rest)) => {
                 if let Some(plus) = &mut self.plus {
-                    plus.remove_levels(rest, id);
+                    plus.remove_levels(rest, id, which);
                     if plus.is_empty() {
                         self.plus = None;
                     }
@@ -63,7 +70,7 @@ impl<S: Clone> Trie<S> {
             }
             Some((level, rest)) => {
                 if let Some(child) = self.children.get_mut(*level) {
-                    child.remove_levels(rest, id);
+                    child.remove_levels(rest, id, which);
                     if child.is_empty() {
                         self.children.remove(*level);
                     }

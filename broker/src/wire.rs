@@ -35,6 +35,8 @@ pub struct Connect {
     pub receive_max: Option<u16>,
     /// The largest packet the client takes.
     pub max_packet_size: Option<u32>,
+    /// MQTT 5: how many topic aliases the client takes from the broker.
+    pub topic_alias_max: u16,
     pub will: Option<Will>,
 }
 
@@ -44,6 +46,8 @@ pub struct Will {
     pub payload: Bytes,
     pub qos: QoS,
     pub retain: bool,
+    /// MQTT 5's Will Delay Interval, in seconds.
+    pub delay: u32,
 }
 
 /// How a subscription wants its messages (MQTT 5's options; 3.1.1 has
@@ -125,6 +129,7 @@ pub enum Closing {
     KeepAlive,
     ProtocolError,
     TooLarge,
+    TopicAliasInvalid,
     ShuttingDown,
     /// The embedder's: the login no longer holds (e.g. its token expired).
     NotAuthorized,
@@ -140,6 +145,8 @@ pub enum Out {
         max_packet_size: u32,
         keep_alive: Option<u16>,
         assigned_client_id: Option<ByteString>,
+        /// MQTT 5: how many topic aliases the broker takes.
+        topic_alias_max: u16,
     },
     Publish(Box<Publish>),
     PubAck(NonZeroU16, Option<PubRefusal>),
@@ -159,13 +166,6 @@ pub enum Codec {
     V5(v5::Codec),
 }
 
-#[derive(Debug)]
-pub enum WireError {
-    Decode(DecodeError),
-    /// An MQTT 5 client's Topic Alias; the broker announces none.
-    TopicAlias,
-}
-
 impl Codec {
     pub fn new(max_in: u32) -> Codec {
         Codec::Unknown { max_in }
@@ -180,9 +180,9 @@ impl Codec {
     }
 
     /// The next whole packet in `src`, if there is one.
-    pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<In>, WireError> {
+    pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<In>, DecodeError> {
         if let Codec::Unknown { max_in } = *self {
-            match VersionCodec.decode(src).map_err(WireError::Decode)? {
+            match VersionCodec.decode(src)? {
                 None => return Ok(None),
                 Some(ProtocolVersion::MQTT3) => *self = Codec::V3(v3::Codec::new(max_in)),
                 Some(ProtocolVersion::MQTT5) => *self = Codec::V5(v5::Codec::new(max_in, 0)),
@@ -190,14 +190,8 @@ impl Codec {
         }
         let decoded = match self {
             Codec::Unknown { .. } => unreachable!("chosen above"),
-            Codec::V3(c) => c
-                .decode(src)
-                .map_err(WireError::Decode)?
-                .map(|(p, _)| from_v3(p)),
-            Codec::V5(c) => match c.decode(src).map_err(WireError::Decode)? {
-                Some((p, _)) => Some(from_v5(p)?),
-                None => None,
-            },
+            Codec::V3(c) => c.decode(src)?.map(|(p, _)| from_v3(p)),
+            Codec::V5(c) => c.decode(src)?.map(|(p, _)| from_v5(p)),
         };
         Ok(decoded)
     }
@@ -236,11 +230,13 @@ fn from_v3(p: v3::Packet) -> In {
             session_expiry: None,
             receive_max: None,
             max_packet_size: None,
+            topic_alias_max: 0,
             will: c.last_will.map(|w| Will {
                 topic: w.topic,
                 payload: w.message,
                 qos: w.qos,
                 retain: w.retain,
+                delay: 0,
             }),
         })),
         P::Publish(p) => In::Publish(p),
@@ -280,9 +276,9 @@ fn from_v3(p: v3::Packet) -> In {
     }
 }
 
-fn from_v5(p: v5::Packet) -> Result<In, WireError> {
+fn from_v5(p: v5::Packet) -> In {
     use v5::Packet as P;
-    Ok(match p {
+    match p {
         P::Connect(c) => In::Connect(Box::new(Connect {
             version: Version::V5,
             client_id: c.client_id,
@@ -293,20 +289,16 @@ fn from_v5(p: v5::Packet) -> Result<In, WireError> {
             session_expiry: Some(c.session_expiry_interval_secs),
             receive_max: c.receive_max.map(NonZeroU16::get),
             max_packet_size: c.max_packet_size.map(NonZeroU32::get),
+            topic_alias_max: c.topic_alias_max,
             will: c.last_will.map(|w| Will {
                 topic: w.topic,
                 payload: w.message,
                 qos: w.qos,
                 retain: w.retain,
+                delay: w.will_delay_interval_sec.unwrap_or(0),
             }),
         })),
-        P::Publish(p) => {
-            let alias = p.properties.as_ref().and_then(|pp| pp.topic_alias);
-            if alias.is_some() {
-                return Err(WireError::TopicAlias);
-            }
-            In::Publish(p)
-        }
+        P::Publish(p) => In::Publish(p),
         P::PublishAck(a) => In::PubAck(a.packet_id),
         P::PublishRelease(r) => In::PubRel(r.packet_id),
         P::Subscribe(s) => In::Subscribe {
@@ -339,7 +331,7 @@ fn from_v5(p: v5::Packet) -> Result<In, WireError> {
             session_expiry: d.session_expiry_interval_secs,
         },
         _ => In::Unexpected,
-    })
+    }
 }
 
 /// The 3.1.1 form of `out`; `None` for what 3.1.1 cannot say (a server's
@@ -392,6 +384,7 @@ fn to_v5(out: Out) -> v5::Packet {
             max_packet_size,
             keep_alive,
             assigned_client_id,
+            topic_alias_max,
         } => P::ConnectAck(Box::new(v5::ConnectAck {
             session_present,
             reason_code: match refused {
@@ -408,9 +401,9 @@ fn to_v5(out: Out) -> v5::Packet {
             assigned_client_id,
             retain_available: true,
             wildcard_subscription_available: true,
-            shared_subscription_available: false,
+            shared_subscription_available: true,
             subscription_identifiers_available: false,
-            topic_alias_max: 0,
+            topic_alias_max,
             ..Default::default()
         })),
         Out::Publish(p) => P::Publish(p),
@@ -462,6 +455,7 @@ fn to_v5(out: Out) -> v5::Packet {
             Closing::KeepAlive => v5::DisconnectReasonCode::KeepAliveTimeout,
             Closing::ProtocolError => v5::DisconnectReasonCode::ProtocolError,
             Closing::TooLarge => v5::DisconnectReasonCode::PacketTooLarge,
+            Closing::TopicAliasInvalid => v5::DisconnectReasonCode::TopicAliasInvalid,
             Closing::ShuttingDown => v5::DisconnectReasonCode::ServerShuttingDown,
             Closing::NotAuthorized => v5::DisconnectReasonCode::NotAuthorized,
         })),

@@ -696,3 +696,150 @@ async fn websocket_clients_and_tcp_clients_talk() {
     assert_eq!(browser.receive(20).await, numbered(20));
     assert_eq!(phone.receive(20).await, numbered(20));
 }
+
+#[tokio::test]
+async fn a_shared_subscription_gives_each_message_to_one_member_in_turn() {
+    let b = Running::start(Limits::default()).await;
+    let mut one = Client::connect(b.addr, "one").await;
+    let mut two = Client::connect(b.addr, "two").await;
+    let mut plain = Client::connect(b.addr, "plain").await;
+    one.subscribe("$share/workers/jobs/+").await;
+    two.subscribe("$share/workers/jobs/+").await;
+    plain.subscribe("jobs/+").await;
+    let publisher = Client::connect(b.addr, "pub").await;
+    publisher.publish_numbered("jobs/a", 4).await;
+    assert_eq!(plain.receive(4).await, numbered(4));
+    let (got_one, got_two) = tokio::join!(one.receive(2), two.receive(2));
+    let mut all = [got_one, got_two].concat();
+    all.sort();
+    assert_eq!(all, numbered(4), "each message to exactly one member");
+}
+
+/// An MQTT 5 client (rumqttc), its events on a channel.
+async fn v5_client(
+    options: rumqttc::v5::MqttOptions,
+) -> (
+    rumqttc::v5::AsyncClient,
+    mpsc::UnboundedReceiver<rumqttc::v5::mqttbytes::v5::Packet>,
+    tokio::task::JoinHandle<()>,
+) {
+    use rumqttc::v5::{mqttbytes::v5::Packet as P5, Event as E5};
+    let (client, mut eventloop) = rumqttc::v5::AsyncClient::new(options, 100);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        while let Ok(event) = eventloop.poll().await {
+            if let E5::Incoming(p) = event {
+                if tx.send(p).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    loop {
+        let p = tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if let P5::ConnAck(_) = p {
+            return (client, rx, task);
+        }
+    }
+}
+
+/// The next PUBLISH: topic (as sent, maybe empty), topic alias, payload.
+async fn next_v5_publish(
+    rx: &mut mpsc::UnboundedReceiver<rumqttc::v5::mqttbytes::v5::Packet>,
+) -> (String, Option<u16>, Vec<u8>) {
+    loop {
+        let p = tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if let rumqttc::v5::mqttbytes::v5::Packet::Publish(p) = p {
+            let alias = p.properties.and_then(|pp| pp.topic_alias);
+            let topic = String::from_utf8(p.topic.to_vec()).unwrap();
+            return (topic, alias, p.payload.to_vec());
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_delayed_will_is_published_after_its_delay() {
+    use rumqttc::v5::mqttbytes::v5::{LastWill, LastWillProperties};
+    let mut b = Running::start(Limits::default()).await;
+    let mut watcher = Client::connect(b.addr, "watcher").await;
+    watcher.subscribe("wills/#").await;
+    let mut o = rumqttc::v5::MqttOptions::new("late", "127.0.0.1", b.addr.port());
+    let properties = LastWillProperties {
+        delay_interval: Some(1),
+        payload_format_indicator: None,
+        message_expiry_interval: None,
+        content_type: None,
+        response_topic: None,
+        correlation_data: None,
+        user_properties: Vec::new(),
+    };
+    let will = LastWill::new(
+        "wills/late",
+        "gone",
+        rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+        false,
+        Some(properties),
+    );
+    o.set_last_will(will);
+    o.set_clean_start(false);
+    o.set_session_expiry_interval(Some(60));
+    let (_client, _rx, task) = v5_client(o).await;
+    task.abort();
+    assert_eq!(b.next_ended().await, ("late".into(), Ended::Lost));
+    assert_eq!(watcher.receive(1).await, [b"gone".to_vec()]);
+}
+
+#[tokio::test]
+async fn topic_aliases_stand_for_topics_toward_an_mqtt5_client() {
+    let b = Running::start(Limits {
+        max_topic_aliases: 4,
+        ..Limits::default()
+    })
+    .await;
+    let mut o = rumqttc::v5::MqttOptions::new("aliased", "127.0.0.1", b.addr.port());
+    o.set_topic_alias_max(Some(1));
+    let (client, mut rx, _task) = v5_client(o).await;
+    client
+        .subscribe("a/+", rumqttc::v5::mqttbytes::QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    loop {
+        let p = tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if let rumqttc::v5::mqttbytes::v5::Packet::SubAck(_) = p {
+            break;
+        }
+    }
+    let publisher = Client::connect(b.addr, "pub").await;
+    for topic in ["a/x", "a/x", "a/y", "a/y"] {
+        publisher
+            .client
+            .publish(topic, QoS::AtLeastOnce, false, topic)
+            .await
+            .unwrap();
+    }
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        got.push(next_v5_publish(&mut rx).await);
+    }
+    let want = [
+        ("a/x", Some(1), "a/x"),
+        ("", Some(1), "a/x"),
+        // The client takes one alias: a/y goes in full.
+        ("a/y", None, "a/y"),
+        ("a/y", None, "a/y"),
+    ];
+    let want: Vec<_> = want
+        .iter()
+        .map(|(t, a, p)| (t.to_string(), *a, p.as_bytes().to_vec()))
+        .collect();
+    assert_eq!(got, want);
+}

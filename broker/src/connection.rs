@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::future::pending;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,7 +38,7 @@ use crate::{valid_topic, QoS, Session, Shared};
 /// anything else leaves the socket unread.
 const HELD_MAX: usize = 256;
 
-pub(crate) async fn run<H: Hooks>(shared: Arc<Shared<H>>, socket: Socket) {
+pub(crate) async fn run<H: Hooks>(shared: Arc<Shared<H>>, socket: Socket, address: SocketAddr) {
     let mut wire = Wire {
         socket,
         partial: None,
@@ -49,7 +50,7 @@ pub(crate) async fn run<H: Hooks>(shared: Arc<Shared<H>>, socket: Socket) {
         _ = shared.shutdown.cancelled() => return,
     };
     let Ok(Some(connect)) = connect else { return };
-    let Some(mut connection) = login(shared, wire, *connect).await else {
+    let Some(mut connection) = login(shared, wire, *connect, address).await else {
         return;
     };
     let ended = connection.serve().await;
@@ -113,6 +114,7 @@ async fn login<H: Hooks>(
     shared: Arc<Shared<H>>,
     mut wire: Wire,
     connect: Connect,
+    address: SocketAddr,
 ) -> Option<Connection<H>> {
     let limits = &shared.limits;
     let refuse = |mut wire: Wire, why: ConnectRefusal| async move {
@@ -131,6 +133,12 @@ async fn login<H: Hooks>(
         refuse(wire, ConnectRefusal::BadClientId).await;
         return None;
     }
+    // An MQTT 3.1.1 client cannot be told a shorter keep-alive: one asking
+    // for more than the broker allows is refused.
+    if connect.version == Version::V3 && connect.keep_alive > limits.max_keepalive_s {
+        refuse(wire, ConnectRefusal::Unavailable).await;
+        return None;
+    }
     let assigned = connect
         .client_id
         .is_empty()
@@ -141,6 +149,8 @@ async fn login<H: Hooks>(
         username: connect.username.as_deref(),
         password: connect.password.as_deref(),
         version: connect.version,
+        address,
+        will_topic: connect.will.as_ref().map(|w| &*w.topic),
     };
     let client = match shared.hooks.authenticate(&login).await {
         Ok(client) => Arc::new(client),
@@ -336,6 +346,9 @@ impl<H: Hooks> Connection<H> {
                 _ = room(&self.waiting) => self.offer_rest(),
                 _ = stuck(&self.waiting, stuck_after) => {
                     self.shared.hooks.dropped(Dropped::QueueFull);
+                    if let Some(waiting) = &self.waiting {
+                        waiting.current.0.stuck.store(true, Ordering::Release);
+                    }
                     self.offer_rest();
                 }
                 _ = &mut keep_alive, if reading => {
@@ -497,8 +510,8 @@ impl<H: Hooks> Connection<H> {
         while let Some((session, queued)) = deliveries.next() {
             match session.queue.try_push(queued) {
                 Ok(()) => {}
-                // Nobody reads an offline session's queue: no use waiting.
-                Err(_) if !session.online() => {
+                // Nobody reads an offline or stuck session's queue.
+                Err(_) if !session.worth_waiting_for() => {
                     self.shared.hooks.dropped(Dropped::QueueFull);
                 }
                 Err(queued) if queued.qos == QoS::AtMostOnce => {
@@ -604,6 +617,7 @@ impl<H: Hooks> Connection<H> {
             let Some(queued) = self.session.queue.pop() else {
                 break;
             };
+            self.session.stuck.store(false, Ordering::Release);
             self.send(queued, now);
         }
     }

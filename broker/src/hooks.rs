@@ -3,6 +3,7 @@
 //! learns of connections and drops.
 
 use std::future::Future;
+use std::net::SocketAddr;
 
 use crate::message::Message;
 use crate::wire::{ConnectRefusal, Granted, PubRefusal, Version};
@@ -13,6 +14,10 @@ pub struct Login<'a> {
     pub username: Option<&'a str>,
     pub password: Option<&'a [u8]>,
     pub version: Version,
+    /// The client's address, as the broker's socket sees it.
+    pub address: SocketAddr,
+    /// The topic of its Will, if it has one.
+    pub will_topic: Option<&'a str>,
 }
 
 /// How a connection ended.

@@ -10,7 +10,8 @@
 //! queue and reads acknowledgements, so two clients publishing into each
 //! other's full queues do not wait on each other forever; a queue that
 //! stays full past `Limits::stuck_after` belongs to a client that is not
-//! reading, and what is waiting for it is dropped.
+//! reading: what is waiting for it is dropped, and so is what does not
+//! fit in its queue until it reads again.
 
 mod aliases;
 mod connection;
@@ -26,6 +27,7 @@ pub mod wire;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -120,15 +122,15 @@ impl<H: Hooks> Broker<H> {
     /// Accepts MQTT connections on `listener` until `stop` (or until
     /// accepting fails).
     pub async fn serve(&self, listener: TcpListener) -> std::io::Result<()> {
-        self.accept(listener, |shared, socket| {
-            connection::run(shared, socket::Socket::Tcp(socket))
+        self.accept(listener, |shared, socket, address| {
+            connection::run(shared, socket::Socket::Tcp(socket), address)
         })
         .await
     }
 
     /// Accepts MQTT over WebSocket on `listener` until `stop`.
     pub async fn serve_ws(&self, listener: TcpListener) -> std::io::Result<()> {
-        self.accept(listener, |shared, socket| async move {
+        self.accept(listener, |shared, socket, address| async move {
             let max = shared.limits.max_packet_bytes as usize + 5;
             let handshake = socket::accept_ws(socket, max);
             let socket = tokio::select! {
@@ -136,7 +138,7 @@ impl<H: Hooks> Broker<H> {
                 _ = shared.shutdown.cancelled() => return,
             };
             if let Ok(Ok(socket)) = socket {
-                connection::run(shared, socket).await;
+                connection::run(shared, socket, address).await;
             }
         })
         .await
@@ -144,7 +146,7 @@ impl<H: Hooks> Broker<H> {
 
     async fn accept<F, R>(&self, listener: TcpListener, start: F) -> std::io::Result<()>
     where
-        F: Fn(Arc<Shared<H>>, TcpStream) -> R,
+        F: Fn(Arc<Shared<H>>, TcpStream, SocketAddr) -> R,
         R: Future<Output = ()> + Send + 'static,
     {
         let shared = &self.shared;
@@ -154,12 +156,12 @@ impl<H: Hooks> Broker<H> {
         let _serving = shared.tasks.token();
         let listener = listener;
         loop {
-            let (socket, _) = tokio::select! {
+            let (socket, address) = tokio::select! {
                 accepted = listener.accept() => accepted?,
                 _ = shared.shutdown.cancelled() => return Ok(()),
             };
             let _ = socket.set_nodelay(true);
-            shared.tasks.spawn(start(shared.clone(), socket));
+            shared.tasks.spawn(start(shared.clone(), socket, address));
         }
     }
 

@@ -25,6 +25,10 @@ pub(crate) struct Session {
     /// Whether a connection serves it: an offline session's full queue
     /// drops a message rather than make its publisher wait.
     pub online: AtomicBool,
+    /// Set when a publisher gave up waiting for room in its queue: its
+    /// client is not reading. Until it reads again, what does not fit is
+    /// dropped at once.
+    pub stuck: AtomicBool,
     /// The connection serving it, which can be told to close.
     pub serving: Mutex<Option<Serving>>,
     /// Handed from each connection to the next; the serving connection
@@ -80,6 +84,7 @@ impl Session {
             queue: Queue::new(max_queue),
             subscriptions: Mutex::new(Vec::new()),
             online: AtomicBool::new(false),
+            stuck: AtomicBool::new(false),
             serving: Mutex::new(None),
             carried: Default::default(),
             expiry: AtomicU32::new(0),
@@ -89,6 +94,12 @@ impl Session {
 
     pub fn online(&self) -> bool {
         self.online.load(Ordering::Acquire)
+    }
+
+    /// Whether a publisher should wait for room in its queue: only for a
+    /// client that is connected and reading.
+    pub fn worth_waiting_for(&self) -> bool {
+        self.online() && !self.stuck.load(Ordering::Acquire)
     }
 
     /// Tells the serving connection a newer one takes its place.

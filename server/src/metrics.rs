@@ -118,7 +118,7 @@ impl Metrics {
         );
         registry.register(
             "mqtt_messages_received",
-            "PUBLISH packets received from MQTT clients",
+            "Messages received from MQTT clients: their PUBLISH packets and their Wills",
             mqtt_messages_in.clone(),
         );
         registry.register(

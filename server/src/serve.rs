@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::broker::{self, Broker, Deps, Publisher};
+use crate::broker::{Broker, Deps, Publisher};
 use crate::clock;
 use crate::config::Config;
 use crate::http::{self, App};
@@ -132,7 +132,7 @@ async fn start(config: &Config) -> Result<(Running, tokio::net::TcpListener, Arc
     let graph = Arc::new(Graph::load(&store).await?);
     let metrics = Arc::new(Metrics::new());
     let limits = Arc::new(Limits::new());
-    let publisher = Publisher::new(broker::context().await?);
+    let publisher = Publisher::default();
     // Cancelled at shutdown once no client is connected: the services'
     // tasks store and publish what was queued, then end.
     let edges = Edges {

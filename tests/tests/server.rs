@@ -124,7 +124,8 @@ async fn generated_jwt_key_is_private_and_kept_across_restarts() {
 }
 
 /// A subscriber that stops reading keeps what is in flight to it and its
-/// queue; the broker drops the rest, and /metrics counts each drop.
+/// queue; once the publisher waited `mqtt_stuck_after_ms` for room, the
+/// broker drops the rest, and /metrics counts each drop.
 #[tokio::test]
 async fn a_stuck_subscribers_overflow_is_dropped_and_counted() {
     use std::io::{BufRead, BufReader};
@@ -135,6 +136,7 @@ async fn a_stuck_subscribers_overflow_is_dropped_and_counted() {
         .env("SWITCHBOARD_OPEN_BROKER", "true")
         .env("SWITCHBOARD_MQTT_MAX_INFLIGHT", "1")
         .env("SWITCHBOARD_MQTT_MAX_QUEUE", "10")
+        .env("SWITCHBOARD_MQTT_STUCK_AFTER_MS", "200")
         .start()
         .await
         .unwrap();

@@ -8,8 +8,8 @@ use std::sync::Mutex;
 use std::task::Poll;
 use std::time::Duration;
 
-use rmqtt::context::ServerContext;
-use rmqtt::types::Id;
+use bytestring::ByteString;
+use switchboard_broker::Closing;
 use tokio_util::time::delay_queue::{DelayQueue, Key};
 
 /// The timer wheel holds deadlines up to about two years; a token that
@@ -21,6 +21,9 @@ const LONGEST_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
 pub struct Expiry {
     timers: Mutex<Timers>,
 }
+
+/// A connection: its client id, and its number in the broker.
+type Id = (ByteString, u64);
 
 #[derive(Default)]
 struct Timers {
@@ -70,21 +73,14 @@ impl Expiry {
         .await
     }
 
-    /// Closes each connection whose token expired, as an administrative
-    /// action: a normal end for presence, not a takeover. The client is
-    /// expected to refresh its token and reconnect.
-    pub async fn run(&self, scx: ServerContext) {
+    /// Closes each connection whose token expired (MQTT 5 clients hear
+    /// "not authorized"): a normal end for presence, not a takeover. The
+    /// client is expected to refresh its token and reconnect.
+    pub async fn run(&self, core: &super::Core) {
         loop {
-            let connection = self.next().await;
-            let mut entry = scx.extends.shared().await.entry(connection.clone());
-            if entry
-                .session()
-                .is_some_and(|current| current.id == connection)
-            {
-                tracing::info!(client_id = %connection.client_id, "closing an MQTT connection whose token expired");
-                if let Err(e) = entry.kick(true, true, true).await {
-                    tracing::warn!(client_id = %connection.client_id, "closing an expired connection: {e}");
-                }
+            let (client_id, connection) = self.next().await;
+            if core.close(&client_id, connection, Closing::NotAuthorized) {
+                tracing::info!(%client_id, "closed an MQTT connection whose token expired");
             }
         }
     }

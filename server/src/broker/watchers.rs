@@ -6,8 +6,6 @@
 
 use std::sync::Arc;
 
-use rmqtt::context::ServerContext;
-use rmqtt::types::{Id as Connection, SharedGroup, Unsubscribe};
 use switchboard_protocol::{ClientId, ErrorCode, Filter, Id, Topic};
 
 use super::Publisher;
@@ -15,14 +13,12 @@ use crate::social::Graph;
 
 #[derive(Clone)]
 pub struct Watchers {
-    scx: ServerContext,
     publisher: Publisher,
     graph: Arc<Graph>,
 }
 
-/// Whether `viewer` may receive a message on `topic`, as far as the graph
-/// decides: a user's own topics go to those who see that user; anything
-/// else was settled at SUBSCRIBE.
+/// Whether `viewer` may still receive a message on `topic` (checked again
+/// at delivery, so nothing slips through before the subscription goes).
 pub fn may_receive(graph: &Graph, viewer: &Id, topic: &str) -> bool {
     if !topic.starts_with("users/") {
         return true;
@@ -36,51 +32,31 @@ pub fn may_receive(graph: &Graph, viewer: &Id, topic: &str) -> bool {
 }
 
 impl Watchers {
-    pub fn new(scx: ServerContext, publisher: Publisher, graph: Arc<Graph>) -> Self {
-        Watchers {
-            scx,
-            publisher,
-            graph,
-        }
+    pub fn new(publisher: Publisher, graph: Arc<Graph>) -> Self {
+        Watchers { publisher, graph }
     }
 
-    /// Removes the subscriptions to `target`'s topics whose holders may no
-    /// longer see it. Call after the graph changed.
+    /// Removes the subscriptions to `target`'s topics held by clients that
+    /// may no longer see it.
     pub async fn recheck(&self, target: &Id) {
-        let mut gone: Vec<(Connection, ClientId, String, Option<SharedGroup>)> = Vec::new();
-        {
-            let router = self.scx.extends.router().await;
-            for filter in Filter::reaching_user(target).map(|f| f.to_string()) {
-                let Some(holders) = router.relations().get(filter.as_str()) else {
+        let Some(core) = self.publisher.core() else {
+            return;
+        };
+        for filter in Filter::reaching_user(target).map(|f| f.to_string()) {
+            let may_see = |client_id: &str| match client_id.parse::<ClientId>() {
+                Ok(client) => self.graph.can_see(&client.id, target),
+                Err(_) => true,
+            };
+            for client_id in core.unsubscribe_where(&filter, may_see) {
+                let Ok(client) = client_id.parse::<ClientId>() else {
                     continue;
                 };
-                for (client_id, (connection, options)) in holders.iter() {
-                    let Ok(client) = client_id.parse::<ClientId>() else {
-                        continue;
-                    };
-                    if !self.graph.can_see(&client.id, target) {
-                        let group = options.shared_group().cloned();
-                        gone.push((connection.clone(), client, filter.clone(), group));
-                    }
-                }
+                tracing::info!(%client, filter, "subscription removed: the user no longer shares it");
+                let message = "subscription removed: that user no longer shares this with you";
+                self.publisher
+                    .report(&client, &filter, ErrorCode::Forbidden, message.into())
+                    .await;
             }
-        }
-        for (connection, client, filter, shared_group) in gone {
-            // The exact connection: the router keeps relations by it.
-            let entry = self.scx.extends.shared().await.entry(connection);
-            let unsubscribe = Unsubscribe {
-                topic_filter: filter.as_str().into(),
-                shared_group,
-            };
-            if let Err(e) = entry.unsubscribe(&unsubscribe).await {
-                tracing::warn!(%client, filter, "removing a forbidden subscription: {e}");
-                continue;
-            }
-            tracing::info!(%client, filter, "subscription removed: the user no longer shares it");
-            let message = "subscription removed: that user no longer shares this with you";
-            self.publisher
-                .report(&client, &filter, ErrorCode::Forbidden, message.into())
-                .await;
         }
     }
 }

@@ -98,6 +98,9 @@ pub struct Settings {
     pub mqtt_max_subscriptions: usize,
     /// How long an undelivered message is kept for a persistent session.
     pub mqtt_message_expiry_s: u64,
+    /// How long a publisher waits for room in a reading subscriber's full
+    /// queue before that subscriber counts as stuck.
+    pub mqtt_stuck_after_ms: u64,
     /// Largest MQTT packet accepted.
     pub mqtt_max_packet_bytes: u32,
     /// `true` only for conformance testing: no login, no topic rules.
@@ -106,8 +109,8 @@ pub struct Settings {
     /// for conformance suites that test a refusal.
     pub open_broker_refused_filters: Vec<String>,
     /// Longest keep-alive a client may ask for: MQTT 5 clients asking more
-    /// are told this one (Server Keep Alive); rmqtt refuses MQTT 3.1.1
-    /// clients asking more (`0x03`).
+    /// are told this one (Server Keep Alive); MQTT 3.1.1 clients asking
+    /// more are refused (`0x03`), as they cannot be told.
     pub mqtt_max_keepalive_s: u16,
     /// Topic aliases the server may use toward an MQTT 5 client (the client
     /// caps it too); 0 sends every topic in full.
@@ -179,6 +182,7 @@ impl Default for Settings {
             // Long enough for a phone woken by a push to collect its queued
             // invite and commands; a call that old has ended anyway.
             mqtt_message_expiry_s: 300,
+            mqtt_stuck_after_ms: 10_000,
             mqtt_max_packet_bytes: 64 * 1024,
             open_broker: false,
             open_broker_refused_filters: Vec::new(),

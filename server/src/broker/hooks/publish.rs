@@ -1,14 +1,10 @@
-//! A client's PUBLISH (or its Will), decided once, in rmqtt's publish hook:
-//! the topic parsed, the rules applied, the message handed to its service,
-//! and what the broker routes instead of it. A refusal is reported here,
-//! and only here. For a PUBLISH, rmqtt's ACL check comes right after on
-//! the same message and reads the verdict from the topic (`REFUSED`); a
-//! Will has no ACL check, so a refused or absorbed one goes to its `$`
-//! topic, which nobody may subscribe to.
+//! A client's PUBLISH (or its Will), decided once: the topic parsed, the
+//! rules applied, the message handed to its service, and what the broker
+//! routes in its place. A refusal is reported here, and only here (MQTT 5
+//! clients also get PUBACK 0x87).
 
 use bytes::Bytes;
-use rmqtt::session::Session;
-use rmqtt::types::Publish;
+use switchboard_broker::{Message, PubRefusal};
 use switchboard_protocol::acl::{check_publish, Principal};
 use switchboard_protocol::topic::PairingField;
 use switchboard_protocol::Topic;
@@ -23,10 +19,6 @@ use crate::refused::Refused;
 /// look offline while another device is online. Nobody may subscribe to a
 /// `$` topic, so nothing arrives anywhere.
 const ABSORBED: &str = "$switchboard/absorbed";
-
-/// Where a refused message is sent instead: the ACL check rejects it
-/// (MQTT 5 clients get PUBACK 0x87).
-pub const REFUSED: &str = "$switchboard/refused";
 
 /// What becomes of an allowed message.
 enum Route {
@@ -43,57 +35,52 @@ enum Route {
 }
 
 impl Hooks {
-    /// What the broker routes instead of `publish`; `None` routes it as
-    /// it is.
-    pub(super) async fn publish(&self, s: &Session, publish: &Publish) -> Option<Publish> {
-        let Some(principal) = self.logins.principal(&s.id.client_id) else {
-            // A Will sent after its connection's login ended (MQTT 5 Will
-            // Delay): nobody to report to, so only counted.
-            self.metrics.count_refusal("publish");
-            return Some(to(publish, REFUSED));
-        };
-        let route = match self.decide_publish(&principal, publish).await {
+    /// Decides `message` from `principal`: refused (reported to its
+    /// client), or what goes on to its subscribers.
+    pub(super) async fn publish(
+        &self,
+        principal: &Principal,
+        message: &mut Message,
+    ) -> Result<(), PubRefusal> {
+        let route = match self.decide_publish(principal, message).await {
             Ok(route) => route,
             Err(refused) => {
-                tracing::debug!(client_id = %principal.client, topic = %publish.topic,
+                tracing::debug!(client_id = %principal.client, topic = %message.topic,
                     message = refused.message, "publish refused");
                 self.metrics.count_refusal("publish");
                 self.publisher
                     .report(
                         &principal.client,
-                        &publish.topic,
+                        &message.topic,
                         refused.code,
                         refused.message,
                     )
                     .await;
-                return Some(to(publish, REFUSED));
+                return Err(PubRefusal::NotAuthorized);
             }
         };
         match route {
-            Route::Kept => None,
-            Route::AsSent if !publish.retain => None,
-            Route::AsSent => {
-                let mut p = publish.clone();
-                p.retain = false;
-                Some(p)
-            }
+            Route::Kept => {}
+            Route::AsSent => message.retain = false,
             Route::Replaced(payload) => {
-                let mut p = publish.clone();
-                p.payload = Bytes::from(payload);
-                p.retain = true;
-                Some(p)
+                message.payload = Bytes::from(payload);
+                message.retain = true;
             }
-            Route::Absorbed => Some(to(publish, ABSORBED)),
+            Route::Absorbed => {
+                message.topic = ABSORBED.into();
+                message.retain = false;
+            }
         }
+        Ok(())
     }
 
     async fn decide_publish(
         &self,
         principal: &Principal,
-        publish: &Publish,
+        message: &Message,
     ) -> Result<Route, Refused> {
-        let topic = check_publish(principal, &publish.topic, &self.facts())?;
-        let (services, me, payload) = (&self.services, &principal.client, &publish.payload);
+        let topic = check_publish(principal, &message.topic, &self.facts())?;
+        let (services, me, payload) = (&self.services, &principal.client, &message.payload);
         match topic {
             // The rules let only the owner publish these two.
             Topic::UserIsConnected(_) => Ok(Route::Absorbed),
@@ -136,12 +123,4 @@ impl Hooks {
             }
         }
     }
-}
-
-/// `publish` sent to `topic` instead, not retained.
-fn to(publish: &Publish, topic: &str) -> Publish {
-    let mut p = publish.clone();
-    p.topic = topic.into();
-    p.retain = false;
-    p
 }

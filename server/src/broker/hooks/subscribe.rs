@@ -3,9 +3,7 @@
 
 use std::net::IpAddr;
 
-use rmqtt::codec::v5::SubscribeAckReason;
-use rmqtt::session::Session;
-use rmqtt::types::{Subscribe, SubscribeAclResult};
+use switchboard_broker::Granted;
 use switchboard_pairing::PairingRefusal;
 use switchboard_protocol::acl::{authorize, Action, Denial, Principal, PrincipalKind};
 use switchboard_protocol::topic::PairingField;
@@ -14,21 +12,21 @@ use switchboard_protocol::{Filter, Topic};
 use super::Hooks;
 
 impl Hooks {
-    pub(super) fn subscribe(&self, s: &Session, sub: &Subscribe) -> SubscribeAclResult {
-        let address = s.id.remote_addr.map(|a| a.ip());
-        let verdict = match self.logins.principal(&s.id.client_id) {
-            Some(p) => self.decide_subscribe(&p, address, &sub.topic_filter),
-            None => Err(Denial::NotYours),
-        };
-        match verdict {
-            Ok(()) => SubscribeAclResult::new_success(sub.opts.qos(), None),
-            Err(denial) => {
-                tracing::debug!(client_id = %s.id.client_id, filter = %sub.topic_filter,
-                    %denial, "subscription refused");
+    /// Whether `principal`, connected from `address`, may subscribe to
+    /// `filter`.
+    pub(super) fn subscribe(
+        &self,
+        principal: &Principal,
+        address: IpAddr,
+        filter: &str,
+    ) -> Result<(), Granted> {
+        self.decide_subscribe(principal, Some(address), filter)
+            .map_err(|denial| {
+                tracing::debug!(client_id = %principal.client, filter, %denial,
+                    "subscription refused");
                 self.metrics.count_refusal("subscribe");
-                SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized)
-            }
-        }
+                Granted::NotAuthorized
+            })
     }
 
     fn decide_subscribe(

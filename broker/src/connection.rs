@@ -22,7 +22,7 @@ use crate::hooks::{Dropped, Ended, Hooks, Login};
 use crate::message::Message;
 use crate::queue::Queued;
 use crate::router::{Filter, Subscriber};
-use crate::session::{Carried, Serving, Stopping, NEVER};
+use crate::session::{Carried, Inflight, Serving, Stopping, NEVER};
 use crate::socket::Socket;
 use crate::wire::{
     Closing, Codec, Connect, ConnectRefusal, Granted, In, Out, RetainHandling, SubscribeOptions,
@@ -371,7 +371,15 @@ impl<H: Hooks> Connection<H> {
                     return Ok(());
                 }
                 match self.wire.next_packet()? {
-                    Some(p @ (In::PubAck(_) | In::PingReq)) => p,
+                    // What answers this connection's own messages, and
+                    // pings, cannot wait.
+                    Some(
+                        p @ (In::PubAck(_)
+                        | In::PubRec { .. }
+                        | In::PubRel(_)
+                        | In::PubComp(_)
+                        | In::PingReq),
+                    ) => p,
                     Some(In::Publish(p))
                         if p.qos == QoS::AtMostOnce && self.held.len() == HELD_MAX =>
                     {
@@ -400,10 +408,21 @@ impl<H: Hooks> Connection<H> {
         match packet {
             In::Publish(p) => self.publish(*p).await?,
             In::PubAck(id) => {
-                let inflight = &mut self.carried.inflight;
-                if let Some(i) = inflight.iter().position(|(sent, _)| *sent == id) {
-                    inflight.remove(i);
+                (self.carried).answered(id, |f| f.queued.qos == QoS::AtLeastOnce);
+            }
+            In::PubRec { packet_id, failed } => {
+                let is_qos2 = |f: &Inflight| f.queued.qos == QoS::ExactlyOnce;
+                if failed {
+                    self.carried.answered(packet_id, is_qos2);
+                } else if let Some(f) =
+                    (self.carried.inflight.iter_mut()).find(|f| f.id == packet_id && is_qos2(f))
+                {
+                    f.released = true;
+                    self.wire.put(Out::PubRel(packet_id));
                 }
+            }
+            In::PubComp(id) => {
+                self.carried.answered(id, |f| f.released);
             }
             In::PubRel(id) => {
                 self.carried.released.retain(|r| *r != id);
@@ -417,14 +436,14 @@ impl<H: Hooks> Connection<H> {
                     // A shared subscription gets none (MQTT 4.8.2).
                     let shared = matches!(Filter::parse(&filter), Some(Filter::Shared { .. }));
                     let wanted = !shared && wants_retained(&options, new);
-                    if let (Granted::Qos(qos), true) = (g, wanted) {
-                        retained_for.push((filter, qos));
+                    if let (Granted::Qos(_), true) = (g, wanted) {
+                        retained_for.push((filter, options));
                     }
                     granted.push(g);
                 }
                 self.wire.put(Out::SubAck(packet_id, granted));
-                for (filter, qos) in retained_for {
-                    self.send_retained(&filter, qos).await;
+                for (filter, options) in retained_for {
+                    self.send_retained(&filter, options).await;
                 }
             }
             In::Unsubscribe { packet_id, filters } => {
@@ -471,6 +490,10 @@ impl<H: Hooks> Connection<H> {
                 // A resend of one already taken: taken once.
                 self.wire.put(Out::PubRec(id, None));
                 return Ok(());
+            }
+            if self.carried.released.len() >= HELD_MAX {
+                // More unreleased than the Receive Maximum announced.
+                return Err(Stop::Closed(Closing::ReceiveMaximumExceeded));
             }
         }
         let mut message = Message::published(p, self.session.id, Instant::now());
@@ -555,10 +578,6 @@ impl<H: Hooks> Connection<H> {
         if let Err(refused) = self.shared.hooks.subscribe(&self.client, filter.topics()) {
             return (refused, false);
         }
-        let options = SubscribeOptions {
-            qos: options.qos.min(QoS::AtLeastOnce),
-            ..options
-        };
         let subscriber = Subscriber {
             session: session.clone(),
             options,
@@ -579,7 +598,7 @@ impl<H: Hooks> Connection<H> {
     /// values if it serves them, else the broker's. Straight to the socket
     /// ahead of the queue, so a message queued meanwhile, newer, comes
     /// after them.
-    async fn send_retained(&mut self, filter: &str, qos: QoS) {
+    async fn send_retained(&mut self, filter: &str, options: SubscribeOptions) {
         let shared = &self.shared;
         let messages = match shared.hooks.served(&self.client, filter).await {
             Some(served) => served.into_iter().map(Arc::new).collect(),
@@ -588,9 +607,10 @@ impl<H: Hooks> Connection<H> {
         let now = Instant::now();
         for message in messages {
             let queued = Queued {
-                qos: qos.min(message.qos),
+                qos: options.qos.min(message.qos),
                 message,
                 retain: true,
+                subscription_ids: options.id.into_iter().collect(),
             };
             self.send(queued, now);
         }
@@ -635,7 +655,7 @@ impl<H: Hooks> Connection<H> {
         }
         let v5 = self.version == Version::V5;
         let packet_id = (queued.qos != QoS::AtMostOnce).then(|| self.carried.next_packet_id());
-        let mut publish = message.to_publish(queued.qos, queued.retain, packet_id, v5, now);
+        let mut publish = message.to_publish(&queued, packet_id, v5, now);
         if let Some(properties) = publish.properties.as_mut() {
             let (alias, known) = self.aliases.outgoing(&publish.topic);
             properties.topic_alias = alias;
@@ -648,22 +668,31 @@ impl<H: Hooks> Connection<H> {
             return;
         }
         if let Some(id) = packet_id {
-            self.carried.inflight.push_back((id, queued));
+            self.carried.inflight.push_back(Inflight {
+                id,
+                queued,
+                released: false,
+            });
         }
     }
 
-    /// Sends again, flagged DUP, what the session's last connection sent
-    /// and its client did not acknowledge.
+    /// Sends again what the session's last connection sent and its client
+    /// did not acknowledge: the message flagged DUP, or the PUBREL of a
+    /// QoS 2 message whose PUBREC came.
     fn resend_inflight(&mut self) {
         let now = Instant::now();
         let v5 = self.version == Version::V5;
-        let inflight = std::mem::take(&mut self.carried.inflight);
-        for (id, queued) in inflight {
-            let mut publish =
-                (queued.message).to_publish(queued.qos, queued.retain, Some(id), v5, now);
-            publish.dup = true;
-            if self.wire.put(Out::Publish(Box::new(publish))) {
-                self.carried.inflight.push_back((id, queued));
+        for f in std::mem::take(&mut self.carried.inflight) {
+            let sent = match f.released {
+                true => self.wire.put(Out::PubRel(f.id)),
+                false => {
+                    let mut publish = (f.queued.message).to_publish(&f.queued, Some(f.id), v5, now);
+                    publish.dup = true;
+                    self.wire.put(Out::Publish(Box::new(publish)))
+                }
+            };
+            if sent {
+                self.carried.inflight.push_back(f);
             }
         }
     }
@@ -676,6 +705,9 @@ impl<H: Hooks> Connection<H> {
             Stop::Closed(why) => {
                 if self.wire.put(Out::Disconnect(why)) {
                     let _ = self.wire.flush().await;
+                }
+                if why.is_clients_fault() {
+                    self.wire.socket.linger().await;
                 }
                 match why {
                     Closing::TakenOver => Ended::TakenOver,
@@ -748,9 +780,16 @@ async fn publish_will<H: Hooks>(
     client: &H::Client,
     will: Will,
 ) {
-    let mut message = Message::new(will.topic, will.payload, will.qos.min(QoS::AtLeastOnce));
-    message.retain = will.retain;
-    message.from = session.id;
+    let publish = Publish {
+        dup: false,
+        retain: will.retain,
+        qos: will.qos,
+        topic: will.topic,
+        packet_id: None,
+        payload: will.payload,
+        properties: will.properties,
+    };
+    let mut message = Message::published(publish, session.id, Instant::now());
     if shared.hooks.publish(client, &mut message).await.is_ok() {
         shared.offer_now(message);
     }

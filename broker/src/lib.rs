@@ -279,18 +279,26 @@ impl<H: Hooks> Shared<H> {
         let mut matched = self.router.read().unwrap().matches(&message.topic);
         matched.retain(|s| !(s.options.no_local && s.session.id == message.from));
         matched.sort_by_key(|s| (s.session.id, std::cmp::Reverse(s.options.qos)));
-        matched.dedup_by_key(|s| s.session.id);
-        matched
-            .into_iter()
-            .map(|s| {
-                let queued = Queued {
-                    message: message.clone(),
-                    qos: s.options.qos.min(message.qos),
-                    retain: s.options.retain_as_published && message.retain,
-                };
-                (s.session, queued)
-            })
-            .collect()
+        let mut out: Vec<(Arc<Session>, Queued)> = Vec::with_capacity(matched.len());
+        for s in matched {
+            match out.last_mut() {
+                // Another subscription of the same session: its identifier
+                // goes along (the first, highest QoS, decided the rest).
+                Some((session, queued)) if session.id == s.session.id => {
+                    queued.subscription_ids.extend(s.options.id);
+                }
+                _ => {
+                    let queued = Queued {
+                        message: message.clone(),
+                        qos: s.options.qos.min(message.qos),
+                        retain: s.options.retain_as_published && message.retain,
+                        subscription_ids: s.options.id.into_iter().collect(),
+                    };
+                    out.push((s.session, queued));
+                }
+            }
+        }
+        out
     }
 }
 

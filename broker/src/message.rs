@@ -9,6 +9,7 @@ use rmqtt_codec::types::Publish;
 use rmqtt_codec::v5::PublishProperties;
 use tokio::time::Instant;
 
+use crate::queue::Queued;
 use crate::QoS;
 
 #[derive(Debug)]
@@ -44,28 +45,21 @@ impl Message {
         }
     }
 
+    /// A client's PUBLISH, or its Will (as a PUBLISH it did not send).
     pub(crate) fn published(p: Publish, from: u64, now: Instant) -> Message {
-        let mut properties = p
-            .properties
-            .filter(|pp| *pp != PublishProperties::default());
-        let expires = properties
-            .as_mut()
-            .and_then(|pp| pp.message_expiry_interval.take())
+        let mut properties = p.properties.unwrap_or_default();
+        let expires = (properties.message_expiry_interval.take())
             .map(|s| now + std::time::Duration::from_secs(u64::from(s.get())));
-        if let Some(pp) = properties.as_mut() {
-            // Both are per hop: the subscriber's connection sets its own.
-            pp.topic_alias = None;
-            pp.subscription_ids.clear();
-        }
+        // Both are per hop: the subscriber's connection sets its own.
+        properties.topic_alias = None;
+        properties.subscription_ids.clear();
         Message {
             topic: p.topic,
             payload: p.payload,
             qos: p.qos,
             retain: p.retain,
             expires,
-            properties: properties
-                .filter(|pp| *pp != PublishProperties::default())
-                .map(Box::new),
+            properties: (properties != PublishProperties::default()).then(|| Box::new(properties)),
             received: now,
             from,
         }
@@ -79,14 +73,15 @@ impl Message {
     /// get the properties, and the expiry as what is left of it.
     pub(crate) fn to_publish(
         &self,
-        qos: QoS,
-        retain: bool,
+        queued: &Queued,
         packet_id: Option<NonZeroU16>,
         v5: bool,
         now: Instant,
     ) -> Publish {
+        let (qos, retain) = (queued.qos, queued.retain);
         let properties = v5.then(|| {
             let mut pp = self.properties.as_deref().cloned().unwrap_or_default();
+            pp.subscription_ids = queued.subscription_ids.clone();
             pp.message_expiry_interval = self.expires.map(|e| {
                 let left = e.saturating_duration_since(now).as_secs();
                 NonZeroU32::new(left.clamp(1, u64::from(u32::MAX)) as u32)

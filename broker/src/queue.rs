@@ -3,6 +3,7 @@
 //! lost, and holding no memory while empty.
 
 use std::collections::VecDeque;
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, Semaphore};
@@ -17,6 +18,8 @@ pub struct Queued {
     pub qos: QoS,
     /// The RETAIN flag as the subscriber sees it.
     pub retain: bool,
+    /// The MQTT 5 Subscription Identifiers of the subscriptions it matched.
+    pub subscription_ids: Vec<NonZeroU32>,
 }
 
 pub struct Queue {
@@ -95,6 +98,7 @@ mod tests {
             )),
             qos: QoS::AtLeastOnce,
             retain: false,
+            subscription_ids: Vec::new(),
         }
     }
 

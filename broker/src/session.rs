@@ -69,8 +69,8 @@ impl Stopping {
 /// What a session keeps of its conversation with its client.
 #[derive(Default)]
 pub(crate) struct Carried {
-    /// QoS 1 messages sent and not yet acknowledged, in order.
-    pub inflight: VecDeque<(NonZeroU16, Queued)>,
+    /// QoS 1 and 2 messages sent and not yet acknowledged, in order.
+    pub inflight: VecDeque<Inflight>,
     pub last_packet_id: u16,
     /// QoS 2 messages taken whose PUBREL has not come yet.
     pub released: Vec<NonZeroU16>,
@@ -143,7 +143,21 @@ impl Session {
     }
 }
 
+pub(crate) struct Inflight {
+    pub id: NonZeroU16,
+    pub queued: Queued,
+    /// QoS 2: its PUBREC came and PUBREL went; PUBCOMP ends it.
+    pub released: bool,
+}
+
 impl Carried {
+    /// Ends the exchange of packet `id` if `done` says this answer ends it.
+    pub fn answered(&mut self, id: NonZeroU16, done: impl Fn(&Inflight) -> bool) {
+        if let Some(i) = self.inflight.iter().position(|f| f.id == id && done(f)) {
+            self.inflight.remove(i);
+        }
+    }
+
     /// The next free packet id.
     pub fn next_packet_id(&mut self) -> NonZeroU16 {
         loop {
@@ -151,7 +165,7 @@ impl Carried {
             let Some(id) = NonZeroU16::new(self.last_packet_id) else {
                 continue;
             };
-            if !self.inflight.iter().any(|(sent, _)| *sent == id) {
+            if !self.inflight.iter().any(|f| f.id == id) {
                 return id;
             }
         }

@@ -2,6 +2,7 @@
 //! subprotocol `mqtt`) for browsers.
 
 use std::io;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
@@ -55,6 +56,31 @@ impl Socket {
                 (ws.send(Frame::Binary(bytes.freeze())).await).map_err(io::Error::other)
             }
         }
+    }
+}
+
+/// How long a connection closed for a protocol error stays open for
+/// reading, so the client reads the DISCONNECT that says why.
+const LINGER: Duration = Duration::from_secs(1);
+
+impl Socket {
+    /// Stops writing and reads what the client still sends until it
+    /// closes (up to `LINGER`). Closing a socket with unread bytes resets
+    /// it, and the client may lose the DISCONNECT that says why.
+    pub async fn linger(&mut self) {
+        let Socket::Tcp(socket) = self else {
+            return;
+        };
+        if socket.shutdown().await.is_err() {
+            return;
+        }
+        let drain = async {
+            let mut partial = None;
+            while self.read(&mut partial).await.is_ok() {
+                partial = None;
+            }
+        };
+        let _ = tokio::time::timeout(LINGER, drain).await;
     }
 }
 

@@ -8,6 +8,7 @@ use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use rmqtt_codec::error::DecodeError;
 use rmqtt_codec::types::Publish;
+use rmqtt_codec::v5::PublishProperties;
 use rmqtt_codec::version::{ProtocolVersion, VersionCodec};
 use rmqtt_codec::{v3, v5};
 use tokio_util::codec::{Decoder, Encoder};
@@ -48,6 +49,8 @@ pub struct Will {
     pub retain: bool,
     /// MQTT 5's Will Delay Interval, in seconds.
     pub delay: u32,
+    /// MQTT 5's properties of the Will's message.
+    pub properties: Option<PublishProperties>,
 }
 
 /// How a subscription wants its messages (MQTT 5's options; 3.1.1 has
@@ -55,6 +58,8 @@ pub struct Will {
 #[derive(Clone, Copy, Debug)]
 pub struct SubscribeOptions {
     pub qos: QoS,
+    /// MQTT 5's Subscription Identifier, sent back with each message.
+    pub id: Option<NonZeroU32>,
     pub no_local: bool,
     pub retain_as_published: bool,
     pub retain_handling: RetainHandling,
@@ -73,7 +78,13 @@ pub enum In {
     Connect(Box<Connect>),
     Publish(Box<Publish>),
     PubAck(NonZeroU16),
+    /// A QoS 2 message received; `failed`: MQTT 5 says it was not taken.
+    PubRec {
+        packet_id: NonZeroU16,
+        failed: bool,
+    },
     PubRel(NonZeroU16),
+    PubComp(NonZeroU16),
     Subscribe {
         packet_id: NonZeroU16,
         filters: Vec<(ByteString, SubscribeOptions)>,
@@ -103,6 +114,19 @@ pub enum ConnectRefusal {
     Unavailable,
 }
 
+impl Closing {
+    /// Whether the client broke the protocol (it may still be sending).
+    pub fn is_clients_fault(self) -> bool {
+        matches!(
+            self,
+            Closing::ProtocolError
+                | Closing::TooLarge
+                | Closing::TopicAliasInvalid
+                | Closing::ReceiveMaximumExceeded
+        )
+    }
+}
+
 /// What a SUBSCRIBE gets for one filter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Granted {
@@ -130,6 +154,7 @@ pub enum Closing {
     ProtocolError,
     TooLarge,
     TopicAliasInvalid,
+    ReceiveMaximumExceeded,
     ShuttingDown,
     /// The embedder's: the login no longer holds (e.g. its token expired).
     NotAuthorized,
@@ -151,6 +176,7 @@ pub enum Out {
     Publish(Box<Publish>),
     PubAck(NonZeroU16, Option<PubRefusal>),
     PubRec(NonZeroU16, Option<PubRefusal>),
+    PubRel(NonZeroU16),
     PubComp(NonZeroU16),
     SubAck(NonZeroU16, Vec<Granted>),
     UnsubAck(NonZeroU16, Vec<bool>),
@@ -237,11 +263,17 @@ fn from_v3(p: v3::Packet) -> In {
                 qos: w.qos,
                 retain: w.retain,
                 delay: 0,
+                properties: None,
             }),
         })),
         P::Publish(p) => In::Publish(p),
         P::PublishAck { packet_id } => In::PubAck(packet_id),
+        P::PublishReceived { packet_id } => In::PubRec {
+            packet_id,
+            failed: false,
+        },
         P::PublishRelease { packet_id } => In::PubRel(packet_id),
+        P::PublishComplete { packet_id } => In::PubComp(packet_id),
         P::Subscribe {
             packet_id,
             topic_filters,
@@ -252,6 +284,7 @@ fn from_v3(p: v3::Packet) -> In {
                 .map(|(f, qos)| {
                     let options = SubscribeOptions {
                         qos,
+                        id: None,
                         no_local: false,
                         retain_as_published: false,
                         retain_handling: RetainHandling::Always,
@@ -296,11 +329,25 @@ fn from_v5(p: v5::Packet) -> In {
                 qos: w.qos,
                 retain: w.retain,
                 delay: w.will_delay_interval_sec.unwrap_or(0),
+                properties: Some(PublishProperties {
+                    correlation_data: w.correlation_data,
+                    message_expiry_interval: w.message_expiry_interval,
+                    content_type: w.content_type,
+                    user_properties: w.user_properties,
+                    is_utf8_payload: w.is_utf8_payload.unwrap_or(false),
+                    response_topic: w.response_topic,
+                    ..Default::default()
+                }),
             }),
         })),
         P::Publish(p) => In::Publish(p),
         P::PublishAck(a) => In::PubAck(a.packet_id),
+        P::PublishReceived(r) => In::PubRec {
+            packet_id: r.packet_id,
+            failed: u8::from(r.reason_code) >= 0x80,
+        },
         P::PublishRelease(r) => In::PubRel(r.packet_id),
+        P::PublishComplete(c) => In::PubComp(c.packet_id),
         P::Subscribe(s) => In::Subscribe {
             packet_id: s.packet_id,
             filters: s
@@ -309,6 +356,7 @@ fn from_v5(p: v5::Packet) -> In {
                 .map(|(f, o)| {
                     let options = SubscribeOptions {
                         qos: o.qos,
+                        id: s.id,
                         no_local: o.no_local,
                         retain_as_published: o.retain_as_published,
                         retain_handling: match o.retain_handling {
@@ -357,6 +405,7 @@ fn to_v3(out: Out) -> Option<v3::Packet> {
         // 3.1.1 has no refusal: the message is taken and dropped.
         Out::PubAck(packet_id, _) => P::PublishAck { packet_id },
         Out::PubRec(packet_id, _) => P::PublishReceived { packet_id },
+        Out::PubRel(packet_id) => P::PublishRelease { packet_id },
         Out::PubComp(packet_id) => P::PublishComplete { packet_id },
         Out::SubAck(packet_id, granted) => P::SubscribeAck {
             packet_id,
@@ -395,14 +444,14 @@ fn to_v5(out: Out) -> v5::Packet {
                 Some(ConnectRefusal::Unavailable) => v5::ConnectAckReason::ServerUnavailable,
             },
             receive_max: NonZeroU16::new(receive_max).unwrap_or(NonZeroU16::MAX),
-            max_qos: QoS::AtLeastOnce,
+            max_qos: QoS::ExactlyOnce,
             max_packet_size: Some(max_packet_size),
             server_keepalive_sec: keep_alive,
             assigned_client_id,
             retain_available: true,
             wildcard_subscription_available: true,
             shared_subscription_available: true,
-            subscription_identifiers_available: false,
+            subscription_identifiers_available: true,
             topic_alias_max,
             ..Default::default()
         })),
@@ -417,6 +466,10 @@ fn to_v5(out: Out) -> v5::Packet {
             reason_code: pub_reason(refused),
             ..Default::default()
         }),
+        Out::PubRel(packet_id) => P::PublishRelease(v5::PublishAck2 {
+            packet_id,
+            ..Default::default()
+        }),
         Out::PubComp(packet_id) => P::PublishComplete(v5::PublishAck2 {
             packet_id,
             ..Default::default()
@@ -429,7 +482,8 @@ fn to_v5(out: Out) -> v5::Packet {
                 .into_iter()
                 .map(|g| match g {
                     Granted::Qos(QoS::AtMostOnce) => v5::SubscribeAckReason::GrantedQos0,
-                    Granted::Qos(_) => v5::SubscribeAckReason::GrantedQos1,
+                    Granted::Qos(QoS::AtLeastOnce) => v5::SubscribeAckReason::GrantedQos1,
+                    Granted::Qos(QoS::ExactlyOnce) => v5::SubscribeAckReason::GrantedQos2,
                     Granted::NotAuthorized => v5::SubscribeAckReason::NotAuthorized,
                     Granted::BadFilter => v5::SubscribeAckReason::TopicFilterInvalid,
                     Granted::TooMany => v5::SubscribeAckReason::QuotaExceeded,
@@ -456,6 +510,7 @@ fn to_v5(out: Out) -> v5::Packet {
             Closing::ProtocolError => v5::DisconnectReasonCode::ProtocolError,
             Closing::TooLarge => v5::DisconnectReasonCode::PacketTooLarge,
             Closing::TopicAliasInvalid => v5::DisconnectReasonCode::TopicAliasInvalid,
+            Closing::ReceiveMaximumExceeded => v5::DisconnectReasonCode::ReceiveMaximumExceeded,
             Closing::ShuttingDown => v5::DisconnectReasonCode::ServerShuttingDown,
             Closing::NotAuthorized => v5::DisconnectReasonCode::NotAuthorized,
         })),

@@ -46,7 +46,7 @@ pub async fn logins(count: usize, rate: u64) -> Result<()> {
     let server = Server::start(&Database::Sqlite).await?;
     let pid = server.pid();
     let (id, token) = account(&server, "user")?;
-    // Warm up allocator pools and rmqtt's per-client structures first.
+    // Warm up allocator pools and the broker's per-client structures first.
     for _ in 0..200 {
         drop(login(&server, &id, &token).await?);
     }

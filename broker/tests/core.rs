@@ -843,3 +843,55 @@ async fn topic_aliases_stand_for_topics_toward_an_mqtt5_client() {
         .collect();
     assert_eq!(got, want);
 }
+
+#[tokio::test]
+async fn qos_2_is_delivered_once_at_qos_2_with_each_subscriptions_identifier() {
+    use rumqttc::v5::mqttbytes::v5::{Packet as P5, SubscribeProperties};
+    use rumqttc::v5::mqttbytes::QoS as Q5;
+    let b = Running::start(Limits::default()).await;
+    let o = rumqttc::v5::MqttOptions::new("ids", "127.0.0.1", b.addr.port());
+    let (client, mut rx, _task) = v5_client(o).await;
+    for (filter, id) in [("q/+", 7), ("q/#", 9)] {
+        let properties = SubscribeProperties {
+            id: Some(id),
+            user_properties: Vec::new(),
+        };
+        client
+            .subscribe_with_properties(filter, Q5::ExactlyOnce, properties)
+            .await
+            .unwrap();
+    }
+    let publisher = Client::connect(b.addr, "pub").await;
+    publisher
+        .client
+        .publish("q/x", QoS::ExactlyOnce, false, "once")
+        .await
+        .unwrap();
+    publisher
+        .client
+        .publish("q/end", QoS::AtLeastOnce, false, "end")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let p = tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if let P5::Publish(p) = p {
+            let mut ids = p
+                .properties
+                .map(|pp| pp.subscription_identifiers)
+                .unwrap_or_default();
+            ids.sort();
+            got.push((p.payload.to_vec(), p.qos, ids));
+        }
+    }
+    assert_eq!(
+        got,
+        [
+            (b"once".to_vec(), Q5::ExactlyOnce, vec![7, 9]),
+            (b"end".to_vec(), Q5::AtLeastOnce, vec![7, 9]),
+        ]
+    );
+}

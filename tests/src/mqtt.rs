@@ -143,7 +143,7 @@ async fn open(
                 },
                 Ok(Event::Incoming(Packet::SubAck(s))) => Incoming::SubAck(s.return_codes),
                 // MQTT: after DISCONNECT the client closes the connection
-                // (rumqttc leaves that to the app; rmqtt waits for it).
+                // (rumqttc leaves that to the app).
                 Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
                 Ok(_) => continue,
                 Err(_) => return,

@@ -228,8 +228,8 @@ async fn a_client_reconnects_at_once_after_disconnect() {
     let db = Database::for_test().await.unwrap();
     let server = Server::start(&db).await.unwrap();
     let phone = server.minted("user", Some("phone"), 600).unwrap();
-    // rmqtt refused 5-8% of these (CONNACK 0x03) while it tore the last
-    // session down.
+    // rmqtt, the broker before ours, refused 5-8% of these (CONNACK 0x03)
+    // while it tore the last session down.
     for i in 0..200 {
         let client = connect(server.mqtt, Via::Tcp, phone.login())
             .await
@@ -250,7 +250,8 @@ async fn forwarded_messages_carry_only_the_publishers_expiry() {
         .unwrap();
     watcher.subscribe(&topic).await.unwrap();
     let mut publisher = V5Client::connect(server.mqtt, phone.login()).await.unwrap();
-    // rmqtt stamped a 300 s expiry on every message whose publisher set none.
+    // rmqtt, the broker before ours, stamped a 300 s expiry on every
+    // message whose publisher set none.
     publisher
         .publish(&topic, br#"{"nickname": "A"}"#)
         .await
@@ -281,7 +282,8 @@ async fn topic_aliases_toward_mqtt5_clients_keep_every_topic() {
         .unwrap();
     watcher.subscribe(&topic).await.unwrap();
     // An MQTT 3.1.1 publisher: its messages carry no properties, which
-    // rmqtt sent under an alias with an empty topic.
+    // rmqtt, the broker before ours, sent under an alias with an empty
+    // topic.
     let publisher = server.mqtt_as(&phone).await;
     for nickname in ["A", "B", "C"] {
         let profile = serde_json::json!({ "nickname": nickname });

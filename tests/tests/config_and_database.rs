@@ -212,7 +212,7 @@ async fn open_broker_is_explicit_and_loud() {
     assert!(connect(open.mqtt, Via::Tcp, forged).await.is_ok());
     assert!(open.logged("OPEN_BROKER is on"));
     // A keep-alive (the harness asks 30 s) above mqtt_max_keepalive_s:
-    // rmqtt refuses an MQTT 3.1.1 client.
+    // an MQTT 3.1.1 client, which cannot be told a shorter one, is refused.
     let short = Server::builder(&db)
         .env("SWITCHBOARD_OPEN_BROKER", "true")
         .env("SWITCHBOARD_MQTT_MAX_KEEPALIVE_S", "20")

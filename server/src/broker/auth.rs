@@ -1,6 +1,6 @@
 //! Who may log in to the broker: a pure decision on the CONNECT's username,
-//! password and client id, kept apart from rmqtt's types so it is tested
-//! directly.
+//! password and client id, kept apart from the broker's types so it is
+//! tested directly.
 
 use switchboard_protocol::acl::Principal;
 use switchboard_protocol::{ClientId, Topic};
@@ -38,8 +38,8 @@ impl Refusal {
 
     /// Refusals about the credentials answer "bad username or password"
     /// (0x04 / 0x86); a client id the token does not cover answers "not
-    /// authorized" (0x05 / 0x87), since rmqtt lets a hook return no
-    /// "identifier rejected".
+    /// authorized" (0x05 / 0x87): the id may be well formed, it is just
+    /// not this token's.
     pub fn is_credentials(self) -> bool {
         !matches!(self, Refusal::WrongClientId | Refusal::ForbiddenWill)
     }

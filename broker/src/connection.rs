@@ -523,8 +523,8 @@ impl<H: Hooks> Connection<H> {
         Ok(())
     }
 
-    /// Queues a message for each subscriber in turn; at a full queue, a
-    /// QoS 0 copy is dropped and a QoS 1 copy waits for room.
+    /// Queues a message for each subscriber in turn; at a full queue of a
+    /// reading subscriber, it waits for room.
     fn offer(
         &mut self,
         mut deliveries: std::vec::IntoIter<(Arc<Session>, Queued)>,
@@ -537,9 +537,8 @@ impl<H: Hooks> Connection<H> {
                 Err(_) if !session.worth_waiting_for() => {
                     self.shared.hooks.dropped(Dropped::QueueFull);
                 }
-                Err(queued) if queued.qos == QoS::AtMostOnce => {
-                    self.shared.hooks.dropped(Dropped::QueueFull);
-                }
+                // QoS 0 waits too: MQTT lets it be lost, but a burst
+                // should slow its publisher, not vanish.
                 Err(queued) => {
                     self.waiting = Some(Box::new(Waiting {
                         current: (session, queued),

@@ -9,9 +9,15 @@ use bytestring::ByteString;
 pub struct Aliases {
     /// How many the client may use toward the broker.
     max_in: u16,
-    incoming: HashMap<u16, ByteString>,
     /// How many the broker may use toward the client.
     max_out: u16,
+    /// Made at the first alias: most connections never use one.
+    maps: Option<Box<Maps>>,
+}
+
+#[derive(Default)]
+struct Maps {
+    incoming: HashMap<u16, ByteString>,
     outgoing: HashMap<ByteString, NonZeroU16>,
 }
 
@@ -19,9 +25,8 @@ impl Aliases {
     pub fn new(max_in: u16, max_out: u16) -> Aliases {
         Aliases {
             max_in,
-            incoming: HashMap::new(),
             max_out,
-            outgoing: HashMap::new(),
+            maps: None,
         }
     }
 
@@ -32,25 +37,30 @@ impl Aliases {
         if alias == 0 || alias > self.max_in {
             return None;
         }
+        let incoming = &mut self.maps.get_or_insert_default().incoming;
         if topic.is_empty() {
-            return self.incoming.get(&alias).cloned();
+            return incoming.get(&alias).cloned();
         }
-        self.incoming.insert(alias, topic.clone());
+        incoming.insert(alias, topic.clone());
         Some(topic.clone())
     }
 
     /// The alias to send `topic` with, and whether the client already
     /// knows it (then the topic itself is left out).
     pub fn outgoing(&mut self, topic: &ByteString) -> (Option<NonZeroU16>, bool) {
-        if let Some(alias) = self.outgoing.get(topic) {
+        if self.max_out == 0 {
+            return (None, false);
+        }
+        let outgoing = &mut self.maps.get_or_insert_default().outgoing;
+        if let Some(alias) = outgoing.get(topic) {
             return (Some(*alias), true);
         }
-        let next = self.outgoing.len() as u16 + 1;
+        let next = outgoing.len() as u16 + 1;
         if next > self.max_out {
             return (None, false);
         }
         let alias = NonZeroU16::new(next).expect("counted from 1");
-        self.outgoing.insert(topic.clone(), alias);
+        outgoing.insert(topic.clone(), alias);
         (Some(alias), false)
     }
 }

@@ -3,9 +3,10 @@
 //! waits for room when a subscriber's queue is full.
 
 use std::collections::VecDeque;
-use std::future::pending;
+use std::future::{pending, Future};
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,11 +51,14 @@ pub(crate) async fn run<H: Hooks>(shared: Arc<Shared<H>>, socket: Socket, addres
         _ = shared.shutdown.cancelled() => return,
     };
     let Ok(Some(connect)) = connect else { return };
-    let Some(mut connection) = login(shared, wire, *connect, address).await else {
+    // Boxed here and below: what runs once (or rarely) and awaits the
+    // embedder's hooks would otherwise make every connection's task as
+    // large as its largest step, idle or not.
+    let Some(mut connection) = Box::pin(login(shared, wire, *connect, address)).await else {
         return;
     };
     let ended = connection.serve().await;
-    connection.end(ended).await;
+    Box::pin(connection.end(ended)).await;
 }
 
 /// The socket and what is half read from it or waiting to be written.
@@ -202,7 +206,7 @@ async fn login<H: Hooks>(
         version: connect.version,
         keep_alive: Duration::from_secs(u64::from(keep_alive)) * 3 / 2,
         last_read: Instant::now(),
-        will: connect.will,
+        will: connect.will.map(Box::new),
         held: VecDeque::new(),
         waiting: None,
         max_inflight: max_inflight.max(1),
@@ -273,7 +277,7 @@ struct Connection<H: Hooks> {
     /// Silence longer than this ends the connection (1.5 keep-alives).
     keep_alive: Duration,
     last_read: Instant,
-    will: Option<Will>,
+    will: Option<Box<Will>>,
     /// Packets read while a publish waits for room, in their order.
     held: VecDeque<In>,
     waiting: Option<Box<Waiting>>,
@@ -343,11 +347,12 @@ impl<H: Hooks> Connection<H> {
                     }
                 }
                 _ = self.session.queue.filled(), if window_open => {}
-                _ = room(&self.waiting) => self.offer_rest(),
-                _ = stuck(&self.waiting, stuck_after) => {
-                    self.shared.hooks.dropped(Dropped::QueueFull);
-                    if let Some(waiting) = &self.waiting {
-                        waiting.current.0.stuck.store(true, Ordering::Release);
+                queued = room(&self.waiting, stuck_after) => {
+                    if !queued {
+                        self.shared.hooks.dropped(Dropped::QueueFull);
+                        if let Some(waiting) = &self.waiting {
+                            waiting.current.0.stuck.store(true, Ordering::Release);
+                        }
                     }
                     self.offer_rest();
                 }
@@ -400,7 +405,8 @@ impl<H: Hooks> Connection<H> {
                     None => return Ok(()),
                 }
             };
-            self.handle(packet).await?;
+            // Boxed: kept out of an idle connection's task (see `run`).
+            Box::pin(self.handle(packet)).await?;
         }
     }
 
@@ -497,9 +503,7 @@ impl<H: Hooks> Connection<H> {
             }
         }
         let mut message = Message::published(p, self.session.id, Instant::now());
-        let verdict = (self.shared.hooks)
-            .publish(&self.client, &mut message)
-            .await;
+        let verdict = Box::pin((self.shared.hooks).publish(&self.client, &mut message)).await;
         let ack = match (qos, packet_id) {
             (QoS::AtLeastOnce, Some(id)) => Some(Out::PubAck(id, verdict.err())),
             (QoS::ExactlyOnce, Some(id)) => {
@@ -599,7 +603,7 @@ impl<H: Hooks> Connection<H> {
     /// after them.
     async fn send_retained(&mut self, filter: &str, options: SubscribeOptions) {
         let shared = &self.shared;
-        let messages = match shared.hooks.served(&self.client, filter).await {
+        let messages = match Box::pin(shared.hooks.served(&self.client, filter)).await {
             Some(served) => served.into_iter().map(Arc::new).collect(),
             None => shared.retained.read().unwrap().matching(filter),
         };
@@ -706,7 +710,7 @@ impl<H: Hooks> Connection<H> {
                     let _ = self.wire.flush().await;
                 }
                 if why.is_clients_fault() {
-                    self.wire.socket.linger().await;
+                    Box::pin(self.wire.socket.linger()).await;
                 }
                 match why {
                     Closing::TakenOver => Ended::TakenOver,
@@ -758,13 +762,13 @@ impl<H: Hooks> Connection<H> {
             // cancels it.
             let delay = will.delay.min(session.expiry.load(Ordering::Acquire));
             if delay == 0 {
-                publish_will(&shared, &session, &client, will).await;
+                publish_will(&shared, &session, &client, *will).await;
             } else {
                 let (shared, session, client) = (shared.clone(), session.clone(), client.clone());
                 tokio::spawn(async move {
                     tokio::time::sleep(Duration::from_secs(u64::from(delay))).await;
                     if session.claimed_by(claim) {
-                        publish_will(&shared, &session, &client, will).await;
+                        publish_will(&shared, &session, &client, *will).await;
                     }
                 });
             }
@@ -804,18 +808,19 @@ fn wants_retained(options: &SubscribeOptions, new: bool) -> bool {
     }
 }
 
-/// Resolves once the waiting copy has its place in the queue.
-async fn room(waiting: &Option<Box<Waiting>>) {
-    match waiting {
-        Some(w) => w.current.0.queue.push(w.current.1.clone()).await,
-        None => pending().await,
-    }
-}
-
-/// Resolves once the waiting copy has waited `after`.
-async fn stuck(waiting: &Option<Box<Waiting>>, after: Duration) {
-    match waiting {
-        Some(w) => sleep_until(w.since + after).await,
-        None => pending().await,
-    }
+/// Resolves once the waiting copy has its place in the queue (`true`),
+/// or has waited `after` (`false`). Allocated only while a copy waits,
+/// so an idle connection's task does not carry it.
+fn room(
+    waiting: &Option<Box<Waiting>>,
+    after: Duration,
+) -> Pin<Box<dyn Future<Output = bool> + Send + '_>> {
+    let Some(w) = waiting else {
+        // A zero-sized future: no allocation.
+        return Box::pin(pending());
+    };
+    Box::pin(async move {
+        let push = w.current.0.queue.push(w.current.1.clone());
+        tokio::time::timeout_at(w.since + after, push).await.is_ok()
+    })
 }

@@ -160,7 +160,9 @@ impl<H: Hooks> Broker<H> {
                 _ = shared.shutdown.cancelled() => return Ok(()),
             };
             let _ = socket.set_nodelay(true);
-            shared.tasks.spawn(start(shared.clone(), socket, address));
+            let fut = start(shared.clone(), socket, address);
+            eprintln!("PROBE connection future {}", std::mem::size_of_val(&fut));
+            shared.tasks.spawn(fut);
         }
     }
 

@@ -34,18 +34,8 @@ impl Socket {
                 socket.readable().await?;
                 read_available(socket, partial)
             }
-            Socket::Ws(ws) => match ws.next().await {
-                Some(Ok(Frame::Binary(bytes))) => {
-                    partial
-                        .get_or_insert_with(BytesMut::new)
-                        .extend_from_slice(&bytes);
-                    Ok(true)
-                }
-                Some(Ok(Frame::Close(_))) | None => Err(io::ErrorKind::UnexpectedEof.into()),
-                // A ping's pong is queued by tungstenite: send it.
-                Some(Ok(_)) => ws.flush().await.map(|()| false).map_err(io::Error::other),
-                Some(Err(e)) => Err(io::Error::other(e)),
-            },
+            // Boxed: its state would make every TCP connection's larger.
+            Socket::Ws(ws) => Box::pin(read_ws(ws, partial)).await,
         }
     }
 
@@ -81,6 +71,24 @@ impl Socket {
             }
         };
         let _ = tokio::time::timeout(LINGER, drain).await;
+    }
+}
+
+async fn read_ws(
+    ws: &mut WebSocketStream<TcpStream>,
+    partial: &mut Option<BytesMut>,
+) -> io::Result<bool> {
+    match ws.next().await {
+        Some(Ok(Frame::Binary(bytes))) => {
+            partial
+                .get_or_insert_with(BytesMut::new)
+                .extend_from_slice(&bytes);
+            Ok(true)
+        }
+        Some(Ok(Frame::Close(_))) | None => Err(io::ErrorKind::UnexpectedEof.into()),
+        // A ping's pong is queued by tungstenite: send it.
+        Some(Ok(_)) => ws.flush().await.map(|()| false).map_err(io::Error::other),
+        Some(Err(e)) => Err(io::Error::other(e)),
     }
 }
 

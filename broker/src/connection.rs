@@ -35,8 +35,9 @@ use crate::{valid_topic, QoS, Session, Shared};
 /// goes on meanwhile, so the client's acknowledgements are not stuck
 /// behind them: a client with fewer unacknowledged messages than this
 /// (every MQTT 5 client: it is the Receive Maximum announced) cannot
-/// wait on its own queue. Past it, QoS 0 messages are dropped and
-/// anything else leaves the socket unread.
+/// wait on its own queue. Past it the socket is left unread, which slows
+/// a client flooding QoS 0 messages; should that client wait on a
+/// subscriber that waits on it, `Limits::stuck_after` ends the wait.
 const HELD_MAX: usize = 256;
 
 pub(crate) async fn run<H: Hooks>(shared: Arc<Shared<H>>, socket: Socket, address: SocketAddr) {
@@ -385,12 +386,6 @@ impl<H: Hooks> Connection<H> {
                         | In::PubComp(_)
                         | In::PingReq),
                     ) => p,
-                    Some(In::Publish(p))
-                        if p.qos == QoS::AtMostOnce && self.held.len() == HELD_MAX =>
-                    {
-                        self.shared.hooks.dropped(Dropped::QueueFull);
-                        continue;
-                    }
                     Some(p) => {
                         self.held.push_back(p);
                         continue;

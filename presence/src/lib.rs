@@ -17,7 +17,11 @@
 //! Time is passed in (milliseconds); `tick` expires takeovers whose new
 //! connection never arrived.
 
-use std::collections::{BTreeMap, HashMap};
+mod devices;
+
+use std::collections::HashMap;
+
+use devices::Devices;
 
 use switchboard_protocol::payload::Presence;
 use switchboard_protocol::{ClientId, Id};
@@ -89,7 +93,7 @@ struct Device {
 #[derive(Debug, Default)]
 struct User {
     /// By device name; `""` is a connection with the bare id.
-    devices: BTreeMap<String, Device>,
+    devices: Devices<Device>,
     seq: u64,
     last_seen: Option<i64>,
 }
@@ -119,7 +123,7 @@ impl User {
     fn presence(&self) -> Presence {
         Presence {
             online: !self.devices.is_empty(),
-            devices: self.devices.keys().cloned().collect(),
+            devices: self.devices.names().map(str::to_string).collect(),
             last_seen: self.last_seen,
             seq: self.seq,
         }
@@ -142,7 +146,7 @@ impl Tracker {
     /// already held keeps what it has, which is newer.
     pub fn learn(&mut self, user: Id, seq: u64, last_seen: Option<i64>) {
         self.users.entry(user).or_insert(User {
-            devices: BTreeMap::new(),
+            devices: Devices::default(),
             seq,
             last_seen,
         });
@@ -234,7 +238,7 @@ impl Tracker {
         for (id, user) in self.users.iter_mut() {
             let before = user.online();
             user.devices
-                .retain(|_, d| d.waiting_until.is_none_or(|until| until > now));
+                .retain(|d| d.waiting_until.is_none_or(|until| until > now));
             let after = user.online();
             if after != before {
                 removed = (

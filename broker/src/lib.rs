@@ -160,9 +160,7 @@ impl<H: Hooks> Broker<H> {
                 _ = shared.shutdown.cancelled() => return Ok(()),
             };
             let _ = socket.set_nodelay(true);
-            let fut = start(shared.clone(), socket, address);
-            eprintln!("PROBE connection future {}", std::mem::size_of_val(&fut));
-            shared.tasks.spawn(fut);
+            shared.tasks.spawn(start(shared.clone(), socket, address));
         }
     }
 

@@ -448,7 +448,8 @@ impl<H: Hooks> Connection<H> {
                 }
             }
             In::Unsubscribe { packet_id, filters } => {
-                let found = filters.iter().map(|f| self.unsubscribe(f)).collect();
+                let unsubscribe = |f: &ByteString| self.shared.unsubscribe(&self.session, f);
+                let found = filters.iter().map(unsubscribe).collect();
                 self.wire.put(Out::UnsubAck(packet_id, found));
             }
             In::PingReq => {
@@ -612,19 +613,6 @@ impl<H: Hooks> Connection<H> {
             };
             self.send(queued, now);
         }
-    }
-
-    fn unsubscribe(&mut self, filter: &ByteString) -> bool {
-        let session = &self.session;
-        let mut subscriptions = session.subscriptions.lock().unwrap();
-        let Some(i) = subscriptions.iter().position(|(f, _)| f == filter) else {
-            return false;
-        };
-        subscriptions.swap_remove(i);
-        if let Some(filter) = Filter::parse(filter) {
-            (self.shared.router.write().unwrap()).remove(filter, session.id);
-        }
-        true
     }
 
     /// Moves queued messages to the socket's buffer while the inflight

@@ -191,13 +191,9 @@ impl<H: Hooks> Broker<H> {
             if keep(&session.client_id) {
                 continue;
             }
-            let mut subscriptions = session.subscriptions.lock().unwrap();
-            let Some(i) = subscriptions.iter().position(|(f, _)| f == filter) else {
-                continue;
-            };
-            subscriptions.swap_remove(i);
-            (shared.router.write().unwrap()).remove(Filter::Plain(filter), session.id);
-            ended.push(session.client_id.clone());
+            if shared.unsubscribe(session, filter) {
+                ended.push(session.client_id.clone());
+            }
         }
         ended
     }
@@ -225,6 +221,20 @@ pub(crate) struct Shared<H: Hooks> {
 impl<H: Hooks> Shared<H> {
     fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Ends `session`'s subscription `filter` (as subscribed); `false` if
+    /// it had none.
+    fn unsubscribe(&self, session: &Session, filter: &str) -> bool {
+        let mut subscriptions = session.subscriptions.lock().unwrap();
+        let Some(i) = subscriptions.iter().position(|(f, _)| f == filter) else {
+            return false;
+        };
+        subscriptions.swap_remove(i);
+        if let Some(parsed) = Filter::parse(filter) {
+            self.router.write().unwrap().remove(parsed, session.id);
+        }
+        true
     }
 
     /// Ends `session`'s subscriptions.

@@ -4,6 +4,7 @@
 //! behind a lock, reads time from a `Clock`, publishes through the
 //! `Publish` port, and never imports the broker.
 
+mod batched;
 pub mod calls;
 pub mod presence;
 pub mod profiles;

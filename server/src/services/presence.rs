@@ -12,8 +12,10 @@ use switchboard_presence::{Cause, Event, Publication, Tracker};
 use switchboard_protocol::payload::{is_connected_payload, Presence};
 use switchboard_protocol::{ClientId, Id, Topic};
 
+use super::batched::Batched;
 use super::queue::Latest;
 use super::Edges;
+use crate::store::Stored;
 
 /// Presence changes stored in one transaction at most: a connect storm
 /// costs a write per batch rather than per device.
@@ -25,6 +27,9 @@ pub struct PresenceService {
     /// sees an older state after a newer one, and however fast devices
     /// come and go the queue holds at most one entry per user.
     out: Latest<Id, Publication>,
+    /// Stored presences, read together for connections and subscribers
+    /// asking at once.
+    stored: Batched<Id, Stored>,
     edges: Edges,
 }
 
@@ -68,9 +73,15 @@ impl PresenceService {
         if ended > 0 {
             tracing::info!(users = ended, "users online at the last stop are offline");
         }
+        let store = edges.store.clone();
+        let stored = Batched::new(Box::new(move |users| {
+            let store = store.clone();
+            Box::pin(async move { store.stored_presences(&users).await })
+        }));
         Ok(Arc::new(PresenceService {
             tracker: Mutex::new(Tracker::new()),
             out: Latest::default(),
+            stored,
             edges,
         }))
     }
@@ -81,7 +92,7 @@ impl PresenceService {
     pub async fn connected(&self, client: ClientId, connection: i64) {
         let user = &client.id;
         if !self.tracker.lock().expect("presence lock").knows(user) {
-            let (seq, last_seen) = match self.edges.store.stored_presence(user).await {
+            let (seq, last_seen) = match self.stored.get(user.clone()).await {
                 Ok(stored) => stored.unwrap_or_default(),
                 Err(e) => {
                     // Going on from 0 would publish seqs watchers take for
@@ -142,12 +153,7 @@ impl PresenceService {
         if let Some(p) = self.tracker.lock().expect("presence lock").get(user) {
             return Ok(p);
         }
-        let (seq, last_seen) = self
-            .edges
-            .store
-            .stored_presence(user)
-            .await?
-            .unwrap_or_default();
+        let (seq, last_seen) = self.stored.get(user.clone()).await?.unwrap_or_default();
         Ok(Presence {
             online: false,
             devices: Vec::new(),
@@ -245,8 +251,11 @@ mod tests {
         );
         let published: Presence = serde_json::from_str(&topics[1].1).unwrap();
         assert_eq!(published, now);
-        let stored = store.stored_presence(&user).await.unwrap();
-        assert_eq!(stored, Some((now.seq, now.last_seen)));
+        let stored = store
+            .stored_presences(std::slice::from_ref(&user))
+            .await
+            .unwrap();
+        assert_eq!(stored.get(&user), Some(&(now.seq, now.last_seen)));
         // Stored offline, the user is served from the store.
         assert_eq!(presence.current(&user).await.unwrap(), now);
     }
@@ -317,8 +326,8 @@ mod tests {
         stop.cancel();
         presence.clone().run_publisher().await;
         for user in &users {
-            let stored = store.stored_presence(user).await.unwrap();
-            assert_eq!(stored.map(|(seq, _)| seq), Some(2), "{user}");
+            let stored = store.stored_presences(&users).await.unwrap();
+            assert_eq!(stored.get(user).map(|(seq, _)| *seq), Some(2), "{user}");
             assert!(
                 !presence.tracker.lock().unwrap().knows(user),
                 "{user} let go"

@@ -7,18 +7,30 @@ use switchboard_protocol::payload::{Profile, MAX_PAYLOAD_BYTES};
 use switchboard_protocol::profile::{parse_profile, validate_profile, ProfileInput};
 use switchboard_protocol::{ErrorCode, Id, Topic};
 
+use super::batched::Batched;
 use super::Edges;
 use crate::limits::Limits;
 use crate::refused::Refused;
 
 pub struct ProfileService {
     limits: Arc<Limits>,
+    /// Stored profiles, read together for subscribers asking at once.
+    stored: Batched<Id, Profile>,
     edges: Edges,
 }
 
 impl ProfileService {
     pub fn new(limits: Arc<Limits>, edges: Edges) -> Arc<Self> {
-        Arc::new(ProfileService { limits, edges })
+        let store = edges.store.clone();
+        let stored = Batched::new(Box::new(move |ids| {
+            let store = store.clone();
+            Box::pin(async move { store.get_profiles(&ids).await })
+        }));
+        Arc::new(ProfileService {
+            limits,
+            stored,
+            edges,
+        })
     }
 
     fn admit(&self, owner: &Id) -> Result<(), Refused> {
@@ -33,7 +45,7 @@ impl ProfileService {
 
     /// `owner`'s stored profile, if it set one.
     pub async fn current(&self, owner: &Id) -> anyhow::Result<Option<Profile>> {
-        self.edges.store.get_profile(owner).await
+        self.stored.get(owner.clone()).await
     }
 
     /// A profile its owner published on `users/<me>/info`: stored in its

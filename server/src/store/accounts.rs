@@ -68,12 +68,10 @@ impl Store {
     /// Which of `ids` are registered users or robots.
     pub async fn existing_ids(&self, ids: &[Id]) -> Result<Vec<Id>> {
         let mut found = Vec::new();
-        // One query per chunk keeps under both databases' parameter limits.
-        for chunk in ids.chunks(500) {
-            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        for chunk in ids.chunks(super::IN_LIST_MAX) {
             let sql = format!(
                 "SELECT id FROM users WHERE id IN ({})",
-                placeholders.join(", ")
+                super::in_list(chunk.len())
             );
             let mut q = sqlx::query_scalar::<_, String>(&sql);
             for id in chunk {

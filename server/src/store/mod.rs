@@ -11,6 +11,7 @@ mod social;
 
 pub use accounts::{OtpCheck, RefreshOutcome, SendAllowance, OTP_TTL_MINUTES};
 pub use calls::{CallRecord, PushToken};
+pub use presence::Stored;
 pub use social::{List, Visibility};
 
 use std::str::FromStr;
@@ -61,6 +62,10 @@ impl Store {
             })
             // SQLite allows one writer at a time; more connections only queue.
             .max_connections(if sqlite { 4 } else { 16 })
+            // A SQLite connection is a file that cannot drop: a ping before
+            // each query would only double its round trips to sqlx's
+            // worker thread (the largest CPU cost of a connect storm).
+            .test_before_acquire(!sqlite)
             .acquire_timeout(Duration::from_secs(5))
             .connect(url)
             .await
@@ -102,6 +107,28 @@ fn typed<T: FromStr<Err = Invalid>>(stored: String) -> Result<T> {
     stored
         .parse()
         .with_context(|| format!("malformed value {stored:?} in the database"))
+}
+
+/// At most this many keys go in one `IN` list: under both databases'
+/// limits on parameters.
+const IN_LIST_MAX: usize = 500;
+
+/// `$first, ..., $(first + n - 1)`: `n` placeholders in a row.
+fn placeholders(first: usize, n: usize) -> String {
+    let numbers = (first..first + n).map(|i| format!("${i}"));
+    numbers.collect::<Vec<_>>().join(", ")
+}
+
+/// `$1, $2, ..., $n`: the placeholders of an `IN` list of `n` values.
+fn in_list(n: usize) -> String {
+    placeholders(1, n)
+}
+
+/// `($1, $2), ($3, $4)`: the placeholders of a `VALUES` list of `rows`
+/// rows of `columns` values.
+fn values_list(rows: usize, columns: usize) -> String {
+    let rows = (0..rows).map(|row| format!("({})", placeholders(row * columns + 1, columns)));
+    rows.collect::<Vec<_>>().join(", ")
 }
 
 /// Rows of two ids, typed as `typed` does.
@@ -170,6 +197,18 @@ pub(crate) mod tests {
         assert!(format!("{err:#}").contains("\"Not-An-Id\""), "{err:#}");
         assert!(store.load_robots().await.is_err());
         assert!(store.robots_of(&user).await.is_err());
+    }
+
+    #[test]
+    fn placeholder_lists() {
+        for (got, want) in [
+            (in_list(1), "$1"),
+            (in_list(3), "$1, $2, $3"),
+            (values_list(1, 2), "($1, $2)"),
+            (values_list(2, 3), "($1, $2, $3), ($4, $5, $6)"),
+        ] {
+            assert_eq!(got, want);
+        }
     }
 
     #[tokio::test]

@@ -1,10 +1,12 @@
 //! What presence keeps across restarts: each user's sequence number,
 //! last-seen time, and whether it was last online.
 
+use std::collections::HashMap;
+
 use anyhow::Result;
 use switchboard_protocol::Id;
 
-use super::Store;
+use super::{typed, Store};
 
 /// A user's stored presence: `(seq, lastSeen)`, offline.
 pub type Stored = (u64, Option<i64>);
@@ -22,35 +24,96 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    /// A user's stored presence; `None` for one that never connected.
-    pub async fn stored_presence(&self, user: &Id) -> Result<Option<Stored>> {
-        let row: Option<(i64, Option<i64>)> =
-            sqlx::query_as("SELECT seq, last_seen FROM presence WHERE user_id = $1")
-                .bind(user.as_str())
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.map(|(seq, last_seen)| (u64::try_from(seq).unwrap_or(0), last_seen)))
+    /// The stored presence of those of `users` who ever connected.
+    pub async fn stored_presences(&self, users: &[Id]) -> Result<HashMap<Id, Stored>> {
+        let mut found = HashMap::with_capacity(users.len());
+        for chunk in users.chunks(super::IN_LIST_MAX) {
+            let sql = format!(
+                "SELECT user_id, seq, last_seen FROM presence WHERE user_id IN ({})",
+                super::in_list(chunk.len())
+            );
+            let mut q = sqlx::query_as::<_, (String, i64, Option<i64>)>(&sql);
+            for user in chunk {
+                q = q.bind(user.as_str());
+            }
+            for (user, seq, last_seen) in q.fetch_all(&self.pool).await? {
+                found.insert(typed(user)?, (u64::try_from(seq).unwrap_or(0), last_seen));
+            }
+        }
+        Ok(found)
     }
 
     /// Keeps each user's newest seq, last-seen time and status, all in one
     /// transaction; an older one (written late) never overwrites a newer
     /// one.
     pub async fn save_presences(&self, rows: &[Saved]) -> Result<()> {
+        // One statement per chunk: a round trip per row was most of a
+        // connect storm's database work. A user is in `rows` at most once
+        // (PostgreSQL refuses a statement that updates a row twice).
         let mut tx = self.pool.begin().await?;
-        for (user, seq, last_seen, online) in rows {
-            sqlx::query(
-                "INSERT INTO presence (user_id, seq, last_seen, online) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (user_id) DO UPDATE SET seq = $2, last_seen = $3, online = $4
-                 WHERE presence.seq < $2",
-            )
-            .bind(user.as_str())
-            .bind(*seq)
-            .bind(*last_seen)
-            .bind(*online)
-            .execute(&mut *tx)
-            .await?;
+        for chunk in rows.chunks(super::IN_LIST_MAX / 4) {
+            let sql = format!(
+                "INSERT INTO presence (user_id, seq, last_seen, online) VALUES {}
+                 ON CONFLICT (user_id) DO UPDATE SET seq = excluded.seq,
+                     last_seen = excluded.last_seen, online = excluded.online
+                 WHERE presence.seq < excluded.seq",
+                super::values_list(chunk.len(), 4)
+            );
+            let mut q = sqlx::query(&sql);
+            for (user, seq, last_seen, online) in chunk {
+                q = q
+                    .bind(user.as_str())
+                    .bind(*seq)
+                    .bind(*last_seen)
+                    .bind(*online);
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use switchboard_protocol::acl::PrincipalKind;
+
+    use super::*;
+    use crate::store::tests::temp_store;
+    use crate::store::IN_LIST_MAX;
+
+    /// More users than one statement holds, half of them stored: each
+    /// stored one comes back, the others are missing.
+    #[tokio::test]
+    async fn presences_of_more_users_than_one_statement_holds() {
+        let store = temp_store().await;
+        let users: Vec<Id> = (0..IN_LIST_MAX as u64 + 20)
+            .map(|i| format!("{i:032x}").parse().unwrap())
+            .collect();
+        let mut saved = Vec::new();
+        for (i, user) in users.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
+            store.ensure_user(user, PrincipalKind::User).await.unwrap();
+            saved.push((user.clone(), i as i64 + 1, Some(i as i64), false));
+        }
+        store.save_presences(&saved).await.unwrap();
+        let found = store.stored_presences(&users).await.unwrap();
+        assert_eq!(found.len(), saved.len());
+        for (user, seq, last_seen, _) in &saved {
+            assert_eq!(found.get(user), Some(&(*seq as u64, *last_seen)));
+        }
+        // Written late, an older seq changes nothing; a newer one wins.
+        let (older, newer) = (&saved[0].0, &saved[1].0);
+        let late = [
+            (older.clone(), 0, Some(99), true),
+            (newer.clone(), 50, Some(77), true),
+        ];
+        store.save_presences(&late).await.unwrap();
+        let found = store
+            .stored_presences(&[older.clone(), newer.clone()])
+            .await
+            .unwrap();
+        assert_eq!(found[older], (1, Some(0)));
+        assert_eq!(found[newer], (50, Some(77)));
+        assert_eq!(store.end_presences_left_online().await.unwrap(), 1);
     }
 }

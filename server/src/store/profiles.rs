@@ -1,6 +1,8 @@
 //! Profiles: stored, and read back (over HTTP, and by a subscriber of
 //! `users/<id>/info`).
 
+use std::collections::HashMap;
+
 use anyhow::Result;
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -44,12 +46,29 @@ impl Store {
     }
 
     pub async fn get_profile(&self, id: &Id) -> Result<Option<Profile>> {
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM profiles WHERE user_id = $1"
-        ))
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(profile).transpose()
+        Ok(self
+            .get_profiles(std::slice::from_ref(id))
+            .await?
+            .remove(id))
+    }
+
+    /// The stored profiles of those of `ids` who have one.
+    pub async fn get_profiles(&self, ids: &[Id]) -> Result<HashMap<Id, Profile>> {
+        let mut found = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(super::IN_LIST_MAX) {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM profiles WHERE user_id IN ({})",
+                super::in_list(chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id.as_str());
+            }
+            for row in q.fetch_all(&self.pool).await? {
+                let p = profile(&row)?;
+                found.insert(p.id.clone(), p);
+            }
+        }
+        Ok(found)
     }
 }

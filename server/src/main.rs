@@ -2,6 +2,7 @@
 //! one process. See ARCHITECTURE.md at the repository root for the map.
 
 mod accounts;
+mod batched;
 mod broker;
 mod clock;
 mod config;

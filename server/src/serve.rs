@@ -193,7 +193,6 @@ async fn start(config: &Config) -> Result<(Running, tokio::net::TcpListener, Arc
         tokens: tokens.clone(),
         metrics: metrics.clone(),
         graph: graph.clone(),
-        store: store.clone(),
         services: services.clone(),
     };
     let broker = Broker::start(publisher.clone(), config, deps, retained).await?;

@@ -10,6 +10,7 @@ use anyhow::Result;
 use switchboard_protocol::acl::PrincipalKind;
 use switchboard_protocol::Id;
 
+use crate::batched::Batched;
 use crate::store::{List, Store, Visibility};
 
 #[derive(Default)]
@@ -22,7 +23,12 @@ struct Inner {
     owners: HashMap<Id, HashSet<Id>>,
 }
 
-pub struct Graph(RwLock<Inner>);
+pub struct Graph {
+    inner: RwLock<Inner>,
+    /// Accounts this process did not make, read together when several
+    /// first show their tokens at once.
+    accounts: Batched<Id, (PrincipalKind, Visibility)>,
+}
 
 impl Graph {
     pub async fn load(store: &Store) -> Result<Graph> {
@@ -42,12 +48,20 @@ impl Graph {
         for (robot, owner) in owners {
             inner.owners.entry(robot).or_default().insert(owner);
         }
-        Ok(Graph(RwLock::new(inner)))
+        let store = store.clone();
+        let accounts = Batched::new(Box::new(move |ids| {
+            let store = store.clone();
+            Box::pin(async move { store.accounts(&ids).await })
+        }));
+        Ok(Graph {
+            inner: RwLock::new(inner),
+            accounts,
+        })
     }
 
     /// A user that was just created, with the default visibility.
     pub fn add_user(&self, id: &Id) {
-        let mut g = self.0.write().expect("graph lock");
+        let mut g = self.inner.write().expect("graph lock");
         g.visibility
             .entry(id.clone())
             .or_insert(Visibility::Contacts);
@@ -56,9 +70,9 @@ impl Graph {
     /// Learns an account this process did not make (`switchboard token` or
     /// `robot create` while the server runs) the first time it shows a
     /// token, from the store.
-    pub async fn learn(&self, store: &Store, id: &Id) -> Result<()> {
+    pub async fn learn(&self, id: &Id) -> Result<()> {
         if self
-            .0
+            .inner
             .read()
             .expect("graph lock")
             .visibility
@@ -66,8 +80,8 @@ impl Graph {
         {
             return Ok(());
         }
-        if let Some((kind, visibility)) = store.account(id).await? {
-            let mut g = self.0.write().expect("graph lock");
+        if let Some((kind, visibility)) = self.accounts.get(id.clone()).await? {
+            let mut g = self.inner.write().expect("graph lock");
             g.visibility.entry(id.clone()).or_insert(visibility);
             if kind == PrincipalKind::Robot {
                 g.robots.insert(id.clone());
@@ -78,7 +92,7 @@ impl Graph {
 
     /// A robot that was just provisioned.
     pub fn add_robot(&self, id: &Id) {
-        let mut g = self.0.write().expect("graph lock");
+        let mut g = self.inner.write().expect("graph lock");
         g.visibility
             .entry(id.clone())
             .or_insert(Visibility::Contacts);
@@ -86,11 +100,11 @@ impl Graph {
     }
 
     pub fn is_robot(&self, id: &Id) -> bool {
-        self.0.read().expect("graph lock").robots.contains(id)
+        self.inner.read().expect("graph lock").robots.contains(id)
     }
 
     pub fn set_owner(&self, robot: &Id, user: &Id, owns: bool) {
-        let mut g = self.0.write().expect("graph lock");
+        let mut g = self.inner.write().expect("graph lock");
         let owners = g.owners.entry(robot.clone()).or_default();
         if owns {
             owners.insert(user.clone());
@@ -101,7 +115,7 @@ impl Graph {
 
     /// Whether one of the two owns the other (a robot and its owner).
     pub fn paired(&self, a: &Id, b: &Id) -> bool {
-        let g = self.0.read().expect("graph lock");
+        let g = self.inner.read().expect("graph lock");
         Self::paired_in(&g, a, b)
     }
 
@@ -114,7 +128,7 @@ impl Graph {
     /// robot, and robots call nobody else. Users call users they see.
     pub fn may_call(&self, caller: &Id, callee: &Id) -> bool {
         let robot_involved = {
-            let g = self.0.read().expect("graph lock");
+            let g = self.inner.read().expect("graph lock");
             if g.robots.contains(caller) || g.robots.contains(callee) {
                 Some(Self::paired_in(&g, caller, callee))
             } else {
@@ -125,7 +139,7 @@ impl Graph {
     }
 
     pub fn set_visibility(&self, id: &Id, v: Visibility) {
-        self.0
+        self.inner
             .write()
             .expect("graph lock")
             .visibility
@@ -133,7 +147,7 @@ impl Graph {
     }
 
     pub fn visibility(&self, id: &Id) -> Visibility {
-        let g = self.0.read().expect("graph lock");
+        let g = self.inner.read().expect("graph lock");
         g.visibility
             .get(id)
             .copied()
@@ -141,7 +155,7 @@ impl Graph {
     }
 
     pub fn set_list(&self, owner: &Id, list: List, ids: &[Id]) {
-        let mut g = self.0.write().expect("graph lock");
+        let mut g = self.inner.write().expect("graph lock");
         let map = match list {
             List::Contacts => &mut g.contacts,
             List::Blocked => &mut g.blocked,
@@ -150,7 +164,7 @@ impl Graph {
     }
 
     pub fn list(&self, owner: &Id, list: List) -> Vec<Id> {
-        let g = self.0.read().expect("graph lock");
+        let g = self.inner.read().expect("graph lock");
         let map = match list {
             List::Contacts => &g.contacts,
             List::Blocked => &g.blocked,
@@ -162,7 +176,7 @@ impl Graph {
 
     /// Whether `owner` has blocked `other`.
     pub fn has_blocked(&self, owner: &Id, other: &Id) -> bool {
-        let g = self.0.read().expect("graph lock");
+        let g = self.inner.read().expect("graph lock");
         g.blocked.get(owner).is_some_and(|s| s.contains(other))
     }
 
@@ -170,7 +184,7 @@ impl Graph {
         if viewer == target {
             return true;
         }
-        let g = self.0.read().expect("graph lock");
+        let g = self.inner.read().expect("graph lock");
         // A robot and its owners always see each other.
         if Self::paired_in(&g, viewer, target) {
             return true;
@@ -187,15 +201,47 @@ impl Graph {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::tests::temp_store;
+
+    /// An account made after the graph was loaded (by the CLI, say) is
+    /// known once it logs in; an id with no account stays unknown.
+    #[tokio::test]
+    async fn accounts_made_elsewhere_are_learned_at_their_first_login() {
+        let store = temp_store().await;
+        let g = Graph::load(&store).await.unwrap();
+        let (user, robot, nobody) = (id('a'), id('b'), id('c'));
+        store.ensure_user(&user, PrincipalKind::User).await.unwrap();
+        store
+            .ensure_user(&robot, PrincipalKind::Robot)
+            .await
+            .unwrap();
+        store
+            .set_visibility(&user, Visibility::Everyone)
+            .await
+            .unwrap();
+        assert!(!g.can_see(&nobody, &user) && !g.is_robot(&robot));
+        for id in [&user, &robot, &nobody] {
+            g.learn(id).await.unwrap();
+        }
+        assert!(g.can_see(&nobody, &user), "known, with its visibility");
+        assert!(g.is_robot(&robot));
+        assert_eq!(g.visibility(&nobody), Visibility::Contacts);
+        assert!(!g.is_robot(&nobody) && !g.inner.read().unwrap().visibility.contains_key(&nobody));
+    }
 
     /// The id of 32 `c`s.
     fn id(c: char) -> Id {
         c.to_string().repeat(32).parse().unwrap()
     }
 
-    #[test]
-    fn visibility_contacts_and_blocks() {
-        let g = Graph(RwLock::new(Inner::default()));
+    /// A graph on an empty store.
+    async fn empty() -> Graph {
+        Graph::load(&temp_store().await).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn visibility_contacts_and_blocks() {
+        let g = empty().await;
         let (a, b, c) = (id('a'), id('b'), id('c'));
         for id in [&a, &b, &c] {
             g.add_user(id);
@@ -213,9 +259,9 @@ mod tests {
         assert!(!g.can_see(&a, &id('d')), "unknown users are invisible");
     }
 
-    #[test]
-    fn robots_and_their_owners() {
-        let g = Graph(RwLock::new(Inner::default()));
+    #[tokio::test]
+    async fn robots_and_their_owners() {
+        let g = empty().await;
         let (a, b, robot) = (id('a'), id('b'), id('e'));
         for id in [&a, &b] {
             g.add_user(id);

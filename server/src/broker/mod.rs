@@ -26,7 +26,6 @@ use crate::metrics::Metrics;
 use crate::outbound::Publish as _;
 use crate::services::Services;
 use crate::social::Graph;
-use crate::store::Store;
 use crate::token::Tokens;
 
 /// The broker core with our hooks.
@@ -37,7 +36,6 @@ pub struct Deps {
     pub tokens: Tokens,
     pub metrics: Arc<Metrics>,
     pub graph: Arc<Graph>,
-    pub store: Store,
     pub services: Services,
 }
 

@@ -337,10 +337,7 @@ pub async fn robot_sign_in(
     if !bool::from(sha256_hex(&req.secret).as_bytes().ct_eq(stored.as_bytes())) {
         return Err(wrong());
     }
-    app.graph
-        .learn(&app.store, &robot_id)
-        .await
-        .map_err(internal)?;
+    app.graph.learn(&robot_id).await.map_err(internal)?;
     let pair = issue(&app, &robot_id, TokenKind::Robot, None, None).await?;
     Ok(Json(SignedIn {
         user_id: None,

@@ -101,10 +101,7 @@ impl FromRequestParts<AppState> for Caller {
             return Err(forbidden());
         }
         let id: Id = claims.sub.parse().map_err(|_| forbidden())?;
-        app.graph
-            .learn(&app.store, &id)
-            .await
-            .map_err(super::error::internal)?;
+        app.graph.learn(&id).await.map_err(super::error::internal)?;
         Ok(Caller {
             id,
             kind: claims.kind,

@@ -4,7 +4,6 @@
 //! behind a lock, reads time from a `Clock`, publishes through the
 //! `Publish` port, and never imports the broker.
 
-mod batched;
 pub mod calls;
 pub mod presence;
 pub mod profiles;

@@ -12,9 +12,9 @@ use switchboard_presence::{Cause, Event, Publication, Tracker};
 use switchboard_protocol::payload::{is_connected_payload, Presence};
 use switchboard_protocol::{ClientId, Id, Topic};
 
-use super::batched::Batched;
 use super::queue::Latest;
 use super::Edges;
+use crate::batched::Batched;
 use crate::store::Stored;
 
 /// Presence changes stored in one transaction at most: a connect storm

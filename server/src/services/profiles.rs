@@ -7,8 +7,8 @@ use switchboard_protocol::payload::{Profile, MAX_PAYLOAD_BYTES};
 use switchboard_protocol::profile::{parse_profile, validate_profile, ProfileInput};
 use switchboard_protocol::{ErrorCode, Id, Topic};
 
-use super::batched::Batched;
 use super::Edges;
+use crate::batched::Batched;
 use crate::limits::Limits;
 use crate::refused::Refused;
 

@@ -90,15 +90,23 @@ impl Store {
         Ok(())
     }
 
-    /// One account's kind and visibility.
-    pub async fn account(&self, id: &Id) -> Result<Option<(PrincipalKind, Visibility)>> {
-        let row: Option<(String, String)> =
-            sqlx::query_as("SELECT kind, visibility FROM users WHERE id = $1")
-                .bind(id.as_str())
-                .fetch_optional(&self.pool)
-                .await?;
-        row.map(|(kind, v)| Ok((typed(kind)?, Visibility::parse(&v))))
-            .transpose()
+    /// The kind and visibility of those of `ids` who have an account.
+    pub async fn accounts(&self, ids: &[Id]) -> Result<HashMap<Id, (PrincipalKind, Visibility)>> {
+        let mut found = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(super::IN_LIST_MAX) {
+            let sql = format!(
+                "SELECT id, kind, visibility FROM users WHERE id IN ({})",
+                super::in_list(chunk.len())
+            );
+            let mut q = sqlx::query_as::<_, (String, String, String)>(&sql);
+            for id in chunk {
+                q = q.bind(id.as_str());
+            }
+            for (id, kind, v) in q.fetch_all(&self.pool).await? {
+                found.insert(typed(id)?, (typed(kind)?, Visibility::parse(&v)));
+            }
+        }
+        Ok(found)
     }
 
     /// Everyone's visibility, contacts and blocks, to build the in-memory

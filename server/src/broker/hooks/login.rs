@@ -12,7 +12,6 @@ use super::super::auth::check_login;
 use super::super::expiry::Expiry;
 use crate::metrics::{Metrics, RefusalLabels};
 use crate::social::Graph;
-use crate::store::Store;
 use crate::token::{now_s, Tokens};
 
 pub struct Logins {
@@ -20,7 +19,6 @@ pub struct Logins {
     /// Accounts made while the server ran are learned at their first
     /// login.
     graph: Arc<Graph>,
-    store: Store,
     metrics: Arc<Metrics>,
     /// Connections to close when their token expires.
     expiry: Arc<Expiry>,
@@ -39,7 +37,6 @@ impl Logins {
     pub fn new(
         tokens: Tokens,
         graph: Arc<Graph>,
-        store: Store,
         metrics: Arc<Metrics>,
         expiry: Arc<Expiry>,
         token_grace: Duration,
@@ -47,7 +44,6 @@ impl Logins {
         Logins {
             tokens,
             graph,
-            store,
             metrics,
             expiry,
             token_grace,
@@ -67,7 +63,7 @@ impl Logins {
             Ok((claims, principal)) => {
                 // An account made while the server ran (by the CLI, or
                 // another process) is known from its first login on.
-                if let Err(e) = self.graph.learn(&self.store, principal.id()).await {
+                if let Err(e) = self.graph.learn(principal.id()).await {
                     tracing::warn!(client_id, "learning a new account: {e:#}");
                 }
                 Ok(Allowed {

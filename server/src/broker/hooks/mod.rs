@@ -85,7 +85,6 @@ impl Hooks {
         let logins = login::Logins::new(
             deps.tokens,
             deps.graph.clone(),
-            deps.store,
             deps.metrics.clone(),
             expiry,
             config.accounts.token_grace,

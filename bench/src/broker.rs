@@ -28,7 +28,7 @@ use switchboard_e2e::robots::{follow_commands, next_json, paired_with, robot};
 use switchboard_e2e::{random_id, Database, Server};
 
 use crate::calls::no_delay;
-use crate::proc::{cpu_seconds, rss_kib};
+use crate::proc::{cpu_seconds, rss_kib, settled_rss_kib};
 
 /// Both servers' per-client limits, as Switchboard's defaults have them.
 const MAX_QUEUE: usize = 1000;
@@ -384,6 +384,7 @@ fn anonymous_clients(idle: usize, pairs: usize) -> (Vec<Login>, Vec<Pair>) {
 
 /// Every measure for one broker, one line each.
 async fn measure(broker: &Broker, logins: &[Login], pairs: &[Pair], messages: u64) -> Result<()> {
+    let idle_rss = rss_kib(broker.pid)?;
     let (per_connection, per_connect) = idle(broker, logins).await?;
     println!(
         "{}: {} idle connections: {:.2} KB RSS per connection, {:.0} µs server CPU per connect",
@@ -403,10 +404,15 @@ async fn measure(broker: &Broker, logins: &[Login], pairs: &[Pair], messages: u6
             );
         }
     }
+    let after = rss_kib(broker.pid)?;
+    let (settled, waited) = settled_rss_kib(broker.pid).await?;
     println!(
-        "{}: RSS after the load {:.1} MB",
+        "{}: RSS before the load {:.1} MB, at its end {:.1} MB, {:.1} MB {waited} s later ({:+.0}% of before)",
         broker.name,
-        rss_kib(broker.pid)? as f64 / 1024.0
+        idle_rss as f64 / 1024.0,
+        after as f64 / 1024.0,
+        settled as f64 / 1024.0,
+        (settled as f64 / idle_rss as f64 - 1.0) * 100.0
     );
     Ok(())
 }

@@ -25,3 +25,21 @@ pub fn rss_kib(pid: u32) -> Result<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .context("no VmRSS")
 }
+
+/// Resident memory in KiB once it stops falling, and the seconds that
+/// took: read each second until ten reads in a row are no lower than the
+/// lowest before them (jemalloc hands freed pages back to the system in
+/// steps over some seconds), for at most a minute.
+pub async fn settled_rss_kib(pid: u32) -> Result<(u64, u64)> {
+    let (mut lowest, mut lowest_at) = (rss_kib(pid)?, 0);
+    for waited in 1..=60 {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let now = rss_kib(pid)?;
+        if now < lowest {
+            (lowest, lowest_at) = (now, waited);
+        } else if waited - lowest_at >= 10 {
+            break;
+        }
+    }
+    Ok((lowest, lowest_at))
+}

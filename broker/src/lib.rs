@@ -21,6 +21,7 @@ mod retained;
 mod router;
 mod session;
 mod socket;
+pub mod sparse;
 pub mod trie;
 pub mod wire;
 
@@ -257,6 +258,7 @@ impl<H: Hooks> Shared<H> {
             .is_some_and(|s| Arc::ptr_eq(s, session));
         if current && session.claimed_by(claim) {
             sessions.remove(&session.client_id);
+            sparse::shrink_when_sparse(&mut sessions);
             drop(sessions);
             self.unsubscribe_all(session);
         }

@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use crate::sparse::shrink_when_sparse;
+
 pub struct Trie<S> {
     children: HashMap<Box<str>, Trie<S>>,
     plus: Option<Box<Trie<S>>>,
@@ -73,6 +75,7 @@ impl<S: Clone> Trie<S> {
                     child.remove_levels(rest, id, which);
                     if child.is_empty() {
                         self.children.remove(*level);
+                        shrink_when_sparse(&mut self.children);
                     }
                 }
             }

@@ -159,6 +159,12 @@ impl Tracker {
         if let Some(u) = self.users.get(user) {
             if u.devices.is_empty() && u.seq == seq {
                 self.users.remove(user);
+                // A map never shrinks by itself: once a quarter full, to
+                // twice its length, so the memory of a connect storm's
+                // users returns once they left, at a constant cost each.
+                if self.users.capacity() > 64 && self.users.len() < self.users.capacity() / 4 {
+                    self.users.shrink_to(self.users.len() * 2);
+                }
             }
         }
     }

@@ -106,7 +106,16 @@ fn main() -> ExitCode {
         .expect("building the tokio runtime");
     let result = runtime.block_on(async {
         match cli.command.unwrap_or(Command::Serve) {
-            Command::Serve => serve::run(config).await,
+            Command::Serve => {
+                // Without its background thread jemalloc hands freed pages
+                // back only while allocating: a server left idle after a
+                // load would keep them (68 MB instead of about 30 in the
+                // broker bench, docs/benchmarks.md).
+                if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
+                    tracing::warn!("jemalloc's background thread: {e}");
+                }
+                serve::run(config).await
+            }
             Command::Migrate => serve::migrate(&config).await,
             Command::Token {
                 sub,

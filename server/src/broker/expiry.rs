@@ -9,6 +9,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytestring::ByteString;
+use switchboard_broker::sparse::shrink_when_sparse;
 use switchboard_broker::Closing;
 use tokio_util::time::delay_queue::{DelayQueue, Key};
 
@@ -48,6 +49,9 @@ impl Expiry {
         let mut timers = self.timers.lock().expect("expiry lock");
         if let Some(key) = timers.keys.remove(connection) {
             timers.queue.remove(&key);
+            if shrink_when_sparse(&mut timers.keys) {
+                timers.queue.shrink_to_fit();
+            }
         }
     }
 

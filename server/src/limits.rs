@@ -3,33 +3,108 @@
 //! updates of one user. (Per-number code limits and the daily discovery
 //! quota live in the database, where they survive restarts.)
 
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
 
-pub struct Limits {
+/// A limit per key, on clock `C`.
+pub type Keyed<K, C = DefaultClock> =
+    RateLimiter<K, DefaultKeyedStateStore<K>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+
+pub struct Limits<C: Clock = DefaultClock> {
     /// `POST /v1/auth/otp` per client address.
-    pub otp_per_address: DefaultKeyedRateLimiter<IpAddr>,
+    pub otp_per_address: Keyed<IpAddr, C>,
     /// `POST /v1/auth/verify` and `/v1/auth/robot` per client address.
-    pub sign_in_per_address: DefaultKeyedRateLimiter<IpAddr>,
+    pub sign_in_per_address: Keyed<IpAddr, C>,
     /// Profile changes (HTTP or MQTT) per user.
-    pub profile_per_user: DefaultKeyedRateLimiter<String>,
+    pub profile_per_user: Keyed<String, C>,
     /// Invites per caller.
-    pub invites_per_user: DefaultKeyedRateLimiter<String>,
+    pub invites_per_user: Keyed<String, C>,
 }
 
 fn per_minute(n: u32) -> Quota {
     Quota::per_minute(NonZeroU32::new(n).expect("a positive rate"))
 }
 
+fn keyed<K: Hash + Eq + Clone, C: Clock + Clone>(quota: Quota, clock: &C) -> Keyed<K, C> {
+    RateLimiter::new(quota, DefaultKeyedStateStore::default(), clock.clone())
+}
+
 impl Limits {
     pub fn new() -> Self {
+        Limits::with_clock(&DefaultClock::default())
+    }
+}
+
+impl<C: Clock + Clone> Limits<C> {
+    pub fn with_clock(clock: &C) -> Self {
         Limits {
-            otp_per_address: RateLimiter::keyed(per_minute(10)),
-            sign_in_per_address: RateLimiter::keyed(per_minute(30)),
-            profile_per_user: RateLimiter::keyed(per_minute(30)),
-            invites_per_user: RateLimiter::keyed(per_minute(30)),
+            otp_per_address: keyed(per_minute(10), clock),
+            sign_in_per_address: keyed(per_minute(30), clock),
+            profile_per_user: keyed(per_minute(30), clock),
+            invites_per_user: keyed(per_minute(30), clock),
         }
+    }
+
+    /// Forgets the keys whose limit is back to full, and the room they
+    /// took: each address that ever signed in and each user who ever
+    /// invited would otherwise stay in memory for good. Run once a minute.
+    pub fn forget_idle(&self) {
+        self.otp_per_address.retain_recent();
+        self.otp_per_address.shrink_to_fit();
+        self.sign_in_per_address.retain_recent();
+        self.sign_in_per_address.shrink_to_fit();
+        self.profile_per_user.retain_recent();
+        self.profile_per_user.shrink_to_fit();
+        self.invites_per_user.retain_recent();
+        self.invites_per_user.shrink_to_fit();
+    }
+
+    /// Keys held, over all the limits.
+    #[cfg(test)]
+    pub fn keys(&self) -> usize {
+        self.otp_per_address.len()
+            + self.sign_in_per_address.len()
+            + self.profile_per_user.len()
+            + self.invites_per_user.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use governor::clock::FakeRelativeClock;
+
+    use super::*;
+
+    #[test]
+    fn keys_are_forgotten_once_their_limit_is_full_again() {
+        let clock = FakeRelativeClock::default();
+        let limits = Limits::with_clock(&clock);
+        let address: IpAddr = "192.0.2.1".parse().unwrap();
+        limits.otp_per_address.check_key(&address).unwrap();
+        for _ in 0..30 {
+            limits.invites_per_user.check_key(&"caller".into()).unwrap();
+        }
+        assert!(limits.invites_per_user.check_key(&"caller".into()).is_err());
+        assert_eq!(limits.keys(), 2);
+        limits.forget_idle();
+        assert_eq!(limits.keys(), 2, "both still count");
+        // One request comes back in 6 s (10 a minute); a key goes once it
+        // has been full again that long: the address, not the caller who
+        // used up its minute.
+        clock.advance(Duration::from_secs(12));
+        limits.forget_idle();
+        assert_eq!(limits.keys(), 1);
+        assert!(limits.invites_per_user.check_key(&"caller".into()).is_ok());
+        clock.advance(Duration::from_secs(60));
+        limits.forget_idle();
+        assert_eq!(limits.keys(), 0);
     }
 }

@@ -200,6 +200,11 @@ async fn start(config: &Config) -> Result<(Running, tokio::net::TcpListener, Arc
     services.presence.start();
     services.robots.start();
     services.calls.start(calls_queue);
+    let idle_limits = limits.clone();
+    edges.every(Duration::from_secs(60), move || {
+        idle_limits.forget_idle();
+        async {}
+    });
     if let Some(queue) = relay_queue {
         edges.tasks.spawn(crate::media::run_publisher(
             queue,

@@ -6,7 +6,6 @@ use std::net::{IpAddr, SocketAddr};
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::Json;
-use governor::DefaultKeyedRateLimiter;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use switchboard_protocol::acl::PrincipalKind;
@@ -18,6 +17,7 @@ use super::error::{internal, ApiError};
 use super::extract::{Admin, Body};
 use super::AppState;
 use crate::keys::{keyed_hash, random_secret, sha256_hex};
+use crate::limits::Keyed;
 use crate::store::{OtpCheck, RefreshOutcome, SendAllowance};
 use crate::token::TokenKind;
 
@@ -77,11 +77,7 @@ pub struct RobotCreated {
 
 /// Counts a request from `peer` against `limiter`; past it, a 429 naming
 /// `what`.
-fn limit(
-    limiter: &DefaultKeyedRateLimiter<IpAddr>,
-    peer: SocketAddr,
-    what: &str,
-) -> Result<(), ApiError> {
+fn limit(limiter: &Keyed<IpAddr>, peer: SocketAddr, what: &str) -> Result<(), ApiError> {
     limiter.check_key(&peer.ip()).map_err(|_| {
         ApiError::new(
             ErrorCode::RateLimited,

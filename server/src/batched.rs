@@ -90,109 +90,124 @@ mod tests {
     use std::sync::Arc;
 
     use tokio::sync::Semaphore;
+    use tokio::task::JoinHandle;
 
     use super::*;
 
-    /// A read of squares that records the keys of each query, fails for a
-    /// key of 0, and waits for a permit of `gate` before answering.
-    fn squares(reads: Arc<Mutex<Vec<Vec<u32>>>>, gate: Arc<Semaphore>) -> Batched<u32, u32> {
-        Batched::new(Box::new(move |keys: Vec<u32>| {
-            let (reads, gate) = (reads.clone(), gate.clone());
-            Box::pin(async move {
-                reads.lock().unwrap().push(keys.clone());
-                gate.acquire().await.unwrap().forget();
-                if keys.contains(&0) {
-                    return Err(anyhow!("no zero"));
-                }
-                Ok(keys
-                    .iter()
-                    .filter(|k| **k < 10)
-                    .map(|k| (*k, k * k))
-                    .collect())
-            })
-        }))
+    /// A `Batched` read of squares that records the keys of each query,
+    /// fails for a key of 0, and answers only once `gate` gives a permit.
+    struct Squares {
+        reads: Arc<Mutex<Vec<Vec<u32>>>>,
+        gate: Arc<Semaphore>,
+        batched: Arc<Batched<u32, u32>>,
     }
 
-    /// Lets the spawned tasks run until `done` holds (the runtime has one
-    /// thread, so they run only while this yields).
-    async fn until(done: impl Fn() -> bool) {
-        while !done() {
-            tokio::task::yield_now().await;
+    impl Squares {
+        fn new(permits: usize) -> Self {
+            let (reads, gate) = (
+                Arc::<Mutex<Vec<Vec<u32>>>>::default(),
+                Arc::new(Semaphore::new(permits)),
+            );
+            let (r, g) = (reads.clone(), gate.clone());
+            let batched = Arc::new(Batched::new(Box::new(move |keys: Vec<u32>| {
+                let (reads, gate) = (r.clone(), g.clone());
+                Box::pin(async move {
+                    reads.lock().unwrap().push(keys.clone());
+                    gate.acquire().await.unwrap().forget();
+                    if keys.contains(&0) {
+                        return Err(anyhow!("no zero"));
+                    }
+                    Ok(keys
+                        .iter()
+                        .filter(|k| **k < 10)
+                        .map(|k| (*k, k * k))
+                        .collect())
+                })
+            })));
+            Squares {
+                reads,
+                gate,
+                batched,
+            }
+        }
+
+        fn ask(&self, key: u32) -> JoinHandle<Result<Option<u32>, String>> {
+            let batched = self.batched.clone();
+            tokio::spawn(async move { batched.get(key).await.map_err(|e| e.to_string()) })
+        }
+
+        fn reads(&self) -> Vec<Vec<u32>> {
+            self.reads.lock().unwrap().clone()
+        }
+
+        /// Lets the spawned tasks run until `reads` queries began and
+        /// `waiting` keys wait for the next (the runtime has one thread,
+        /// so they run only while this yields).
+        async fn until(&self, reads: usize, waiting: usize) {
+            while self.reads().len() != reads
+                || self.batched.waiting.lock().unwrap().len() != waiting
+            {
+                tokio::task::yield_now().await;
+            }
         }
     }
 
     #[tokio::test]
     async fn a_lone_read_goes_at_once_and_a_key_not_found_is_none() {
-        let reads = Arc::default();
-        let batched = squares(Arc::clone(&reads), Arc::new(Semaphore::new(2)));
-        assert_eq!(batched.get(3).await.unwrap(), Some(9));
-        assert_eq!(batched.get(12).await.unwrap(), None);
-        assert_eq!(*reads.lock().unwrap(), [vec![3], vec![12]]);
+        let squares = Squares::new(2);
+        assert_eq!(squares.batched.get(3).await.unwrap(), Some(9));
+        assert_eq!(squares.batched.get(12).await.unwrap(), None);
+        assert_eq!(squares.reads(), [vec![3], vec![12]]);
     }
 
     #[tokio::test]
     async fn keys_asked_during_a_read_go_together_in_the_next() {
-        let (reads, gate) = (Arc::default(), Arc::new(Semaphore::new(0)));
-        let batched = Arc::new(squares(Arc::clone(&reads), gate.clone()));
-        let ask = |key| {
-            let batched = batched.clone();
-            tokio::spawn(async move { batched.get(key).await.unwrap() })
-        };
-        let first = ask(1);
-        until(|| reads.lock().unwrap().len() == 1).await;
-        let others = [ask(2), ask(3), ask(2)];
-        until(|| batched.waiting.lock().unwrap().len() == 3).await;
-        gate.add_permits(2);
-        assert_eq!(first.await.unwrap(), Some(1));
+        let squares = Squares::new(0);
+        let first = squares.ask(1);
+        squares.until(1, 0).await;
+        let others = [squares.ask(2), squares.ask(3), squares.ask(2)];
+        squares.until(1, 3).await;
+        squares.gate.add_permits(2);
+        assert_eq!(first.await.unwrap(), Ok(Some(1)));
         let mut answers = Vec::new();
         for other in others {
             answers.push(other.await.unwrap());
         }
-        assert_eq!(answers, [Some(4), Some(9), Some(4)]);
-        assert_eq!(*reads.lock().unwrap(), [vec![1], vec![2, 3, 2]]);
+        assert_eq!(answers, [Ok(Some(4)), Ok(Some(9)), Ok(Some(4))]);
+        assert_eq!(squares.reads(), [vec![1], vec![2, 3, 2]]);
     }
 
     #[tokio::test]
     async fn a_failed_read_fails_each_key_in_it_and_the_next_read_goes_on() {
-        let (reads, gate) = (Arc::default(), Arc::new(Semaphore::new(0)));
-        let batched = Arc::new(squares(Arc::clone(&reads), gate.clone()));
-        let ask = |key| {
-            let batched = batched.clone();
-            tokio::spawn(async move { batched.get(key).await.map_err(|e| e.to_string()) })
-        };
-        let first = ask(1);
-        until(|| reads.lock().unwrap().len() == 1).await;
-        let failing = [ask(0), ask(5)];
-        until(|| batched.waiting.lock().unwrap().len() == 2).await;
-        gate.add_permits(3);
+        let squares = Squares::new(0);
+        let first = squares.ask(1);
+        squares.until(1, 0).await;
+        let failing = [squares.ask(0), squares.ask(5)];
+        squares.until(1, 2).await;
+        squares.gate.add_permits(3);
         assert_eq!(first.await.unwrap(), Ok(Some(1)));
         for failed in failing {
             assert_eq!(failed.await.unwrap(), Err("no zero".to_string()));
         }
-        assert_eq!(batched.get(5).await.unwrap(), Some(25));
+        assert_eq!(squares.batched.get(5).await.unwrap(), Some(25));
     }
 
     #[tokio::test]
     async fn keys_taken_by_a_reader_that_was_dropped_are_read_again() {
-        let (reads, gate) = (Arc::default(), Arc::new(Semaphore::new(0)));
-        let batched = Arc::new(squares(Arc::clone(&reads), gate.clone()));
-        let ask = |key| {
-            let batched = batched.clone();
-            tokio::spawn(async move { batched.get(key).await.unwrap() })
-        };
-        let first = ask(1);
-        until(|| reads.lock().unwrap().len() == 1).await;
-        let waiting = ask(2);
-        until(|| batched.waiting.lock().unwrap().len() == 1).await;
+        let squares = Squares::new(0);
+        let first = squares.ask(1);
+        squares.until(1, 0).await;
+        let waiting = squares.ask(2);
+        squares.until(1, 1).await;
         // `waiting` takes over the read once the first reader is gone...
         first.abort();
-        until(|| reads.lock().unwrap().len() == 2).await;
+        squares.until(2, 0).await;
         // ... and the next one asking while it reads waits for it.
-        let later = ask(4);
-        until(|| batched.waiting.lock().unwrap().len() == 1).await;
-        gate.add_permits(2);
-        assert_eq!(waiting.await.unwrap(), Some(4));
-        assert_eq!(later.await.unwrap(), Some(16));
-        assert_eq!(*reads.lock().unwrap(), [vec![1], vec![2], vec![4]]);
+        let later = squares.ask(4);
+        squares.until(2, 1).await;
+        squares.gate.add_permits(2);
+        assert_eq!(waiting.await.unwrap(), Ok(Some(4)));
+        assert_eq!(later.await.unwrap(), Ok(Some(16)));
+        assert_eq!(squares.reads(), [vec![1], vec![2], vec![4]]);
     }
 }

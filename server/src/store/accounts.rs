@@ -67,21 +67,10 @@ impl Store {
 
     /// Which of `ids` are registered users or robots.
     pub async fn existing_ids(&self, ids: &[Id]) -> Result<Vec<Id>> {
-        let mut found = Vec::new();
-        for chunk in ids.chunks(super::IN_LIST_MAX) {
-            let sql = format!(
-                "SELECT id FROM users WHERE id IN ({})",
-                super::in_list(chunk.len())
-            );
-            let mut q = sqlx::query_scalar::<_, String>(&sql);
-            for id in chunk {
-                q = q.bind(id.as_str());
-            }
-            for id in q.fetch_all(&self.pool).await? {
-                found.push(super::typed(id)?);
-            }
-        }
-        Ok(found)
+        let rows = self
+            .rows_in("SELECT id FROM users WHERE id IN", ids)
+            .await?;
+        rows.iter().map(|row| super::typed(row.get(0))).collect()
     }
 
     /// Whether another code may be sent to this number now.

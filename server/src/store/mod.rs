@@ -18,7 +18,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use sqlx::any::{install_default_drivers, AnyPoolOptions};
+use sqlx::any::{install_default_drivers, AnyPoolOptions, AnyRow};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::AnyPool;
 use switchboard_protocol::{Id, Invalid};
@@ -88,6 +88,21 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// The rows `select` (a query ending in `IN`) finds for `ids`: one
+    /// statement per `IN_LIST_MAX` of them.
+    async fn rows_in(&self, select: &str, ids: &[Id]) -> Result<Vec<AnyRow>> {
+        let mut rows = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(IN_LIST_MAX) {
+            let sql = format!("{select} ({})", in_list(chunk.len()));
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id.as_str());
+            }
+            rows.extend(q.fetch_all(&self.pool).await?);
+        }
+        Ok(rows)
     }
 
     /// Versions of the applied migrations, oldest first.

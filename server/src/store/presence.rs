@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use anyhow::Result;
+use sqlx::Row;
 use switchboard_protocol::Id;
 
 use super::{typed, Store};
@@ -26,21 +27,14 @@ impl Store {
 
     /// The stored presence of those of `users` who ever connected.
     pub async fn stored_presences(&self, users: &[Id]) -> Result<HashMap<Id, Stored>> {
-        let mut found = HashMap::with_capacity(users.len());
-        for chunk in users.chunks(super::IN_LIST_MAX) {
-            let sql = format!(
-                "SELECT user_id, seq, last_seen FROM presence WHERE user_id IN ({})",
-                super::in_list(chunk.len())
-            );
-            let mut q = sqlx::query_as::<_, (String, i64, Option<i64>)>(&sql);
-            for user in chunk {
-                q = q.bind(user.as_str());
-            }
-            for (user, seq, last_seen) in q.fetch_all(&self.pool).await? {
-                found.insert(typed(user)?, (u64::try_from(seq).unwrap_or(0), last_seen));
-            }
-        }
-        Ok(found)
+        let select = "SELECT user_id, seq, last_seen FROM presence WHERE user_id IN";
+        let rows = self.rows_in(select, users).await?;
+        rows.iter()
+            .map(|row| {
+                let seq = u64::try_from(row.get::<i64, _>(1)).unwrap_or(0);
+                Ok((typed(row.get(0))?, (seq, row.get(2))))
+            })
+            .collect()
     }
 
     /// Keeps each user's newest seq, last-seen time and status, all in one

@@ -54,21 +54,10 @@ impl Store {
 
     /// The stored profiles of those of `ids` who have one.
     pub async fn get_profiles(&self, ids: &[Id]) -> Result<HashMap<Id, Profile>> {
-        let mut found = HashMap::with_capacity(ids.len());
-        for chunk in ids.chunks(super::IN_LIST_MAX) {
-            let sql = format!(
-                "SELECT {COLUMNS} FROM profiles WHERE user_id IN ({})",
-                super::in_list(chunk.len())
-            );
-            let mut q = sqlx::query(&sql);
-            for id in chunk {
-                q = q.bind(id.as_str());
-            }
-            for row in q.fetch_all(&self.pool).await? {
-                let p = profile(&row)?;
-                found.insert(p.id.clone(), p);
-            }
-        }
-        Ok(found)
+        let select = format!("SELECT {COLUMNS} FROM profiles WHERE user_id IN");
+        let rows = self.rows_in(&select, ids).await?;
+        rows.iter()
+            .map(|row| profile(row).map(|p| (p.id.clone(), p)))
+            .collect()
     }
 }

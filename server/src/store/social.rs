@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use anyhow::Result;
+use sqlx::Row;
 use switchboard_protocol::acl::PrincipalKind;
 use switchboard_protocol::Id;
 
@@ -92,21 +93,14 @@ impl Store {
 
     /// The kind and visibility of those of `ids` who have an account.
     pub async fn accounts(&self, ids: &[Id]) -> Result<HashMap<Id, (PrincipalKind, Visibility)>> {
-        let mut found = HashMap::with_capacity(ids.len());
-        for chunk in ids.chunks(super::IN_LIST_MAX) {
-            let sql = format!(
-                "SELECT id, kind, visibility FROM users WHERE id IN ({})",
-                super::in_list(chunk.len())
-            );
-            let mut q = sqlx::query_as::<_, (String, String, String)>(&sql);
-            for id in chunk {
-                q = q.bind(id.as_str());
-            }
-            for (id, kind, v) in q.fetch_all(&self.pool).await? {
-                found.insert(typed(id)?, (typed(kind)?, Visibility::parse(&v)));
-            }
-        }
-        Ok(found)
+        let select = "SELECT id, kind, visibility FROM users WHERE id IN";
+        let rows = self.rows_in(select, ids).await?;
+        rows.iter()
+            .map(|row| {
+                let account = (typed(row.get(1))?, Visibility::parse(row.get(2)));
+                Ok((typed(row.get(0))?, account))
+            })
+            .collect()
     }
 
     /// Everyone's visibility, contacts and blocks, to build the in-memory

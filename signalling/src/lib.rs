@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use switchboard_protocol::payload::{
-    CallActionKind, CallKind, CallState, CallStateKind, EndReason, LegState,
+    CallActionKind, CallKind, CallState, CallStateKind, EndReason, Invite, LegState,
 };
 use switchboard_protocol::{ClientId, Id, Sid};
 
@@ -47,6 +47,29 @@ impl Call {
 
     pub fn involves(&self, user: &Id) -> bool {
         &self.caller.id == user || &self.callee == user
+    }
+
+    /// Whether `device` is to be shown this call's invite: it is one of
+    /// the callee's, nobody answered yet, and it did not decline.
+    pub fn rings_for(&self, device: &ClientId) -> bool {
+        device.id == self.callee
+            && matches!(self.state, CallStateKind::Inviting | CallStateKind::Ringing)
+            && self
+                .legs
+                .get(device)
+                .is_none_or(|leg| *leg == LegState::Ringing)
+    }
+
+    /// The invite a device of the callee that subscribes late is sent:
+    /// the caller's, with the time the server took it as `sentAt`.
+    pub fn invite(&self) -> Invite {
+        Invite {
+            sid: self.sid.clone(),
+            from: self.caller.id.clone(),
+            from_device: self.caller.device.clone(),
+            kind: self.kind,
+            sent_at: self.created_at,
+        }
     }
 
     /// The payload of `session/<sid>/state`.
@@ -294,6 +317,11 @@ impl Calls {
     pub fn remember(&mut self, call: Call) {
         debug_assert!(!call.is_live());
         self.calls.insert(call.sid.clone(), call);
+    }
+
+    /// The calls whose invite `device` is to be shown now.
+    pub fn ringing_for<'a>(&'a self, device: &'a ClientId) -> impl Iterator<Item = &'a Call> {
+        self.calls.values().filter(move |c| c.rings_for(device))
     }
 
     /// The live calls a user takes part in (for the server's checks).

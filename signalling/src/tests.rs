@@ -298,3 +298,54 @@ fn wire_form_names_the_legs() {
     assert_eq!(wire.legs[&format!("{CALLEE}:phone")], LegState::Ringing);
     assert_eq!(wire.caller, id(CALLER));
 }
+
+/// Which devices a late subscriber's invite is served to, as the call goes.
+#[test]
+fn an_invite_is_shown_to_the_callees_devices_until_answered_or_declined() {
+    let (phone, tablet, caller) = (
+        cid(CALLEE, "phone"),
+        cid(CALLEE, "tablet"),
+        cid(CALLER, "phone"),
+    );
+    let ringing = |c: &Calls, device: &ClientId| c.ringing_for(device).count() == 1;
+    let mut c = started();
+    for (device, shown) in [
+        (&phone, true),
+        (&tablet, true),
+        (&caller, false),
+        (&cid(THIRD, "phone"), false),
+    ] {
+        assert_eq!(ringing(&c, device), shown, "inviting, {device}");
+    }
+    act(&mut c, CALLEE, "phone", Ringing, 1).unwrap();
+    act(&mut c, CALLEE, "tablet", Ringing, 1).unwrap();
+    act(&mut c, CALLEE, "phone", Decline, 2).unwrap();
+    assert!(!ringing(&c, &phone), "the phone declined");
+    assert!(ringing(&c, &tablet), "the tablet still rings");
+    assert!(
+        ringing(&c, &cid(CALLEE, "laptop")),
+        "a device that never rang"
+    );
+    act(&mut c, CALLEE, "tablet", Accept, 3).unwrap();
+    for device in [&phone, &tablet, &cid(CALLEE, "laptop")] {
+        assert!(!ringing(&c, device), "answered, {device}");
+    }
+    let call = c.get(&sid(1)).unwrap();
+    let invite = call.invite();
+    assert_eq!(
+        (
+            invite.sid,
+            invite.from,
+            invite.from_device,
+            invite.kind,
+            invite.sent_at
+        ),
+        (
+            sid(1),
+            id(CALLER),
+            caller.device.clone(),
+            CallKind::Video,
+            0
+        )
+    );
+}

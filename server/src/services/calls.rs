@@ -152,6 +152,24 @@ impl CallService {
         Some([call.caller.clone(), call.accepted_by.clone()?])
     }
 
+    /// The invites `device` is to be shown now (of `only` that call, if
+    /// named): those of calls ringing for it. A device that subscribes to
+    /// its inbox late (woken by a push, with a new session) sees them.
+    pub fn ringing_for(&self, device: &ClientId, only: Option<&Sid>) -> Vec<(Topic, Vec<u8>)> {
+        let calls = self.calls.lock().expect("calls lock");
+        (calls.ringing_for(device))
+            .filter(|call| only.is_none_or(|sid| *sid == call.sid))
+            .map(|call| {
+                let topic = Topic::Invite {
+                    callee: call.callee.clone(),
+                    sid: call.sid.clone(),
+                };
+                let payload = serde_json::to_vec(&call.invite()).expect("an invite serializes");
+                (topic, payload)
+            })
+            .collect()
+    }
+
     pub fn participant(&self, sid: &Sid, user: &Id) -> bool {
         self.calls
             .lock()

@@ -1,6 +1,7 @@
 //! What devices see later: an offline callee is woken and reads the end,
-//! calls live at a restart end failed, and an invite is not retained for
-//! later subscribers.
+//! a device that subscribes while called is shown the invite, calls live
+//! at a restart end failed, and an invite is not retained for later
+//! subscribers.
 
 use serde_json::{json, Value};
 use switchboard_e2e::calls::invitation;
@@ -83,6 +84,56 @@ async fn an_offline_callee_is_woken_and_later_sees_the_end() {
     }
 }
 
+/// A device that connects while it is called, with a new session (woken
+/// by a push, say), is shown the invite as it subscribes to its inbox;
+/// once the call is answered, a device subscribing is not.
+#[tokio::test]
+async fn a_device_that_subscribes_while_called_is_shown_the_invite() {
+    let w = world().await;
+    let mut a = w.phone(&w.a).await;
+    let s = sid();
+    a.call(&w.b.id, &s).await;
+    a.reaches(&s, "inviting").await;
+    let mut phone = w.phone(&w.b).await;
+    let (topic, payload, retain) = match phone.mqtt.next().await.unwrap() {
+        Incoming::Publish {
+            topic,
+            payload,
+            retain,
+            ..
+        } => (
+            topic,
+            serde_json::from_slice::<Value>(&payload).unwrap(),
+            retain,
+        ),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(topic, format!("invite/{}/{s}", w.b.id));
+    assert!(retain, "served as the current value");
+    assert_eq!(
+        (
+            &payload["sid"],
+            &payload["from"],
+            &payload["fromDevice"],
+            &payload["kind"]
+        ),
+        (&json!(s), &json!(w.a.id), &json!("phone"), &json!("video"))
+    );
+    assert!(payload["sentAt"].as_i64().unwrap() > 0);
+    phone.watch(&s).await;
+    phone.act(&s, "accept").await;
+    a.reaches(&s, "accepted").await;
+    // Answered: a device subscribing now is not shown it. The next invite
+    // its inbox gets is a new call's (once this one is over: B is busy).
+    let mut tablet = w.device(&w.b, "tablet").await;
+    a.act(&s, "hangup").await;
+    a.ended(&s).await;
+    let mut c = w.phone(&w.c).await;
+    let next = sid();
+    c.call(&w.b.id, &next).await;
+    assert_eq!(tablet.invited_to(&next).await["sid"], next.as_str());
+}
+
 #[tokio::test]
 async fn calls_live_at_a_restart_end_failed() {
     let mut w = world().await;
@@ -109,7 +160,7 @@ async fn calls_live_at_a_restart_end_failed() {
 #[tokio::test]
 async fn a_retained_invite_is_not_kept_for_later_subscribers() {
     let w = world().await;
-    let caller = w.phone(&w.a).await;
+    let mut caller = w.phone(&w.a).await;
     let mut c_phone = w.phone(&w.c).await;
     let first = random_id();
     caller
@@ -131,9 +182,12 @@ async fn a_retained_invite_is_not_kept_for_later_subscribers() {
     while !matches!(c_phone.mqtt.next().await.unwrap(), Incoming::Publish { topic: t, .. } if t == topic)
     {
     }
-    // B subscribes after: the next invite it gets is a new one, not the
-    // first kept for it (a client's retain flag outside its profile and
-    // its robot's pairing code is dropped).
+    // The first call ends; B subscribes after: the next invite it gets is
+    // a new one, not the first kept for it (a client's retain flag outside
+    // its profile and its robot's pairing code is dropped).
+    caller.watch(&first).await;
+    caller.act(&first, "cancel").await;
+    caller.ended(&first).await;
     let mut b_phone = w.phone(&w.b).await;
     let second = random_id();
     caller.invite(&w.b.id, &second).await;

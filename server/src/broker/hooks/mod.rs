@@ -16,7 +16,7 @@ use std::time::Duration;
 use switchboard_broker::{ConnectRefusal, Dropped, Ended, Granted, Login, Message, PubRefusal};
 use switchboard_presence::Cause;
 use switchboard_protocol::acl::Principal;
-use switchboard_protocol::Filter;
+use switchboard_protocol::{Filter, Topic};
 
 use super::expiry::Expiry;
 use super::facts::Facts;
@@ -119,7 +119,27 @@ impl Hooks {
     }
 
     /// The user topics `filter` names, when the services serve them.
-    fn served_topics(&self, filter: &str) -> Option<Vec<switchboard_protocol::Topic>> {
+    /// For a subscription to one's own invites: the invites of the calls
+    /// ringing for this device, so one that connects while it is called
+    /// sees the call whatever its session held. (A persistent session may
+    /// hold the same invite too: clients tell invites apart by `sid`.)
+    fn ringing_invites(&self, client: &Client, filter: &str) -> Option<Vec<Message>> {
+        let device = &client.principal()?.client;
+        let only = match Filter::from_str(filter).ok()? {
+            Filter::Invites(callee, _) if callee == device.id => None,
+            Filter::Topic(Topic::Invite { callee, sid }) if callee == device.id => Some(sid),
+            _ => return None,
+        };
+        let invites = self.services.calls.ringing_for(device, only.as_ref());
+        let messages = invites.into_iter();
+        Some(
+            messages
+                .map(|(topic, payload)| publisher::message(&topic, payload, true))
+                .collect(),
+        )
+    }
+
+    fn served_topics(&self, filter: &str) -> Option<Vec<Topic>> {
         if self.mode.open {
             return None;
         }
@@ -210,7 +230,10 @@ impl switchboard_broker::Hooks for Hooks {
         true
     }
 
-    async fn served(&self, _: &Client, filter: &str) -> Option<Vec<Message>> {
+    async fn served(&self, client: &Client, filter: &str) -> Option<Vec<Message>> {
+        if let Some(invites) = self.ringing_invites(client, filter) {
+            return Some(invites);
+        }
         let topics = self.served_topics(filter)?;
         match self.services.current(&topics).await {
             Ok(current) => Some(

@@ -16,6 +16,7 @@ use std::hash::Hash;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use switchboard_broker::sparse::shrink_when_sparse;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
@@ -56,6 +57,10 @@ impl<K: Hash + Eq + Clone, V> Latest<K, V> {
         let (order, values) = &mut *waiting;
         let key = order.pop_front()?;
         let value = values.remove(&key).expect("every key in line has a value");
+        // A storm's queue gives its room back once drained.
+        if shrink_when_sparse(values) {
+            order.shrink_to(order.len() * 2);
+        }
         Some((key, value))
     }
 
@@ -201,6 +206,18 @@ mod tests {
         assert_eq!(q.next_batch(&stop, 2).await, vec![("c", 1)]);
         stop.cancel();
         assert_eq!(q.next_batch(&stop, 2).await, vec![]);
+    }
+
+    #[test]
+    fn a_drained_queue_gives_its_room_back() {
+        let q = Latest::default();
+        for key in 0..10_000 {
+            q.push(key, key, |_, newer| newer);
+        }
+        while q.pop().is_some() {}
+        let waiting = q.waiting.lock().unwrap();
+        assert!(waiting.1.capacity() <= 64, "{}", waiting.1.capacity());
+        assert!(waiting.0.capacity() <= 128, "{}", waiting.0.capacity());
     }
 
     #[tokio::test]

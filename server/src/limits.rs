@@ -35,6 +35,16 @@ fn keyed<K: Hash + Eq + Clone, C: Clock + Clone>(quota: Quota, clock: &C) -> Key
     RateLimiter::new(quota, DefaultKeyedStateStore::default(), clock.clone())
 }
 
+/// Forgets `limit`'s keys that are full again; gives back their room
+/// only when that halved them (a shrink rehashes every key left).
+fn forget_idle<K: Hash + Eq + Clone, C: Clock>(limit: &Keyed<K, C>) {
+    let before = limit.len();
+    limit.retain_recent();
+    if limit.len() < before / 2 {
+        limit.shrink_to_fit();
+    }
+}
+
 impl Limits {
     pub fn new() -> Self {
         Limits::with_clock(&DefaultClock::default())
@@ -55,14 +65,10 @@ impl<C: Clock + Clone> Limits<C> {
     /// took: each address that ever signed in and each user who ever
     /// invited would otherwise stay in memory for good. Run once a minute.
     pub fn forget_idle(&self) {
-        self.otp_per_address.retain_recent();
-        self.otp_per_address.shrink_to_fit();
-        self.sign_in_per_address.retain_recent();
-        self.sign_in_per_address.shrink_to_fit();
-        self.profile_per_user.retain_recent();
-        self.profile_per_user.shrink_to_fit();
-        self.invites_per_user.retain_recent();
-        self.invites_per_user.shrink_to_fit();
+        forget_idle(&self.otp_per_address);
+        forget_idle(&self.sign_in_per_address);
+        forget_idle(&self.profile_per_user);
+        forget_idle(&self.invites_per_user);
     }
 
     /// Keys held, over all the limits.

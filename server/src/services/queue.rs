@@ -52,9 +52,9 @@ impl<K: Hash + Eq + Clone, V> Latest<K, V> {
         self.ready.notify_one();
     }
 
-    fn pop(&self) -> Option<(K, V)> {
-        let mut waiting = self.waiting.lock().expect("queue lock");
-        let (order, values) = &mut *waiting;
+    /// The oldest waiting key with its value, out of the queue.
+    fn take(waiting: &mut (VecDeque<K>, HashMap<K, V>)) -> Option<(K, V)> {
+        let (order, values) = waiting;
         let key = order.pop_front()?;
         let value = values.remove(&key).expect("every key in line has a value");
         // A storm's queue gives its room back once drained.
@@ -69,15 +69,16 @@ impl<K: Hash + Eq + Clone, V> Latest<K, V> {
         self.waiting.lock().expect("queue lock").0.len()
     }
 
-    /// The oldest waiting key with its newest value. Once `stop` is
-    /// cancelled, what waits still comes out, then `None`.
-    pub async fn next(&self, stop: &CancellationToken) -> Option<(K, V)> {
+    /// Up to `max` waiting keys with their newest values, oldest first,
+    /// once one waits. They are taken under one lock, so a batch holds
+    /// each key once (one pushed again meanwhile waits for the next batch).
+    /// Once `stop` is cancelled, what waits still comes out, then an empty
+    /// batch.
+    pub async fn next_batch(&self, stop: &CancellationToken, max: usize) -> Vec<(K, V)> {
         loop {
-            if let Some(item) = self.pop() {
-                return Some(item);
-            }
-            if stop.is_cancelled() {
-                return None;
+            let batch = self.take_up_to(max);
+            if !batch.is_empty() || stop.is_cancelled() {
+                return batch;
             }
             tokio::select! {
                 () = self.ready.notified() => {}
@@ -86,15 +87,11 @@ impl<K: Hash + Eq + Clone, V> Latest<K, V> {
         }
     }
 
-    /// `next`, with up to `max - 1` more that already wait, in order;
-    /// empty once `next` says `None`.
-    pub async fn next_batch(&self, stop: &CancellationToken, max: usize) -> Vec<(K, V)> {
-        let Some(first) = self.next(stop).await else {
-            return Vec::new();
-        };
-        let mut batch = vec![first];
+    fn take_up_to(&self, max: usize) -> Vec<(K, V)> {
+        let mut waiting = self.waiting.lock().expect("queue lock");
+        let mut batch = Vec::new();
         while batch.len() < max {
-            match self.pop() {
+            match Self::take(&mut waiting) {
                 Some(item) => batch.push(item),
                 None => break,
             }
@@ -181,18 +178,22 @@ mod tests {
             q.push(key, value, newest);
         }
         assert_eq!(q.len(), 3, "bounded by the keys");
-        assert_eq!(q.next(&stop).await, Some(("a", 3)));
-        assert_eq!(q.next(&stop).await, Some(("b", 1)));
+        assert_eq!(q.next_batch(&stop, 1).await.pop(), Some(("a", 3)));
+        assert_eq!(q.next_batch(&stop, 1).await.pop(), Some(("b", 1)));
         q.push("a", 4, |old, new| old * 10 + new);
         q.push("a", 5, |old, new| old * 10 + new);
         stop.cancel();
         assert_eq!(
-            q.next(&stop).await,
+            q.next_batch(&stop, 1).await.pop(),
             Some(("c", 1)),
             "drained after the stop"
         );
-        assert_eq!(q.next(&stop).await, Some(("a", 45)), "merged");
-        assert_eq!(q.next(&stop).await, None);
+        assert_eq!(
+            q.next_batch(&stop, 1).await.pop(),
+            Some(("a", 45)),
+            "merged"
+        );
+        assert_eq!(q.next_batch(&stop, 1).await.pop(), None);
     }
 
     #[tokio::test]
@@ -214,7 +215,7 @@ mod tests {
         for key in 0..10_000 {
             q.push(key, key, |_, newer| newer);
         }
-        while q.pop().is_some() {}
+        assert_eq!(q.take_up_to(usize::MAX).len(), 10_000);
         let waiting = q.waiting.lock().unwrap();
         assert!(waiting.1.capacity() <= 64, "{}", waiting.1.capacity());
         assert!(waiting.0.capacity() <= 128, "{}", waiting.0.capacity());
@@ -226,7 +227,7 @@ mod tests {
         let stop = CancellationToken::new();
         let reader = {
             let (q, stop) = (q.clone(), stop.clone());
-            tokio::spawn(async move { q.next(&stop).await })
+            tokio::spawn(async move { q.next_batch(&stop, 1).await.pop() })
         };
         q.push("a", 1, |_, new| new);
         assert_eq!(reader.await.unwrap(), Some(("a", 1)));

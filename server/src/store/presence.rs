@@ -42,8 +42,9 @@ impl Store {
     /// one.
     pub async fn save_presences(&self, rows: &[Saved]) -> Result<()> {
         // One statement per chunk: a round trip per row was most of a
-        // connect storm's database work. A user is in `rows` at most once
-        // (PostgreSQL refuses a statement that updates a row twice).
+        // connect storm's database work. PostgreSQL refuses a statement
+        // that updates a row twice: each user once, with its newest seq.
+        let rows = newest_per_user(rows);
         let mut tx = self.pool.begin().await?;
         for chunk in rows.chunks(super::IN_LIST_MAX / 4) {
             let sql = format!(
@@ -68,6 +69,23 @@ impl Store {
     }
 }
 
+/// `rows` with each user once, at its highest seq, in first-seen order.
+fn newest_per_user(rows: &[Saved]) -> Vec<&Saved> {
+    let mut at: HashMap<&Id, usize> = HashMap::with_capacity(rows.len());
+    let mut newest: Vec<&Saved> = Vec::with_capacity(rows.len());
+    for row in rows {
+        match at.get(&row.0) {
+            Some(&i) if newest[i].1 < row.1 => newest[i] = row,
+            Some(_) => {}
+            None => {
+                at.insert(&row.0, newest.len());
+                newest.push(row);
+            }
+        }
+    }
+    newest
+}
+
 #[cfg(test)]
 mod tests {
     use switchboard_protocol::acl::PrincipalKind;
@@ -75,6 +93,22 @@ mod tests {
     use super::*;
     use crate::store::tests::temp_store;
     use crate::store::IN_LIST_MAX;
+
+    #[test]
+    fn each_user_once_at_its_highest_seq() {
+        let (a, b): (Id, Id) = (
+            "a".repeat(32).parse().unwrap(),
+            "b".repeat(32).parse().unwrap(),
+        );
+        let rows = [
+            (a.clone(), 3, Some(30), true),
+            (b.clone(), 1, Some(10), true),
+            (a.clone(), 5, Some(50), false),
+            (a.clone(), 4, Some(40), true),
+        ];
+        let kept: Vec<_> = newest_per_user(&rows).into_iter().cloned().collect();
+        assert_eq!(kept, [rows[2].clone(), rows[1].clone()]);
+    }
 
     /// More users than one statement holds, half of them stored: each
     /// stored one comes back, the others are missing.

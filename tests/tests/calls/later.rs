@@ -1,7 +1,7 @@
 //! What devices see later: an offline callee is woken and reads the end,
 //! a device that subscribes while called is shown the invite, calls live
-//! at a restart end failed, and an invite is not retained for later
-//! subscribers.
+//! at a restart end failed, and an ended call's invite is not shown to
+//! later subscribers.
 
 use serde_json::{json, Value};
 use switchboard_e2e::calls::invitation;
@@ -158,7 +158,7 @@ async fn calls_live_at_a_restart_end_failed() {
 }
 
 #[tokio::test]
-async fn a_retained_invite_is_not_kept_for_later_subscribers() {
+async fn a_later_subscriber_gets_no_invite_of_an_ended_call_even_one_sent_retained() {
     let w = world().await;
     let mut caller = w.phone(&w.a).await;
     let mut c_phone = w.phone(&w.c).await;
@@ -183,8 +183,10 @@ async fn a_retained_invite_is_not_kept_for_later_subscribers() {
     {
     }
     // The first call ends; B subscribes after: the next invite it gets is
-    // a new one, not the first kept for it (a client's retain flag outside
-    // its profile and its robot's pairing code is dropped).
+    // a new one, not the first kept for it. (An inbox is served the
+    // invites of calls ringing, never retained messages; and the publish
+    // hook drops a client's retain flag outside its profile and its
+    // robot's pairing code.)
     caller.watch(&first).await;
     caller.act(&first, "cancel").await;
     caller.ended(&first).await;

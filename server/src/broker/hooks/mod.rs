@@ -118,7 +118,6 @@ impl Hooks {
         }
     }
 
-    /// The user topics `filter` names, when the services serve them.
     /// For a subscription to one's own invites: the invites of the calls
     /// ringing for this device, so one that connects while it is called
     /// sees the call whatever its session held. (A persistent session may
@@ -139,6 +138,7 @@ impl Hooks {
         )
     }
 
+    /// The user topics `filter` names, when the services serve them.
     fn served_topics(&self, filter: &str) -> Option<Vec<Topic>> {
         if self.mode.open {
             return None;

@@ -5,9 +5,10 @@
 //! holds memory only while it has messages.
 //!
 //! Flow control: a message for a subscriber whose queue is full makes its
-//! publisher wait (its PUBACK waits too) rather than being lost. While it waits, the publisher's connection still delivers its own
-//! queue and reads acknowledgements, so two clients publishing into each
-//! other's full queues do not wait on each other forever; a queue that
+//! publisher wait (its PUBACK waits too) rather than being lost. While it
+//! waits, the publisher's connection still delivers its own queue and
+//! reads acknowledgements, so two clients publishing into each other's
+//! full queues do not wait on each other forever; a queue that
 //! stays full past `Limits::stuck_after` belongs to a client that is not
 //! reading: what is waiting for it is dropped, and so is what does not
 //! fit in its queue until it reads again.

@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 type Answer<V> = Result<Option<V>, String>;
 
 /// The read behind a `Batched`: the values found for some of the keys.
-pub type Read<K, V> = Box<
+type Read<K, V> = Box<
     dyn Fn(Vec<K>) -> Pin<Box<dyn Future<Output = Result<HashMap<K, V>>> + Send>> + Send + Sync,
 >;
 
@@ -32,11 +32,18 @@ pub struct Batched<K, V> {
 }
 
 impl<K: Eq + Hash + Clone, V: Clone> Batched<K, V> {
-    pub fn new(read: Read<K, V>) -> Self {
+    /// Reads with `read`, handed a clone of `source` (the store) and the
+    /// keys of one batch.
+    pub fn new<S, F, Fut>(source: S, read: F) -> Self
+    where
+        S: Clone + Send + Sync + 'static,
+        F: Fn(S, Vec<K>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<HashMap<K, V>>> + Send + 'static,
+    {
         Batched {
             waiting: Mutex::default(),
             reader: tokio::sync::Mutex::new(()),
-            read,
+            read: Box::new(move |keys| Box::pin(read(source.clone(), keys))),
         }
     }
 
@@ -109,10 +116,10 @@ mod tests {
                 Arc::<Mutex<Vec<Vec<u32>>>>::default(),
                 Arc::new(Semaphore::new(permits)),
             );
-            let (r, g) = (reads.clone(), gate.clone());
-            let batched = Arc::new(Batched::new(Box::new(move |keys: Vec<u32>| {
-                let (reads, gate) = (r.clone(), g.clone());
-                Box::pin(async move {
+            let source = (reads.clone(), gate.clone());
+            let batched = Arc::new(Batched::new(
+                source,
+                |(reads, gate), keys: Vec<u32>| async move {
                     reads.lock().unwrap().push(keys.clone());
                     gate.acquire().await.unwrap().forget();
                     if keys.contains(&0) {
@@ -123,8 +130,8 @@ mod tests {
                         .filter(|k| **k < 10)
                         .map(|k| (*k, k * k))
                         .collect())
-                })
-            })));
+                },
+            ));
             Squares {
                 reads,
                 gate,

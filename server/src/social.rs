@@ -48,11 +48,9 @@ impl Graph {
         for (robot, owner) in owners {
             inner.owners.entry(robot).or_default().insert(owner);
         }
-        let store = store.clone();
-        let accounts = Batched::new(Box::new(move |ids| {
-            let store = store.clone();
-            Box::pin(async move { store.accounts(&ids).await })
-        }));
+        let accounts = Batched::new(store.clone(), |store, ids| async move {
+            store.accounts(&ids).await
+        });
         Ok(Graph {
             inner: RwLock::new(inner),
             accounts,

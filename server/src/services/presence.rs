@@ -73,11 +73,9 @@ impl PresenceService {
         if ended > 0 {
             tracing::info!(users = ended, "users online at the last stop are offline");
         }
-        let store = edges.store.clone();
-        let stored = Batched::new(Box::new(move |users| {
-            let store = store.clone();
-            Box::pin(async move { store.stored_presences(&users).await })
-        }));
+        let stored = Batched::new(edges.store.clone(), |store, users| async move {
+            store.stored_presences(&users).await
+        });
         Ok(Arc::new(PresenceService {
             tracker: Mutex::new(Tracker::new()),
             out: Latest::default(),

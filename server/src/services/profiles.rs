@@ -21,11 +21,9 @@ pub struct ProfileService {
 
 impl ProfileService {
     pub fn new(limits: Arc<Limits>, edges: Edges) -> Arc<Self> {
-        let store = edges.store.clone();
-        let stored = Batched::new(Box::new(move |ids| {
-            let store = store.clone();
-            Box::pin(async move { store.get_profiles(&ids).await })
-        }));
+        let stored = Batched::new(edges.store.clone(), |store, ids| async move {
+            store.get_profiles(&ids).await
+        });
         Arc::new(ProfileService {
             limits,
             stored,

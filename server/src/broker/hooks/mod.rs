@@ -130,12 +130,8 @@ impl Hooks {
             _ => return None,
         };
         let invites = self.services.calls.ringing_for(device, only.as_ref());
-        let messages = invites.into_iter();
-        Some(
-            messages
-                .map(|(topic, payload)| publisher::message(&topic, payload, true))
-                .collect(),
-        )
+        let message = |(topic, payload)| publisher::message(&topic, payload, true);
+        Some(invites.into_iter().map(message).collect())
     }
 
     /// The user topics `filter` names, when the services serve them.

@@ -432,8 +432,10 @@ impl<H: Hooks> Connection<H> {
             In::Subscribe { packet_id, filters } => {
                 let mut granted = Vec::with_capacity(filters.len());
                 let mut retained_for = Vec::new();
+                let mut any_new = false;
                 for (filter, options) in filters {
                     let (g, new) = self.subscribe(filter.clone(), options);
+                    any_new |= new;
                     // A shared subscription gets none (MQTT 4.8.2).
                     let shared = matches!(Filter::parse(&filter), Some(Filter::Shared { .. }));
                     let wanted = !shared && wants_retained(&options, new);
@@ -441,6 +443,9 @@ impl<H: Hooks> Connection<H> {
                         retained_for.push((filter, options));
                     }
                     granted.push(g);
+                }
+                if any_new {
+                    Box::pin(self.shared.hooks.granted()).await;
                 }
                 self.wire.put(Out::SubAck(packet_id, granted));
                 for (filter, options) in retained_for {
@@ -583,13 +588,19 @@ impl<H: Hooks> Connection<H> {
         };
         let mut router = self.shared.router.write().unwrap();
         match again {
+            // The same filter held again: no change of interest.
             Some(i) => {
                 router.remove(filter, session.id);
+                router.insert(filter, session.id, subscriber);
                 subscriptions[i].1 = options;
             }
-            None => subscriptions.push((full.clone(), options)),
+            None => {
+                subscriptions.push((full.clone(), options));
+                if router.insert(filter, session.id, subscriber) {
+                    self.shared.hooks.interest(filter.topics(), true);
+                }
+            }
         }
-        router.insert(filter, session.id, subscriber);
         (Granted::Qos(options.qos), again.is_none())
     }
 

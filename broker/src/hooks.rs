@@ -108,4 +108,19 @@ pub trait Hooks: Send + Sync + 'static {
     fn dropped(&self, why: Dropped) {
         let _ = why;
     }
+
+    /// `filter` (without a `$share/<group>/` prefix) gained its first
+    /// subscription on this broker (`held`), or lost its last; reported
+    /// once for plain subscriptions and once for shared ones. Called under
+    /// the router's lock: quick, never waiting.
+    fn interest(&self, filter: &str, held: bool) {
+        let _ = (filter, held);
+    }
+
+    /// Awaited before a SUBACK that granted a new subscription: what the
+    /// embedder started in `interest` can take effect first (another
+    /// node's messages for the filter reach this broker).
+    fn granted(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }

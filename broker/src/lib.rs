@@ -234,7 +234,9 @@ impl<H: Hooks> Shared<H> {
         };
         subscriptions.swap_remove(i);
         if let Some(parsed) = Filter::parse(filter) {
-            self.router.write().unwrap().remove(parsed, session.id);
+            if self.router.write().unwrap().remove(parsed, session.id) {
+                self.hooks.interest(parsed.topics(), false);
+            }
         }
         true
     }
@@ -245,7 +247,9 @@ impl<H: Hooks> Shared<H> {
         let mut router = self.router.write().unwrap();
         for (filter, _) in &filters {
             if let Some(filter) = Filter::parse(filter) {
-                router.remove(filter, session.id);
+                if router.remove(filter, session.id) {
+                    self.hooks.interest(filter.topics(), false);
+                }
             }
         }
     }

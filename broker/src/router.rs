@@ -57,7 +57,9 @@ pub(crate) struct Router {
 }
 
 impl Router {
-    pub fn insert(&mut self, filter: Filter<'_>, id: u64, subscriber: Subscriber) {
+    /// Adds session `id`'s subscription; whether its filter had no holder
+    /// of this kind (plain, or shared by any group) before.
+    pub fn insert(&mut self, filter: Filter<'_>, id: u64, subscriber: Subscriber) -> bool {
         match filter {
             Filter::Plain(f) => self.plain.insert(f, id, subscriber),
             Filter::Shared { group, filter } => {
@@ -67,8 +69,9 @@ impl Router {
     }
 
     /// Removes session `id`'s subscription (and, for a shared one, only
-    /// its membership of that group).
-    pub fn remove(&mut self, filter: Filter<'_>, id: u64) {
+    /// its membership of that group); whether that left its filter with
+    /// no holder of this kind.
+    pub fn remove(&mut self, filter: Filter<'_>, id: u64) -> bool {
         match filter {
             Filter::Plain(f) => self.plain.remove(f, id),
             Filter::Shared { group, filter } => {

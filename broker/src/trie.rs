@@ -26,16 +26,31 @@ impl<S> Default for Trie<S> {
     }
 }
 
+/// Adds `entry` to a filter's holders; whether it is the first.
+fn hold<S>(holders: &mut Vec<(u64, S)>, entry: (u64, S)) -> bool {
+    holders.push(entry);
+    holders.len() == 1
+}
+
+/// Drops the holders `keep` refuses; whether that left none.
+fn release<S>(holders: &mut Vec<(u64, S)>, keep: impl FnMut(&(u64, S)) -> bool) -> bool {
+    let before = holders.len();
+    holders.retain(keep);
+    before > 0 && holders.is_empty()
+}
+
 impl<S: Clone> Trie<S> {
-    pub fn insert(&mut self, filter: &str, id: u64, s: S) {
+    /// Adds subscriber `id`'s `filter`; whether the filter had no holder
+    /// before.
+    pub fn insert(&mut self, filter: &str, id: u64, s: S) -> bool {
         let levels: Vec<&str> = filter.split('/').collect();
-        self.insert_levels(&levels, id, s);
+        self.insert_levels(&levels, id, s)
     }
 
-    fn insert_levels(&mut self, levels: &[&str], id: u64, s: S) {
+    fn insert_levels(&mut self, levels: &[&str], id: u64, s: S) -> bool {
         match levels.split_first() {
-            None => self.here.push((id, s)),
-            Some((&"#", _)) => self.rest.push((id, s)),
+            None => hold(&mut self.here, (id, s)),
+            Some((&"#", _)) => hold(&mut self.rest, (id, s)),
             Some((&"+", rest)) => {
                 (self.plus.get_or_insert_with(Default::default)).insert_levels(rest, id, s)
             }
@@ -45,39 +60,44 @@ impl<S: Clone> Trie<S> {
         }
     }
 
-    /// Removes subscriber `id`'s `filter`, and the branches left empty.
-    pub fn remove(&mut self, filter: &str, id: u64) {
-        self.remove_where(filter, id, |_| true);
+    /// Removes subscriber `id`'s `filter`, and the branches left empty;
+    /// whether the filter has no holder left.
+    pub fn remove(&mut self, filter: &str, id: u64) -> bool {
+        self.remove_where(filter, id, |_| true)
     }
 
     /// Removes those of subscriber `id`'s entries under `filter` that
-    /// `which` picks.
-    pub fn remove_where(&mut self, filter: &str, id: u64, which: impl Fn(&S) -> bool) {
+    /// `which` picks; whether that left the filter with no holder.
+    pub fn remove_where(&mut self, filter: &str, id: u64, which: impl Fn(&S) -> bool) -> bool {
         let levels: Vec<&str> = filter.split('/').collect();
-        self.remove_levels(&levels, id, &which);
+        self.remove_levels(&levels, id, &which)
     }
 
-    fn remove_levels(&mut self, levels: &[&str], id: u64, which: &impl Fn(&S) -> bool) {
+    fn remove_levels(&mut self, levels: &[&str], id: u64, which: &impl Fn(&S) -> bool) -> bool {
         let keep = |(i, s): &(u64, S)| *i != id || !which(s);
         match levels.split_first() {
-            None => self.here.retain(keep),
-            Some((&"#", _)) => self.rest.retain(keep),
+            None => release(&mut self.here, keep),
+            Some((&"#", _)) => release(&mut self.rest, keep),
             Some((&"+", rest)) => {
-                if let Some(plus) = &mut self.plus {
-                    plus.remove_levels(rest, id, which);
-                    if plus.is_empty() {
-                        self.plus = None;
-                    }
+                let Some(plus) = &mut self.plus else {
+                    return false;
+                };
+                let emptied = plus.remove_levels(rest, id, which);
+                if plus.is_empty() {
+                    self.plus = None;
                 }
+                emptied
             }
             Some((level, rest)) => {
-                if let Some(child) = self.children.get_mut(*level) {
-                    child.remove_levels(rest, id, which);
-                    if child.is_empty() {
-                        self.children.remove(*level);
-                        shrink_when_sparse(&mut self.children);
-                    }
+                let Some(child) = self.children.get_mut(*level) else {
+                    return false;
+                };
+                let emptied = child.remove_levels(rest, id, which);
+                if child.is_empty() {
+                    self.children.remove(*level);
+                    shrink_when_sparse(&mut self.children);
                 }
+                emptied
             }
         }
     }
@@ -216,6 +236,36 @@ mod tests {
         assert!(t.matches("a/x/c").is_empty());
         assert_eq!(t.matches("a/b").len(), 1);
         t.remove("a/b", 2);
+        assert!(t.is_empty());
+    }
+
+    /// The embedder learns when a filter is first held and last let go
+    /// (to want another node's messages for it, or not).
+    #[test]
+    fn a_filter_reports_its_first_holder_and_its_last() {
+        let mut t = Trie::default();
+        // (subscriber, filter, insert or remove, what is reported)
+        let steps = [
+            (1, "a/+", true, true),
+            (2, "a/+", true, false),
+            (1, "a/#", true, true),
+            (3, "a/b", true, true),
+            (1, "a/+", false, false),
+            (9, "a/+", false, false),
+            (2, "a/+", false, true),
+            (2, "a/+", false, false),
+            (1, "a/#", false, true),
+            (7, "x/y", false, false),
+            (3, "a/b", false, true),
+        ];
+        for (id, filter, insert, want) in steps {
+            let got = if insert {
+                t.insert(filter, id, ())
+            } else {
+                t.remove(filter, id)
+            };
+            assert_eq!(got, want, "{id} {filter} {insert}");
+        }
         assert!(t.is_empty());
     }
 }

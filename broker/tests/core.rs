@@ -24,6 +24,9 @@ struct Recorder {
     dropped: AtomicUsize,
     connected: mpsc::UnboundedSender<(String, u64)>,
     ended: mpsc::UnboundedSender<(String, Ended)>,
+    /// Interest reported, and (as `("granted", true)`) each wait before a
+    /// SUBACK, in order.
+    interest: std::sync::Mutex<Vec<(String, bool)>>,
 }
 
 impl Hooks for Recorder {
@@ -77,6 +80,14 @@ impl Hooks for Recorder {
         assert_eq!(why, Dropped::QueueFull);
         self.dropped.fetch_add(1, Ordering::Relaxed);
     }
+
+    fn interest(&self, filter: &str, held: bool) {
+        self.interest.lock().unwrap().push((filter.into(), held));
+    }
+
+    async fn granted(&self) {
+        self.interest.lock().unwrap().push(("granted".into(), true));
+    }
 }
 
 struct Running {
@@ -99,6 +110,7 @@ impl Running {
             dropped: AtomicUsize::new(0),
             connected: connected_tx,
             ended: tx,
+            interest: Default::default(),
         };
         let broker = Broker::new(hooks, limits);
         let serving = broker.clone();
@@ -568,6 +580,50 @@ async fn subscriptions_are_ended_for_the_clients_a_rule_now_refuses() {
         .unwrap();
     assert_eq!(kept.receive(1).await, numbered(1));
     assert_eq!(cut.receive(1).await, [b"b".to_vec()]);
+}
+
+/// The embedder hears when a filter is first held on this broker and
+/// when its last holder lets go, however it lets go; and it may hold a
+/// SUBACK back until then.
+#[tokio::test]
+async fn the_embedder_learns_which_filters_are_held() {
+    let mut b = Running::start(Limits::default()).await;
+    let taken = |b: &Running| std::mem::take(&mut *b.broker.hooks().interest.lock().unwrap());
+    let held = |f: &str| (f.to_string(), true);
+    let let_go = |f: &str| (f.to_string(), false);
+    let granted = held("granted");
+    let mut one = Client::connect(b.addr, "one").await;
+    let mut two = Client::connect(b.addr, "two").await;
+    one.subscribe("a/+").await;
+    assert_eq!(
+        taken(&b),
+        [held("a/+"), granted.clone()],
+        "before the SUBACK"
+    );
+    two.subscribe("a/+").await;
+    assert_eq!(taken(&b), std::slice::from_ref(&granted), "held already");
+    one.subscribe("a/+").await;
+    assert_eq!(taken(&b), [], "the same subscription again");
+    one.subscribe("forbidden/x").await;
+    assert_eq!(taken(&b), [], "refused");
+    one.client.unsubscribe("a/+").await.unwrap();
+    while !matches!(one.next().await, Event::Incoming(Packet::UnsubAck(_))) {}
+    assert_eq!(taken(&b), [], "two holds it still");
+    let cut = b.broker.unsubscribe_where("a/+", |_| false);
+    assert_eq!(cut, ["two"]);
+    assert_eq!(taken(&b), [let_go("a/+")]);
+    two.subscribe("$share/g/b/#").await;
+    one.subscribe("b/#").await;
+    assert_eq!(
+        taken(&b),
+        [held("b/#"), granted.clone(), held("b/#"), granted]
+    );
+    one.client.disconnect().await.unwrap();
+    assert_eq!(b.next_ended().await.0, "one");
+    assert_eq!(taken(&b), [let_go("b/#")], "its session ended");
+    two.task.abort();
+    assert_eq!(b.next_ended().await.0, "two");
+    assert_eq!(taken(&b), [let_go("b/#")]);
 }
 
 /// The next `n` messages delivered: topic, payload, RETAIN flag.

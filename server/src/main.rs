@@ -4,6 +4,7 @@
 mod accounts;
 mod batched;
 mod broker;
+mod bus;
 mod clock;
 mod config;
 mod http;

@@ -9,7 +9,8 @@ use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::broker::{Broker, Deps, Publisher};
+use crate::broker::{Attached, Broker, Deps, Landing, Publisher};
+use crate::bus::{Bus, Hub};
 use crate::clock;
 use crate::config::Config;
 use crate::http::{self, App};
@@ -129,16 +130,32 @@ async fn start(config: &Config) -> Result<(Running, tokio::net::TcpListener, Arc
     let tokens = tokens(config)?;
     let id_key = id_key(config)?;
     let sms = Sms::from_config(config)?;
+    // On the bus before the graph is read, so no change made meanwhile on
+    // another node is missed.
+    let attached = Attached::default();
+    let (news, graph_news) = tokio::sync::mpsc::unbounded_channel();
+    let landing = Arc::new(Landing {
+        core: attached.clone(),
+        graph_news: news,
+    });
+    let bus = match &config.nats_url {
+        Some(url) => {
+            tracing::warn!("several nodes (nats_url): clients' messages, profiles and who sees whom cross nodes; presence, calls, pairing codes and command deadlines are still each node's own (docs/scaling.md)");
+            Bus::nats(url, landing).await?
+        }
+        None => Bus::local(&Hub::default(), landing),
+    };
     let graph = Arc::new(Graph::load(&store).await?);
     let metrics = Arc::new(Metrics::new());
     let limits = Arc::new(Limits::new());
-    let publisher = Publisher::default();
+    let publisher = Publisher::new(attached, bus.clone());
     // Cancelled at shutdown once no client is connected: the services'
     // tasks store and publish what was queued, then end.
     let edges = Edges {
         store: store.clone(),
         clock: clock::system(),
         publish: Arc::new(publisher.clone()),
+        bus,
         metrics: metrics.clone(),
         tasks: TaskTracker::new(),
         stop: CancellationToken::new(),
@@ -200,6 +217,8 @@ async fn start(config: &Config) -> Result<(Running, tokio::net::TcpListener, Arc
     services.presence.start();
     services.robots.start();
     services.calls.start(calls_queue);
+    let watchers = broker.watchers.clone();
+    (edges.tasks).spawn(watchers.follow(store.clone(), graph_news, edges.stop.clone()));
     let idle_limits = limits.clone();
     edges.every(Duration::from_secs(60), move || {
         idle_limits.forget_idle();

@@ -97,6 +97,39 @@ impl Graph {
         g.robots.insert(id.clone());
     }
 
+    /// Reads `users`' accounts, lists and owners again from the store,
+    /// after another node changed them.
+    pub async fn reload(&self, store: &Store, users: &[Id]) -> Result<()> {
+        let rows = store.edges_of(users).await?;
+        let mut g = self.inner.write().expect("graph lock");
+        for id in users {
+            g.contacts.remove(id);
+            g.blocked.remove(id);
+            g.owners.remove(id);
+            match rows.accounts.get(id) {
+                Some(&(kind, visibility)) => {
+                    g.visibility.insert(id.clone(), visibility);
+                    if kind == PrincipalKind::Robot {
+                        g.robots.insert(id.clone());
+                    }
+                }
+                None => {
+                    g.visibility.remove(id);
+                }
+            }
+        }
+        for (owner, contact) in rows.contacts {
+            g.contacts.entry(owner).or_default().insert(contact);
+        }
+        for (owner, blocked) in rows.blocks {
+            g.blocked.entry(owner).or_default().insert(blocked);
+        }
+        for (robot, owner) in rows.owners {
+            g.owners.entry(robot).or_default().insert(owner);
+        }
+        Ok(())
+    }
+
     pub fn is_robot(&self, id: &Id) -> bool {
         self.inner.read().expect("graph lock").robots.contains(id)
     }
@@ -225,6 +258,48 @@ mod tests {
         assert!(g.is_robot(&robot));
         assert_eq!(g.visibility(&nobody), Visibility::Contacts);
         assert!(!g.is_robot(&nobody) && !g.inner.read().unwrap().visibility.contains_key(&nobody));
+    }
+
+    /// What another node stored is read again for the users it names,
+    /// and only for them.
+    #[tokio::test]
+    async fn a_reload_takes_the_stored_rows_of_the_users_it_names() {
+        let store = temp_store().await;
+        let (a, b, c, robot) = (id('a'), id('b'), id('c'), id('e'));
+        for user in [&a, &b, &c] {
+            store.ensure_user(user, PrincipalKind::User).await.unwrap();
+        }
+        store
+            .ensure_user(&robot, PrincipalKind::Robot)
+            .await
+            .unwrap();
+        let g = Graph::load(&store).await.unwrap();
+        g.set_list(&c, List::Contacts, std::slice::from_ref(&a));
+        // Another node: a blocks b, lists c, goes public; a owns the robot.
+        store
+            .replace_list(&a, List::Blocked, std::slice::from_ref(&b))
+            .await
+            .unwrap();
+        store
+            .replace_list(&a, List::Contacts, std::slice::from_ref(&c))
+            .await
+            .unwrap();
+        store
+            .set_visibility(&a, Visibility::Everyone)
+            .await
+            .unwrap();
+        store.add_owner(&robot, &a).await.unwrap();
+        assert!(!g.has_blocked(&a, &b) && !g.paired(&robot, &a));
+        g.reload(&store, &[a.clone(), robot.clone()]).await.unwrap();
+        assert!(g.has_blocked(&a, &b) && !g.can_see(&b, &a));
+        assert_eq!(g.list(&a, List::Contacts), [c.clone()]);
+        assert_eq!(g.visibility(&a), Visibility::Everyone);
+        assert!(g.paired(&robot, &a) && g.is_robot(&robot));
+        assert_eq!(g.list(&c, List::Contacts), [a.clone()], "c was not named");
+        // Emptied lists are emptied here too.
+        store.replace_list(&a, List::Blocked, &[]).await.unwrap();
+        g.reload(&store, std::slice::from_ref(&a)).await.unwrap();
+        assert!(!g.has_blocked(&a, &b) && g.can_see(&b, &a));
     }
 
     /// The id of 32 `c`s.

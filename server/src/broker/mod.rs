@@ -8,7 +8,7 @@ mod hooks;
 mod publisher;
 mod watchers;
 
-pub use publisher::Publisher;
+pub use publisher::{Attached, Landing, Publisher};
 pub use watchers::Watchers;
 
 use std::net::SocketAddr;

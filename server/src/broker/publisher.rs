@@ -1,30 +1,49 @@
 //! Publishing as the server: state the services own (presence, call
-//! states, pairing results, refusals reported to clients).
+//! states, pairing results, refusals reported to clients), to this node's
+//! subscribers and over the bus to other nodes'; and what other nodes
+//! send this one.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use switchboard_broker::{Message, QoS};
 use switchboard_protocol::payload::ClientError;
-use switchboard_protocol::{ClientId, ErrorCode, Topic};
+use switchboard_protocol::{ClientId, ErrorCode, Id, Topic};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use super::Core;
+use crate::bus::{Arrivals, Bus, Carried};
 use crate::outbound;
+
+/// The broker core once it started.
+#[derive(Clone, Default)]
+pub struct Attached(Arc<OnceLock<Core>>);
 
 /// Made before the broker (the services it starts with publish through
 /// it); publishing works once the broker is attached.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Publisher {
-    core: Arc<OnceLock<Core>>,
+    core: Attached,
+    bus: Bus,
 }
 
 impl Publisher {
+    pub fn new(core: Attached, bus: Bus) -> Publisher {
+        Publisher { core, bus }
+    }
+
     pub(super) fn core(&self) -> Option<&Core> {
-        self.core.get()
+        self.core.0.get()
+    }
+
+    pub fn bus(&self) -> &Bus {
+        &self.bus
     }
 
     pub(super) fn attach(&self, core: Core) {
-        if self.core.set(core).is_err() {
+        if self.core.0.set(core).is_err() {
             tracing::error!("a second broker attached to the publisher");
         }
     }
@@ -52,11 +71,63 @@ pub fn message(topic: &Topic, payload: Vec<u8>, retain: bool) -> Message {
     message
 }
 
+/// `message` as it goes to other nodes.
+pub fn carried(message: &Message, now: Instant) -> Carried {
+    let left = |at: Instant| at.saturating_duration_since(now).as_millis();
+    Carried {
+        topic: message.topic.to_string(),
+        payload: message.payload.clone(),
+        qos: message.qos as u8,
+        retain: message.retain,
+        expires_in_ms: message
+            .expires
+            .map(|at| u32::try_from(left(at)).unwrap_or(u32::MAX)),
+    }
+}
+
+/// A message from another node, as this node's broker routes it.
+fn landed(c: Carried, now: Instant) -> Message {
+    let qos = match c.qos {
+        0 => QoS::AtMostOnce,
+        1 => QoS::AtLeastOnce,
+        _ => QoS::ExactlyOnce,
+    };
+    let mut message = Message::new(c.topic.into(), c.payload, qos);
+    message.retain = c.retain;
+    message.expires = (c.expires_in_ms).map(|ms| now + Duration::from_millis(ms.into()));
+    message
+}
+
 #[async_trait::async_trait]
 impl outbound::Publish for Publisher {
     async fn publish(&self, topic: &Topic, payload: Vec<u8>, retain: bool) -> Result<()> {
-        let core = self.core.get().context("the broker has not started")?;
-        core.publish(message(topic, payload, retain));
+        let core = self.core().context("the broker has not started")?;
+        let message = message(topic, payload, retain);
+        let (topic, now) = (message.topic.clone(), Instant::now());
+        self.bus.send(&topic, || carried(&message, now)).await;
+        core.publish(message);
         Ok(())
+    }
+}
+
+/// What other nodes send this one: messages go to this node's
+/// subscribers as they were routed there (the rules ran on the node that
+/// took them); who-sees-whom news is handed to the task that reads the
+/// graph again (`Watchers::follow`).
+pub struct Landing {
+    pub core: Attached,
+    pub graph_news: mpsc::UnboundedSender<Vec<Id>>,
+}
+
+impl Arrivals for Landing {
+    fn message(&self, message: Carried) {
+        // Before the broker starts no client is here to get it.
+        if let Some(core) = self.core.0.get() {
+            core.publish(landed(message, Instant::now()));
+        }
+    }
+
+    fn graph_changed(&self, users: Vec<Id>) {
+        let _ = self.graph_news.send(users);
     }
 }

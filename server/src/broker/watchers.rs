@@ -7,9 +7,12 @@
 use std::sync::Arc;
 
 use switchboard_protocol::{ClientId, ErrorCode, Filter, Id, Topic};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::Publisher;
 use crate::social::Graph;
+use crate::store::Store;
 
 #[derive(Clone)]
 pub struct Watchers {
@@ -36,9 +39,51 @@ impl Watchers {
         Watchers { publisher, graph }
     }
 
+    /// After this node stored and applied a change of who sees whom for
+    /// `users`: the subscriptions it forbids end here, and the other
+    /// nodes are told to do the same.
+    pub async fn changed(&self, users: &[Id]) {
+        for user in users {
+            self.recheck(user).await;
+        }
+        self.publisher.bus().graph_changed(users).await;
+    }
+
+    /// Other nodes' news, until the stop: the users' rows read again from
+    /// the store, then the subscriptions held here to their topics
+    /// checked. News that came together is read in one go.
+    pub async fn follow(
+        self,
+        store: Store,
+        mut news: mpsc::UnboundedReceiver<Vec<Id>>,
+        stop: CancellationToken,
+    ) {
+        loop {
+            let mut users = tokio::select! {
+                Some(users) = news.recv() => users,
+                () = stop.cancelled() => return,
+                else => return,
+            };
+            while let Ok(more) = news.try_recv() {
+                users.extend(more);
+            }
+            users.sort();
+            users.dedup();
+            if let Err(e) = self.graph.reload(&store, &users).await {
+                tracing::error!(
+                    "could not read who sees whom again after another node changed it: {e:#}"
+                );
+                continue;
+            }
+            for user in &users {
+                self.recheck(user).await;
+            }
+        }
+    }
+
     /// Removes the subscriptions to `target`'s topics held by clients that
     /// may no longer see it.
-    pub async fn recheck(&self, target: &Id) {
+    async fn recheck(&self, target: &Id) {
         let Some(core) = self.publisher.core() else {
             return;
         };

@@ -28,6 +28,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The database: the configured URL, or SQLite in `data_dir`.
     pub database_url: String,
+    /// The NATS server shared with the other nodes; `None`: one node.
+    pub nats_url: Option<String>,
     pub log_format: LogFormat,
     pub accounts: Accounts,
     pub http: Http,
@@ -163,8 +165,10 @@ impl TryFrom<Settings> for Config {
                 s.data_dir.join("switchboard.db").display()
             ),
         };
+        let nats_url = nats_url(&s.nats_url, &database_url)?;
         Ok(Config {
             database_url,
+            nats_url,
             log_format: s.log_format,
             accounts: accounts(&s)?,
             http: Http { addr: s.http_addr },
@@ -191,6 +195,24 @@ impl TryFrom<Settings> for Config {
             data_dir: s.data_dir,
         })
     }
+}
+
+/// Nodes share their record, so several need PostgreSQL (SQLite is one
+/// process's file).
+fn nats_url(url: &Option<String>, database_url: &str) -> Result<Option<String>, ConfigError> {
+    let Some(url) = url else {
+        return Ok(None);
+    };
+    if !url.starts_with("nats://") {
+        return bad("nats_url", format!("must start with nats://, got {url:?}"));
+    }
+    if database_url.starts_with("sqlite:") {
+        return bad(
+            "nats_url",
+            "needs a PostgreSQL database_url: the nodes share one record",
+        );
+    }
+    Ok(Some(url.clone()))
 }
 
 fn is_database_url(url: &str) -> bool {

@@ -24,6 +24,9 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// `sqlite://...` or `postgres://...`; SQLite under `data_dir` when unset.
     pub database_url: Option<String>,
+    /// `nats://host:port` of the NATS server the nodes of one service
+    /// share; unset: one node, its bus in process.
+    pub nats_url: Option<String>,
     pub http_addr: SocketAddr,
     pub mqtt_addr: SocketAddr,
     pub mqtt_ws_addr: SocketAddr,
@@ -144,6 +147,7 @@ impl Default for Settings {
         Settings {
             data_dir: PathBuf::from("./data"),
             database_url: None,
+            nats_url: None,
             http_addr: ([127, 0, 0, 1], 8080).into(),
             mqtt_addr: ([127, 0, 0, 1], 1883).into(),
             mqtt_ws_addr: ([127, 0, 0, 1], 8083).into(),

@@ -43,6 +43,11 @@ fn bad_values_name_their_key() {
         ("id_scheme = \"sha1\"", "id_scheme"),
         ("default_region = \"XX\"", "default_region"),
         ("database_url = \"mysql://x\"", "database_url"),
+        ("nats_url = \"nats://127.0.0.1:4222\"", "nats_url"),
+        (
+            "database_url = \"postgres://db/sb\"\nnats_url = \"http://x\"",
+            "nats_url",
+        ),
         ("jwt_secret = \"short\"", "jwt_secret"),
         ("sms_provider = \"webhook\"", "sms_webhook_url"),
         ("sms_provider = \"carrier-pigeon\"", "sms_provider"),

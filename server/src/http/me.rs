@@ -203,7 +203,7 @@ async fn put_list(
         .await
         .map_err(internal)?;
     app.graph.set_list(me, list, &ids);
-    app.watchers.recheck(me).await;
+    app.watchers.changed(std::slice::from_ref(me)).await;
     Ok(Json(app.graph.list(me, list).into()))
 }
 
@@ -303,7 +303,7 @@ pub async fn put_visibility(
         .await
         .map_err(internal)?;
     app.graph.set_visibility(&caller.id, body.visibility);
-    app.watchers.recheck(&caller.id).await;
+    app.watchers.changed(std::slice::from_ref(&caller.id)).await;
     Ok(Json(body))
 }
 

@@ -132,8 +132,7 @@ pub async fn unpair(
     }
     app.graph.set_owner(&robot, &caller.id, false);
     // Neither sees the other any more, unless the graph says otherwise.
-    app.watchers.recheck(&robot).await;
-    app.watchers.recheck(&caller.id).await;
+    app.watchers.changed(&[robot, caller.id]).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

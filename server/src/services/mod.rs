@@ -19,6 +19,7 @@ use switchboard_protocol::Topic;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::bus::Bus;
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::outbound::Publish;
@@ -72,6 +73,9 @@ pub struct Edges {
     pub store: Store,
     pub clock: Arc<dyn Clock>,
     pub publish: Arc<dyn Publish>,
+    /// To the other nodes, beneath `publish`; the services use it
+    /// directly only to say who-sees-whom changed.
+    pub bus: Bus,
     pub metrics: Arc<Metrics>,
     /// Every task a service starts, so the shutdown waits for them.
     pub tasks: TaskTracker,
@@ -116,6 +120,7 @@ pub async fn test_edges() -> (Edges, Arc<crate::clock::ManualClock>, crate::outb
         store,
         clock: clock.clone(),
         publish: Arc::new(publish),
+        bus: Bus::alone(),
         metrics: Arc::new(Metrics::new()),
         tasks: TaskTracker::new(),
         stop: CancellationToken::new(),

@@ -44,6 +44,15 @@ pub struct GraphRows {
     pub blocks: Vec<(Id, Id)>,
 }
 
+/// Some users' rows of the graph: their accounts, their lists (as owner),
+/// and, for robots, their owners as `(robot, owner)`.
+pub struct UserEdges {
+    pub accounts: HashMap<Id, (PrincipalKind, Visibility)>,
+    pub contacts: Vec<(Id, Id)>,
+    pub blocks: Vec<(Id, Id)>,
+    pub owners: Vec<(Id, Id)>,
+}
+
 /// Which list of a user's a statement is about.
 #[derive(Debug, Clone, Copy)]
 pub enum List {
@@ -101,6 +110,23 @@ impl Store {
                 Ok((typed(row.get(0))?, account))
             })
             .collect()
+    }
+
+    /// `users`' rows of the graph, read again after another node changed
+    /// them.
+    pub async fn edges_of(&self, users: &[Id]) -> Result<UserEdges> {
+        let pairs = |rows: Vec<sqlx::any::AnyRow>| -> Result<Vec<(Id, Id)>> {
+            id_pairs(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        };
+        let contacts = "SELECT owner, contact FROM contacts WHERE owner IN";
+        let blocks = "SELECT owner, blocked FROM blocks WHERE owner IN";
+        let owners = "SELECT robot_id, user_id FROM ownership WHERE robot_id IN";
+        Ok(UserEdges {
+            accounts: self.accounts(users).await?,
+            contacts: pairs(self.rows_in(contacts, users).await?)?,
+            blocks: pairs(self.rows_in(blocks, users).await?)?,
+            owners: pairs(self.rows_in(owners, users).await?)?,
+        })
     }
 
     /// Everyone's visibility, contacts and blocks, to build the in-memory

@@ -13,6 +13,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use switchboard_broker::{ConnectRefusal, Dropped, Ended, Granted, Login, Message, PubRefusal};
 use switchboard_presence::Cause;
 use switchboard_protocol::acl::Principal;
@@ -201,10 +203,13 @@ impl switchboard_broker::Hooks for Hooks {
 
     async fn publish(&self, client: &Client, message: &mut Message) -> Result<(), PubRefusal> {
         self.metrics.mqtt_messages_in.inc();
-        match client.principal() {
-            Some(principal) => Hooks::publish(self, principal, message).await,
-            None => Ok(()),
+        if let Some(principal) = client.principal() {
+            Hooks::publish(self, principal, message).await?;
         }
+        // Other nodes' subscribers get what this node's get.
+        let to_others = || publisher::carried(message, Instant::now());
+        self.publisher.bus().send(&message.topic, to_others).await;
+        Ok(())
     }
 
     /// Whether a message may still reach `to`: not if it waited longer than
@@ -256,6 +261,14 @@ impl switchboard_broker::Hooks for Hooks {
         (self.metrics.mqtt_dropped)
             .get_or_create(&RefusalLabels { reason })
             .inc();
+    }
+
+    fn interest(&self, filter: &str, held: bool) {
+        self.publisher.bus().interest(filter, held);
+    }
+
+    async fn granted(&self) {
+        self.publisher.bus().settled().await;
     }
 }
 

@@ -1,0 +1,183 @@
+//! The bus on NATS. Subjects are `sb.<kind>.<name>` for a key
+//! `<kind>/<name>`, and `sb.graph` for who-sees-whom news, which every
+//! node wants. The connection is made with no echo, so a node never gets
+//! back what it sent. One task makes and drops the subscriptions, in the
+//! order the router reported them, and hands on what arrives.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use async_nats::{Client, Subscriber};
+use futures_util::stream::{SelectAll, StreamExt, TakeUntil};
+use switchboard_protocol::Id;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{frame, Arrivals, Carried};
+
+const GRAPH: &str = "sb.graph";
+
+fn subject(key: &str) -> String {
+    format!("sb.{}", key.replace('/', "."))
+}
+
+enum Op {
+    Want(String),
+    Unwant(String),
+    /// Answered once the server has every subscription made before it.
+    Flush(oneshot::Sender<()>),
+}
+
+#[derive(Clone)]
+pub(super) struct Nats {
+    client: Client,
+    ops: mpsc::UnboundedSender<Op>,
+    /// Subscriptions asked for, and those the server confirmed: `settled`
+    /// waits only when the second is behind.
+    asked: Arc<AtomicU64>,
+    confirmed: Arc<AtomicU64>,
+}
+
+impl Nats {
+    pub async fn connect(url: &str, arrivals: Arc<dyn Arrivals>) -> Result<Nats> {
+        let client = async_nats::ConnectOptions::new()
+            .no_echo()
+            .name("switchboard")
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await
+            .with_context(|| format!("connecting to NATS at {url}"))?;
+        let graph = client.subscribe(GRAPH).await?;
+        client.flush().await.context("NATS did not answer")?;
+        let (ops, rx) = mpsc::unbounded_channel();
+        let nats = Nats {
+            client,
+            ops,
+            asked: Arc::default(),
+            confirmed: Arc::default(),
+        };
+        let task = Subscriptions {
+            client: nats.client.clone(),
+            confirmed: nats.confirmed.clone(),
+        };
+        tokio::spawn(task.run(rx, graph, arrivals));
+        Ok(nats)
+    }
+
+    pub async fn send(&self, key: &str, message: Carried) {
+        let payload = frame::encode(&message);
+        if let Err(e) = self.client.publish(subject(key), payload).await {
+            tracing::warn!(topic = message.topic, "not sent to the other nodes: {e}");
+        }
+    }
+
+    pub async fn graph_changed(&self, users: &[Id]) {
+        let ids: Vec<&str> = users.iter().map(Id::as_str).collect();
+        let payload = ids.join(",").into_bytes().into();
+        if let Err(e) = self.client.publish(GRAPH, payload).await {
+            tracing::warn!("who-sees-whom news not sent to the other nodes: {e}");
+        }
+    }
+
+    pub fn want(&self, key: &str, wanted: bool) {
+        let key = key.to_string();
+        let op = match wanted {
+            true => {
+                self.asked.fetch_add(1, Ordering::AcqRel);
+                Op::Want(key)
+            }
+            false => Op::Unwant(key),
+        };
+        // Fails only once the task ended, at shutdown.
+        let _ = self.ops.send(op);
+    }
+
+    pub async fn settled(&self) {
+        if self.confirmed.load(Ordering::Acquire) >= self.asked.load(Ordering::Acquire) {
+            return;
+        }
+        let (done, confirmed) = oneshot::channel();
+        if self.ops.send(Op::Flush(done)).is_ok() {
+            let _ = confirmed.await;
+        }
+    }
+}
+
+/// The task that makes and drops subscriptions; it ends once every `Nats`
+/// is dropped.
+struct Subscriptions {
+    client: Client,
+    confirmed: Arc<AtomicU64>,
+}
+
+impl Subscriptions {
+    async fn run(
+        self,
+        mut ops: mpsc::UnboundedReceiver<Op>,
+        graph: Subscriber,
+        arrivals: Arc<dyn Arrivals>,
+    ) {
+        // A subscription ends when its sender here is dropped.
+        type Ending = TakeUntil<Subscriber, oneshot::Receiver<()>>;
+        let mut streams: SelectAll<Ending> = SelectAll::new();
+        let mut ends: HashMap<String, oneshot::Sender<()>> = HashMap::new();
+        let (_keep_graph, graph_end) = oneshot::channel();
+        streams.push(graph.take_until(graph_end));
+        let mut made = 0;
+        loop {
+            tokio::select! {
+                op = ops.recv() => match op {
+                    Some(Op::Want(key)) => {
+                        made += 1;
+                        match self.client.subscribe(subject(&key)).await {
+                            Ok(sub) => {
+                                let (end, ended) = oneshot::channel();
+                                ends.insert(key, end);
+                                streams.push(sub.take_until(ended));
+                            }
+                            Err(e) => tracing::error!(key, "could not subscribe on NATS: {e}"),
+                        }
+                    }
+                    Some(Op::Unwant(key)) => {
+                        ends.remove(&key);
+                        switchboard_broker::sparse::shrink_when_sparse(&mut ends);
+                    }
+                    Some(Op::Flush(done)) => {
+                        if let Err(e) = self.client.flush().await {
+                            tracing::warn!("NATS flush: {e}");
+                        }
+                        self.confirmed.store(made, Ordering::Release);
+                        let _ = done.send(());
+                    }
+                    None => return,
+                },
+                Some(message) = streams.next() => arrived(&*arrivals, message),
+            }
+        }
+    }
+}
+
+fn arrived(arrivals: &dyn Arrivals, message: async_nats::Message) {
+    if message.subject.as_str() == GRAPH {
+        let users = std::str::from_utf8(&message.payload).ok().map(|s| {
+            s.split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::parse::<Id>)
+                .collect()
+        });
+        match users {
+            Some(Ok(users)) => arrivals.graph_changed(users),
+            _ => tracing::warn!("who-sees-whom news that is not a list of ids, ignored"),
+        }
+        return;
+    }
+    match frame::decode(message.payload) {
+        Ok(carried) => arrivals.message(carried),
+        Err(e) => {
+            tracing::warn!(subject = %message.subject, "a message from another node that is not a frame ({e}), ignored")
+        }
+    }
+}

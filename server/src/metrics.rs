@@ -49,6 +49,7 @@ pub struct Metrics {
     pub users_online: Gauge,
     pub devices_online: Gauge,
     pub presence_changes: Counter,
+    pub graph_news: Counter,
     pub calls_ended: Family<OutcomeLabels, Counter>,
     pub invite_to_accept: Histogram,
     pub relay: switchboard_relay::RelayMetrics,
@@ -77,6 +78,7 @@ impl Metrics {
         let users_online = Gauge::default();
         let devices_online = Gauge::default();
         let presence_changes = Counter::default();
+        let graph_news = Counter::default();
         let calls_ended = Family::default();
         // Seconds from invite to accept: people answer in 1 to 30 s.
         let invite_to_accept = Histogram::new([0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0]);
@@ -100,6 +102,11 @@ impl Metrics {
             "presence_changes",
             "Presence publications (a device came or went)",
             presence_changes.clone(),
+        );
+        registry.register(
+            "graph_news",
+            "Changes of who sees whom made on other nodes, applied here",
+            graph_news.clone(),
         );
         registry.register(
             "mqtt_connections",
@@ -162,6 +169,7 @@ impl Metrics {
             users_online,
             devices_online,
             presence_changes,
+            graph_news,
             calls_ended,
             invite_to_accept,
             relay,

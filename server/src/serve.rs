@@ -218,7 +218,12 @@ async fn start(config: &Config) -> Result<(Running, tokio::net::TcpListener, Arc
     services.robots.start();
     services.calls.start(calls_queue);
     let watchers = broker.watchers.clone();
-    (edges.tasks).spawn(watchers.follow(store.clone(), graph_news, edges.stop.clone()));
+    (edges.tasks).spawn(watchers.follow(
+        store.clone(),
+        metrics.clone(),
+        graph_news,
+        edges.stop.clone(),
+    ));
     let idle_limits = limits.clone();
     edges.every(Duration::from_secs(60), move || {
         idle_limits.forget_idle();

@@ -21,6 +21,7 @@ use serde_json::Value;
 pub mod api;
 pub mod backend;
 pub mod calls;
+pub mod cluster;
 pub mod media;
 pub mod mqtt;
 pub mod robots;

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::Publisher;
+use crate::metrics::Metrics;
 use crate::social::Graph;
 use crate::store::Store;
 
@@ -55,6 +56,7 @@ impl Watchers {
     pub async fn follow(
         self,
         store: Store,
+        metrics: Arc<Metrics>,
         mut news: mpsc::UnboundedReceiver<Vec<Id>>,
         stop: CancellationToken,
     ) {
@@ -64,8 +66,10 @@ impl Watchers {
                 () = stop.cancelled() => return,
                 else => return,
             };
+            let mut count = 1;
             while let Ok(more) = news.try_recv() {
                 users.extend(more);
+                count += 1;
             }
             users.sort();
             users.dedup();
@@ -78,6 +82,7 @@ impl Watchers {
             for user in &users {
                 self.recheck(user).await;
             }
+            metrics.graph_news.inc_by(count);
         }
     }
 

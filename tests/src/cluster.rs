@@ -1,0 +1,127 @@
+//! Several nodes of one service on this machine: a real nats-server on a
+//! free loopback port, one fresh PostgreSQL database (the server in
+//! `E2E_POSTGRES_URL`), and nodes started like any test server with
+//! `SWITCHBOARD_NATS_URL`, one-time codes going to one SMS inbox.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::api::{Api, SignedIn, SmsInbox};
+use crate::{postgres_admin_url, Database, Server};
+
+/// A nats-server of its own, stopped when dropped.
+pub struct Nats {
+    child: Child,
+    pub url: String,
+}
+
+/// nats-server from PATH, or where Debian puts it (`/usr/sbin` is not on
+/// every user's PATH).
+fn nats_server() -> PathBuf {
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join("nats-server"))
+        .find(|p| p.exists());
+    on_path.unwrap_or_else(|| PathBuf::from("/usr/sbin/nats-server"))
+}
+
+impl Nats {
+    /// Starts nats-server on a free port (`-p -1`) and reads the port it
+    /// took from its log.
+    pub async fn start() -> Result<Nats> {
+        let mut child = Command::new(nats_server())
+            .args(["-a", "127.0.0.1", "-p", "-1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context(
+                "starting nats-server (Debian package nats-server; scripts/test installs it)",
+            )?;
+        let stderr = child.stderr.take().expect("piped stderr");
+        let listening = tokio::task::spawn_blocking(move || {
+            let mut lines = BufReader::new(stderr).lines().map_while(|l| l.ok());
+            let found = lines.by_ref().find_map(|line| {
+                let (_, addr) = line.split_once("Listening for client connections on ")?;
+                Some(addr.trim().to_string())
+            });
+            // Keep reading, so the server never blocks on a full pipe.
+            std::thread::spawn(move || lines.for_each(drop));
+            found
+        });
+        let addr = tokio::time::timeout(Duration::from_secs(30), listening).await;
+        match addr {
+            Ok(Ok(Some(addr))) => Ok(Nats {
+                child,
+                url: format!("nats://{addr}"),
+            }),
+            _ => {
+                let _ = child.kill();
+                bail!("nats-server did not say where it listens");
+            }
+        }
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One node: its server and an API client for it.
+pub struct Node {
+    pub server: Server,
+    pub api: Api,
+}
+
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    pub sms: SmsInbox,
+    pub db: Database,
+    pub nats: Nats,
+}
+
+impl Cluster {
+    /// `n` nodes on one new PostgreSQL database and one nats-server.
+    pub async fn start(n: usize) -> Cluster {
+        assert!(
+            postgres_admin_url().is_some(),
+            "E2E_POSTGRES_URL must name a PostgreSQL server: nodes share one record"
+        );
+        let db = Database::for_test().await.unwrap();
+        let sms = SmsInbox::start().await.unwrap();
+        let nats = Nats::start().await.unwrap();
+        let mut nodes = Vec::with_capacity(n);
+        for _ in 0..n {
+            let server = Server::with_sms(&db, &sms)
+                .env("SWITCHBOARD_NATS_URL", nats.url.clone())
+                .start()
+                .await
+                .unwrap();
+            nodes.push(Node {
+                api: Api::new(&server),
+                server,
+            });
+        }
+        Cluster {
+            nodes,
+            sms,
+            db,
+            nats,
+        }
+    }
+
+    /// `phone` signed in from its device `phone`, through node `node`.
+    pub async fn user(&self, node: usize, phone: &str) -> SignedIn {
+        (self.nodes[node].api)
+            .sign_in(&self.sms, phone, "phone")
+            .await
+            .unwrap()
+    }
+}

@@ -5,6 +5,7 @@
 
 mod broker;
 mod calls;
+mod cluster;
 mod memory;
 mod presence;
 mod proc;
@@ -97,6 +98,12 @@ enum Bench {
         #[arg(long, default_value_t = 1_000_000)]
         users: usize,
     },
+    /// What crossing nodes adds to a message's latency: two nodes on
+    /// PostgreSQL (`E2E_POSTGRES_URL`) and a nats-server of its own.
+    Cluster {
+        #[arg(long, default_value_t = 5000)]
+        rounds: usize,
+    },
     /// Mixed traffic for minutes: RSS at the end against after warm-up.
     Soak {
         #[arg(long, default_value_t = 25)]
@@ -130,6 +137,7 @@ async fn main() -> anyhow::Result<()> {
         Bench::Logins { count, rate } => memory::logins(count, rate).await,
         Bench::Commands { count } => memory::commands(count).await,
         Bench::Registered { users } => registered::run(users).await,
+        Bench::Cluster { rounds } => cluster::run(rounds).await,
         Bench::Soak {
             minutes,
             warm_up_minutes,

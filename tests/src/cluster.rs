@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::api::{Api, SignedIn, SmsInbox};
-use crate::{postgres_admin_url, Database, Server};
+use crate::{postgres_admin_url, Database, Server, ServerBuilder};
 
 /// A nats-server of its own, stopped when dropped.
 pub struct Nats {
@@ -90,6 +90,14 @@ pub struct Cluster {
 impl Cluster {
     /// `n` nodes on one new PostgreSQL database and one nats-server.
     pub async fn start(n: usize) -> Cluster {
+        Cluster::start_with(n, |node| node).await
+    }
+
+    /// `n` nodes, each set up by `configure` on top of the test defaults.
+    pub async fn start_with(
+        n: usize,
+        configure: impl Fn(ServerBuilder) -> ServerBuilder,
+    ) -> Cluster {
         assert!(
             postgres_admin_url().is_some(),
             "E2E_POSTGRES_URL must name a PostgreSQL server: nodes share one record"
@@ -99,11 +107,8 @@ impl Cluster {
         let nats = Nats::start().await.unwrap();
         let mut nodes = Vec::with_capacity(n);
         for _ in 0..n {
-            let server = Server::with_sms(&db, &sms)
-                .env("SWITCHBOARD_NATS_URL", nats.url.clone())
-                .start()
-                .await
-                .unwrap();
+            let node = Server::with_sms(&db, &sms).env("SWITCHBOARD_NATS_URL", nats.url.clone());
+            let server = configure(node).start().await.unwrap();
             nodes.push(Node {
                 api: Api::new(&server),
                 server,

@@ -47,6 +47,13 @@ impl Nats {
             .name("switchboard")
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_secs(5))
+            .event_callback(|event| async move {
+                match event {
+                    async_nats::Event::Connected => tracing::info!("NATS: connected"),
+                    // A slow consumer is a subscription whose messages NATS dropped.
+                    event => tracing::warn!("NATS: {event}"),
+                }
+            })
             .connect(url)
             .await
             .with_context(|| format!("connecting to NATS at {url}"))?;

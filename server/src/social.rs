@@ -23,15 +23,8 @@ struct Inner {
     owners: HashMap<Id, HashSet<Id>>,
 }
 
-pub struct Graph {
-    inner: RwLock<Inner>,
-    /// Accounts this process did not make, read together when several
-    /// first show their tokens at once.
-    accounts: Batched<Id, (PrincipalKind, Visibility)>,
-}
-
-impl Graph {
-    pub async fn load(store: &Store) -> Result<Graph> {
+impl Inner {
+    async fn read(store: &Store) -> Result<Inner> {
         let rows = store.load_graph().await?;
         let mut inner = Inner {
             visibility: rows.visibility,
@@ -48,13 +41,66 @@ impl Graph {
         for (robot, owner) in owners {
             inner.owners.entry(robot).or_default().insert(owner);
         }
+        Ok(inner)
+    }
+}
+
+/// The users whose visibility, kind, lists or owners differ between two
+/// graphs (an empty list is no list), sorted.
+fn changed_users(old: &Inner, new: &Inner) -> Vec<Id> {
+    let sets = |m: &HashMap<Id, HashSet<Id>>, id: &Id| m.get(id).filter(|s| !s.is_empty()).cloned();
+    let differs = |id: &Id| {
+        old.visibility.get(id) != new.visibility.get(id)
+            || old.robots.contains(id) != new.robots.contains(id)
+            || sets(&old.contacts, id) != sets(&new.contacts, id)
+            || sets(&old.blocked, id) != sets(&new.blocked, id)
+            || sets(&old.owners, id) != sets(&new.owners, id)
+    };
+    let everyone: HashSet<&Id> = [old, new]
+        .iter()
+        .flat_map(|g| {
+            (g.visibility.keys())
+                .chain(g.contacts.keys())
+                .chain(g.blocked.keys())
+                .chain(g.owners.keys())
+                .chain(g.robots.iter())
+        })
+        .collect();
+    let mut changed: Vec<Id> = everyone
+        .into_iter()
+        .filter(|id| differs(id))
+        .cloned()
+        .collect();
+    changed.sort();
+    changed
+}
+
+pub struct Graph {
+    inner: RwLock<Inner>,
+    /// Accounts this process did not make, read together when several
+    /// first show their tokens at once.
+    accounts: Batched<Id, (PrincipalKind, Visibility)>,
+}
+
+impl Graph {
+    pub async fn load(store: &Store) -> Result<Graph> {
         let accounts = Batched::new(store.clone(), |store, ids| async move {
             store.accounts(&ids).await
         });
         Ok(Graph {
-            inner: RwLock::new(inner),
+            inner: RwLock::new(Inner::read(store).await?),
             accounts,
         })
+    }
+
+    /// Reads the whole graph again (after the bus was away, and other
+    /// nodes' news with it); returns the users whose rows changed.
+    pub async fn reload_all(&self, store: &Store) -> Result<Vec<Id>> {
+        let fresh = Inner::read(store).await?;
+        let mut g = self.inner.write().expect("graph lock");
+        let changed = changed_users(&g, &fresh);
+        *g = fresh;
+        Ok(changed)
     }
 
     /// A user that was just created, with the default visibility.
@@ -304,6 +350,67 @@ mod tests {
         store.replace_list(&a, List::Blocked, &[]).await.unwrap();
         g.reload(&store, std::slice::from_ref(&a)).await.unwrap();
         assert!(!g.has_blocked(&a, &b) && g.can_see(&b, &a));
+    }
+
+    #[test]
+    fn the_users_whose_rows_changed_are_found() {
+        let (a, b, c, d) = (id('a'), id('b'), id('c'), id('d'));
+        let set = |ids: &[&Id]| ids.iter().map(|i| (*i).clone()).collect::<HashSet<Id>>();
+        let base = || {
+            let mut g = Inner::default();
+            for user in [&a, &b, &c] {
+                g.visibility.insert(user.clone(), Visibility::Contacts);
+            }
+            g.contacts.insert(a.clone(), set(&[&b]));
+            g
+        };
+        type Change<'a> = Box<dyn Fn(&mut Inner) + 'a>;
+        let cases: Vec<(&str, Change, Vec<Id>)> = vec![
+            ("nothing", Box::new(|_| {}), vec![]),
+            (
+                "an empty list is no list",
+                Box::new(|g| {
+                    g.blocked.insert(c.clone(), HashSet::new());
+                }),
+                vec![],
+            ),
+            (
+                "a contact added",
+                Box::new(|g| {
+                    g.contacts.insert(a.clone(), set(&[&b, &c]));
+                }),
+                vec![a.clone()],
+            ),
+            (
+                "a list emptied",
+                Box::new(|g| {
+                    g.contacts.remove(&a);
+                }),
+                vec![a.clone()],
+            ),
+            (
+                "a block and a visibility",
+                Box::new(|g| {
+                    g.blocked.insert(b.clone(), set(&[&a]));
+                    g.visibility.insert(c.clone(), Visibility::Everyone);
+                }),
+                vec![b.clone(), c.clone()],
+            ),
+            (
+                "a new robot with an owner",
+                Box::new(|g| {
+                    g.visibility.insert(d.clone(), Visibility::Contacts);
+                    g.robots.insert(d.clone());
+                    g.owners.insert(d.clone(), set(&[&a]));
+                }),
+                vec![d.clone()],
+            ),
+        ];
+        for (what, change, want) in cases {
+            let mut new = base();
+            change(&mut new);
+            assert_eq!(changed_users(&base(), &new), want, "{what}");
+        }
     }
 
     /// The id of 32 `c`s.

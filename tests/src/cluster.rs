@@ -34,43 +34,59 @@ impl Nats {
     /// Starts nats-server on a free port (`-p -1`) and reads the port it
     /// took from its log.
     pub async fn start() -> Result<Nats> {
-        let mut child = Command::new(nats_server())
-            .args(["-a", "127.0.0.1", "-p", "-1"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context(
-                "starting nats-server (Debian package nats-server; scripts/test installs it)",
-            )?;
-        let stderr = child.stderr.take().expect("piped stderr");
-        let listening = tokio::task::spawn_blocking(move || {
-            let mut lines = BufReader::new(stderr).lines().map_while(|l| l.ok());
-            let found = lines.by_ref().find_map(|line| {
-                let (_, addr) = line.split_once("Listening for client connections on ")?;
-                Some(addr.trim().to_string())
-            });
-            // Keep reading, so the server never blocks on a full pipe.
-            std::thread::spawn(move || lines.for_each(drop));
-            found
+        let (child, addr) = nats_server_on("-1").await?;
+        Ok(Nats {
+            child,
+            url: format!("nats://{addr}"),
+        })
+    }
+
+    /// Kills nats-server, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts nats-server again on the port it had.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.kill();
+        let port = self.url.rsplit(':').next().context("a port in the URL")?;
+        self.child = nats_server_on(port).await?.0;
+        Ok(())
+    }
+}
+
+/// nats-server on loopback port `port`, once it said where it listens.
+async fn nats_server_on(port: &str) -> Result<(Child, String)> {
+    let mut child = Command::new(nats_server())
+        .args(["-a", "127.0.0.1", "-p", port])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting nats-server (Debian package nats-server; scripts/test installs it)")?;
+    let stderr = child.stderr.take().expect("piped stderr");
+    let listening = tokio::task::spawn_blocking(move || {
+        let mut lines = BufReader::new(stderr).lines().map_while(|l| l.ok());
+        let found = lines.by_ref().find_map(|line| {
+            let (_, addr) = line.split_once("Listening for client connections on ")?;
+            Some(addr.trim().to_string())
         });
-        let addr = tokio::time::timeout(Duration::from_secs(30), listening).await;
-        match addr {
-            Ok(Ok(Some(addr))) => Ok(Nats {
-                child,
-                url: format!("nats://{addr}"),
-            }),
-            _ => {
-                let _ = child.kill();
-                bail!("nats-server did not say where it listens");
-            }
+        // Keep reading, so the server never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        found
+    });
+    match tokio::time::timeout(Duration::from_secs(30), listening).await {
+        Ok(Ok(Some(addr))) => Ok((child, addr)),
+        _ => {
+            let _ = child.kill();
+            bail!("nats-server did not say where it listens");
         }
     }
 }
 
 impl Drop for Nats {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 

@@ -403,13 +403,31 @@ impl Server {
         panic!("{name} never reached {want}: {}", self.metric(name).await);
     }
 
+    /// Waits until `times` log lines' messages contain `text`, for what
+    /// the server does on its own (seeing NATS go away and come back).
+    pub async fn logs_reach(&self, text: &str, times: usize) {
+        for _ in 0..200 {
+            if self.times_logged(text) >= times {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the server did not log {text:?} {times} times");
+    }
+
     /// Whether some log line's message contains `text`.
     pub fn logged(&self, text: &str) -> bool {
-        self.logs.lock().unwrap().iter().any(|l| {
+        self.times_logged(text) > 0
+    }
+
+    fn times_logged(&self, text: &str) -> usize {
+        let logs = self.logs.lock().unwrap();
+        let says = |l: &&Value| {
             l["fields"]["message"]
                 .as_str()
                 .is_some_and(|m| m.contains(text))
-        })
+        };
+        logs.iter().filter(says).count()
     }
 }
 

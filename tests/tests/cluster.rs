@@ -99,3 +99,63 @@ async fn profiles_and_who_sees_whom_cross_nodes() {
     }
     assert!(!granted(&b_mqtt.subscribe(&a_info).await.unwrap()));
 }
+
+/// The next error report on `errors`, failing if A's profile comes first.
+async fn next_report(c: &mut Client, errors: &str, not: &str) -> Value {
+    loop {
+        if let Incoming::Publish { topic, payload, .. } = c.next().await.unwrap() {
+            assert_ne!(topic, not, "got more of {not}");
+            if topic == errors {
+                return serde_json::from_slice(&payload).unwrap();
+            }
+        }
+    }
+}
+
+/// nats-server dies while A blocks B: the news is lost, and B's
+/// subscription on the other node holds until NATS is back. Then every
+/// node reads who sees whom again, B is cut off, and messages cross again.
+#[tokio::test]
+#[ignore = "needs PostgreSQL in E2E_POSTGRES_URL and nats-server; scripts/test runs it"]
+async fn after_nats_comes_back_the_nodes_read_what_they_missed() {
+    let mut c = Cluster::start(2).await;
+    let a = c.user(0, "+48555400011").await;
+    let b = c.user(1, "+48555400012").await;
+    let watcher = c.user(1, "+48555400013").await;
+    let (n0, n1) = (&c.nodes[0], &c.nodes[1]);
+    let r = n0.api.set_contacts(&a.access, &[&b.id, &watcher.id]).await;
+    assert_eq!(r.unwrap().status, 200);
+    n1.server.metric_reaches(NEWS, 1.0).await;
+    let a_info = format!("users/{}/info", a.id);
+    let mut b_mqtt = n1.server.mqtt_as(&b).await;
+    let mut w_mqtt = n1.server.mqtt_as(&watcher).await;
+    assert!(granted(&b_mqtt.subscribe(&b.errors_topic()).await.unwrap()));
+    assert!(granted(&b_mqtt.subscribe(&a_info).await.unwrap()));
+    assert!(granted(&w_mqtt.subscribe(&a_info).await.unwrap()));
+
+    c.nats.kill();
+    for node in &c.nodes {
+        node.server.logs_reach("NATS: disconnected", 1).await;
+    }
+    let (n0, n1) = (&c.nodes[0], &c.nodes[1]);
+    let r = n0.api.set_blocked(&a.access, &[&b.id]).await;
+    assert_eq!(r.unwrap().status, 200, "stored, though no node hears of it");
+    c.nats.restart().await.unwrap();
+
+    let report = next_report(&mut b_mqtt, &b.errors_topic(), &a_info).await;
+    assert_eq!(report["code"], "forbidden", "{report}");
+    assert_eq!(report["topic"], a_info, "{report}");
+    // Messages cross once both nodes are back (a node drops what it would
+    // send while NATS is away).
+    for node in [n0, n1] {
+        node.server.logs_reach("NATS: connected", 2).await;
+    }
+    let a_mqtt = n0.server.mqtt_as(&a).await;
+    let profile = json!({"nickname": "after NATS came back"});
+    a_mqtt.publish_json(&a_info, &profile).await.unwrap();
+    assert_eq!(
+        next_nickname(&mut w_mqtt, &a_info).await,
+        "after NATS came back"
+    );
+    assert!(!granted(&b_mqtt.subscribe(&a_info).await.unwrap()));
+}

@@ -13,6 +13,7 @@ use switchboard_protocol::{ClientId, ErrorCode, Id, Topic};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::watchers::News;
 use super::Core;
 use crate::bus::{Arrivals, Bus, Carried};
 use crate::outbound;
@@ -116,7 +117,7 @@ impl outbound::Publish for Publisher {
 /// graph again (`Watchers::follow`).
 pub struct Landing {
     pub core: Attached,
-    pub graph_news: mpsc::UnboundedSender<Vec<Id>>,
+    pub graph_news: mpsc::UnboundedSender<News>,
 }
 
 impl Arrivals for Landing {
@@ -128,6 +129,10 @@ impl Arrivals for Landing {
     }
 
     fn graph_changed(&self, users: Vec<Id>) {
-        let _ = self.graph_news.send(users);
+        let _ = self.graph_news.send(News::Users(users));
+    }
+
+    fn resync(&self) {
+        let _ = self.graph_news.send(News::All);
     }
 }

@@ -15,6 +15,14 @@ use crate::metrics::Metrics;
 use crate::social::Graph;
 use crate::store::Store;
 
+/// What other nodes say of who sees whom.
+pub enum News {
+    /// These users' rows changed.
+    Users(Vec<Id>),
+    /// The bus was away: anything may have changed.
+    All,
+}
+
 #[derive(Clone)]
 pub struct Watchers {
     publisher: Publisher,
@@ -51,35 +59,50 @@ impl Watchers {
     }
 
     /// Other nodes' news, until the stop: the users' rows read again from
-    /// the store, then the subscriptions held here to their topics
-    /// checked. News that came together is read in one go.
+    /// the store (all of them after the bus was away), then the
+    /// subscriptions held here to their topics checked. News that came
+    /// together is read in one go.
     pub async fn follow(
         self,
         store: Store,
         metrics: Arc<Metrics>,
-        mut news: mpsc::UnboundedReceiver<Vec<Id>>,
+        mut news: mpsc::UnboundedReceiver<News>,
         stop: CancellationToken,
     ) {
         loop {
-            let mut users = tokio::select! {
-                Some(users) = news.recv() => users,
+            let first = tokio::select! {
+                Some(first) = news.recv() => first,
                 () = stop.cancelled() => return,
                 else => return,
             };
-            let mut count = 1;
-            while let Ok(more) = news.try_recv() {
-                users.extend(more);
+            let mut all = false;
+            let mut users = Vec::new();
+            let mut count = 0;
+            for one in std::iter::once(first).chain(std::iter::from_fn(|| news.try_recv().ok())) {
+                match one {
+                    News::Users(some) => users.extend(some),
+                    News::All => all = true,
+                }
                 count += 1;
             }
-            users.sort();
-            users.dedup();
-            if let Err(e) = self.graph.reload(&store, &users).await {
-                tracing::error!(
-                    "could not read who sees whom again after another node changed it: {e:#}"
-                );
-                continue;
-            }
-            for user in &users {
+            let read = match all {
+                true => self.graph.reload_all(&store).await,
+                false => {
+                    users.sort();
+                    users.dedup();
+                    self.graph.reload(&store, &users).await.map(|()| users)
+                }
+            };
+            let changed = match read {
+                Ok(changed) => changed,
+                Err(e) => {
+                    tracing::error!(
+                        "could not read who sees whom again after another node changed it: {e:#}"
+                    );
+                    continue;
+                }
+            };
+            for user in &changed {
                 self.recheck(user).await;
             }
             metrics.graph_news.inc_by(count);

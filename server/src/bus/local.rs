@@ -99,6 +99,9 @@ mod tests {
                 .unwrap()
                 .push(format!("graph {}", users.len()));
         }
+        fn resync(&self) {
+            unreachable!("an in-process bus is never away");
+        }
     }
 
     fn message(topic: &str) -> Carried {

@@ -44,6 +44,9 @@ pub trait Arrivals: Send + Sync + 'static {
     /// Who sees whom changed for `users` on another node (stored there
     /// already).
     fn graph_changed(&self, users: Vec<Id>);
+    /// The bus was away from some node and is back: news said meanwhile
+    /// may be lost, so what is stored must be read again.
+    fn resync(&self);
 }
 
 /// The key of a topic or filter the rules allow: its first two levels;
@@ -131,6 +134,7 @@ impl Bus {
         impl Arrivals for Nobody {
             fn message(&self, _: Carried) {}
             fn graph_changed(&self, _: Vec<Id>) {}
+            fn resync(&self) {}
         }
         Bus::local(&Hub::default(), Arc::new(Nobody))
     }

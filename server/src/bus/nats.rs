@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use async_nats::{Client, Subscriber};
+use bytes::Bytes;
 use futures_util::stream::{SelectAll, StreamExt, TakeUntil};
 use switchboard_protocol::Id;
 use tokio::sync::{mpsc, oneshot};
@@ -28,7 +29,13 @@ enum Op {
     Unwant(String),
     /// Answered once the server has every subscription made before it.
     Flush(oneshot::Sender<()>),
+    /// NATS is back after an absence: this node and every other read what
+    /// is stored again, since news may have been lost either way.
+    Resync,
 }
+
+/// The news on `sb.graph` that says "read everything again".
+const EVERYTHING: &[u8] = b"*";
 
 #[derive(Clone)]
 pub(super) struct Nats {
@@ -42,16 +49,28 @@ pub(super) struct Nats {
 
 impl Nats {
     pub async fn connect(url: &str, arrivals: Arc<dyn Arrivals>) -> Result<Nats> {
+        let (ops, rx) = mpsc::unbounded_channel();
+        let on_event = ops.clone();
+        let was_connected = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let client = async_nats::ConnectOptions::new()
             .no_echo()
             .name("switchboard")
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_secs(5))
-            .event_callback(|event| async move {
-                match event {
-                    async_nats::Event::Connected => tracing::info!("NATS: connected"),
-                    // A slow consumer is a subscription whose messages NATS dropped.
-                    event => tracing::warn!("NATS: {event}"),
+            .event_callback(move |event| {
+                let (ops, was_connected) = (on_event.clone(), was_connected.clone());
+                async move {
+                    match event {
+                        async_nats::Event::Connected => {
+                            tracing::info!("NATS: connected");
+                            if was_connected.swap(true, Ordering::AcqRel) {
+                                let _ = ops.send(Op::Resync);
+                            }
+                        }
+                        // A slow consumer is a subscription whose messages
+                        // NATS dropped.
+                        event => tracing::warn!("NATS: {event}"),
+                    }
                 }
             })
             .connect(url)
@@ -59,7 +78,6 @@ impl Nats {
             .with_context(|| format!("connecting to NATS at {url}"))?;
         let graph = client.subscribe(GRAPH).await?;
         client.flush().await.context("NATS did not answer")?;
-        let (ops, rx) = mpsc::unbounded_channel();
         let nats = Nats {
             client,
             ops,
@@ -74,7 +92,22 @@ impl Nats {
         Ok(nats)
     }
 
+    /// Whether NATS is reachable now. While it is not, nothing is sent:
+    /// the client would queue it and then make every publisher on this
+    /// node wait for NATS, and every node reads what is stored again once
+    /// it is back (`Op::Resync`).
+    fn connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
     pub async fn send(&self, key: &str, message: Carried) {
+        if !self.connected() {
+            tracing::debug!(
+                topic = message.topic,
+                "NATS away: not sent to the other nodes"
+            );
+            return;
+        }
         let payload = frame::encode(&message);
         if let Err(e) = self.client.publish(subject(key), payload).await {
             tracing::warn!(topic = message.topic, "not sent to the other nodes: {e}");
@@ -82,6 +115,10 @@ impl Nats {
     }
 
     pub async fn graph_changed(&self, users: &[Id]) {
+        if !self.connected() {
+            tracing::warn!("NATS away: the other nodes read who sees whom again once it is back");
+            return;
+        }
         let ids: Vec<&str> = users.iter().map(Id::as_str).collect();
         let payload = ids.join(",").into_bytes().into();
         if let Err(e) = self.client.publish(GRAPH, payload).await {
@@ -103,7 +140,10 @@ impl Nats {
     }
 
     pub async fn settled(&self) {
-        if self.confirmed.load(Ordering::Acquire) >= self.asked.load(Ordering::Acquire) {
+        // While NATS is away no confirmation can come: its client makes
+        // the subscriptions again when it is back.
+        let behind = self.confirmed.load(Ordering::Acquire) < self.asked.load(Ordering::Acquire);
+        if !behind || !self.connected() {
             return;
         }
         let (done, confirmed) = oneshot::channel();
@@ -152,6 +192,13 @@ impl Subscriptions {
                         ends.remove(&key);
                         switchboard_broker::sparse::shrink_when_sparse(&mut ends);
                     }
+                    Some(Op::Resync) => {
+                        let everything = Bytes::from_static(EVERYTHING);
+                        if let Err(e) = self.client.publish(GRAPH, everything).await {
+                            tracing::warn!("NATS: could not ask the other nodes to read the graph again: {e}");
+                        }
+                        arrivals.resync();
+                    }
                     Some(Op::Flush(done)) => {
                         if let Err(e) = self.client.flush().await {
                             tracing::warn!("NATS flush: {e}");
@@ -168,6 +215,10 @@ impl Subscriptions {
 }
 
 fn arrived(arrivals: &dyn Arrivals, message: async_nats::Message) {
+    if message.subject.as_str() == GRAPH && message.payload == EVERYTHING {
+        arrivals.resync();
+        return;
+    }
     if message.subject.as_str() == GRAPH {
         let users = std::str::from_utf8(&message.payload).ok().map(|s| {
             s.split(',')

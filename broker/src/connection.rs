@@ -187,6 +187,7 @@ async fn login<H: Hooks>(
     session.serve(Serving {
         connection,
         stop: stop.clone(),
+        since: std::time::SystemTime::now(),
     });
     if let Some(max) = connect.max_packet_size {
         wire.codec.set_max_out(max);

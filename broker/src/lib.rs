@@ -173,6 +173,15 @@ impl<H: Hooks> Broker<H> {
         session.is_some_and(|s| s.close(connection, why))
     }
 
+    /// Closes the open connection of `client_id` if it was made before
+    /// `made_before` (by the wall clock), as a newer connection of it
+    /// would (one made on another node, say); whether it did. Its session
+    /// stays for the client's return.
+    pub fn take_over(&self, client_id: &str, made_before: std::time::SystemTime) -> bool {
+        let session = self.shared.sessions.lock().unwrap().get(client_id).cloned();
+        session.is_some_and(|s| s.take_over_if_made_before(made_before))
+    }
+
     /// Stops accepting, closes every connection, and returns once each
     /// has ended (and the hooks heard of it).
     pub async fn stop(&self) {

@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use std::num::NonZeroU16;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use bytestring::ByteString;
 use tokio::sync::Notify;
@@ -44,6 +45,9 @@ pub(crate) struct Session {
 pub(crate) struct Serving {
     pub connection: u64,
     pub stop: Arc<Stopping>,
+    /// When it was made, by the wall clock: another node's connection of
+    /// the same client id is compared by it.
+    pub since: SystemTime,
 }
 
 /// Tells a connection to close, and why (the first reason given wins).
@@ -107,6 +111,14 @@ impl Session {
         if let Some(serving) = self.serving.lock().unwrap().as_ref() {
             serving.stop.stop(Closing::TakenOver);
         }
+    }
+
+    /// Tells the serving connection, if it was made before `made_before`,
+    /// that a newer one takes its place; whether it did.
+    pub fn take_over_if_made_before(&self, made_before: SystemTime) -> bool {
+        let serving = self.serving.lock().unwrap();
+        let older = serving.as_ref().filter(|s| s.since < made_before);
+        older.inspect(|s| s.stop.stop(Closing::TakenOver)).is_some()
     }
 
     /// Closes connection `connection` if it serves the session.

@@ -582,6 +582,23 @@ async fn subscriptions_are_ended_for_the_clients_a_rule_now_refuses() {
     assert_eq!(cut.receive(1).await, [b"b".to_vec()]);
 }
 
+/// The embedder closes a client's connection made before another one
+/// (on another node), as a newer one would: it ends as taken over.
+#[tokio::test]
+async fn the_embedder_takes_an_older_connection_over() {
+    let mut b = Running::start(Limits::default()).await;
+    let before = std::time::SystemTime::now();
+    let _phone = Client::connect(b.addr, "phone").await;
+    assert_eq!(b.next_connected().await.0, "phone");
+    let after = std::time::SystemTime::now();
+    assert!(!b.broker.take_over("nobody", after));
+    assert!(!b.broker.take_over("phone", before), "newer than that");
+    assert!(b.broker.take_over("phone", after));
+    let ended = b.next_ended().await;
+    assert_eq!(ended, ("phone".to_string(), Ended::TakenOver));
+    assert!(!b.broker.take_over("phone", after), "closed already");
+}
+
 /// The embedder hears when a filter is first held on this broker and
 /// when its last holder lets go, however it lets go; and it may hold a
 /// SUBACK back until then.

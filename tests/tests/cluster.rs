@@ -159,3 +159,22 @@ async fn after_nats_comes_back_the_nodes_read_what_they_missed() {
     );
     assert!(!granted(&b_mqtt.subscribe(&a_info).await.unwrap()));
 }
+
+/// The same client id connects to node 0, then to node 1: the newer
+/// connection wins, and node 0 closes the older one, as one node would.
+#[tokio::test]
+#[ignore = "needs PostgreSQL in E2E_POSTGRES_URL and nats-server; scripts/test runs it"]
+async fn the_newest_connection_of_a_client_id_wins_across_nodes() {
+    let c = Cluster::start(2).await;
+    let a = c.user(0, "+48555400021").await;
+    let mut older = c.nodes[0].server.mqtt_as(&a).await;
+    assert!(granted(&older.subscribe(&a.errors_topic()).await.unwrap()));
+    let mut newer = c.nodes[1].server.mqtt_as(&a).await;
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while older.recv().await.is_some() {}
+    });
+    closed.await.expect("node 0 closed the older connection");
+    assert!(granted(&newer.subscribe(&a.errors_topic()).await.unwrap()));
+    let said = "the client connected to another node";
+    c.nodes[0].server.logs_reach(said, 1).await;
+}

@@ -132,6 +132,17 @@ impl Arrivals for Landing {
         let _ = self.graph_news.send(News::Users(users));
     }
 
+    fn connected_elsewhere(&self, client_id: String, at: std::time::SystemTime) {
+        let core = self.core.0.get();
+        let closed = core.is_some_and(|core| core.take_over(&client_id, at));
+        if closed {
+            tracing::info!(
+                client_id,
+                "connection closed: the client connected to another node"
+            );
+        }
+    }
+
     fn resync(&self) {
         let _ = self.graph_news.send(News::All);
     }

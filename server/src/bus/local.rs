@@ -4,6 +4,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use switchboard_protocol::Id;
 
@@ -73,6 +74,12 @@ impl Member {
         }
     }
 
+    pub fn logged_in(&self, client_id: &str, at: SystemTime) {
+        for to in self.others(|_| true) {
+            to.connected_elsewhere(client_id.to_string(), at);
+        }
+    }
+
     pub fn graph_changed(&self, users: &[Id]) {
         for to in self.others(|_| true) {
             to.graph_changed(users.to_vec());
@@ -98,6 +105,12 @@ mod tests {
                 .lock()
                 .unwrap()
                 .push(format!("graph {}", users.len()));
+        }
+        fn connected_elsewhere(&self, client_id: String, _: SystemTime) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("connected {client_id}"));
         }
         fn resync(&self) {
             unreachable!("an in-process bus is never away");
@@ -133,10 +146,16 @@ mod tests {
         b.interest("users/x/info", false);
         a.send("users/x/info", || message("users/x/info")).await;
         a.graph_changed(&[]).await;
+        a.logged_in("c1", SystemTime::now()).await;
         let got = |g: &Got| g.0.lock().unwrap().clone();
         assert_eq!(
             got(&got_b),
-            ["users/x/info", "users/x/isConnected", "graph 0"],
+            [
+                "users/x/info",
+                "users/x/isConnected",
+                "graph 0",
+                "connected c1"
+            ],
             "once each, under a key it held, never its own"
         );
         assert_eq!(got(&got_a), ["users/x/presence"]);

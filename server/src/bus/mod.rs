@@ -16,6 +16,7 @@ mod nats;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use anyhow::Result;
 use bytes::Bytes;
@@ -44,6 +45,9 @@ pub trait Arrivals: Send + Sync + 'static {
     /// Who sees whom changed for `users` on another node (stored there
     /// already).
     fn graph_changed(&self, users: Vec<Id>);
+    /// A client connected to another node at `at` (wall clock): its
+    /// connection here, if made before, is taken over.
+    fn connected_elsewhere(&self, client_id: String, at: SystemTime);
     /// The bus was away from some node and is back: news said meanwhile
     /// may be lost, so what is stored must be read again.
     fn resync(&self);
@@ -134,6 +138,7 @@ impl Bus {
         impl Arrivals for Nobody {
             fn message(&self, _: Carried) {}
             fn graph_changed(&self, _: Vec<Id>) {}
+            fn connected_elsewhere(&self, _: String, _: SystemTime) {}
             fn resync(&self) {}
         }
         Bus::local(&Hub::default(), Arc::new(Nobody))
@@ -164,6 +169,15 @@ impl Bus {
         match &self.link {
             Link::Local(member) => member.graph_changed(users),
             Link::Nats(nats) => nats.graph_changed(users).await,
+        }
+    }
+
+    /// Tells the other nodes that `client_id` connected here at `at`, so
+    /// an older connection of it there is closed: the newest wins.
+    pub async fn logged_in(&self, client_id: &str, at: SystemTime) {
+        match &self.link {
+            Link::Local(member) => member.logged_in(client_id, at),
+            Link::Nats(nats) => nats.logged_in(client_id, at).await,
         }
     }
 

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use async_nats::{Client, Subscriber};
@@ -19,6 +19,9 @@ use tokio::sync::{mpsc, oneshot};
 use super::{frame, Arrivals, Carried};
 
 const GRAPH: &str = "sb.graph";
+/// Client ids that connected to a node, so the others close theirs:
+/// `<microseconds since the epoch> <client id>`.
+const LOGINS: &str = "sb.logins";
 
 fn subject(key: &str) -> String {
     format!("sb.{}", key.replace('/', "."))
@@ -77,6 +80,7 @@ impl Nats {
             .await
             .with_context(|| format!("connecting to NATS at {url}"))?;
         let graph = client.subscribe(GRAPH).await?;
+        let logins = client.subscribe(LOGINS).await?;
         client.flush().await.context("NATS did not answer")?;
         let nats = Nats {
             client,
@@ -88,7 +92,7 @@ impl Nats {
             client: nats.client.clone(),
             confirmed: nats.confirmed.clone(),
         };
-        tokio::spawn(task.run(rx, graph, arrivals));
+        tokio::spawn(task.run(rx, [graph, logins], arrivals));
         Ok(nats)
     }
 
@@ -96,12 +100,12 @@ impl Nats {
     /// the client would queue it and then make every publisher on this
     /// node wait for NATS, and every node reads what is stored again once
     /// it is back (`Op::Resync`).
-    fn connected(&self) -> bool {
+    fn reachable(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
     }
 
     pub async fn send(&self, key: &str, message: Carried) {
-        if !self.connected() {
+        if !self.reachable() {
             tracing::debug!(
                 topic = message.topic,
                 "NATS away: not sent to the other nodes"
@@ -115,7 +119,7 @@ impl Nats {
     }
 
     pub async fn graph_changed(&self, users: &[Id]) {
-        if !self.connected() {
+        if !self.reachable() {
             tracing::warn!("NATS away: the other nodes read who sees whom again once it is back");
             return;
         }
@@ -123,6 +127,20 @@ impl Nats {
         let payload = ids.join(",").into_bytes().into();
         if let Err(e) = self.client.publish(GRAPH, payload).await {
             tracing::warn!("who-sees-whom news not sent to the other nodes: {e}");
+        }
+    }
+
+    pub async fn logged_in(&self, client_id: &str, at: SystemTime) {
+        if !self.reachable() {
+            return;
+        }
+        let micros = at
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_micros();
+        let payload = Bytes::from(format!("{micros} {client_id}"));
+        if let Err(e) = self.client.publish(LOGINS, payload).await {
+            tracing::warn!(client_id, "a login not told to the other nodes: {e}");
         }
     }
 
@@ -143,7 +161,7 @@ impl Nats {
         // While NATS is away no confirmation can come: its client makes
         // the subscriptions again when it is back.
         let behind = self.confirmed.load(Ordering::Acquire) < self.asked.load(Ordering::Acquire);
-        if !behind || !self.connected() {
+        if !behind || !self.reachable() {
             return;
         }
         let (done, confirmed) = oneshot::channel();
@@ -164,15 +182,20 @@ impl Subscriptions {
     async fn run(
         self,
         mut ops: mpsc::UnboundedReceiver<Op>,
-        graph: Subscriber,
+        always: [Subscriber; 2],
         arrivals: Arc<dyn Arrivals>,
     ) {
         // A subscription ends when its sender here is dropped.
         type Ending = TakeUntil<Subscriber, oneshot::Receiver<()>>;
         let mut streams: SelectAll<Ending> = SelectAll::new();
         let mut ends: HashMap<String, oneshot::Sender<()>> = HashMap::new();
-        let (_keep_graph, graph_end) = oneshot::channel();
-        streams.push(graph.take_until(graph_end));
+        // Held for the task's life: these subscriptions never end.
+        let mut _kept = Vec::with_capacity(always.len());
+        for sub in always {
+            let (keep, kept) = oneshot::channel();
+            _kept.push(keep);
+            streams.push(sub.take_until(kept));
+        }
         let mut made = 0;
         loop {
             tokio::select! {
@@ -215,6 +238,15 @@ impl Subscriptions {
 }
 
 fn arrived(arrivals: &dyn Arrivals, message: async_nats::Message) {
+    if message.subject.as_str() == LOGINS {
+        match login(&message.payload) {
+            Some((client_id, at)) => arrivals.connected_elsewhere(client_id, at),
+            None => {
+                tracing::warn!("a login from another node that is not `<µs> <client id>`, ignored")
+            }
+        }
+        return;
+    }
     if message.subject.as_str() == GRAPH && message.payload == EVERYTHING {
         arrivals.resync();
         return;
@@ -236,6 +268,39 @@ fn arrived(arrivals: &dyn Arrivals, message: async_nats::Message) {
         Ok(carried) => arrivals.message(carried),
         Err(e) => {
             tracing::warn!(subject = %message.subject, "a message from another node that is not a frame ({e}), ignored")
+        }
+    }
+}
+
+/// A login as `sb.logins` carries it: the client id, and when.
+fn login(payload: &[u8]) -> Option<(String, SystemTime)> {
+    let (micros, client_id) = std::str::from_utf8(payload).ok()?.split_once(' ')?;
+    let at = UNIX_EPOCH + Duration::from_micros(micros.parse().ok()?);
+    (!client_id.is_empty()).then(|| (client_id.to_string(), at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_login_reads_as_its_client_id_and_time() {
+        let at = |us| UNIX_EPOCH + Duration::from_micros(us);
+        type Case<'a> = (&'a [u8], Option<(&'a str, SystemTime)>);
+        let cases: [Case; 6] = [
+            (
+                b"1700000000000001 abc:phone",
+                Some(("abc:phone", at(1_700_000_000_000_001))),
+            ),
+            (b"0 a", Some(("a", at(0)))),
+            (b"12 ", None),
+            (b"abc", None),
+            (b"-1 abc", None),
+            (b"\xff abc", None),
+        ];
+        for (payload, want) in cases {
+            let want = want.map(|(c, t)| (c.to_string(), t));
+            assert_eq!(login(payload), want, "{payload:?}");
         }
     }
 }

@@ -171,8 +171,11 @@ impl switchboard_broker::Hooks for Hooks {
                 .presence
                 .connected(id.clone(), connection as i64)
                 .await;
-            self.logins
-                .connected(&id.to_string(), connection, login.exp);
+            let client_id = id.to_string();
+            self.logins.connected(&client_id, connection, login.exp);
+            // The newest connection of a client id wins on every node.
+            let now = std::time::SystemTime::now();
+            self.publisher.bus().logged_in(&client_id, now).await;
         }
     }
 

@@ -243,7 +243,10 @@ impl<H: Hooks> Shared<H> {
         };
         subscriptions.swap_remove(i);
         if let Some(parsed) = Filter::parse(filter) {
-            if self.router.write().unwrap().remove(parsed, session.id) {
+            let mut router = self.router.write().unwrap();
+            if router.remove(parsed, session.id) {
+                // Under the lock, so interest is reported in the order the
+                // router changed.
                 self.hooks.interest(parsed.topics(), false);
             }
         }

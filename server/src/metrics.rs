@@ -50,6 +50,7 @@ pub struct Metrics {
     pub devices_online: Gauge,
     pub presence_changes: Counter,
     pub graph_news: Counter,
+    pub bus_unsent: Counter,
     pub calls_ended: Family<OutcomeLabels, Counter>,
     pub invite_to_accept: Histogram,
     pub relay: switchboard_relay::RelayMetrics,
@@ -79,6 +80,7 @@ impl Metrics {
         let devices_online = Gauge::default();
         let presence_changes = Counter::default();
         let graph_news = Counter::default();
+        let bus_unsent = Counter::default();
         let calls_ended = Family::default();
         // Seconds from invite to accept: people answer in 1 to 30 s.
         let invite_to_accept = Histogram::new([0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0]);
@@ -105,8 +107,13 @@ impl Metrics {
         );
         registry.register(
             "graph_news",
-            "Changes of who sees whom made on other nodes, applied here",
+            "News of who-sees-whom changes (this node's and other nodes') read again from the database and applied",
             graph_news.clone(),
+        );
+        registry.register(
+            "bus_unsent",
+            "Messages for other nodes not sent: NATS away, or its queue full",
+            bus_unsent.clone(),
         );
         registry.register(
             "mqtt_connections",
@@ -170,6 +177,7 @@ impl Metrics {
             devices_online,
             presence_changes,
             graph_news,
+            bus_unsent,
             calls_ended,
             invite_to_accept,
             relay,

@@ -118,6 +118,8 @@ impl Running {
         if let Some(turn) = self.turn {
             turn.stop().await;
         }
+        // The last presence and call states for the other nodes leave.
+        self.edges.bus.close().await;
         self.store.close().await;
         tracing::info!("stopped");
     }
@@ -138,15 +140,15 @@ async fn start(config: &Config) -> Result<(Running, tokio::net::TcpListener, Arc
         core: attached.clone(),
         graph_news: news,
     });
+    let metrics = Arc::new(Metrics::new());
     let bus = match &config.nats_url {
         Some(url) => {
             tracing::warn!("several nodes (nats_url): clients' messages, profiles and who sees whom cross nodes; presence, calls, pairing codes and command deadlines are still each node's own (docs/scaling.md)");
-            Bus::nats(url, landing).await?
+            Bus::nats(url, landing, metrics.bus_unsent.clone()).await?
         }
         None => Bus::local(&Hub::default(), landing),
     };
     let graph = Arc::new(Graph::load(&store).await?);
-    let metrics = Arc::new(Metrics::new());
     let limits = Arc::new(Limits::new());
     let publisher = Publisher::new(attached, bus.clone());
     // Cancelled at shutdown once no client is connected: the services'

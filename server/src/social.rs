@@ -48,7 +48,9 @@ impl Inner {
 /// The users whose visibility, kind, lists or owners differ between two
 /// graphs (an empty list is no list), sorted.
 fn changed_users(old: &Inner, new: &Inner) -> Vec<Id> {
-    let sets = |m: &HashMap<Id, HashSet<Id>>, id: &Id| m.get(id).filter(|s| !s.is_empty()).cloned();
+    fn sets<'a>(m: &'a HashMap<Id, HashSet<Id>>, id: &Id) -> Option<&'a HashSet<Id>> {
+        m.get(id).filter(|s| !s.is_empty())
+    }
     let differs = |id: &Id| {
         old.visibility.get(id) != new.visibility.get(id)
             || old.robots.contains(id) != new.robots.contains(id)
@@ -97,9 +99,10 @@ impl Graph {
     /// nodes' news with it); returns the users whose rows changed.
     pub async fn reload_all(&self, store: &Store) -> Result<Vec<Id>> {
         let fresh = Inner::read(store).await?;
-        let mut g = self.inner.write().expect("graph lock");
-        let changed = changed_users(&g, &fresh);
-        *g = fresh;
+        // Compared under the read lock, so the rules are not held up; a
+        // change made meanwhile on this node is read again after it.
+        let changed = changed_users(&self.inner.read().expect("graph lock"), &fresh);
+        *self.inner.write().expect("graph lock") = fresh;
         Ok(changed)
     }
 
@@ -152,6 +155,7 @@ impl Graph {
             g.contacts.remove(id);
             g.blocked.remove(id);
             g.owners.remove(id);
+            g.robots.remove(id);
             match rows.accounts.get(id) {
                 Some(&(kind, visibility)) => {
                     g.visibility.insert(id.clone(), visibility);

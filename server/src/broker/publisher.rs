@@ -86,7 +86,9 @@ pub fn carried(message: &Message, now: Instant) -> Carried {
     }
 }
 
-/// A message from another node, as this node's broker routes it.
+/// A message from another node, as this node's broker routes it: to the
+/// subscribers here now, never kept as retained (once this node no longer
+/// wants its key it would not hear of the message that clears it).
 fn landed(c: Carried, now: Instant) -> Message {
     let qos = match c.qos {
         0 => QoS::AtMostOnce,
@@ -94,7 +96,6 @@ fn landed(c: Carried, now: Instant) -> Message {
         _ => QoS::ExactlyOnce,
     };
     let mut message = Message::new(c.topic.into(), c.payload, qos);
-    message.retain = c.retain;
     message.expires = (c.expires_in_ms).map(|ms| now + Duration::from_millis(ms.into()));
     message
 }
@@ -105,7 +106,7 @@ impl outbound::Publish for Publisher {
         let core = self.core().context("the broker has not started")?;
         let message = message(topic, payload, retain);
         let (topic, now) = (message.topic.clone(), Instant::now());
-        self.bus.send(&topic, || carried(&message, now)).await;
+        self.bus.send(&topic, || carried(&message, now));
         core.publish(message);
         Ok(())
     }

@@ -15,7 +15,10 @@ use crate::metrics::Metrics;
 use crate::social::Graph;
 use crate::store::Store;
 
-/// What other nodes say of who sees whom.
+/// How long after a failed read of who sees whom it is tried again.
+const READ_AGAIN_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What the nodes say of who sees whom.
 pub enum News {
     /// These users' rows changed.
     Users(Vec<Id>),
@@ -55,13 +58,14 @@ impl Watchers {
         for user in users {
             self.recheck(user).await;
         }
-        self.publisher.bus().graph_changed(users).await;
+        self.publisher.bus().graph_changed(users);
     }
 
-    /// Other nodes' news, until the stop: the users' rows read again from
-    /// the store (all of them after the bus was away), then the
-    /// subscriptions held here to their topics checked. News that came
-    /// together is read in one go.
+    /// News of who sees whom (this node's and the others'), until the
+    /// stop: the users' rows read again from the store (all of them after
+    /// the bus was away), then the subscriptions held here to their
+    /// topics checked. News that came together is read in one go; a read
+    /// that failed is done again, of everything, a little later.
     pub async fn follow(
         self,
         store: Store,
@@ -69,11 +73,18 @@ impl Watchers {
         mut news: mpsc::UnboundedReceiver<News>,
         stop: CancellationToken,
     ) {
+        let mut failed = false;
         loop {
-            let first = tokio::select! {
-                Some(first) = news.recv() => first,
-                () = stop.cancelled() => return,
-                else => return,
+            let first = match failed {
+                true => tokio::select! {
+                    () = tokio::time::sleep(READ_AGAIN_AFTER) => News::All,
+                    () = stop.cancelled() => return,
+                },
+                false => tokio::select! {
+                    Some(first) = news.recv() => first,
+                    () = stop.cancelled() => return,
+                    else => return,
+                },
             };
             let mut all = false;
             let mut users = Vec::new();
@@ -93,12 +104,11 @@ impl Watchers {
                     self.graph.reload(&store, &users).await.map(|()| users)
                 }
             };
+            failed = read.is_err();
             let changed = match read {
                 Ok(changed) => changed,
                 Err(e) => {
-                    tracing::error!(
-                        "could not read who sees whom again after another node changed it: {e:#}"
-                    );
+                    tracing::error!("could not read who sees whom again: {e:#}");
                     continue;
                 }
             };

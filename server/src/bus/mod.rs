@@ -20,6 +20,7 @@ use std::time::SystemTime;
 
 use anyhow::Result;
 use bytes::Bytes;
+use prometheus_client::metrics::counter::Counter;
 use switchboard_protocol::Id;
 
 pub use local::Hub;
@@ -117,6 +118,8 @@ enum Link {
 pub struct Bus {
     link: Link,
     interest: Arc<Interest>,
+    /// This node's own arrivals.
+    own: Arc<dyn Arrivals>,
 }
 
 impl Bus {
@@ -124,10 +127,11 @@ impl Bus {
     /// server without `nats_url`).
     pub fn local(hub: &Hub, arrivals: Arc<dyn Arrivals>) -> Bus {
         let interest = Arc::new(Interest::default());
-        let member = hub.join(interest.clone(), arrivals);
+        let member = hub.join(interest.clone(), arrivals.clone());
         Bus {
             link: Link::Local(member),
             interest,
+            own: arrivals,
         }
     }
 
@@ -144,40 +148,55 @@ impl Bus {
         Bus::local(&Hub::default(), Arc::new(Nobody))
     }
 
-    /// Connected to the NATS server at `url`, retrying until it answers.
-    pub async fn nats(url: &str, arrivals: Arc<dyn Arrivals>) -> Result<Bus> {
+    /// Connected to the NATS server at `url`, retrying until it answers;
+    /// what could not be sent is counted in `unsent`.
+    pub async fn nats(url: &str, arrivals: Arc<dyn Arrivals>, unsent: Counter) -> Result<Bus> {
+        let interest = Arc::new(Interest::default());
+        let nats = nats::Nats::connect(url, interest.clone(), arrivals.clone(), unsent).await?;
         Ok(Bus {
-            link: Link::Nats(nats::Nats::connect(url, arrivals).await?),
-            interest: Arc::new(Interest::default()),
+            link: Link::Nats(nats),
+            interest,
+            own: arrivals,
         })
+    }
+
+    /// Sends what is queued for the other nodes; at the stop.
+    pub async fn close(&self) {
+        if let Link::Nats(nats) = &self.link {
+            nats.close().await;
+        }
     }
 
     /// Sends the message on `topic` to the nodes whose clients subscribe
     /// to it; `message` is made only when it goes somewhere.
-    pub async fn send(&self, topic: &str, message: impl FnOnce() -> Carried) {
+    pub fn send(&self, topic: &str, message: impl FnOnce() -> Carried) {
         let Some(key) = key(topic) else {
             return;
         };
         match &self.link {
             Link::Local(member) => member.send(key, message),
-            Link::Nats(nats) => nats.send(key, message()).await,
+            Link::Nats(nats) => nats.send(key, message()),
         }
     }
 
-    /// Tells the other nodes that who sees whom changed for `users`.
-    pub async fn graph_changed(&self, users: &[Id]) {
+    /// Tells every node, this one too, that who sees whom changed for
+    /// `users` (stored already). This node reads them again as well: a
+    /// read of other nodes' news that began before this change must not
+    /// be the last word.
+    pub fn graph_changed(&self, users: &[Id]) {
+        self.own.graph_changed(users.to_vec());
         match &self.link {
             Link::Local(member) => member.graph_changed(users),
-            Link::Nats(nats) => nats.graph_changed(users).await,
+            Link::Nats(nats) => nats.graph_changed(users),
         }
     }
 
     /// Tells the other nodes that `client_id` connected here at `at`, so
     /// an older connection of it there is closed: the newest wins.
-    pub async fn logged_in(&self, client_id: &str, at: SystemTime) {
+    pub fn logged_in(&self, client_id: &str, at: SystemTime) {
         match &self.link {
             Link::Local(member) => member.logged_in(client_id, at),
-            Link::Nats(nats) => nats.logged_in(client_id, at).await,
+            Link::Nats(nats) => nats.logged_in(client_id, at),
         }
     }
 
@@ -192,7 +211,7 @@ impl Bus {
             false => self.interest.remove(key),
         };
         if let (true, Link::Nats(nats)) = (changed, &self.link) {
-            nats.want(key, held);
+            nats.interest_changed(key, held);
         }
     }
 

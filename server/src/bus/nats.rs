@@ -1,60 +1,90 @@
 //! The bus on NATS. Subjects are `sb.<kind>.<name>` for a key
-//! `<kind>/<name>`, and `sb.graph` for who-sees-whom news, which every
-//! node wants. The connection is made with no echo, so a node never gets
-//! back what it sent. One task makes and drops the subscriptions, in the
-//! order the router reported them, and hands on what arrives.
+//! `<kind>/<name>`, `sb.graph` for who-sees-whom news and `sb.logins` for
+//! logins, which every node wants. The connection is made with no echo,
+//! so a node never gets back what it sent.
+//!
+//! Two tasks: one sends what this node sends, from a bounded queue (full,
+//! or NATS away: dropped and counted, so no publisher here ever waits for
+//! NATS); one makes and drops subscriptions to match the node's interest
+//! and hands on what arrives.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use async_nats::{Client, Subscriber};
 use bytes::Bytes;
 use futures_util::stream::{SelectAll, StreamExt, TakeUntil};
+use prometheus_client::metrics::counter::Counter;
 use switchboard_protocol::Id;
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 
-use super::{frame, Arrivals, Carried};
+use super::{frame, Arrivals, Carried, Interest};
 
 const GRAPH: &str = "sb.graph";
 /// Client ids that connected to a node, so the others close theirs:
 /// `<microseconds since the epoch> <client id>`.
 const LOGINS: &str = "sb.logins";
+/// Asked by nobody: a request to it comes back "no responders" once the
+/// server has handled everything this connection sent before.
+const PING: &str = "sb.ping";
+/// The news on `sb.graph` that says "read everything again".
+const EVERYTHING: &[u8] = b"*";
+/// Messages waiting to leave for NATS; past this they are dropped.
+const OUTGOING: usize = 16_384;
+/// How long a SUBACK waits for NATS to confirm the node's subscriptions.
+const CONFIRM_WAIT: Duration = Duration::from_secs(2);
 
 fn subject(key: &str) -> String {
     format!("sb.{}", key.replace('/', "."))
 }
 
 enum Op {
-    Want(String),
-    Unwant(String),
-    /// Answered once the server has every subscription made before it.
-    Flush(oneshot::Sender<()>),
+    /// The node's interest in this key changed (`held`: a first filter
+    /// under it): subscribe or unsubscribe to match what it is now.
+    Check { key: String, held: bool },
+    /// Answered once the server confirmed every subscription made before.
+    Confirm(oneshot::Sender<()>),
     /// NATS is back after an absence: this node and every other read what
     /// is stored again, since news may have been lost either way.
     Resync,
 }
 
-/// The news on `sb.graph` that says "read everything again".
-const EVERYTHING: &[u8] = b"*";
-
 #[derive(Clone)]
 pub(super) struct Nats {
     client: Client,
     ops: mpsc::UnboundedSender<Op>,
+    out: mpsc::Sender<Outgoing>,
+    /// What was not sent: NATS away, or the queue full.
+    unsent: Counter,
     /// Subscriptions asked for, and those the server confirmed: `settled`
     /// waits only when the second is behind.
     asked: Arc<AtomicU64>,
     confirmed: Arc<AtomicU64>,
+    /// The sending task and what tells it to finish, for `close`.
+    sending: Arc<Mutex<Option<Sending>>>,
 }
 
+/// A message to send: a fixed subject, or a key's.
+type Outgoing = (&'static str, Option<String>, Bytes);
+/// The sending task, and what tells it to finish.
+type Sending = (oneshot::Sender<()>, JoinHandle<()>);
+
 impl Nats {
-    pub async fn connect(url: &str, arrivals: Arc<dyn Arrivals>) -> Result<Nats> {
+    pub async fn connect(
+        url: &str,
+        interest: Arc<Interest>,
+        arrivals: Arc<dyn Arrivals>,
+        unsent: Counter,
+    ) -> Result<Nats> {
         let (ops, rx) = mpsc::unbounded_channel();
-        let on_event = ops.clone();
-        let was_connected = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // Weak: the client keeps its callback, which must not keep the
+        // subscription task alive.
+        let on_event = ops.downgrade();
+        let was_connected = Arc::new(AtomicBool::new(false));
         let client = async_nats::ConnectOptions::new()
             .no_echo()
             .name("switchboard")
@@ -66,7 +96,8 @@ impl Nats {
                     match event {
                         async_nats::Event::Connected => {
                             tracing::info!("NATS: connected");
-                            if was_connected.swap(true, Ordering::AcqRel) {
+                            let again = was_connected.swap(true, Ordering::AcqRel);
+                            if let (true, Some(ops)) = (again, ops.upgrade()) {
                                 let _ = ops.send(Op::Resync);
                             }
                         }
@@ -79,102 +110,168 @@ impl Nats {
             .connect(url)
             .await
             .with_context(|| format!("connecting to NATS at {url}"))?;
-        let graph = client.subscribe(GRAPH).await?;
-        let logins = client.subscribe(LOGINS).await?;
-        client.flush().await.context("NATS did not answer")?;
+        let always = [
+            client.subscribe(GRAPH).await?,
+            client.subscribe(LOGINS).await?,
+        ];
+        round_trip(&client).await.context("NATS did not answer")?;
+        let (out, outgoing) = mpsc::channel(OUTGOING);
+        let (finish, finishing) = oneshot::channel();
+        let sending = tokio::spawn(send_out(client.clone(), outgoing, finishing));
         let nats = Nats {
             client,
             ops,
+            out,
+            unsent,
             asked: Arc::default(),
             confirmed: Arc::default(),
+            sending: Arc::new(Mutex::new(Some((finish, sending)))),
         };
         let task = Subscriptions {
             client: nats.client.clone(),
+            interest,
             confirmed: nats.confirmed.clone(),
         };
-        tokio::spawn(task.run(rx, [graph, logins], arrivals));
+        tokio::spawn(task.run(rx, always, arrivals));
         Ok(nats)
     }
 
-    /// Whether NATS is reachable now. While it is not, nothing is sent:
-    /// the client would queue it and then make every publisher on this
-    /// node wait for NATS, and every node reads what is stored again once
-    /// it is back (`Op::Resync`).
+    /// Whether NATS is reachable now: while it is not, nothing is queued
+    /// (every node reads what is stored again once it is back).
     fn reachable(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
     }
 
-    pub async fn send(&self, key: &str, message: Carried) {
-        if !self.reachable() {
-            tracing::debug!(
-                topic = message.topic,
-                "NATS away: not sent to the other nodes"
-            );
-            return;
+    /// Queues `payload` for `subject` (or `key`'s subject), unless NATS is
+    /// away or the queue full; whether it was queued.
+    fn queue(&self, subject: &'static str, key: Option<&str>, payload: Bytes) -> bool {
+        let queued = self.reachable()
+            && (self.out)
+                .try_send((subject, key.map(str::to_string), payload))
+                .is_ok();
+        if !queued {
+            self.unsent.inc();
         }
-        let payload = frame::encode(&message);
-        if let Err(e) = self.client.publish(subject(key), payload).await {
-            tracing::warn!(topic = message.topic, "not sent to the other nodes: {e}");
+        queued
+    }
+
+    pub fn send(&self, key: &str, message: Carried) {
+        if !self.queue("", Some(key), frame::encode(&message)) {
+            tracing::debug!(topic = message.topic, "not sent to the other nodes");
         }
     }
 
-    pub async fn graph_changed(&self, users: &[Id]) {
-        if !self.reachable() {
-            tracing::warn!("NATS away: the other nodes read who sees whom again once it is back");
-            return;
-        }
+    pub fn graph_changed(&self, users: &[Id]) {
         let ids: Vec<&str> = users.iter().map(Id::as_str).collect();
-        let payload = ids.join(",").into_bytes().into();
-        if let Err(e) = self.client.publish(GRAPH, payload).await {
-            tracing::warn!("who-sees-whom news not sent to the other nodes: {e}");
+        if !self.queue(GRAPH, None, ids.join(",").into_bytes().into()) {
+            tracing::warn!(
+                "who-sees-whom news not sent: every node reads it again once NATS is back"
+            );
         }
     }
 
-    pub async fn logged_in(&self, client_id: &str, at: SystemTime) {
-        if !self.reachable() {
-            return;
-        }
+    pub fn logged_in(&self, client_id: &str, at: SystemTime) {
         let micros = at
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_micros();
-        let payload = Bytes::from(format!("{micros} {client_id}"));
-        if let Err(e) = self.client.publish(LOGINS, payload).await {
-            tracing::warn!(client_id, "a login not told to the other nodes: {e}");
+        if !self.queue(LOGINS, None, Bytes::from(format!("{micros} {client_id}"))) {
+            tracing::debug!(client_id, "a login not told to the other nodes");
         }
     }
 
-    pub fn want(&self, key: &str, wanted: bool) {
-        let key = key.to_string();
-        let op = match wanted {
-            true => {
-                self.asked.fetch_add(1, Ordering::AcqRel);
-                Op::Want(key)
-            }
-            false => Op::Unwant(key),
-        };
+    /// `key`'s interest changed; counted when it is new, for `settled`.
+    pub fn interest_changed(&self, key: &str, held: bool) {
+        if held {
+            self.asked.fetch_add(1, Ordering::AcqRel);
+        }
         // Fails only once the task ended, at shutdown.
-        let _ = self.ops.send(op);
+        let key = key.to_string();
+        let _ = self.ops.send(Op::Check { key, held });
     }
 
     pub async fn settled(&self) {
+        let behind = self.confirmed.load(Ordering::Acquire) < self.asked.load(Ordering::Acquire);
         // While NATS is away no confirmation can come: its client makes
         // the subscriptions again when it is back.
-        let behind = self.confirmed.load(Ordering::Acquire) < self.asked.load(Ordering::Acquire);
         if !behind || !self.reachable() {
             return;
         }
         let (done, confirmed) = oneshot::channel();
-        if self.ops.send(Op::Flush(done)).is_ok() {
-            let _ = confirmed.await;
+        if self.ops.send(Op::Confirm(done)).is_ok() {
+            let _ = tokio::time::timeout(CONFIRM_WAIT, confirmed).await;
+        }
+    }
+
+    /// Sends what is queued (nothing more is taken), then returns.
+    pub async fn close(&self) {
+        let sending = self.sending.lock().expect("sending lock").take();
+        if let Some((finish, sending)) = sending {
+            let _ = finish.send(());
+            let _ = sending.await;
         }
     }
 }
 
-/// The task that makes and drops subscriptions; it ends once every `Nats`
-/// is dropped.
+/// A round trip to the server on this connection: once it is back, the
+/// server has handled everything sent before it (a flush only empties the
+/// socket's buffer).
+async fn round_trip(client: &Client) -> Result<()> {
+    let asked = client.request(PING, Bytes::new());
+    match tokio::time::timeout(CONFIRM_WAIT, asked).await {
+        Ok(Err(e)) if e.kind() == async_nats::client::RequestErrorKind::NoResponders => Ok(()),
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => anyhow::bail!("no answer in {CONFIRM_WAIT:?}"),
+    }
+}
+
+/// Sends what the node queued, in order; once told to finish, what is
+/// queued then, and the socket's buffer with it.
+async fn send_out(
+    client: Client,
+    mut outgoing: mpsc::Receiver<Outgoing>,
+    mut finishing: oneshot::Receiver<()>,
+) {
+    let send = |(fixed, key, payload): Outgoing| {
+        let to = match key {
+            Some(key) => subject(&key),
+            None => fixed.to_string(),
+        };
+        let client = client.clone();
+        async move {
+            if let Err(e) = client.publish(to, payload).await {
+                tracing::warn!("NATS: not sent: {e}");
+            }
+        }
+    };
+    loop {
+        tokio::select! {
+            next = outgoing.recv() => match next {
+                Some(next) => send(next).await,
+                None => break,
+            },
+            // Told to finish, or every `Nats` gone.
+            _ = &mut finishing => {
+                outgoing.close();
+                while let Some(next) = outgoing.recv().await {
+                    send(next).await;
+                }
+                break;
+            }
+        }
+    }
+    if let Err(e) = tokio::time::timeout(CONFIRM_WAIT, client.flush()).await {
+        tracing::warn!("NATS: what was queued may not all have left: {e}");
+    }
+}
+
+/// The task that makes and drops subscriptions to match the node's
+/// interest (read when it acts, so orders that cross each other still end
+/// as the interest is); it ends once every `Nats` is dropped.
 struct Subscriptions {
     client: Client,
+    interest: Arc<Interest>,
     confirmed: Arc<AtomicU64>,
 }
 
@@ -200,20 +297,26 @@ impl Subscriptions {
         loop {
             tokio::select! {
                 op = ops.recv() => match op {
-                    Some(Op::Want(key)) => {
-                        made += 1;
-                        match self.client.subscribe(subject(&key)).await {
-                            Ok(sub) => {
-                                let (end, ended) = oneshot::channel();
-                                ends.insert(key, end);
-                                streams.push(sub.take_until(ended));
+                    Some(Op::Check { key, held }) => {
+                        made += u64::from(held);
+                        match (self.interest.wants(&key), ends.contains_key(&key)) {
+                            (true, false) => {
+                                match self.client.subscribe(subject(&key)).await {
+                                    Ok(sub) => {
+                                        let (end, ended) = oneshot::channel();
+                                        ends.insert(key, end);
+                                        streams.push(sub.take_until(ended));
+                                    }
+                                    Err(e) => tracing::error!(key, "could not subscribe on NATS: {e}"),
+                                }
                             }
-                            Err(e) => tracing::error!(key, "could not subscribe on NATS: {e}"),
+                            (false, true) => {
+                                ends.remove(&key);
+                                switchboard_broker::sparse::shrink_when_sparse(&mut ends);
+                            }
+                            // Already as the interest is.
+                            _ => {}
                         }
-                    }
-                    Some(Op::Unwant(key)) => {
-                        ends.remove(&key);
-                        switchboard_broker::sparse::shrink_when_sparse(&mut ends);
                     }
                     Some(Op::Resync) => {
                         let everything = Bytes::from_static(EVERYTHING);
@@ -222,11 +325,11 @@ impl Subscriptions {
                         }
                         arrivals.resync();
                     }
-                    Some(Op::Flush(done)) => {
-                        if let Err(e) = self.client.flush().await {
-                            tracing::warn!("NATS flush: {e}");
+                    Some(Op::Confirm(done)) => {
+                        match round_trip(&self.client).await {
+                            Ok(()) => self.confirmed.store(made, Ordering::Release),
+                            Err(e) => tracing::warn!("NATS: subscriptions not confirmed: {e:#}"),
                         }
-                        self.confirmed.store(made, Ordering::Release);
                         let _ = done.send(());
                     }
                     None => return,

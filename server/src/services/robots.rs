@@ -127,7 +127,7 @@ impl RobotService {
             .map_err(|e| Refused::internal("storing an ownership", e))?;
         self.graph.set_owner(&robot, user, true);
         let paired = [robot.clone(), user.clone()];
-        self.edges.bus.graph_changed(&paired).await;
+        self.edges.bus.graph_changed(&paired);
         tracing::info!(robot = %robot, owner = %user, "robot paired");
         self.finish(code, PairingOutcome::Paired, robot, Some(user.clone()))
             .await;

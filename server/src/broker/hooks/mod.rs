@@ -175,7 +175,7 @@ impl switchboard_broker::Hooks for Hooks {
             self.logins.connected(&client_id, connection, login.exp);
             // The newest connection of a client id wins on every node.
             let now = std::time::SystemTime::now();
-            self.publisher.bus().logged_in(&client_id, now).await;
+            self.publisher.bus().logged_in(&client_id, now);
         }
     }
 
@@ -211,7 +211,7 @@ impl switchboard_broker::Hooks for Hooks {
         }
         // Other nodes' subscribers get what this node's get.
         let to_others = || publisher::carried(message, Instant::now());
-        self.publisher.bus().send(&message.topic, to_others).await;
+        self.publisher.bus().send(&message.topic, to_others);
         Ok(())
     }
 

@@ -4,7 +4,8 @@
 //! after a write to it succeeded.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{RwLock, RwLockWriteGuard};
 
 use anyhow::Result;
 use switchboard_protocol::acl::PrincipalKind;
@@ -79,6 +80,9 @@ fn changed_users(old: &Inner, new: &Inner) -> Vec<Id> {
 
 pub struct Graph {
     inner: RwLock<Inner>,
+    /// Changes this node made, counted: a read of the store that one
+    /// overtook is read again, so it never undoes the change.
+    changes: AtomicU64,
     /// Accounts this process did not make, read together when several
     /// first show their tokens at once.
     accounts: Batched<Id, (PrincipalKind, Visibility)>,
@@ -91,6 +95,7 @@ impl Graph {
         });
         Ok(Graph {
             inner: RwLock::new(Inner::read(store).await?),
+            changes: AtomicU64::new(0),
             accounts,
         })
     }
@@ -98,17 +103,28 @@ impl Graph {
     /// Reads the whole graph again (after the bus was away, and other
     /// nodes' news with it); returns the users whose rows changed.
     pub async fn reload_all(&self, store: &Store) -> Result<Vec<Id>> {
-        let fresh = Inner::read(store).await?;
-        // Compared under the read lock, so the rules are not held up; a
-        // change made meanwhile on this node is read again after it.
-        let changed = changed_users(&self.inner.read().expect("graph lock"), &fresh);
-        *self.inner.write().expect("graph lock") = fresh;
-        Ok(changed)
+        loop {
+            let before = self.changes.load(Ordering::Acquire);
+            let fresh = Inner::read(store).await?;
+            // Compared under the read lock, so the rules are not held up.
+            let changed = changed_users(&self.inner.read().expect("graph lock"), &fresh);
+            let mut g = self.inner.write().expect("graph lock");
+            if self.changes.load(Ordering::Acquire) == before {
+                *g = fresh;
+                return Ok(changed);
+            }
+        }
+    }
+
+    /// The graph, to change it as this node stored.
+    fn change(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.changes.fetch_add(1, Ordering::AcqRel);
+        self.inner.write().expect("graph lock")
     }
 
     /// A user that was just created, with the default visibility.
     pub fn add_user(&self, id: &Id) {
-        let mut g = self.inner.write().expect("graph lock");
+        let mut g = self.change();
         g.visibility
             .entry(id.clone())
             .or_insert(Visibility::Contacts);
@@ -139,7 +155,7 @@ impl Graph {
 
     /// A robot that was just provisioned.
     pub fn add_robot(&self, id: &Id) {
-        let mut g = self.inner.write().expect("graph lock");
+        let mut g = self.change();
         g.visibility
             .entry(id.clone())
             .or_insert(Visibility::Contacts);
@@ -149,8 +165,14 @@ impl Graph {
     /// Reads `users`' accounts, lists and owners again from the store,
     /// after another node changed them.
     pub async fn reload(&self, store: &Store, users: &[Id]) -> Result<()> {
-        let rows = store.edges_of(users).await?;
-        let mut g = self.inner.write().expect("graph lock");
+        let (rows, mut g) = loop {
+            let before = self.changes.load(Ordering::Acquire);
+            let rows = store.edges_of(users).await?;
+            let g = self.inner.write().expect("graph lock");
+            if self.changes.load(Ordering::Acquire) == before {
+                break (rows, g);
+            }
+        };
         for id in users {
             g.contacts.remove(id);
             g.blocked.remove(id);
@@ -185,7 +207,7 @@ impl Graph {
     }
 
     pub fn set_owner(&self, robot: &Id, user: &Id, owns: bool) {
-        let mut g = self.inner.write().expect("graph lock");
+        let mut g = self.change();
         let owners = g.owners.entry(robot.clone()).or_default();
         if owns {
             owners.insert(user.clone());
@@ -220,11 +242,7 @@ impl Graph {
     }
 
     pub fn set_visibility(&self, id: &Id, v: Visibility) {
-        self.inner
-            .write()
-            .expect("graph lock")
-            .visibility
-            .insert(id.clone(), v);
+        self.change().visibility.insert(id.clone(), v);
     }
 
     pub fn visibility(&self, id: &Id) -> Visibility {
@@ -236,7 +254,7 @@ impl Graph {
     }
 
     pub fn set_list(&self, owner: &Id, list: List, ids: &[Id]) {
-        let mut g = self.inner.write().expect("graph lock");
+        let mut g = self.change();
         let map = match list {
             List::Contacts => &mut g.contacts,
             List::Blocked => &mut g.blocked,

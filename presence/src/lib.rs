@@ -18,10 +18,12 @@
 //! connection never arrived.
 
 mod devices;
+mod merged;
 
 use std::collections::HashMap;
 
 use devices::Devices;
+pub use merged::{merged, Last};
 
 use switchboard_protocol::payload::Presence;
 use switchboard_protocol::{ClientId, Id};
@@ -273,6 +275,14 @@ impl Tracker {
     /// The current presence of a user the tracker knows.
     pub fn get(&self, user: &Id) -> Option<Presence> {
         self.users.get(user).map(User::presence)
+    }
+
+    /// Every user with a device here, and the devices.
+    pub fn held(&self) -> Vec<(Id, Vec<String>)> {
+        (self.users.iter())
+            .filter(|(_, u)| !u.devices.is_empty())
+            .map(|(id, u)| (id.clone(), u.devices.names().map(str::to_string).collect()))
+            .collect()
     }
 
     /// Users online and devices online now.

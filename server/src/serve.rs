@@ -44,6 +44,22 @@ fn ensure_data_dir(config: &Config) -> Result<()> {
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))
 }
 
+/// This node's name in the store: made once, kept in the data directory,
+/// so a restarted node takes back (and clears) what its last run left.
+fn node_id(config: &Config) -> Result<String> {
+    let path = config.data_dir.join("node.id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_string()),
+        Ok(_) => anyhow::bail!("{} is empty", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = format!("{:016x}", rand::random::<u64>());
+            std::fs::write(&path, &id).with_context(|| format!("writing {}", path.display()))?;
+            Ok(id)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
 fn id_key(config: &Config) -> Result<Vec<u8>> {
     keys::load_or_create(
         &config.data_dir,
@@ -143,7 +159,7 @@ async fn start(config: &Config) -> Result<(Running, tokio::net::TcpListener, Arc
     let metrics = Arc::new(Metrics::new());
     let bus = match &config.nats_url {
         Some(url) => {
-            tracing::warn!("several nodes (nats_url): clients' messages, profiles and who sees whom cross nodes; presence, calls, pairing codes and command deadlines are still each node's own (docs/scaling.md)");
+            tracing::warn!("several nodes (nats_url): clients' messages, profiles, presence and who sees whom cross nodes; calls, pairing codes and command deadlines are still each node's own (docs/scaling.md)");
             Bus::nats(url, landing, metrics.bus_unsent.clone()).await?
         }
         None => Bus::local(&Hub::default(), landing),
@@ -162,7 +178,7 @@ async fn start(config: &Config) -> Result<(Running, tokio::net::TcpListener, Arc
         tasks: TaskTracker::new(),
         stop: CancellationToken::new(),
     };
-    let presence = PresenceService::new(edges.clone()).await?;
+    let presence = PresenceService::new(edges.clone(), node_id(config)?).await?;
     let robots = RobotService::new(
         config.calls.pairing_code_ttl,
         config.calls.command_timeout,

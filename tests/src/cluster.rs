@@ -13,6 +13,10 @@ use anyhow::{bail, Context, Result};
 use crate::api::{Api, SignedIn, SmsInbox};
 use crate::{postgres_admin_url, Database, Server, ServerBuilder};
 
+/// The id key every node of a test cluster shares (the JWT key is the
+/// harness's).
+const ID_SECRET: &str = "e2e-cluster-id-secret-0123456789abcdef";
+
 /// A nats-server of its own, stopped when dropped.
 pub struct Nats {
     child: Child,
@@ -123,7 +127,9 @@ impl Cluster {
         let nats = Nats::start().await.unwrap();
         let mut nodes = Vec::with_capacity(n);
         for _ in 0..n {
-            let node = Server::with_sms(&db, &sms).env("SWITCHBOARD_NATS_URL", nats.url.clone());
+            let node = Server::with_sms(&db, &sms)
+                .env("SWITCHBOARD_NATS_URL", nats.url.clone())
+                .env("SWITCHBOARD_ID_SECRET", ID_SECRET);
             let server = configure(node).start().await.unwrap();
             nodes.push(Node {
                 api: Api::new(&server),

@@ -4,6 +4,7 @@
 //! cross yet.
 
 use serde_json::{json, Value};
+use switchboard_e2e::api::SignedIn;
 use switchboard_e2e::cluster::Cluster;
 use switchboard_e2e::mqtt::{granted, Client, Incoming};
 
@@ -177,4 +178,125 @@ async fn the_newest_connection_of_a_client_id_wins_across_nodes() {
     assert!(granted(&newer.subscribe(&a.errors_topic()).await.unwrap()));
     let said = "the client connected to another node";
     c.nodes[0].server.logs_reach(said, 1).await;
+}
+
+/// The next presence of `user` `c` gets, skipping other messages; fails
+/// on an `isConnected` other than `online_only` when it is given.
+async fn next_presence(c: &mut Client, user: &str, online_only: Option<bool>) -> Value {
+    let (presence, is_connected) = (
+        format!("users/{user}/presence"),
+        format!("users/{user}/isConnected"),
+    );
+    loop {
+        // Long enough for a dead node's TTL and a takeover's wait.
+        let got = tokio::time::timeout(std::time::Duration::from_secs(30), c.recv()).await;
+        let got = got
+            .expect("presence in time")
+            .expect("the connection is open");
+        if let Incoming::Publish { topic, payload, .. } = got {
+            if let (true, Some(online)) = (topic == is_connected, online_only) {
+                assert_eq!(payload, online.to_string().as_bytes(), "a flap");
+            }
+            if topic == presence {
+                let p: Value = serde_json::from_slice(&payload).unwrap();
+                if let Some(online) = online_only {
+                    assert_eq!(p["online"], online, "a flap: {p}");
+                }
+                return p;
+            }
+        }
+    }
+}
+
+/// A watcher of A on node 1, A shared with it; the cluster, A and the
+/// watcher's connection.
+async fn watched(phones: [&str; 2]) -> (Cluster, SignedIn, Client) {
+    let c = Cluster::start(2).await;
+    let a = c.user(0, phones[0]).await;
+    let w = c.user(1, phones[1]).await;
+    let r = c.nodes[0].api.set_contacts(&a.access, &[&w.id]).await;
+    assert_eq!(r.unwrap().status, 200);
+    c.nodes[1].server.metric_reaches(NEWS, 1.0).await;
+    let mut w_mqtt = c.nodes[1].server.mqtt_as(&w).await;
+    for leaf in ["presence", "isConnected"] {
+        let topic = format!("users/{}/{leaf}", a.id);
+        assert!(granted(&w_mqtt.subscribe(&topic).await.unwrap()));
+    }
+    // Never connected: served offline, seq 0, on both topics.
+    let mut served = Vec::new();
+    while served.len() < 2 {
+        if let Incoming::Publish { topic, payload, .. } = w_mqtt.next().await.unwrap() {
+            served.push((topic, serde_json::from_slice::<Value>(&payload).unwrap()));
+        }
+    }
+    served.sort_by(|x, y| x.0.cmp(&y.0));
+    let offline = json!({"online": false, "devices": [], "lastSeen": null, "seq": 0});
+    let want = [
+        (format!("users/{}/isConnected", a.id), json!(false)),
+        (format!("users/{}/presence", a.id), offline),
+    ];
+    assert_eq!(served, want);
+    (c, a, w_mqtt)
+}
+
+/// A's phone on node 0 and tablet on node 1 are one presence: the phone
+/// leaving keeps A online, one seq counts every change.
+#[tokio::test]
+#[ignore = "needs PostgreSQL in E2E_POSTGRES_URL and nats-server; scripts/test runs it"]
+async fn presence_is_one_over_the_nodes_a_user_is_connected_to() {
+    let (c, a, mut w) = watched(["+48555400031", "+48555400032"]).await;
+    let phone = c.nodes[0].server.mqtt_as(&a).await;
+    let p = next_presence(&mut w, &a.id, Some(true)).await;
+    assert_eq!((&p["devices"], &p["seq"]), (&json!(["phone"]), &json!(1)));
+    let tablet = c.nodes[1].api.sign_in(&c.sms, "+48555400031", "tablet");
+    let tablet = tablet.await.unwrap();
+    let tablet_mqtt = c.nodes[1].server.mqtt_as(&tablet).await;
+    let p = next_presence(&mut w, &a.id, Some(true)).await;
+    assert_eq!(
+        (&p["devices"], &p["seq"]),
+        (&json!(["phone", "tablet"]), &json!(2))
+    );
+    drop(phone);
+    let p = next_presence(&mut w, &a.id, Some(true)).await;
+    assert_eq!((&p["devices"], &p["seq"]), (&json!(["tablet"]), &json!(3)));
+    tablet_mqtt.disconnect().await.unwrap();
+    let p = next_presence(&mut w, &a.id, Some(false)).await;
+    assert_eq!((&p["devices"], &p["seq"]), (&json!([]), &json!(4)));
+}
+
+/// A's phone moves from node 0 to node 1 with the same client id: the
+/// older connection is closed, and the watcher never sees A offline, not
+/// even once node 0 stops waiting for the phone to come back there.
+#[tokio::test]
+#[ignore = "needs PostgreSQL in E2E_POSTGRES_URL and nats-server; scripts/test runs it"]
+async fn a_device_moving_to_another_node_does_not_flap() {
+    let (c, a, mut w) = watched(["+48555400041", "+48555400042"]).await;
+    let mut older = c.nodes[0].server.mqtt_as(&a).await;
+    next_presence(&mut w, &a.id, Some(true)).await;
+    let _newer = c.nodes[1].server.mqtt_as(&a).await;
+    while older.recv().await.is_some() {}
+    // Node 1 adds the phone; node 0, once its wait for the phone ends,
+    // removes its own: both changes keep A online.
+    for seq in [2, 3] {
+        let p = next_presence(&mut w, &a.id, Some(true)).await;
+        assert_eq!((&p["devices"], &p["seq"]), (&json!(["phone"]), &json!(seq)));
+    }
+}
+
+/// Node 0 is killed (SIGKILL) with A's phone on it: A goes offline for
+/// the watcher on node 1 once node 0's silence passes its TTL.
+#[tokio::test]
+#[ignore = "needs PostgreSQL in E2E_POSTGRES_URL and nats-server; scripts/test runs it"]
+async fn a_killed_nodes_users_go_offline_everywhere() {
+    let (mut c, a, mut w) = watched(["+48555400051", "+48555400052"]).await;
+    let _phone = c.nodes[0].server.mqtt_as(&a).await;
+    next_presence(&mut w, &a.id, Some(true)).await;
+    let node = c.nodes.remove(0);
+    node.server.crash().unwrap();
+    let p = next_presence(&mut w, &a.id, Some(false)).await;
+    assert_eq!((&p["devices"], &p["seq"]), (&json!([]), &json!(2)));
+    c.nodes[0]
+        .server
+        .logs_reach("a silent node's devices removed", 1)
+        .await;
 }

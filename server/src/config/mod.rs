@@ -165,7 +165,7 @@ impl TryFrom<Settings> for Config {
                 s.data_dir.join("switchboard.db").display()
             ),
         };
-        let nats_url = nats_url(&s.nats_url, &database_url)?;
+        let nats_url = nats_url(&s, &database_url)?;
         Ok(Config {
             database_url,
             nats_url,
@@ -198,11 +198,18 @@ impl TryFrom<Settings> for Config {
 }
 
 /// Nodes share their record, so several need PostgreSQL (SQLite is one
-/// process's file).
-fn nats_url(url: &Option<String>, database_url: &str) -> Result<Option<String>, ConfigError> {
-    let Some(url) = url else {
+/// process's file), and the same keys: a key made in each node's data
+/// directory would give a phone number a different id, and a token
+/// another node refuses, on each node.
+fn nats_url(s: &Settings, database_url: &str) -> Result<Option<String>, ConfigError> {
+    let Some(url) = &s.nats_url else {
         return Ok(None);
     };
+    for (key, secret) in [("jwt_secret", &s.jwt_secret), ("id_secret", &s.id_secret)] {
+        if secret.is_none() {
+            return bad(key, "must be set, the same on every node, with nats_url");
+        }
+    }
     if !url.starts_with("nats://") {
         return bad("nats_url", format!("must start with nats://, got {url:?}"));
     }

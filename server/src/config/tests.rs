@@ -43,9 +43,17 @@ fn bad_values_name_their_key() {
         ("id_scheme = \"sha1\"", "id_scheme"),
         ("default_region = \"XX\"", "default_region"),
         ("database_url = \"mysql://x\"", "database_url"),
-        ("nats_url = \"nats://127.0.0.1:4222\"", "nats_url"),
+        ("nats_url = \"nats://127.0.0.1:4222\"", "jwt_secret"),
         (
-            "database_url = \"postgres://db/sb\"\nnats_url = \"http://x\"",
+            "nats_url = \"nats://x:4222\"\njwt_secret = \"0123456789abcdef0123456789abcdef\"",
+            "id_secret",
+        ),
+        (
+            "nats_url = \"http://x\"\njwt_secret = \"0123456789abcdef0123456789abcdef\"\nid_secret = \"0123456789abcdef0123456789abcdef\"",
+            "nats_url",
+        ),
+        (
+            "nats_url = \"nats://x:4222\"\njwt_secret = \"0123456789abcdef0123456789abcdef\"\nid_secret = \"0123456789abcdef0123456789abcdef\"",
             "nats_url",
         ),
         ("jwt_secret = \"short\"", "jwt_secret"),

@@ -379,7 +379,9 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let presence = PresenceService::new(edges.clone()).await.unwrap();
+        let presence = PresenceService::new(edges.clone(), "node".into())
+            .await
+            .unwrap();
         let limits = Arc::new(Limits::new());
         let push = Arc::new(Push::Off);
         CallService::new(RING, edges, limits, presence, push, vec![seen])

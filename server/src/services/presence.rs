@@ -1,8 +1,10 @@
 //! Presence: connections the broker sees go into the tracker (pure logic
-//! in the presence crate), and what it says to publish goes out, in order,
-//! through one task that also keeps seq and lastSeen in the store. Only
-//! users online or just changed are held in memory; the store answers for
-//! everyone else.
+//! in the presence crate), which says when this node's devices of a user
+//! change. One task stores each change and merges the user's presence
+//! over every node in the store (each node keeps its own devices there,
+//! one `seq` for all), then publishes what was stored, in order. A node
+//! says it is alive every few seconds; one that went silent has its
+//! devices removed by another, whose users it published.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,27 +17,56 @@ use switchboard_protocol::{ClientId, Id, Topic};
 use super::queue::Latest;
 use super::Edges;
 use crate::batched::Batched;
-use crate::store::Stored;
+use crate::store::{Change, Merged};
 
 /// Presence changes stored in one transaction at most: a connect storm
 /// costs a write per batch rather than per device.
 const BATCH: usize = 256;
+/// How often a node says it is alive.
+const HEARTBEAT: Duration = Duration::from_secs(2);
+/// How long a node may stay silent before another removes its devices:
+/// its users go offline this long after it died (plus a takeover's wait).
+pub const NODE_TTL_MS: i64 = 10_000;
+/// How long after a failed store of presence it is tried again.
+const STORE_AGAIN_AFTER: Duration = Duration::from_secs(1);
+
+/// A user whose presence must be stored and merged again.
+#[derive(Debug, Clone)]
+struct Pending {
+    /// This node's devices of the user now; `None`: unchanged here, but
+    /// other nodes' rows changed.
+    devices: Option<Vec<String>>,
+    at: i64,
+    /// The tracker's seq of the change, to let the user go once stored.
+    tracker_seq: Option<u64>,
+}
+
+impl Pending {
+    /// `newer` in place of `self`, which was never stored.
+    fn then(self, newer: Pending) -> Pending {
+        Pending {
+            devices: newer.devices.or(self.devices),
+            at: newer.at,
+            tracker_seq: newer.tracker_seq.or(self.tracker_seq),
+        }
+    }
+}
 
 pub struct PresenceService {
     tracker: Mutex<Tracker>,
-    /// Each user's newest publication waiting to leave: a watcher never
-    /// sees an older state after a newer one, and however fast devices
-    /// come and go the queue holds at most one entry per user.
-    out: Latest<Id, Publication>,
-    /// Stored presences, read together for connections and subscribers
-    /// asking at once.
-    stored: Batched<Id, Stored>,
+    /// This node's name in the store.
+    node: String,
+    /// Each user's change waiting to be stored: however fast devices come
+    /// and go the queue holds at most one entry per user.
+    out: Latest<Id, Pending>,
+    /// Stored presences, read together for subscribers asking at once.
+    stored: Batched<Id, Presence>,
     edges: Edges,
 }
 
-/// The retained messages of one publication.
-fn messages(p: &Publication) -> Vec<(Topic, Vec<u8>)> {
-    payloads(&p.user, &p.presence, p.is_connected.is_some())
+/// The retained messages of one stored presence.
+fn messages(m: &Merged) -> Vec<(Topic, Vec<u8>)> {
+    payloads(&m.user, &m.presence, m.is_connected.is_some())
 }
 
 /// `user`'s `presence` message, after its `isConnected` message when
@@ -54,7 +85,7 @@ pub fn payloads(user: &Id, presence: &Presence, with_is_connected: bool) -> Vec<
 }
 
 impl PresenceService {
-    /// Starts the ticker and the task that stores and publishes each
+    /// Starts the tickers and the task that stores and publishes each
     /// change.
     pub fn start(self: &Arc<Self>) {
         let service = self.clone();
@@ -62,46 +93,43 @@ impl PresenceService {
             let service = service.clone();
             async move { service.tick() }
         });
+        let service = self.clone();
+        self.edges.every(HEARTBEAT, move || {
+            let service = service.clone();
+            async move { service.heartbeat().await }
+        });
         self.edges.tasks.spawn(self.clone().run_publisher());
     }
 
-    /// Ends, in the store, the presence of users the last stop left
-    /// online. Nothing is published: nobody is subscribed yet, and a
-    /// subscriber is served the current state (`current`).
-    pub async fn new(edges: Edges) -> Result<Arc<Self>> {
-        let ended = edges.store.end_presences_left_online().await?;
-        if ended > 0 {
-            tracing::info!(users = ended, "users online at the last stop are offline");
+    /// Node `node` starting: the devices its last run left are removed
+    /// from the store, and the users they (or a crash) left online are
+    /// queued to be merged again, offline unless another node holds them.
+    pub async fn new(edges: Edges, node: String) -> Result<Arc<Self>> {
+        let now = edges.now_ms();
+        let left = edges.store.start_node(&node, now).await?;
+        if !left.is_empty() {
+            tracing::info!(
+                users = left.len(),
+                "users online at the last stop are offline"
+            );
         }
         let stored = Batched::new(edges.store.clone(), |store, users| async move {
-            store.stored_presences(&users).await
+            store.presences(&users).await
         });
-        Ok(Arc::new(PresenceService {
+        let service = Arc::new(PresenceService {
             tracker: Mutex::new(Tracker::new()),
+            node,
             out: Latest::default(),
             stored,
             edges,
-        }))
+        });
+        service.merge_again(left, now);
+        Ok(service)
     }
 
     /// A device's connection `connection` (the broker's creation time of
-    /// it) began. A user the tracker does not hold goes on from its stored
-    /// seq.
+    /// it) began.
     pub async fn connected(&self, client: ClientId, connection: i64) {
-        let user = &client.id;
-        if !self.tracker.lock().expect("presence lock").knows(user) {
-            let (seq, last_seen) = match self.stored.get(user.clone()).await {
-                Ok(stored) => stored.unwrap_or_default(),
-                Err(e) => {
-                    // Going on from 0 would publish seqs watchers take for
-                    // old ones: better no news than wrong news.
-                    tracing::error!(%user, "reading stored presence: {e:#}");
-                    return;
-                }
-            };
-            let mut tracker = self.tracker.lock().expect("presence lock");
-            tracker.learn(user.clone(), seq, last_seen);
-        }
         let at = self.edges.now_ms();
         self.event(Event::Connected {
             client,
@@ -133,31 +161,45 @@ impl PresenceService {
         metrics.users_online.set(users as i64);
         metrics.devices_online.set(devices as i64);
         metrics.presence_changes.inc();
-        // Queued under the tracker's lock: a newer seq replaces an older.
+        let pending = Pending {
+            devices: Some(p.presence.devices),
+            at: p.presence.last_seen.unwrap_or_else(|| self.edges.now_ms()),
+            tracker_seq: Some(p.presence.seq),
+        };
+        // Queued under the tracker's lock: a newer change replaces an older.
         self.out
-            .push(p.user.clone(), p, |older, newer| newer.replacing(older));
+            .push(p.user, pending, |older, newer| older.then(newer));
     }
 
-    /// Whether any device of `user` is connected.
+    /// Queues `users` to be merged again: other nodes' rows of them changed.
+    fn merge_again(&self, users: Vec<Id>, at: i64) {
+        for user in users {
+            let pending = Pending {
+                devices: None,
+                at,
+                tracker_seq: None,
+            };
+            self.out
+                .push(user, pending, |older, newer| older.then(newer));
+        }
+    }
+
+    /// Whether any device of `user` is connected to this node.
     pub fn is_online(&self, user: &Id) -> bool {
         let tracker = self.tracker.lock().expect("presence lock");
         tracker.get(user).is_some_and(|p| p.online)
     }
 
-    /// `user`'s presence now: the tracker holds everyone online or just
-    /// changed, the store everyone else (offline; seq 0 for a user who
-    /// never connected).
+    /// `user`'s presence as stored, over every node: offline with seq 0
+    /// for a user who never connected.
     pub async fn current(&self, user: &Id) -> Result<Presence> {
-        if let Some(p) = self.tracker.lock().expect("presence lock").get(user) {
-            return Ok(p);
-        }
-        let (seq, last_seen) = self.stored.get(user.clone()).await?.unwrap_or_default();
-        Ok(Presence {
+        let stored = self.stored.get(user.clone()).await?;
+        Ok(stored.unwrap_or(Presence {
             online: false,
             devices: Vec::new(),
-            last_seen,
-            seq,
-        })
+            last_seen: None,
+            seq: 0,
+        }))
     }
 
     /// Expires takeovers whose new connection never came (once a second).
@@ -168,39 +210,95 @@ impl PresenceService {
         }
     }
 
-    /// Records presence changes and publishes them, in order.
+    /// Says this node is alive, and removes the devices of nodes silent
+    /// past `NODE_TTL_MS`, merging their users again. A node found swept
+    /// itself (it was silent too long) stores its devices again.
+    async fn heartbeat(&self) {
+        let (store, now) = (&self.edges.store, self.edges.now_ms());
+        match store.heartbeat(&self.node, now).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!("this node was silent too long and its devices were removed: storing them again");
+                let held = self.tracker.lock().expect("presence lock").held();
+                for (user, devices) in held {
+                    let pending = Pending {
+                        devices: Some(devices),
+                        at: now,
+                        tracker_seq: None,
+                    };
+                    self.out
+                        .push(user, pending, |older, newer| older.then(newer));
+                }
+            }
+            Err(e) => tracing::warn!("presence heartbeat: {e:#}"),
+        }
+        match store.sweep_nodes(&self.node, now - NODE_TTL_MS).await {
+            Ok(users) if !users.is_empty() => {
+                tracing::info!(users = users.len(), "a silent node's devices removed");
+                self.merge_again(users, now);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("removing silent nodes: {e:#}"),
+        }
+    }
+
+    /// Stores and publishes what is queued now (the task does this until
+    /// the stop).
+    #[cfg(test)]
+    async fn run_once(self: Arc<Self>) {
+        let now = tokio_util::sync::CancellationToken::new();
+        now.cancel();
+        let batch = self.out.next_batch(&now, BATCH).await;
+        self.store_and_publish(batch).await;
+    }
+
+    /// Stores presence changes, merged over every node, and publishes
+    /// what was stored, in order, until the stop.
     async fn run_publisher(self: Arc<Self>) {
-        let (store, publish) = (&self.edges.store, &self.edges.publish);
         loop {
             let batch = self.out.next_batch(&self.edges.stop, BATCH).await;
             if batch.is_empty() {
                 return;
             }
-            // Stored before published, in one transaction: after a crash
-            // the rebuilt seq is larger than any a watcher has seen.
-            let rows: Vec<_> = (batch.iter())
-                .map(|(user, p)| {
-                    let seq = i64::try_from(p.presence.seq).unwrap_or(i64::MAX);
-                    (user.clone(), seq, p.presence.last_seen, p.presence.online)
-                })
-                .collect();
-            let saved = store.save_presences(&rows).await;
-            if let Err(e) = &saved {
-                tracing::warn!(users = rows.len(), "saving presence: {e:#}");
+            self.store_and_publish(batch).await;
+        }
+    }
+
+    async fn store_and_publish(&self, batch: Vec<(Id, Pending)>) {
+        let (store, publish) = (&self.edges.store, &self.edges.publish);
+        let changes: Vec<Change> = (batch.iter())
+            .map(|(user, p)| Change {
+                user: user.clone(),
+                devices: p.devices.clone(),
+                at: p.at,
+            })
+            .collect();
+        // Stored before published: a watcher never sees a seq the store
+        // does not have, and any node serves what it saw.
+        let merged = match store.merge_presences(&self.node, &changes).await {
+            Ok(merged) => merged,
+            Err(e) => {
+                // Tried again (with anything newer) a little later.
+                tracing::warn!(users = changes.len(), "storing presence: {e:#}");
+                for (user, p) in batch {
+                    self.out.push(user, p, |newer, failed| failed.then(newer));
+                }
+                tokio::time::sleep(STORE_AGAIN_AFTER).await;
+                return;
             }
-            for (_, p) in &batch {
-                for (topic, payload) in messages(p) {
-                    if let Err(e) = publish.publish(&topic, payload, true).await {
-                        tracing::error!(%topic, "publishing presence: {e:#}");
-                    }
+        };
+        for m in &merged {
+            for (topic, payload) in messages(m) {
+                if let Err(e) = publish.publish(&topic, payload, true).await {
+                    tracing::error!(%topic, "publishing presence: {e:#}");
                 }
             }
-            // Stored, an offline user is served from the store from now on.
-            if saved.is_ok() {
-                let mut tracker = self.tracker.lock().expect("presence lock");
-                for (user, p) in &batch {
-                    tracker.forget(user, p.presence.seq);
-                }
+        }
+        // Stored, a user with no device here is let go.
+        let mut tracker = self.tracker.lock().expect("presence lock");
+        for (user, p) in &batch {
+            if let Some(seq) = p.tracker_seq {
+                tracker.forget(user, seq);
             }
         }
     }
@@ -219,49 +317,54 @@ mod tests {
         format!("{USER}:phone").parse().unwrap()
     }
 
+    /// Stores and publishes what is queued, as the publisher task does
+    /// until the stop.
+    async fn drain(presence: &Arc<PresenceService>) {
+        presence.edges.stop.cancel();
+        presence.clone().run_publisher().await;
+    }
+
     #[tokio::test]
-    async fn a_device_online_then_lost_is_published_in_order_and_its_seq_stored() {
+    async fn a_device_online_then_lost_is_stored_then_published_in_order() {
         let (edges, clock, mut sent) = test_edges().await;
-        let (store, stop) = (edges.store.clone(), edges.stop.clone());
+        let store = edges.store.clone();
         let user: Id = USER.parse().unwrap();
         store.ensure_user(&user, PrincipalKind::User).await.unwrap();
-        let presence = PresenceService::new(edges).await.unwrap();
+        let presence = PresenceService::new(edges, "n1".into()).await.unwrap();
         presence.connected(phone(), 1).await;
-        let online_at = clock.now_ms();
+        assert!(presence.is_online(&user));
         clock.advance(5_000);
         presence.disconnected(phone(), 1, Cause::Lost);
-        let now = presence.current(&user).await.unwrap();
-        assert!(!now.online);
-        assert_eq!(now.last_seen, Some(online_at + 5_000), "the clock's time");
-        stop.cancel();
-        presence.clone().run_publisher().await;
+        let lost_at = clock.now_ms();
+        drain(&presence).await;
         let mut topics = Vec::new();
         while let Ok((topic, payload, retain)) = sent.try_recv() {
             assert!(retain);
             topics.push((topic.to_string(), String::from_utf8(payload).unwrap()));
         }
         // Both changes waited together: the newest state went out, saying
-        // the online status changed.
+        // the online status changed (the user was never published).
         assert_eq!(topics.len(), 2, "{topics:?}");
         assert_eq!(
             topics[0],
             (format!("users/{USER}/isConnected"), "false".into())
         );
         let published: Presence = serde_json::from_str(&topics[1].1).unwrap();
-        assert_eq!(published, now);
-        let stored = store
-            .stored_presences(std::slice::from_ref(&user))
-            .await
-            .unwrap();
-        assert_eq!(stored.get(&user), Some(&(now.seq, now.last_seen)));
-        // Stored offline, the user is served from the store.
-        assert_eq!(presence.current(&user).await.unwrap(), now);
+        let want = Presence {
+            online: false,
+            devices: Vec::new(),
+            last_seen: Some(lost_at),
+            seq: 1,
+        };
+        assert_eq!(published, want);
+        assert_eq!(presence.current(&user).await.unwrap(), want, "as stored");
+        assert!(!presence.tracker.lock().unwrap().knows(&user), "let go");
     }
 
     #[tokio::test]
     async fn a_takeover_whose_new_connection_never_comes_ends_offline_on_a_tick() {
         let (edges, clock, _sent) = test_edges().await;
-        let presence = PresenceService::new(edges).await.unwrap();
+        let presence = PresenceService::new(edges, "n1".into()).await.unwrap();
         let user: Id = USER.parse().unwrap();
         presence.connected(phone(), 1).await;
         presence.disconnected(phone(), 1, Cause::TakenOver);
@@ -273,6 +376,62 @@ mod tests {
         assert!(!presence.is_online(&user));
     }
 
+    /// Two nodes on one store: a user is online while either holds a
+    /// device; a node that restarts clears what its last run left; a
+    /// node that goes silent has its devices removed by the other.
+    #[tokio::test]
+    async fn nodes_merge_a_users_devices_and_clear_a_silent_nodes() {
+        let (edges, clock, mut sent) = test_edges().await;
+        let store = edges.store.clone();
+        let user: Id = USER.parse().unwrap();
+        store.ensure_user(&user, PrincipalKind::User).await.unwrap();
+        let stored = |p: &Presence| (p.online, p.devices.clone(), p.seq);
+        let one = PresenceService::new(edges.clone(), "n1".into())
+            .await
+            .unwrap();
+        one.connected(phone(), 1).await;
+        one.clone().run_once().await;
+        let tablet: ClientId = format!("{USER}:tablet").parse().unwrap();
+        let two = PresenceService::new(edges.clone(), "n2".into())
+            .await
+            .unwrap();
+        two.connected(tablet.clone(), 1).await;
+        two.clone().run_once().await;
+        let now = two.current(&user).await.unwrap();
+        assert_eq!(
+            stored(&now),
+            (true, vec!["phone".into(), "tablet".into()], 2)
+        );
+        // The phone leaves node 1: still online on node 2.
+        one.disconnected(phone(), 1, Cause::Lost);
+        one.clone().run_once().await;
+        let now = one.current(&user).await.unwrap();
+        assert_eq!(stored(&now), (true, vec!["tablet".into()], 3));
+        // Node 2 dies without a word; node 1 is alive past the TTL and
+        // removes its devices.
+        clock.advance(NODE_TTL_MS + 1);
+        one.heartbeat().await;
+        one.clone().run_once().await;
+        let now = one.current(&user).await.unwrap();
+        assert_eq!(stored(&now), (false, vec![], 4));
+        while sent.try_recv().is_ok() {}
+        // Node 2 comes back: it was removed, so it stores its device again.
+        two.heartbeat().await;
+        two.clone().run_once().await;
+        let now = two.current(&user).await.unwrap();
+        assert_eq!(stored(&now), (true, vec!["tablet".into()], 5));
+        let (topic, payload, _) = sent.try_recv().unwrap();
+        assert_eq!(
+            (topic, payload),
+            (Topic::UserIsConnected(user.clone()), b"true".to_vec())
+        );
+        // Node 2 restarts: its last run's device is cleared at start.
+        let again = PresenceService::new(edges, "n2".into()).await.unwrap();
+        again.clone().run_once().await;
+        let now = again.current(&user).await.unwrap();
+        assert_eq!(stored(&now), (false, vec![], 6));
+    }
+
     #[tokio::test]
     async fn a_user_the_last_stop_left_online_starts_offline_and_goes_on_from_its_seq() {
         let (edges, _clock, _sent) = test_edges().await;
@@ -281,55 +440,35 @@ mod tests {
         for id in [&user, &other] {
             store.ensure_user(id, PrincipalKind::User).await.unwrap();
         }
-        let saved = [
-            (user.clone(), 4, Some(10), true),
-            (other.clone(), 7, Some(20), false),
-        ];
-        store.save_presences(&saved).await.unwrap();
-        let presence = PresenceService::new(edges).await.unwrap();
-        let offline = |seq, last_seen| Presence {
-            online: false,
-            devices: Vec::new(),
-            last_seen,
-            seq,
-        };
-        assert_eq!(presence.current(&user).await.unwrap(), offline(5, Some(10)));
-        assert_eq!(
-            presence.current(&other).await.unwrap(),
-            offline(7, Some(20)),
-            "unchanged"
-        );
-        let never: Id = "c".repeat(32).parse().unwrap();
-        assert_eq!(presence.current(&never).await.unwrap(), offline(0, None));
-        presence.connected(phone(), 1).await;
+        // The last run: the user came and went twice, then came (seq 5);
+        // the other came and went.
+        let before = PresenceService::new(edges.clone(), "n1".into())
+            .await
+            .unwrap();
+        for i in 0..2 {
+            before.connected(phone(), i).await;
+            before.clone().run_once().await;
+            before.disconnected(phone(), i, Cause::Lost);
+            before.clone().run_once().await;
+        }
+        before.connected(phone(), 2).await;
+        let other_phone: ClientId = format!("{other}:phone").parse().unwrap();
+        before.connected(other_phone.clone(), 9).await;
+        before.disconnected(other_phone, 9, Cause::Lost);
+        before.clone().run_once().await;
+        drop(before);
+        // The crash: the user's device still stored. The next run starts.
+        let presence = PresenceService::new(edges, "n1".into()).await.unwrap();
+        presence.clone().run_once().await;
         let now = presence.current(&user).await.unwrap();
-        assert_eq!((now.online, now.seq), (true, 6));
-    }
-
-    #[tokio::test]
-    async fn changes_waiting_together_are_stored_together_then_forgotten() {
-        let (edges, _clock, _sent) = test_edges().await;
-        let (store, stop) = (edges.store.clone(), edges.stop.clone());
-        let presence = PresenceService::new(edges).await.unwrap();
-        let users: Vec<Id> = ["a", "b", "c"]
-            .iter()
-            .map(|c| c.repeat(32).parse().unwrap())
-            .collect();
-        for user in &users {
-            store.ensure_user(user, PrincipalKind::User).await.unwrap();
-            let phone: ClientId = format!("{user}:phone").parse().unwrap();
-            presence.connected(phone.clone(), 1).await;
-            presence.disconnected(phone, 1, Cause::Lost);
-        }
-        stop.cancel();
-        presence.clone().run_publisher().await;
-        for user in &users {
-            let stored = store.stored_presences(&users).await.unwrap();
-            assert_eq!(stored.get(user).map(|(seq, _)| *seq), Some(2), "{user}");
-            assert!(
-                !presence.tracker.lock().unwrap().knows(user),
-                "{user} let go"
-            );
-        }
+        assert_eq!((now.online, now.seq), (false, 6), "one more than before");
+        assert!(!presence.current(&other).await.unwrap().online);
+        let never: Id = "c".repeat(32).parse().unwrap();
+        let p = presence.current(&never).await.unwrap();
+        assert_eq!((p.online, p.seq, p.last_seen), (false, 0, None));
+        presence.connected(phone(), 1).await;
+        presence.clone().run_once().await;
+        let now = presence.current(&user).await.unwrap();
+        assert_eq!((now.online, now.seq), (true, 7));
     }
 }

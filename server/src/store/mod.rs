@@ -11,7 +11,7 @@ mod social;
 
 pub use accounts::{OtpCheck, RefreshOutcome, SendAllowance, OTP_TTL_MINUTES};
 pub use calls::{CallRecord, PushToken};
-pub use presence::Stored;
+pub use presence::{Change, Merged};
 pub use social::{List, Visibility};
 
 use std::str::FromStr;

@@ -1,89 +1,263 @@
-//! What presence keeps across restarts: each user's sequence number,
-//! last-seen time, and whether it was last online.
+//! What presence keeps: each node's devices online per user, each user's
+//! last published state (seq, last-seen time, online), and when each node
+//! last said it is alive. A user's presence is merged from every node's
+//! rows in one transaction, so nodes never publish a seq twice or out of
+//! turn.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Result;
-use sqlx::Row;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+use switchboard_presence::{merged, Last};
+use switchboard_protocol::payload::Presence;
 use switchboard_protocol::Id;
 
-use super::{typed, Store};
+use super::{placeholders, typed, Store, IN_LIST_MAX};
 
-/// A user's stored presence: `(seq, lastSeen)`, offline.
-pub type Stored = (u64, Option<i64>);
+/// `online` as a number: the `Any` driver reads no SQLite boolean.
+const ONLINE: &str = "CAST(CASE WHEN online THEN 1 ELSE 0 END AS BIGINT)";
 
-/// A presence to store: `(user, seq, lastSeen, online)`.
-pub type Saved = (Id, i64, Option<i64>, bool);
+/// A change of this node's devices for a user at `at`, or (`devices:
+/// None`) a reason to merge again: other rows of the user changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub user: Id,
+    pub devices: Option<Vec<String>>,
+    pub at: i64,
+}
+
+/// A user's presence over every node as stored, and its new `isConnected`
+/// when the online status changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Merged {
+    pub user: Id,
+    pub presence: Presence,
+    pub is_connected: Option<bool>,
+}
 
 impl Store {
-    /// Sets offline, with a seq one higher, every user stored as online:
-    /// those the last stop (or crash) left online. Returns how many.
-    pub async fn end_presences_left_online(&self) -> Result<u64> {
-        let done = sqlx::query("UPDATE presence SET seq = seq + 1, online = FALSE WHERE online")
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
-    }
-
-    /// The stored presence of those of `users` who ever connected.
-    pub async fn stored_presences(&self, users: &[Id]) -> Result<HashMap<Id, Stored>> {
-        let select = "SELECT user_id, seq, last_seen FROM presence WHERE user_id IN";
-        let rows = self.rows_in(select, users).await?;
-        rows.iter()
-            .map(|row| {
-                let seq = u64::try_from(row.get::<i64, _>(1)).unwrap_or(0);
-                Ok((typed(row.get(0))?, (seq, row.get(2))))
-            })
-            .collect()
-    }
-
-    /// Keeps each user's newest seq, last-seen time and status, all in one
-    /// transaction; an older one (written late) never overwrites a newer
-    /// one.
-    pub async fn save_presences(&self, rows: &[Saved]) -> Result<()> {
-        // One statement per chunk: a round trip per row was most of a
-        // connect storm's database work. PostgreSQL refuses a statement
-        // that updates a row twice: each user once, with its newest seq.
-        let rows = newest_per_user(rows);
+    /// Stores `node`'s devices of each change and merges each user's
+    /// presence over every node, with a seq one higher, in one
+    /// transaction (the users' presence rows locked first, in id order).
+    pub async fn merge_presences(&self, node: &str, changes: &[Change]) -> Result<Vec<Merged>> {
+        let mut changes: Vec<&Change> = changes.iter().collect();
+        changes.sort_by(|a, b| a.user.cmp(&b.user));
+        let mut out = Vec::with_capacity(changes.len());
         let mut tx = self.pool.begin().await?;
-        for chunk in rows.chunks(super::IN_LIST_MAX / 4) {
-            let sql = format!(
-                "INSERT INTO presence (user_id, seq, last_seen, online) VALUES {}
-                 ON CONFLICT (user_id) DO UPDATE SET seq = excluded.seq,
-                     last_seen = excluded.last_seen, online = excluded.online
-                 WHERE presence.seq < excluded.seq",
-                super::values_list(chunk.len(), 4)
-            );
-            let mut q = sqlx::query(&sql);
-            for (user, seq, last_seen, online) in chunk {
-                q = q
-                    .bind(user.as_str())
-                    .bind(*seq)
-                    .bind(*last_seen)
-                    .bind(*online);
-            }
-            q.execute(&mut *tx).await?;
+        for chunk in changes.chunks(IN_LIST_MAX / 4) {
+            out.extend(merge_chunk(&mut tx, node, chunk).await?);
         }
         tx.commit().await?;
-        Ok(())
+        Ok(out)
+    }
+
+    /// Says `node` is alive at `now`; `false` if it was not listed (new,
+    /// or removed as silent by another node).
+    pub async fn heartbeat(&self, node: &str, now: i64) -> Result<bool> {
+        let seen = sqlx::query("UPDATE nodes SET seen_at = $2 WHERE id = $1")
+            .bind(node)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        if seen.rows_affected() > 0 {
+            return Ok(true);
+        }
+        sqlx::query("INSERT INTO nodes (id, seen_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
+            .bind(node)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(false)
+    }
+
+    /// Removes the nodes other than `node` silent since before `cutoff`,
+    /// and their devices; the users who had devices there, to merge
+    /// again. Of nodes sweeping at once, each dead node's rows go to one.
+    pub async fn sweep_nodes(&self, node: &str, cutoff: i64) -> Result<Vec<Id>> {
+        let mut tx = self.pool.begin().await?;
+        let dead: Vec<String> =
+            sqlx::query_scalar("DELETE FROM nodes WHERE seen_at < $1 AND id <> $2 RETURNING id")
+                .bind(cutoff)
+                .bind(node)
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut users = Vec::new();
+        for node in &dead {
+            users.extend(remove_devices_of(&mut tx, node).await?);
+        }
+        tx.commit().await?;
+        users.sort();
+        users.dedup();
+        Ok(users)
+    }
+
+    /// A node starting: the devices its previous run left are removed, and
+    /// the users to merge again are returned: those, and any user stored
+    /// online with no device left anywhere (as a version before these
+    /// rows, or a crash before a node's rows were swept, leaves them).
+    pub async fn start_node(&self, node: &str, now: i64) -> Result<Vec<Id>> {
+        let mut tx = self.pool.begin().await?;
+        let mut users = remove_devices_of(&mut tx, node).await?;
+        let orphans: Vec<String> = sqlx::query_scalar(
+            "SELECT user_id FROM presence p WHERE online AND NOT EXISTS
+             (SELECT 1 FROM presence_devices d WHERE d.user_id = p.user_id)",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for user in orphans {
+            users.push(typed(user)?);
+        }
+        tx.commit().await?;
+        self.heartbeat(node, now).await?;
+        users.sort();
+        users.dedup();
+        Ok(users)
+    }
+
+    /// The stored presence of `users` over every node; a user never
+    /// published is left out.
+    pub async fn presences(&self, users: &[Id]) -> Result<HashMap<Id, Presence>> {
+        let select = format!(
+            "SELECT p.user_id, p.seq, p.last_seen, {ONLINE}, d.device FROM presence p
+             LEFT JOIN presence_devices d ON d.user_id = p.user_id WHERE p.user_id IN"
+        );
+        let rows = self.rows_in(&select, users).await?;
+        let mut out: HashMap<Id, Presence> = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let user: Id = typed(row.get(0))?;
+            let p = out.entry(user).or_insert_with(|| Presence {
+                online: row.get::<i64, _>(3) != 0,
+                devices: Vec::new(),
+                last_seen: row.get(2),
+                seq: u64::try_from(row.get::<i64, _>(1)).unwrap_or(0),
+            });
+            if let Some(device) = row.get::<Option<String>, _>(4) {
+                p.devices.push(device);
+            }
+        }
+        for p in out.values_mut() {
+            p.devices.sort();
+            p.devices.dedup();
+        }
+        Ok(out)
     }
 }
 
-/// `rows` with each user once, at its highest seq, in first-seen order.
-fn newest_per_user(rows: &[Saved]) -> Vec<&Saved> {
-    let mut at: HashMap<&Id, usize> = HashMap::with_capacity(rows.len());
-    let mut newest: Vec<&Saved> = Vec::with_capacity(rows.len());
-    for row in rows {
-        match at.get(&row.0) {
-            Some(&i) if newest[i].1 < row.1 => newest[i] = row,
-            Some(_) => {}
-            None => {
-                at.insert(&row.0, newest.len());
-                newest.push(row);
-            }
-        }
+/// Removes `node`'s devices; the users who had any.
+async fn remove_devices_of(tx: &mut AnyConnection, node: &str) -> Result<Vec<Id>> {
+    let users: Vec<String> =
+        sqlx::query_scalar("DELETE FROM presence_devices WHERE node_id = $1 RETURNING user_id")
+            .bind(node)
+            .fetch_all(&mut *tx)
+            .await?;
+    users.into_iter().map(typed).collect()
+}
+
+/// `merge_presences` for at most a quarter of `IN_LIST_MAX` users.
+async fn merge_chunk(tx: &mut AnyConnection, node: &str, chunk: &[&Change]) -> Result<Vec<Merged>> {
+    let ids: Vec<&str> = chunk.iter().map(|c| c.user.as_str()).collect();
+    let list = placeholders(1, ids.len());
+    // A row for each user, then each locked: the first statement that
+    // writes them takes their locks (PostgreSQL) or the database's
+    // (SQLite), before this node's devices change.
+    let fresh: Vec<String> = (1..=ids.len())
+        .map(|i| format!("(${i}, 0, FALSE)"))
+        .collect();
+    let sql = format!(
+        "INSERT INTO presence (user_id, seq, online) VALUES {}
+         ON CONFLICT (user_id) DO UPDATE SET seq = presence.seq",
+        fresh.join(", ")
+    );
+    bind_all(sqlx::query(&sql), &ids).execute(&mut *tx).await?;
+    let mine: Vec<&str> = (chunk.iter())
+        .filter(|c| c.devices.is_some())
+        .map(|c| c.user.as_str())
+        .collect();
+    if !mine.is_empty() {
+        let sql = format!(
+            "DELETE FROM presence_devices WHERE node_id = $1 AND user_id IN ({})",
+            placeholders(2, mine.len())
+        );
+        let q = sqlx::query(&sql).bind(node);
+        bind_all(q, &mine).execute(&mut *tx).await?;
     }
-    newest
+    let rows: Vec<(&str, &str)> = (chunk.iter())
+        .flat_map(|c| {
+            let devices = c.devices.iter().flatten();
+            devices.map(|d| (c.user.as_str(), d.as_str()))
+        })
+        .collect();
+    for rows in rows.chunks(IN_LIST_MAX / 3) {
+        let sql = format!(
+            "INSERT INTO presence_devices (user_id, node_id, device) VALUES {}",
+            super::values_list(rows.len(), 3)
+        );
+        let mut q = sqlx::query(&sql);
+        for (user, device) in rows {
+            q = q.bind(*user).bind(node).bind(*device);
+        }
+        q.execute(&mut *tx).await?;
+    }
+
+    let sql = format!("SELECT user_id, seq, {ONLINE} FROM presence WHERE user_id IN ({list})");
+    let last: Vec<AnyRow> = bind_all(sqlx::query(&sql), &ids)
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut lasts: HashMap<String, Last> = HashMap::with_capacity(last.len());
+    for row in &last {
+        let seq = u64::try_from(row.get::<i64, _>(1)).unwrap_or(0);
+        let online = row.get::<i64, _>(2) != 0;
+        lasts.insert(row.get(0), Last { seq, online });
+    }
+    let sql = format!("SELECT user_id, device FROM presence_devices WHERE user_id IN ({list})");
+    let rows: Vec<AnyRow> = bind_all(sqlx::query(&sql), &ids)
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut devices: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for row in &rows {
+        devices.entry(row.get(0)).or_default().push(row.get(1));
+    }
+
+    let mut out = Vec::with_capacity(chunk.len());
+    for change in chunk {
+        let user = change.user.as_str();
+        let theirs = devices.get(user).into_iter().flatten().map(String::as_str);
+        let last = lasts.get(user).copied().filter(|l| l.seq > 0);
+        let (presence, is_connected) = merged(last, theirs, change.at);
+        out.push(Merged {
+            user: change.user.clone(),
+            presence,
+            is_connected,
+        });
+    }
+    let sql = format!(
+        "INSERT INTO presence (user_id, seq, last_seen, online) VALUES {}
+         ON CONFLICT (user_id) DO UPDATE SET seq = excluded.seq,
+             last_seen = excluded.last_seen, online = excluded.online",
+        super::values_list(out.len(), 4)
+    );
+    let mut q = sqlx::query(&sql);
+    for m in &out {
+        let seq = i64::try_from(m.presence.seq).unwrap_or(i64::MAX);
+        q = q
+            .bind(m.user.as_str())
+            .bind(seq)
+            .bind(m.presence.last_seen)
+            .bind(m.presence.online);
+    }
+    q.execute(&mut *tx).await?;
+    Ok(out)
+}
+
+fn bind_all<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    values: &[&'q str],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for v in values {
+        q = q.bind(*v);
+    }
+    q
 }
 
 #[cfg(test)]
@@ -92,56 +266,104 @@ mod tests {
 
     use super::*;
     use crate::store::tests::temp_store;
-    use crate::store::IN_LIST_MAX;
 
-    #[test]
-    fn each_user_once_at_its_highest_seq() {
-        let (a, b): (Id, Id) = (
-            "a".repeat(32).parse().unwrap(),
-            "b".repeat(32).parse().unwrap(),
-        );
-        let rows = [
-            (a.clone(), 3, Some(30), true),
-            (b.clone(), 1, Some(10), true),
-            (a.clone(), 5, Some(50), false),
-            (a.clone(), 4, Some(40), true),
-        ];
-        let kept: Vec<_> = newest_per_user(&rows).into_iter().cloned().collect();
-        assert_eq!(kept, [rows[2].clone(), rows[1].clone()]);
+    fn change(user: &Id, devices: Option<&[&str]>, at: i64) -> Change {
+        Change {
+            user: user.clone(),
+            devices: devices.map(|d| d.iter().map(|s| s.to_string()).collect()),
+            at,
+        }
     }
 
-    /// More users than one statement holds, half of them stored: each
-    /// stored one comes back, the others are missing.
+    /// More users than one statement holds, on two nodes: each user's
+    /// devices are merged over both, with one seq.
     #[tokio::test]
-    async fn presences_of_more_users_than_one_statement_holds() {
+    async fn presences_merge_over_nodes_for_more_users_than_one_statement_holds() {
         let store = temp_store().await;
-        let users: Vec<Id> = (0..IN_LIST_MAX as u64 + 20)
+        let users: Vec<Id> = (0..IN_LIST_MAX as u64 / 4 + 20)
             .map(|i| format!("{i:032x}").parse().unwrap())
             .collect();
-        let mut saved = Vec::new();
-        for (i, user) in users.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
+        for user in &users {
             store.ensure_user(user, PrincipalKind::User).await.unwrap();
-            saved.push((user.clone(), i as i64 + 1, Some(i as i64), false));
         }
-        store.save_presences(&saved).await.unwrap();
-        let found = store.stored_presences(&users).await.unwrap();
-        assert_eq!(found.len(), saved.len());
-        for (user, seq, last_seen, _) in &saved {
-            assert_eq!(found.get(user), Some(&(*seq as u64, *last_seen)));
-        }
-        // Written late, an older seq changes nothing; a newer one wins.
-        let (older, newer) = (&saved[0].0, &saved[1].0);
-        let late = [
-            (older.clone(), 0, Some(99), true),
-            (newer.clone(), 50, Some(77), true),
-        ];
-        store.save_presences(&late).await.unwrap();
-        let found = store
-            .stored_presences(&[older.clone(), newer.clone()])
+        let on = |devices: &'static [&'static str], at| {
+            let list: Vec<Change> = users.iter().map(|u| change(u, Some(devices), at)).collect();
+            list
+        };
+        let merged = store
+            .merge_presences("n1", &on(&["phone"], 10))
             .await
             .unwrap();
-        assert_eq!(found[older], (1, Some(0)));
-        assert_eq!(found[newer], (50, Some(77)));
-        assert_eq!(store.end_presences_left_online().await.unwrap(), 1);
+        assert_eq!(merged.len(), users.len());
+        assert!(merged
+            .iter()
+            .all(|m| m.presence.seq == 1 && m.is_connected == Some(true)));
+        let merged = store
+            .merge_presences("n2", &on(&["tablet"], 20))
+            .await
+            .unwrap();
+        assert!(merged
+            .iter()
+            .all(|m| m.presence.devices == ["phone", "tablet"]
+                && m.presence.seq == 2
+                && m.is_connected.is_none()));
+        let merged = store.merge_presences("n1", &on(&[], 30)).await.unwrap();
+        assert!(merged
+            .iter()
+            .all(|m| m.presence.devices == ["tablet"] && m.presence.online));
+        let stored = store.presences(&users).await.unwrap();
+        assert_eq!(stored.len(), users.len());
+        let p = &stored[&users[0]];
+        assert_eq!(
+            (p.online, p.devices.as_slice(), p.seq, p.last_seen),
+            (true, &["tablet".to_string()][..], 3, Some(30))
+        );
+        // Node 2 goes silent: swept, its users merge offline.
+        assert!(!store.heartbeat("n1", 100).await.unwrap(), "new");
+        assert!(!store.heartbeat("n2", 50).await.unwrap());
+        assert!(store.heartbeat("n1", 200).await.unwrap());
+        assert_eq!(store.sweep_nodes("n1", 60).await.unwrap(), users);
+        assert_eq!(store.sweep_nodes("n1", 60).await.unwrap(), [], "once");
+        let again: Vec<Change> = users.iter().map(|u| change(u, None, 70)).collect();
+        let merged = store.merge_presences("n1", &again).await.unwrap();
+        assert!(merged
+            .iter()
+            .all(|m| !m.presence.online && m.is_connected == Some(false) && m.presence.seq == 4));
+        assert!(!store.heartbeat("n2", 80).await.unwrap(), "swept: told so");
+    }
+
+    #[tokio::test]
+    async fn a_starting_node_clears_its_last_runs_devices_and_finds_orphans() {
+        let store = temp_store().await;
+        let (a, b, c): (Id, Id, Id) = (
+            "a".repeat(32).parse().unwrap(),
+            "b".repeat(32).parse().unwrap(),
+            "c".repeat(32).parse().unwrap(),
+        );
+        for user in [&a, &b, &c] {
+            store.ensure_user(user, PrincipalKind::User).await.unwrap();
+        }
+        store
+            .merge_presences("n1", &[change(&a, Some(&["phone"]), 1)])
+            .await
+            .unwrap();
+        store
+            .merge_presences(
+                "n2",
+                &[change(&b, Some(&["phone"]), 1), change(&c, Some(&[]), 1)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store.start_node("n1", 5).await.unwrap(),
+            std::slice::from_ref(&a)
+        );
+        // Stored online with no device anywhere (a version before device
+        // rows): found too.
+        sqlx::query("DELETE FROM presence_devices")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(store.start_node("n3", 6).await.unwrap(), [a, b]);
     }
 }

@@ -1,0 +1,87 @@
+//! A user's presence over every node: the union of the devices each node
+//! holds online for it, one `seq` for all. The database keeps each node's
+//! devices and the user's last published state; this is the step between.
+
+use std::collections::BTreeSet;
+
+use switchboard_protocol::payload::Presence;
+
+/// What was last published for a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Last {
+    pub seq: u64,
+    pub online: bool,
+}
+
+/// The presence to publish after a change at `at` (`last`: `None` for a
+/// user never published), given every node's devices for the user; and
+/// the new `isConnected` when the online status changed.
+pub fn merged<'a>(
+    last: Option<Last>,
+    devices: impl IntoIterator<Item = &'a str>,
+    at: i64,
+) -> (Presence, Option<bool>) {
+    let devices: BTreeSet<&str> = devices.into_iter().collect();
+    let online = !devices.is_empty();
+    let last = last.unwrap_or_default();
+    let presence = Presence {
+        online,
+        devices: devices.into_iter().map(str::to_string).collect(),
+        last_seen: Some(at),
+        seq: last.seq + 1,
+    };
+    let changed = online != last.online || last.seq == 0;
+    (presence, changed.then_some(online))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_devices_of_every_node_make_one_presence() {
+        let last = |seq, online| Some(Last { seq, online });
+        // (last published, devices over the nodes, online, devices, seq,
+        // isConnected)
+        type Case<'a> = (
+            Option<Last>,
+            &'a [&'a str],
+            bool,
+            &'a [&'a str],
+            u64,
+            Option<bool>,
+        );
+        let cases: [Case; 6] = [
+            (None, &["phone"], true, &["phone"], 1, Some(true)),
+            (None, &[], false, &[], 1, Some(false)),
+            (
+                last(4, false),
+                &["tablet", "phone"],
+                true,
+                &["phone", "tablet"],
+                5,
+                Some(true),
+            ),
+            // The same device on two nodes (a takeover between them).
+            (
+                last(5, true),
+                &["phone", "phone"],
+                true,
+                &["phone"],
+                6,
+                None,
+            ),
+            (last(6, true), &[], false, &[], 7, Some(false)),
+            (last(7, false), &[], false, &[], 8, None),
+        ];
+        for (last, devices, online, want, seq, is_connected) in cases {
+            let (p, changed) = merged(last, devices.iter().copied(), 100);
+            let names: Vec<&str> = p.devices.iter().map(String::as_str).collect();
+            assert_eq!(
+                (p.online, names.as_slice(), p.seq, changed, p.last_seen),
+                (online, want, seq, is_connected, Some(100)),
+                "{last:?} {devices:?}"
+            );
+        }
+    }
+}

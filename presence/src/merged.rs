@@ -11,6 +11,7 @@ use switchboard_protocol::payload::Presence;
 pub struct Last {
     pub seq: u64,
     pub online: bool,
+    pub last_seen: Option<i64>,
 }
 
 /// The presence to publish after a change at `at` (`last`: `None` for a
@@ -27,7 +28,8 @@ pub fn merged<'a>(
     let presence = Presence {
         online,
         devices: devices.into_iter().map(str::to_string).collect(),
-        last_seen: Some(at),
+        // Nodes' clocks differ a little: never back.
+        last_seen: Some(last.last_seen.map_or(at, |seen| seen.max(at))),
         seq: last.seq + 1,
     };
     let changed = online != last.online || last.seq == 0;
@@ -40,7 +42,14 @@ mod tests {
 
     #[test]
     fn the_devices_of_every_node_make_one_presence() {
-        let last = |seq, online| Some(Last { seq, online });
+        let last = |seq, online| {
+            let last_seen = Some(50);
+            Some(Last {
+                seq,
+                online,
+                last_seen,
+            })
+        };
         // (last published, devices over the nodes, online, devices, seq,
         // isConnected)
         type Case<'a> = (
@@ -83,5 +92,20 @@ mod tests {
                 "{last:?} {devices:?}"
             );
         }
+    }
+
+    #[test]
+    fn last_seen_never_goes_back() {
+        let last = Last {
+            seq: 3,
+            online: true,
+            last_seen: Some(500),
+        };
+        assert_eq!(
+            merged(Some(last), [], 400).0.last_seen,
+            Some(500),
+            "an earlier clock"
+        );
+        assert_eq!(merged(Some(last), [], 600).0.last_seen, Some(600));
     }
 }

@@ -46,18 +46,35 @@ fn ensure_data_dir(config: &Config) -> Result<()> {
 
 /// This node's name in the store: made once, kept in the data directory,
 /// so a restarted node takes back (and clears) what its last run left.
-fn node_id(config: &Config) -> Result<String> {
+/// The file stays locked while the node runs: two processes on one data
+/// directory would be one node to the store, each clearing the other's
+/// devices.
+fn node_id(config: &Config) -> Result<(String, std::fs::File)> {
+    use std::io::{Read, Write};
     let path = config.data_dir.join("node.id");
-    match std::fs::read_to_string(&path) {
-        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_string()),
-        Ok(_) => anyhow::bail!("{} is empty", path.display()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let id = format!("{:016x}", rand::random::<u64>());
-            std::fs::write(&path, &id).with_context(|| format!("writing {}", path.display()))?;
-            Ok(id)
-        }
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    if file.try_lock().is_err() {
+        anyhow::bail!(
+            "another switchboard runs on the data directory {} (each node needs its own)",
+            config.data_dir.display()
+        );
     }
+    let mut id = String::new();
+    file.read_to_string(&mut id)?;
+    let id = id.trim().to_string();
+    if !id.is_empty() {
+        return Ok((id, file));
+    }
+    let id = format!("{:016x}", rand::random::<u64>());
+    file.write_all(id.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok((id, file))
 }
 
 fn id_key(config: &Config) -> Result<Vec<u8>> {
@@ -102,6 +119,8 @@ const STOP_WAIT: Duration = Duration::from_secs(10);
 
 /// What runs besides HTTP, for the stop to end in order.
 struct Running {
+    /// Held until the process ends: this node's name is its own.
+    _node_lock: std::fs::File,
     broker: Broker,
     edges: Edges,
     relay: Option<switchboard_relay::Relay>,
@@ -178,7 +197,8 @@ async fn start(config: &Config) -> Result<(Running, tokio::net::TcpListener, Arc
         tasks: TaskTracker::new(),
         stop: CancellationToken::new(),
     };
-    let presence = PresenceService::new(edges.clone(), node_id(config)?).await?;
+    let (node, node_lock) = node_id(config)?;
+    let presence = PresenceService::new(edges.clone(), node).await?;
     let robots = RobotService::new(
         config.calls.pairing_code_ttl,
         config.calls.command_timeout,
@@ -323,6 +343,7 @@ async fn start(config: &Config) -> Result<(Running, tokio::net::TcpListener, Arc
         "switchboard ready"
     );
     let running = Running {
+        _node_lock: node_lock,
         broker,
         edges,
         relay,

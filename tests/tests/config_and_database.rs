@@ -226,3 +226,29 @@ async fn open_broker_is_explicit_and_loud() {
         ))
     );
 }
+
+/// Two servers on one data directory would be one node to the store,
+/// each clearing the other's devices: the second refuses to start.
+#[tokio::test]
+async fn a_second_server_on_a_data_directory_refuses_to_start() {
+    let db = Database::for_test().await.unwrap();
+    let first = Server::start(&db).await.unwrap();
+    let data = first.dir.path().display().to_string();
+    let mut env = vec![
+        ("SWITCHBOARD_DATA_DIR", data.as_str()),
+        ("SWITCHBOARD_HTTP_ADDR", "127.0.0.1:0"),
+        ("SWITCHBOARD_MQTT_ADDR", "127.0.0.1:0"),
+        ("SWITCHBOARD_MQTT_WS_ADDR", "127.0.0.1:0"),
+    ];
+    let url;
+    if let Database::Postgres { url: u } = &db {
+        url = u.clone();
+        env.push(("SWITCHBOARD_DATABASE_URL", &url));
+    }
+    let (status, stderr) = run_switchboard(&["serve"], &env).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("another switchboard runs on the data directory"),
+        "{stderr}"
+    );
+}

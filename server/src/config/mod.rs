@@ -205,11 +205,6 @@ fn nats_url(s: &Settings, database_url: &str) -> Result<Option<String>, ConfigEr
     let Some(url) = &s.nats_url else {
         return Ok(None);
     };
-    for (key, secret) in [("jwt_secret", &s.jwt_secret), ("id_secret", &s.id_secret)] {
-        if secret.is_none() {
-            return bad(key, "must be set, the same on every node, with nats_url");
-        }
-    }
     if !url.starts_with("nats://") {
         return bad("nats_url", format!("must start with nats://, got {url:?}"));
     }
@@ -218,6 +213,11 @@ fn nats_url(s: &Settings, database_url: &str) -> Result<Option<String>, ConfigEr
             "nats_url",
             "needs a PostgreSQL database_url: the nodes share one record",
         );
+    }
+    for (key, secret) in [("jwt_secret", &s.jwt_secret), ("id_secret", &s.id_secret)] {
+        if secret.is_none() {
+            return bad(key, "must be set, the same on every node, with nats_url");
+        }
     }
     Ok(Some(url.clone()))
 }

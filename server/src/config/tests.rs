@@ -43,9 +43,13 @@ fn bad_values_name_their_key() {
         ("id_scheme = \"sha1\"", "id_scheme"),
         ("default_region = \"XX\"", "default_region"),
         ("database_url = \"mysql://x\"", "database_url"),
-        ("nats_url = \"nats://127.0.0.1:4222\"", "jwt_secret"),
+        ("nats_url = \"nats://127.0.0.1:4222\"", "nats_url"),
         (
-            "nats_url = \"nats://x:4222\"\njwt_secret = \"0123456789abcdef0123456789abcdef\"",
+            "database_url = \"postgres://db/sb\"\nnats_url = \"nats://x:4222\"",
+            "jwt_secret",
+        ),
+        (
+            "database_url = \"postgres://db/sb\"\nnats_url = \"nats://x:4222\"\njwt_secret = \"0123456789abcdef0123456789abcdef\"",
             "id_secret",
         ),
         (

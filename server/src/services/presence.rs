@@ -29,6 +29,9 @@ const HEARTBEAT: Duration = Duration::from_secs(2);
 pub const NODE_TTL_MS: i64 = 10_000;
 /// How long after a failed store of presence it is tried again.
 const STORE_AGAIN_AFTER: Duration = Duration::from_secs(1);
+/// Tries to store one user's change before it is given up (logged): the
+/// next change of the user stores all its devices here again.
+const STORE_TRIES: u32 = 10;
 
 /// A user whose presence must be stored and merged again.
 #[derive(Debug, Clone)]
@@ -39,6 +42,8 @@ struct Pending {
     at: i64,
     /// The tracker's seq of the change, to let the user go once stored.
     tracker_seq: Option<u64>,
+    /// Tries to store it that failed.
+    failures: u32,
 }
 
 impl Pending {
@@ -48,6 +53,7 @@ impl Pending {
             devices: newer.devices.or(self.devices),
             at: newer.at,
             tracker_seq: newer.tracker_seq.or(self.tracker_seq),
+            failures: self.failures.max(newer.failures),
         }
     }
 }
@@ -61,6 +67,9 @@ pub struct PresenceService {
     out: Latest<Id, Pending>,
     /// Stored presences, read together for subscribers asking at once.
     stored: Batched<Id, Presence>,
+    /// What the start stored (the users the last run left online), to
+    /// publish once the broker runs.
+    started: Mutex<Vec<Merged>>,
     edges: Edges,
 }
 
@@ -102,29 +111,37 @@ impl PresenceService {
     }
 
     /// Node `node` starting: the devices its last run left are removed
-    /// from the store, and the users they (or a crash) left online are
-    /// queued to be merged again, offline unless another node holds them.
+    /// from the store, and the users they (or a crash) left online merged
+    /// again, offline unless another node holds them, before any client
+    /// can ask; they are published once the broker runs.
     pub async fn new(edges: Edges, node: String) -> Result<Arc<Self>> {
         let now = edges.now_ms();
         let left = edges.store.start_node(&node, now).await?;
-        if !left.is_empty() {
+        let again: Vec<Change> = (left.into_iter())
+            .map(|user| Change {
+                user,
+                devices: None,
+                at: now,
+            })
+            .collect();
+        let started = edges.store.merge_presences(&node, &again).await?;
+        if !started.is_empty() {
             tracing::info!(
-                users = left.len(),
+                users = started.len(),
                 "users online at the last stop are offline"
             );
         }
         let stored = Batched::new(edges.store.clone(), |store, users| async move {
             store.presences(&users).await
         });
-        let service = Arc::new(PresenceService {
+        Ok(Arc::new(PresenceService {
             tracker: Mutex::new(Tracker::new()),
             node,
             out: Latest::default(),
             stored,
+            started: Mutex::new(started),
             edges,
-        });
-        service.merge_again(left, now);
-        Ok(service)
+        }))
     }
 
     /// A device's connection `connection` (the broker's creation time of
@@ -165,6 +182,7 @@ impl PresenceService {
             devices: Some(p.presence.devices),
             at: p.presence.last_seen.unwrap_or_else(|| self.edges.now_ms()),
             tracker_seq: Some(p.presence.seq),
+            failures: 0,
         };
         // Queued under the tracker's lock: a newer change replaces an older.
         self.out
@@ -178,6 +196,7 @@ impl PresenceService {
                 devices: None,
                 at,
                 tracker_seq: None,
+                failures: 0,
             };
             self.out
                 .push(user, pending, |older, newer| older.then(newer));
@@ -219,12 +238,15 @@ impl PresenceService {
             Ok(true) => {}
             Ok(false) => {
                 tracing::warn!("this node was silent too long and its devices were removed: storing them again");
-                let held = self.tracker.lock().expect("presence lock").held();
-                for (user, devices) in held {
+                // Queued under the tracker's lock, as every change is: a
+                // device that leaves meanwhile is queued after.
+                let tracker = self.tracker.lock().expect("presence lock");
+                for (user, devices) in tracker.held() {
                     let pending = Pending {
                         devices: Some(devices),
                         at: now,
                         tracker_seq: None,
+                        failures: 0,
                     };
                     self.out
                         .push(user, pending, |older, newer| older.then(newer));
@@ -255,6 +277,8 @@ impl PresenceService {
     /// Stores presence changes, merged over every node, and publishes
     /// what was stored, in order, until the stop.
     async fn run_publisher(self: Arc<Self>) {
+        let started = std::mem::take(&mut *self.started.lock().expect("started lock"));
+        self.published(&started, &[]).await;
         loop {
             let batch = self.out.next_batch(&self.edges.stop, BATCH).await;
             if batch.is_empty() {
@@ -265,38 +289,56 @@ impl PresenceService {
     }
 
     async fn store_and_publish(&self, batch: Vec<(Id, Pending)>) {
-        let (store, publish) = (&self.edges.store, &self.edges.publish);
-        let changes: Vec<Change> = (batch.iter())
-            .map(|(user, p)| Change {
-                user: user.clone(),
-                devices: p.devices.clone(),
-                at: p.at,
-            })
-            .collect();
+        let change = |(user, p): &(Id, Pending)| Change {
+            user: user.clone(),
+            devices: p.devices.clone(),
+            at: p.at,
+        };
+        let changes: Vec<Change> = batch.iter().map(change).collect();
         // Stored before published: a watcher never sees a seq the store
         // does not have, and any node serves what it saw.
-        let merged = match store.merge_presences(&self.node, &changes).await {
-            Ok(merged) => merged,
+        match self.edges.store.merge_presences(&self.node, &changes).await {
+            Ok(merged) => self.published(&merged, &batch).await,
             Err(e) => {
-                // Tried again (with anything newer) a little later.
+                // One at a time, so one that cannot be stored holds up no
+                // other; those that fail are tried again a little later.
                 tracing::warn!(users = changes.len(), "storing presence: {e:#}");
-                for (user, p) in batch {
-                    self.out.push(user, p, |newer, failed| failed.then(newer));
+                let mut again = false;
+                for one in batch {
+                    let single = [change(&one)];
+                    let stored = self.edges.store.merge_presences(&self.node, &single);
+                    match stored.await {
+                        Ok(merged) => self.published(&merged, std::slice::from_ref(&one)).await,
+                        Err(e) if one.1.failures + 1 >= STORE_TRIES => {
+                            tracing::error!(user = %one.0, "presence not stored, given up: {e:#}");
+                        }
+                        Err(_) => {
+                            let (user, mut p) = one;
+                            p.failures += 1;
+                            self.out.push(user, p, |newer, failed| failed.then(newer));
+                            again = true;
+                        }
+                    }
                 }
-                tokio::time::sleep(STORE_AGAIN_AFTER).await;
-                return;
+                if again {
+                    tokio::time::sleep(STORE_AGAIN_AFTER).await;
+                }
             }
-        };
-        for m in &merged {
+        }
+    }
+
+    /// Publishes what was stored, in order; a user with no device here is
+    /// let go.
+    async fn published(&self, merged: &[Merged], batch: &[(Id, Pending)]) {
+        for m in merged {
             for (topic, payload) in messages(m) {
-                if let Err(e) = publish.publish(&topic, payload, true).await {
+                if let Err(e) = self.edges.publish.publish(&topic, payload, true).await {
                     tracing::error!(%topic, "publishing presence: {e:#}");
                 }
             }
         }
-        // Stored, a user with no device here is let go.
         let mut tracker = self.tracker.lock().expect("presence lock");
-        for (user, p) in &batch {
+        for (user, p) in batch {
             if let Some(seq) = p.tracker_seq {
                 tracker.forget(user, seq);
             }

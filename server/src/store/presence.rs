@@ -73,18 +73,27 @@ impl Store {
 
     /// Removes the nodes other than `node` silent since before `cutoff`,
     /// and their devices; the users who had devices there, to merge
-    /// again. Of nodes sweeping at once, each dead node's rows go to one.
+    /// again. Of nodes sweeping at once, each dead node's rows go to one:
+    /// the first statement locks their `nodes` rows (a heartbeat waits,
+    /// then finds its node gone). A device row the dead node added
+    /// meanwhile keeps its `nodes` row from going: the sweep fails, and
+    /// the next one removes it.
     pub async fn sweep_nodes(&self, node: &str, cutoff: i64) -> Result<Vec<Id>> {
         let mut tx = self.pool.begin().await?;
-        let dead: Vec<String> =
-            sqlx::query_scalar("DELETE FROM nodes WHERE seen_at < $1 AND id <> $2 RETURNING id")
-                .bind(cutoff)
-                .bind(node)
-                .fetch_all(&mut *tx)
-                .await?;
+        let dead: Vec<String> = sqlx::query_scalar(
+            "UPDATE nodes SET seen_at = seen_at WHERE seen_at < $1 AND id <> $2 RETURNING id",
+        )
+        .bind(cutoff)
+        .bind(node)
+        .fetch_all(&mut *tx)
+        .await?;
         let mut users = Vec::new();
         for node in &dead {
             users.extend(remove_devices_of(&mut tx, node).await?);
+            sqlx::query("DELETE FROM nodes WHERE id = $1")
+                .bind(node)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         users.sort();
@@ -160,16 +169,29 @@ async fn merge_chunk(tx: &mut AnyConnection, node: &str, chunk: &[&Change]) -> R
     let list = placeholders(1, ids.len());
     // A row for each user, then each locked: the first statement that
     // writes them takes their locks (PostgreSQL) or the database's
-    // (SQLite), before this node's devices change.
+    // (SQLite), before this node's devices change; it reads what was last
+    // published of each.
     let fresh: Vec<String> = (1..=ids.len())
         .map(|i| format!("(${i}, 0, FALSE)"))
         .collect();
     let sql = format!(
         "INSERT INTO presence (user_id, seq, online) VALUES {}
-         ON CONFLICT (user_id) DO UPDATE SET seq = presence.seq",
+         ON CONFLICT (user_id) DO UPDATE SET seq = presence.seq
+         RETURNING user_id, seq, {ONLINE}, last_seen",
         fresh.join(", ")
     );
-    bind_all(sqlx::query(&sql), &ids).execute(&mut *tx).await?;
+    let last: Vec<AnyRow> = bind_all(sqlx::query(&sql), &ids)
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut lasts: HashMap<String, Last> = HashMap::with_capacity(last.len());
+    for row in &last {
+        let last = Last {
+            seq: u64::try_from(row.get::<i64, _>(1)).unwrap_or(0),
+            online: row.get::<i64, _>(2) != 0,
+            last_seen: row.get(3),
+        };
+        lasts.insert(row.get(0), last);
+    }
     let mine: Vec<&str> = (chunk.iter())
         .filter(|c| c.devices.is_some())
         .map(|c| c.user.as_str())
@@ -200,16 +222,6 @@ async fn merge_chunk(tx: &mut AnyConnection, node: &str, chunk: &[&Change]) -> R
         q.execute(&mut *tx).await?;
     }
 
-    let sql = format!("SELECT user_id, seq, {ONLINE} FROM presence WHERE user_id IN ({list})");
-    let last: Vec<AnyRow> = bind_all(sqlx::query(&sql), &ids)
-        .fetch_all(&mut *tx)
-        .await?;
-    let mut lasts: HashMap<String, Last> = HashMap::with_capacity(last.len());
-    for row in &last {
-        let seq = u64::try_from(row.get::<i64, _>(1)).unwrap_or(0);
-        let online = row.get::<i64, _>(2) != 0;
-        lasts.insert(row.get(0), Last { seq, online });
-    }
     let sql = format!("SELECT user_id, device FROM presence_devices WHERE user_id IN ({list})");
     let rows: Vec<AnyRow> = bind_all(sqlx::query(&sql), &ids)
         .fetch_all(&mut *tx)
@@ -290,6 +302,8 @@ mod tests {
             let list: Vec<Change> = users.iter().map(|u| change(u, Some(devices), at)).collect();
             list
         };
+        assert!(!store.heartbeat("n1", 1).await.unwrap(), "new");
+        assert!(!store.heartbeat("n2", 1).await.unwrap());
         let merged = store
             .merge_presences("n1", &on(&["phone"], 10))
             .await
@@ -319,11 +333,11 @@ mod tests {
             (true, &["tablet".to_string()][..], 3, Some(30))
         );
         // Node 2 goes silent: swept, its users merge offline.
-        assert!(!store.heartbeat("n1", 100).await.unwrap(), "new");
-        assert!(!store.heartbeat("n2", 50).await.unwrap());
         assert!(store.heartbeat("n1", 200).await.unwrap());
         assert_eq!(store.sweep_nodes("n1", 60).await.unwrap(), users);
         assert_eq!(store.sweep_nodes("n1", 60).await.unwrap(), [], "once");
+        let late = store.merge_presences("n2", &on(&["tablet"], 75)).await;
+        assert!(late.is_err(), "a swept node adds no device until listed");
         let again: Vec<Change> = users.iter().map(|u| change(u, None, 70)).collect();
         let merged = store.merge_presences("n1", &again).await.unwrap();
         assert!(merged
@@ -342,6 +356,9 @@ mod tests {
         );
         for user in [&a, &b, &c] {
             store.ensure_user(user, PrincipalKind::User).await.unwrap();
+        }
+        for node in ["n1", "n2"] {
+            store.heartbeat(node, 1).await.unwrap();
         }
         store
             .merge_presences("n1", &[change(&a, Some(&["phone"]), 1)])

@@ -25,6 +25,43 @@ async fn next_nickname(c: &mut Client, topic: &str) -> Value {
     }
 }
 
+/// A on node 0, shared with B and a watcher on node 1, who subscribe to
+/// A's profile (B to its errors too).
+struct Watching {
+    c: Cluster,
+    a: SignedIn,
+    b: SignedIn,
+    a_info: String,
+    b_mqtt: Client,
+    w_mqtt: Client,
+}
+
+async fn watching(phones: [&str; 3]) -> Watching {
+    let c = Cluster::start(2).await;
+    let (n0, n1) = (&c.nodes[0], &c.nodes[1]);
+    let a = c.user(0, phones[0]).await;
+    let b = c.user(1, phones[1]).await;
+    let watcher = c.user(1, phones[2]).await;
+    let r = n0.api.set_contacts(&a.access, &[&b.id, &watcher.id]).await;
+    assert_eq!(r.unwrap().status, 200);
+    // Node 1 read A's rows again before anyone there asks to see A.
+    n1.server.metric_reaches(NEWS, 1.0).await;
+    let a_info = format!("users/{}/info", a.id);
+    let mut b_mqtt = n1.server.mqtt_as(&b).await;
+    let mut w_mqtt = n1.server.mqtt_as(&watcher).await;
+    assert!(granted(&b_mqtt.subscribe(&b.errors_topic()).await.unwrap()));
+    assert!(granted(&b_mqtt.subscribe(&a_info).await.unwrap()));
+    assert!(granted(&w_mqtt.subscribe(&a_info).await.unwrap()));
+    Watching {
+        c,
+        a,
+        b,
+        a_info,
+        b_mqtt,
+        w_mqtt,
+    }
+}
+
 /// A on node 0 is watched by B and C on node 1. A's profile, changed over
 /// HTTP (the server publishes it) and over MQTT (a client's message),
 /// reaches them; A's block of B, made on node 0, cuts B's subscription
@@ -32,22 +69,16 @@ async fn next_nickname(c: &mut Client, topic: &str) -> Value {
 #[tokio::test]
 #[ignore = "needs PostgreSQL in E2E_POSTGRES_URL and nats-server; scripts/test runs it"]
 async fn profiles_and_who_sees_whom_cross_nodes() {
-    let c = Cluster::start(2).await;
+    let phones = ["+48555400001", "+48555400002", "+48555400003"];
+    let Watching {
+        c,
+        a,
+        b,
+        a_info,
+        mut b_mqtt,
+        mut w_mqtt,
+    } = watching(phones).await;
     let (n0, n1) = (&c.nodes[0], &c.nodes[1]);
-    let a = c.user(0, "+48555400001").await;
-    let b = c.user(1, "+48555400002").await;
-    let watcher = c.user(1, "+48555400003").await;
-    let r = n0.api.set_contacts(&a.access, &[&b.id, &watcher.id]).await;
-    assert_eq!(r.unwrap().status, 200);
-    // Node 1 read A's rows again before anyone there asks to see A.
-    n1.server.metric_reaches(NEWS, 1.0).await;
-
-    let a_info = format!("users/{}/info", a.id);
-    let mut b_mqtt = n1.server.mqtt_as(&b).await;
-    let mut w_mqtt = n1.server.mqtt_as(&watcher).await;
-    assert!(granted(&b_mqtt.subscribe(&b.errors_topic()).await.unwrap()));
-    assert!(granted(&b_mqtt.subscribe(&a_info).await.unwrap()));
-    assert!(granted(&w_mqtt.subscribe(&a_info).await.unwrap()));
 
     let r = n0
         .api
@@ -119,20 +150,15 @@ async fn next_report(c: &mut Client, errors: &str, not: &str) -> Value {
 #[tokio::test]
 #[ignore = "needs PostgreSQL in E2E_POSTGRES_URL and nats-server; scripts/test runs it"]
 async fn after_nats_comes_back_the_nodes_read_what_they_missed() {
-    let mut c = Cluster::start(2).await;
-    let a = c.user(0, "+48555400011").await;
-    let b = c.user(1, "+48555400012").await;
-    let watcher = c.user(1, "+48555400013").await;
-    let (n0, n1) = (&c.nodes[0], &c.nodes[1]);
-    let r = n0.api.set_contacts(&a.access, &[&b.id, &watcher.id]).await;
-    assert_eq!(r.unwrap().status, 200);
-    n1.server.metric_reaches(NEWS, 1.0).await;
-    let a_info = format!("users/{}/info", a.id);
-    let mut b_mqtt = n1.server.mqtt_as(&b).await;
-    let mut w_mqtt = n1.server.mqtt_as(&watcher).await;
-    assert!(granted(&b_mqtt.subscribe(&b.errors_topic()).await.unwrap()));
-    assert!(granted(&b_mqtt.subscribe(&a_info).await.unwrap()));
-    assert!(granted(&w_mqtt.subscribe(&a_info).await.unwrap()));
+    let phones = ["+48555400011", "+48555400012", "+48555400013"];
+    let Watching {
+        mut c,
+        a,
+        b,
+        a_info,
+        mut b_mqtt,
+        mut w_mqtt,
+    } = watching(phones).await;
 
     c.nats.kill();
     for node in &c.nodes {

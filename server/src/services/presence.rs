@@ -110,13 +110,14 @@ impl PresenceService {
         self.edges.tasks.spawn(self.clone().run_publisher());
     }
 
-    /// Node `node` starting: the devices its last run left are removed
-    /// from the store, and the users they (or a crash) left online merged
-    /// again, offline unless another node holds them, before any client
-    /// can ask; they are published once the broker runs.
+    /// Node `node` starting, before any client can ask: users left online
+    /// with no device anywhere are set offline; the devices this node's
+    /// last run left are removed and those users merged again (offline
+    /// unless another node holds them), to be published once the broker
+    /// runs.
     pub async fn new(edges: Edges, node: String) -> Result<Arc<Self>> {
         let now = edges.now_ms();
-        let left = edges.store.start_node(&node, now).await?;
+        let (orphans, left) = edges.store.start_node(&node, now).await?;
         let again: Vec<Change> = (left.into_iter())
             .map(|user| Change {
                 user,
@@ -125,11 +126,9 @@ impl PresenceService {
             })
             .collect();
         let started = edges.store.merge_presences(&node, &again).await?;
-        if !started.is_empty() {
-            tracing::info!(
-                users = started.len(),
-                "users online at the last stop are offline"
-            );
+        let ended = orphans + started.iter().filter(|m| !m.presence.online).count() as u64;
+        if ended > 0 {
+            tracing::info!(users = ended, "users online at the last stop are offline");
         }
         let stored = Batched::new(edges.store.clone(), |store, users| async move {
             store.presences(&users).await

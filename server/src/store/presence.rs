@@ -101,27 +101,28 @@ impl Store {
         Ok(users)
     }
 
-    /// A node starting: the devices its previous run left are removed, and
-    /// the users to merge again are returned: those, and any user stored
-    /// online with no device left anywhere (as a version before these
-    /// rows, or a crash before a node's rows were swept, leaves them).
-    pub async fn start_node(&self, node: &str, now: i64) -> Result<Vec<Id>> {
+    /// A node starting. Every user stored online with no device on any
+    /// node (a crash of the last node, or rows from before devices were
+    /// kept) is set offline with a seq one higher, in one statement, as
+    /// nobody can be watching them from a live node. Then the devices this
+    /// node's previous run left are removed: returned are how many users
+    /// were set offline, and the users whose devices were removed, to
+    /// merge again (another node may hold them).
+    pub async fn start_node(&self, node: &str, now: i64) -> Result<(u64, Vec<Id>)> {
         let mut tx = self.pool.begin().await?;
-        let mut users = remove_devices_of(&mut tx, node).await?;
-        let orphans: Vec<String> = sqlx::query_scalar(
-            "SELECT user_id FROM presence p WHERE online AND NOT EXISTS
-             (SELECT 1 FROM presence_devices d WHERE d.user_id = p.user_id)",
+        let orphans = sqlx::query(
+            "UPDATE presence SET seq = seq + 1, online = FALSE WHERE online AND NOT EXISTS
+             (SELECT 1 FROM presence_devices d WHERE d.user_id = presence.user_id)",
         )
-        .fetch_all(&mut *tx)
-        .await?;
-        for user in orphans {
-            users.push(typed(user)?);
-        }
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let mut left = remove_devices_of(&mut tx, node).await?;
         tx.commit().await?;
         self.heartbeat(node, now).await?;
-        users.sort();
-        users.dedup();
-        Ok(users)
+        left.sort();
+        left.dedup();
+        Ok((orphans, left))
     }
 
     /// The stored presence of `users` over every node; a user never
@@ -371,16 +372,23 @@ mod tests {
             )
             .await
             .unwrap();
+        let left = store.start_node("n1", 5).await.unwrap();
         assert_eq!(
-            store.start_node("n1", 5).await.unwrap(),
-            std::slice::from_ref(&a)
+            left,
+            (0, vec![a.clone()]),
+            "its device removed, nobody set offline"
         );
         // Stored online with no device anywhere (a version before device
-        // rows): found too.
+        // rows): set offline at once, with a seq one higher.
         sqlx::query("DELETE FROM presence_devices")
             .execute(&store.pool)
             .await
             .unwrap();
-        assert_eq!(store.start_node("n3", 6).await.unwrap(), [a, b]);
+        assert_eq!(store.start_node("n3", 6).await.unwrap(), (2, vec![]));
+        let stored = store.presences(&[a.clone(), b.clone()]).await.unwrap();
+        for user in [&a, &b] {
+            let p = &stored[user];
+            assert_eq!((p.online, p.seq), (false, 2), "{user}");
+        }
     }
 }

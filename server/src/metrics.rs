@@ -107,7 +107,7 @@ impl Metrics {
         );
         registry.register(
             "graph_news",
-            "News of who-sees-whom changes (this node's and other nodes') read again from the database and applied",
+            "Who-sees-whom changes made on other nodes, read again from the database and applied here",
             graph_news.clone(),
         );
         registry.register(

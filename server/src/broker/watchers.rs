@@ -61,10 +61,9 @@ impl Watchers {
         self.publisher.bus().graph_changed(users);
     }
 
-    /// News of who sees whom (this node's and the others'), until the
-    /// stop: the users' rows read again from the store (all of them after
-    /// the bus was away), then the subscriptions held here to their
-    /// topics checked. News that came together is read in one go; a read
+    /// Other nodes' news of who sees whom, until the stop: the users' rows
+    /// read again from the store (all of them after the bus was away),
+    /// then the subscriptions held here to their topics checked. News that came together is read in one go; a read
     /// that failed is done again, of everything, a little later.
     pub async fn follow(
         self,

@@ -118,8 +118,6 @@ enum Link {
 pub struct Bus {
     link: Link,
     interest: Arc<Interest>,
-    /// This node's own arrivals.
-    own: Arc<dyn Arrivals>,
 }
 
 impl Bus {
@@ -127,11 +125,10 @@ impl Bus {
     /// server without `nats_url`).
     pub fn local(hub: &Hub, arrivals: Arc<dyn Arrivals>) -> Bus {
         let interest = Arc::new(Interest::default());
-        let member = hub.join(interest.clone(), arrivals.clone());
+        let member = hub.join(interest.clone(), arrivals);
         Bus {
             link: Link::Local(member),
             interest,
-            own: arrivals,
         }
     }
 
@@ -152,11 +149,10 @@ impl Bus {
     /// what could not be sent is counted in `unsent`.
     pub async fn nats(url: &str, arrivals: Arc<dyn Arrivals>, unsent: Counter) -> Result<Bus> {
         let interest = Arc::new(Interest::default());
-        let nats = nats::Nats::connect(url, interest.clone(), arrivals.clone(), unsent).await?;
+        let nats = nats::Nats::connect(url, interest.clone(), arrivals, unsent).await?;
         Ok(Bus {
             link: Link::Nats(nats),
             interest,
-            own: arrivals,
         })
     }
 
@@ -179,12 +175,9 @@ impl Bus {
         }
     }
 
-    /// Tells every node, this one too, that who sees whom changed for
-    /// `users` (stored already). This node reads them again as well: a
-    /// read of other nodes' news that began before this change must not
-    /// be the last word.
+    /// Tells the other nodes that who sees whom changed for `users`
+    /// (stored already).
     pub fn graph_changed(&self, users: &[Id]) {
-        self.own.graph_changed(users.to_vec());
         match &self.link {
             Link::Local(member) => member.graph_changed(users),
             Link::Nats(nats) => nats.graph_changed(users),

@@ -97,7 +97,7 @@ impl Store {
     /// Stores a freshly sent code, replacing any earlier one.
     pub async fn store_otp(&self, phone_hash: &str, code_hash: &str) -> Result<()> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let row = sqlx::query("SELECT sends, window_start FROM otp_codes WHERE phone_hash = $1")
             .bind(phone_hash)
             .fetch_optional(&mut *tx)
@@ -258,7 +258,7 @@ impl Store {
     /// Creates a robot account (a user row of kind `robot` and its secret).
     pub async fn create_robot(&self, id: &Id, secret_hash: &str) -> Result<()> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query("INSERT INTO users (id, kind, created_at) VALUES ($1, 'robot', $2)")
             .bind(id.as_str())
             .bind(now)
@@ -289,7 +289,7 @@ impl Store {
     /// reading the same old count.
     pub async fn take_discovery_quota(&self, user: &Id, n: i64, quota: i64) -> Result<bool> {
         let day = now_ms() / 86_400_000;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO discovery_usage (user_id, day, lookups) VALUES ($1, $2, $3)
              ON CONFLICT (user_id, day) DO UPDATE SET lookups = discovery_usage.lookups + $3",

@@ -95,7 +95,7 @@ impl Store {
     /// that does not read back is an error, and then no call is changed.
     pub async fn fail_live_calls(&self) -> Result<Vec<CallRecord>> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM calls WHERE state <> 'ended'"
         ))
@@ -142,7 +142,7 @@ impl Store {
 
     /// Registers a push token, keeping the newest `MAX_PUSH_TOKENS`.
     pub async fn add_push_token(&self, user: &Id, platform: &str, token: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query("DELETE FROM push_tokens WHERE user_id = $1 AND token = $2")
             .bind(user.as_str())
             .bind(token)

@@ -28,6 +28,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    sqlite: bool,
 }
 
 impl Store {
@@ -70,7 +71,20 @@ impl Store {
             .connect(url)
             .await
             .with_context(|| format!("connecting to database {}", redact(url)))?;
-        Ok(Store { pool })
+        Ok(Store { pool, sqlite })
+    }
+
+    /// A transaction that may write. On SQLite it takes the write lock at
+    /// once (`BEGIN IMMEDIATE`), waiting for another writer to finish: one
+    /// that read first and wrote later could otherwise fail at once with
+    /// "database is locked" when another connection wrote in between.
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let begin = if self.sqlite {
+            "BEGIN IMMEDIATE"
+        } else {
+            "BEGIN"
+        };
+        Ok(self.pool.begin_with(begin).await?)
     }
 
     pub async fn migrate(&self) -> Result<()> {

@@ -44,7 +44,7 @@ impl Store {
         let mut changes: Vec<&Change> = changes.iter().collect();
         changes.sort_by(|a, b| a.user.cmp(&b.user));
         let mut out = Vec::with_capacity(changes.len());
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         for chunk in changes.chunks(IN_LIST_MAX / 4) {
             out.extend(merge_chunk(&mut tx, node, chunk).await?);
         }
@@ -79,7 +79,7 @@ impl Store {
     /// meanwhile keeps its `nodes` row from going: the sweep fails, and
     /// the next one removes it.
     pub async fn sweep_nodes(&self, node: &str, cutoff: i64) -> Result<Vec<Id>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let dead: Vec<String> = sqlx::query_scalar(
             "UPDATE nodes SET seen_at = seen_at WHERE seen_at < $1 AND id <> $2 RETURNING id",
         )
@@ -109,7 +109,7 @@ impl Store {
     /// were set offline, and the users whose devices were removed, to
     /// merge again (another node may hold them).
     pub async fn start_node(&self, node: &str, now: i64) -> Result<(u64, Vec<Id>)> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let orphans = sqlx::query(
             "UPDATE presence SET seq = seq + 1, online = FALSE WHERE online AND NOT EXISTS
              (SELECT 1 FROM presence_devices d WHERE d.user_id = presence.user_id)",

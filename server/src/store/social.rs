@@ -73,7 +73,7 @@ impl Store {
     /// Replaces a user's whole list in one transaction.
     pub async fn replace_list(&self, owner: &Id, list: List, ids: &[Id]) -> Result<()> {
         let (table, column) = list.table_and_column();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(&format!("DELETE FROM {table} WHERE owner = $1"))
             .bind(owner.as_str())
             .execute(&mut *tx)

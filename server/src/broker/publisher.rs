@@ -82,7 +82,7 @@ pub fn carried(message: &Message, now: Instant) -> Carried {
         retain: message.retain,
         expires_in_ms: message
             .expires
-            .map(|at| u32::try_from(left(at)).unwrap_or(u32::MAX)),
+            .map(|at| u64::try_from(left(at)).unwrap_or(u64::MAX)),
     }
 }
 
@@ -96,7 +96,8 @@ fn landed(c: Carried, now: Instant) -> Message {
         _ => QoS::ExactlyOnce,
     };
     let mut message = Message::new(c.topic.into(), c.payload, qos);
-    message.expires = (c.expires_in_ms).map(|ms| now + Duration::from_millis(ms.into()));
+    // Past what an instant holds: as good as never.
+    message.expires = (c.expires_in_ms).and_then(|ms| now.checked_add(Duration::from_millis(ms)));
     message
 }
 
@@ -146,5 +147,37 @@ impl Arrivals for Landing {
 
     fn resync(&self) {
         let _ = self.graph_news.send(News::All);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A message crossing nodes keeps its topic, payload, QoS and the
+    /// expiry it has left; the node it lands on does not keep it retained.
+    #[test]
+    fn a_message_lands_as_it_left_but_not_kept() {
+        let now = Instant::now();
+        let topic = Topic::UserInfo("a".repeat(32).parse().unwrap());
+        let mut sent = message(&topic, b"{}".to_vec(), true);
+        sent.expires = Some(now + Duration::from_secs(5));
+        let c = carried(&sent, now);
+        assert_eq!((c.expires_in_ms, c.retain, c.qos), (Some(5_000), true, 1));
+        let later = now + Duration::from_secs(1);
+        let got = landed(c.clone(), later);
+        assert_eq!(&got.topic[..], &sent.topic[..]);
+        assert_eq!(&got.payload[..], b"{}");
+        assert_eq!((got.qos, got.retain), (QoS::AtLeastOnce, false));
+        assert_eq!(got.expires, Some(later + Duration::from_secs(5)));
+        let forever = Carried {
+            expires_in_ms: Some(u64::MAX),
+            ..c
+        };
+        // A garbage expiry from another node does not panic: never, or
+        // as good as never.
+        let far = later + Duration::from_secs(100 * 365 * 86_400);
+        let expires = landed(forever, later).expires;
+        assert!(expires.is_none_or(|at| at > far), "{expires:?}");
     }
 }

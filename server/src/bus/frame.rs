@@ -1,6 +1,6 @@
 //! A carried message as bytes on NATS: one flags byte (QoS in bits 0-1,
 //! retain in bit 2, an expiry in bit 3; the rest 0), the expiry left in
-//! milliseconds (4 bytes, big-endian) when there is one, the topic's
+//! milliseconds (8 bytes, big-endian) when there is one, the topic's
 //! length (2 bytes) and the topic, then the payload as it is.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -12,7 +12,7 @@ const EXPIRES: u8 = 0b1000;
 const QOS: u8 = 0b0011;
 
 pub fn encode(m: &Carried) -> Bytes {
-    let mut out = BytesMut::with_capacity(7 + m.topic.len() + m.payload.len());
+    let mut out = BytesMut::with_capacity(11 + m.topic.len() + m.payload.len());
     let mut flags = m.qos & QOS;
     if m.retain {
         flags |= RETAIN;
@@ -22,7 +22,7 @@ pub fn encode(m: &Carried) -> Bytes {
     }
     out.put_u8(flags);
     if let Some(ms) = m.expires_in_ms {
-        out.put_u32(ms);
+        out.put_u64(ms);
     }
     let topic_len = u16::try_from(m.topic.len()).expect("MQTT topics are under 64 KiB");
     out.put_u16(topic_len);
@@ -48,7 +48,7 @@ pub fn decode(mut b: Bytes) -> Result<Carried, BadFrame> {
     }
     let expires_in_ms = match flags & EXPIRES {
         0 => None,
-        _ => Some(take(&mut b, 4)?.get_u32()),
+        _ => Some(take(&mut b, 8)?.get_u64()),
     };
     let topic_len = usize::from(take(&mut b, 2)?.get_u16());
     let topic = take(&mut b, topic_len)?;
@@ -73,7 +73,7 @@ fn take(b: &mut Bytes, n: usize) -> Result<Bytes, BadFrame> {
 mod tests {
     use super::*;
 
-    fn carried(qos: u8, retain: bool, expires_in_ms: Option<u32>, payload: &str) -> Carried {
+    fn carried(qos: u8, retain: bool, expires_in_ms: Option<u64>, payload: &str) -> Carried {
         Carried {
             topic: "users/0123/info".into(),
             payload: Bytes::from(payload.to_string()),
@@ -89,7 +89,7 @@ mod tests {
             carried(0, false, None, ""),
             carried(1, true, None, "{\"name\":\"a\"}"),
             carried(2, false, Some(0), "x"),
-            carried(1, true, Some(u32::MAX), "payload/with/slashes"),
+            carried(1, true, Some(u64::MAX), "payload/with/slashes"),
         ] {
             assert_eq!(decode(encode(&m)), Ok(m));
         }

@@ -35,7 +35,7 @@ pub struct Carried {
     pub qos: u8,
     pub retain: bool,
     /// What was left of its expiry when it was sent.
-    pub expires_in_ms: Option<u32>,
+    pub expires_in_ms: Option<u64>,
 }
 
 /// What a node does with what other nodes send it.

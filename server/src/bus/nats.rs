@@ -114,7 +114,10 @@ impl Nats {
             client.subscribe(GRAPH).await?,
             client.subscribe(LOGINS).await?,
         ];
-        round_trip(&client).await.context("NATS did not answer")?;
+        // A node waits for NATS rather than start without its news.
+        while let Err(e) = round_trip(&client).await {
+            tracing::warn!("waiting for NATS at {url}: {e:#}");
+        }
         let (out, outgoing) = mpsc::channel(OUTGOING);
         let (finish, finishing) = oneshot::channel();
         let sending = tokio::spawn(send_out(client.clone(), outgoing, finishing));

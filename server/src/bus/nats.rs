@@ -68,8 +68,8 @@ pub(super) struct Nats {
     sending: Arc<Mutex<Option<Sending>>>,
 }
 
-/// A message to send: a fixed subject, or a key's.
-type Outgoing = (&'static str, Option<String>, Bytes);
+/// A message to send: its subject and payload.
+type Outgoing = (String, Bytes);
 /// The sending task, and what tells it to finish.
 type Sending = (oneshot::Sender<()>, JoinHandle<()>);
 
@@ -145,13 +145,10 @@ impl Nats {
         self.client.connection_state() == async_nats::connection::State::Connected
     }
 
-    /// Queues `payload` for `subject` (or `key`'s subject), unless NATS is
-    /// away or the queue full; whether it was queued.
-    fn queue(&self, subject: &'static str, key: Option<&str>, payload: Bytes) -> bool {
-        let queued = self.reachable()
-            && (self.out)
-                .try_send((subject, key.map(str::to_string), payload))
-                .is_ok();
+    /// Queues `payload` for `subject`, unless NATS is away or the queue
+    /// full; whether it was queued.
+    fn queue(&self, subject: String, payload: Bytes) -> bool {
+        let queued = self.reachable() && self.out.try_send((subject, payload)).is_ok();
         if !queued {
             self.unsent.inc();
         }
@@ -159,14 +156,14 @@ impl Nats {
     }
 
     pub fn send(&self, key: &str, message: Carried) {
-        if !self.queue("", Some(key), frame::encode(&message)) {
+        if !self.queue(subject(key), frame::encode(&message)) {
             tracing::debug!(topic = message.topic, "not sent to the other nodes");
         }
     }
 
     pub fn graph_changed(&self, users: &[Id]) {
         let ids: Vec<&str> = users.iter().map(Id::as_str).collect();
-        if !self.queue(GRAPH, None, ids.join(",").into_bytes().into()) {
+        if !self.queue(GRAPH.into(), ids.join(",").into_bytes().into()) {
             tracing::warn!(
                 "who-sees-whom news not sent: every node reads it again once NATS is back"
             );
@@ -178,7 +175,8 @@ impl Nats {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_micros();
-        if !self.queue(LOGINS, None, Bytes::from(format!("{micros} {client_id}"))) {
+        let payload = Bytes::from(format!("{micros} {client_id}"));
+        if !self.queue(LOGINS.into(), payload) {
             tracing::debug!(client_id, "a login not told to the other nodes");
         }
     }
@@ -236,16 +234,9 @@ async fn send_out(
     mut outgoing: mpsc::Receiver<Outgoing>,
     mut finishing: oneshot::Receiver<()>,
 ) {
-    let send = |(fixed, key, payload): Outgoing| {
-        let to = match key {
-            Some(key) => subject(&key),
-            None => fixed.to_string(),
-        };
-        let client = client.clone();
-        async move {
-            if let Err(e) = client.publish(to, payload).await {
-                tracing::warn!("NATS: not sent: {e}");
-            }
+    let send = |(subject, payload): Outgoing| async {
+        if let Err(e) = client.publish(subject, payload).await {
+            tracing::warn!("NATS: not sent: {e}");
         }
     };
     loop {

@@ -47,6 +47,15 @@ struct Pending {
 }
 
 impl Pending {
+    fn new(devices: Option<Vec<String>>, at: i64, tracker_seq: Option<u64>) -> Pending {
+        Pending {
+            devices,
+            at,
+            tracker_seq,
+            failures: 0,
+        }
+    }
+
     /// `newer` in place of `self`, which was never stored.
     fn then(self, newer: Pending) -> Pending {
         Pending {
@@ -177,12 +186,8 @@ impl PresenceService {
         metrics.users_online.set(users as i64);
         metrics.devices_online.set(devices as i64);
         metrics.presence_changes.inc();
-        let pending = Pending {
-            devices: Some(p.presence.devices),
-            at: p.presence.last_seen.unwrap_or_else(|| self.edges.now_ms()),
-            tracker_seq: Some(p.presence.seq),
-            failures: 0,
-        };
+        let at = p.presence.last_seen.unwrap_or_else(|| self.edges.now_ms());
+        let pending = Pending::new(Some(p.presence.devices), at, Some(p.presence.seq));
         // Queued under the tracker's lock: a newer change replaces an older.
         self.out
             .push(p.user, pending, |older, newer| older.then(newer));
@@ -191,12 +196,7 @@ impl PresenceService {
     /// Queues `users` to be merged again: other nodes' rows of them changed.
     fn merge_again(&self, users: Vec<Id>, at: i64) {
         for user in users {
-            let pending = Pending {
-                devices: None,
-                at,
-                tracker_seq: None,
-                failures: 0,
-            };
+            let pending = Pending::new(None, at, None);
             self.out
                 .push(user, pending, |older, newer| older.then(newer));
         }
@@ -241,12 +241,7 @@ impl PresenceService {
                 // device that leaves meanwhile is queued after.
                 let tracker = self.tracker.lock().expect("presence lock");
                 for (user, devices) in tracker.held() {
-                    let pending = Pending {
-                        devices: Some(devices),
-                        at: now,
-                        tracker_seq: None,
-                        failures: 0,
-                    };
+                    let pending = Pending::new(Some(devices), now, None);
                     self.out
                         .push(user, pending, |older, newer| older.then(newer));
                 }

@@ -435,7 +435,7 @@ impl<H: Hooks> Connection<H> {
                 let mut retained_for = Vec::new();
                 let mut any_new = false;
                 for (filter, options) in filters {
-                    let (g, new) = self.subscribe(filter.clone(), options);
+                    let (g, new) = self.subscribe(filter.clone(), options).await;
                     any_new |= new;
                     // A shared subscription gets none (MQTT 4.8.2).
                     let shared = matches!(Filter::parse(&filter), Some(Filter::Shared { .. }));
@@ -570,19 +570,27 @@ impl<H: Hooks> Connection<H> {
 
     /// Subscribes; and whether the subscription is new (not a change of
     /// one the session had).
-    fn subscribe(&mut self, full: ByteString, options: SubscribeOptions) -> (Granted, bool) {
+    async fn subscribe(&mut self, full: ByteString, options: SubscribeOptions) -> (Granted, bool) {
         let Some(filter) = Filter::parse(&full) else {
             return (Granted::BadFilter, false);
         };
         let session = &self.session;
-        let mut subscriptions = session.subscriptions.lock().unwrap();
-        let again = subscriptions.iter().position(|(f, _)| *f == full);
-        if again.is_none() && subscriptions.len() >= self.shared.limits.max_subscriptions {
-            return (Granted::TooMany, false);
+        let held = |subscriptions: &[(ByteString, SubscribeOptions)]| {
+            subscriptions.iter().position(|(f, _)| *f == full)
+        };
+        {
+            let subscriptions = session.subscriptions.lock().unwrap();
+            let max = self.shared.limits.max_subscriptions;
+            if held(&subscriptions).is_none() && subscriptions.len() >= max {
+                return (Granted::TooMany, false);
+            }
         }
-        if let Err(refused) = self.shared.hooks.subscribe(&self.client, filter.topics()) {
+        let decided = Box::pin(self.shared.hooks.subscribe(&self.client, filter.topics()));
+        if let Err(refused) = decided.await {
             return (refused, false);
         }
+        let mut subscriptions = session.subscriptions.lock().unwrap();
+        let again = held(&subscriptions);
         let subscriber = Subscriber {
             session: session.clone(),
             options,

@@ -64,9 +64,13 @@ pub trait Hooks: Send + Sync + 'static {
 
     /// Whether `client` may subscribe to `filter` (a valid MQTT filter);
     /// `Err` with the refusal.
-    fn subscribe(&self, client: &Self::Client, filter: &str) -> Result<(), Granted> {
+    fn subscribe(
+        &self,
+        client: &Self::Client,
+        filter: &str,
+    ) -> impl Future<Output = Result<(), Granted>> + Send {
         let _ = (client, filter);
-        Ok(())
+        async { Ok(()) }
     }
 
     /// Whether `client` may publish `message` (whose topic is valid); the

@@ -47,7 +47,7 @@ impl Hooks for Recorder {
         let _ = self.ended.send((client.clone(), ended));
     }
 
-    fn subscribe(&self, _: &String, filter: &str) -> Result<(), Granted> {
+    async fn subscribe(&self, _: &String, filter: &str) -> Result<(), Granted> {
         match filter.starts_with("forbidden/") {
             true => Err(Granted::NotAuthorized),
             false => Ok(()),

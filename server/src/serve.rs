@@ -171,14 +171,16 @@ async fn start(config: &Config) -> Result<(Running, tokio::net::TcpListener, Arc
     // another node is missed.
     let attached = Attached::default();
     let (news, graph_news) = tokio::sync::mpsc::unbounded_channel();
+    let (call_news, calls_heard) = tokio::sync::mpsc::unbounded_channel();
     let landing = Arc::new(Landing {
         core: attached.clone(),
         graph_news: news,
+        call_news,
     });
     let metrics = Arc::new(Metrics::new());
     let bus = match &config.nats_url {
         Some(url) => {
-            tracing::warn!("several nodes (nats_url): clients' messages, profiles, presence and who sees whom cross nodes; calls, pairing codes and command deadlines are still each node's own (docs/scaling.md)");
+            tracing::warn!("several nodes (nats_url): clients' messages, profiles, presence, who sees whom and calls cross nodes; pairing codes, command deadlines, rate limits and relay rooms are still each node's own (docs/scaling.md)");
             Bus::nats(url, landing, metrics.bus_unsent.clone()).await?
         }
         None => Bus::local(&Hub::default(), landing),
@@ -198,7 +200,7 @@ async fn start(config: &Config) -> Result<(Running, tokio::net::TcpListener, Arc
         stop: CancellationToken::new(),
     };
     let (node, node_lock) = node_id(config)?;
-    let presence = PresenceService::new(edges.clone(), node).await?;
+    let presence = PresenceService::new(edges.clone(), node.clone()).await?;
     let robots = RobotService::new(
         config.calls.pairing_code_ttl,
         config.calls.command_timeout,
@@ -222,19 +224,19 @@ async fn start(config: &Config) -> Result<(Running, tokio::net::TcpListener, Arc
     }
     let (calls, calls_queue) = CallService::new(
         config.calls.ring_timeout,
+        node,
         edges.clone(),
         limits.clone(),
         presence.clone(),
         Arc::new(Push::from_config(config)?),
         followers,
     );
-    // Calls that were live when the server stopped end `failed`.
-    let failed = store.fail_live_calls().await?;
-    let retained = calls.restore_failed(&failed);
-    if !failed.is_empty() {
+    // Calls this node held when it stopped end `failed`.
+    let failed = calls.fail_held().await?;
+    if failed > 0 {
         tracing::info!(
-            count = failed.len(),
-            "calls live at the last stop ended as failed"
+            count = failed,
+            "calls accepted here and live at the last stop ended as failed"
         );
     }
     let services = Services {
@@ -250,11 +252,11 @@ async fn start(config: &Config) -> Result<(Running, tokio::net::TcpListener, Arc
         graph: graph.clone(),
         services: services.clone(),
     };
-    let broker = Broker::start(publisher.clone(), config, deps, retained).await?;
+    let broker = Broker::start(publisher.clone(), config, deps).await?;
     // Their timers and publishers run once the broker's state is in place.
     services.presence.start();
     services.robots.start();
-    services.calls.start(calls_queue);
+    services.calls.start(calls_queue, calls_heard);
     let watchers = broker.watchers.clone();
     (edges.tasks).spawn(watchers.follow(
         store.clone(),

@@ -10,8 +10,13 @@
 //! new invite end `busy`. When two users invite each other at once (glare),
 //! the call with the smaller session id survives and the other ends `busy`:
 //! both sides can tell which one wins from the ids alone.
+//!
+//! Every change counts one more in the call's `version`, so whoever hears
+//! of a call's changes out of order keeps the newest (`Calls::apply`).
 
 use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
 
 use switchboard_protocol::payload::{
     CallActionKind, CallKind, CallState, CallStateKind, EndReason, Invite, LegState,
@@ -22,7 +27,7 @@ use switchboard_protocol::{ClientId, Id, Sid};
 /// phone woken late by a push sees how it ended instead of a ghost call.
 pub const KEEP_ENDED_MS: i64 = 10 * 60 * 1000;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Call {
     pub sid: Sid,
     pub caller: ClientId,
@@ -38,6 +43,8 @@ pub struct Call {
     pub ended_at: Option<i64>,
     /// When an unanswered call ends `missed`.
     pub ring_deadline: i64,
+    /// How many changes made it what it is: 1 when invited.
+    pub version: u64,
 }
 
 impl Call {
@@ -86,7 +93,17 @@ impl Call {
         }
     }
 
+    /// Ends the call `failed` (its node stopped), unless it has ended.
+    pub fn fail(&mut self, at: i64) -> bool {
+        if !self.is_live() {
+            return false;
+        }
+        self.end(EndReason::Failed, at);
+        true
+    }
+
     fn end(&mut self, reason: EndReason, at: i64) {
+        self.version += 1;
         self.state = CallStateKind::Ended;
         self.reason = Some(reason);
         self.ended_at = Some(at);
@@ -153,15 +170,14 @@ impl Calls {
         self.calls.get(sid).is_some_and(|c| c.involves(user))
     }
 
-    /// A new call. `sid_known` says whether the store has seen the id
-    /// before (ended calls are forgotten here); unanswered, it ends
-    /// `missed` after `ring_ms`.
+    /// A new call; unanswered, it ends `missed` after `ring_ms`. The
+    /// calls known must hold the caller's and the callee's live calls, and
+    /// any call with this `sid`.
     pub fn invite(
         &mut self,
         invitation: Invitation,
         at: i64,
         ring_ms: i64,
-        sid_known: bool,
     ) -> Result<Invited, Refusal> {
         let Invitation {
             sid,
@@ -169,7 +185,7 @@ impl Calls {
             callee,
             kind,
         } = invitation;
-        if sid_known || self.calls.contains_key(&sid) {
+        if self.calls.contains_key(&sid) {
             return Err(Refusal::SessionIdUsed);
         }
         if caller.id == callee {
@@ -188,6 +204,7 @@ impl Calls {
             accepted_at: None,
             ended_at: None,
             ring_deadline: at + ring_ms,
+            version: 1,
         };
         let mut ended = None;
         let callee_busy = self
@@ -253,6 +270,7 @@ impl Calls {
                 }
                 call.legs.insert(from.clone(), LegState::Ringing);
                 call.state = CallStateKind::Ringing;
+                call.version += 1;
             }
             (CallActionKind::Accept, true) if unanswered => {
                 if call.legs.get(from).is_some_and(|l| *l != LegState::Ringing) {
@@ -265,13 +283,16 @@ impl Calls {
                 call.state = CallStateKind::Accepted;
                 call.accepted_by = Some(from.clone());
                 call.accepted_at = Some(at);
+                call.version += 1;
             }
             (CallActionKind::Decline, true) if unanswered => {
                 if call.legs.get(from).is_some_and(|l| *l != LegState::Ringing) {
                     return Err(not_now());
                 }
                 call.legs.insert(from.clone(), LegState::Declined);
-                if !call.legs.values().any(|l| *l == LegState::Ringing) {
+                if call.legs.values().any(|l| *l == LegState::Ringing) {
+                    call.version += 1;
+                } else {
                     call.end(EndReason::Declined, at);
                 }
             }
@@ -288,10 +309,8 @@ impl Calls {
         Ok(Some(call.clone()))
     }
 
-    /// Unanswered calls past their deadline end `missed`; ended calls kept
-    /// long enough are forgotten. Returns the calls that just ended, and
-    /// the ids of the forgotten ones (their retained state can go).
-    pub fn tick(&mut self, now: i64) -> (Vec<Call>, Vec<Sid>) {
+    /// Unanswered calls past their deadline end `missed`; returns them.
+    pub fn expire(&mut self, now: i64) -> Vec<Call> {
         let mut missed = Vec::new();
         for call in self.calls.values_mut() {
             if call.is_live() && call.state != CallStateKind::Accepted && now >= call.ring_deadline
@@ -300,35 +319,30 @@ impl Calls {
                 missed.push(call.clone());
             }
         }
-        let forgotten: Vec<Sid> = self
-            .calls
-            .values()
-            .filter(|c| c.ended_at.is_some_and(|t| now - t >= KEEP_ENDED_MS))
-            .map(|c| c.sid.clone())
-            .collect();
-        for sid in &forgotten {
-            self.calls.remove(sid);
-        }
-        (missed, forgotten)
+        missed
     }
 
-    /// Keeps an ended call known (after a restart), so its participants
-    /// can still read how it ended until it is forgotten.
-    pub fn remember(&mut self, call: Call) {
-        debug_assert!(!call.is_live());
-        self.calls.insert(call.sid.clone(), call);
-    }
-
-    /// The calls whose invite `device` is to be shown now.
-    pub fn ringing_for<'a>(&'a self, device: &'a ClientId) -> impl Iterator<Item = &'a Call> {
-        self.calls.values().filter(move |c| c.rings_for(device))
-    }
-
-    /// The live calls a user takes part in (for the server's checks).
-    pub fn live_of<'a>(&'a self, user: &'a Id) -> impl Iterator<Item = &'a Call> {
+    /// Forgets the calls ended at least `KEEP_ENDED_MS` ago.
+    pub fn forget_ended(&mut self, now: i64) {
         self.calls
-            .values()
-            .filter(move |c| c.is_live() && c.involves(user))
+            .retain(|_, c| c.ended_at.is_none_or(|t| now - t < KEEP_ENDED_MS));
+    }
+
+    /// Keeps `call` unless a newer version of it is known; whether it was
+    /// kept.
+    pub fn apply(&mut self, call: Call) -> bool {
+        match self.calls.get(&call.sid) {
+            Some(known) if known.version >= call.version => false,
+            _ => {
+                self.calls.insert(call.sid.clone(), call);
+                true
+            }
+        }
+    }
+
+    /// The live calls.
+    pub fn live(&self) -> impl Iterator<Item = &Call> {
+        self.calls.values().filter(|c| c.is_live())
     }
 }
 

@@ -5,7 +5,7 @@ use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
 use crate::api::SignedIn;
-use crate::mqtt::{connect, Client, Incoming, Via};
+use crate::mqtt::{connect, granted, Client, Incoming, Via};
 use crate::{random_id, Server};
 
 pub async fn device(server: &Server, who: &SignedIn) -> Result<Client> {
@@ -88,4 +88,112 @@ pub async fn accepted(
     state_until(&mut from, &sid, "accepted").await?;
     state_until(&mut to, &sid, "accepted").await?;
     Ok((sid, from, to))
+}
+
+/// A user's device: an MQTT client subscribed to its invites and errors.
+pub struct Device {
+    pub who: SignedIn,
+    pub mqtt: Client,
+}
+
+impl Device {
+    pub async fn new(server: &Server, who: &SignedIn, device: &str) -> Device {
+        let who = device_of(server, who, device);
+        let mut mqtt = server.mqtt_as(&who).await;
+        for filter in [format!("invite/{}/+", who.id), who.errors_topic()] {
+            let codes = mqtt.subscribe(&filter).await.unwrap();
+            assert!(granted(&codes), "{filter}: {codes:?}");
+        }
+        Device { who, mqtt }
+    }
+
+    pub async fn invite(&self, callee: &str, sid: &str) {
+        let invite = invitation(sid, &self.who, "video");
+        self.mqtt
+            .publish_json(&format!("invite/{callee}/{sid}"), &invite)
+            .await
+            .unwrap();
+    }
+
+    /// Invites `callee` to `sid` and follows the call's state.
+    pub async fn call(&mut self, callee: &str, sid: &str) {
+        self.invite(callee, sid).await;
+        self.watch(sid).await;
+    }
+
+    pub async fn act(&self, sid: &str, action: &str) {
+        act(&self.mqtt, sid, action).await.unwrap();
+    }
+
+    pub async fn watch(&mut self, sid: &str) {
+        let codes = self
+            .mqtt
+            .subscribe(&format!("session/{sid}/state"))
+            .await
+            .unwrap();
+        assert!(granted(&codes), "{codes:?}");
+    }
+
+    /// The next message; panics after the harness's wait.
+    pub async fn next(&mut self) -> (String, Value) {
+        match self.mqtt.next().await.unwrap() {
+            Incoming::Publish { topic, payload, .. } => (
+                topic,
+                serde_json::from_slice(&payload).unwrap_or(Value::Null),
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Waits for a state of `sid` matching `want`.
+    pub async fn state_until(&mut self, sid: &str, want: impl Fn(&Value) -> bool) -> Value {
+        let topic = format!("session/{sid}/state");
+        loop {
+            let (t, v) = self.next().await;
+            if t == topic && want(&v) {
+                return v;
+            }
+        }
+    }
+
+    /// Waits for call `sid` to be in `state`.
+    pub async fn reaches(&mut self, sid: &str, state: &str) -> Value {
+        self.state_until(sid, |v| v["state"] == state).await
+    }
+
+    pub async fn ended(&mut self, sid: &str) -> Value {
+        self.reaches(sid, "ended").await
+    }
+
+    /// The next error report.
+    pub async fn error(&mut self) -> Value {
+        next_error(&mut self.mqtt).await.unwrap()
+    }
+
+    /// The next invite; then the state of its call `sid` is followed.
+    pub async fn invited_to(&mut self, sid: &str) -> Value {
+        let invite = loop {
+            let (t, v) = self.next().await;
+            if t.starts_with("invite/") {
+                break v;
+            }
+        };
+        self.watch(sid).await;
+        invite
+    }
+
+    /// Takes the invite to `sid` and accepts; returns once it sees the
+    /// call accepted.
+    pub async fn accepts(&mut self, sid: &str) {
+        self.invited_to(sid).await;
+        self.act(sid, "accept").await;
+        self.reaches(sid, "accepted").await;
+    }
+}
+
+/// The same user on another device (a token of its own).
+pub fn device_of(server: &Server, who: &SignedIn, device: &str) -> SignedIn {
+    server
+        .minted_for(&who.id, "user", Some(device), 600)
+        .unwrap()
 }

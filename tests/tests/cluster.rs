@@ -5,8 +5,10 @@
 
 use serde_json::{json, Value};
 use switchboard_e2e::api::SignedIn;
+use switchboard_e2e::calls::Device;
 use switchboard_e2e::cluster::Cluster;
 use switchboard_e2e::mqtt::{granted, Client, Incoming};
+use switchboard_e2e::{random_id, Server};
 
 const NEWS: &str = "switchboard_graph_news_total";
 
@@ -234,9 +236,9 @@ async fn next_presence(c: &mut Client, user: &str, online_only: Option<bool>) ->
     }
 }
 
-/// A watcher of A on node 1, A shared with it; the cluster, A and the
-/// watcher's connection.
-async fn watched(phones: [&str; 2]) -> (Cluster, SignedIn, Client) {
+/// A watcher of A on node 1, A shared with it; the cluster, A, the
+/// watcher and its connection.
+async fn watched(phones: [&str; 2]) -> (Cluster, SignedIn, SignedIn, Client) {
     let c = Cluster::start(2).await;
     let a = c.user(0, phones[0]).await;
     let w = c.user(1, phones[1]).await;
@@ -262,7 +264,7 @@ async fn watched(phones: [&str; 2]) -> (Cluster, SignedIn, Client) {
         (format!("users/{}/presence", a.id), offline),
     ];
     assert_eq!(served, want);
-    (c, a, w_mqtt)
+    (c, a, w, w_mqtt)
 }
 
 /// A's phone on node 0 and tablet on node 1 are one presence: the phone
@@ -270,7 +272,7 @@ async fn watched(phones: [&str; 2]) -> (Cluster, SignedIn, Client) {
 #[tokio::test]
 #[ignore = "needs PostgreSQL in E2E_POSTGRES_URL and nats-server; scripts/test runs it"]
 async fn presence_is_one_over_the_nodes_a_user_is_connected_to() {
-    let (c, a, mut w) = watched(["+48555400031", "+48555400032"]).await;
+    let (c, a, _, mut w) = watched(["+48555400031", "+48555400032"]).await;
     let phone = c.nodes[0].server.mqtt_as(&a).await;
     let p = next_presence(&mut w, &a.id, Some(true)).await;
     assert_eq!((&p["devices"], &p["seq"]), (&json!(["phone"]), &json!(1)));
@@ -296,7 +298,7 @@ async fn presence_is_one_over_the_nodes_a_user_is_connected_to() {
 #[tokio::test]
 #[ignore = "needs PostgreSQL in E2E_POSTGRES_URL and nats-server; scripts/test runs it"]
 async fn a_device_moving_to_another_node_does_not_flap() {
-    let (c, a, mut w) = watched(["+48555400041", "+48555400042"]).await;
+    let (c, a, _, mut w) = watched(["+48555400041", "+48555400042"]).await;
     let mut older = c.nodes[0].server.mqtt_as(&a).await;
     next_presence(&mut w, &a.id, Some(true)).await;
     let _newer = c.nodes[1].server.mqtt_as(&a).await;
@@ -310,19 +312,132 @@ async fn a_device_moving_to_another_node_does_not_flap() {
 }
 
 /// Node 0 is killed (SIGKILL) with A's phone on it: A goes offline for
-/// the watcher on node 1 once node 0's silence passes its TTL.
+/// the watcher on node 1 once node 0's silence passes its TTL, and the
+/// call A accepted there (node 0 held it) ends `failed` for the caller.
 #[tokio::test]
 #[ignore = "needs PostgreSQL in E2E_POSTGRES_URL and nats-server; scripts/test runs it"]
 async fn a_killed_nodes_users_go_offline_everywhere() {
-    let (mut c, a, mut w) = watched(["+48555400051", "+48555400052"]).await;
-    let _phone = c.nodes[0].server.mqtt_as(&a).await;
-    next_presence(&mut w, &a.id, Some(true)).await;
+    let (mut c, a, w, mut watcher) = watched(["+48555400051", "+48555400052"]).await;
+    let r = c.nodes[1].api.set_contacts(&w.access, &[&a.id]).await;
+    assert_eq!(r.unwrap().status, 200);
+    c.nodes[0].server.metric_reaches(NEWS, 1.0).await;
+    let mut phone = Device::new(&c.nodes[0].server, &a, "phone").await;
+    next_presence(&mut watcher, &a.id, Some(true)).await;
+    let mut caller = Device::new(&c.nodes[1].server, &w, "tablet").await;
+    let sid = random_id();
+    caller.call(&a.id, &sid).await;
+    phone.accepts(&sid).await;
+    caller.reaches(&sid, "accepted").await;
+
     let node = c.nodes.remove(0);
     node.server.crash().unwrap();
-    let p = next_presence(&mut w, &a.id, Some(false)).await;
+    let p = next_presence(&mut watcher, &a.id, Some(false)).await;
     assert_eq!((&p["devices"], &p["seq"]), (&json!([]), &json!(2)));
     c.nodes[0]
         .server
         .logs_reach("a silent node's devices removed", 1)
         .await;
+    assert_eq!(caller.ended(&sid).await["reason"], "failed");
+}
+
+/// How many calls `server` ended for `reason`.
+async fn ended_for(server: &Server, reason: &str) -> f64 {
+    let line = format!("switchboard_calls_ended_total{{reason=\"{reason}\"}} ");
+    let metrics = server.metrics().await;
+    (metrics.lines())
+        .find_map(|l| l.strip_prefix(&line)?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A, B and D, contacts of each other, each signed in on a node of three
+/// (ring timeout 2 s).
+async fn three_callers(phones: [&str; 3]) -> (Cluster, [SignedIn; 3]) {
+    let c = Cluster::start_with(3, |n| n.env("SWITCHBOARD_RING_TIMEOUT_S", "2")).await;
+    let mut users = Vec::new();
+    for (node, phone) in phones.iter().enumerate() {
+        users.push(c.user(node, phone).await);
+    }
+    let users: [SignedIn; 3] = users.try_into().unwrap();
+    let [a, b, d] = &users;
+    c.nodes[0].api.all_contacts(&[a, b, d]).await.unwrap();
+    for node in &c.nodes[1..] {
+        node.server.metric_reaches(NEWS, 3.0).await;
+    }
+    (c, users)
+}
+
+/// A on node 0 calls B, whose phone is on node 1 and tablet on node 2:
+/// both ring, the tablet answers, the phone sees it answered elsewhere;
+/// D calling B on node 2 meanwhile finds B busy; A hangs up.
+#[tokio::test]
+#[ignore = "needs PostgreSQL in E2E_POSTGRES_URL and nats-server; scripts/test runs it"]
+async fn a_call_crosses_nodes_and_rings_every_device_wherever_it_is() {
+    let phones = ["+48555400061", "+48555400062", "+48555400063"];
+    let (c, [a, b, d]) = three_callers(phones).await;
+    let mut a_phone = Device::new(&c.nodes[0].server, &a, "phone").await;
+    let mut b_phone = Device::new(&c.nodes[1].server, &b, "phone").await;
+    let mut b_tablet = Device::new(&c.nodes[2].server, &b, "tablet").await;
+    let sid = random_id();
+    a_phone.call(&b.id, &sid).await;
+    for device in [&mut b_phone, &mut b_tablet] {
+        assert_eq!(device.invited_to(&sid).await["from"], a.id.as_str());
+        device.act(&sid, "ringing").await;
+    }
+    let both = |v: &Value| v["legs"].as_object().is_some_and(|l| l.len() == 2);
+    a_phone.state_until(&sid, both).await;
+    b_tablet.act(&sid, "accept").await;
+    let accepted = a_phone.reaches(&sid, "accepted").await;
+    assert_eq!(accepted["acceptedBy"], format!("{}:tablet", b.id));
+    let seen = b_phone.reaches(&sid, "accepted").await;
+    assert_eq!(
+        seen["legs"][format!("{}:phone", b.id)],
+        "answered_elsewhere"
+    );
+
+    let mut d_phone = Device::new(&c.nodes[2].server, &d, "phone").await;
+    d_phone.invite(&b.id, &random_id()).await;
+    let busy = d_phone.error().await;
+    assert_eq!(busy["code"], "conflict", "{busy}");
+
+    a_phone.act(&sid, "hangup").await;
+    for device in [&mut b_tablet, &mut b_phone, &mut a_phone] {
+        assert_eq!(device.ended(&sid).await["reason"], "hangup");
+    }
+    let mut hung_up = 0.0;
+    for node in &c.nodes {
+        hung_up += ended_for(&node.server, "hangup").await;
+    }
+    assert_eq!(hung_up, 1.0, "one node decided the end");
+}
+
+/// A calls D, who is offline: D's laptop connecting later to another
+/// node is shown the invite; unanswered, the call ends `missed` once over
+/// the three nodes. Then A and D call each other at once: the call with
+/// the smaller id survives, the other ends `busy`.
+#[tokio::test]
+#[ignore = "needs PostgreSQL in E2E_POSTGRES_URL and nats-server; scripts/test runs it"]
+async fn deadlines_fire_once_and_glare_resolves_across_nodes() {
+    let phones = ["+48555400071", "+48555400072", "+48555400073"];
+    let (c, [a, _, d]) = three_callers(phones).await;
+    let mut a_phone = Device::new(&c.nodes[0].server, &a, "phone").await;
+    let sid = random_id();
+    a_phone.call(&d.id, &sid).await;
+    let mut laptop = Device::new(&c.nodes[1].server, &d, "laptop").await;
+    assert_eq!(laptop.invited_to(&sid).await["sid"], sid.as_str());
+    assert_eq!(a_phone.ended(&sid).await["reason"], "missed");
+    assert_eq!(laptop.ended(&sid).await["reason"], "missed");
+    let mut missed = 0.0;
+    for node in &c.nodes {
+        missed += ended_for(&node.server, "missed").await;
+    }
+    assert_eq!(missed, 1.0, "the deadline fired once");
+
+    let mut ids = [random_id(), random_id()];
+    ids.sort();
+    let [small, big] = ids;
+    tokio::join!(a_phone.call(&d.id, &big), laptop.call(&a.id, &small));
+    assert_eq!(a_phone.ended(&big).await["reason"], "busy");
+    let path = format!("/v1/calls/{small}");
+    let survivor = c.nodes[2].api.get(&path, &d.access).await.unwrap();
+    assert_eq!(survivor.body["state"], "inviting", "{survivor:?}");
 }

@@ -19,11 +19,8 @@ use anyhow::{Context, Result};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
 
-use switchboard_protocol::Topic;
-
 use crate::config::{Config, Mqtt};
 use crate::metrics::Metrics;
-use crate::outbound::Publish as _;
 use crate::services::Services;
 use crate::social::Graph;
 use crate::token::Tokens;
@@ -52,14 +49,7 @@ pub struct Broker {
 const SESSION_EXPIRY: Duration = Duration::from_secs(2 * 60 * 60);
 
 impl Broker {
-    /// Starts the broker with `retained` already in place, so no client can
-    /// connect before the state rebuilt from the database is there.
-    pub async fn start(
-        publisher: Publisher,
-        config: &Config,
-        deps: Deps,
-        retained: Vec<(Topic, Vec<u8>)>,
-    ) -> Result<Broker> {
+    pub async fn start(publisher: Publisher, config: &Config, deps: Deps) -> Result<Broker> {
         if config.mqtt.open.is_some() {
             tracing::warn!("SWITCHBOARD_OPEN_BROKER is on: anyone may log in to MQTT and use any topic. Never run this in production.");
         }
@@ -68,9 +58,6 @@ impl Broker {
         let watchers = Watchers::new(publisher.clone(), hooks.graph());
         let core = Core::new(hooks, limits(&config.mqtt));
         publisher.attach(core.clone());
-        for (topic, payload) in retained {
-            publisher.publish(&topic, payload, true).await?;
-        }
         let expiry_task = {
             let core = core.clone();
             tokio::spawn(async move { expiry.run(&core).await })

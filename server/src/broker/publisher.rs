@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use bytes::Bytes;
 use switchboard_broker::{Message, QoS};
 use switchboard_protocol::payload::ClientError;
 use switchboard_protocol::{ClientId, ErrorCode, Id, Topic};
@@ -17,6 +18,7 @@ use super::watchers::News;
 use super::Core;
 use crate::bus::{Arrivals, Bus, Carried};
 use crate::outbound;
+use crate::services::calls;
 
 /// The broker core once it started.
 #[derive(Clone, Default)]
@@ -111,15 +113,22 @@ impl outbound::Publish for Publisher {
         core.publish(message);
         Ok(())
     }
+
+    async fn publish_here(&self, topic: &Topic, payload: Vec<u8>, retain: bool) -> Result<()> {
+        let core = self.core().context("the broker has not started")?;
+        core.publish(message(topic, payload, retain));
+        Ok(())
+    }
 }
 
 /// What other nodes send this one: messages go to this node's
 /// subscribers as they were routed there (the rules ran on the node that
 /// took them); who-sees-whom news is handed to the task that reads the
-/// graph again (`Watchers::follow`).
+/// graph again (`Watchers::follow`), calls' news to the call service.
 pub struct Landing {
     pub core: Attached,
     pub graph_news: mpsc::UnboundedSender<News>,
+    pub call_news: mpsc::UnboundedSender<calls::News>,
 }
 
 impl Arrivals for Landing {
@@ -132,6 +141,10 @@ impl Arrivals for Landing {
 
     fn graph_changed(&self, users: Vec<Id>) {
         let _ = self.graph_news.send(News::Users(users));
+    }
+
+    fn call_changed(&self, call: Bytes) {
+        let _ = self.call_news.send(calls::News::Changed(call));
     }
 
     fn connected_elsewhere(&self, client_id: String, at: std::time::SystemTime) {
@@ -147,6 +160,7 @@ impl Arrivals for Landing {
 
     fn resync(&self) {
         let _ = self.graph_news.send(News::All);
+        let _ = self.call_news.send(calls::News::All);
     }
 }
 

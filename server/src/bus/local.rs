@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use bytes::Bytes;
 use switchboard_protocol::Id;
 
 use super::{Arrivals, Carried, Interest};
@@ -85,6 +86,12 @@ impl Member {
             to.graph_changed(users.to_vec());
         }
     }
+
+    pub fn call_changed(&self, call: Bytes) {
+        for to in self.others(|_| true) {
+            to.call_changed(call.clone());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -105,6 +112,12 @@ mod tests {
                 .lock()
                 .unwrap()
                 .push(format!("graph {}", users.len()));
+        }
+        fn call_changed(&self, call: Bytes) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("call {}", String::from_utf8_lossy(&call)));
         }
         fn connected_elsewhere(&self, client_id: String, _: SystemTime) {
             self.0
@@ -144,6 +157,7 @@ mod tests {
         b.interest("users/x/info", false);
         a.send("users/x/info", || message("users/x/info"));
         a.graph_changed(&[]);
+        a.call_changed("c".into());
         a.logged_in("c1", SystemTime::now());
         let got = |g: &Got| g.0.lock().unwrap().clone();
         assert_eq!(
@@ -152,6 +166,7 @@ mod tests {
                 "users/x/info",
                 "users/x/isConnected",
                 "graph 0",
+                "call c",
                 "connected c1"
             ],
             "once each, under a key it held, never its own"

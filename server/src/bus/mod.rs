@@ -46,6 +46,9 @@ pub trait Arrivals: Send + Sync + 'static {
     /// Who sees whom changed for `users` on another node (stored there
     /// already).
     fn graph_changed(&self, users: Vec<Id>);
+    /// A call changed on another node (stored there already): the call,
+    /// as the call service wrote it.
+    fn call_changed(&self, call: Bytes);
     /// A client connected to another node at `at` (wall clock): its
     /// connection here, if made before, is taken over.
     fn connected_elsewhere(&self, client_id: String, at: SystemTime);
@@ -139,6 +142,7 @@ impl Bus {
         impl Arrivals for Nobody {
             fn message(&self, _: Carried) {}
             fn graph_changed(&self, _: Vec<Id>) {}
+            fn call_changed(&self, _: Bytes) {}
             fn connected_elsewhere(&self, _: String, _: SystemTime) {}
             fn resync(&self) {}
         }
@@ -181,6 +185,14 @@ impl Bus {
         match &self.link {
             Link::Local(member) => member.graph_changed(users),
             Link::Nats(nats) => nats.graph_changed(users),
+        }
+    }
+
+    /// Tells the other nodes that a call changed (stored already).
+    pub fn call_changed(&self, call: Bytes) {
+        match &self.link {
+            Link::Local(member) => member.call_changed(call),
+            Link::Nats(nats) => nats.call_changed(call),
         }
     }
 

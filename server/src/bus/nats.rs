@@ -1,6 +1,6 @@
 //! The bus on NATS. Subjects are `sb.<kind>.<name>` for a key
-//! `<kind>/<name>`, `sb.graph` for who-sees-whom news and `sb.logins` for
-//! logins, which every node wants. The connection is made with no echo,
+//! `<kind>/<name>`, and `sb.graph` for who-sees-whom news, `sb.calls` for
+//! calls' changes and `sb.logins` for logins, which every node wants. The connection is made with no echo,
 //! so a node never gets back what it sent.
 //!
 //! Two tasks: one sends what this node sends, from a bounded queue (full,
@@ -25,6 +25,7 @@ use tokio::task::JoinHandle;
 use super::{frame, Arrivals, Carried, Interest};
 
 const GRAPH: &str = "sb.graph";
+const CALLS: &str = "sb.calls";
 /// Client ids that connected to a node, so the others close theirs:
 /// `<microseconds since the epoch> <client id>`.
 const LOGINS: &str = "sb.logins";
@@ -112,6 +113,7 @@ impl Nats {
             .with_context(|| format!("connecting to NATS at {url}"))?;
         let always = [
             client.subscribe(GRAPH).await?,
+            client.subscribe(CALLS).await?,
             client.subscribe(LOGINS).await?,
         ];
         // A node waits for NATS rather than start without its news.
@@ -167,6 +169,12 @@ impl Nats {
             tracing::warn!(
                 "who-sees-whom news not sent: every node reads it again once NATS is back"
             );
+        }
+    }
+
+    pub fn call_changed(&self, call: Bytes) {
+        if !self.queue(CALLS.into(), call) {
+            tracing::warn!("a call's change not sent to the other nodes");
         }
     }
 
@@ -273,7 +281,7 @@ impl Subscriptions {
     async fn run(
         self,
         mut ops: mpsc::UnboundedReceiver<Op>,
-        always: [Subscriber; 2],
+        always: [Subscriber; 3],
         arrivals: Arc<dyn Arrivals>,
     ) {
         // A subscription ends when its sender here is dropped.
@@ -342,6 +350,10 @@ fn arrived(arrivals: &dyn Arrivals, message: async_nats::Message) {
                 tracing::warn!("a login from another node that is not `<µs> <client id>`, ignored")
             }
         }
+        return;
+    }
+    if message.subject.as_str() == CALLS {
+        arrivals.call_changed(message.payload);
         return;
     }
     if message.subject.as_str() == GRAPH && message.payload == EVERYTHING {

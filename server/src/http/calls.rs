@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::{internal, ApiError};
 use super::extract::{Body, Caller, Params, PathParam};
 use super::AppState;
-use crate::store::CallRecord;
+use switchboard_signalling::Call;
 
 pub const DEFAULT_PAGE: i64 = 50;
 pub const MAX_PAGE: i64 = 200;
@@ -58,8 +58,8 @@ pub struct CallBody {
     duration_ms: Option<i64>,
 }
 
-impl From<CallRecord> for CallBody {
-    fn from(c: CallRecord) -> Self {
+impl From<Call> for CallBody {
+    fn from(c: Call) -> Self {
         CallBody {
             sid: c.sid,
             caller: c.caller.id,

@@ -1,13 +1,20 @@
-//! Calls at the edges: invites and actions from the broker go into the
-//! call state machine (the signalling crate); every change is stored and
-//! then published retained on `session/<sid>/state`, in order, by one task.
+//! Calls at the edges. Invites and actions from the broker, and ring
+//! deadlines, become transitions of the call state machine (the
+//! signalling crate), each decided in one store transaction with the
+//! users' rows locked (`Store::lock_calls`), so any node may take any
+//! call's next step and each deadline fires once. Each node keeps the
+//! calls it knows for the topic rules, and publishes to its own
+//! subscribers every change it learns of, its own and other nodes' (news
+//! on the bus), newest version only and in order, by one task.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use switchboard_protocol::payload::{CallStateKind, EndReason};
 use switchboard_protocol::{validate, ClientId, ErrorCode, Id, Sid, Topic};
-use switchboard_signalling::{Call, Calls, Invitation, Refusal};
+use switchboard_signalling::{Call, Calls, Invitation, Refusal, KEEP_ENDED_MS};
+use tokio::sync::mpsc;
 
 use super::presence::PresenceService;
 use super::queue::{outbox, Inbox, Outbox};
@@ -15,29 +22,34 @@ use super::Edges;
 use crate::limits::Limits;
 use crate::push::{Push, WakeUp};
 use crate::refused::Refused;
-use crate::store::CallRecord;
+use crate::store::Parties;
 
-pub enum Out {
-    /// Store and publish the call's state.
-    State(Box<Call>),
-    /// The call is forgotten: remove its retained state.
-    Clear(Sid),
+/// What other nodes say of calls.
+pub enum News {
+    /// A call as another node stored it (JSON).
+    Changed(Bytes),
+    /// News may have been lost: read the calls known again.
+    All,
 }
 
-/// Call states waiting to be stored and published before new invites are
-/// refused (`rate_limited`).
+/// Call states waiting to be published before new invites are refused
+/// (`rate_limited`).
 const MAX_WAITING: usize = 10_000;
 
-/// What else follows a call's changes, in the order they are stored
-/// and before anyone learns of them: the relay opens and closes the
-/// call's room, robots forget its commands.
+/// What else follows a call's changes on each node, in order and before
+/// its subscribers learn of them: the relay opens and closes the call's
+/// room, robots forget its commands.
 pub trait Follow: Send + Sync {
     fn call_changed(&self, call: &Call);
 }
 
 pub struct CallService {
-    calls: Mutex<Calls>,
-    out: Outbox<Out>,
+    /// The calls this node knows: those changed lately (here, or on
+    /// another node that said so) and those read for the rules.
+    known: Mutex<Calls>,
+    /// This node's name: it holds the calls it accepts.
+    node: String,
+    out: Outbox<Box<Call>>,
     ring_ms: i64,
     edges: Edges,
     limits: Arc<Limits>,
@@ -46,64 +58,46 @@ pub struct CallService {
     followers: Vec<Arc<dyn Follow>>,
 }
 
-/// A call as the store keeps it.
-fn record(c: &Call) -> CallRecord {
-    CallRecord {
-        sid: c.sid.clone(),
-        caller: c.caller.clone(),
-        callee: c.callee.clone(),
-        kind: c.kind,
-        state: c.state,
-        reason: c.reason,
-        accepted_by: c.accepted_by.clone(),
-        created_at: c.created_at,
-        accepted_at: c.accepted_at,
-        ended_at: c.ended_at,
-    }
+fn refusal(refusal: Refusal) -> Refused {
+    let code = match refusal {
+        Refusal::NoSuchCall => ErrorCode::NotFound,
+        Refusal::NotInCall => ErrorCode::Forbidden,
+        _ => ErrorCode::Conflict,
+    };
+    Refused::new(code, refusal.to_string())
 }
 
-/// A call that was live when the server stopped, as the state machine
-/// knows an ended call.
-fn failed_call(r: &CallRecord) -> Call {
-    Call {
-        sid: r.sid.clone(),
-        caller: r.caller.clone(),
-        callee: r.callee.clone(),
-        kind: r.kind,
-        state: CallStateKind::Ended,
-        reason: Some(EndReason::Failed),
-        legs: Default::default(),
-        accepted_by: r.accepted_by.clone(),
-        created_at: r.created_at,
-        accepted_at: r.accepted_at,
-        ended_at: r.ended_at,
-        ring_deadline: r.created_at,
-    }
+fn state_payload(call: &Call) -> Vec<u8> {
+    serde_json::to_vec(&call.wire()).expect("state serializes")
 }
 
 impl CallService {
-    /// Starts the ticker and the task that stores and publishes each
-    /// change (from `queue`, which `new` returned).
-    pub fn start(self: &Arc<Self>, queue: Inbox<Out>) {
+    /// Starts the ticker, the task that publishes each change (from
+    /// `queue`, which `new` returned) and the one that hears other nodes'
+    /// `news`.
+    pub fn start(self: &Arc<Self>, queue: Inbox<Box<Call>>, news: mpsc::UnboundedReceiver<News>) {
         let service = self.clone();
         self.edges.every(Duration::from_millis(500), move || {
             let service = service.clone();
-            async move { service.tick() }
+            async move { service.tick().await }
         });
         self.edges.tasks.spawn(self.clone().run_publisher(queue));
+        self.edges.tasks.spawn(self.clone().hear(news));
     }
 
     pub fn new(
         ring_timeout: Duration,
+        node: String,
         edges: Edges,
         limits: Arc<Limits>,
         presence: Arc<PresenceService>,
         push: Arc<Push>,
         followers: Vec<Arc<dyn Follow>>,
-    ) -> (Arc<Self>, Inbox<Out>) {
+    ) -> (Arc<Self>, Inbox<Box<Call>>) {
         let (out, queue) = outbox(MAX_WAITING);
         let service = CallService {
-            calls: Mutex::new(Calls::new()),
+            known: Mutex::new(Calls::new()),
+            node,
             out,
             ring_ms: ring_timeout.as_millis() as i64,
             edges,
@@ -115,29 +109,39 @@ impl CallService {
         (Arc::new(service), queue)
     }
 
-    /// Calls live when the server last stopped, now ended `failed`: kept
-    /// known for a while, and their retained states to publish at start.
-    pub fn restore_failed(&self, failed: &[CallRecord]) -> Vec<(Topic, Vec<u8>)> {
-        let mut calls = self.calls.lock().expect("calls lock");
-        failed
-            .iter()
-            .map(failed_call)
-            .map(|call| {
-                let payload = serde_json::to_vec(&call.wire()).expect("state serializes");
-                let topic = Topic::CallState(call.sid.clone());
-                self.edges
-                    .metrics
-                    .count_call_end(EndReason::Failed.as_str().into());
-                calls.remember(call);
-                (topic, payload)
-            })
-            .collect()
+    /// Ends `failed` the accepted calls this node held when it last
+    /// stopped (their media room and command deadlines went with it);
+    /// how many.
+    pub async fn fail_held(&self) -> anyhow::Result<usize> {
+        let held = self.edges.store.calls_held_by(&self.node).await?;
+        self.fail(held).await
+    }
+
+    /// Ends `failed` those of `calls` still live; how many.
+    async fn fail(&self, calls: Vec<Parties>) -> anyhow::Result<usize> {
+        let now = self.edges.now_ms();
+        let mut failed = 0;
+        for parties in calls {
+            let locked = self.lock(&parties).await?;
+            let Some(call) = locked.calls.get(&parties.sid) else {
+                continue;
+            };
+            let mut call = call.clone();
+            if call.fail(now) {
+                locked
+                    .store(std::slice::from_ref(&call), &self.node)
+                    .await?;
+                self.decided(&[call]);
+                failed += 1;
+            }
+        }
+        Ok(failed)
     }
 
     /// Caller and callee of a call not ended, and whether it is accepted.
     pub fn live_parties(&self, sid: &Sid) -> Option<(Id, Id, bool)> {
-        let calls = self.calls.lock().expect("calls lock");
-        let call = calls.get(sid).filter(|c| c.state != CallStateKind::Ended)?;
+        let known = self.known.lock().expect("calls lock");
+        let call = known.get(sid).filter(|c| c.is_live())?;
         let accepted = call.state == CallStateKind::Accepted;
         Some((call.caller.id.clone(), call.callee.clone(), accepted))
     }
@@ -145,20 +149,56 @@ impl CallService {
     /// The two devices of an accepted call: the caller's and the callee's
     /// that accepted.
     pub fn media_devices(&self, sid: &Sid) -> Option<[ClientId; 2]> {
-        let calls = self.calls.lock().expect("calls lock");
-        let call = calls
+        let known = self.known.lock().expect("calls lock");
+        let call = known
             .get(sid)
             .filter(|c| c.state == CallStateKind::Accepted)?;
         Some([call.caller.clone(), call.accepted_by.clone()?])
     }
 
+    pub fn participant(&self, sid: &Sid, user: &Id) -> bool {
+        self.known
+            .lock()
+            .expect("calls lock")
+            .participant(sid, user)
+    }
+
+    /// Reads the call `sid` from the store unless this node knows it (or,
+    /// with `until_accepted`, knows it accepted or ended): a client may
+    /// act on another node's change before that node's news arrived here.
+    pub async fn recall(&self, sid: &Sid, until_accepted: bool) {
+        let settled = |c: &Call| {
+            !until_accepted
+                || c.state != CallStateKind::Inviting && c.state != CallStateKind::Ringing
+        };
+        if self
+            .known
+            .lock()
+            .expect("calls lock")
+            .get(sid)
+            .is_some_and(settled)
+        {
+            return;
+        }
+        match self.edges.store.call(sid).await {
+            Ok(Some(call)) => self.learn(call),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(%sid, "reading a call: {e:#}"),
+        }
+    }
+
     /// The invites `device` is to be shown now (of `only` that call, if
-    /// named): those of calls ringing for it. A device that subscribes to
-    /// its inbox late (woken by a push, with a new session) sees them.
-    pub fn ringing_for(&self, device: &ClientId, only: Option<&Sid>) -> Vec<(Topic, Vec<u8>)> {
-        let calls = self.calls.lock().expect("calls lock");
-        (calls.ringing_for(device))
-            .filter(|call| only.is_none_or(|sid| *sid == call.sid))
+    /// named): those of calls ringing for it, as stored. A device that
+    /// subscribes to its inbox late (woken by a push, with a new session,
+    /// on any node) sees them.
+    pub async fn ringing_for(
+        &self,
+        device: &ClientId,
+        only: Option<&Sid>,
+    ) -> anyhow::Result<Vec<(Topic, Vec<u8>)>> {
+        let ringing = self.edges.store.calls_ringing(&device.id).await?;
+        Ok((ringing.iter())
+            .filter(|call| call.rings_for(device) && only.is_none_or(|sid| *sid == call.sid))
             .map(|call| {
                 let topic = Topic::Invite {
                     callee: call.callee.clone(),
@@ -167,20 +207,23 @@ impl CallService {
                 let payload = serde_json::to_vec(&call.invite()).expect("an invite serializes");
                 (topic, payload)
             })
-            .collect()
+            .collect())
     }
 
-    pub fn participant(&self, sid: &Sid, user: &Id) -> bool {
-        self.calls
-            .lock()
-            .expect("calls lock")
-            .participant(sid, user)
+    /// The state a new subscriber to `session/<sid>/state` is served, as
+    /// stored: while the call lives and `KEEP_ENDED_MS` after.
+    pub async fn current(&self, sid: &Sid) -> anyhow::Result<Option<Vec<u8>>> {
+        let now = self.edges.now_ms();
+        let call = self.edges.store.call(sid).await?;
+        Ok(call
+            .filter(|c| c.ended_at.is_none_or(|t| now - t < KEEP_ENDED_MS))
+            .map(|c| state_payload(&c)))
     }
 
     /// An invite its caller published on `invite/<callee>/<sid>` (the
-    /// topic rules let the caller call the callee): checked, recorded as a
-    /// call, and delivered unless the call ended at once (busy, or glare
-    /// resolved against it). A callee with no device online is woken.
+    /// topic rules let the caller call the callee): checked, decided as a
+    /// new call, and delivered unless the call ended at once (busy, or
+    /// glare resolved against it). A callee with no device online is woken.
     pub async fn invite(
         &self,
         caller: &ClientId,
@@ -199,48 +242,58 @@ impl CallService {
             return Err(Refused::new(ErrorCode::RateLimited, message));
         }
         if self.out.full() {
-            let message = "the server is busy storing calls; try again shortly";
+            let message = "the server is busy publishing calls; try again shortly";
             return Err(Refused::new(ErrorCode::RateLimited, message));
         }
-        let known = self
-            .edges
-            .store
-            .call_exists(&sid)
+        let parties = Parties {
+            sid: sid.clone(),
+            caller: caller.id.clone(),
+            callee: callee.clone(),
+        };
+        let mut locked = self
+            .lock(&parties)
             .await
-            .map_err(|e| Refused::internal("checking a session id", e))?;
+            .map_err(|e| Refused::internal("reading calls", e))?;
         let invitation = Invitation {
             sid,
             caller: caller.clone(),
-            callee: callee.clone(),
+            callee,
             kind: invite.kind,
         };
-        let call = {
-            let mut calls = self.calls.lock().expect("calls lock");
-            let now = self.edges.now_ms();
-            let invited = calls
-                .invite(invitation, now, self.ring_ms, known)
-                .map_err(|refusal| Refused::new(ErrorCode::Conflict, refusal.to_string()))?;
-            self.emit(&invited.call);
-            if let Some(ended) = &invited.ended {
-                self.emit(ended);
-            }
-            invited.call
-        };
+        let now = self.edges.now_ms();
+        let invited = (locked.calls)
+            .invite(invitation, now, self.ring_ms)
+            .map_err(|r| Refused::new(ErrorCode::Conflict, r.to_string()))?;
+        let call = invited.call.clone();
+        let changed: Vec<Call> = [invited.call].into_iter().chain(invited.ended).collect();
+        locked
+            .store(&changed, &self.node)
+            .await
+            .map_err(|e| Refused::internal("storing a call", e))?;
+        self.decided(&changed);
         if !call.is_live() {
             let message = "busy: the callee is in another call or calling you";
             return Err(Refused::new(ErrorCode::Conflict, message));
         }
-        if !self.presence.is_online(&callee) {
-            self.wake(call);
-        }
+        self.wake(call);
         Ok(())
     }
 
-    /// Pushes a wake-up to a callee with no device online; the invite
-    /// itself waits in its persistent session (QoS 1).
+    /// Pushes a wake-up to a callee with no device online on any node; the
+    /// invite itself waits in its persistent session (QoS 1), and any
+    /// device is served it as it subscribes.
     fn wake(&self, call: Call) {
-        let (store, push) = (self.edges.store.clone(), self.push.clone());
+        let (store, push, presence) = (
+            self.edges.store.clone(),
+            self.push.clone(),
+            self.presence.clone(),
+        );
         self.edges.tasks.spawn(async move {
+            match presence.current(&call.callee).await {
+                Ok(p) if p.online => return,
+                Ok(_) => {}
+                Err(e) => return tracing::warn!("reading a callee's presence: {e:#}"),
+            }
             let tokens = match store.push_tokens(&call.callee).await {
                 Ok(t) if !t.is_empty() => t,
                 Ok(_) => return,
@@ -261,89 +314,162 @@ impl CallService {
     }
 
     /// A participant's action published on `session/<sid>/call`.
-    pub fn act(&self, sid: &Sid, from: &ClientId, payload: &[u8]) -> Result<(), Refused> {
+    pub async fn act(&self, sid: &Sid, from: &ClientId, payload: &[u8]) -> Result<(), Refused> {
         let action = validate::call_action(payload, from)?;
-        let mut calls = self.calls.lock().expect("calls lock");
+        let parties = (self.edges.store.call_parties(sid).await)
+            .map_err(|e| Refused::internal("reading a call", e))?
+            .ok_or_else(|| refusal(Refusal::NoSuchCall))?;
+        let mut locked = self
+            .lock(&parties)
+            .await
+            .map_err(|e| Refused::internal("reading calls", e))?;
         let now = self.edges.now_ms();
-        match calls.act(sid, from, action.action, now) {
-            Ok(Some(call)) => {
-                self.emit(&call);
-                Ok(())
-            }
-            Ok(None) => Ok(()),
-            Err(refusal) => {
-                let code = match refusal {
-                    Refusal::NoSuchCall => ErrorCode::NotFound,
-                    Refusal::NotInCall => ErrorCode::Forbidden,
-                    _ => ErrorCode::Conflict,
-                };
-                Err(Refused::new(code, refusal.to_string()))
-            }
-        }
+        let Some(call) = locked
+            .calls
+            .act(sid, from, action.action, now)
+            .map_err(refusal)?
+        else {
+            return Ok(());
+        };
+        let changed = [call];
+        locked
+            .store(&changed, &self.node)
+            .await
+            .map_err(|e| Refused::internal("storing a call", e))?;
+        self.decided(&changed);
+        Ok(())
     }
 
-    /// Queues a change; called under the calls lock, so the queue keeps
-    /// each call's changes in order.
-    fn emit(&self, call: &Call) {
-        match call.state {
-            CallStateKind::Ended => {
-                let reason = call.reason.map_or("", EndReason::as_str);
-                self.edges.metrics.count_call_end(reason.into());
-            }
-            CallStateKind::Accepted => {
-                if let Some(at) = call.accepted_at {
-                    self.edges
-                        .metrics
-                        .invite_to_accept
-                        .observe((at - call.created_at) as f64 / 1000.0);
+    /// The calls of a call's parties, locked for a transition.
+    async fn lock(&self, p: &Parties) -> anyhow::Result<crate::store::LockedCalls> {
+        self.edges
+            .store
+            .lock_calls([&p.caller, &p.callee], Some(&p.sid))
+            .await
+    }
+
+    /// Changes this node decided and stored: counted, told to the other
+    /// nodes, and learnt here.
+    fn decided(&self, changed: &[Call]) {
+        for call in changed {
+            match call.state {
+                CallStateKind::Ended => {
+                    let reason = call.reason.map_or("", EndReason::as_str);
+                    self.edges.metrics.count_call_end(reason.into());
                 }
+                CallStateKind::Accepted => {
+                    if let Some(at) = call.accepted_at {
+                        self.edges
+                            .metrics
+                            .invite_to_accept
+                            .observe((at - call.created_at) as f64 / 1000.0);
+                    }
+                }
+                _ => {}
             }
-            _ => {}
-        }
-        self.out.send(Out::State(Box::new(call.clone())));
-    }
-
-    /// Ends unanswered calls at their deadline and forgets old ended
-    /// ones (twice a second).
-    fn tick(&self) {
-        let mut calls = self.calls.lock().expect("calls lock");
-        let (missed, forgotten) = calls.tick(self.edges.now_ms());
-        for call in &missed {
-            self.emit(call);
-        }
-        for sid in forgotten {
-            self.out.send(Out::Clear(sid));
+            let news = serde_json::to_vec(call).expect("a call serializes");
+            self.edges.bus.call_changed(news.into());
+            self.learn(call.clone());
         }
     }
 
-    /// Lets the followers know of each change, stores it, then publishes
-    /// it: the relay room of an accepted call opens before anyone learns
-    /// it is accepted.
-    async fn run_publisher(self: Arc<Self>, mut queue: Inbox<Out>) {
+    /// Keeps `call` if it is newer than what this node knows, and queues
+    /// it for this node's followers and subscribers; under the lock, so
+    /// the queue holds each call's versions in order.
+    fn learn(&self, call: Call) {
+        let mut known = self.known.lock().expect("calls lock");
+        if known.apply(call.clone()) {
+            self.out.send(Box::new(call));
+        }
+    }
+
+    /// Other nodes' news, until the stop.
+    async fn hear(self: Arc<Self>, mut news: mpsc::UnboundedReceiver<News>) {
+        loop {
+            let next = tokio::select! {
+                next = news.recv() => next,
+                () = self.edges.stop.cancelled() => return,
+            };
+            match next {
+                Some(News::Changed(bytes)) => match serde_json::from_slice::<Call>(&bytes) {
+                    Ok(call) => self.learn(call),
+                    Err(e) => {
+                        tracing::warn!("a call from another node that does not read ({e}), ignored")
+                    }
+                },
+                Some(News::All) => self.read_known_again().await,
+                None => return,
+            }
+        }
+    }
+
+    /// Reads the live calls this node knows from the store again.
+    async fn read_known_again(&self) {
+        let live: Vec<Sid> = {
+            let known = self.known.lock().expect("calls lock");
+            known.live().map(|c| c.sid.clone()).collect()
+        };
+        for sid in live {
+            match self.edges.store.call(&sid).await {
+                Ok(Some(call)) => self.learn(call),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(%sid, "reading a call again: {e:#}"),
+            }
+        }
+    }
+
+    /// Ends unanswered calls past their deadline, and accepted calls held
+    /// by a node gone silent, whichever node took them (the first node to
+    /// lock a call ends it; the others find it ended); forgets ended
+    /// calls kept long enough. Twice a second.
+    async fn tick(&self) {
+        let now = self.edges.now_ms();
+        self.known.lock().expect("calls lock").forget_ended(now);
+        let due = match self.edges.store.calls_due(now).await {
+            Ok(due) => due,
+            Err(e) => return tracing::warn!("reading calls past their deadline: {e:#}"),
+        };
+        for parties in due {
+            if let Err(e) = self.expire(&parties, now).await {
+                tracing::warn!(sid = %parties.sid, "ending a call missed: {e:#}");
+            }
+        }
+        let orphans = self.edges.store.calls_held_by_gone_nodes().await;
+        match orphans.map(|calls| self.fail(calls)) {
+            Ok(failing) => match failing.await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(count = n, "calls held by a silent node ended as failed"),
+                Err(e) => tracing::warn!("ending calls held by a silent node: {e:#}"),
+            },
+            Err(e) => tracing::warn!("reading calls held by silent nodes: {e:#}"),
+        }
+    }
+
+    async fn expire(&self, parties: &Parties, now: i64) -> anyhow::Result<()> {
+        let mut locked = self.lock(parties).await?;
+        let missed = locked.calls.expire(now);
+        if !missed.is_empty() {
+            locked.store(&missed, &self.node).await?;
+            self.decided(&missed);
+        }
+        Ok(())
+    }
+
+    /// Lets the followers know of each change this node learns, then
+    /// publishes it to this node's subscribers: the relay room of an
+    /// accepted call opens before anyone here learns it is accepted.
+    async fn run_publisher(self: Arc<Self>, mut queue: Inbox<Box<Call>>) {
         let publish = &self.edges.publish;
-        while let Some(out) = queue.next(&self.edges.stop).await {
-            match out {
-                Out::State(call) => {
-                    for follower in &self.followers {
-                        follower.call_changed(&call);
-                    }
-                    if let Err(e) = self.edges.store.save_call(&record(&call)).await {
-                        tracing::error!(sid = %call.sid, "storing a call: {e:#}");
-                    }
-                    let payload = serde_json::to_vec(&call.wire()).expect("state serializes");
-                    let topic = Topic::CallState(call.sid.clone());
-                    if let Err(e) = publish.publish(&topic, payload, true).await {
-                        tracing::error!(sid = %call.sid, "publishing a call state: {e:#}");
-                    }
-                }
-                Out::Clear(sid) => {
-                    if let Err(e) = publish
-                        .publish(&Topic::CallState(sid), Vec::new(), true)
-                        .await
-                    {
-                        tracing::warn!("clearing a call state: {e:#}");
-                    }
-                }
+        while let Some(call) = queue.next(&self.edges.stop).await {
+            for follower in &self.followers {
+                follower.call_changed(&call);
+            }
+            let topic = Topic::CallState(call.sid.clone());
+            if let Err(e) = publish
+                .publish_here(&topic, state_payload(&call), true)
+                .await
+            {
+                tracing::error!(sid = %call.sid, "publishing a call state: {e:#}");
             }
         }
     }
@@ -371,7 +497,7 @@ mod tests {
         }
     }
 
-    async fn service(edges: Edges, seen: Arc<Seen>) -> (Arc<CallService>, Inbox<Out>) {
+    async fn service(edges: Edges, seen: Arc<Seen>) -> (Arc<CallService>, Inbox<Box<Call>>) {
         for user in [CALLER, CALLEE] {
             edges
                 .store
@@ -384,11 +510,24 @@ mod tests {
             .unwrap();
         let limits = Arc::new(Limits::new());
         let push = Arc::new(Push::Off);
-        CallService::new(RING, edges, limits, presence, push, vec![seen])
+        let followers: Vec<Arc<dyn Follow>> = vec![seen];
+        CallService::new(
+            RING,
+            "node".into(),
+            edges,
+            limits,
+            presence,
+            push,
+            followers,
+        )
     }
 
     fn phone() -> ClientId {
         format!("{CALLER}:phone").parse().unwrap()
+    }
+
+    fn callee_phone() -> ClientId {
+        format!("{CALLEE}:phone").parse().unwrap()
     }
 
     fn invite(sid: &str) -> String {
@@ -423,14 +562,16 @@ mod tests {
         assert_eq!((topic, retain), (Topic::CallState(sid.clone()), true));
         assert_eq!(state(&payload).state, CallStateKind::Inviting);
         assert!(
-            store.call_exists(&sid).await.unwrap(),
+            store.call(&sid).await.unwrap().is_some(),
             "stored before it is published"
         );
+        assert!(calls.participant(&sid, &callee));
 
         clock.advance(RING.as_millis() as i64 - 1);
-        calls.tick();
+        calls.tick().await;
         clock.advance(1);
-        calls.tick();
+        calls.tick().await;
+        calls.tick().await;
         let (_, payload, _) = sent.recv().await.unwrap();
         let ended = state(&payload);
         assert_eq!(
@@ -442,26 +583,97 @@ mod tests {
             (stored.state, stored.reason),
             (CallStateKind::Ended, Some(EndReason::Missed))
         );
+        assert_eq!(
+            calls.current(&sid).await.unwrap(),
+            Some(payload),
+            "served as stored"
+        );
         stop.cancel();
         publisher.await.unwrap();
         assert_eq!(
             *seen.0.lock().unwrap(),
             [CallStateKind::Inviting, CallStateKind::Ended],
-            "each change followed, in order"
+            "each change followed once, in order"
         );
         let again = calls
-            .invite(&phone(), callee, sid, invite(SID).as_bytes())
+            .invite(&phone(), callee, sid.clone(), invite(SID).as_bytes())
             .await
             .unwrap_err();
         assert_eq!(
             (again.code, again.message.as_str()),
             (ErrorCode::Conflict, "this session id is already used")
         );
+        clock.advance(KEEP_ENDED_MS);
+        assert_eq!(calls.current(&sid).await.unwrap(), None, "no longer served");
+    }
+
+    /// Two nodes on one store: either takes the call's next step, and
+    /// each publishes the changes it hears of once, newest only.
+    #[tokio::test]
+    async fn any_node_takes_a_calls_next_step_and_hears_the_others() {
+        let (edges, _clock, mut sent) = test_edges().await;
+        let (one, mut one_queue) = service(edges.clone(), Arc::default()).await;
+        let (two, _) = service(edges.clone(), Arc::default()).await;
+        let (sid, callee): (Sid, Id) = (SID.parse().unwrap(), CALLEE.parse().unwrap());
+        one.invite(
+            &phone(),
+            callee.clone(),
+            sid.clone(),
+            invite(SID).as_bytes(),
+        )
+        .await
+        .unwrap();
+        assert!(!two.participant(&sid, &callee), "not heard of yet");
+        two.recall(&sid, false).await;
+        assert!(two.participant(&sid, &callee), "read from the store");
+        let accept = br#"{"action":"accept"}"#;
+        two.act(&sid, &callee_phone(), accept).await.unwrap();
+        assert_eq!(two.media_devices(&sid), Some([phone(), callee_phone()]));
+        assert_eq!(one.media_devices(&sid), None, "one has not heard yet");
+        one.recall(&sid, true).await;
+        assert_eq!(one.media_devices(&sid), Some([phone(), callee_phone()]));
+
+        // What one queued for its subscribers: each version it learned,
+        // once; news older than what it knows changes nothing.
+        let versions = |queue: &mut Inbox<Box<Call>>| {
+            let mut v = Vec::new();
+            while let Some(call) = queue.try_next() {
+                v.push(call.version);
+            }
+            v
+        };
+        assert_eq!(versions(&mut one_queue), [1, 2]);
+        let first = store_version(&edges, &sid).await;
+        one.learn(first);
+        assert!(versions(&mut one_queue).is_empty());
+        let hangup = br#"{"action":"hangup"}"#;
+        two.act(&sid, &phone(), hangup).await.unwrap();
+        let ended = edges.store.call(&sid).await.unwrap().unwrap();
+        let news = serde_json::to_vec(&ended).unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        tx.send(News::Changed(news.clone().into())).unwrap();
+        tx.send(News::Changed(news.into())).unwrap();
+        tx.send(News::Changed(Bytes::from_static(b"not a call")))
+            .unwrap();
+        drop(tx);
+        one.clone().hear(rx).await;
+        assert_eq!(versions(&mut one_queue), [3]);
+        assert_eq!(one.live_parties(&sid), None, "ended");
+        assert!(
+            sent.try_recv().is_err(),
+            "nothing published without the publisher"
+        );
+    }
+
+    async fn store_version(edges: &Edges, sid: &Sid) -> Call {
+        let mut call = edges.store.call(sid).await.unwrap().unwrap();
+        call.version = 1;
+        call
     }
 
     #[tokio::test]
     async fn refused_invites_and_actions_change_nothing() {
-        let (edges, _clock, mut sent) = test_edges().await;
+        let (edges, _clock, _sent) = test_edges().await;
         let (calls, _queue) = service(edges, Arc::default()).await;
         let sid: Sid = SID.parse().unwrap();
         let callee: Id = CALLEE.parse().unwrap();
@@ -492,12 +704,29 @@ mod tests {
             .unwrap_err();
         assert_eq!(myself.code, ErrorCode::Conflict);
         let accept = br#"{"action":"accept"}"#;
-        let none = calls.act(&sid, &phone(), accept).unwrap_err();
+        let none = calls.act(&sid, &phone(), accept).await.unwrap_err();
         assert_eq!(
             (none.code, none.message.as_str()),
             (ErrorCode::NotFound, "no such call")
         );
-        assert!(calls.live_parties(&sid).is_none());
-        assert!(sent.try_recv().is_err(), "nothing published");
+        calls
+            .invite(&phone(), callee, sid.clone(), invite(SID).as_bytes())
+            .await
+            .unwrap();
+        let stored = calls.edges.store.call(&sid).await.unwrap();
+        let bad: Vec<(&[u8], ErrorCode)> = vec![
+            (b"{", ErrorCode::BadRequest),
+            (br#"{"action":"hangup"}"#, ErrorCode::Conflict),
+            (br#"{"action":"accept"}"#, ErrorCode::Conflict),
+        ];
+        for (payload, code) in bad {
+            let refused = calls.act(&sid, &phone(), payload).await.unwrap_err();
+            assert_eq!(refused.code, code, "{}", String::from_utf8_lossy(payload));
+        }
+        assert_eq!(
+            calls.edges.store.call(&sid).await.unwrap(),
+            stored,
+            "unchanged"
+        );
     }
 }

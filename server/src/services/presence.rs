@@ -203,6 +203,7 @@ impl PresenceService {
     }
 
     /// Whether any device of `user` is connected to this node.
+    #[cfg(test)]
     pub fn is_online(&self, user: &Id) -> bool {
         let tracker = self.tracker.lock().expect("presence lock");
         tracker.get(user).is_some_and(|p| p.online)

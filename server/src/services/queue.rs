@@ -163,6 +163,14 @@ impl<T> Inbox<T> {
         }
         item
     }
+
+    /// What is queued now, for tests reading a queue without its task.
+    #[cfg(test)]
+    pub fn try_next(&mut self) -> Option<T> {
+        let item = self.rx.try_recv().ok()?;
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        Some(item)
+    }
 }
 
 #[cfg(test)]

@@ -288,6 +288,7 @@ mod tests {
             accepted_at: None,
             ended_at: Some(1),
             ring_deadline: 0,
+            version: 2,
         }
     }
 

@@ -1,51 +1,109 @@
-//! Call history and push tokens.
+//! Calls, decided here: a transition locks the rows of the users it
+//! involves, reads their live calls, runs the state machine (the
+//! signalling crate) and stores what changed, in one transaction, so two
+//! nodes never decide on the same calls at once. Also the call history
+//! and push tokens.
 
-use anyhow::Result;
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
-use switchboard_protocol::payload::{CallKind, CallStateKind, EndReason};
+use switchboard_protocol::payload::{EndReason, LegState};
 use switchboard_protocol::{ClientId, Id, Sid};
+use switchboard_signalling::{Call, Calls};
 use utoipa::ToSchema;
 
 use super::{typed, Store};
 use crate::clock::now_ms;
 
-/// A call as stored: the history, and what a restart needs to end the
-/// calls it found live.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallRecord {
-    pub sid: Sid,
-    /// With the device it called from.
-    pub caller: ClientId,
-    pub callee: Id,
-    pub kind: CallKind,
-    pub state: CallStateKind,
-    pub reason: Option<EndReason>,
-    pub accepted_by: Option<ClientId>,
-    pub created_at: i64,
-    pub accepted_at: Option<i64>,
-    pub ended_at: Option<i64>,
-}
-
 const COLUMNS: &str = "sid, caller, caller_device, callee, kind, state, reason, accepted_by, \
-                       created_at, accepted_at, ended_at";
+                       created_at, accepted_at, ended_at, legs, ring_deadline, version";
 
-fn record(row: &AnyRow) -> Result<CallRecord> {
+fn call(row: &AnyRow) -> Result<Call> {
     let device: Option<String> = row.get(2);
     let reason: Option<String> = row.get(6);
     let accepted_by: Option<String> = row.get(7);
-    Ok(CallRecord {
+    let legs: String = row.get(11);
+    let legs: BTreeMap<ClientId, LegState> = serde_json::from_str(&legs)
+        .with_context(|| format!("malformed legs {legs:?} in the database"))?;
+    let version: i64 = row.get(13);
+    Ok(Call {
         sid: typed(row.get(0))?,
         caller: ClientId::new(typed(row.get(1))?, device.map(typed).transpose()?),
         callee: typed(row.get(3))?,
         kind: typed(row.get(4))?,
         state: typed(row.get(5))?,
         reason: reason.map(typed).transpose()?,
+        legs,
         accepted_by: accepted_by.map(typed).transpose()?,
         created_at: row.get(8),
         accepted_at: row.get(9),
         ended_at: row.get(10),
+        ring_deadline: row.get(12),
+        version: version.try_into().context("a negative call version")?,
+    })
+}
+
+/// The calls of some users, read with their rows locked: what a
+/// transition may look at. Dropped without `store`, nothing changes.
+pub struct LockedCalls {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    pub calls: Calls,
+}
+
+impl LockedCalls {
+    /// Stores `changed` (calls of the locked users) and commits. `node`
+    /// is this node: an accepted call is held by the node that accepted it.
+    pub async fn store(mut self, changed: &[Call], node: &str) -> Result<()> {
+        for c in changed {
+            let legs = serde_json::to_string(&c.legs).expect("legs serialize");
+            let holder =
+                (c.state == switchboard_protocol::payload::CallStateKind::Accepted).then_some(node);
+            sqlx::query(&format!(
+                "INSERT INTO calls ({COLUMNS}, node)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                 ON CONFLICT (sid) DO UPDATE SET state = $6, reason = $7, accepted_by = $8,
+                     accepted_at = $10, ended_at = $11, legs = $12, version = $14,
+                     node = COALESCE(calls.node, $15)",
+            ))
+            .bind(c.sid.as_str())
+            .bind(c.caller.id.as_str())
+            .bind(c.caller.device.as_ref().map(|d| d.as_str()))
+            .bind(c.callee.as_str())
+            .bind(c.kind.as_str())
+            .bind(c.state.as_str())
+            .bind(c.reason.map(EndReason::as_str))
+            .bind(c.accepted_by.as_ref().map(ClientId::to_string))
+            .bind(c.created_at)
+            .bind(c.accepted_at)
+            .bind(c.ended_at)
+            .bind(legs)
+            .bind(c.ring_deadline)
+            .bind(i64::try_from(c.version).context("a call version past i64")?)
+            .bind(holder)
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Who a call is between, never changing: what locking its calls needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parties {
+    pub sid: Sid,
+    pub caller: Id,
+    pub callee: Id,
+}
+
+fn parties(row: &AnyRow) -> Result<Parties> {
+    Ok(Parties {
+        sid: typed(row.get(0))?,
+        caller: typed(row.get(1))?,
+        callee: typed(row.get(2))?,
     })
 }
 
@@ -59,67 +117,102 @@ pub struct PushToken {
 pub const MAX_PUSH_TOKENS: i64 = 10;
 
 impl Store {
-    pub async fn call_exists(&self, sid: &Sid) -> Result<bool> {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM calls WHERE sid = $1")
-            .bind(sid.as_str())
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(n > 0)
-    }
-
-    /// Inserts or updates a call.
-    pub async fn save_call(&self, c: &CallRecord) -> Result<()> {
-        sqlx::query(&format!(
-            "INSERT INTO calls ({COLUMNS})
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-             ON CONFLICT (sid) DO UPDATE SET state = $6, reason = $7, accepted_by = $8, accepted_at = $10, ended_at = $11",
-        ))
-        .bind(c.sid.as_str())
-        .bind(c.caller.id.as_str())
-        .bind(c.caller.device.as_ref().map(|d| d.as_str()))
-        .bind(c.callee.as_str())
-        .bind(c.kind.as_str())
-        .bind(c.state.as_str())
-        .bind(c.reason.map(EndReason::as_str))
-        .bind(c.accepted_by.as_ref().map(ClientId::to_string))
-        .bind(c.created_at)
-        .bind(c.accepted_at)
-        .bind(c.ended_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Ends every call still live (after a restart: their state was in the
-    /// process that stopped) as `failed`, and returns them so ended. A row
-    /// that does not read back is an error, and then no call is changed.
-    pub async fn fail_live_calls(&self) -> Result<Vec<CallRecord>> {
-        let now = now_ms();
+    /// Locks `users`' rows (in id order, so transitions never deadlock),
+    /// then reads their live calls and the call `sid`, if named (live or
+    /// not). On SQLite the write lock taken at `BEGIN` does the locking.
+    pub async fn lock_calls(&self, users: [&Id; 2], sid: Option<&Sid>) -> Result<LockedCalls> {
         let mut tx = self.begin().await?;
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM calls WHERE state <> 'ended'"
+        let mut ids = users;
+        ids.sort();
+        if !self.sqlite {
+            for id in ids.iter().take(if ids[0] == ids[1] { 1 } else { 2 }) {
+                sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        let mut rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM calls
+             WHERE state <> 'ended' AND (caller IN ($1, $2) OR callee IN ($1, $2))"
         ))
+        .bind(ids[0].as_str())
+        .bind(ids[1].as_str())
         .fetch_all(&mut *tx)
         .await?;
-        let live = rows.iter().map(record).collect::<Result<Vec<_>>>()?;
-        sqlx::query("UPDATE calls SET state = 'ended', reason = 'failed', ended_at = $1 WHERE state <> 'ended'")
-            .bind(now)
-            .execute(&mut *tx)
+        if let Some(sid) = sid {
+            let one = sqlx::query(&format!("SELECT {COLUMNS} FROM calls WHERE sid = $1"))
+                .bind(sid.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            rows.extend(one);
+        }
+        let mut calls = Calls::new();
+        for row in &rows {
+            calls.apply(call(row)?);
+        }
+        Ok(LockedCalls { tx, calls })
+    }
+
+    /// Who the call `sid` is between, if it exists.
+    pub async fn call_parties(&self, sid: &Sid) -> Result<Option<Parties>> {
+        let row = sqlx::query("SELECT sid, caller, callee FROM calls WHERE sid = $1")
+            .bind(sid.as_str())
+            .fetch_optional(&self.pool)
             .await?;
-        tx.commit().await?;
-        Ok(live
-            .into_iter()
-            .map(|call| CallRecord {
-                state: CallStateKind::Ended,
-                reason: Some(EndReason::Failed),
-                ended_at: Some(now),
-                ..call
-            })
-            .collect())
+        row.as_ref().map(parties).transpose()
+    }
+
+    /// Unanswered calls whose ring deadline is `now` or past.
+    pub async fn calls_due(&self, now: i64) -> Result<Vec<Parties>> {
+        let rows = sqlx::query(
+            "SELECT sid, caller, callee FROM calls
+             WHERE state IN ('inviting', 'ringing') AND ring_deadline <= $1",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(parties).collect()
+    }
+
+    /// Accepted calls held by `node` (or by no node: accepted before
+    /// nodes held calls).
+    pub async fn calls_held_by(&self, node: &str) -> Result<Vec<Parties>> {
+        let rows = sqlx::query(
+            "SELECT sid, caller, callee FROM calls
+             WHERE state = 'accepted' AND (node = $1 OR node IS NULL)",
+        )
+        .bind(node)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(parties).collect()
+    }
+
+    /// Accepted calls held by a node no longer listed in `nodes` (silent
+    /// past its TTL, and swept).
+    pub async fn calls_held_by_gone_nodes(&self) -> Result<Vec<Parties>> {
+        let rows = sqlx::query(
+            "SELECT sid, caller, callee FROM calls
+             WHERE state = 'accepted' AND node NOT IN (SELECT id FROM nodes)",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(parties).collect()
+    }
+
+    /// The calls ringing for `user`'s devices (legs aside).
+    pub async fn calls_ringing(&self, user: &Id) -> Result<Vec<Call>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM calls WHERE callee = $1 AND state IN ('inviting', 'ringing')"
+        ))
+        .bind(user.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(call).collect()
     }
 
     /// A user's calls, newest first, created before `before`.
-    pub async fn calls_of(&self, user: &Id, before: i64, limit: i64) -> Result<Vec<CallRecord>> {
+    pub async fn calls_of(&self, user: &Id, before: i64, limit: i64) -> Result<Vec<Call>> {
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM calls WHERE (caller = $1 OR callee = $1) AND created_at < $2
              ORDER BY created_at DESC, sid DESC LIMIT $3"
@@ -129,15 +222,15 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(record).collect()
+        rows.iter().map(call).collect()
     }
 
-    pub async fn call(&self, sid: &Sid) -> Result<Option<CallRecord>> {
+    pub async fn call(&self, sid: &Sid) -> Result<Option<Call>> {
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM calls WHERE sid = $1"))
             .bind(sid.as_str())
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(record).transpose()
+        row.as_ref().map(call).transpose()
     }
 
     /// Registers a push token, keeping the newest `MAX_PUSH_TOKENS`.
@@ -186,68 +279,156 @@ mod tests {
     use super::*;
     use crate::store::tests::temp_store;
     use switchboard_protocol::acl::PrincipalKind;
+    use switchboard_protocol::payload::{CallActionKind, CallKind};
+    use switchboard_signalling::Invitation;
 
     const CALLER: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     const CALLEE: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    const THIRD: &str = "cccccccccccccccccccccccccccccccc";
+    const FOURTH: &str = "dddddddddddddddddddddddddddddddd";
+    const RING: i64 = 30_000;
+
+    fn id(s: &str) -> Id {
+        s.parse().unwrap()
+    }
+
+    /// Invites `callee` from `caller`'s phone at `at`, as the service does.
+    async fn invite(store: &Store, sid: u8, caller: &str, callee: &str, at: i64) -> Call {
+        let (caller, callee) = (id(caller), id(callee));
+        let sid: Sid = format!("{sid:032x}").parse().unwrap();
+        let mut locked = store
+            .lock_calls([&caller, &callee], Some(&sid))
+            .await
+            .unwrap();
+        let invitation = Invitation {
+            sid,
+            caller: ClientId::new(caller, Some("phone".parse().unwrap())),
+            callee,
+            kind: CallKind::Video,
+        };
+        let invited = locked.calls.invite(invitation, at, RING).unwrap();
+        let changed: Vec<Call> = [invited.call.clone()]
+            .into_iter()
+            .chain(invited.ended)
+            .collect();
+        locked.store(&changed, "n1").await.unwrap();
+        invited.call
+    }
 
     #[tokio::test]
-    async fn calls_read_back_as_saved_and_live_ones_end_failed() {
+    async fn calls_read_back_as_stored_and_transitions_see_the_users_live_calls() {
         let store = temp_store().await;
-        let callee: Id = CALLEE.parse().unwrap();
-        for id in [CALLER, CALLEE] {
-            let id = id.parse().unwrap();
-            store.ensure_user(&id, PrincipalKind::User).await.unwrap();
+        for user in [CALLER, CALLEE, THIRD, FOURTH] {
+            store
+                .ensure_user(&id(user), PrincipalKind::User)
+                .await
+                .unwrap();
         }
-        let answered = CallRecord {
-            sid: "1".repeat(32).parse().unwrap(),
-            caller: format!("{CALLER}:phone").parse().unwrap(),
-            callee: callee.clone(),
-            kind: CallKind::Audio,
-            state: CallStateKind::Ended,
-            reason: Some(EndReason::Hangup),
-            accepted_by: Some(format!("{CALLEE}:tablet").parse().unwrap()),
-            created_at: 1,
-            accepted_at: Some(2),
-            ended_at: Some(5),
-        };
-        let ringing = CallRecord {
-            sid: "2".repeat(32).parse().unwrap(),
-            caller: CALLER.parse().unwrap(),
-            kind: CallKind::Video,
-            state: CallStateKind::Ringing,
-            reason: None,
-            accepted_by: None,
-            created_at: 3,
-            accepted_at: None,
-            ended_at: None,
-            ..answered.clone()
-        };
-        for call in [&answered, &ringing] {
-            store.save_call(call).await.unwrap();
-        }
+        let first = invite(&store, 1, CALLER, CALLEE, 10).await;
+        assert_eq!(store.call(&first.sid).await.unwrap(), Some(first.clone()));
         assert_eq!(
-            store.call(&answered.sid).await.unwrap().as_ref(),
-            Some(&answered)
-        );
-        assert_eq!(
-            store.calls_of(&callee, i64::MAX, 10).await.unwrap(),
-            [ringing.clone(), answered.clone()],
-            "newest first"
+            store.calls_ringing(&id(CALLEE)).await.unwrap(),
+            std::slice::from_ref(&first)
         );
 
-        let failed = store.fail_live_calls().await.unwrap();
-        let [call] = &failed[..] else {
-            panic!("one live call: {failed:?}")
-        };
+        // The callee's tablet rings, then accepts: the legs and the holding
+        // node are stored.
+        let tablet: ClientId = format!("{CALLEE}:tablet").parse().unwrap();
+        let mut locked = store
+            .lock_calls([&id(CALLEE), &id(CALLER)], Some(&first.sid))
+            .await
+            .unwrap();
+        let ringing = locked
+            .calls
+            .act(&first.sid, &tablet, CallActionKind::Ringing, 11)
+            .unwrap()
+            .unwrap();
+        let accepted = locked
+            .calls
+            .act(&first.sid, &tablet, CallActionKind::Accept, 12)
+            .unwrap()
+            .unwrap();
+        assert_eq!((ringing.version, accepted.version), (2, 3));
+        locked
+            .store(std::slice::from_ref(&accepted), "n2")
+            .await
+            .unwrap();
         assert_eq!(
-            (call.state, call.reason, &call.caller),
-            (
-                CallStateKind::Ended,
-                Some(EndReason::Failed),
-                &ringing.caller
-            )
+            store.call(&first.sid).await.unwrap(),
+            Some(accepted.clone())
         );
-        assert_eq!(store.call(&ringing.sid).await.unwrap().as_ref(), Some(call));
-        assert!(store.fail_live_calls().await.unwrap().is_empty());
+        assert!(store.calls_ringing(&id(CALLEE)).await.unwrap().is_empty());
+        let held = |node: &'static str| {
+            let store = store.clone();
+            async move { store.calls_held_by(node).await.unwrap() }
+        };
+        assert_eq!(held("n2").await.len(), 1, "held by the node that accepted");
+        assert!(held("n1").await.is_empty());
+
+        // A third user's call to the callee sees it busy; the sid is taken.
+        let busy = invite(&store, 2, THIRD, CALLEE, 20).await;
+        assert_eq!(busy.reason, Some(EndReason::Busy));
+        let locked = store
+            .lock_calls([&id(THIRD), &id(CALLER)], Some(&first.sid))
+            .await
+            .unwrap();
+        assert!(
+            locked.calls.get(&first.sid).is_some(),
+            "the named call, though not theirs"
+        );
+        drop(locked);
+
+        // Due calls: those unanswered past their deadline only.
+        let third = invite(&store, 3, THIRD, FOURTH, 30).await;
+        let due = |at| {
+            let store = store.clone();
+            async move { store.calls_due(at).await.unwrap() }
+        };
+        assert!(due(30 + RING - 1).await.is_empty());
+        assert_eq!(
+            due(30 + RING).await,
+            [Parties {
+                sid: third.sid.clone(),
+                caller: id(THIRD),
+                callee: id(FOURTH)
+            }]
+        );
+        assert_eq!(
+            store.calls_of(&id(CALLEE), i64::MAX, 10).await.unwrap(),
+            [busy, accepted],
+            "newest first"
+        );
+        assert_eq!(
+            store
+                .call_parties(&third.sid)
+                .await
+                .unwrap()
+                .unwrap()
+                .caller,
+            id(THIRD)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_transition_dropped_unstored_changes_nothing() {
+        let store = temp_store().await;
+        for user in [CALLER, CALLEE] {
+            store
+                .ensure_user(&id(user), PrincipalKind::User)
+                .await
+                .unwrap();
+        }
+        let call = invite(&store, 1, CALLER, CALLEE, 10).await;
+        let mut locked = store
+            .lock_calls([&id(CALLER), &id(CALLEE)], None)
+            .await
+            .unwrap();
+        let phone: ClientId = format!("{CALLER}:phone").parse().unwrap();
+        locked
+            .calls
+            .act(&call.sid, &phone, CallActionKind::Cancel, 11)
+            .unwrap();
+        drop(locked);
+        assert_eq!(store.call(&call.sid).await.unwrap(), Some(call));
     }
 }

@@ -10,7 +10,7 @@ mod robots;
 mod social;
 
 pub use accounts::{OtpCheck, RefreshOutcome, SendAllowance, OTP_TTL_MINUTES};
-pub use calls::{CallRecord, PushToken};
+pub use calls::{LockedCalls, Parties, PushToken};
 pub use presence::{Change, Merged};
 pub use social::{List, Visibility};
 

@@ -4,11 +4,11 @@
 //! later subscribers.
 
 use serde_json::{json, Value};
-use switchboard_e2e::calls::invitation;
+use switchboard_e2e::calls::{device_of, invitation};
 use switchboard_e2e::mqtt::{connect_persistent, Incoming};
 use switchboard_e2e::random_id;
 
-use crate::{device_of, sid, world};
+use crate::{sid, world};
 
 #[tokio::test]
 async fn an_offline_callee_is_woken_and_later_sees_the_end() {

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use switchboard_broker::{ConnectRefusal, Dropped, Ended, Granted, Login, Message, PubRefusal};
 use switchboard_presence::Cause;
 use switchboard_protocol::acl::Principal;
-use switchboard_protocol::{Filter, Topic};
+use switchboard_protocol::{Filter, Sid, Topic};
 
 use super::expiry::Expiry;
 use super::facts::Facts;
@@ -73,6 +73,16 @@ fn drop_reason(why: Dropped) -> &'static str {
     }
 }
 
+/// The call a `session/<sid>/…` topic or filter names, and whether its
+/// rules ask for the call accepted (media, commands), so the call is read
+/// from the store first when this node does not know it so yet.
+fn session_of(topic_or_filter: &str) -> Option<(Sid, bool)> {
+    let rest = topic_or_filter.strip_prefix("session/")?;
+    let (sid, tail) = rest.split_once('/')?;
+    let sid = sid.parse().ok()?;
+    Some((sid, !matches!(tail, "call" | "state")))
+}
+
 /// Why a connection ended, in presence's terms.
 fn cause(ended: Ended) -> Cause {
     match ended {
@@ -122,18 +132,49 @@ impl Hooks {
 
     /// For a subscription to one's own invites: the invites of the calls
     /// ringing for this device, so one that connects while it is called
-    /// sees the call whatever its session held. (A persistent session may
-    /// hold the same invite too: clients tell invites apart by `sid`.)
-    fn ringing_invites(&self, client: &Client, filter: &str) -> Option<Vec<Message>> {
+    /// sees the call whatever its session held, on whichever node. (A
+    /// persistent session may hold the same invite too: clients tell
+    /// invites apart by `sid`.)
+    async fn ringing_invites(&self, client: &Client, filter: &str) -> Option<Vec<Message>> {
         let device = &client.principal()?.client;
         let only = match Filter::from_str(filter).ok()? {
             Filter::Invites(callee, _) if callee == device.id => None,
             Filter::Topic(Topic::Invite { callee, sid }) if callee == device.id => Some(sid),
             _ => return None,
         };
-        let invites = self.services.calls.ringing_for(device, only.as_ref());
+        let invites = match self.services.calls.ringing_for(device, only.as_ref()).await {
+            Ok(invites) => invites,
+            Err(e) => {
+                tracing::warn!(
+                    filter,
+                    "reading the invites a subscription is served: {e:#}"
+                );
+                Vec::new()
+            }
+        };
         let message = |(topic, payload)| publisher::message(&topic, payload, true);
         Some(invites.into_iter().map(message).collect())
+    }
+
+    /// For a subscription to a call's state: the state as stored, while
+    /// the call lives and a while after it ended.
+    async fn call_state(&self, filter: &str) -> Option<Vec<Message>> {
+        let Ok(Filter::Topic(Topic::CallState(sid))) = Filter::from_str(filter) else {
+            return None;
+        };
+        let state = match self.services.calls.current(&sid).await {
+            Ok(state) => state,
+            Err(e) => {
+                tracing::warn!(
+                    filter,
+                    "reading the call state a subscription is served: {e:#}"
+                );
+                None
+            }
+        };
+        let topic = Topic::CallState(sid);
+        let message = |payload| publisher::message(&topic, payload, true);
+        Some(state.into_iter().map(message).collect())
     }
 
     /// The user topics `filter` names, when the services serve them.
@@ -196,9 +237,14 @@ impl switchboard_broker::Hooks for Hooks {
         self.logins.disconnected(&id.to_string(), connection);
     }
 
-    fn subscribe(&self, client: &Client, filter: &str) -> Result<(), Granted> {
+    async fn subscribe(&self, client: &Client, filter: &str) -> Result<(), Granted> {
         match client.principal() {
-            Some(principal) => Hooks::subscribe(self, principal, client.address, filter),
+            Some(principal) => {
+                if let Some((sid, until_accepted)) = session_of(filter) {
+                    self.services.calls.recall(&sid, until_accepted).await;
+                }
+                Hooks::subscribe(self, principal, client.address, filter)
+            }
             None if self.mode.refused_in_open.contains(filter) => Err(Granted::Failed),
             None => Ok(()),
         }
@@ -207,6 +253,9 @@ impl switchboard_broker::Hooks for Hooks {
     async fn publish(&self, client: &Client, message: &mut Message) -> Result<(), PubRefusal> {
         self.metrics.mqtt_messages_in.inc();
         if let Some(principal) = client.principal() {
+            if let Some((sid, until_accepted)) = session_of(&message.topic) {
+                self.services.calls.recall(&sid, until_accepted).await;
+            }
             Hooks::publish(self, principal, message).await?;
         }
         // Other nodes' subscribers get what this node's get.
@@ -235,8 +284,14 @@ impl switchboard_broker::Hooks for Hooks {
     }
 
     async fn served(&self, client: &Client, filter: &str) -> Option<Vec<Message>> {
-        if let Some(invites) = self.ringing_invites(client, filter) {
+        if self.mode.open {
+            return None;
+        }
+        if let Some(invites) = self.ringing_invites(client, filter).await {
             return Some(invites);
+        }
+        if let Some(state) = self.call_state(filter).await {
+            return Some(state);
         }
         let topics = self.served_topics(filter)?;
         match self.services.current(&topics).await {
@@ -253,10 +308,13 @@ impl switchboard_broker::Hooks for Hooks {
         }
     }
 
-    /// The services keep what they serve: the broker keeps the rest (call
-    /// states, a robot's id on its pairing code).
+    /// The services keep what they serve (profiles, presence, call
+    /// states): the broker keeps the rest (a robot's id on its pairing
+    /// code).
     fn keeps_retained(&self, topic: &str) -> bool {
-        self.served_topics(topic).is_none()
+        let call_state =
+            !self.mode.open && topic.starts_with("session/") && topic.ends_with("/state");
+        self.served_topics(topic).is_none() && !call_state
     }
 
     fn dropped(&self, why: Dropped) {
@@ -283,6 +341,29 @@ mod tests {
     fn why_a_message_was_dropped() {
         for why in [Dropped::QueueFull, Dropped::Expired, Dropped::TooLarge] {
             assert!(crate::metrics::DROP_REASONS.contains(&drop_reason(why)));
+        }
+    }
+
+    #[test]
+    fn a_session_topic_names_its_call() {
+        let sid = "0123456789abcdef0123456789abcdef";
+        let cases = [
+            (format!("session/{sid}/call"), Some(false)),
+            (format!("session/{sid}/state"), Some(false)),
+            (format!("session/{sid}/webrtc/c/up"), Some(true)),
+            (format!("session/{sid}/+/request"), Some(true)),
+            (format!("session/{sid}/move/response"), Some(true)),
+            (format!("session/{sid}"), None),
+            ("session/short/call".into(), None),
+            ("session/+/call".into(), None),
+            (format!("invite/{sid}/{sid}"), None),
+        ];
+        for (topic, want) in cases {
+            let got = session_of(&topic);
+            assert_eq!(got.as_ref().map(|(_, a)| *a), want, "{topic}");
+            if let Some((got, _)) = got {
+                assert_eq!(got.as_str(), sid);
+            }
         }
     }
 

@@ -110,7 +110,7 @@ impl Hooks {
                 Ok(Route::AsSent)
             }
             Topic::CallAction(sid) => {
-                services.calls.act(&sid, me, payload)?;
+                services.calls.act(&sid, me, payload).await?;
                 Ok(Route::AsSent)
             }
             Topic::WebRtc { sid, .. } => {

@@ -70,7 +70,8 @@ async fn client(
 }
 
 pub async fn run(rounds: usize) -> Result<()> {
-    let cluster = Cluster::start_with(2, |node| node.env("SWITCHBOARD_OPEN_BROKER", "true")).await;
+    let cluster =
+        Cluster::start_with(2, |_, node| node.env("SWITCHBOARD_OPEN_BROKER", "true")).await;
     let addrs: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.server.mqtt).collect();
     measure(&addrs, rounds).await
 }

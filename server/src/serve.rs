@@ -69,6 +69,13 @@ fn node_id(config: &Config) -> Result<(String, std::fs::File)> {
     file.read_to_string(&mut id)?;
     let id = id.trim().to_string();
     if !id.is_empty() {
+        // It names the node's NATS subject too.
+        let plain = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+        anyhow::ensure!(
+            id.chars().all(plain),
+            "{} holds {id:?}, not a node name (letters, digits, - and _)",
+            path.display()
+        );
         return Ok((id, file));
     }
     let id = format!("{:016x}", rand::random::<u64>());
@@ -172,18 +179,21 @@ async fn start(config: &Config) -> Result<(Running, tokio::net::TcpListener, Arc
     let attached = Attached::default();
     let (news, graph_news) = tokio::sync::mpsc::unbounded_channel();
     let (call_news, calls_heard) = tokio::sync::mpsc::unbounded_channel();
+    let (relayed, relayed_queue) = tokio::sync::mpsc::unbounded_channel();
     let landing = Arc::new(Landing {
         core: attached.clone(),
         graph_news: news,
         call_news,
+        relayed,
     });
+    let (node, node_lock) = node_id(config)?;
     let metrics = Arc::new(Metrics::new());
     let bus = match &config.nats_url {
         Some(url) => {
             tracing::warn!("several nodes (nats_url): clients' messages, profiles, presence, who sees whom and calls cross nodes; pairing codes, command deadlines, rate limits and relay rooms are still each node's own (docs/scaling.md)");
-            Bus::nats(url, landing, metrics.bus_unsent.clone()).await?
+            Bus::nats(url, &node, landing, metrics.bus_unsent.clone()).await?
         }
-        None => Bus::local(&Hub::default(), landing),
+        None => Bus::local(&Hub::default(), &node, landing),
     };
     let graph = Arc::new(Graph::load(&store).await?);
     let limits = Arc::new(Limits::new());
@@ -199,7 +209,6 @@ async fn start(config: &Config) -> Result<(Running, tokio::net::TcpListener, Arc
         tasks: TaskTracker::new(),
         stop: CancellationToken::new(),
     };
-    let (node, node_lock) = node_id(config)?;
     let presence = PresenceService::new(edges.clone(), node.clone()).await?;
     let robots = RobotService::new(
         config.calls.pairing_code_ttl,
@@ -219,12 +228,14 @@ async fn start(config: &Config) -> Result<(Running, tokio::net::TcpListener, Arc
     if let Some(relay) = &relay {
         followers.push(Arc::new(Rooms {
             relay: relay.clone(),
+            node: node.clone(),
             tasks: edges.tasks.clone(),
         }));
     }
     let (calls, calls_queue) = CallService::new(
         config.calls.ring_timeout,
         node,
+        relay.is_some(),
         edges.clone(),
         limits.clone(),
         presence.clone(),
@@ -269,9 +280,15 @@ async fn start(config: &Config) -> Result<(Running, tokio::net::TcpListener, Arc
         idle_limits.forget_idle();
         async {}
     });
-    if let Some(queue) = relay_queue {
+    if let (Some(queue), Some(relay)) = (relay_queue, &relay) {
         edges.tasks.spawn(crate::media::run_publisher(
             queue,
+            publisher.clone(),
+            edges.stop.clone(),
+        ));
+        edges.tasks.spawn(crate::media::run_relayed(
+            relayed_queue,
+            relay.clone(),
             publisher.clone(),
             edges.stop.clone(),
         ));

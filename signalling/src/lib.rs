@@ -45,6 +45,9 @@ pub struct Call {
     pub ring_deadline: i64,
     /// How many changes made it what it is: 1 when invited.
     pub version: u64,
+    /// The node that holds the call once accepted (its media room and
+    /// command deadlines); the server places it, this machine does not.
+    pub node: Option<String>,
 }
 
 impl Call {
@@ -205,6 +208,7 @@ impl Calls {
             ended_at: None,
             ring_deadline: at + ring_ms,
             version: 1,
+            node: None,
         };
         let mut ended = None;
         let callee_busy = self

@@ -110,13 +110,14 @@ pub struct Cluster {
 impl Cluster {
     /// `n` nodes on one new PostgreSQL database and one nats-server.
     pub async fn start(n: usize) -> Cluster {
-        Cluster::start_with(n, |node| node).await
+        Cluster::start_with(n, |_, node| node).await
     }
 
-    /// `n` nodes, each set up by `configure` on top of the test defaults.
+    /// `n` nodes, each set up by `configure` (given its index) on top of
+    /// the test defaults.
     pub async fn start_with(
         n: usize,
-        configure: impl Fn(ServerBuilder) -> ServerBuilder,
+        configure: impl Fn(usize, ServerBuilder) -> ServerBuilder,
     ) -> Cluster {
         assert!(
             postgres_admin_url().is_some(),
@@ -126,11 +127,11 @@ impl Cluster {
         let sms = SmsInbox::start().await.unwrap();
         let nats = Nats::start().await.unwrap();
         let mut nodes = Vec::with_capacity(n);
-        for _ in 0..n {
+        for i in 0..n {
             let node = Server::with_sms(&db, &sms)
                 .env("SWITCHBOARD_NATS_URL", nats.url.clone())
                 .env("SWITCHBOARD_ID_SECRET", ID_SECRET);
-            let server = configure(node).start().await.unwrap();
+            let server = configure(i, node).start().await.unwrap();
             nodes.push(Node {
                 api: Api::new(&server),
                 server,

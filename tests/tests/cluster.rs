@@ -4,9 +4,12 @@
 //! cross yet.
 
 use serde_json::{json, Value};
+use std::time::Duration;
 use switchboard_e2e::api::SignedIn;
-use switchboard_e2e::calls::Device;
+
+use switchboard_e2e::calls::{self, Device};
 use switchboard_e2e::cluster::Cluster;
+use switchboard_e2e::media::MediaPeer;
 use switchboard_e2e::mqtt::{granted, Client, Incoming};
 use switchboard_e2e::{random_id, Server};
 
@@ -352,7 +355,7 @@ async fn ended_for(server: &Server, reason: &str) -> f64 {
 /// A, B and D, contacts of each other, each signed in on a node of three
 /// (ring timeout 2 s).
 async fn three_callers(phones: [&str; 3]) -> (Cluster, [SignedIn; 3]) {
-    let c = Cluster::start_with(3, |n| n.env("SWITCHBOARD_RING_TIMEOUT_S", "2")).await;
+    let c = Cluster::start_with(3, |_, n| n.env("SWITCHBOARD_RING_TIMEOUT_S", "2")).await;
     let mut users = Vec::new();
     for (node, phone) in phones.iter().enumerate() {
         users.push(c.user(node, phone).await);
@@ -440,4 +443,78 @@ async fn deadlines_fire_once_and_glare_resolves_across_nodes() {
     let path = format!("/v1/calls/{small}");
     let survivor = c.nodes[2].api.get(&path, &d.access).await.unwrap();
     assert_eq!(survivor.body["state"], "inviting", "{survivor:?}");
+}
+
+/// Media between A's phone on node 0 and B's on node 1 flows through a
+/// relay on node 2: nodes 0 and 1 each hold a call already, so the node
+/// that commits B's accept (node 1) places the room on node 2, the least
+/// loaded, and names it in the state. The devices' signalling travels to
+/// node 2 and its answers back; the packets go through node 2's relay
+/// (bound to 127.0.0.3).
+#[tokio::test]
+#[ignore = "needs PostgreSQL in E2E_POSTGRES_URL and nats-server; scripts/test runs it"]
+async fn media_flows_through_a_relay_on_a_third_node() {
+    let c = Cluster::start_with(3, |i, n| {
+        n.env("SWITCHBOARD_RELAY_BIND_IP", format!("127.0.0.{}", i + 1))
+    })
+    .await;
+    let phones = (1..=6).map(|i| format!("+4855540008{i}"));
+    let mut users = Vec::new();
+    for (i, phone) in phones.enumerate() {
+        users.push(c.user(i % 2, &phone).await);
+    }
+    let [a, b, x0, y0, x1, y1] = &users[..] else {
+        unreachable!()
+    };
+    for pair in [[a, b], [x0, y0], [x1, y1]] {
+        c.nodes[0].api.all_contacts(&pair).await.unwrap();
+    }
+    for node in &c.nodes[1..] {
+        node.server.metric_reaches(NEWS, 6.0).await;
+    }
+    let rooms = "switchboard_relay_rooms";
+    let _held0 = calls::accepted(&c.nodes[0].server, x0, y0).await.unwrap();
+    c.nodes[0].server.metric_reaches(rooms, 1.0).await;
+    let _held1 = calls::accepted(&c.nodes[1].server, x1, y1).await.unwrap();
+    c.nodes[1].server.metric_reaches(rooms, 1.0).await;
+
+    let mut a_phone = Device::new(&c.nodes[0].server, a, "phone").await;
+    let mut b_phone = Device::new(&c.nodes[1].server, b, "phone").await;
+    let sid = random_id();
+    a_phone.call(&b.id, &sid).await;
+    b_phone.accepts(&sid).await;
+    let state = a_phone.reaches(&sid, "accepted").await;
+    let relay = state["relay"].as_str().unwrap_or_default().to_string();
+    assert!(
+        !relay.is_empty(),
+        "the state names the relay's node: {state}"
+    );
+    c.nodes[2].server.metric_reaches(rooms, 1.0).await;
+    for node in &c.nodes[..2] {
+        assert_eq!(node.server.metric(rooms).await, 1.0, "their own call only");
+    }
+
+    let mut peers = Vec::new();
+    for device in [a_phone, b_phone] {
+        let client_id = device.who.client_id.clone();
+        let mut peer = MediaPeer::join(device.mqtt, &sid, &client_id, Default::default())
+            .await
+            .unwrap();
+        peer.connected().await.unwrap();
+        peers.push(peer);
+    }
+    let gap = Duration::from_millis(2);
+    peers[0].send_numbered(0..250, gap).await.unwrap();
+    peers[1].received_any().await.unwrap();
+    peers[1].send_numbered(0..250, gap).await.unwrap();
+    peers[0].received_any().await.unwrap();
+    assert_eq!((peers[0].errors(), peers[1].errors()), (vec![], vec![]));
+    let forwarded = "switchboard_relay_forwarded_packets_total";
+    assert!(c.nodes[2].server.metric(forwarded).await > 0.0);
+    for node in &c.nodes[..2] {
+        assert_eq!(node.server.metric(forwarded).await, 0.0, "no media here");
+    }
+    for peer in peers {
+        peer.close().await;
+    }
 }

@@ -129,6 +129,8 @@ pub struct Landing {
     pub core: Attached,
     pub graph_news: mpsc::UnboundedSender<News>,
     pub call_news: mpsc::UnboundedSender<calls::News>,
+    /// Signalling for the media rooms this node holds.
+    pub relayed: mpsc::UnboundedSender<Bytes>,
 }
 
 impl Arrivals for Landing {
@@ -145,6 +147,11 @@ impl Arrivals for Landing {
 
     fn call_changed(&self, call: Bytes) {
         let _ = self.call_news.send(calls::News::Changed(call));
+    }
+
+    fn relayed(&self, signal: Bytes) {
+        // Nobody reads it on a node that runs no relay.
+        let _ = self.relayed.send(signal);
     }
 
     fn connected_elsewhere(&self, client_id: String, at: std::time::SystemTime) {

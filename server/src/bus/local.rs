@@ -13,6 +13,7 @@ use super::{Arrivals, Carried, Interest};
 
 struct Joined {
     id: usize,
+    node: String,
     interest: Arc<Interest>,
     arrivals: Arc<dyn Arrivals>,
 }
@@ -29,11 +30,17 @@ struct Members {
 pub struct Hub(Arc<Members>);
 
 impl Hub {
-    pub(super) fn join(&self, interest: Arc<Interest>, arrivals: Arc<dyn Arrivals>) -> Member {
+    pub(super) fn join(
+        &self,
+        node: &str,
+        interest: Arc<Interest>,
+        arrivals: Arc<dyn Arrivals>,
+    ) -> Member {
         let mut joined = self.0.joined.lock().expect("hub lock");
         let id = joined.len();
         joined.push(Joined {
             id,
+            node: node.to_string(),
             interest,
             arrivals,
         });
@@ -92,6 +99,12 @@ impl Member {
             to.call_changed(call.clone());
         }
     }
+
+    pub fn to_relay(&self, node: &str, signal: Bytes) {
+        for to in self.others(|j| j.node == node) {
+            to.relayed(signal.clone());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -119,6 +132,12 @@ mod tests {
                 .unwrap()
                 .push(format!("call {}", String::from_utf8_lossy(&call)));
         }
+        fn relayed(&self, signal: Bytes) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("relayed {}", String::from_utf8_lossy(&signal)));
+        }
         fn connected_elsewhere(&self, client_id: String, _: SystemTime) {
             self.0
                 .lock()
@@ -144,8 +163,8 @@ mod tests {
     fn a_message_reaches_the_other_members_that_hold_a_filter_under_its_key() {
         let hub = Hub::default();
         let (got_a, got_b) = (Arc::new(Got::default()), Arc::new(Got::default()));
-        let a = Bus::local(&hub, got_a.clone());
-        let b = Bus::local(&hub, got_b.clone());
+        let a = Bus::local(&hub, "a", got_a.clone());
+        let b = Bus::local(&hub, "b", got_b.clone());
         b.interest("users/x/+", true);
         b.interest("users/x/info", true);
         a.interest("users/x/+", true);
@@ -158,6 +177,8 @@ mod tests {
         a.send("users/x/info", || message("users/x/info"));
         a.graph_changed(&[]);
         a.call_changed("c".into());
+        a.to_relay("b", "s".into());
+        a.to_relay("c", "nobody".into());
         a.logged_in("c1", SystemTime::now());
         let got = |g: &Got| g.0.lock().unwrap().clone();
         assert_eq!(
@@ -167,6 +188,7 @@ mod tests {
                 "users/x/isConnected",
                 "graph 0",
                 "call c",
+                "relayed s",
                 "connected c1"
             ],
             "once each, under a key it held, never its own"

@@ -49,6 +49,9 @@ pub trait Arrivals: Send + Sync + 'static {
     /// A call changed on another node (stored there already): the call,
     /// as the call service wrote it.
     fn call_changed(&self, call: Bytes);
+    /// A device's signalling for the media room this node holds, from the
+    /// node the device is connected to (`Bus::to_relay`).
+    fn relayed(&self, signal: Bytes);
     /// A client connected to another node at `at` (wall clock): its
     /// connection here, if made before, is taken over.
     fn connected_elsewhere(&self, client_id: String, at: SystemTime);
@@ -125,10 +128,10 @@ pub struct Bus {
 
 impl Bus {
     /// A member of `hub`, the bus of nodes in this process (one, in a
-    /// server without `nats_url`).
-    pub fn local(hub: &Hub, arrivals: Arc<dyn Arrivals>) -> Bus {
+    /// server without `nats_url`), as the node named `node`.
+    pub fn local(hub: &Hub, node: &str, arrivals: Arc<dyn Arrivals>) -> Bus {
         let interest = Arc::new(Interest::default());
-        let member = hub.join(interest.clone(), arrivals);
+        let member = hub.join(node, interest.clone(), arrivals);
         Bus {
             link: Link::Local(member),
             interest,
@@ -143,17 +146,24 @@ impl Bus {
             fn message(&self, _: Carried) {}
             fn graph_changed(&self, _: Vec<Id>) {}
             fn call_changed(&self, _: Bytes) {}
+            fn relayed(&self, _: Bytes) {}
             fn connected_elsewhere(&self, _: String, _: SystemTime) {}
             fn resync(&self) {}
         }
-        Bus::local(&Hub::default(), Arc::new(Nobody))
+        Bus::local(&Hub::default(), "node", Arc::new(Nobody))
     }
 
-    /// Connected to the NATS server at `url`, retrying until it answers;
-    /// what could not be sent is counted in `unsent`.
-    pub async fn nats(url: &str, arrivals: Arc<dyn Arrivals>, unsent: Counter) -> Result<Bus> {
+    /// Connected to the NATS server at `url` as the node named `node`,
+    /// retrying until it answers; what could not be sent is counted in
+    /// `unsent`.
+    pub async fn nats(
+        url: &str,
+        node: &str,
+        arrivals: Arc<dyn Arrivals>,
+        unsent: Counter,
+    ) -> Result<Bus> {
         let interest = Arc::new(Interest::default());
-        let nats = nats::Nats::connect(url, interest.clone(), arrivals, unsent).await?;
+        let nats = nats::Nats::connect(url, node, interest.clone(), arrivals, unsent).await?;
         Ok(Bus {
             link: Link::Nats(nats),
             interest,
@@ -193,6 +203,15 @@ impl Bus {
         match &self.link {
             Link::Local(member) => member.call_changed(call),
             Link::Nats(nats) => nats.call_changed(call),
+        }
+    }
+
+    /// Sends a device's signalling to `node`, whose relay holds the call's
+    /// media room.
+    pub fn to_relay(&self, node: &str, signal: Bytes) {
+        match &self.link {
+            Link::Local(member) => member.to_relay(node, signal),
+            Link::Nats(nats) => nats.to_relay(node, signal),
         }
     }
 

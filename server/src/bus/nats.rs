@@ -1,7 +1,9 @@
 //! The bus on NATS. Subjects are `sb.<kind>.<name>` for a key
-//! `<kind>/<name>`, and `sb.graph` for who-sees-whom news, `sb.calls` for
-//! calls' changes and `sb.logins` for logins, which every node wants. The connection is made with no echo,
-//! so a node never gets back what it sent.
+//! `<kind>/<name>`; `sb.graph` for who-sees-whom news, `sb.calls` for
+//! calls' changes and `sb.logins` for logins, which every node wants; and
+//! `sb.relay-<node>` for signalling to the media rooms a node holds. The
+//! connection is made with no echo, so a node never gets back what it
+//! sent.
 //!
 //! Two tasks: one sends what this node sends, from a bounded queue (full,
 //! or NATS away: dropped and counted, so no publisher here ever waits for
@@ -43,6 +45,11 @@ fn subject(key: &str) -> String {
     format!("sb.{}", key.replace('/', "."))
 }
 
+/// Two tokens, so never a key's subject (three or more).
+fn relay_subject(node: &str) -> String {
+    format!("sb.relay-{node}")
+}
+
 enum Op {
     /// The node's interest in this key changed (`held`: a first filter
     /// under it): subscribe or unsubscribe to match what it is now.
@@ -77,6 +84,7 @@ type Sending = (oneshot::Sender<()>, JoinHandle<()>);
 impl Nats {
     pub async fn connect(
         url: &str,
+        node: &str,
         interest: Arc<Interest>,
         arrivals: Arc<dyn Arrivals>,
         unsent: Counter,
@@ -115,6 +123,7 @@ impl Nats {
             client.subscribe(GRAPH).await?,
             client.subscribe(CALLS).await?,
             client.subscribe(LOGINS).await?,
+            client.subscribe(relay_subject(node)).await?,
         ];
         // A node waits for NATS rather than start without its news.
         while let Err(e) = round_trip(&client).await {
@@ -175,6 +184,12 @@ impl Nats {
     pub fn call_changed(&self, call: Bytes) {
         if !self.queue(CALLS.into(), call) {
             tracing::warn!("a call's change not sent to the other nodes");
+        }
+    }
+
+    pub fn to_relay(&self, node: &str, signal: Bytes) {
+        if !self.queue(relay_subject(node), signal) {
+            tracing::debug!(node, "signalling not sent to the relay's node");
         }
     }
 
@@ -281,7 +296,7 @@ impl Subscriptions {
     async fn run(
         self,
         mut ops: mpsc::UnboundedReceiver<Op>,
-        always: [Subscriber; 3],
+        always: [Subscriber; 4],
         arrivals: Arc<dyn Arrivals>,
     ) {
         // A subscription ends when its sender here is dropped.
@@ -354,6 +369,10 @@ fn arrived(arrivals: &dyn Arrivals, message: async_nats::Message) {
     }
     if message.subject.as_str() == CALLS {
         arrivals.call_changed(message.payload);
+        return;
+    }
+    if message.subject.starts_with("sb.relay-") {
+        arrivals.relayed(message.payload);
         return;
     }
     if message.subject.as_str() == GRAPH && message.payload == EVERYTHING {

@@ -11,12 +11,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use switchboard_protocol::payload::{CallStateKind, EndReason};
+use switchboard_protocol::payload::{CallState, CallStateKind, EndReason};
 use switchboard_protocol::{validate, ClientId, ErrorCode, Id, Sid, Topic};
 use switchboard_signalling::{Call, Calls, Invitation, Refusal, KEEP_ENDED_MS};
 use tokio::sync::mpsc;
 
-use super::presence::PresenceService;
+use super::presence::{PresenceService, NODE_TTL_MS};
 use super::queue::{outbox, Inbox, Outbox};
 use super::Edges;
 use crate::limits::Limits;
@@ -47,8 +47,11 @@ pub struct CallService {
     /// The calls this node knows: those changed lately (here, or on
     /// another node that said so) and those read for the rules.
     known: Mutex<Calls>,
-    /// This node's name: it holds the calls it accepts.
+    /// This node's name.
     node: String,
+    /// Whether the nodes run a media relay: an accepted call's room is
+    /// placed on the least loaded node, and its state names it.
+    relay: bool,
     out: Outbox<Box<Call>>,
     ring_ms: i64,
     edges: Edges,
@@ -67,8 +70,23 @@ fn refusal(refusal: Refusal) -> Refused {
     Refused::new(code, refusal.to_string())
 }
 
-fn state_payload(call: &Call) -> Vec<u8> {
-    serde_json::to_vec(&call.wire()).expect("state serializes")
+/// The payload of `session/<sid>/state`: the machine's, with the node
+/// whose relay holds the call's media room, when the nodes run one.
+fn state_payload(call: &Call, relay: bool) -> Vec<u8> {
+    let state = CallState {
+        relay: call.node.clone().filter(|_| relay),
+        ..call.wire()
+    };
+    serde_json::to_vec(&state).expect("state serializes")
+}
+
+/// Where an accepted call goes: the node holding the fewest accepted
+/// calls among `loads` (the live nodes), this node first among equals,
+/// then by name.
+pub fn place(loads: &[(String, u64)], me: &str) -> String {
+    (loads.iter())
+        .min_by_key(|(node, held)| (*held, node != me, node))
+        .map_or_else(|| me.to_string(), |(node, _)| node.clone())
 }
 
 impl CallService {
@@ -85,9 +103,11 @@ impl CallService {
         self.edges.tasks.spawn(self.clone().hear(news));
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         ring_timeout: Duration,
         node: String,
+        relay: bool,
         edges: Edges,
         limits: Arc<Limits>,
         presence: Arc<PresenceService>,
@@ -98,6 +118,7 @@ impl CallService {
         let service = CallService {
             known: Mutex::new(Calls::new()),
             node,
+            relay,
             out,
             ring_ms: ring_timeout.as_millis() as i64,
             edges,
@@ -128,9 +149,7 @@ impl CallService {
             };
             let mut call = call.clone();
             if call.fail(now) {
-                locked
-                    .store(std::slice::from_ref(&call), &self.node)
-                    .await?;
+                locked.store(std::slice::from_ref(&call)).await?;
                 self.decided(&[call]);
                 failed += 1;
             }
@@ -154,6 +173,16 @@ impl CallService {
             .get(sid)
             .filter(|c| c.state == CallStateKind::Accepted)?;
         Some([call.caller.clone(), call.accepted_by.clone()?])
+    }
+
+    /// The node whose relay holds the media room of the accepted call
+    /// `sid`, when it is another node.
+    pub fn relay_elsewhere(&self, sid: &Sid) -> Option<String> {
+        let known = self.known.lock().expect("calls lock");
+        let call = known
+            .get(sid)
+            .filter(|c| c.state == CallStateKind::Accepted)?;
+        call.node.clone().filter(|node| *node != self.node)
     }
 
     pub fn participant(&self, sid: &Sid, user: &Id) -> bool {
@@ -217,7 +246,7 @@ impl CallService {
         let call = self.edges.store.call(sid).await?;
         Ok(call
             .filter(|c| c.ended_at.is_none_or(|t| now - t < KEEP_ENDED_MS))
-            .map(|c| state_payload(&c)))
+            .map(|c| state_payload(&c, self.relay)))
     }
 
     /// An invite its caller published on `invite/<callee>/<sid>` (the
@@ -267,7 +296,7 @@ impl CallService {
         let call = invited.call.clone();
         let changed: Vec<Call> = [invited.call].into_iter().chain(invited.ended).collect();
         locked
-            .store(&changed, &self.node)
+            .store(&changed)
             .await
             .map_err(|e| Refused::internal("storing a call", e))?;
         self.decided(&changed);
@@ -324,16 +353,27 @@ impl CallService {
             .await
             .map_err(|e| Refused::internal("reading calls", e))?;
         let now = self.edges.now_ms();
-        let Some(call) = locked
+        let Some(mut call) = locked
             .calls
             .act(sid, from, action.action, now)
             .map_err(refusal)?
         else {
             return Ok(());
         };
+        if call.state == CallStateKind::Accepted {
+            call.node = Some(match self.relay {
+                true => {
+                    let since = now - NODE_TTL_MS;
+                    let loads = (locked.loads(since).await)
+                        .map_err(|e| Refused::internal("reading the nodes' loads", e))?;
+                    place(&loads, &self.node)
+                }
+                false => self.node.clone(),
+            });
+        }
         let changed = [call];
         locked
-            .store(&changed, &self.node)
+            .store(&changed)
             .await
             .map_err(|e| Refused::internal("storing a call", e))?;
         self.decided(&changed);
@@ -449,7 +489,7 @@ impl CallService {
         let mut locked = self.lock(parties).await?;
         let missed = locked.calls.expire(now);
         if !missed.is_empty() {
-            locked.store(&missed, &self.node).await?;
+            locked.store(&missed).await?;
             self.decided(&missed);
         }
         Ok(())
@@ -466,7 +506,7 @@ impl CallService {
             }
             let topic = Topic::CallState(call.sid.clone());
             if let Err(e) = publish
-                .publish_here(&topic, state_payload(&call), true)
+                .publish_here(&topic, state_payload(&call, self.relay), true)
                 .await
             {
                 tracing::error!(sid = %call.sid, "publishing a call state: {e:#}");
@@ -514,6 +554,7 @@ mod tests {
         CallService::new(
             RING,
             "node".into(),
+            true,
             edges,
             limits,
             presence,
@@ -524,6 +565,23 @@ mod tests {
 
     fn phone() -> ClientId {
         format!("{CALLER}:phone").parse().unwrap()
+    }
+
+    #[test]
+    fn an_accepted_call_goes_to_the_least_loaded_node_this_one_first_among_equals() {
+        let loads = |l: &[(&str, u64)]| -> Vec<(String, u64)> {
+            l.iter().map(|(n, h)| (n.to_string(), *h)).collect()
+        };
+        let cases: [(&[(&str, u64)], &str); 5] = [
+            (&[], "me"),
+            (&[("me", 0)], "me"),
+            (&[("a", 0), ("me", 0), ("b", 0)], "me"),
+            (&[("b", 1), ("me", 2), ("a", 1)], "a"),
+            (&[("me", 3), ("c", 5)], "me"),
+        ];
+        for (l, want) in cases {
+            assert_eq!(place(&loads(l), "me"), want, "{l:?}");
+        }
     }
 
     fn callee_phone() -> ClientId {

@@ -289,6 +289,7 @@ mod tests {
             ended_at: Some(1),
             ring_deadline: 0,
             version: 2,
+            node: None,
         }
     }
 

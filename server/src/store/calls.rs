@@ -19,7 +19,7 @@ use super::{typed, Store};
 use crate::clock::now_ms;
 
 const COLUMNS: &str = "sid, caller, caller_device, callee, kind, state, reason, accepted_by, \
-                       created_at, accepted_at, ended_at, legs, ring_deadline, version";
+                       created_at, accepted_at, ended_at, legs, ring_deadline, version, node";
 
 fn call(row: &AnyRow) -> Result<Call> {
     let device: Option<String> = row.get(2);
@@ -43,6 +43,7 @@ fn call(row: &AnyRow) -> Result<Call> {
         ended_at: row.get(10),
         ring_deadline: row.get(12),
         version: version.try_into().context("a negative call version")?,
+        node: row.get(14),
     })
 }
 
@@ -54,19 +55,15 @@ pub struct LockedCalls {
 }
 
 impl LockedCalls {
-    /// Stores `changed` (calls of the locked users) and commits. `node`
-    /// is this node: an accepted call is held by the node that accepted it.
-    pub async fn store(mut self, changed: &[Call], node: &str) -> Result<()> {
+    /// Stores `changed` (calls of the locked users) and commits.
+    pub async fn store(mut self, changed: &[Call]) -> Result<()> {
         for c in changed {
             let legs = serde_json::to_string(&c.legs).expect("legs serialize");
-            let holder =
-                (c.state == switchboard_protocol::payload::CallStateKind::Accepted).then_some(node);
             sqlx::query(&format!(
-                "INSERT INTO calls ({COLUMNS}, node)
+                "INSERT INTO calls ({COLUMNS})
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
                  ON CONFLICT (sid) DO UPDATE SET state = $6, reason = $7, accepted_by = $8,
-                     accepted_at = $10, ended_at = $11, legs = $12, version = $14,
-                     node = COALESCE(calls.node, $15)",
+                     accepted_at = $10, ended_at = $11, legs = $12, version = $14, node = $15",
             ))
             .bind(c.sid.as_str())
             .bind(c.caller.id.as_str())
@@ -82,12 +79,27 @@ impl LockedCalls {
             .bind(legs)
             .bind(c.ring_deadline)
             .bind(i64::try_from(c.version).context("a call version past i64")?)
-            .bind(holder)
+            .bind(c.node.as_deref())
             .execute(&mut *self.tx)
             .await?;
         }
         self.tx.commit().await?;
         Ok(())
+    }
+
+    /// The nodes heard from since `since` (ms), with how many accepted
+    /// calls each holds: where a new call's media may go.
+    pub async fn loads(&mut self, since: i64) -> Result<Vec<(String, u64)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT n.id, (SELECT count(*) FROM calls c WHERE c.state = 'accepted' AND c.node = n.id)
+             FROM nodes n WHERE n.seen_at >= $1",
+        )
+        .bind(since)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        Ok((rows.into_iter())
+            .map(|(node, held)| (node, held.try_into().unwrap_or(0)))
+            .collect())
     }
 }
 
@@ -311,7 +323,7 @@ mod tests {
             .into_iter()
             .chain(invited.ended)
             .collect();
-        locked.store(&changed, "n1").await.unwrap();
+        locked.store(&changed).await.unwrap();
         invited.call
     }
 
@@ -343,16 +355,14 @@ mod tests {
             .act(&first.sid, &tablet, CallActionKind::Ringing, 11)
             .unwrap()
             .unwrap();
-        let accepted = locked
+        let mut accepted = locked
             .calls
             .act(&first.sid, &tablet, CallActionKind::Accept, 12)
             .unwrap()
             .unwrap();
         assert_eq!((ringing.version, accepted.version), (2, 3));
-        locked
-            .store(std::slice::from_ref(&accepted), "n2")
-            .await
-            .unwrap();
+        accepted.node = Some("n2".into());
+        locked.store(std::slice::from_ref(&accepted)).await.unwrap();
         assert_eq!(
             store.call(&first.sid).await.unwrap(),
             Some(accepted.clone())
@@ -362,8 +372,21 @@ mod tests {
             let store = store.clone();
             async move { store.calls_held_by(node).await.unwrap() }
         };
-        assert_eq!(held("n2").await.len(), 1, "held by the node that accepted");
+        assert_eq!(held("n2").await.len(), 1, "held by the node placed");
         assert!(held("n1").await.is_empty());
+        // Where the next call's media may go: listed nodes heard from
+        // lately, with the calls each holds.
+        for (node, seen) in [("n1", 100), ("n2", 100), ("gone", 10)] {
+            store.heartbeat(node, seen).await.unwrap();
+        }
+        let mut locked = store
+            .lock_calls([&id(THIRD), &id(FOURTH)], None)
+            .await
+            .unwrap();
+        let mut loads = locked.loads(50).await.unwrap();
+        loads.sort();
+        assert_eq!(loads, [("n1".to_string(), 0), ("n2".to_string(), 1)]);
+        drop(locked);
 
         // A third user's call to the callee sees it busy; the sid is taken.
         let busy = invite(&store, 2, THIRD, CALLEE, 20).await;

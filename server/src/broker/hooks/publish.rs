@@ -114,7 +114,9 @@ impl Hooks {
                 Ok(Route::AsSent)
             }
             Topic::WebRtc { sid, .. } => {
-                media::signal(services.relay.as_ref(), &sid, me, payload)?;
+                let elsewhere =
+                    (services.calls.relay_elsewhere(&sid)).map(|node| (node, self.publisher.bus()));
+                media::signal(services.relay.as_ref(), elsewhere, &sid, me, payload)?;
                 Ok(Route::AsSent)
             }
             // The server's own topics: the rules refuse them to clients.

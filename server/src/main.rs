@@ -7,6 +7,7 @@ mod broker;
 mod bus;
 mod clock;
 mod config;
+mod holder;
 mod http;
 mod keys;
 mod limits;

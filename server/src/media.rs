@@ -2,10 +2,7 @@
 //! devices' signalling into it, and publishing what it says to devices on
 //! `session/<sid>/webrtc/<clientId>/down`.
 
-use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use switchboard_protocol::payload::CallStateKind;
-use switchboard_protocol::payload::WebRtcSignal;
 use switchboard_protocol::topic::Direction;
 use switchboard_protocol::{validate, ClientId, ErrorCode, Sid, Topic};
 use switchboard_relay::{Outgoing, Relay, RelayError};
@@ -16,6 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::broker::Publisher;
 use crate::bus::Bus;
+use crate::holder::Held;
 use crate::outbound::Publish as _;
 use crate::refused::Refused;
 use crate::services::calls::Follow;
@@ -47,15 +45,6 @@ impl Follow for Rooms {
     }
 }
 
-/// A device's signalling on its way to the node whose relay holds the
-/// call's room.
-#[derive(Serialize, Deserialize)]
-struct Relayed {
-    sid: Sid,
-    client: ClientId,
-    signal: WebRtcSignal,
-}
-
 /// A device's offer, answer or candidate for the relay (the topic rules
 /// already made sure it is a participant's own `up`): to this node's
 /// relay, or over the bus to `elsewhere`, the node holding the room.
@@ -74,56 +63,24 @@ pub fn signal(
         ));
     };
     if let Some((node, bus)) = elsewhere {
-        let relayed = Relayed {
+        let held = Held::Signal {
             sid: sid.clone(),
             client: client.clone(),
             signal,
         };
-        let bytes = serde_json::to_vec(&relayed).expect("a signal serializes");
-        bus.to_relay(&node, bytes.into());
+        held.send(&node, bus);
         return Ok(());
     }
     relay.signal(sid, client, signal).map_err(refused)
 }
 
-fn refused(e: RelayError) -> Refused {
+/// A relay's refusal, as its device is told.
+pub fn refused(e: RelayError) -> Refused {
     let code = match e {
         RelayError::Busy => ErrorCode::RateLimited,
         RelayError::NoRoom | RelayError::NotParticipant => ErrorCode::Conflict,
     };
     Refused::new(code, e.to_string())
-}
-
-/// Hands this node's relay the signalling other nodes sent it for the
-/// rooms it holds, reporting a refusal to its device, until the stop.
-pub async fn run_relayed(
-    mut queue: mpsc::UnboundedReceiver<Bytes>,
-    relay: Relay,
-    publisher: Publisher,
-    stop: CancellationToken,
-) {
-    while let Some(bytes) = stop.run_until_cancelled(queue.recv()).await.flatten() {
-        let Relayed {
-            sid,
-            client,
-            signal,
-        } = match serde_json::from_slice(&bytes) {
-            Ok(relayed) => relayed,
-            Err(e) => {
-                tracing::warn!("signalling from another node that does not read ({e}), ignored");
-                continue;
-            }
-        };
-        if let Err(e) = relay.signal(&sid, &client, signal) {
-            let topic = Topic::WebRtc {
-                sid,
-                client: client.clone(),
-                direction: Direction::Up,
-            };
-            let no = refused(e);
-            (publisher.report(&client, &topic.to_string(), no.code, no.message)).await;
-        }
-    }
 }
 
 /// Publishes the relay's answers, offers and candidates, and its refusals

@@ -13,6 +13,7 @@ use crate::broker::{Attached, Broker, Deps, Landing, Publisher};
 use crate::bus::{Bus, Hub};
 use crate::clock;
 use crate::config::Config;
+use crate::holder::Holder;
 use crate::http::{self, App};
 use crate::keys;
 use crate::limits::Limits;
@@ -179,12 +180,12 @@ async fn start(config: &Config) -> Result<(Running, tokio::net::TcpListener, Arc
     let attached = Attached::default();
     let (news, graph_news) = tokio::sync::mpsc::unbounded_channel();
     let (call_news, calls_heard) = tokio::sync::mpsc::unbounded_channel();
-    let (relayed, relayed_queue) = tokio::sync::mpsc::unbounded_channel();
+    let (held, held_queue) = tokio::sync::mpsc::unbounded_channel();
     let landing = Arc::new(Landing {
         core: attached.clone(),
         graph_news: news,
         call_news,
-        relayed,
+        held,
     });
     let (node, node_lock) = node_id(config)?;
     let metrics = Arc::new(Metrics::new());
@@ -280,19 +281,21 @@ async fn start(config: &Config) -> Result<(Running, tokio::net::TcpListener, Arc
         idle_limits.forget_idle();
         async {}
     });
-    if let (Some(queue), Some(relay)) = (relay_queue, &relay) {
+    if let Some(queue) = relay_queue {
         edges.tasks.spawn(crate::media::run_publisher(
             queue,
             publisher.clone(),
             edges.stop.clone(),
         ));
-        edges.tasks.spawn(crate::media::run_relayed(
-            relayed_queue,
-            relay.clone(),
-            publisher.clone(),
-            edges.stop.clone(),
-        ));
     }
+    let holder = Holder {
+        relay: relay.clone(),
+        robots: services.robots.clone(),
+        publisher: publisher.clone(),
+    };
+    edges
+        .tasks
+        .spawn(holder.run(held_queue, edges.stop.clone()));
 
     let turn_settings = config.ice.turn.as_ref();
     let turn = match turn_settings.and_then(|t| Some((t.server.as_ref()?, &t.secret))) {

@@ -11,6 +11,7 @@ use switchboard_e2e::calls::{self, Device};
 use switchboard_e2e::cluster::Cluster;
 use switchboard_e2e::media::MediaPeer;
 use switchboard_e2e::mqtt::{granted, Client, Incoming};
+use switchboard_e2e::robots;
 use switchboard_e2e::{random_id, Server};
 
 const NEWS: &str = "switchboard_graph_news_total";
@@ -517,4 +518,49 @@ async fn media_flows_through_a_relay_on_a_third_node() {
     for peer in peers {
         peer.close().await;
     }
+}
+
+/// A robot paired on node 0 moves to node 2 and is called there by its
+/// owner on node 0; the call is held on node 2 (it accepted there), so
+/// the owner's requests go to node 2 to be checked and published: the
+/// robot answers, a request id still open is refused to the owner, and a
+/// request left unanswered is answered `timed_out`.
+#[tokio::test]
+#[ignore = "needs PostgreSQL in E2E_POSTGRES_URL and nats-server; scripts/test runs it"]
+async fn a_robot_on_another_node_is_commanded_with_answers_and_timeouts() {
+    let c = Cluster::start_with(3, |_, n| n.env("SWITCHBOARD_COMMAND_TIMEOUT_S", "2")).await;
+    let (n0, n2) = (&c.nodes[0], &c.nodes[2]);
+    let owner = c.user(0, "+48555400091").await;
+    let bot = robots::robot(&n0.api).await;
+    let mut paired = robots::paired_with(&n0.server, &n0.api, bot, &owner).await;
+    n2.server.metric_reaches(NEWS, 1.0).await;
+    paired.bot_mqtt = n2.server.mqtt_as(&paired.bot).await;
+    let errors = owner.errors_topic();
+    assert!(granted(
+        &paired.owner_mqtt.subscribe(&errors).await.unwrap()
+    ));
+    let sid = paired.call().await;
+    let robots::Paired {
+        mut owner_mqtt,
+        mut bot_mqtt,
+        ..
+    } = paired;
+    let (request, response) = robots::follow_commands(&mut owner_mqtt, &mut bot_mqtt, &sid).await;
+    let ask = |id: &str| json!({"requestId": id, "destination": "kitchen"});
+
+    owner_mqtt.publish_json(&request, &ask("r1")).await.unwrap();
+    assert_eq!(robots::next_json(&mut bot_mqtt, &request).await, ask("r1"));
+    let done = json!({"requestId": "r1", "status": "arrived"});
+    bot_mqtt.publish_json(&response, &done).await.unwrap();
+    assert_eq!(robots::next_json(&mut owner_mqtt, &response).await, done);
+
+    owner_mqtt.publish_json(&request, &ask("r2")).await.unwrap();
+    robots::next_json(&mut bot_mqtt, &request).await;
+    owner_mqtt.publish_json(&request, &ask("r2")).await.unwrap();
+    let refused = robots::next_json(&mut owner_mqtt, &errors).await;
+    assert_eq!(refused["code"], "conflict", "{refused}");
+    assert_eq!(
+        robots::next_json(&mut owner_mqtt, &response).await,
+        json!({"requestId": "r2", "status": "timed_out"})
+    );
 }

@@ -129,8 +129,8 @@ pub struct Landing {
     pub core: Attached,
     pub graph_news: mpsc::UnboundedSender<News>,
     pub call_news: mpsc::UnboundedSender<calls::News>,
-    /// Signalling for the media rooms this node holds.
-    pub relayed: mpsc::UnboundedSender<Bytes>,
+    /// Work for the calls this node holds (`holder`).
+    pub held: mpsc::UnboundedSender<Bytes>,
 }
 
 impl Arrivals for Landing {
@@ -149,9 +149,8 @@ impl Arrivals for Landing {
         let _ = self.call_news.send(calls::News::Changed(call));
     }
 
-    fn relayed(&self, signal: Bytes) {
-        // Nobody reads it on a node that runs no relay.
-        let _ = self.relayed.send(signal);
+    fn for_holder(&self, work: Bytes) {
+        let _ = self.held.send(work);
     }
 
     fn connected_elsewhere(&self, client_id: String, at: std::time::SystemTime) {

@@ -100,9 +100,9 @@ impl Member {
         }
     }
 
-    pub fn to_relay(&self, node: &str, signal: Bytes) {
+    pub fn to_holder(&self, node: &str, work: Bytes) {
         for to in self.others(|j| j.node == node) {
-            to.relayed(signal.clone());
+            to.for_holder(work.clone());
         }
     }
 }
@@ -132,11 +132,11 @@ mod tests {
                 .unwrap()
                 .push(format!("call {}", String::from_utf8_lossy(&call)));
         }
-        fn relayed(&self, signal: Bytes) {
+        fn for_holder(&self, work: Bytes) {
             self.0
                 .lock()
                 .unwrap()
-                .push(format!("relayed {}", String::from_utf8_lossy(&signal)));
+                .push(format!("held {}", String::from_utf8_lossy(&work)));
         }
         fn connected_elsewhere(&self, client_id: String, _: SystemTime) {
             self.0
@@ -177,8 +177,8 @@ mod tests {
         a.send("users/x/info", || message("users/x/info"));
         a.graph_changed(&[]);
         a.call_changed("c".into());
-        a.to_relay("b", "s".into());
-        a.to_relay("c", "nobody".into());
+        a.to_holder("b", "s".into());
+        a.to_holder("c", "nobody".into());
         a.logged_in("c1", SystemTime::now());
         let got = |g: &Got| g.0.lock().unwrap().clone();
         assert_eq!(
@@ -188,7 +188,7 @@ mod tests {
                 "users/x/isConnected",
                 "graph 0",
                 "call c",
-                "relayed s",
+                "held s",
                 "connected c1"
             ],
             "once each, under a key it held, never its own"

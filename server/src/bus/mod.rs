@@ -49,9 +49,9 @@ pub trait Arrivals: Send + Sync + 'static {
     /// A call changed on another node (stored there already): the call,
     /// as the call service wrote it.
     fn call_changed(&self, call: Bytes);
-    /// A device's signalling for the media room this node holds, from the
-    /// node the device is connected to (`Bus::to_relay`).
-    fn relayed(&self, signal: Bytes);
+    /// Work for a call this node holds, from the node its device is
+    /// connected to (`Bus::to_holder`).
+    fn for_holder(&self, work: Bytes);
     /// A client connected to another node at `at` (wall clock): its
     /// connection here, if made before, is taken over.
     fn connected_elsewhere(&self, client_id: String, at: SystemTime);
@@ -146,7 +146,7 @@ impl Bus {
             fn message(&self, _: Carried) {}
             fn graph_changed(&self, _: Vec<Id>) {}
             fn call_changed(&self, _: Bytes) {}
-            fn relayed(&self, _: Bytes) {}
+            fn for_holder(&self, _: Bytes) {}
             fn connected_elsewhere(&self, _: String, _: SystemTime) {}
             fn resync(&self) {}
         }
@@ -206,12 +206,11 @@ impl Bus {
         }
     }
 
-    /// Sends a device's signalling to `node`, whose relay holds the call's
-    /// media room.
-    pub fn to_relay(&self, node: &str, signal: Bytes) {
+    /// Sends work to `node`, which holds the call it is for.
+    pub fn to_holder(&self, node: &str, work: Bytes) {
         match &self.link {
-            Link::Local(member) => member.to_relay(node, signal),
-            Link::Nats(nats) => nats.to_relay(node, signal),
+            Link::Local(member) => member.to_holder(node, work),
+            Link::Nats(nats) => nats.to_holder(node, work),
         }
     }
 

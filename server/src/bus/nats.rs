@@ -1,7 +1,7 @@
 //! The bus on NATS. Subjects are `sb.<kind>.<name>` for a key
 //! `<kind>/<name>`; `sb.graph` for who-sees-whom news, `sb.calls` for
 //! calls' changes and `sb.logins` for logins, which every node wants; and
-//! `sb.relay-<node>` for signalling to the media rooms a node holds. The
+//! `sb.holder-<node>` for work for the calls a node holds. The
 //! connection is made with no echo, so a node never gets back what it
 //! sent.
 //!
@@ -46,8 +46,8 @@ fn subject(key: &str) -> String {
 }
 
 /// Two tokens, so never a key's subject (three or more).
-fn relay_subject(node: &str) -> String {
-    format!("sb.relay-{node}")
+fn holder_subject(node: &str) -> String {
+    format!("sb.holder-{node}")
 }
 
 enum Op {
@@ -123,7 +123,7 @@ impl Nats {
             client.subscribe(GRAPH).await?,
             client.subscribe(CALLS).await?,
             client.subscribe(LOGINS).await?,
-            client.subscribe(relay_subject(node)).await?,
+            client.subscribe(holder_subject(node)).await?,
         ];
         // A node waits for NATS rather than start without its news.
         while let Err(e) = round_trip(&client).await {
@@ -187,9 +187,9 @@ impl Nats {
         }
     }
 
-    pub fn to_relay(&self, node: &str, signal: Bytes) {
-        if !self.queue(relay_subject(node), signal) {
-            tracing::debug!(node, "signalling not sent to the relay's node");
+    pub fn to_holder(&self, node: &str, work: Bytes) {
+        if !self.queue(holder_subject(node), work) {
+            tracing::debug!(node, "work not sent to the node holding its call");
         }
     }
 
@@ -371,8 +371,8 @@ fn arrived(arrivals: &dyn Arrivals, message: async_nats::Message) {
         arrivals.call_changed(message.payload);
         return;
     }
-    if message.subject.starts_with("sb.relay-") {
-        arrivals.relayed(message.payload);
+    if message.subject.starts_with("sb.holder-") {
+        arrivals.for_holder(message.payload);
         return;
     }
     if message.subject.as_str() == GRAPH && message.payload == EVERYTHING {

@@ -175,9 +175,9 @@ impl CallService {
         Some([call.caller.clone(), call.accepted_by.clone()?])
     }
 
-    /// The node whose relay holds the media room of the accepted call
-    /// `sid`, when it is another node.
-    pub fn relay_elsewhere(&self, sid: &Sid) -> Option<String> {
+    /// The node holding the accepted call `sid` (its relay room, its
+    /// robot commands), when it is another node.
+    pub fn held_elsewhere(&self, sid: &Sid) -> Option<String> {
         let known = self.known.lock().expect("calls lock");
         let call = known
             .get(sid)

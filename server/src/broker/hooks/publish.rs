@@ -7,9 +7,10 @@ use bytes::Bytes;
 use switchboard_broker::{Message, PubRefusal};
 use switchboard_protocol::acl::{check_publish, Principal};
 use switchboard_protocol::topic::PairingField;
-use switchboard_protocol::Topic;
+use switchboard_protocol::{validate, Topic};
 
 use super::Hooks;
+use crate::holder::Held;
 use crate::media;
 use crate::refused::Refused;
 
@@ -100,10 +101,20 @@ impl Hooks {
                 })
             }
             Topic::Command { sid, command, part } => {
-                services
-                    .robots
-                    .command_published(&sid, &command, part, payload)?;
-                Ok(Route::AsSent)
+                let Some(node) = services.calls.held_elsewhere(&sid) else {
+                    (services.robots).command_published(&sid, &command, part, payload)?;
+                    return Ok(Route::AsSent);
+                };
+                // The call's node checks it against the open requests
+                // and publishes it.
+                validate::command(part, payload)?;
+                let held = Held::Command {
+                    from: me.clone(),
+                    topic: message.topic.to_string(),
+                    payload: String::from_utf8_lossy(payload).into_owned(),
+                };
+                held.send(&node, self.publisher.bus());
+                Ok(Route::Absorbed)
             }
             Topic::Invite { callee, sid } => {
                 services.calls.invite(me, callee, sid, payload).await?;
@@ -115,7 +126,7 @@ impl Hooks {
             }
             Topic::WebRtc { sid, .. } => {
                 let elsewhere =
-                    (services.calls.relay_elsewhere(&sid)).map(|node| (node, self.publisher.bus()));
+                    (services.calls.held_elsewhere(&sid)).map(|node| (node, self.publisher.bus()));
                 media::signal(services.relay.as_ref(), elsewhere, &sid, me, payload)?;
                 Ok(Route::AsSent)
             }

@@ -1,7 +1,14 @@
-//! In-memory rate limits for the things an attacker would hammer: asking
-//! for one-time codes and guessing them from one address, and profile
-//! updates of one user. (Per-number code limits and the daily discovery
-//! quota live in the database, where they survive restarts.)
+//! In-memory rate limits per client address, for the things an attacker
+//! would hammer: asking for one-time codes and guessing them. Each node
+//! counts the addresses it serves. Per-user limits (invites and profile
+//! changes, `Store::spend`), per-number code limits, the daily discovery
+//! quota and the pairing guess budgets live in the database, where every
+//! node counts the same and restarts forget nothing.
+
+/// Invites a caller may send a minute, all at once if it likes.
+pub const INVITES_PER_MINUTE: u32 = 30;
+/// Profile changes (HTTP or MQTT) a user may make a minute.
+pub const PROFILE_CHANGES_PER_MINUTE: u32 = 30;
 
 use std::hash::Hash;
 use std::net::IpAddr;
@@ -21,10 +28,6 @@ pub struct Limits<C: Clock = DefaultClock> {
     pub otp_per_address: Keyed<IpAddr, C>,
     /// `POST /v1/auth/verify` and `/v1/auth/robot` per client address.
     pub sign_in_per_address: Keyed<IpAddr, C>,
-    /// Profile changes (HTTP or MQTT) per user.
-    pub profile_per_user: Keyed<String, C>,
-    /// Invites per caller.
-    pub invites_per_user: Keyed<String, C>,
 }
 
 fn per_minute(n: u32) -> Quota {
@@ -56,28 +59,21 @@ impl<C: Clock + Clone> Limits<C> {
         Limits {
             otp_per_address: keyed(per_minute(10), clock),
             sign_in_per_address: keyed(per_minute(30), clock),
-            profile_per_user: keyed(per_minute(30), clock),
-            invites_per_user: keyed(per_minute(30), clock),
         }
     }
 
     /// Forgets the keys whose limit is back to full, and the room they
-    /// took: each address that ever signed in and each user who ever
-    /// invited would otherwise stay in memory for good. Run once a minute.
+    /// took: each address that ever signed in would otherwise stay in
+    /// memory for good. Run once a minute.
     pub fn forget_idle(&self) {
         forget_idle(&self.otp_per_address);
         forget_idle(&self.sign_in_per_address);
-        forget_idle(&self.profile_per_user);
-        forget_idle(&self.invites_per_user);
     }
 
     /// Keys held, over all the limits.
     #[cfg(test)]
     pub fn keys(&self) -> usize {
-        self.otp_per_address.len()
-            + self.sign_in_per_address.len()
-            + self.profile_per_user.len()
-            + self.invites_per_user.len()
+        self.otp_per_address.len() + self.sign_in_per_address.len()
     }
 }
 
@@ -93,22 +89,23 @@ mod tests {
     fn keys_are_forgotten_once_their_limit_is_full_again() {
         let clock = FakeRelativeClock::default();
         let limits = Limits::with_clock(&clock);
-        let address: IpAddr = "192.0.2.1".parse().unwrap();
-        limits.otp_per_address.check_key(&address).unwrap();
+        let (asker, guesser): (IpAddr, IpAddr) =
+            ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        limits.otp_per_address.check_key(&asker).unwrap();
         for _ in 0..30 {
-            limits.invites_per_user.check_key(&"caller".into()).unwrap();
+            limits.sign_in_per_address.check_key(&guesser).unwrap();
         }
-        assert!(limits.invites_per_user.check_key(&"caller".into()).is_err());
+        assert!(limits.sign_in_per_address.check_key(&guesser).is_err());
         assert_eq!(limits.keys(), 2);
         limits.forget_idle();
         assert_eq!(limits.keys(), 2, "both still count");
         // One request comes back in 6 s (10 a minute); a key goes once it
-        // has been full again that long: the address, not the caller who
+        // has been full again that long: the asker, not the guesser who
         // used up its minute.
         clock.advance(Duration::from_secs(12));
         limits.forget_idle();
         assert_eq!(limits.keys(), 1);
-        assert!(limits.invites_per_user.check_key(&"caller".into()).is_ok());
+        assert!(limits.sign_in_per_address.check_key(&guesser).is_ok());
         clock.advance(Duration::from_secs(60));
         limits.forget_idle();
         assert_eq!(limits.keys(), 0);

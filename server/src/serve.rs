@@ -191,7 +191,7 @@ async fn start(config: &Config) -> Result<(Running, tokio::net::TcpListener, Arc
     let metrics = Arc::new(Metrics::new());
     let bus = match &config.nats_url {
         Some(url) => {
-            tracing::warn!("several nodes (nats_url): clients' messages, profiles, presence, who sees whom and calls cross nodes; pairing codes, command deadlines, rate limits and relay rooms are still each node's own (docs/scaling.md)");
+            tracing::warn!("several nodes (nats_url): per-user rate limits are still each node's own (docs/scaling.md)");
             Bus::nats(url, &node, landing, metrics.bus_unsent.clone()).await?
         }
         None => Bus::local(&Hub::default(), &node, landing),
@@ -238,7 +238,6 @@ async fn start(config: &Config) -> Result<(Running, tokio::net::TcpListener, Arc
         node,
         relay.is_some(),
         edges.clone(),
-        limits.clone(),
         presence.clone(),
         Arc::new(Push::from_config(config)?),
         followers,
@@ -255,7 +254,7 @@ async fn start(config: &Config) -> Result<(Running, tokio::net::TcpListener, Arc
         presence,
         calls,
         robots,
-        profiles: ProfileService::new(limits.clone(), edges.clone()),
+        profiles: ProfileService::new(edges.clone()),
         relay: relay.clone(),
     };
     let deps = Deps {
@@ -276,10 +275,15 @@ async fn start(config: &Config) -> Result<(Running, tokio::net::TcpListener, Arc
         graph_news,
         edges.stop.clone(),
     ));
-    let idle_limits = limits.clone();
+    let (idle_limits, idle_store, now) = (limits.clone(), store.clone(), edges.clock.clone());
     edges.every(Duration::from_secs(60), move || {
         idle_limits.forget_idle();
-        async {}
+        let (store, now) = (idle_store.clone(), now.now_ms());
+        async move {
+            if let Err(e) = store.forget_spent(now).await {
+                tracing::warn!("forgetting full rate limits: {e:#}");
+            }
+        }
     });
     if let Some(queue) = relay_queue {
         edges.tasks.spawn(crate::media::run_publisher(

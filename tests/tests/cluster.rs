@@ -10,7 +10,7 @@ use switchboard_e2e::api::SignedIn;
 use switchboard_e2e::calls::{self, Device};
 use switchboard_e2e::cluster::Cluster;
 use switchboard_e2e::media::MediaPeer;
-use switchboard_e2e::mqtt::{granted, Client, Incoming};
+use switchboard_e2e::mqtt::{granted, Client, Incoming, REFUSED};
 use switchboard_e2e::robots;
 use switchboard_e2e::{random_id, Server};
 
@@ -520,21 +520,35 @@ async fn media_flows_through_a_relay_on_a_third_node() {
     }
 }
 
-/// A robot paired on node 0 moves to node 2 and is called there by its
-/// owner on node 0; the call is held on node 2 (it accepted there), so
-/// the owner's requests go to node 2 to be checked and published: the
-/// robot answers, a request id still open is refused to the owner, and a
-/// request left unanswered is answered `timed_out`.
+/// A robot on node 2 offers a code it got from node 2's API; its owner on
+/// node 0 looks it up (served the robot's id from the store) and claims
+/// it, and both hear it paired. The owner calls the robot, which accepts
+/// on node 2, so node 2 holds the call: the owner's requests go there to
+/// be checked and published; the robot answers, a request id still open
+/// is refused to the owner, and a request left unanswered is answered
+/// `timed_out`.
 #[tokio::test]
 #[ignore = "needs PostgreSQL in E2E_POSTGRES_URL and nats-server; scripts/test runs it"]
-async fn a_robot_on_another_node_is_commanded_with_answers_and_timeouts() {
+async fn a_robot_on_another_node_is_paired_and_commanded_with_answers_and_timeouts() {
     let c = Cluster::start_with(3, |_, n| n.env("SWITCHBOARD_COMMAND_TIMEOUT_S", "2")).await;
     let (n0, n2) = (&c.nodes[0], &c.nodes[2]);
     let owner = c.user(0, "+48555400091").await;
-    let bot = robots::robot(&n0.api).await;
-    let mut paired = robots::paired_with(&n0.server, &n0.api, bot, &owner).await;
+    let bot = robots::robot(&n2.api).await;
+    let mut bot_mqtt = n2.server.mqtt_as(&bot).await;
+    let mut owner_mqtt = n0.server.mqtt_as(&owner).await;
+    let code = robots::offer(&n2.api, &bot, &mut bot_mqtt).await;
+    assert_eq!(robots::pair(&owner, &mut owner_mqtt, &code).await, bot.id);
+    let status = format!("pairing/{code}/status");
+    for client in [&mut owner_mqtt, &mut bot_mqtt] {
+        assert_eq!(robots::next_json(client, &status).await["status"], "paired");
+    }
     n2.server.metric_reaches(NEWS, 1.0).await;
-    paired.bot_mqtt = n2.server.mqtt_as(&paired.bot).await;
+    let mut paired = robots::Paired {
+        owner: owner.clone(),
+        owner_mqtt,
+        bot,
+        bot_mqtt,
+    };
     let errors = owner.errors_topic();
     assert!(granted(
         &paired.owner_mqtt.subscribe(&errors).await.unwrap()
@@ -562,5 +576,46 @@ async fn a_robot_on_another_node_is_commanded_with_answers_and_timeouts() {
     assert_eq!(
         robots::next_json(&mut owner_mqtt, &response).await,
         json!({"requestId": "r2", "status": "timed_out"})
+    );
+}
+
+/// A user's budgets are the same with three nodes as with one: 30 profile
+/// changes a minute spread over the nodes leave none for a 31st on any
+/// node, and five wrong pairing codes typed on different nodes leave no
+/// sixth look-up.
+#[tokio::test]
+#[ignore = "needs PostgreSQL in E2E_POSTGRES_URL and nats-server; scripts/test runs it"]
+async fn a_users_limits_are_counted_over_every_node() {
+    let c = Cluster::start(3).await;
+    let a = c.user(0, "+48555400101").await;
+    for n in 0..30 {
+        let node = &c.nodes[n % 3];
+        let r = node
+            .api
+            .set_profile(&a.access, json!({"nickname": format!("a{n}")}));
+        assert_eq!(r.await.unwrap().status, 200, "change {n}");
+    }
+    for node in &c.nodes {
+        let r = node.api.set_profile(&a.access, json!({"nickname": "more"}));
+        assert_eq!(r.await.unwrap().status, 429);
+    }
+
+    for n in 0..5 {
+        let mut mqtt = c.nodes[n % 3].server.mqtt_as(&a).await;
+        let wrong = format!("{:06}", 900_000 + n);
+        assert_eq!(
+            robots::look_up(&mut mqtt, &wrong).await,
+            REFUSED,
+            "miss {n}"
+        );
+    }
+    let bot = robots::robot(&c.nodes[2].api).await;
+    let mut bot_mqtt = c.nodes[2].server.mqtt_as(&bot).await;
+    let code = robots::offer(&c.nodes[2].api, &bot, &mut bot_mqtt).await;
+    let mut mqtt = c.nodes[1].server.mqtt_as(&a).await;
+    assert_eq!(
+        robots::look_up(&mut mqtt, &code).await,
+        REFUSED,
+        "out of tries, even for a live code"
     );
 }

@@ -1,19 +1,20 @@
 //! What the topic rules need to know, read from the services: who sees
-//! whom (the graph), who is in which call, and who holds which pairing
-//! code.
+//! whom (the graph), who is in which call, and where the user stands with
+//! the pairing code the topic names (read from the store beforehand).
 
 use switchboard_protocol::acl::{self, CommandRole, MediaRole, PairingRole};
 use switchboard_protocol::{ClientId, Id, PairingCode, Sid};
 
 use crate::services::calls::CallService;
-use crate::services::robots::RobotService;
 use crate::social::Graph;
 
 /// What the topic rules need to know: the graph, calls and pairing codes.
 pub struct Facts<'a> {
     pub graph: &'a Graph,
     pub calls: &'a CallService,
-    pub robots: &'a RobotService,
+    /// Where the user stands with the pairing code the topic or filter
+    /// names (each names one at most).
+    pub pairing: PairingRole,
     /// Whether this server runs the media relay.
     pub relay: bool,
 }
@@ -31,14 +32,8 @@ impl acl::Facts for Facts<'_> {
         self.graph.may_call(caller, callee)
     }
 
-    fn pairing(&self, user: &Id, code: &PairingCode) -> PairingRole {
-        if self.robots.robot_of(code).as_ref() == Some(user) {
-            PairingRole::Robot
-        } else if self.robots.looked(user, code) {
-            PairingRole::Looked
-        } else {
-            PairingRole::None
-        }
+    fn pairing(&self, _: &Id, _: &PairingCode) -> PairingRole {
+        self.pairing
     }
 
     fn media_role(&self, client: &ClientId, sid: &Sid) -> MediaRole {

@@ -69,7 +69,7 @@ pub async fn new_code(
     caller: Caller,
 ) -> Result<(StatusCode, Json<NewCode>), ApiError> {
     require(&caller, TokenKind::Robot, "robots")?;
-    let (code, expires_at) = app.services.robots.issue(caller.id).await;
+    let (code, expires_at) = (app.services.robots.issue(caller.id).await).map_err(internal)?;
     Ok((
         StatusCode::CREATED,
         Json(NewCode {

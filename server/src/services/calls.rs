@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use super::presence::{PresenceService, NODE_TTL_MS};
 use super::queue::{outbox, Inbox, Outbox};
 use super::Edges;
-use crate::limits::Limits;
+use crate::limits::INVITES_PER_MINUTE;
 use crate::push::{Push, WakeUp};
 use crate::refused::Refused;
 use crate::store::Parties;
@@ -55,7 +55,6 @@ pub struct CallService {
     out: Outbox<Box<Call>>,
     ring_ms: i64,
     edges: Edges,
-    limits: Arc<Limits>,
     presence: Arc<PresenceService>,
     push: Arc<Push>,
     followers: Vec<Arc<dyn Follow>>,
@@ -109,7 +108,6 @@ impl CallService {
         node: String,
         relay: bool,
         edges: Edges,
-        limits: Arc<Limits>,
         presence: Arc<PresenceService>,
         push: Arc<Push>,
         followers: Vec<Arc<dyn Follow>>,
@@ -122,7 +120,6 @@ impl CallService {
             out,
             ring_ms: ring_timeout.as_millis() as i64,
             edges,
-            limits,
             presence,
             push,
             followers,
@@ -261,12 +258,11 @@ impl CallService {
         payload: &[u8],
     ) -> Result<(), Refused> {
         let invite = validate::invite(payload, &sid, caller)?;
-        if self
-            .limits
-            .invites_per_user
-            .check_key(&caller.id.to_string())
-            .is_err()
-        {
+        let key = format!("invites:{}", caller.id);
+        let now = self.edges.now_ms();
+        let spent = (self.edges.store.spend(&key, now, INVITES_PER_MINUTE).await)
+            .map_err(|e| Refused::internal("counting invites", e))?;
+        if !spent {
             let message = "too many invites; try again in a minute";
             return Err(Refused::new(ErrorCode::RateLimited, message));
         }
@@ -548,19 +544,9 @@ mod tests {
         let presence = PresenceService::new(edges.clone(), "node".into())
             .await
             .unwrap();
-        let limits = Arc::new(Limits::new());
         let push = Arc::new(Push::Off);
         let followers: Vec<Arc<dyn Follow>> = vec![seen];
-        CallService::new(
-            RING,
-            "node".into(),
-            true,
-            edges,
-            limits,
-            presence,
-            push,
-            followers,
-        )
+        CallService::new(RING, "node".into(), true, edges, presence, push, followers)
     }
 
     fn phone() -> ClientId {

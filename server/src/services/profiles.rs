@@ -9,32 +9,37 @@ use switchboard_protocol::{ErrorCode, Id, Topic};
 
 use super::Edges;
 use crate::batched::Batched;
-use crate::limits::Limits;
+use crate::limits::PROFILE_CHANGES_PER_MINUTE;
 use crate::refused::Refused;
 
 pub struct ProfileService {
-    limits: Arc<Limits>,
     /// Stored profiles, read together for subscribers asking at once.
     stored: Batched<Id, Profile>,
     edges: Edges,
 }
 
 impl ProfileService {
-    pub fn new(limits: Arc<Limits>, edges: Edges) -> Arc<Self> {
+    pub fn new(edges: Edges) -> Arc<Self> {
         let stored = Batched::new(edges.store.clone(), |store, ids| async move {
             store.get_profiles(&ids).await
         });
-        Arc::new(ProfileService {
-            limits,
-            stored,
-            edges,
-        })
+        Arc::new(ProfileService { stored, edges })
     }
 
-    fn admit(&self, owner: &Id) -> Result<(), Refused> {
-        match self.limits.profile_per_user.check_key(&owner.to_string()) {
-            Ok(()) => Ok(()),
-            Err(_) => Err(Refused::new(
+    /// Spends one of `owner`'s profile changes this minute, counted over
+    /// every node.
+    async fn admit(&self, owner: &Id) -> Result<(), Refused> {
+        let key = format!("profile:{owner}");
+        let now = self.edges.now_ms();
+        let spent = (self
+            .edges
+            .store
+            .spend(&key, now, PROFILE_CHANGES_PER_MINUTE)
+            .await)
+            .map_err(|e| Refused::internal("counting profile changes", e))?;
+        match spent {
+            true => Ok(()),
+            false => Err(Refused::new(
                 ErrorCode::RateLimited,
                 "too many profile changes; try again in a minute",
             )),
@@ -50,7 +55,7 @@ impl ProfileService {
     /// canonical form (normalized, stamped with the server's time), which
     /// the broker sends on, retained, in place of what was published.
     pub async fn published(&self, owner: &Id, payload: &[u8]) -> Result<Profile, Refused> {
-        self.admit(owner)?;
+        self.admit(owner).await?;
         let profile = parse_profile(payload, owner, self.edges.now_ms())?;
         self.edges
             .store
@@ -62,7 +67,7 @@ impl ProfileService {
 
     /// A profile set through HTTP: stored, then published retained.
     pub async fn set(&self, owner: &Id, input: ProfileInput) -> Result<Profile, Refused> {
-        self.admit(owner)?;
+        self.admit(owner).await?;
         let profile = validate_profile(input, owner, self.edges.now_ms())?;
         let payload = serde_json::to_vec(&profile).expect("profile serializes");
         if payload.len() > MAX_PAYLOAD_BYTES {
@@ -102,7 +107,7 @@ mod tests {
             .ensure_user(&owner, PrincipalKind::User)
             .await
             .unwrap();
-        (ProfileService::new(Arc::new(Limits::new()), edges), owner)
+        (ProfileService::new(edges), owner)
     }
 
     #[tokio::test]

@@ -1,12 +1,15 @@
 //! Pairing codes and robot commands: the pure logic of the pairing crate,
-//! with the server's clock, randomness, store and publications.
+//! with the server's clock, randomness, store and publications. Codes,
+//! look-ups and guess budgets are stored, so any node takes any step; a
+//! call's commands are kept by the node holding the call.
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
-use switchboard_pairing::{Codes, CommandRefusal, Commands, PairingRefusal, Pending};
+use switchboard_pairing::{CommandRefusal, Commands, PairingRefusal, Pending};
+use switchboard_protocol::acl::PairingRole;
 use switchboard_protocol::payload::{
     CallStateKind, PairingOutcome, PairingStatus, COMMAND_TIMED_OUT,
 };
@@ -20,7 +23,7 @@ use crate::refused::Refused;
 use crate::social::Graph;
 
 pub struct RobotService {
-    codes: Mutex<Codes>,
+    code_ttl_ms: i64,
     commands: Mutex<Commands>,
     graph: Arc<Graph>,
     edges: Edges,
@@ -43,7 +46,7 @@ impl RobotService {
         edges: Edges,
     ) -> Arc<Self> {
         Arc::new(RobotService {
-            codes: Mutex::new(Codes::new(code_ttl.as_millis() as i64)),
+            code_ttl_ms: code_ttl.as_millis() as i64,
             commands: Mutex::new(Commands::new(command_timeout.as_millis() as i64)),
             graph,
             edges,
@@ -52,52 +55,53 @@ impl RobotService {
 
     /// A new code for `robot`, drawn from the OS's CSPRNG; a live code it
     /// replaces is finished `expired` (its retained robot id cleared).
-    pub async fn issue(&self, robot: Id) -> (PairingCode, i64) {
+    pub async fn issue(&self, robot: Id) -> anyhow::Result<(PairingCode, i64)> {
         let mut rng = rand::rngs::OsRng;
         let now = self.edges.now_ms();
-        let (code, expires_at, replaced) =
-            self.codes
-                .lock()
-                .expect("codes lock")
-                .issue(robot.clone(), now, || rng.gen_range(0..1_000_000));
-        if let Some(old) = replaced {
-            self.finish(&old, PairingOutcome::Expired, robot, None)
+        let random = || rng.gen_range(0..1_000_000);
+        let issued = (self.edges.store)
+            .issue_code(&robot, now, self.code_ttl_ms, random)
+            .await?;
+        for old in issued.replaced {
+            self.finish(&old, PairingOutcome::Expired, robot.clone(), None)
                 .await;
         }
-        (code, expires_at)
+        Ok((issued.code, issued.expires_at))
     }
 
-    pub fn robot_of(&self, code: &PairingCode) -> Option<Id> {
+    /// The robot of a live code, as a new subscriber to its `robotID` is
+    /// served it.
+    pub async fn robot_of(&self, code: &PairingCode) -> anyhow::Result<Option<Id>> {
         let now = self.edges.now_ms();
-        self.codes
-            .lock()
-            .expect("codes lock")
-            .robot_of(code, now)
-            .cloned()
+        self.edges.store.code_robot(code, now).await
+    }
+
+    /// Where `user` stands with `code`, for the topic rules; a store that
+    /// cannot answer leaves it nowhere.
+    pub async fn role(&self, user: &Id, code: &PairingCode) -> PairingRole {
+        let now = self.edges.now_ms();
+        match self.edges.store.pairing_role(user, code, now).await {
+            Ok(role) => role,
+            Err(e) => {
+                tracing::warn!("reading a pairing code: {e:#}");
+                PairingRole::None
+            }
+        }
     }
 
     /// A user subscribing to a code's `robotID` looks it up; a code that
     /// does not exist counts against the guess budgets of the user and of
     /// its network `address` (brute force).
-    pub fn look(
+    pub async fn look(
         &self,
         user: &Id,
         address: Option<IpAddr>,
         code: &PairingCode,
-    ) -> Result<Id, PairingRefusal> {
+    ) -> anyhow::Result<Result<Id, PairingRefusal>> {
         let now = self.edges.now_ms();
-        self.codes
-            .lock()
-            .expect("codes lock")
-            .look(user, address, code, now)
-    }
-
-    pub fn looked(&self, user: &Id, code: &PairingCode) -> bool {
-        let now = self.edges.now_ms();
-        self.codes
-            .lock()
-            .expect("codes lock")
-            .looked(user, code, now)
+        (self.edges.store)
+            .look_code(user, address, code, now, self.code_ttl_ms)
+            .await
     }
 
     /// Pairing messages the topic rules allow: the robot's id on
@@ -114,17 +118,14 @@ impl RobotService {
             return Ok(());
         }
         let now = self.edges.now_ms();
-        let robot = self
-            .codes
-            .lock()
-            .expect("codes lock")
-            .claim(user, code, now)
+        let robot = (self.edges.store.claim_code(user, code, now).await)
+            .map_err(|e| Refused::internal("claiming a pairing code", e))?
             .map_err(|refusal| Refused::new(ErrorCode::Conflict, refusal.to_string()))?;
-        self.edges
-            .store
-            .add_owner(&robot, user)
-            .await
-            .map_err(|e| Refused::internal("storing an ownership", e))?;
+        // The robot may have been made on another node and never
+        // connected to this one.
+        if let Err(e) = self.graph.learn(&robot).await {
+            tracing::warn!(%robot, "learning a robot's account: {e:#}");
+        }
         self.graph.set_owner(&robot, user, true);
         let paired = [robot.clone(), user.clone()];
         self.edges.bus.graph_changed(&paired);
@@ -165,12 +166,18 @@ impl RobotService {
         })
     }
 
-    /// Expired codes end `expired`; robots silent past a request's
-    /// deadline get `timed_out` answered for them. Both read only what is
-    /// due.
+    /// Expired codes end `expired` (each once, over every node); robots
+    /// silent past a request's deadline get `timed_out` answered for them.
+    /// Both read only what is due.
     async fn tick(&self) {
         let now = self.edges.now_ms();
-        let expired = self.codes.lock().expect("codes lock").tick(now);
+        let expired = match self.edges.store.expire_codes(now).await {
+            Ok(expired) => expired,
+            Err(e) => {
+                tracing::warn!("ending expired pairing codes: {e:#}");
+                Vec::new()
+            }
+        };
         for (code, robot) in expired {
             self.finish(&code, PairingOutcome::Expired, robot, None)
                 .await;
@@ -302,9 +309,19 @@ mod tests {
         let (edges, _clock, mut sent) = test_edges().await;
         let store = edges.store.clone();
         let robots = service(edges).await;
-        let (code, _) = robots.issue(id(ROBOT)).await;
+        let (code, _) = robots.issue(id(ROBOT)).await.unwrap();
         let owner = id(OWNER);
-        robots.look(&owner, None, &code).unwrap();
+        let not_looked = robots
+            .pairing_published(&owner, &code, PairingField::UserId, OWNER.as_bytes())
+            .await;
+        assert_eq!(
+            not_looked.unwrap_err().message,
+            "look the code up first (subscribe to its robotID)"
+        );
+        assert_eq!(robots.role(&owner, &code).await, PairingRole::None);
+        robots.look(&owner, None, &code).await.unwrap().unwrap();
+        assert_eq!(robots.role(&owner, &code).await, PairingRole::Looked);
+        assert_eq!(robots.role(&id(ROBOT), &code).await, PairingRole::Robot);
         let not_mine = robots
             .pairing_published(&owner, &code, PairingField::UserId, ROBOT.as_bytes())
             .await;
@@ -336,16 +353,23 @@ mod tests {
     async fn a_code_ends_expired_at_its_deadline_and_not_before() {
         let (edges, clock, mut sent) = test_edges().await;
         let robots = service(edges).await;
-        let (code, expires_at) = robots.issue(id(ROBOT)).await;
+        let (code, expires_at) = robots.issue(id(ROBOT)).await.unwrap();
         clock.advance(expires_at - clock.now_ms() - 1);
         robots.tick().await;
         assert!(sent.try_recv().is_err(), "still live");
-        assert_eq!(robots.robot_of(&code), Some(id(ROBOT)));
+        assert_eq!(robots.robot_of(&code).await.unwrap(), Some(id(ROBOT)));
         clock.advance(1);
         robots.tick().await;
         let (_, payload, _) = sent.recv().await.unwrap();
         assert_eq!(status(&payload).status, PairingOutcome::Expired);
-        assert_eq!(robots.robot_of(&code), None);
+        let (topic, payload, _) = sent.recv().await.unwrap();
+        assert_eq!(
+            (topic.to_string(), payload),
+            (format!("pairing/{code}/robotID"), vec![])
+        );
+        assert_eq!(robots.robot_of(&code).await.unwrap(), None);
+        robots.tick().await;
+        assert!(sent.try_recv().is_err(), "ended once");
     }
 
     #[tokio::test]

@@ -4,6 +4,8 @@
 
 mod accounts;
 mod calls;
+mod limits;
+mod pairing;
 mod presence;
 mod profiles;
 mod robots;

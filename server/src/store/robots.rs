@@ -4,10 +4,11 @@ use anyhow::Result;
 use switchboard_protocol::Id;
 
 use super::{id_pairs, typed, Store};
-use crate::clock::now_ms;
 
 impl Store {
-    /// Records that `user` owns `robot` (again: keeps the first time).
+    /// Records that `user` owns `robot` (again: keeps the first time); a
+    /// claimed code does it in its own transaction (`claim_code`).
+    #[cfg(test)]
     pub async fn add_owner(&self, robot: &Id, user: &Id) -> Result<()> {
         sqlx::query(
             "INSERT INTO ownership (robot_id, user_id, paired_at) VALUES ($1, $2, $3)
@@ -15,7 +16,7 @@ impl Store {
         )
         .bind(robot.as_str())
         .bind(user.as_str())
-        .bind(now_ms())
+        .bind(crate::clock::now_ms())
         .execute(&self.pool)
         .await?;
         Ok(())

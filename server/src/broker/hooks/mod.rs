@@ -17,8 +17,9 @@ use tokio::time::Instant;
 
 use switchboard_broker::{ConnectRefusal, Dropped, Ended, Granted, Login, Message, PubRefusal};
 use switchboard_presence::Cause;
-use switchboard_protocol::acl::Principal;
-use switchboard_protocol::{Filter, Sid, Topic};
+use switchboard_protocol::acl::{PairingRole, Principal};
+use switchboard_protocol::topic::PairingField;
+use switchboard_protocol::{Filter, Id, PairingCode, Sid, Topic};
 
 use super::expiry::Expiry;
 use super::facts::Facts;
@@ -83,6 +84,12 @@ fn session_of(topic_or_filter: &str) -> Option<(Sid, bool)> {
     Some((sid, !matches!(tail, "call" | "state")))
 }
 
+/// The pairing code a `pairing/<code>/…` topic or filter names.
+fn code_of(topic_or_filter: &str) -> Option<PairingCode> {
+    let rest = topic_or_filter.strip_prefix("pairing/")?;
+    rest.split_once('/')?.0.parse().ok()
+}
+
 /// Why a connection ended, in presence's terms.
 fn cause(ended: Ended) -> Cause {
     match ended {
@@ -121,12 +128,23 @@ impl Hooks {
         self.graph.clone()
     }
 
-    fn facts(&self) -> Facts<'_> {
+    /// What the rules need to know; `pairing`, where the user stands with
+    /// the code the topic names (`pairing_role`).
+    fn facts(&self, pairing: PairingRole) -> Facts<'_> {
         Facts {
             graph: &self.graph,
             calls: &self.services.calls,
-            robots: &self.services.robots,
+            pairing,
             relay: self.services.relay.is_some(),
+        }
+    }
+
+    /// Where `principal` stands with the pairing code a `pairing/<code>/…`
+    /// topic or filter names, read from the store (nowhere for others).
+    async fn pairing_role(&self, principal: &Principal, topic_or_filter: &str) -> PairingRole {
+        match code_of(topic_or_filter) {
+            Some(code) => self.services.robots.role(principal.id(), &code).await,
+            None => PairingRole::None,
         }
     }
 
@@ -175,6 +193,29 @@ impl Hooks {
         let topic = Topic::CallState(sid);
         let message = |payload| publisher::message(&topic, payload, true);
         Some(state.into_iter().map(message).collect())
+    }
+
+    /// For a subscription to a pairing code's `robotID`: the robot's id,
+    /// while the code lives.
+    async fn code_robot(&self, filter: &str) -> Option<Vec<Message>> {
+        let field = PairingField::RobotId;
+        let Ok(Filter::Topic(Topic::Pairing {
+            code,
+            field: PairingField::RobotId,
+        })) = Filter::from_str(filter)
+        else {
+            return None;
+        };
+        let robot = match self.services.robots.robot_of(&code).await {
+            Ok(robot) => robot,
+            Err(e) => {
+                tracing::warn!(filter, "reading the robot a subscription is served: {e:#}");
+                None
+            }
+        };
+        let topic = Topic::Pairing { code, field };
+        let message = |robot: Id| publisher::message(&topic, robot.as_str().into(), true);
+        Some(robot.into_iter().map(message).collect())
     }
 
     /// The user topics `filter` names, when the services serve them.
@@ -243,7 +284,7 @@ impl switchboard_broker::Hooks for Hooks {
                 if let Some((sid, until_accepted)) = session_of(filter) {
                     self.services.calls.recall(&sid, until_accepted).await;
                 }
-                Hooks::subscribe(self, principal, client.address, filter)
+                Hooks::subscribe(self, principal, client.address, filter).await
             }
             None if self.mode.refused_in_open.contains(filter) => Err(Granted::Failed),
             None => Ok(()),
@@ -293,6 +334,9 @@ impl switchboard_broker::Hooks for Hooks {
         if let Some(state) = self.call_state(filter).await {
             return Some(state);
         }
+        if let Some(robot) = self.code_robot(filter).await {
+            return Some(robot);
+        }
         let topics = self.served_topics(filter)?;
         match self.services.current(&topics).await {
             Ok(current) => Some(
@@ -309,12 +353,21 @@ impl switchboard_broker::Hooks for Hooks {
     }
 
     /// The services keep what they serve (profiles, presence, call
-    /// states): the broker keeps the rest (a robot's id on its pairing
-    /// code).
+    /// states, the robot behind a pairing code): the broker keeps the
+    /// rest, which only open-broker mode allows.
     fn keeps_retained(&self, topic: &str) -> bool {
-        let call_state =
-            !self.mode.open && topic.starts_with("session/") && topic.ends_with("/state");
-        self.served_topics(topic).is_none() && !call_state
+        if self.mode.open {
+            return true;
+        }
+        let stored = matches!(
+            Topic::from_str(topic),
+            Ok(Topic::CallState(_)
+                | Topic::Pairing {
+                    field: PairingField::RobotId,
+                    ..
+                })
+        );
+        self.served_topics(topic).is_none() && !stored
     }
 
     fn dropped(&self, why: Dropped) {
@@ -364,6 +417,25 @@ mod tests {
             if let Some((got, _)) = got {
                 assert_eq!(got.as_str(), sid);
             }
+        }
+    }
+
+    #[test]
+    fn a_pairing_topic_names_its_code() {
+        let cases = [
+            ("pairing/123456/robotID", Some("123456")),
+            ("pairing/123456/+", Some("123456")),
+            ("pairing/12345/status", None),
+            ("pairing/123456", None),
+            ("pairing/+/status", None),
+            ("session/123456/call", None),
+        ];
+        for (topic, want) in cases {
+            assert_eq!(
+                code_of(topic).as_ref().map(PairingCode::as_str),
+                want,
+                "{topic}"
+            );
         }
     }
 

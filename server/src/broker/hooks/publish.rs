@@ -80,7 +80,8 @@ impl Hooks {
         principal: &Principal,
         message: &Message,
     ) -> Result<Route, Refused> {
-        let topic = check_publish(principal, &message.topic, &self.facts())?;
+        let pairing = self.pairing_role(principal, &message.topic).await;
+        let topic = check_publish(principal, &message.topic, &self.facts(pairing))?;
         let (services, me, payload) = (&self.services, &principal.client, &message.payload);
         match topic {
             // The rules let only the owner publish these two.

@@ -14,13 +14,14 @@ use super::Hooks;
 impl Hooks {
     /// Whether `principal`, connected from `address`, may subscribe to
     /// `filter`.
-    pub(super) fn subscribe(
+    pub(super) async fn subscribe(
         &self,
         principal: &Principal,
         address: IpAddr,
         filter: &str,
     ) -> Result<(), Granted> {
         self.decide_subscribe(principal, Some(address), filter)
+            .await
             .map_err(|denial| {
                 tracing::debug!(client_id = %principal.client, filter, %denial,
                     "subscription refused");
@@ -29,21 +30,22 @@ impl Hooks {
             })
     }
 
-    fn decide_subscribe(
+    async fn decide_subscribe(
         &self,
         principal: &Principal,
         address: Option<IpAddr>,
-        filter: &str,
+        raw: &str,
     ) -> Result<(), Denial> {
-        let filter: Filter = filter.parse()?;
+        let filter: Filter = raw.parse()?;
         // Before the rules: the look-up is what lets the user read it.
-        self.look_up_code(principal, address, &filter)?;
-        authorize(principal, Action::Subscribe, &filter, &self.facts())
+        self.look_up_code(principal, address, &filter).await?;
+        let pairing = self.pairing_role(principal, raw).await;
+        authorize(principal, Action::Subscribe, &filter, &self.facts(pairing))
     }
 
     /// A user subscribing to a code's `robotID` looks it up (see
     /// `RobotService::look`); robots subscribe to their own codes.
-    fn look_up_code(
+    async fn look_up_code(
         &self,
         principal: &Principal,
         address: Option<IpAddr>,
@@ -59,13 +61,22 @@ impl Hooks {
         if principal.kind == PrincipalKind::Robot {
             return Ok(());
         }
-        match self.services.robots.look(principal.id(), address, code) {
-            Ok(_) => Ok(()),
-            Err(PairingRefusal::TooManyTries) => {
+        match self
+            .services
+            .robots
+            .look(principal.id(), address, code)
+            .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(PairingRefusal::TooManyTries)) => {
                 tracing::info!(client_id = %principal.client, "pairing code lookups refused: too many tries");
                 Err(Denial::NotYours)
             }
-            Err(_) => Err(Denial::NotYours),
+            Ok(Err(_)) => Err(Denial::NotYours),
+            Err(e) => {
+                tracing::warn!("looking a pairing code up: {e:#}");
+                Err(Denial::NotYours)
+            }
         }
     }
 }

@@ -17,6 +17,7 @@ mod aliases;
 mod connection;
 pub mod hooks;
 pub mod message;
+pub mod proxy;
 mod queue;
 mod retained;
 mod router;
@@ -70,6 +71,9 @@ pub struct Limits {
     /// How long a publisher waits for room in a subscriber's queue before
     /// it counts that subscriber as stuck and drops the message for it.
     pub stuck_after: Duration,
+    /// Connections begin with a PROXY protocol v2 header (`proxy`): the
+    /// broker sits behind a load balancer.
+    pub proxy_protocol: bool,
 }
 
 impl Default for Limits {
@@ -84,7 +88,30 @@ impl Default for Limits {
             connect_timeout: Duration::from_secs(10),
             session_expiry: Duration::from_secs(2 * 60 * 60),
             stuck_after: Duration::from_secs(10),
+            proxy_protocol: false,
         }
+    }
+}
+
+/// A new connection and its client's address: the peer's, or behind a
+/// load balancer the one its PROXY header names, read within the connect
+/// timeout (without one, the connection is dropped).
+async fn admitted<H: Hooks>(
+    shared: &Shared<H>,
+    mut socket: TcpStream,
+    address: SocketAddr,
+) -> Option<(TcpStream, SocketAddr)> {
+    if !shared.limits.proxy_protocol {
+        return Some((socket, address));
+    }
+    let header = proxy::read_header(&mut socket, address);
+    let read = tokio::select! {
+        read = tokio::time::timeout(shared.limits.connect_timeout, header) => read,
+        _ = shared.shutdown.cancelled() => return None,
+    };
+    match read {
+        Ok(Ok(client)) => Some((socket, client)),
+        _ => None,
     }
 }
 
@@ -123,8 +150,10 @@ impl<H: Hooks> Broker<H> {
     /// Accepts MQTT connections on `listener` until `stop` (or until
     /// accepting fails).
     pub async fn serve(&self, listener: TcpListener) -> std::io::Result<()> {
-        self.accept(listener, |shared, socket, address| {
-            connection::run(shared, socket::Socket::Tcp(socket), address)
+        self.accept(listener, |shared, socket, address| async move {
+            if let Some((socket, address)) = admitted(&shared, socket, address).await {
+                connection::run(shared, socket::Socket::Tcp(socket), address).await;
+            }
         })
         .await
     }
@@ -132,6 +161,9 @@ impl<H: Hooks> Broker<H> {
     /// Accepts MQTT over WebSocket on `listener` until `stop`.
     pub async fn serve_ws(&self, listener: TcpListener) -> std::io::Result<()> {
         self.accept(listener, |shared, socket, address| async move {
+            let Some((socket, address)) = admitted(&shared, socket, address).await else {
+                return;
+            };
             let max = shared.limits.max_packet_bytes as usize + 5;
             let handshake = socket::accept_ws(socket, max);
             let socket = tokio::select! {

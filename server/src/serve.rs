@@ -111,8 +111,10 @@ pub async fn migrate(config: &Config) -> Result<()> {
 /// Runs the server until SIGINT or SIGTERM, then stops it in order.
 pub async fn run(config: Config) -> Result<()> {
     let (running, http_listener, app) = start(&config).await?;
+    // axum gives a tapped listener's address as the connect info.
+    use axum::serve::ListenerExt as _;
     axum::serve(
-        http_listener,
+        http_listener.tap_io(|_| {}),
         http::router(app).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown_signal())
@@ -170,7 +172,7 @@ impl Running {
 
 /// Everything but serving HTTP: the store, the services, the broker, TURN,
 /// and the HTTP listener bound.
-async fn start(config: &Config) -> Result<(Running, tokio::net::TcpListener, Arc<App>)> {
+async fn start(config: &Config) -> Result<(Running, http::HttpListener, Arc<App>)> {
     let store = open_store(config).await?;
     let tokens = tokens(config)?;
     let id_key = id_key(config)?;
@@ -332,6 +334,7 @@ async fn start(config: &Config) -> Result<(Running, tokio::net::TcpListener, Arc
         .await
         .with_context(|| format!("binding HTTP on {}", config.http.addr))?;
     let http_addr = http_listener.local_addr()?;
+    let http_listener = http::HttpListener::new(http_listener, config.http.proxy_protocol)?;
     let mqtt_urls = (
         config
             .mqtt

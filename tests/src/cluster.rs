@@ -23,15 +23,15 @@ pub struct Nats {
     pub url: String,
 }
 
-/// nats-server from PATH, or where Debian puts it (`/usr/sbin` is not on
-/// every user's PATH).
-fn nats_server() -> PathBuf {
+/// A Debian daemon's binary (`nats-server`, `haproxy`) from PATH, or where
+/// Debian puts it (`/usr/sbin` is not on every user's PATH).
+fn daemon(name: &str) -> PathBuf {
     let on_path = std::env::var_os("PATH")
         .into_iter()
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|dir| dir.join("nats-server"))
+        .map(|dir| dir.join(name))
         .find(|p| p.exists());
-    on_path.unwrap_or_else(|| PathBuf::from("/usr/sbin/nats-server"))
+    on_path.unwrap_or_else(|| PathBuf::from("/usr/sbin").join(name))
 }
 
 impl Nats {
@@ -62,7 +62,7 @@ impl Nats {
 
 /// nats-server on loopback port `port`, once it said where it listens.
 async fn nats_server_on(port: &str) -> Result<(Child, String)> {
-    let mut child = Command::new(nats_server())
+    let mut child = Command::new(daemon("nats-server"))
         .args(["-a", "127.0.0.1", "-p", port])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -91,6 +91,46 @@ async fn nats_server_on(port: &str) -> Result<(Child, String)> {
 impl Drop for Nats {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// HAProxy running `config`, stopped when dropped.
+pub struct HaProxy {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl HaProxy {
+    /// Starts HAProxy in the foreground with `config` (its checks passed:
+    /// `haproxy -c` first, so a bad file fails here, with its words).
+    pub fn start(config: &str) -> Result<HaProxy> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("haproxy.cfg");
+        std::fs::write(&path, config)?;
+        let check = Command::new(daemon("haproxy"))
+            .arg("-c")
+            .arg("-f")
+            .arg(&path)
+            .output()
+            .context("running haproxy (Debian package haproxy; scripts/test installs it)")?;
+        if !check.status.success() {
+            bail!("haproxy -c: {}", String::from_utf8_lossy(&check.stdout));
+        }
+        let child = Command::new(daemon("haproxy"))
+            .arg("-db")
+            .arg("-f")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        Ok(HaProxy { child, _dir: dir })
+    }
+}
+
+impl Drop for HaProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -109,6 +109,7 @@ fn limits(config: &Mqtt) -> switchboard_broker::Limits {
         max_keepalive_s: config.max_keepalive_s,
         session_expiry: SESSION_EXPIRY,
         stuck_after: config.stuck_after,
+        proxy_protocol: config.proxy_protocol,
         ..Default::default()
     }
 }

@@ -62,6 +62,8 @@ pub struct Accounts {
 #[derive(Debug, Clone)]
 pub struct Http {
     pub addr: SocketAddr,
+    /// Connections begin with a PROXY protocol v2 header.
+    pub proxy_protocol: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -79,6 +81,8 @@ pub struct Mqtt {
     pub max_packet_bytes: u32,
     pub max_keepalive_s: u16,
     pub max_topic_aliases: u16,
+    /// Connections begin with a PROXY protocol v2 header.
+    pub proxy_protocol: bool,
     /// Conformance testing only: no login, no topic rules.
     pub open: Option<OpenBroker>,
 }
@@ -171,7 +175,10 @@ impl TryFrom<Settings> for Config {
             nats_url,
             log_format: s.log_format,
             accounts: accounts(&s)?,
-            http: Http { addr: s.http_addr },
+            http: Http {
+                addr: s.http_addr,
+                proxy_protocol: s.proxy_protocol,
+            },
             mqtt: mqtt(&s)?,
             calls: Calls {
                 ring_timeout: Duration::from_secs(s.ring_timeout_s),
@@ -330,6 +337,7 @@ fn mqtt(s: &Settings) -> Result<Mqtt, ConfigError> {
         max_packet_bytes: s.mqtt_max_packet_bytes,
         max_keepalive_s: s.mqtt_max_keepalive_s,
         max_topic_aliases: s.mqtt_max_topic_aliases,
+        proxy_protocol: s.proxy_protocol,
         open,
     })
 }

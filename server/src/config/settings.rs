@@ -27,6 +27,9 @@ pub struct Settings {
     /// `nats://host:port` of the NATS server the nodes of one service
     /// share; unset: one node, its bus in process.
     pub nats_url: Option<String>,
+    /// Every listener (HTTP, MQTT, MQTT over WebSocket) expects a PROXY
+    /// protocol v2 header first, from a load balancer in front.
+    pub proxy_protocol: bool,
     pub http_addr: SocketAddr,
     pub mqtt_addr: SocketAddr,
     pub mqtt_ws_addr: SocketAddr,
@@ -148,6 +151,7 @@ impl Default for Settings {
             data_dir: PathBuf::from("./data"),
             database_url: None,
             nats_url: None,
+            proxy_protocol: false,
             http_addr: ([127, 0, 0, 1], 8080).into(),
             mqtt_addr: ([127, 0, 0, 1], 1883).into(),
             mqtt_ws_addr: ([127, 0, 0, 1], 8083).into(),

@@ -7,6 +7,8 @@ mod error;
 mod extract;
 mod health;
 mod ice;
+mod listener;
+pub use listener::HttpListener;
 mod me;
 mod presence;
 mod robots;

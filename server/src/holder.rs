@@ -12,14 +12,16 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use switchboard_protocol::payload::WebRtcSignal;
 use switchboard_protocol::topic::Direction;
-use switchboard_protocol::{ClientId, Sid, Topic};
-use switchboard_relay::Relay;
+use switchboard_protocol::{ClientId, ErrorCode, Sid, Topic};
+use switchboard_relay::{Relay, RelayError};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::Publisher;
 use crate::bus::Bus;
 use crate::outbound::Publish as _;
+use crate::refused::Refused;
+use crate::services::calls::CallService;
 use crate::services::robots::RobotService;
 
 #[derive(Serialize, Deserialize)]
@@ -41,16 +43,24 @@ pub enum Held {
 }
 
 impl Held {
-    /// Sends it to `node`, the call's.
-    pub fn send(&self, node: &str, bus: &Bus) {
+    /// Sends it to `node`, the call's; refused when it cannot be sent
+    /// (NATS away, or its queue full).
+    pub fn send(&self, node: &str, bus: &Bus) -> Result<(), Refused> {
         let bytes = serde_json::to_vec(self).expect("held work serializes");
-        bus.to_holder(node, bytes.into());
+        match bus.to_holder(node, bytes.into()) {
+            true => Ok(()),
+            false => Err(Refused::new(
+                ErrorCode::Unavailable,
+                "the server holding this call cannot be reached now; try again",
+            )),
+        }
     }
 }
 
 /// The services that do the held work on this node.
 pub struct Holder {
     pub relay: Option<Relay>,
+    pub calls: Arc<CallService>,
     pub robots: Arc<RobotService>,
     pub publisher: Publisher,
 }
@@ -81,7 +91,14 @@ impl Holder {
                         "signalling for a relay this node does not run, ignored"
                     );
                 };
-                let Err(e) = relay.signal(&sid, &client, signal) else {
+                let mut signalled = relay.signal(&sid, &client, signal.clone());
+                if signalled == Err(RelayError::NoRoom) {
+                    // The accept may have reached the device before this
+                    // node heard of it: read it, which opens the room.
+                    self.calls.recall(&sid, true).await;
+                    signalled = relay.signal(&sid, &client, signal);
+                }
+                let Err(e) = signalled else {
                     return;
                 };
                 let topic = Topic::WebRtc {

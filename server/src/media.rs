@@ -68,8 +68,7 @@ pub fn signal(
             client: client.clone(),
             signal,
         };
-        held.send(&node, bus);
-        return Ok(());
+        return held.send(&node, bus);
     }
     relay.signal(sid, client, signal).map_err(refused)
 }

@@ -193,7 +193,7 @@ async fn start(config: &Config) -> Result<(Running, http::HttpListener, Arc<App>
     let metrics = Arc::new(Metrics::new());
     let bus = match &config.nats_url {
         Some(url) => {
-            tracing::warn!("several nodes (nats_url): per-user rate limits are still each node's own (docs/scaling.md)");
+            tracing::info!(node, "one of several nodes (nats_url; docs/scaling.md)");
             Bus::nats(url, &node, landing, metrics.bus_unsent.clone()).await?
         }
         None => Bus::local(&Hub::default(), &node, landing),
@@ -296,6 +296,7 @@ async fn start(config: &Config) -> Result<(Running, http::HttpListener, Arc<App>
     }
     let holder = Holder {
         relay: relay.clone(),
+        calls: services.calls.clone(),
         robots: services.robots.clone(),
         publisher: publisher.clone(),
     };

@@ -313,17 +313,17 @@ impl Calls {
         Ok(Some(call.clone()))
     }
 
-    /// Unanswered calls past their deadline end `missed`; returns them.
-    pub fn expire(&mut self, now: i64) -> Vec<Call> {
-        let mut missed = Vec::new();
-        for call in self.calls.values_mut() {
-            if call.is_live() && call.state != CallStateKind::Accepted && now >= call.ring_deadline
-            {
-                call.end(EndReason::Missed, now);
-                missed.push(call.clone());
-            }
+    /// The call `sid` ends `missed` if it is unanswered past its
+    /// deadline; returns it so ended.
+    pub fn expire(&mut self, sid: &Sid, now: i64) -> Option<Call> {
+        let call = self.calls.get_mut(sid)?;
+        let due =
+            call.is_live() && call.state != CallStateKind::Accepted && now >= call.ring_deadline;
+        if !due {
+            return None;
         }
-        missed
+        call.end(EndReason::Missed, now);
+        Some(call.clone())
     }
 
     /// Forgets the calls ended at least `KEEP_ENDED_MS` ago.

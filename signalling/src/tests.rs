@@ -145,16 +145,26 @@ fn the_caller_may_cancel_before_an_answer() {
 fn unanswered_calls_end_missed_at_their_deadline() {
     let mut c = started();
     act(&mut c, CALLEE, "phone", Ringing, 1).unwrap();
-    assert_eq!(c.expire(RING - 1), vec![]);
-    let missed = c.expire(RING);
-    assert_eq!(missed.len(), 1);
-    assert_eq!(missed[0].reason, Some(EndReason::Missed));
+    assert_eq!(c.expire(&sid(1), RING - 1), None);
+    assert_eq!(c.expire(&sid(2), RING), None, "no such call");
+    c.invite(
+        inv(sid(3), cid(THIRD, "phone"), id(CALLEE), CallKind::Audio),
+        0,
+        RING,
+    )
+    .unwrap();
+    let missed = c.expire(&sid(1), RING).unwrap();
+    assert_eq!(missed.reason, Some(EndReason::Missed));
+    assert!(
+        c.get(&sid(3)).unwrap().is_live(),
+        "another call due goes its own way"
+    );
     assert_eq!(
         act(&mut c, CALLEE, "phone", Accept, RING + 1),
         Err(Refusal::Ended),
         "a late accept sees the end"
     );
-    assert_eq!(c.expire(RING * 2), vec![], "it ends once");
+    assert_eq!(c.expire(&sid(1), RING * 2), None, "it ends once");
     // Ended calls are forgotten later.
     c.forget_ended(RING + KEEP_ENDED_MS - 1);
     assert!(c.get(&sid(1)).is_some());
@@ -163,7 +173,7 @@ fn unanswered_calls_end_missed_at_their_deadline() {
     // Accepted calls have no deadline.
     let mut c = started();
     act(&mut c, CALLEE, "phone", Accept, 1).unwrap();
-    assert_eq!(c.expire(RING * 10), vec![]);
+    assert_eq!(c.expire(&sid(1), RING * 10), None);
 }
 
 /// Each change counts one; a node hearing of them out of order keeps the

@@ -100,10 +100,12 @@ impl Member {
         }
     }
 
-    pub fn to_holder(&self, node: &str, work: Bytes) {
-        for to in self.others(|j| j.node == node) {
+    pub fn to_holder(&self, node: &str, work: Bytes) -> bool {
+        let to = self.others(|j| j.node == node);
+        for to in &to {
             to.for_holder(work.clone());
         }
+        !to.is_empty()
     }
 }
 
@@ -177,8 +179,8 @@ mod tests {
         a.send("users/x/info", || message("users/x/info"));
         a.graph_changed(&[]);
         a.call_changed("c".into());
-        a.to_holder("b", "s".into());
-        a.to_holder("c", "nobody".into());
+        assert!(a.to_holder("b", "s".into()));
+        assert!(!a.to_holder("c", "nobody".into()));
         a.logged_in("c1", SystemTime::now());
         let got = |g: &Got| g.0.lock().unwrap().clone();
         assert_eq!(

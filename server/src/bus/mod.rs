@@ -206,8 +206,10 @@ impl Bus {
         }
     }
 
-    /// Sends work to `node`, which holds the call it is for.
-    pub fn to_holder(&self, node: &str, work: Bytes) {
+    /// Sends work to `node`, which holds the call it is for; whether it
+    /// left (not with NATS away or its queue full, nor to a node not on
+    /// an in-process hub).
+    pub fn to_holder(&self, node: &str, work: Bytes) -> bool {
         match &self.link {
             Link::Local(member) => member.to_holder(node, work),
             Link::Nats(nats) => nats.to_holder(node, work),

@@ -187,10 +187,8 @@ impl Nats {
         }
     }
 
-    pub fn to_holder(&self, node: &str, work: Bytes) {
-        if !self.queue(holder_subject(node), work) {
-            tracing::debug!(node, "work not sent to the node holding its call");
-        }
+    pub fn to_holder(&self, node: &str, work: Bytes) -> bool {
+        self.queue(holder_subject(node), work)
     }
 
     pub fn logged_in(&self, client_id: &str, at: SystemTime) {

@@ -32,13 +32,18 @@ pub enum News {
     All,
 }
 
+/// How long past its deadline an unanswered call this node knows is read
+/// again (another node ended it, and that news was lost).
+const STALE_MS: i64 = 5_000;
+
 /// Call states waiting to be published before new invites are refused
 /// (`rate_limited`).
 const MAX_WAITING: usize = 10_000;
 
-/// What else follows a call's changes on each node, in order and before
-/// its subscribers learn of them: the relay opens and closes the call's
-/// room, robots forget its commands.
+/// What else follows a call's changes on each node, in order, as the node
+/// learns them and before its subscribers do: the relay opens and closes
+/// the call's room, robots forget its commands. Called under the calls'
+/// lock: quick, never waiting.
 pub trait Follow: Send + Sync {
     fn call_changed(&self, call: &Call);
 }
@@ -145,8 +150,7 @@ impl CallService {
                 continue;
             };
             let mut call = call.clone();
-            if call.fail(now) {
-                locked.store(std::slice::from_ref(&call)).await?;
+            if call.fail(now) && locked.store(std::slice::from_ref(&call)).await? {
                 self.decided(&[call]);
                 failed += 1;
             }
@@ -206,6 +210,11 @@ impl CallService {
         {
             return;
         }
+        self.read_again(sid).await;
+    }
+
+    /// Reads the call `sid` from the store, keeping it if it is newer.
+    async fn read_again(&self, sid: &Sid) {
         match self.edges.store.call(sid).await {
             Ok(Some(call)) => self.learn(call),
             Ok(None) => {}
@@ -236,9 +245,19 @@ impl CallService {
             .collect())
     }
 
-    /// The state a new subscriber to `session/<sid>/state` is served, as
-    /// stored: while the call lives and `KEEP_ENDED_MS` after.
+    /// The state a new subscriber to `session/<sid>/state` is served:
+    /// while the call lives and `KEEP_ENDED_MS` after. A call this node
+    /// knows is queued to be published again instead, behind the states
+    /// still waiting, so the subscriber never gets an older state after
+    /// a newer one; any other is read from the store.
     pub async fn current(&self, sid: &Sid) -> anyhow::Result<Option<Vec<u8>>> {
+        {
+            let known = self.known.lock().expect("calls lock");
+            if let Some(call) = known.get(sid) {
+                self.out.send(Box::new(call.clone()));
+                return Ok(None);
+            }
+        }
         let now = self.edges.now_ms();
         let call = self.edges.store.call(sid).await?;
         Ok(call
@@ -291,10 +310,11 @@ impl CallService {
             .map_err(|r| Refused::new(ErrorCode::Conflict, r.to_string()))?;
         let call = invited.call.clone();
         let changed: Vec<Call> = [invited.call].into_iter().chain(invited.ended).collect();
-        locked
-            .store(&changed)
-            .await
-            .map_err(|e| Refused::internal("storing a call", e))?;
+        let stored =
+            (locked.store(&changed).await).map_err(|e| Refused::internal("storing a call", e))?;
+        if !stored {
+            return Err(refusal(Refusal::SessionIdUsed));
+        }
         self.decided(&changed);
         if !call.is_live() {
             let message = "busy: the callee is in another call or calling you";
@@ -368,10 +388,12 @@ impl CallService {
             });
         }
         let changed = [call];
-        locked
-            .store(&changed)
-            .await
-            .map_err(|e| Refused::internal("storing a call", e))?;
+        let stored =
+            (locked.store(&changed).await).map_err(|e| Refused::internal("storing a call", e))?;
+        if !stored {
+            let message = "the call changed meanwhile; try again";
+            return Err(Refused::new(ErrorCode::Conflict, message));
+        }
         self.decided(&changed);
         Ok(())
     }
@@ -415,6 +437,12 @@ impl CallService {
     fn learn(&self, call: Call) {
         let mut known = self.known.lock().expect("calls lock");
         if known.apply(call.clone()) {
+            // Here, so the relay's room is open before any device hears
+            // the call is accepted, and before this node takes its
+            // signalling.
+            for follower in &self.followers {
+                follower.call_changed(&call);
+            }
             self.out.send(Box::new(call));
         }
     }
@@ -439,18 +467,21 @@ impl CallService {
         }
     }
 
-    /// Reads the live calls this node knows from the store again.
+    /// Reads again the live calls this node knows and the calls it holds,
+    /// after news may have been lost.
     async fn read_known_again(&self) {
-        let live: Vec<Sid> = {
+        let mut sids: Vec<Sid> = {
             let known = self.known.lock().expect("calls lock");
             known.live().map(|c| c.sid.clone()).collect()
         };
-        for sid in live {
-            match self.edges.store.call(&sid).await {
-                Ok(Some(call)) => self.learn(call),
-                Ok(None) => {}
-                Err(e) => tracing::warn!(%sid, "reading a call again: {e:#}"),
-            }
+        match self.edges.store.calls_held_by(&self.node).await {
+            Ok(held) => sids.extend(held.into_iter().map(|p| p.sid)),
+            Err(e) => tracing::warn!("reading the calls this node holds: {e:#}"),
+        }
+        sids.sort();
+        sids.dedup();
+        for sid in sids {
+            self.read_again(&sid).await;
         }
     }
 
@@ -460,7 +491,19 @@ impl CallService {
     /// calls kept long enough. Twice a second.
     async fn tick(&self) {
         let now = self.edges.now_ms();
-        self.known.lock().expect("calls lock").forget_ended(now);
+        // Calls this node still thinks ring well past their deadline:
+        // some node ended them, and its news was lost.
+        let stale: Vec<Sid> = {
+            let mut known = self.known.lock().expect("calls lock");
+            known.forget_ended(now);
+            (known.live())
+                .filter(|c| c.state != CallStateKind::Accepted && now - c.ring_deadline > STALE_MS)
+                .map(|c| c.sid.clone())
+                .collect()
+        };
+        for sid in stale {
+            self.read_again(&sid).await;
+        }
         let due = match self.edges.store.calls_due(now).await {
             Ok(due) => due,
             Err(e) => return tracing::warn!("reading calls past their deadline: {e:#}"),
@@ -481,25 +524,25 @@ impl CallService {
         }
     }
 
+    /// Ends the call `missed` if it is still due: only that call, whose
+    /// users' rows are locked (another of theirs may be another user's
+    /// too, and due: it goes its own way).
     async fn expire(&self, parties: &Parties, now: i64) -> anyhow::Result<()> {
         let mut locked = self.lock(parties).await?;
-        let missed = locked.calls.expire(now);
-        if !missed.is_empty() {
-            locked.store(&missed).await?;
-            self.decided(&missed);
+        if let Some(missed) = locked.calls.expire(&parties.sid, now) {
+            let missed = [missed];
+            if locked.store(&missed).await? {
+                self.decided(&missed);
+            }
         }
         Ok(())
     }
 
-    /// Lets the followers know of each change this node learns, then
-    /// publishes it to this node's subscribers: the relay room of an
-    /// accepted call opens before anyone here learns it is accepted.
+    /// Publishes each change this node learns to its subscribers, in the
+    /// order learnt.
     async fn run_publisher(self: Arc<Self>, mut queue: Inbox<Box<Call>>) {
         let publish = &self.edges.publish;
         while let Some(call) = queue.next(&self.edges.stop).await {
-            for follower in &self.followers {
-                follower.call_changed(&call);
-            }
             let topic = Topic::CallState(call.sid.clone());
             if let Err(e) = publish
                 .publish_here(&topic, state_payload(&call, self.relay), true)
@@ -627,10 +670,14 @@ mod tests {
             (stored.state, stored.reason),
             (CallStateKind::Ended, Some(EndReason::Missed))
         );
+        assert_eq!(calls.current(&sid).await.unwrap(), None, "known: queued");
+        let (_, again, _) = sent.recv().await.unwrap();
+        assert_eq!(again, payload, "published again, behind what waits");
+        let (elsewhere, _) = service(calls.edges.clone(), Arc::default()).await;
         assert_eq!(
-            calls.current(&sid).await.unwrap(),
+            elsewhere.current(&sid).await.unwrap(),
             Some(payload),
-            "served as stored"
+            "a node that does not know it serves it as stored"
         );
         stop.cancel();
         publisher.await.unwrap();
@@ -648,6 +695,7 @@ mod tests {
             (ErrorCode::Conflict, "this session id is already used")
         );
         clock.advance(KEEP_ENDED_MS);
+        calls.tick().await;
         assert_eq!(calls.current(&sid).await.unwrap(), None, "no longer served");
     }
 

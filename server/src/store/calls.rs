@@ -4,7 +4,7 @@
 //! nodes never decide on the same calls at once. Also the call history
 //! and push tokens.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -52,39 +52,66 @@ fn call(row: &AnyRow) -> Result<Call> {
 pub struct LockedCalls {
     tx: sqlx::Transaction<'static, sqlx::Any>,
     pub calls: Calls,
+    /// The version of each call as read.
+    read: HashMap<Sid, u64>,
 }
 
 impl LockedCalls {
-    /// Stores `changed` (calls of the locked users) and commits.
-    pub async fn store(mut self, changed: &[Call]) -> Result<()> {
+    /// Stores `changed` (calls of the locked users) and commits; `false`,
+    /// with nothing stored, when a new call's sid was taken meanwhile (by
+    /// a call of other users, whose rows were not locked) or a call read
+    /// changed meanwhile.
+    pub async fn store(mut self, changed: &[Call]) -> Result<bool> {
+        let insert = format!(
+            "INSERT INTO calls ({COLUMNS})
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+             ON CONFLICT (sid) DO NOTHING",
+        );
         for c in changed {
             let legs = serde_json::to_string(&c.legs).expect("legs serialize");
-            sqlx::query(&format!(
-                "INSERT INTO calls ({COLUMNS})
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-                 ON CONFLICT (sid) DO UPDATE SET state = $6, reason = $7, accepted_by = $8,
-                     accepted_at = $10, ended_at = $11, legs = $12, version = $14, node = $15",
-            ))
-            .bind(c.sid.as_str())
-            .bind(c.caller.id.as_str())
-            .bind(c.caller.device.as_ref().map(|d| d.as_str()))
-            .bind(c.callee.as_str())
-            .bind(c.kind.as_str())
-            .bind(c.state.as_str())
-            .bind(c.reason.map(EndReason::as_str))
-            .bind(c.accepted_by.as_ref().map(ClientId::to_string))
-            .bind(c.created_at)
-            .bind(c.accepted_at)
-            .bind(c.ended_at)
-            .bind(legs)
-            .bind(c.ring_deadline)
-            .bind(i64::try_from(c.version).context("a call version past i64")?)
-            .bind(c.node.as_deref())
+            let version = i64::try_from(c.version).context("a call version past i64")?;
+            let written = match self.read.get(&c.sid) {
+                None => sqlx::query(&insert)
+                    .bind(c.sid.as_str())
+                    .bind(c.caller.id.as_str())
+                    .bind(c.caller.device.as_ref().map(|d| d.as_str()))
+                    .bind(c.callee.as_str())
+                    .bind(c.kind.as_str())
+                    .bind(c.state.as_str())
+                    .bind(c.reason.map(EndReason::as_str))
+                    .bind(c.accepted_by.as_ref().map(ClientId::to_string))
+                    .bind(c.created_at)
+                    .bind(c.accepted_at)
+                    .bind(c.ended_at)
+                    .bind(legs)
+                    .bind(c.ring_deadline)
+                    .bind(version)
+                    .bind(c.node.as_deref()),
+                Some(&was) => sqlx::query(
+                    "UPDATE calls SET state = $2, reason = $3, accepted_by = $4, accepted_at = $5,
+                         ended_at = $6, legs = $7, version = $8, node = $9
+                     WHERE sid = $1 AND version = $10",
+                )
+                .bind(c.sid.as_str())
+                .bind(c.state.as_str())
+                .bind(c.reason.map(EndReason::as_str))
+                .bind(c.accepted_by.as_ref().map(ClientId::to_string))
+                .bind(c.accepted_at)
+                .bind(c.ended_at)
+                .bind(legs)
+                .bind(version)
+                .bind(c.node.as_deref())
+                .bind(i64::try_from(was).context("a call version past i64")?),
+            }
             .execute(&mut *self.tx)
-            .await?;
+            .await?
+            .rows_affected();
+            if written == 0 {
+                return Ok(false);
+            }
         }
         self.tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// The nodes heard from since `since` (ms), with how many accepted
@@ -138,7 +165,9 @@ impl Store {
         ids.sort();
         if !self.sqlite {
             for id in ids.iter().take(if ids[0] == ids[1] { 1 } else { 2 }) {
-                sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+                // Not FOR UPDATE: that would also wait for (and block) the
+                // foreign-key checks of rows naming these users.
+                sqlx::query("SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE")
                     .bind(id.as_str())
                     .execute(&mut *tx)
                     .await?;
@@ -160,10 +189,13 @@ impl Store {
             rows.extend(one);
         }
         let mut calls = Calls::new();
+        let mut read = HashMap::new();
         for row in &rows {
-            calls.apply(call(row)?);
+            let call = call(row)?;
+            read.insert(call.sid.clone(), call.version);
+            calls.apply(call);
         }
-        Ok(LockedCalls { tx, calls })
+        Ok(LockedCalls { tx, calls, read })
     }
 
     /// Who the call `sid` is between, if it exists.
@@ -323,7 +355,7 @@ mod tests {
             .into_iter()
             .chain(invited.ended)
             .collect();
-        locked.store(&changed).await.unwrap();
+        assert!(locked.store(&changed).await.unwrap());
         invited.call
     }
 
@@ -430,6 +462,34 @@ mod tests {
                 .caller,
             id(THIRD)
         );
+    }
+
+    /// Two invites with one sid between other users: the rows locked are
+    /// not the same, so the store refuses the second.
+    #[tokio::test]
+    async fn a_new_call_never_overwrites_another_with_its_sid() {
+        let store = temp_store().await;
+        for user in [CALLER, CALLEE, THIRD, FOURTH] {
+            store
+                .ensure_user(&id(user), PrincipalKind::User)
+                .await
+                .unwrap();
+        }
+        let first = invite(&store, 1, CALLER, CALLEE, 10).await;
+        // As if read before the first was stored: the sid unseen.
+        let mut locked = store
+            .lock_calls([&id(THIRD), &id(FOURTH)], None)
+            .await
+            .unwrap();
+        let invitation = Invitation {
+            sid: first.sid.clone(),
+            caller: ClientId::new(id(THIRD), None),
+            callee: id(FOURTH),
+            kind: CallKind::Audio,
+        };
+        let second = locked.calls.invite(invitation, 11, RING).unwrap().call;
+        assert!(!locked.store(&[second]).await.unwrap(), "refused");
+        assert_eq!(store.call(&first.sid).await.unwrap(), Some(first));
     }
 
     #[tokio::test]

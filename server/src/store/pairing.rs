@@ -32,6 +32,13 @@ impl Store {
         mut random: impl FnMut() -> u32,
     ) -> Result<Issued> {
         let mut tx = self.begin().await?;
+        if !self.sqlite {
+            // One issue per robot at a time, so it never holds two codes.
+            sqlx::query("SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE")
+                .bind(robot.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
         let replaced: Vec<String> =
             sqlx::query_scalar("DELETE FROM pairing_codes WHERE robot_id = $1 RETURNING code")
                 .bind(robot.as_str())
@@ -59,6 +66,12 @@ impl Store {
                 break code;
             }
         };
+        // Looks at an earlier code of that number, left by a look-up that
+        // raced the earlier code's end, count for nothing.
+        sqlx::query("DELETE FROM pairing_looks WHERE code = $1")
+            .bind(code.as_str())
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(Issued {
             code,
@@ -165,11 +178,17 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(robot) = robot {
+            // Only while the code lives: a claim or expiry committed since
+            // the read above leaves no look behind.
             sqlx::query(
-                "INSERT INTO pairing_looks (code, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                "INSERT INTO pairing_looks (code, user_id)
+                 SELECT $1, $2 WHERE EXISTS
+                     (SELECT 1 FROM pairing_codes WHERE code = $1 AND expires_at > $3)
+                 ON CONFLICT DO NOTHING",
             )
             .bind(code.as_str())
             .bind(user.as_str())
+            .bind(at)
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;

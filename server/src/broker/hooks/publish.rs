@@ -114,7 +114,7 @@ impl Hooks {
                     topic: message.topic.to_string(),
                     payload: String::from_utf8_lossy(payload).into_owned(),
                 };
-                held.send(&node, self.publisher.bus());
+                held.send(&node, self.publisher.bus())?;
                 Ok(Route::Absorbed)
             }
             Topic::Invite { callee, sid } => {

@@ -2,7 +2,11 @@
 //! calls each in turn. Per call: the caller publishes its invite, the
 //! callee (notified on `invite/<me>/+`) accepts, and the caller sees
 //! `accepted` on the call's state. Reported: p50 and p99 of invite ->
-//! caller sees `accepted`, over all calls.
+//! caller sees `accepted`, over all calls, and calls per second.
+//!
+//! On one server on SQLite, or (`--nodes N`) on N nodes sharing a
+//! PostgreSQL database (`E2E_POSTGRES_URL`) and a nats-server, each
+//! pair's caller on one node and callee on the next.
 
 use std::time::{Duration, Instant};
 
@@ -10,6 +14,7 @@ use anyhow::{bail, Context, Result};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use serde_json::{json, Value};
 use switchboard_e2e::api::{Api, SignedIn};
+use switchboard_e2e::cluster::Cluster;
 use switchboard_e2e::{random_id, Database, Server};
 use tokio::sync::mpsc;
 
@@ -91,21 +96,43 @@ async fn wait_state(
     }
 }
 
-pub async fn run(pairs: usize, rounds: usize) -> Result<()> {
-    let server = Server::start(&Database::Sqlite).await?;
-    let api = Api::new(&server);
-    eprintln!("setting up {pairs} caller/callee pairs");
-    let mut tasks = Vec::new();
+pub async fn run(pairs: usize, rounds: usize, nodes: Option<usize>) -> Result<()> {
+    let (single, cluster);
+    let servers: Vec<&Server> = match nodes {
+        None => {
+            single = Server::start(&Database::Sqlite).await?;
+            vec![&single]
+        }
+        Some(n) => {
+            cluster = Cluster::start(n).await;
+            cluster.nodes.iter().map(|node| &node.server).collect()
+        }
+    };
+    let (server, n) = (servers[0], servers.len());
+    let api = Api::new(server);
+    eprintln!("setting up {pairs} caller/callee pairs on {n} node(s)");
+    let mut callees = Vec::with_capacity(pairs);
     for _ in 0..pairs {
+        callees.push(visible_user(server, &api, None).await?);
+    }
+    // Every node applied each callee's visibility before anyone calls.
+    for other in &servers[1..] {
+        other
+            .metric_reaches("switchboard_graph_news_total", pairs as f64)
+            .await;
+    }
+    let mut tasks = Vec::new();
+    for (i, callee) in callees.into_iter().enumerate() {
+        let (caller_node, callee_node) = (servers[i % n], servers[(i + 1) % n]);
         let caller = random_id();
         let caller_token = server.token(&caller, None, "user", 3600)?;
         let SignedIn {
             id: callee,
             access: callee_token,
             ..
-        } = visible_user(&server, &api, None).await?;
+        } = callee;
         // The callee accepts every invite.
-        let (callee_client, mut invites) = client(&server, &callee, &callee_token).await?;
+        let (callee_client, mut invites) = client(callee_node, &callee, &callee_token).await?;
         callee_client
             .subscribe(format!("invite/{callee}/+"), QoS::AtLeastOnce)
             .await?;
@@ -126,7 +153,7 @@ pub async fn run(pairs: usize, rounds: usize) -> Result<()> {
                 }
             }
         });
-        let (caller_client, mut states) = client(&server, &caller, &caller_token).await?;
+        let (caller_client, mut states) = client(caller_node, &caller, &caller_token).await?;
         caller_client
             .subscribe(format!("clients/{caller}/errors"), QoS::AtLeastOnce)
             .await?;
@@ -163,8 +190,14 @@ pub async fn run(pairs: usize, rounds: usize) -> Result<()> {
     }
     let elapsed = started.elapsed();
     all.sort();
+    let on = match nodes {
+        None => "1 node, SQLite".to_string(),
+        Some(n) => format!(
+            "{n} node(s), PostgreSQL and NATS, caller and callee on different nodes when n > 1"
+        ),
+    };
     println!(
-        "signalling round trip: {pairs} concurrent pairs x {rounds} calls ({} calls, {:.0} calls/s): invite -> caller sees accepted p50 {:.2} ms, p99 {:.2} ms",
+        "signalling round trip ({on}): {pairs} concurrent pairs x {rounds} calls ({} calls, {:.0} calls/s): invite -> caller sees accepted p50 {:.2} ms, p99 {:.2} ms",
         all.len(),
         all.len() as f64 / elapsed.as_secs_f64(),
         ms(quantile(&all, 0.5)),

@@ -41,6 +41,10 @@ enum Bench {
         pairs: usize,
         #[arg(long, default_value_t = 10)]
         rounds: usize,
+        /// N nodes on PostgreSQL (`E2E_POSTGRES_URL`) and NATS, instead
+        /// of one server on SQLite.
+        #[arg(long)]
+        nodes: Option<usize>,
     },
     /// Media relay: K calls, both sides sending RTP at `rate` packets/s;
     /// packets forwarded per CPU-second and write-to-arrival latency.
@@ -128,7 +132,11 @@ async fn main() -> anyhow::Result<()> {
             others_only,
         } => broker::run(connections, pairs, messages, &others, others_only).await,
         Bench::Storm { phones } => storm::run(phones).await,
-        Bench::Calls { pairs, rounds } => calls::run(pairs, rounds).await,
+        Bench::Calls {
+            pairs,
+            rounds,
+            nodes,
+        } => calls::run(pairs, rounds, nodes).await,
         Bench::Relay {
             calls,
             rate,

@@ -316,8 +316,9 @@ async fn a_device_moving_to_another_node_does_not_flap() {
 }
 
 /// Node 0 is killed (SIGKILL) with A's phone on it: A goes offline for
-/// the watcher on node 1 once node 0's silence passes its TTL, and the
-/// call A accepted there (node 0 held it) ends `failed` for the caller.
+/// the watcher on node 1 once node 0's silence passes its TTL, the call A
+/// accepted there (node 0 held it) ends `failed` for the caller, and a
+/// call node 1 holds goes on.
 #[tokio::test]
 #[ignore = "needs PostgreSQL in E2E_POSTGRES_URL and nats-server; scripts/test runs it"]
 async fn a_killed_nodes_users_go_offline_everywhere() {
@@ -332,6 +333,14 @@ async fn a_killed_nodes_users_go_offline_everywhere() {
     caller.call(&a.id, &sid).await;
     phone.accepts(&sid).await;
     caller.reaches(&sid, "accepted").await;
+    // A call between two users of node 1, held there (node 0 holds one
+    // call already): it outlives node 0.
+    let (x, y) = (
+        c.user(1, "+48555400053").await,
+        c.user(1, "+48555400054").await,
+    );
+    c.nodes[1].api.all_contacts(&[&x, &y]).await.unwrap();
+    let (other, _x_mqtt, _y_mqtt) = calls::accepted(&c.nodes[1].server, &x, &y).await.unwrap();
 
     let node = c.nodes.remove(0);
     node.server.crash().unwrap();
@@ -342,6 +351,9 @@ async fn a_killed_nodes_users_go_offline_everywhere() {
         .logs_reach("a silent node's devices removed", 1)
         .await;
     assert_eq!(caller.ended(&sid).await["reason"], "failed");
+    let path = format!("/v1/calls/{other}");
+    let survived = c.nodes[0].api.get(&path, &x.access).await.unwrap();
+    assert_eq!(survived.body["state"], "accepted", "{survived:?}");
 }
 
 /// How many calls `server` ended for `reason`.

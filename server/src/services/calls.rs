@@ -277,14 +277,6 @@ impl CallService {
         payload: &[u8],
     ) -> Result<(), Refused> {
         let invite = validate::invite(payload, &sid, caller)?;
-        let key = format!("invites:{}", caller.id);
-        let now = self.edges.now_ms();
-        let spent = (self.edges.store.spend(&key, now, INVITES_PER_MINUTE).await)
-            .map_err(|e| Refused::internal("counting invites", e))?;
-        if !spent {
-            let message = "too many invites; try again in a minute";
-            return Err(Refused::new(ErrorCode::RateLimited, message));
-        }
         if self.out.full() {
             let message = "the server is busy publishing calls; try again shortly";
             return Err(Refused::new(ErrorCode::RateLimited, message));
@@ -298,16 +290,29 @@ impl CallService {
             .lock(&parties)
             .await
             .map_err(|e| Refused::internal("reading calls", e))?;
+        // Counted in the call's transaction, over every node; an invite
+        // refused below still spends (its transaction stores that alone).
+        let key = format!("invites:{}", caller.id);
+        let now = self.edges.now_ms();
+        let spent = (locked.spend(&key, now, INVITES_PER_MINUTE).await)
+            .map_err(|e| Refused::internal("counting invites", e))?;
+        if !spent {
+            let message = "too many invites; try again in a minute";
+            return Err(Refused::new(ErrorCode::RateLimited, message));
+        }
         let invitation = Invitation {
             sid,
             caller: caller.clone(),
             callee,
             kind: invite.kind,
         };
-        let now = self.edges.now_ms();
-        let invited = (locked.calls)
-            .invite(invitation, now, self.ring_ms)
-            .map_err(|r| Refused::new(ErrorCode::Conflict, r.to_string()))?;
+        let invited = match locked.calls.invite(invitation, now, self.ring_ms) {
+            Ok(invited) => invited,
+            Err(r) => {
+                (locked.store(&[]).await).map_err(|e| Refused::internal("counting invites", e))?;
+                return Err(Refused::new(ErrorCode::Conflict, r.to_string()));
+            }
+        };
         let call = invited.call.clone();
         let changed: Vec<Call> = [invited.call].into_iter().chain(invited.ended).collect();
         let stored =
@@ -361,9 +366,12 @@ impl CallService {
     /// A participant's action published on `session/<sid>/call`.
     pub async fn act(&self, sid: &Sid, from: &ClientId, payload: &[u8]) -> Result<(), Refused> {
         let action = validate::call_action(payload, from)?;
-        let parties = (self.edges.store.call_parties(sid).await)
-            .map_err(|e| Refused::internal("reading a call", e))?
-            .ok_or_else(|| refusal(Refusal::NoSuchCall))?;
+        let parties = match self.known_parties(sid) {
+            Some(parties) => parties,
+            None => (self.edges.store.call_parties(sid).await)
+                .map_err(|e| Refused::internal("reading a call", e))?
+                .ok_or_else(|| refusal(Refusal::NoSuchCall))?,
+        };
         let mut locked = self
             .lock(&parties)
             .await
@@ -396,6 +404,18 @@ impl CallService {
         }
         self.decided(&changed);
         Ok(())
+    }
+
+    /// Who the call `sid` is between, if this node knows it (that never
+    /// changes).
+    fn known_parties(&self, sid: &Sid) -> Option<Parties> {
+        let known = self.known.lock().expect("calls lock");
+        let call = known.get(sid)?;
+        Some(Parties {
+            sid: sid.clone(),
+            caller: call.caller.id.clone(),
+            callee: call.callee.clone(),
+        })
     }
 
     /// The calls of a call's parties, locked for a transition.

@@ -114,6 +114,12 @@ impl LockedCalls {
         Ok(true)
     }
 
+    /// Spends one of `key`'s `per_minute` uses at `now` in this
+    /// transaction: kept only if the transition is stored.
+    pub async fn spend(&mut self, key: &str, now: i64, per_minute: u32) -> Result<bool> {
+        super::limits::spend(&mut self.tx, key, now, per_minute).await
+    }
+
     /// The nodes heard from since `since` (ms), with how many accepted
     /// calls each holds: where a new call's media may go.
     pub async fn loads(&mut self, since: i64) -> Result<Vec<(String, u64)>> {

@@ -6,29 +6,42 @@
 //! use.
 
 use anyhow::Result;
+use sqlx::AnyConnection;
 
 use super::Store;
 
-impl Store {
-    /// Spends one of `key`'s `per_minute` uses (which may all come at
-    /// once) at `now`; whether there was one left.
-    pub async fn spend(&self, key: &str, now: i64, per_minute: u32) -> Result<bool> {
-        let interval = 60_000 / i64::from(per_minute.max(1));
-        let burst = interval * (i64::from(per_minute) - 1);
-        let spent: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO rate_limits (key, tat) VALUES ($1, $2 + $3)
+/// Spends one of `key`'s `per_minute` uses (which may all come at once) at
+/// `now`, on `conn` (in its transaction, if it has one); whether there
+/// was one left.
+pub(super) async fn spend(
+    conn: &mut AnyConnection,
+    key: &str,
+    now: i64,
+    per_minute: u32,
+) -> Result<bool> {
+    let interval = 60_000 / i64::from(per_minute.max(1));
+    let burst = interval * (i64::from(per_minute) - 1);
+    let spent: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO rate_limits (key, tat) VALUES ($1, $2 + $3)
              ON CONFLICT (key) DO UPDATE
                  SET tat = CASE WHEN rate_limits.tat > $2 THEN rate_limits.tat ELSE $2 END + $3
                  WHERE rate_limits.tat - $2 <= $4
              RETURNING tat",
-        )
-        .bind(key)
-        .bind(now)
-        .bind(interval)
-        .bind(burst)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(spent.is_some())
+    )
+    .bind(key)
+    .bind(now)
+    .bind(interval)
+    .bind(burst)
+    .fetch_optional(conn)
+    .await?;
+    Ok(spent.is_some())
+}
+
+impl Store {
+    /// Spends one of `key`'s `per_minute` uses at `now` (`spend`).
+    pub async fn spend(&self, key: &str, now: i64, per_minute: u32) -> Result<bool> {
+        let mut conn = self.pool.acquire().await?;
+        spend(&mut conn, key, now, per_minute).await
     }
 
     /// Forgets the keys whose budget is full again by `now`.

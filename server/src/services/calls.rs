@@ -633,6 +633,15 @@ mod tests {
         }
     }
 
+    /// The caller's phone calls the callee on `SID`.
+    async fn call(calls: &CallService) -> Result<(), Refused> {
+        let callee = CALLEE.parse().unwrap();
+        let sid = SID.parse().unwrap();
+        calls
+            .invite(&phone(), callee, sid, invite(SID).as_bytes())
+            .await
+    }
+
     fn callee_phone() -> ClientId {
         format!("{CALLEE}:phone").parse().unwrap()
     }
@@ -656,15 +665,7 @@ mod tests {
         let publisher = tokio::spawn(calls.clone().run_publisher(queue));
         let sid: Sid = SID.parse().unwrap();
         let callee: Id = CALLEE.parse().unwrap();
-        calls
-            .invite(
-                &phone(),
-                callee.clone(),
-                sid.clone(),
-                invite(SID).as_bytes(),
-            )
-            .await
-            .unwrap();
+        call(&calls).await.unwrap();
         let (topic, payload, retain) = sent.recv().await.unwrap();
         assert_eq!((topic, retain), (Topic::CallState(sid.clone()), true));
         assert_eq!(state(&payload).state, CallStateKind::Inviting);
@@ -727,14 +728,7 @@ mod tests {
         let (one, mut one_queue) = service(edges.clone(), Arc::default()).await;
         let (two, _) = service(edges.clone(), Arc::default()).await;
         let (sid, callee): (Sid, Id) = (SID.parse().unwrap(), CALLEE.parse().unwrap());
-        one.invite(
-            &phone(),
-            callee.clone(),
-            sid.clone(),
-            invite(SID).as_bytes(),
-        )
-        .await
-        .unwrap();
+        call(&one).await.unwrap();
         assert!(!two.participant(&sid, &callee), "not heard of yet");
         two.recall(&sid, false).await;
         assert!(two.participant(&sid, &callee), "read from the store");

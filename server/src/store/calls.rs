@@ -342,6 +342,15 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// A store with these users.
+    async fn store_of(users: &[&str]) -> Store {
+        let store = temp_store().await;
+        for user in users {
+            (store.ensure_user(&id(user), PrincipalKind::User).await).unwrap();
+        }
+        store
+    }
+
     /// Invites `callee` from `caller`'s phone at `at`, as the service does.
     async fn invite(store: &Store, sid: u8, caller: &str, callee: &str, at: i64) -> Call {
         let (caller, callee) = (id(caller), id(callee));
@@ -367,13 +376,7 @@ mod tests {
 
     #[tokio::test]
     async fn calls_read_back_as_stored_and_transitions_see_the_users_live_calls() {
-        let store = temp_store().await;
-        for user in [CALLER, CALLEE, THIRD, FOURTH] {
-            store
-                .ensure_user(&id(user), PrincipalKind::User)
-                .await
-                .unwrap();
-        }
+        let store = store_of(&[CALLER, CALLEE, THIRD, FOURTH]).await;
         let first = invite(&store, 1, CALLER, CALLEE, 10).await;
         assert_eq!(store.call(&first.sid).await.unwrap(), Some(first.clone()));
         assert_eq!(
@@ -474,13 +477,7 @@ mod tests {
     /// not the same, so the store refuses the second.
     #[tokio::test]
     async fn a_new_call_never_overwrites_another_with_its_sid() {
-        let store = temp_store().await;
-        for user in [CALLER, CALLEE, THIRD, FOURTH] {
-            store
-                .ensure_user(&id(user), PrincipalKind::User)
-                .await
-                .unwrap();
-        }
+        let store = store_of(&[CALLER, CALLEE, THIRD, FOURTH]).await;
         let first = invite(&store, 1, CALLER, CALLEE, 10).await;
         // As if read before the first was stored: the sid unseen.
         let mut locked = store
@@ -500,13 +497,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_transition_dropped_unstored_changes_nothing() {
-        let store = temp_store().await;
-        for user in [CALLER, CALLEE] {
-            store
-                .ensure_user(&id(user), PrincipalKind::User)
-                .await
-                .unwrap();
-        }
+        let store = store_of(&[CALLER, CALLEE]).await;
         let call = invite(&store, 1, CALLER, CALLEE, 10).await;
         let mut locked = store
             .lock_calls([&id(CALLER), &id(CALLEE)], None)

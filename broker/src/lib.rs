@@ -36,6 +36,7 @@ use std::time::Duration;
 
 use bytestring::ByteString;
 use tokio::net::{TcpListener, TcpStream};
+pub use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -90,6 +91,29 @@ impl Default for Limits {
             stuck_after: Duration::from_secs(10),
             proxy_protocol: false,
         }
+    }
+}
+
+/// A new connection's stream and its client's address (`admitted`), its
+/// TLS handshake done within the connect timeout when `tls` is given.
+async fn opened<H: Hooks>(
+    shared: &Shared<H>,
+    socket: TcpStream,
+    address: SocketAddr,
+    tls: Option<TlsAcceptor>,
+) -> Option<(socket::Stream, SocketAddr)> {
+    let (socket, address) = admitted(shared, socket, address).await?;
+    let Some(tls) = tls else {
+        return Some((socket::Stream::Plain(socket), address));
+    };
+    let handshake = tokio::time::timeout(shared.limits.connect_timeout, tls.accept(socket));
+    let done = tokio::select! {
+        done = handshake => done,
+        _ = shared.shutdown.cancelled() => return None,
+    };
+    match done {
+        Ok(Ok(stream)) => Some((socket::Stream::Tls(Box::new(stream)), address)),
+        _ => None,
     }
 }
 
@@ -148,30 +172,45 @@ impl<H: Hooks> Broker<H> {
     }
 
     /// Accepts MQTT connections on `listener` until `stop` (or until
-    /// accepting fails).
-    pub async fn serve(&self, listener: TcpListener) -> std::io::Result<()> {
-        self.accept(listener, |shared, socket, address| async move {
-            if let Some((socket, address)) = admitted(&shared, socket, address).await {
-                connection::run(shared, socket::Socket::Tcp(socket), address).await;
+    /// accepting fails); over TLS with `tls`.
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        tls: Option<TlsAcceptor>,
+    ) -> std::io::Result<()> {
+        self.accept(listener, move |shared, socket, address| {
+            let tls = tls.clone();
+            async move {
+                if let Some((stream, address)) = opened(&shared, socket, address, tls).await {
+                    connection::run(shared, stream.into(), address).await;
+                }
             }
         })
         .await
     }
 
-    /// Accepts MQTT over WebSocket on `listener` until `stop`.
-    pub async fn serve_ws(&self, listener: TcpListener) -> std::io::Result<()> {
-        self.accept(listener, |shared, socket, address| async move {
-            let Some((socket, address)) = admitted(&shared, socket, address).await else {
-                return;
-            };
-            let max = shared.limits.max_packet_bytes as usize + 5;
-            let handshake = socket::accept_ws(socket, max);
-            let socket = tokio::select! {
-                ws = tokio::time::timeout(shared.limits.connect_timeout, handshake) => ws,
-                _ = shared.shutdown.cancelled() => return,
-            };
-            if let Ok(Ok(socket)) = socket {
-                connection::run(shared, socket, address).await;
+    /// Accepts MQTT over WebSocket on `listener` until `stop`; over TLS
+    /// with `tls` (`wss://`).
+    pub async fn serve_ws(
+        &self,
+        listener: TcpListener,
+        tls: Option<TlsAcceptor>,
+    ) -> std::io::Result<()> {
+        self.accept(listener, move |shared, socket, address| {
+            let tls = tls.clone();
+            async move {
+                let Some((socket, address)) = opened(&shared, socket, address, tls).await else {
+                    return;
+                };
+                let max = shared.limits.max_packet_bytes as usize + 5;
+                let handshake = socket::accept_ws(socket, max);
+                let socket = tokio::select! {
+                    ws = tokio::time::timeout(shared.limits.connect_timeout, handshake) => ws,
+                    _ = shared.shutdown.cancelled() => return,
+                };
+                if let Ok(Ok(socket)) = socket {
+                    connection::run(shared, socket, address).await;
+                }
             }
         })
         .await

@@ -1,13 +1,16 @@
-//! The byte streams MQTT runs over: TCP, and WebSocket (binary frames,
-//! subprotocol `mqtt`) for browsers.
+//! The byte streams MQTT runs over: TCP, TLS, and WebSocket (binary
+//! frames, subprotocol `mqtt`) for browsers, itself over TCP or TLS.
 
 use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as Frame;
@@ -17,11 +20,69 @@ use tokio_tungstenite::WebSocketStream;
 /// idle connection keeps no read buffer.
 const SCRATCH: usize = 4096;
 
+/// An accepted connection's bytes: plain TCP, or TLS over it.
+pub enum Stream {
+    Plain(TcpStream),
+    /// Boxed: TLS state is far larger than a TCP socket's.
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bytes: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, bytes),
+            Stream::Tls(s) => Pin::new(s).poll_write(cx, bytes),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
 pub enum Socket {
     Tcp(TcpStream),
+    /// Boxed, as in `Stream`.
+    Tls(Box<TlsStream<TcpStream>>),
     /// Boxed: the WebSocket's state is larger than a TCP socket's, and
     /// few connections are WebSockets.
-    Ws(Box<WebSocketStream<TcpStream>>),
+    Ws(Box<WebSocketStream<Stream>>),
+}
+
+impl From<Stream> for Socket {
+    fn from(stream: Stream) -> Socket {
+        match stream {
+            Stream::Plain(s) => Socket::Tcp(s),
+            Stream::Tls(s) => Socket::Tls(s),
+        }
+    }
 }
 
 impl Socket {
@@ -34,7 +95,8 @@ impl Socket {
                 socket.readable().await?;
                 read_available(socket, partial)
             }
-            // Boxed: its state would make every TCP connection's larger.
+            // Boxed: their state would make every TCP connection's larger.
+            Socket::Tls(tls) => Box::pin(read_tls(tls, partial)).await,
             Socket::Ws(ws) => Box::pin(read_ws(ws, partial)).await,
         }
     }
@@ -42,6 +104,10 @@ impl Socket {
     pub async fn write_all(&mut self, bytes: BytesMut) -> io::Result<()> {
         match self {
             Socket::Tcp(socket) => socket.write_all(&bytes).await,
+            Socket::Tls(tls) => {
+                tls.write_all(&bytes).await?;
+                tls.flush().await
+            }
             Socket::Ws(ws) => {
                 (ws.send(Frame::Binary(bytes.freeze())).await).map_err(io::Error::other)
             }
@@ -74,8 +140,26 @@ impl Socket {
     }
 }
 
+/// Reads what TLS has decrypted into `partial` (a read that is dropped
+/// before it completes has taken nothing).
+async fn read_tls(
+    tls: &mut TlsStream<TcpStream>,
+    partial: &mut Option<BytesMut>,
+) -> io::Result<bool> {
+    let mut scratch = [0u8; SCRATCH];
+    match tls.read(&mut scratch).await? {
+        0 => Err(io::ErrorKind::UnexpectedEof.into()),
+        n => {
+            partial
+                .get_or_insert_with(BytesMut::new)
+                .extend_from_slice(&scratch[..n]);
+            Ok(true)
+        }
+    }
+}
+
 async fn read_ws(
-    ws: &mut WebSocketStream<TcpStream>,
+    ws: &mut WebSocketStream<Stream>,
     partial: &mut Option<BytesMut>,
 ) -> io::Result<bool> {
     match ws.next().await {
@@ -129,7 +213,7 @@ fn answer_mqtt(request: &Request, mut response: Response) -> Result<Response, Er
 
 /// The WebSocket handshake, on any path, answering subprotocol `mqtt`
 /// when the client offers it (browsers' MQTT clients require it).
-pub async fn accept_ws(socket: TcpStream, max_message: usize) -> io::Result<Socket> {
+pub async fn accept_ws(socket: Stream, max_message: usize) -> io::Result<Socket> {
     let config = WebSocketConfig::default()
         .read_buffer_size(SCRATCH)
         .write_buffer_size(0)

@@ -114,9 +114,9 @@ impl Running {
         };
         let broker = Broker::new(hooks, limits);
         let serving = broker.clone();
-        tokio::spawn(async move { serving.serve(listener).await });
+        tokio::spawn(async move { serving.serve(listener, None).await });
         let serving = broker.clone();
-        tokio::spawn(async move { serving.serve_ws(ws_listener).await });
+        tokio::spawn(async move { serving.serve_ws(ws_listener, None).await });
         Running {
             addr,
             ws_addr,

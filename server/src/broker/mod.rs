@@ -70,13 +70,13 @@ impl Broker {
         let ws_addr = ws.local_addr()?;
         let serving = core.clone();
         tokio::spawn(async move {
-            if let Err(e) = serving.serve(tcp).await {
+            if let Err(e) = serving.serve(tcp, None).await {
                 tracing::error!("MQTT listener stopped: {e}");
             }
         });
         let serving = core.clone();
         tokio::spawn(async move {
-            if let Err(e) = serving.serve_ws(ws).await {
+            if let Err(e) = serving.serve_ws(ws, None).await {
                 tracing::error!("MQTT WebSocket listener stopped: {e}");
             }
         });

@@ -24,5 +24,7 @@ async fn main() -> std::io::Result<()> {
         None => 1883,
     };
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-    Broker::new(Open, Limits::default()).serve(listener, None).await
+    Broker::new(Open, Limits::default())
+        .serve(listener, None)
+        .await
 }

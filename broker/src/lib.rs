@@ -35,6 +35,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytestring::ByteString;
+pub use socket::Stream;
 use tokio::net::{TcpListener, TcpStream};
 pub use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;

@@ -21,6 +21,7 @@ mod services;
 mod sms;
 mod social;
 mod store;
+mod tls;
 mod token;
 mod turn;
 

@@ -28,7 +28,9 @@ use crate::services::{Edges, Services};
 use crate::sms::Sms;
 use crate::social::Graph;
 use crate::store::Store;
+use crate::tls::CertFiles;
 use crate::token::Tokens;
+use switchboard_broker::TlsAcceptor;
 
 pub fn tokens(config: &Config) -> Result<Tokens> {
     ensure_data_dir(config)?;
@@ -110,16 +112,25 @@ pub async fn migrate(config: &Config) -> Result<()> {
 
 /// Runs the server until SIGINT or SIGTERM, then stops it in order.
 pub async fn run(config: Config) -> Result<()> {
-    let (running, http_listener, app) = start(&config).await?;
-    // axum gives a tapped listener's address as the connect info.
-    use axum::serve::ListenerExt as _;
-    axum::serve(
-        http_listener.tap_io(|_| {}),
-        http::router(app).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .context("serving HTTP")?;
+    let (running, listeners, app) = start(&config).await?;
+    let stopping = CancellationToken::new();
+    let signalled = stopping.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        signalled.cancel();
+    });
+    let router = http::router(app);
+    let serving = listeners.into_iter().map(|listener| {
+        // axum gives a tapped listener's address as the connect info.
+        use axum::serve::ListenerExt as _;
+        let service = router
+            .clone()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let served = axum::serve(listener.tap_io(|_| {}), service)
+            .with_graceful_shutdown(stopping.clone().cancelled_owned());
+        async move { served.await.context("serving HTTP") }
+    });
+    futures_util::future::try_join_all(serving).await?;
     running.stop().await;
     Ok(())
 }
@@ -171,8 +182,8 @@ impl Running {
 }
 
 /// Everything but serving HTTP: the store, the services, the broker, TURN,
-/// and the HTTP listener bound.
-async fn start(config: &Config) -> Result<(Running, http::HttpListener, Arc<App>)> {
+/// and the HTTP listeners bound (HTTPS too, with TLS).
+async fn start(config: &Config) -> Result<(Running, Vec<http::HttpListener>, Arc<App>)> {
     let store = open_store(config).await?;
     let tokens = tokens(config)?;
     let id_key = id_key(config)?;
@@ -265,7 +276,18 @@ async fn start(config: &Config) -> Result<(Running, http::HttpListener, Arc<App>
         graph: graph.clone(),
         services: services.clone(),
     };
-    let broker = Broker::start(publisher.clone(), config, deps).await?;
+    let certs = match &config.tls {
+        Some(tls) => Some(CertFiles::load(&tls.cert_file, &tls.key_file)?),
+        None => None,
+    };
+    if let Some(certs) = &certs {
+        reload_on_sighup(certs.clone());
+    }
+    let mqtt_tls = match (&config.tls, &certs) {
+        (Some(tls), Some(certs)) => Some((tls, TlsAcceptor::from(certs.config(&[])?))),
+        _ => None,
+    };
+    let broker = Broker::start(publisher.clone(), config, deps, mqtt_tls).await?;
     // Their timers and publishers run once the broker's state is in place.
     services.presence.start();
     services.robots.start();
@@ -335,18 +357,39 @@ async fn start(config: &Config) -> Result<(Running, http::HttpListener, Arc<App>
         .await
         .with_context(|| format!("binding HTTP on {}", config.http.addr))?;
     let http_addr = http_listener.local_addr()?;
-    let http_listener = http::HttpListener::new(http_listener, config.http.proxy_protocol)?;
+    let proxy_protocol = config.http.proxy_protocol;
+    let mut listeners = vec![http::HttpListener::new(
+        http_listener,
+        proxy_protocol,
+        None,
+    )?];
+    let mut https_addr = None;
+    if let (Some(tls), Some(certs)) = (&config.tls, &certs) {
+        let bound = tokio::net::TcpListener::bind(tls.https_addr)
+            .await
+            .with_context(|| format!("binding HTTPS on {}", tls.https_addr))?;
+        https_addr = Some(bound.local_addr()?);
+        let acceptor = TlsAcceptor::from(certs.config(&[b"http/1.1"])?);
+        listeners.push(http::HttpListener::new(
+            bound,
+            proxy_protocol,
+            Some(acceptor),
+        )?);
+    }
+    // Clients are handed the TLS listeners when there are some.
+    let (mqtt_url, ws_url) = match broker.secure_addrs {
+        Some((tls, wss)) => (
+            format!("mqtts://{}", reachable(tls)),
+            format!("wss://{}/mqtt", reachable(wss)),
+        ),
+        None => (
+            format!("mqtt://{}", reachable(broker.tcp_addr)),
+            format!("ws://{}/mqtt", reachable(broker.ws_addr)),
+        ),
+    };
     let mqtt_urls = (
-        config
-            .mqtt
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("mqtt://{}", reachable(broker.tcp_addr))),
-        config
-            .mqtt
-            .ws_public_url
-            .clone()
-            .unwrap_or_else(|| format!("ws://{}/mqtt", reachable(broker.ws_addr))),
+        config.mqtt.public_url.clone().unwrap_or(mqtt_url),
+        config.mqtt.ws_public_url.clone().unwrap_or(ws_url),
     );
     let app = Arc::new(App {
         services,
@@ -368,6 +411,9 @@ async fn start(config: &Config) -> Result<(Running, http::HttpListener, Arc<App>
         %http_addr,
         mqtt = %broker.tcp_addr,
         mqtt_ws = %broker.ws_addr,
+        https = https_addr.map(|a| a.to_string()),
+        mqtts = broker.secure_addrs.map(|a| a.0.to_string()),
+        mqtt_wss = broker.secure_addrs.map(|a| a.1.to_string()),
         turn = turn.as_ref().map(|t| t.addr.to_string()),
         database = %crate::store::redact(&config.database_url),
         "switchboard ready"
@@ -380,7 +426,26 @@ async fn start(config: &Config) -> Result<(Running, http::HttpListener, Arc<App>
         turn,
         store,
     };
-    Ok((running, http_listener, app))
+    Ok((running, listeners, app))
+}
+
+/// Reads the certificate files again on each SIGHUP (a renewal), for new
+/// connections on every TLS listener.
+fn reload_on_sighup(certs: Arc<CertFiles>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        return tracing::warn!("no SIGHUP handler: certificate files are read at start only");
+    };
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match certs.reload() {
+                Ok(()) => tracing::info!("certificate files read again"),
+                Err(e) => tracing::error!(
+                    "reading the certificate files again (the old certificate stays): {e:#}"
+                ),
+            }
+        }
+    });
 }
 
 /// The address to dial to reach a listener bound to `addr` (a wildcard

@@ -121,6 +121,10 @@ pub struct Server {
     pub mqtt_ws: SocketAddr,
     /// The embedded TURN server, when it is on.
     pub turn: Option<SocketAddr>,
+    /// HTTPS, MQTT over TLS and over secure WebSocket, with TLS on.
+    pub https: Option<SocketAddr>,
+    pub mqtts: Option<SocketAddr>,
+    pub mqtt_wss: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
     env: Vec<(String, String)>,
     /// Every log line the server wrote, parsed.
@@ -204,6 +208,9 @@ impl ServerBuilder {
             mqtt: field("mqtt")?,
             mqtt_ws: field("mqtt_ws")?,
             turn: field("turn").ok(),
+            https: field("https").ok(),
+            mqtts: field("mqtts").ok(),
+            mqtt_wss: field("mqtt_wss").ok(),
             child,
             dir,
             env,

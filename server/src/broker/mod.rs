@@ -16,10 +16,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use switchboard_broker::TlsAcceptor;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, Mqtt};
+use crate::config::{Config, Mqtt, Tls};
 use crate::metrics::Metrics;
 use crate::services::Services;
 use crate::social::Graph;
@@ -42,6 +43,8 @@ pub struct Broker {
     expiry_task: JoinHandle<()>,
     pub tcp_addr: SocketAddr,
     pub ws_addr: SocketAddr,
+    /// MQTT over TLS and over secure WebSocket, when TLS is configured.
+    pub secure_addrs: Option<(SocketAddr, SocketAddr)>,
 }
 
 /// How long a persistent session (clean session off, e.g. a phone waiting
@@ -49,7 +52,14 @@ pub struct Broker {
 const SESSION_EXPIRY: Duration = Duration::from_secs(2 * 60 * 60);
 
 impl Broker {
-    pub async fn start(publisher: Publisher, config: &Config, deps: Deps) -> Result<Broker> {
+    /// Starts the broker and its listeners: plain, and with `tls` (its
+    /// settings, and the acceptor of its certificates) TLS ones too.
+    pub async fn start(
+        publisher: Publisher,
+        config: &Config,
+        deps: Deps,
+        tls: Option<(&Tls, TlsAcceptor)>,
+    ) -> Result<Broker> {
         if config.mqtt.open.is_some() {
             tracing::warn!("SWITCHBOARD_OPEN_BROKER is on: anyone may log in to MQTT and use any topic. Never run this in production.");
         }
@@ -62,31 +72,41 @@ impl Broker {
             let core = core.clone();
             tokio::spawn(async move { expiry.run(&core).await })
         };
-        let tcp = listener(config.mqtt.addr)
-            .with_context(|| format!("binding MQTT tcp listener on {}", config.mqtt.addr))?;
-        let ws = listener(config.mqtt.ws_addr)
-            .with_context(|| format!("binding MQTT ws listener on {}", config.mqtt.ws_addr))?;
-        let tcp_addr = tcp.local_addr()?;
-        let ws_addr = ws.local_addr()?;
-        let serving = core.clone();
-        tokio::spawn(async move {
-            if let Err(e) = serving.serve(tcp, None).await {
-                tracing::error!("MQTT listener stopped: {e}");
-            }
+        let plain = [
+            (config.mqtt.addr, false, None),
+            (config.mqtt.ws_addr, true, None),
+        ];
+        let secure = tls.iter().flat_map(|(settings, acceptor)| {
+            [
+                (settings.mqtts_addr, false, Some(acceptor.clone())),
+                (settings.mqtt_wss_addr, true, Some(acceptor.clone())),
+            ]
         });
-        let serving = core.clone();
-        tokio::spawn(async move {
-            if let Err(e) = serving.serve_ws(ws, None).await {
-                tracing::error!("MQTT WebSocket listener stopped: {e}");
-            }
-        });
-        tracing::info!(%tcp_addr, %ws_addr, "MQTT broker listening");
+        let mut addrs = Vec::new();
+        for (addr, websocket, tls) in plain.into_iter().chain(secure) {
+            let bound = listener(addr).with_context(|| format!("binding MQTT on {addr}"))?;
+            addrs.push(bound.local_addr()?);
+            let serving = core.clone();
+            tokio::spawn(async move {
+                let served = match websocket {
+                    false => serving.serve(bound, tls).await,
+                    true => serving.serve_ws(bound, tls).await,
+                };
+                if let Err(e) = served {
+                    tracing::error!(%addr, "an MQTT listener stopped: {e}");
+                }
+            });
+        }
+        let (tcp_addr, ws_addr) = (addrs[0], addrs[1]);
+        let secure_addrs = (addrs.len() == 4).then(|| (addrs[2], addrs[3]));
+        tracing::info!(%tcp_addr, %ws_addr, tls = ?secure_addrs, "MQTT broker listening");
         Ok(Broker {
             core,
             watchers,
             expiry_task,
             tcp_addr,
             ws_addr,
+            secure_addrs,
         })
     }
 

@@ -38,6 +38,8 @@ pub struct Config {
     pub ice: Ice,
     /// The media relay, when calls get one.
     pub relay: Option<RelayConfig>,
+    /// TLS listeners, when a certificate is configured.
+    pub tls: Option<Tls>,
     pub push: Push,
     pub sms: Sms,
 }
@@ -57,6 +59,33 @@ pub struct Accounts {
     pub token_grace: Duration,
     pub discovery_daily_quota: u64,
     pub admin_token: Option<String>,
+}
+
+/// The TLS listeners and the certificate files they serve.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub mqtts_addr: SocketAddr,
+    pub mqtt_wss_addr: SocketAddr,
+    pub https_addr: SocketAddr,
+}
+
+fn tls(s: &Settings) -> Result<Option<Tls>, ConfigError> {
+    match (&s.tls_cert_file, &s.tls_key_file) {
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => Ok(Some(Tls {
+            cert_file: cert.clone(),
+            key_file: key.clone(),
+            mqtts_addr: s.mqtts_addr,
+            mqtt_wss_addr: s.mqtt_wss_addr,
+            https_addr: s.https_addr,
+        })),
+        _ => bad(
+            "tls_cert_file",
+            "and tls_key_file are set together, or neither",
+        ),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -187,6 +216,7 @@ impl TryFrom<Settings> for Config {
             },
             ice: ice(&s)?,
             relay: relay(&s)?,
+            tls: tls(&s)?,
             push: match s.push_provider {
                 PushProvider::None => Push::None,
                 PushProvider::Webhook => Push::Webhook {

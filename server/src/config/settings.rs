@@ -33,6 +33,15 @@ pub struct Settings {
     pub http_addr: SocketAddr,
     pub mqtt_addr: SocketAddr,
     pub mqtt_ws_addr: SocketAddr,
+    /// The certificate chain and its key (PEM): with both, the TLS
+    /// listeners below run too.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// MQTT over TLS.
+    pub mqtts_addr: SocketAddr,
+    /// MQTT over secure WebSocket.
+    pub mqtt_wss_addr: SocketAddr,
+    pub https_addr: SocketAddr,
     /// Token signing key; generated and kept in `data_dir` when unset.
     pub jwt_secret: Option<String>,
     /// Key of the `hmac-sha256` id scheme; generated and kept in `data_dir`
@@ -155,6 +164,11 @@ impl Default for Settings {
             http_addr: ([127, 0, 0, 1], 8080).into(),
             mqtt_addr: ([127, 0, 0, 1], 1883).into(),
             mqtt_ws_addr: ([127, 0, 0, 1], 8083).into(),
+            tls_cert_file: None,
+            tls_key_file: None,
+            mqtts_addr: ([127, 0, 0, 1], 8883).into(),
+            mqtt_wss_addr: ([127, 0, 0, 1], 8084).into(),
+            https_addr: ([127, 0, 0, 1], 8443).into(),
             jwt_secret: None,
             id_secret: None,
             id_scheme: IdScheme::HmacSha256,

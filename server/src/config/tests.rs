@@ -61,6 +61,8 @@ fn bad_values_name_their_key() {
             "nats_url",
         ),
         ("jwt_secret = \"short\"", "jwt_secret"),
+        ("tls_cert_file = \"cert.pem\"", "tls_cert_file"),
+        ("tls_key_file = \"key.pem\"", "tls_cert_file"),
         ("sms_provider = \"webhook\"", "sms_webhook_url"),
         ("sms_provider = \"carrier-pigeon\"", "sms_provider"),
         ("no_such_key = 1", "no_such_key"),

@@ -1,0 +1,211 @@
+//! TLS on every listener, with a CA and certificates made here (rcgen):
+//! HTTPS with an HTTP client, MQTT over TLS with mosquitto_sub, MQTT over
+//! secure WebSocket with paho-mqtt; a client trusting another CA is
+//! refused; sign-in hands out the secure URLs; and a renewed certificate,
+//! read again on SIGHUP, is what new connections get.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use switchboard_e2e::api::{Api, SmsInbox};
+use switchboard_e2e::{Database, Server};
+
+/// A certificate authority of the test's own.
+struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    pem: String,
+}
+
+fn ca(name: &str) -> Ca {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let key = KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    Ca {
+        pem: cert.pem(),
+        issuer: Issuer::new(params, key),
+    }
+}
+
+/// A server certificate for 127.0.0.1 and localhost signed by `ca`: the
+/// chain's PEM and the key's.
+fn server_cert(ca: &Ca) -> (String, String) {
+    let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    let params = CertificateParams::new(names).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca.issuer).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// A server with TLS on, its certificate signed by `ca`, one-time codes
+/// going to `sms`.
+async fn tls_server(ca: &Ca, files: &Path, sms: &SmsInbox) -> Server {
+    let (cert, key) = server_cert(ca);
+    Server::with_sms(&Database::Sqlite, sms)
+        .env("SWITCHBOARD_TLS_CERT_FILE", write(files, "cert.pem", &cert))
+        .env("SWITCHBOARD_TLS_KEY_FILE", write(files, "key.pem", &key))
+        .env("SWITCHBOARD_MQTTS_ADDR", "127.0.0.1:0")
+        .env("SWITCHBOARD_MQTT_WSS_ADDR", "127.0.0.1:0")
+        .env("SWITCHBOARD_HTTPS_ADDR", "127.0.0.1:0")
+        .start()
+        .await
+        .unwrap()
+}
+
+fn https_client(ca_pem: &str) -> reqwest::Client {
+    let root = reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap();
+    reqwest::Client::builder()
+        .add_root_certificate(root)
+        .tls_built_in_root_certs(false)
+        .build()
+        .unwrap()
+}
+
+/// The certificate a new TLS connection to `addr` is served, as DER.
+async fn served_certificate(addr: SocketAddr, ca_pem: &str) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let stream = tls.connect(name, tcp).await.unwrap();
+    stream.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+/// mosquitto_sub over TLS trusting `cafile`: the first message on the
+/// user's own presence (served at once), or its error output.
+fn mosquitto_sub(server: &Server, cafile: &str, id: &str, token: &str) -> Result<String, String> {
+    let port = server.mqtts.unwrap().port().to_string();
+    let topic = format!("users/{id}/presence");
+    let out = Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "--cafile",
+            cafile,
+            "-V",
+            "311",
+        ])
+        .args([
+            "-i", id, "-u", id, "-P", token, "-t", &topic, "-C", "1", "-W", "10",
+        ])
+        .output()
+        .expect("mosquitto_sub (Debian package mosquitto-clients; scripts/test installs it)");
+    match out.status.success() {
+        true => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+    }
+}
+
+#[tokio::test]
+async fn every_listener_speaks_tls_and_new_connections_get_a_renewed_certificate() {
+    let files = tempfile::tempdir().unwrap();
+    let (ours, theirs) = (ca("switchboard test CA"), ca("another CA"));
+    let sms = SmsInbox::start().await.unwrap();
+    let server = tls_server(&ours, files.path(), &sms).await;
+    let ours_file = write(files.path(), "ca.pem", &ours.pem);
+    let theirs_file = write(files.path(), "other-ca.pem", &theirs.pem);
+
+    // HTTPS, trusted and not.
+    let https = format!("https://127.0.0.1:{}", server.https.unwrap().port());
+    let ready = https_client(&ours.pem)
+        .get(format!("{https}/readyz"))
+        .send()
+        .await;
+    assert_eq!(ready.unwrap().status(), 200);
+    let refused = https_client(&theirs.pem)
+        .get(format!("{https}/readyz"))
+        .send()
+        .await;
+    assert!(refused.is_err(), "a client trusting another CA is refused");
+
+    // MQTT over TLS: mosquitto_sub gets the user's presence, served at
+    // once; not when it trusts another CA.
+    let user = server.minted("user", None, 600).unwrap();
+    let presence = mosquitto_sub(&server, &ours_file, &user.id, &user.access).unwrap();
+    assert!(presence.contains("\"online\""), "{presence}");
+    let refused = mosquitto_sub(&server, &theirs_file, &user.id, &user.access);
+    assert!(refused.is_err(), "{refused:?}");
+
+    // MQTT over secure WebSocket: paho-mqtt.
+    let python = std::env::var("E2E_PYTHON").unwrap_or_else(|_| "python3".into());
+    let wss = server.mqtt_wss.unwrap().port().to_string();
+    let script = r#"
+import sys, paho.mqtt.client as mqtt
+port, ca, uid, token = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=uid, transport="websockets")
+c.ws_set_options(path="/mqtt")
+c.tls_set(ca_certs=ca)
+c.username_pw_set(uid, token)
+got = []
+c.on_connect = lambda c, u, f, rc, p: c.subscribe(f"users/{uid}/presence")
+c.on_message = lambda c, u, m: (got.append(m.payload), c.disconnect())
+c.connect("127.0.0.1", port)
+c.loop_forever(timeout=10)
+sys.exit(0 if got else 1)
+"#;
+    let paho = Command::new(&python)
+        .args(["-c", script, &wss, &ours_file, &user.id, &user.access])
+        .output()
+        .expect("the Python with paho-mqtt: E2E_PYTHON (scripts/test sets it)");
+    assert!(
+        paho.status.success(),
+        "paho over wss: {}",
+        String::from_utf8_lossy(&paho.stderr)
+    );
+
+    // Sign-in hands out the TLS listeners.
+    let api = Api::new(&server);
+    let signed = api.sign_in(&sms, "+48555420001", "phone").await.unwrap();
+    let mqtt = &signed.body["mqtt"];
+    let (mqtts, wss) = (
+        server.mqtts.unwrap().port(),
+        server.mqtt_wss.unwrap().port(),
+    );
+    assert_eq!(mqtt["tcp"], format!("mqtts://127.0.0.1:{mqtts}"), "{mqtt}");
+    assert_eq!(mqtt["ws"], format!("wss://127.0.0.1:{wss}/mqtt"), "{mqtt}");
+
+    // A renewed certificate, read again on SIGHUP, reaches new connections.
+    let before = served_certificate(server.https.unwrap(), &ours.pem).await;
+    let (cert, key) = server_cert(&ours);
+    write(files.path(), "cert.pem", &cert);
+    write(files.path(), "key.pem", &key);
+    let renewed = rustls::pki_types::pem::PemObject::from_pem_slice(cert.as_bytes())
+        .map(|c: rustls::pki_types::CertificateDer| c.to_vec())
+        .unwrap();
+    assert_ne!(before, renewed);
+    Command::new("kill")
+        .args(["-HUP", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    server.logs_reach("certificate files read again", 1).await;
+    for addr in [
+        server.https.unwrap(),
+        server.mqtts.unwrap(),
+        server.mqtt_wss.unwrap(),
+    ] {
+        assert_eq!(served_certificate(addr, &ours.pem).await, renewed, "{addr}");
+    }
+}

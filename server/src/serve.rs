@@ -353,40 +353,35 @@ async fn start(config: &Config) -> Result<(Running, Vec<http::HttpListener>, Arc
         (_, None) => Vec::new(),
     };
 
-    let http_listener = tokio::net::TcpListener::bind(config.http.addr)
-        .await
-        .with_context(|| format!("binding HTTP on {}", config.http.addr))?;
-    let http_addr = http_listener.local_addr()?;
     let proxy_protocol = config.http.proxy_protocol;
-    let mut listeners = vec![http::HttpListener::new(
-        http_listener,
-        proxy_protocol,
-        None,
-    )?];
-    let mut https_addr = None;
-    if let (Some(tls), Some(certs)) = (&config.tls, &certs) {
-        let bound = tokio::net::TcpListener::bind(tls.https_addr)
-            .await
-            .with_context(|| format!("binding HTTPS on {}", tls.https_addr))?;
-        https_addr = Some(bound.local_addr()?);
-        let acceptor = TlsAcceptor::from(certs.config(&[b"http/1.1"])?);
-        listeners.push(http::HttpListener::new(
-            bound,
-            proxy_protocol,
-            Some(acceptor),
-        )?);
-    }
-    // Clients are handed the TLS listeners when there are some.
-    let (mqtt_url, ws_url) = match broker.secure_addrs {
-        Some((tls, wss)) => (
-            format!("mqtts://{}", reachable(tls)),
-            format!("wss://{}/mqtt", reachable(wss)),
-        ),
-        None => (
-            format!("mqtt://{}", reachable(broker.tcp_addr)),
-            format!("ws://{}/mqtt", reachable(broker.ws_addr)),
-        ),
+    let https = match (&config.tls, &certs) {
+        (Some(tls), Some(certs)) => {
+            let acceptor = TlsAcceptor::from(certs.config(&[b"http/1.1"])?);
+            Some((tls.https_addr, acceptor))
+        }
+        _ => None,
     };
+    let plain = config.http.addr.map(|addr| (addr, None));
+    let secure = https.map(|(addr, acceptor)| (addr, Some(acceptor)));
+    let mut listeners = Vec::new();
+    let mut http_addrs = [None, None];
+    for (wanted, bound_addr) in [plain, secure].into_iter().zip(&mut http_addrs) {
+        let Some((addr, tls)) = wanted else {
+            continue;
+        };
+        let bound = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding HTTP on {addr}"))?;
+        *bound_addr = Some(bound.local_addr()?);
+        listeners.push(http::HttpListener::new(bound, proxy_protocol, tls)?);
+    }
+    let [http_addr, https_addr] = http_addrs;
+    let (mqtt_url, ws_url) = handed_out(
+        broker.tcp_addr,
+        broker.ws_addr,
+        broker.tls_addr,
+        broker.wss_addr,
+    );
     let mqtt_urls = (
         config.mqtt.public_url.clone().unwrap_or(mqtt_url),
         config.mqtt.ws_public_url.clone().unwrap_or(ws_url),
@@ -403,17 +398,22 @@ async fn start(config: &Config) -> Result<(Running, Vec<http::HttpListener>, Arc
         mqtt_urls,
         turn_urls,
         metrics: metrics.clone(),
-        mqtt_probe_addr: reachable(broker.tcp_addr),
+        mqtt_probe_addr: reachable(
+            broker
+                .tcp_addr
+                .or(broker.tls_addr)
+                .expect("an MQTT listener, checked by the config"),
+        ),
         openapi: http::openapi(),
         config: config.clone(),
     });
     tracing::info!(
-        %http_addr,
-        mqtt = %broker.tcp_addr,
-        mqtt_ws = %broker.ws_addr,
+        http_addr = http_addr.map(|a| a.to_string()),
+        mqtt = broker.tcp_addr.map(|a| a.to_string()),
+        mqtt_ws = broker.ws_addr.map(|a| a.to_string()),
         https = https_addr.map(|a| a.to_string()),
-        mqtts = broker.secure_addrs.map(|a| a.0.to_string()),
-        mqtt_wss = broker.secure_addrs.map(|a| a.1.to_string()),
+        mqtts = broker.tls_addr.map(|a| a.to_string()),
+        mqtt_wss = broker.wss_addr.map(|a| a.to_string()),
         turn = turn.as_ref().map(|t| t.addr.to_string()),
         database = %crate::store::redact(&config.database_url),
         "switchboard ready"
@@ -427,6 +427,30 @@ async fn start(config: &Config) -> Result<(Running, Vec<http::HttpListener>, Arc
         store,
     };
     Ok((running, listeners, app))
+}
+
+/// The MQTT URLs sign-in hands out, (TCP, WebSocket), from where the
+/// broker listens: over TLS when it does, else plain. The config sees
+/// that each has one of the two.
+fn handed_out(
+    tcp: Option<SocketAddr>,
+    ws: Option<SocketAddr>,
+    tls: Option<SocketAddr>,
+    wss: Option<SocketAddr>,
+) -> (String, String) {
+    let url =
+        |secure: Option<SocketAddr>, plain: Option<SocketAddr>, schemes: [&str; 2], path: &str| {
+            let (scheme, addr) = match (secure, plain) {
+                (Some(addr), _) => (schemes[0], addr),
+                (None, Some(addr)) => (schemes[1], addr),
+                (None, None) => unreachable!("the config requires a listener"),
+            };
+            format!("{scheme}://{}{path}", reachable(addr))
+        };
+    (
+        url(tls, tcp, ["mqtts", "mqtt"], ""),
+        url(wss, ws, ["wss", "ws"], "/mqtt"),
+    )
 }
 
 /// Reads the certificate files again on each SIGHUP (a renewal), for new
@@ -464,5 +488,34 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
         _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_in_hands_out_the_tls_listeners_when_there_are_some() {
+        let at = |port: u16| Some(SocketAddr::from(([0, 0, 0, 0], port)));
+        // (tcp, ws, tls, wss) -> the URLs
+        let cases = [
+            (
+                (at(1883), at(8083), None, None),
+                ("mqtt://127.0.0.1:1883", "ws://127.0.0.1:8083/mqtt"),
+            ),
+            (
+                (at(1883), at(8083), at(8883), at(8084)),
+                ("mqtts://127.0.0.1:8883", "wss://127.0.0.1:8084/mqtt"),
+            ),
+            (
+                (None, None, at(8883), at(8084)),
+                ("mqtts://127.0.0.1:8883", "wss://127.0.0.1:8084/mqtt"),
+            ),
+        ];
+        for ((tcp, ws, tls, wss), (want_tcp, want_ws)) in cases {
+            let got = handed_out(tcp, ws, tls, wss);
+            assert_eq!(got, (want_tcp.to_string(), want_ws.to_string()));
+        }
     }
 }

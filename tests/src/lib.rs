@@ -204,9 +204,13 @@ impl ServerBuilder {
         };
         Ok(Server {
             reader: Some(reader),
-            http: format!("http://{}", field("http_addr")?),
-            mqtt: field("mqtt")?,
-            mqtt_ws: field("mqtt_ws")?,
+            // A server with its plain listeners off is reached over TLS.
+            http: match field("http_addr") {
+                Ok(addr) => format!("http://{addr}"),
+                Err(_) => format!("https://{}", field("https")?),
+            },
+            mqtt: field("mqtt").or_else(|_| field("mqtts"))?,
+            mqtt_ws: field("mqtt_ws").or_else(|_| field("mqtt_wss"))?,
             turn: field("turn").ok(),
             https: field("https").ok(),
             mqtts: field("mqtts").ok(),

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use switchboard_e2e::api::{Api, SmsInbox};
-use switchboard_e2e::{Database, Server};
+use switchboard_e2e::{Database, Server, ServerBuilder};
 
 /// A certificate authority of the test's own.
 struct Ca {
@@ -50,6 +50,10 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 /// A server with TLS on, its certificate signed by `ca`, one-time codes
 /// going to `sms`.
 async fn tls_server(ca: &Ca, files: &Path, sms: &SmsInbox) -> Server {
+    tls_builder(ca, files, sms).start().await.unwrap()
+}
+
+fn tls_builder(ca: &Ca, files: &Path, sms: &SmsInbox) -> ServerBuilder {
     let (cert, key) = server_cert(ca);
     Server::with_sms(&Database::Sqlite, sms)
         .env("SWITCHBOARD_TLS_CERT_FILE", write(files, "cert.pem", &cert))
@@ -57,9 +61,6 @@ async fn tls_server(ca: &Ca, files: &Path, sms: &SmsInbox) -> Server {
         .env("SWITCHBOARD_MQTTS_ADDR", "127.0.0.1:0")
         .env("SWITCHBOARD_MQTT_WSS_ADDR", "127.0.0.1:0")
         .env("SWITCHBOARD_HTTPS_ADDR", "127.0.0.1:0")
-        .start()
-        .await
-        .unwrap()
 }
 
 fn https_client(ca_pem: &str) -> reqwest::Client {
@@ -208,4 +209,43 @@ sys.exit(0 if got else 1)
     ] {
         assert_eq!(served_certificate(addr, &ours.pem).await, renewed, "{addr}");
     }
+}
+
+/// With the plain listeners off, the server listens over TLS only: it is
+/// ready (its MQTT probe reaches the TLS listener), and MQTT over TLS
+/// works; a plain server's settings without TLS are refused (config).
+#[tokio::test]
+async fn the_plain_listeners_can_be_turned_off() {
+    let files = tempfile::tempdir().unwrap();
+    let ours = ca("switchboard test CA");
+    let sms = SmsInbox::start().await.unwrap();
+    let server = tls_builder(&ours, files.path(), &sms)
+        .env("SWITCHBOARD_HTTP_ADDR", "")
+        .env("SWITCHBOARD_MQTT_ADDR", "")
+        .env("SWITCHBOARD_MQTT_WS_ADDR", "")
+        .start()
+        .await
+        .unwrap();
+    let ready = server
+        .logs
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|l| l["fields"]["message"] == "switchboard ready")
+        .cloned()
+        .unwrap();
+    for plain in ["http_addr", "mqtt", "mqtt_ws"] {
+        assert!(ready["fields"][plain].is_null(), "{plain} is off: {ready}");
+    }
+    let https = format!("https://127.0.0.1:{}", server.https.unwrap().port());
+    let answer = https_client(&ours.pem)
+        .get(format!("{https}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let ca_file = write(files.path(), "ca.pem", &ours.pem);
+    let user = server.minted("user", None, 600).unwrap();
+    let presence = mosquitto_sub(&server, &ca_file, &user.id, &user.access).unwrap();
+    assert!(presence.contains("\"online\""), "{presence}");
 }

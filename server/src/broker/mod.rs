@@ -41,10 +41,12 @@ pub struct Broker {
     core: Core,
     pub watchers: Watchers,
     expiry_task: JoinHandle<()>,
-    pub tcp_addr: SocketAddr,
-    pub ws_addr: SocketAddr,
-    /// MQTT over TLS and over secure WebSocket, when TLS is configured.
-    pub secure_addrs: Option<(SocketAddr, SocketAddr)>,
+    /// Where it listens: plain MQTT, over WebSocket, over TLS, over
+    /// secure WebSocket (each when configured).
+    pub tcp_addr: Option<SocketAddr>,
+    pub ws_addr: Option<SocketAddr>,
+    pub tls_addr: Option<SocketAddr>,
+    pub wss_addr: Option<SocketAddr>,
 }
 
 /// How long a persistent session (clean session off, e.g. a phone waiting
@@ -72,20 +74,25 @@ impl Broker {
             let core = core.clone();
             tokio::spawn(async move { expiry.run(&core).await })
         };
-        let plain = [
+        // Plain MQTT, over WebSocket, over TLS, over secure WebSocket.
+        let acceptor = tls.as_ref().map(|(_, acceptor)| acceptor.clone());
+        let roles = [
             (config.mqtt.addr, false, None),
             (config.mqtt.ws_addr, true, None),
+            (
+                tls.as_ref().map(|t| t.0.mqtts_addr),
+                false,
+                acceptor.clone(),
+            ),
+            (tls.as_ref().map(|t| t.0.mqtt_wss_addr), true, acceptor),
         ];
-        let secure = tls.iter().flat_map(|(settings, acceptor)| {
-            [
-                (settings.mqtts_addr, false, Some(acceptor.clone())),
-                (settings.mqtt_wss_addr, true, Some(acceptor.clone())),
-            ]
-        });
-        let mut addrs = Vec::new();
-        for (addr, websocket, tls) in plain.into_iter().chain(secure) {
+        let mut listening = [None; 4];
+        for ((addr, websocket, tls), bound_addr) in roles.into_iter().zip(&mut listening) {
+            let Some(addr) = addr else {
+                continue;
+            };
             let bound = listener(addr).with_context(|| format!("binding MQTT on {addr}"))?;
-            addrs.push(bound.local_addr()?);
+            *bound_addr = Some(bound.local_addr()?);
             let serving = core.clone();
             tokio::spawn(async move {
                 let served = match websocket {
@@ -97,16 +104,22 @@ impl Broker {
                 }
             });
         }
-        let (tcp_addr, ws_addr) = (addrs[0], addrs[1]);
-        let secure_addrs = (addrs.len() == 4).then(|| (addrs[2], addrs[3]));
-        tracing::info!(%tcp_addr, %ws_addr, tls = ?secure_addrs, "MQTT broker listening");
+        let [tcp_addr, ws_addr, tls_addr, wss_addr] = listening;
+        tracing::info!(
+            ?tcp_addr,
+            ?ws_addr,
+            ?tls_addr,
+            ?wss_addr,
+            "MQTT broker listening"
+        );
         Ok(Broker {
             core,
             watchers,
             expiry_task,
             tcp_addr,
             ws_addr,
-            secure_addrs,
+            tls_addr,
+            wss_addr,
         })
     }
 

@@ -73,7 +73,22 @@ pub struct Tls {
 
 fn tls(s: &Settings) -> Result<Option<Tls>, ConfigError> {
     match (&s.tls_cert_file, &s.tls_key_file) {
-        (None, None) => Ok(None),
+        (None, None) => {
+            let plain = [
+                ("http_addr", s.http_addr),
+                ("mqtt_addr", s.mqtt_addr),
+                ("mqtt_ws_addr", s.mqtt_ws_addr),
+            ];
+            for (key, addr) in plain {
+                if addr.0.is_none() {
+                    return bad(
+                        key,
+                        "is empty (off), and without tls_cert_file nothing takes its place",
+                    );
+                }
+            }
+            Ok(None)
+        }
         (Some(cert), Some(key)) => Ok(Some(Tls {
             cert_file: cert.clone(),
             key_file: key.clone(),
@@ -90,15 +105,17 @@ fn tls(s: &Settings) -> Result<Option<Tls>, ConfigError> {
 
 #[derive(Debug, Clone)]
 pub struct Http {
-    pub addr: SocketAddr,
+    /// Plain HTTP; off when unset.
+    pub addr: Option<SocketAddr>,
     /// Connections begin with a PROXY protocol v2 header.
     pub proxy_protocol: bool,
 }
 
 #[derive(Debug, Clone)]
 pub struct Mqtt {
-    pub addr: SocketAddr,
-    pub ws_addr: SocketAddr,
+    /// Plain MQTT and MQTT over WebSocket; each off when unset.
+    pub addr: Option<SocketAddr>,
+    pub ws_addr: Option<SocketAddr>,
     /// Handed to clients at sign-in; derived from the listeners when unset.
     pub public_url: Option<String>,
     pub ws_public_url: Option<String>,
@@ -205,7 +222,7 @@ impl TryFrom<Settings> for Config {
             log_format: s.log_format,
             accounts: accounts(&s)?,
             http: Http {
-                addr: s.http_addr,
+                addr: s.http_addr.0,
                 proxy_protocol: s.proxy_protocol,
             },
             mqtt: mqtt(&s)?,
@@ -355,8 +372,8 @@ fn mqtt(s: &Settings) -> Result<Mqtt, ConfigError> {
         }
     };
     Ok(Mqtt {
-        addr: s.mqtt_addr,
-        ws_addr: s.mqtt_ws_addr,
+        addr: s.mqtt_addr.0,
+        ws_addr: s.mqtt_ws_addr.0,
         public_url: s.mqtt_public_url.clone(),
         ws_public_url: s.mqtt_ws_public_url.clone(),
         max_queue: s.mqtt_max_queue,

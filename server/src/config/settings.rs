@@ -30,9 +30,10 @@ pub struct Settings {
     /// Every listener (HTTP, MQTT, MQTT over WebSocket) expects a PROXY
     /// protocol v2 header first, from a load balancer in front.
     pub proxy_protocol: bool,
-    pub http_addr: SocketAddr,
-    pub mqtt_addr: SocketAddr,
-    pub mqtt_ws_addr: SocketAddr,
+    /// The plain listeners; `""` turns one off (with TLS, say).
+    pub http_addr: Listen,
+    pub mqtt_addr: Listen,
+    pub mqtt_ws_addr: Listen,
     /// The certificate chain and its key (PEM): with both, the TLS
     /// listeners below run too.
     pub tls_cert_file: Option<PathBuf>,
@@ -147,6 +148,32 @@ pub enum PushProvider {
     Webhook,
 }
 
+/// A listener's address, or none: written `""`, that listener is off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen(pub Option<SocketAddr>);
+
+impl Serialize for Listen {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Some(addr) => s.serialize_str(&addr.to_string()),
+            None => s.serialize_str(""),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Listen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        match text.as_str() {
+            "" => Ok(Listen(None)),
+            addr => addr
+                .parse()
+                .map(|a| Listen(Some(a)))
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -161,9 +188,9 @@ impl Default for Settings {
             database_url: None,
             nats_url: None,
             proxy_protocol: false,
-            http_addr: ([127, 0, 0, 1], 8080).into(),
-            mqtt_addr: ([127, 0, 0, 1], 1883).into(),
-            mqtt_ws_addr: ([127, 0, 0, 1], 8083).into(),
+            http_addr: Listen(Some(([127, 0, 0, 1], 8080).into())),
+            mqtt_addr: Listen(Some(([127, 0, 0, 1], 1883).into())),
+            mqtt_ws_addr: Listen(Some(([127, 0, 0, 1], 8083).into())),
             tls_cert_file: None,
             tls_key_file: None,
             mqtts_addr: ([127, 0, 0, 1], 8883).into(),

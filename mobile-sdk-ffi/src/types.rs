@@ -43,7 +43,8 @@ pub enum PairingOutcome {
 pub struct Config {
     /// The HTTP API, e.g. `http://10.0.0.2:8080`.
     pub http_url: String,
-    /// The broker, `mqtt://host:port` or `ws://host:port/mqtt`; `None`
+    /// The broker, `mqtt://host:port` or `ws://host:port/mqtt`, over TLS
+    /// `mqtts://` or `wss://` (trusting the system's roots); `None`
     /// takes the address the server announces at sign-in.
     pub mqtt_url: Option<String>,
     /// This installation, `[a-z0-9_-]{1,32}`; several devices of one user

@@ -26,6 +26,7 @@ pub mod media;
 pub mod mqtt;
 pub mod robots;
 pub mod sdk;
+pub mod tls;
 
 pub use backend::Backend;
 

@@ -5,7 +5,9 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, EventLoop, MqttOptions, QoS, Transport};
+use std::sync::{Arc, OnceLock};
+
+use rumqttc::{AsyncClient, EventLoop, MqttOptions, QoS, TlsConfiguration, Transport};
 use tokio::sync::oneshot;
 
 use super::Request;
@@ -15,13 +17,42 @@ use crate::error::SdkError;
 const RUMQTTC_CAP: usize = 128;
 const KEEP_ALIVE: Duration = Duration::from_secs(20);
 
-/// Where the broker is: `mqtt://host:port` or `ws://host:port/path`.
+/// Where the broker is: `mqtt://host:port` or `ws://host:port/path`, or
+/// over TLS `mqtts://host:port` or `wss://host:port/path`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Broker {
     url: String,
     host: String,
     port: u16,
     websocket: bool,
+    tls: bool,
+}
+
+/// What MQTT over TLS trusts: the system's roots (which name
+/// `SSL_CERT_FILE` and `SSL_CERT_DIR` when set), read once.
+fn tls_config() -> TlsConfiguration {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    let config = CONFIG.get_or_init(|| {
+        let mut roots = rustls::RootCertStore::empty();
+        let found = rustls_native_certs::load_native_certs();
+        for e in &found.errors {
+            tracing::warn!("reading the system's certificates: {e}");
+        }
+        let (added, ignored) = roots.add_parsable_certificates(found.certs);
+        tracing::debug!(
+            added,
+            ignored,
+            "system certificates trusted for MQTT over TLS"
+        );
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("the provider's default versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Arc::new(config)
+    });
+    TlsConfiguration::Rustls(config.clone())
 }
 
 impl Broker {
@@ -30,18 +61,22 @@ impl Broker {
             reason: format!("broker URL {url:?}: {why}"),
         };
         let parsed = reqwest::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
-        let websocket = match parsed.scheme() {
-            "mqtt" | "tcp" => false,
-            "ws" => true,
-            _ => return Err(bad("must be mqtt://host:port or ws://host:port/path")),
+        // (WebSocket, TLS, the port when none is given)
+        let (websocket, tls, port) = match parsed.scheme() {
+            "mqtt" | "tcp" => (false, false, 1883),
+            "mqtts" | "ssl" => (false, true, 8883),
+            "ws" => (true, false, 80),
+            "wss" => (true, true, 443),
+            _ => return Err(bad("must be mqtt://, mqtts://, ws:// or wss://")),
         };
         let host = parsed.host_str().ok_or_else(|| bad("no host"))?.to_owned();
-        let port = parsed.port().unwrap_or(if websocket { 80 } else { 1883 });
+        let port = parsed.port().unwrap_or(port);
         Ok(Broker {
             url: url.to_owned(),
             host,
             port,
             websocket,
+            tls,
         })
     }
 }
@@ -77,13 +112,21 @@ pub(super) struct Conn {
 impl Conn {
     pub(super) fn new(who: &Identity, password: &str) -> Conn {
         let b = &who.broker;
-        let mut opts = if b.websocket {
-            let mut o = MqttOptions::new(&who.client_id, &b.url, b.port);
-            o.set_transport(Transport::Ws);
-            o
-        } else {
-            MqttOptions::new(&who.client_id, &b.host, b.port)
-        };
+        // rumqttc takes a WebSocket's whole URL as its host.
+        let host = if b.websocket { &b.url } else { &b.host };
+        let mut opts = MqttOptions::new(&who.client_id, host, b.port);
+        match (b.websocket, b.tls) {
+            (false, false) => {}
+            (false, true) => {
+                opts.set_transport(Transport::Tls(tls_config()));
+            }
+            (true, false) => {
+                opts.set_transport(Transport::Ws);
+            }
+            (true, true) => {
+                opts.set_transport(Transport::Wss(tls_config()));
+            }
+        }
         opts.set_keep_alive(KEEP_ALIVE);
         // A persistent session: invites and commands sent while the
         // connection is being replaced wait for it.
@@ -153,17 +196,34 @@ mod tests {
 
     #[test]
     fn broker_urls() {
-        let b = Broker::parse("mqtt://127.0.0.1:1884").unwrap();
-        assert_eq!(
-            (b.host.as_str(), b.port, b.websocket),
-            ("127.0.0.1", 1884, false)
-        );
-        let b = Broker::parse("ws://example.org:8083/mqtt").unwrap();
-        assert_eq!((b.port, b.websocket), (8083, true));
-        assert!(matches!(
-            Broker::parse("http://x:1"),
-            Err(SdkError::InvalidArgument { .. })
-        ));
-        assert!(Broker::parse("not a url").is_err());
+        // (URL, host, port, WebSocket, TLS)
+        let cases = [
+            ("mqtt://127.0.0.1:1884", "127.0.0.1", 1884, false, false),
+            ("mqtt://example.org", "example.org", 1883, false, false),
+            ("mqtts://example.org", "example.org", 8883, false, true),
+            ("mqtts://example.org:9883", "example.org", 9883, false, true),
+            (
+                "ws://example.org:8083/mqtt",
+                "example.org",
+                8083,
+                true,
+                false,
+            ),
+            ("wss://example.org/mqtt", "example.org", 443, true, true),
+        ];
+        for (url, host, port, websocket, tls) in cases {
+            let b = Broker::parse(url).unwrap();
+            assert_eq!(
+                (b.host.as_str(), b.port, b.websocket, b.tls),
+                (host, port, websocket, tls),
+                "{url}"
+            );
+        }
+        for bad in ["http://x:1", "https://x", "not a url"] {
+            assert!(
+                matches!(Broker::parse(bad), Err(SdkError::InvalidArgument { .. })),
+                "{bad}"
+            );
+        }
     }
 }

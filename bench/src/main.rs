@@ -13,6 +13,7 @@ mod registered;
 mod relay;
 mod stats;
 mod storm;
+mod tls;
 mod users;
 
 use clap::{Parser, Subcommand};
@@ -102,6 +103,12 @@ enum Bench {
         #[arg(long, default_value_t = 1_000_000)]
         users: usize,
     },
+    /// MQTT over TLS against plain: connects per second, server CPU per
+    /// connect and RSS per idle connection.
+    Tls {
+        #[arg(long, default_value_t = 2000)]
+        connections: usize,
+    },
     /// What crossing nodes adds to a message's latency: two nodes on
     /// PostgreSQL (`E2E_POSTGRES_URL`) and a nats-server of its own.
     Cluster {
@@ -146,6 +153,7 @@ async fn main() -> anyhow::Result<()> {
         Bench::Commands { count } => memory::commands(count).await,
         Bench::Registered { users } => registered::run(users).await,
         Bench::Cluster { rounds } => cluster::run(rounds).await,
+        Bench::Tls { connections } => tls::run(connections).await,
         Bench::Soak {
             minutes,
             warm_up_minutes,

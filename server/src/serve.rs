@@ -28,7 +28,7 @@ use crate::services::{Edges, Services};
 use crate::sms::Sms;
 use crate::social::Graph;
 use crate::store::Store;
-use crate::tls::CertFiles;
+use crate::tls::{CertFiles, Served};
 use crate::token::Tokens;
 use switchboard_broker::TlsAcceptor;
 
@@ -277,11 +277,11 @@ async fn start(config: &Config) -> Result<(Running, Vec<http::HttpListener>, Arc
         services: services.clone(),
     };
     let certs = match &config.tls {
-        Some(tls) => Some(CertFiles::load(&tls.cert_file, &tls.key_file)?),
+        Some(tls) => Some(Served::start(&tls.certificates, &config.data_dir)?),
         None => None,
     };
-    if let Some(certs) = &certs {
-        reload_on_sighup(certs.clone());
+    if let Some(Served::Files(files)) = &certs {
+        reload_on_sighup(files.clone());
     }
     let mqtt_tls = match (&config.tls, &certs) {
         (Some(tls), Some(certs)) => Some((tls, TlsAcceptor::from(certs.config(&[])?))),

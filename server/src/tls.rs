@@ -1,7 +1,9 @@
-//! TLS for the listeners: the certificate chain and key from PEM files,
-//! served to every TLS listener through one resolver and read again on
-//! SIGHUP, so a renewed certificate reaches new connections without a
-//! restart (connections already open keep theirs).
+//! TLS for the listeners, from one resolver every TLS listener shares:
+//! either the certificate chain and key from PEM files, read again on
+//! SIGHUP, or a certificate an ACME server issues (TLS-ALPN-01 on the
+//! HTTPS listener), cached in the data directory and renewed once two
+//! thirds of its life have passed. Either way a new certificate reaches
+//! new connections without a restart (open ones keep theirs).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -13,6 +15,85 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
+use rustls_acme::caches::DirCache;
+use rustls_acme::{AcmeConfig, EventOk, ResolvesServerCertAcme};
+
+use crate::config::{Acme, Certificates};
+
+/// What serves the TLS listeners' certificate.
+#[derive(Clone)]
+pub enum Served {
+    Files(Arc<CertFiles>),
+    Acme(Arc<ResolvesServerCertAcme>),
+}
+
+impl Served {
+    /// Reads the certificate files, or starts getting (and keeping) a
+    /// certificate from the ACME server, cached under `data_dir`.
+    pub fn start(certificates: &Certificates, data_dir: &Path) -> Result<Served> {
+        match certificates {
+            Certificates::Files { cert, key } => Ok(Served::Files(CertFiles::load(cert, key)?)),
+            Certificates::Acme(acme) => Ok(Served::Acme(start_acme(acme, &data_dir.join("acme"))?)),
+        }
+    }
+
+    /// A server configuration serving the certificate, offering `alpn`
+    /// (and, with ACME, its challenge's protocol).
+    pub fn config(&self, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>> {
+        let builder = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth();
+        let mut protocols: Vec<Vec<u8>> = alpn.iter().map(|p| p.to_vec()).collect();
+        let mut config = match self {
+            Served::Files(files) => builder.with_cert_resolver(files.clone()),
+            Served::Acme(acme) => {
+                protocols.push(ACME_TLS_ALPN.to_vec());
+                builder.with_cert_resolver(acme.clone())
+            }
+        };
+        config.alpn_protocols = protocols;
+        Ok(Arc::new(config))
+    }
+}
+
+/// The ALPN protocol of a TLS-ALPN-01 challenge (RFC 8737).
+const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
+/// Starts the task that gets, caches and renews the certificate; its
+/// resolver serves what it has (nothing until the first certificate).
+fn start_acme(acme: &Acme, cache: &Path) -> Result<Arc<ResolvesServerCertAcme>> {
+    let mut config = AcmeConfig::new_with_provider(&acme.domains, provider())
+        .contact(acme.email.iter().map(|e| format!("mailto:{e}")))
+        .directory(&acme.directory_url);
+    if let Some(ca_file) = &acme.ca_file {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(ca_file)
+            .with_context(|| format!("reading {}", ca_file.display()))?
+        {
+            roots.add(cert.with_context(|| format!("reading {}", ca_file.display()))?)?;
+        }
+        let client = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config = config.client_tls_config(Arc::new(client));
+    }
+    let mut state = config.cache(DirCache::new(cache.to_path_buf())).state();
+    let resolver = state.resolver();
+    tokio::spawn(async move {
+        use futures_util::StreamExt as _;
+        while let Some(event) = state.next().await {
+            match event {
+                Ok(done @ (EventOk::DeployedNewCert | EventOk::DeployedCachedCert)) => {
+                    tracing::info!(?done, "a certificate from the ACME server is served")
+                }
+                Ok(done) => tracing::debug!(?done, "ACME"),
+                Err(e) => tracing::warn!("ACME: {e}"),
+            }
+        }
+    });
+    Ok(resolver)
+}
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
@@ -53,16 +134,6 @@ impl CertFiles {
         let fresh = certified(&self.cert, &self.key)?;
         *self.current.write().expect("certificate lock") = Arc::new(fresh);
         Ok(())
-    }
-
-    /// A server configuration serving these certificates, offering `alpn`.
-    pub fn config(self: &Arc<Self>, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>> {
-        let mut config = ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_cert_resolver(self.clone());
-        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        Ok(Arc::new(config))
     }
 }
 

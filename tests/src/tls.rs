@@ -57,3 +57,94 @@ pub fn tls_builder(ca: &Ca, files: &Path, sms: &SmsInbox) -> ServerBuilder {
         .env("SWITCHBOARD_MQTT_WSS_ADDR", "127.0.0.1:0")
         .env("SWITCHBOARD_HTTPS_ADDR", "127.0.0.1:0")
 }
+
+/// Debian's pebble, a test ACME server, on loopback: its own HTTPS with
+/// a certificate from `ca`, checking TLS-ALPN-01 challenges on a given
+/// port. Stopped when dropped.
+pub struct Pebble {
+    child: std::process::Child,
+    /// The ACME directory's URL.
+    pub directory: String,
+    management: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Pebble {
+    /// Starts pebble checking challenges on `tls_port`, once it says its
+    /// directory is up.
+    pub async fn start(ca: &Ca, tls_port: u16) -> anyhow::Result<Pebble> {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir()?;
+        let (cert, key) = server_cert(ca);
+        let free = || -> anyhow::Result<u16> {
+            Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port())
+        };
+        let (listen, management) = (free()?, free()?);
+        let config = serde_json::json!({"pebble": {
+            "listenAddress": format!("127.0.0.1:{listen}"),
+            "managementListenAddress": format!("127.0.0.1:{management}"),
+            "certificate": write(dir.path(), "cert.pem", &cert),
+            "privateKey": write(dir.path(), "key.pem", &key),
+            "httpPort": 5002,
+            "tlsPort": tls_port,
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": false,
+        }});
+        let config = write(dir.path(), "pebble.json", &config.to_string());
+        let mut child = std::process::Command::new("pebble")
+            .args(["-config", &config])
+            // No waits before checks, and no nonces refused at random.
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_WFE_NONCEREJECT", "0")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                anyhow::anyhow!("pebble (Debian package pebble; scripts/test installs it): {e}")
+            })?;
+        let out = child.stdout.take().expect("piped");
+        let up = tokio::task::spawn_blocking(move || {
+            let mut lines = std::io::BufReader::new(out).lines().map_while(|l| l.ok());
+            let found = lines.by_ref().any(|l| l.contains("Listening on"));
+            // Keep reading, so pebble never blocks on a full pipe.
+            std::thread::spawn(move || lines.for_each(drop));
+            found
+        });
+        let up = tokio::time::timeout(std::time::Duration::from_secs(30), up).await;
+        if !matches!(up, Ok(Ok(true))) {
+            let _ = child.kill();
+            anyhow::bail!("pebble did not say it listens");
+        }
+        Ok(Pebble {
+            child,
+            directory: format!("https://127.0.0.1:{listen}/dir"),
+            management: ([127, 0, 0, 1], management).into(),
+            _dir: dir,
+        })
+    }
+
+    /// The root certificate pebble issues under (a new one each start),
+    /// PEM, read from its management interface over HTTPS trusting `ca`.
+    pub async fn root(&self, ca: &Ca) -> anyhow::Result<String> {
+        let client = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(ca.pem.as_bytes())?)
+            .build()?;
+        let url = format!("https://{}/roots/0", self.management);
+        Ok(client
+            .get(url)
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?)
+    }
+}
+
+impl Drop for Pebble {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -61,46 +61,98 @@ pub struct Accounts {
     pub admin_token: Option<String>,
 }
 
-/// The TLS listeners and the certificate files they serve.
+/// Where the TLS listeners' certificate comes from.
+#[derive(Debug, Clone)]
+pub enum Certificates {
+    Files { cert: PathBuf, key: PathBuf },
+    Acme(Acme),
+}
+
+/// Certificates from an ACME server, cached in `<data_dir>/acme`.
+#[derive(Debug, Clone)]
+pub struct Acme {
+    pub domains: Vec<String>,
+    pub email: Option<String>,
+    pub directory_url: String,
+    pub ca_file: Option<PathBuf>,
+}
+
+/// The TLS listeners and where their certificate comes from.
 #[derive(Debug, Clone)]
 pub struct Tls {
-    pub cert_file: PathBuf,
-    pub key_file: PathBuf,
+    pub certificates: Certificates,
     pub mqtts_addr: SocketAddr,
     pub mqtt_wss_addr: SocketAddr,
     pub https_addr: SocketAddr,
 }
 
 fn tls(s: &Settings) -> Result<Option<Tls>, ConfigError> {
-    match (&s.tls_cert_file, &s.tls_key_file) {
-        (None, None) => {
+    let files = match (&s.tls_cert_file, &s.tls_key_file) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+        _ => {
+            return bad(
+                "tls_cert_file",
+                "and tls_key_file are set together, or neither",
+            )
+        }
+    };
+    let certificates = match (files, s.acme_domains.is_empty()) {
+        (Some(_), false) => {
+            return bad(
+                "acme_domains",
+                "and tls_cert_file are two ways to one certificate: set one",
+            )
+        }
+        (Some((cert, key)), true) => Certificates::Files { cert, key },
+        (None, false) => {
+            if !s.acme_directory_url.starts_with("https://") {
+                return bad("acme_directory_url", "must be an https:// URL");
+            }
+            if let Some(bad_name) = s.acme_domains.iter().find(|d| !is_domain(d)) {
+                return bad("acme_domains", format!("{bad_name:?} is not a domain name"));
+            }
+            Certificates::Acme(Acme {
+                domains: s.acme_domains.clone(),
+                email: s.acme_email.clone(),
+                directory_url: s.acme_directory_url.clone(),
+                ca_file: s.acme_ca_file.clone(),
+            })
+        }
+        (None, true) => {
             let plain = [
                 ("http_addr", s.http_addr),
                 ("mqtt_addr", s.mqtt_addr),
                 ("mqtt_ws_addr", s.mqtt_ws_addr),
             ];
-            for (key, addr) in plain {
-                if addr.0.is_none() {
-                    return bad(
-                        key,
-                        "is empty (off), and without tls_cert_file nothing takes its place",
-                    );
-                }
+            if let Some((key, _)) = plain.iter().find(|(_, addr)| addr.0.is_none()) {
+                return bad(
+                    key,
+                    "is empty (off), and without a certificate nothing takes its place",
+                );
             }
-            Ok(None)
+            return Ok(None);
         }
-        (Some(cert), Some(key)) => Ok(Some(Tls {
-            cert_file: cert.clone(),
-            key_file: key.clone(),
-            mqtts_addr: s.mqtts_addr,
-            mqtt_wss_addr: s.mqtt_wss_addr,
-            https_addr: s.https_addr,
-        })),
-        _ => bad(
-            "tls_cert_file",
-            "and tls_key_file are set together, or neither",
-        ),
-    }
+    };
+    Ok(Some(Tls {
+        certificates,
+        mqtts_addr: s.mqtts_addr,
+        mqtt_wss_addr: s.mqtt_wss_addr,
+        https_addr: s.https_addr,
+    }))
+}
+
+/// A name a certificate can be issued for: dot-separated labels of
+/// letters, digits and hyphens.
+fn is_domain(name: &str) -> bool {
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    name.len() <= 253 && name.split('.').all(label)
 }
 
 #[derive(Debug, Clone)]

@@ -16,6 +16,8 @@ use switchboard_protocol::IdScheme;
 use super::ConfigError;
 
 const ENV_PREFIX: &str = "SWITCHBOARD_";
+/// Let's Encrypt's production directory.
+const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,6 +40,14 @@ pub struct Settings {
     /// listeners below run too.
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
+    /// Certificates from an ACME server (Let's Encrypt by default) for
+    /// these names, instead of files: TLS-ALPN-01 on the HTTPS listener.
+    pub acme_domains: Vec<String>,
+    pub acme_email: Option<String>,
+    pub acme_directory_url: String,
+    /// Roots the ACME server's own HTTPS is checked against (a private
+    /// ACME server); the web's roots when unset.
+    pub acme_ca_file: Option<PathBuf>,
     /// MQTT over TLS.
     pub mqtts_addr: SocketAddr,
     /// MQTT over secure WebSocket.
@@ -193,6 +203,10 @@ impl Default for Settings {
             mqtt_ws_addr: Listen(Some(([127, 0, 0, 1], 8083).into())),
             tls_cert_file: None,
             tls_key_file: None,
+            acme_domains: Vec::new(),
+            acme_email: None,
+            acme_directory_url: LETS_ENCRYPT.into(),
+            acme_ca_file: None,
             mqtts_addr: ([127, 0, 0, 1], 8883).into(),
             mqtt_wss_addr: ([127, 0, 0, 1], 8084).into(),
             https_addr: ([127, 0, 0, 1], 8443).into(),

@@ -64,6 +64,16 @@ fn bad_values_name_their_key() {
         ("tls_cert_file = \"cert.pem\"", "tls_cert_file"),
         ("tls_key_file = \"key.pem\"", "tls_cert_file"),
         ("http_addr = \"\"", "http_addr"),
+        (
+            "acme_domains = [\"sb.example.org\"]\ntls_cert_file = \"c\"\ntls_key_file = \"k\"",
+            "acme_domains",
+        ),
+        ("acme_domains = [\"not a name\"]", "acme_domains"),
+        ("acme_domains = [\"-x.example.org\"]", "acme_domains"),
+        (
+            "acme_domains = [\"sb.example.org\"]\nacme_directory_url = \"http://acme\"",
+            "acme_directory_url",
+        ),
         ("mqtt_addr = \"\"", "mqtt_addr"),
         ("http_addr = \"nowhere\"", "http_addr"),
         ("sms_provider = \"webhook\"", "sms_webhook_url"),

@@ -432,7 +432,7 @@ impl Server {
         self.times_logged(text) > 0
     }
 
-    fn times_logged(&self, text: &str) -> usize {
+    pub fn times_logged(&self, text: &str) -> usize {
         let logs = self.logs.lock().unwrap();
         let says = |l: &&Value| {
             l["fields"]["message"]

@@ -70,9 +70,10 @@ pub struct Pebble {
 }
 
 impl Pebble {
-    /// Starts pebble checking challenges on `tls_port`, once it says its
-    /// directory is up.
-    pub async fn start(ca: &Ca, tls_port: u16) -> anyhow::Result<Pebble> {
+    /// Starts pebble checking challenges on `tls_port`, issuing
+    /// certificates valid `validity_s` seconds, once it says its directory
+    /// is up.
+    pub async fn start(ca: &Ca, tls_port: u16, validity_s: u64) -> anyhow::Result<Pebble> {
         use std::io::BufRead;
         let dir = tempfile::tempdir()?;
         let (cert, key) = server_cert(ca);
@@ -89,6 +90,8 @@ impl Pebble {
             "privateKey": write(dir.path(), "key.pem", &key),
             "httpPort": 5002,
             "tlsPort": tls_port,
+            // Short-lived, so a renewal comes within a test.
+            "certificateValidityPeriod": validity_s,
             "ocspResponderURL": "",
             "externalAccountBindingRequired": false,
         }});
@@ -147,4 +150,26 @@ impl Drop for Pebble {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The certificate a new TLS connection to `addr` (as `name`) is
+/// served, as DER, trusting the roots in `ca_pem`.
+pub async fn served_certificate(addr: std::net::SocketAddr, name: &str, ca_pem: &str) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::try_from(name.to_string()).unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let stream = tls.connect(name, tcp).await.unwrap();
+    stream.get_ref().1.peer_certificates().unwrap()[0].to_vec()
 }

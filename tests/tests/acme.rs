@@ -1,8 +1,9 @@
 //! Certificates from a real ACME server on loopback (Debian's pebble):
 //! the server gets one for `localhost` by TLS-ALPN-01 on its HTTPS port,
-//! caches it, and serves it on every TLS listener.
+//! caches it, serves it on every TLS listener, and renews it before it
+//! expires (pebble issues them for 6 s here) without a restart.
 
-use switchboard_e2e::tls::{ca, write, Pebble};
+use switchboard_e2e::tls::{ca, served_certificate, write, Pebble};
 use switchboard_e2e::{Database, Server};
 
 #[tokio::test]
@@ -14,7 +15,7 @@ async fn a_certificate_from_an_acme_server_is_served_on_every_tls_listener() {
         .local_addr()
         .unwrap()
         .port();
-    let pebble = Pebble::start(&ours, https_port).await.unwrap();
+    let pebble = Pebble::start(&ours, https_port, 6).await.unwrap();
     let server = Server::builder(&Database::Sqlite)
         .env("SWITCHBOARD_ACME_DOMAINS", r#"["localhost"]"#)
         .env("SWITCHBOARD_ACME_EMAIL", "ops@example.org")
@@ -83,4 +84,12 @@ async fn a_certificate_from_an_acme_server_is_served_on_every_tls_listener() {
         server.dir.path().join("acme").is_dir(),
         "cached in the data directory"
     );
+    // Renewed at two thirds of its life, and served to new connections.
+    let https = std::net::SocketAddr::from(([127, 0, 0, 1], https_port));
+    let served = "a certificate from the ACME server is served";
+    let so_far = server.times_logged(served);
+    let first = served_certificate(https, "localhost", &root).await;
+    server.logs_reach(served, so_far + 1).await;
+    let renewed = served_certificate(https, "localhost", &root).await;
+    assert_ne!(first, renewed, "a new certificate");
 }

@@ -4,12 +4,10 @@
 //! refused; sign-in hands out the secure URLs; and a renewed certificate,
 //! read again on SIGHUP, is what new connections get.
 
-use std::net::SocketAddr;
 use std::process::Command;
-use std::sync::Arc;
 
 use switchboard_e2e::api::{Api, SmsInbox};
-use switchboard_e2e::tls::{ca, server_cert, tls_builder, tls_server, write};
+use switchboard_e2e::tls::{ca, served_certificate, server_cert, tls_builder, tls_server, write};
 use switchboard_e2e::Server;
 
 fn https_client(ca_pem: &str) -> reqwest::Client {
@@ -19,27 +17,6 @@ fn https_client(ca_pem: &str) -> reqwest::Client {
         .tls_built_in_root_certs(false)
         .build()
         .unwrap()
-}
-
-/// The certificate a new TLS connection to `addr` is served, as DER.
-async fn served_certificate(addr: SocketAddr, ca_pem: &str) -> Vec<u8> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, ServerName};
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
-        .unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let name = ServerName::try_from("127.0.0.1").unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let stream = tls.connect(name, tcp).await.unwrap();
-    stream.get_ref().1.peer_certificates().unwrap()[0].to_vec()
 }
 
 /// mosquitto_sub over TLS trusting `cafile`: the first message on the
@@ -138,7 +115,7 @@ sys.exit(0 if got else 1)
     assert_eq!(mqtt["ws"], format!("wss://127.0.0.1:{wss}/mqtt"), "{mqtt}");
 
     // A renewed certificate, read again on SIGHUP, reaches new connections.
-    let before = served_certificate(server.https.unwrap(), &ours.pem).await;
+    let before = served_certificate(server.https.unwrap(), "127.0.0.1", &ours.pem).await;
     let (cert, key) = server_cert(&ours);
     write(files.path(), "cert.pem", &cert);
     write(files.path(), "key.pem", &key);
@@ -156,7 +133,11 @@ sys.exit(0 if got else 1)
         server.mqtts.unwrap(),
         server.mqtt_wss.unwrap(),
     ] {
-        assert_eq!(served_certificate(addr, &ours.pem).await, renewed, "{addr}");
+        assert_eq!(
+            served_certificate(addr, "127.0.0.1", &ours.pem).await,
+            renewed,
+            "{addr}"
+        );
     }
 }
 

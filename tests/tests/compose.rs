@@ -16,6 +16,7 @@ use serde_json::json;
 use serde_yaml::Value;
 use switchboard_e2e::cluster::{HaProxy, Nats};
 use switchboard_e2e::mqtt::{connect, granted, Incoming, Login, Via};
+use switchboard_e2e::tls::{ca, served_certificate, write, Pebble};
 use switchboard_e2e::{
     fresh_postgres_database, postgres_admin_url, random_id, Database, Server, ServerBuilder,
 };
@@ -51,7 +52,9 @@ fn server_as(service: &Value, db: &Database, replaced: &[(&str, &str)]) -> Serve
         let v = match replaced.iter().find(|(key, _)| *key == k) {
             Some((_, value)) => value.to_string(),
             None if k == "SWITCHBOARD_DATA_DIR" => continue,
-            None if k.ends_with("_ADDR") => format!("{}:0", v.rsplit_once(':').unwrap().0),
+            None if k.ends_with("_ADDR") && !v.is_empty() => {
+                format!("{}:0", v.rsplit_once(':').unwrap().0)
+            }
             None => v,
         };
         builder = builder.env(&k, v);
@@ -99,16 +102,52 @@ fn port_of(addr: &str) -> &str {
     addr.rsplit(':').next().unwrap()
 }
 
+/// The variables a compose file names (`${NAME}`, `${NAME:?why}`,
+/// `${NAME:-default}`), in order of first use.
+fn variables(text: &str) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for part in text.split("${").skip(1) {
+        let name: String = part
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
+}
+
+/// `value` with the compose variables in it replaced from `vars`, as
+/// `docker compose` does with `.env`.
+fn interpolate(value: &str, vars: &BTreeMap<&str, String>) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = start + rest[start..].find('}').expect("a closing brace");
+        let name: String = rest[start + 2..end]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        out.push_str(&vars[name.as_str()]);
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Every listener the internet reaches is TLS and published; plain HTTP
+/// listens on the container's loopback for the health check; every
+/// secret comes from `.env` (required, no default), and `.env.example`
+/// names every variable the file uses.
 #[test]
 fn compose_file_is_consistent() {
     let c = compose();
     let server = &c["services"]["switchboard"];
-    let env = server["environment"].as_mapping().unwrap();
-    let var = |k: &str| env[&Value::from(k)].as_str().unwrap().to_string();
-    let published: Vec<String> = server["ports"]
-        .as_sequence()
-        .unwrap()
-        .iter()
+    let env = environment(server);
+    let var = |k: &str| env[k].clone();
+    let published: Vec<String> = (server["ports"].as_sequence().unwrap().iter())
         .map(|p| {
             p.as_str()
                 .unwrap()
@@ -119,9 +158,9 @@ fn compose_file_is_consistent() {
         })
         .collect();
     for key in [
-        "SWITCHBOARD_HTTP_ADDR",
-        "SWITCHBOARD_MQTT_ADDR",
-        "SWITCHBOARD_MQTT_WS_ADDR",
+        "SWITCHBOARD_HTTPS_ADDR",
+        "SWITCHBOARD_MQTTS_ADDR",
+        "SWITCHBOARD_MQTT_WSS_ADDR",
     ] {
         let addr = var(key);
         assert!(
@@ -133,6 +172,33 @@ fn compose_file_is_consistent() {
             "{key} port is not published"
         );
     }
+    assert!(
+        server["ports"]
+            .as_sequence()
+            .unwrap()
+            .contains(&format!("443:{}", port_of(&var("SWITCHBOARD_HTTPS_ADDR"))).into()),
+        "HTTPS on 443, where TLS-ALPN-01 is checked"
+    );
+    for key in ["SWITCHBOARD_MQTT_ADDR", "SWITCHBOARD_MQTT_WS_ADDR"] {
+        assert_eq!(var(key), "", "{key}: no plain MQTT");
+    }
+    assert!(
+        var("SWITCHBOARD_HTTP_ADDR").starts_with("127.0.0.1:"),
+        "plain HTTP on loopback only"
+    );
+    assert!(!published.contains(&port_of(&var("SWITCHBOARD_HTTP_ADDR")).to_string()));
+    let health = server["healthcheck"]["test"].as_sequence().unwrap();
+    let url = health.last().unwrap().as_str().unwrap();
+    assert_eq!(
+        url,
+        format!(
+            "http://127.0.0.1:{}/readyz",
+            port_of(&var("SWITCHBOARD_HTTP_ADDR"))
+        )
+    );
+    assert!(var("SWITCHBOARD_ACME_DOMAINS").contains("${SWITCHBOARD_DOMAIN:?"));
+    assert!(var("SWITCHBOARD_MQTT_PUBLIC_URL").starts_with("mqtts://${SWITCHBOARD_DOMAIN}:"));
+    assert!(var("SWITCHBOARD_MQTT_WS_PUBLIC_URL").starts_with("wss://${SWITCHBOARD_DOMAIN}:"));
     // The relay's UDP range is published as it is configured.
     let range = format!(
         "{}-{}/udp",
@@ -143,34 +209,51 @@ fn compose_file_is_consistent() {
         published.contains(&range),
         "relay ports {range} not published"
     );
-    assert!(!var("SWITCHBOARD_RELAY_NAT_1TO1_IP").is_empty());
-    let health = server["healthcheck"]["test"].as_sequence().unwrap();
-    let url = health.last().unwrap().as_str().unwrap();
-    assert_eq!(
-        url,
-        format!(
-            "http://127.0.0.1:{}/readyz",
-            port_of(&var("SWITCHBOARD_HTTP_ADDR"))
-        )
+    assert!(
+        var("SWITCHBOARD_DATABASE_URL").starts_with("postgres://switchboard:${POSTGRES_PASSWORD:?")
     );
-    assert!(var("SWITCHBOARD_DATABASE_URL").starts_with("postgres://"));
     assert_eq!(
         server["depends_on"]["db"]["condition"].as_str(),
         Some("service_healthy")
     );
+    // Secrets: from .env, required.
+    let text = read("docker-compose.yml");
+    for secret in ["POSTGRES_PASSWORD", "TURN_SECRET"] {
+        let uses = text.matches(&format!("${{{secret}")).count();
+        let required = text.matches(&format!("${{{secret}:?")).count();
+        assert!(
+            uses > 0 && uses == required,
+            "{secret}: every use required from .env"
+        );
+    }
     // coturn checks TURN credentials with the secret the server signs them with.
-    let coturn_args: Vec<&str> = c["services"]["coturn"]["command"]
+    let coturn_args: Vec<&str> = (c["services"]["coturn"]["command"]
         .as_sequence()
         .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
+        .iter())
+    .map(|a| a.as_str().unwrap())
+    .collect();
     assert!(coturn_args.contains(&"--use-auth-secret"));
     let secret = format!("--static-auth-secret={}", var("SWITCHBOARD_TURN_SECRET"));
     assert!(
         coturn_args.contains(&secret.as_str()),
         "coturn and the server share the TURN secret"
     );
+    // .env.example names every variable, with no value for a secret.
+    let example = read(".env.example");
+    let given: BTreeMap<&str, &str> = (example.lines())
+        .filter(|l| !l.starts_with('#') && l.contains('='))
+        .filter_map(|l| l.split_once('='))
+        .collect();
+    for name in variables(&text) {
+        assert!(
+            given.contains_key(name.as_str()),
+            ".env.example lacks {name}"
+        );
+    }
+    for secret in ["POSTGRES_PASSWORD", "TURN_SECRET", "ADMIN_TOKEN"] {
+        assert_eq!(given[secret], "", "{secret}: no usable default committed");
+    }
     for volume in ["data", "pgdata"] {
         assert!(
             c["volumes"].as_mapping().unwrap().contains_key(volume),
@@ -179,36 +262,99 @@ fn compose_file_is_consistent() {
     }
 }
 
+/// The server with the compose file's environment, its variables set as
+/// an operator's `.env` would, against a real PostgreSQL, and pebble
+/// standing in for Let's Encrypt (no internet here): ready on its
+/// loopback HTTP, a certificate for the domain served over HTTPS and MQTT
+/// over TLS, the ICE servers the file names handed out.
 #[tokio::test]
-#[ignore = "needs PostgreSQL in E2E_POSTGRES_URL; scripts/test runs it"]
+#[ignore = "needs PostgreSQL in E2E_POSTGRES_URL and pebble; scripts/test runs it"]
 async fn server_starts_with_the_compose_environment() {
     let admin = postgres_admin_url().expect("E2E_POSTGRES_URL must name a PostgreSQL server");
     let url = fresh_postgres_database(&admin).await.unwrap();
     let db = Database::Postgres { url: url.clone() };
+    let files = tempfile::tempdir().unwrap();
+    let ours = ca("switchboard test CA");
+    let https_port = free_port();
+    let pebble = Pebble::start(&ours, https_port, 3600).await.unwrap();
 
+    let vars: BTreeMap<&str, String> = [
+        ("SWITCHBOARD_DOMAIN", "localhost"),
+        ("ACME_EMAIL", "ops@example.org"),
+        ("PUBLIC_IP", "127.0.0.1"),
+        ("POSTGRES_PASSWORD", "unused-here"),
+        ("TURN_SECRET", "a-turn-secret-for-the-test"),
+        ("ADMIN_TOKEN", ""),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k, v.to_string()))
+    .collect();
     let c = compose();
-    let replaced = [("SWITCHBOARD_DATABASE_URL", url.as_str())];
-    let service = &c["services"]["switchboard"];
-    let server = server_as(service, &db, &replaced).start().await.unwrap();
+    let mut service = c["services"]["switchboard"].clone();
+    for (_, v) in service["environment"].as_mapping_mut().unwrap().iter_mut() {
+        *v = interpolate(v.as_str().unwrap(), &vars).into();
+    }
+    let https = format!("0.0.0.0:{https_port}");
+    let ca_file = write(files.path(), "ca.pem", &ours.pem);
+    let replaced = [
+        ("SWITCHBOARD_DATABASE_URL", url.as_str()),
+        ("SWITCHBOARD_HTTPS_ADDR", https.as_str()),
+    ];
+    let server = server_as(&service, &db, &replaced)
+        .env("SWITCHBOARD_ACME_DIRECTORY_URL", pebble.directory.clone())
+        .env("SWITCHBOARD_ACME_CA_FILE", ca_file)
+        .start()
+        .await
+        .unwrap();
 
     let ready = reqwest::get(format!("{}/readyz", server.http))
         .await
         .unwrap();
     assert_eq!(ready.status(), 200);
-    let id = random_id();
-    let token = server.token(&id, None, "user", 600).unwrap();
-    let mut live = Vec::new();
-    for (addr, via) in [(server.mqtt, Via::Tcp), (server.mqtt_ws, Via::WebSocket)] {
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], addr.port()));
-        let r = connect(addr, via, Login::token(&id, &id, &token)).await;
-        assert!(r.is_ok(), "{via:?}: {:?}", r.as_ref().err());
-        // Kept open: the WebSocket login takes the TCP session over
-        // instead of racing its close.
-        live.push(r);
-    }
+    server
+        .logs_reach("a certificate from the ACME server is served", 1)
+        .await;
+    let root = pebble.root(&ours).await.unwrap();
+    let https_addr = SocketAddr::from(([127, 0, 0, 1], https_port));
+    assert!(!served_certificate(https_addr, "localhost", &root)
+        .await
+        .is_empty());
+    let root_file = write(files.path(), "pebble-root.pem", &root);
+    let user = server.minted("user", None, 600).unwrap();
+    let port = server.mqtts.unwrap().port().to_string();
+    let topic = format!("users/{}/presence", user.id);
+    let out = std::process::Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "localhost",
+            "-p",
+            &port,
+            "--cafile",
+            &root_file,
+            "-V",
+            "311",
+        ])
+        .args([
+            "-i",
+            &user.id,
+            "-u",
+            &user.id,
+            "-P",
+            &user.access,
+            "-t",
+            &topic,
+        ])
+        .args(["-C", "1", "-W", "10"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The compose ICE settings are served: STUN, and TURN with credentials.
     let ice = switchboard_e2e::api::Api::new(&server)
-        .get("/v1/ice-servers", &token)
+        .get("/v1/ice-servers", &user.access)
         .await
         .unwrap();
     assert_eq!(

@@ -371,7 +371,9 @@ fn accounts(s: &Settings) -> Result<Accounts, ConfigError> {
             return bad(key, "must be at least 32 characters");
         }
     }
-    if s.admin_token.as_ref().is_some_and(|t| t.len() < 16) {
+    // Empty is unset (a compose file's `${ADMIN_TOKEN:-}`): no admin routes.
+    let admin_token = s.admin_token.clone().filter(|t| !t.is_empty());
+    if admin_token.as_ref().is_some_and(|t| t.len() < 16) {
         return bad("admin_token", "must be at least 16 characters");
     }
     Ok(Accounts {
@@ -383,7 +385,7 @@ fn accounts(s: &Settings) -> Result<Accounts, ConfigError> {
         refresh_token_ttl: Duration::from_secs(s.refresh_token_ttl_s),
         token_grace: Duration::from_secs(s.token_grace_s),
         discovery_daily_quota: s.discovery_daily_quota,
-        admin_token: s.admin_token.clone(),
+        admin_token,
     })
 }
 

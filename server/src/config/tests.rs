@@ -139,3 +139,9 @@ fn combined_settings_become_one_value() {
     let c = load_toml("open_broker = true\nopen_broker_refused_filters = [\"a/b\"]").unwrap();
     assert_eq!(c.mqtt.open.unwrap().refused_filters, ["a/b"]);
 }
+
+#[test]
+fn an_empty_admin_token_is_none() {
+    let c = load_toml("admin_token = \"\"").unwrap();
+    assert_eq!(c.accounts.admin_token, None);
+}

@@ -1,6 +1,6 @@
 //! TLS on every listener, with a CA and certificates made here (rcgen):
-//! HTTPS with an HTTP client, MQTT over TLS with mosquitto_sub, MQTT over
-//! secure WebSocket with paho-mqtt; a client trusting another CA is
+//! HTTPS with an HTTP client, MQTT over TLS with mosquitto_sub and
+//! paho-mqtt, MQTT over secure WebSocket with paho-mqtt; a client trusting another CA is
 //! refused; sign-in hands out the secure URLs; and a renewed certificate,
 //! read again on SIGHUP, is what new connections get.
 
@@ -76,14 +76,14 @@ async fn every_listener_speaks_tls_and_new_connections_get_a_renewed_certificate
     let refused = mosquitto_sub(&server, &theirs_file, &user.id, &user.access);
     assert!(refused.is_err(), "{refused:?}");
 
-    // MQTT over secure WebSocket: paho-mqtt.
+    // paho-mqtt over TLS and over secure WebSocket.
     let python = std::env::var("E2E_PYTHON").unwrap_or_else(|_| "python3".into());
-    let wss = server.mqtt_wss.unwrap().port().to_string();
     let script = r#"
 import sys, paho.mqtt.client as mqtt
-port, ca, uid, token = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=uid, transport="websockets")
-c.ws_set_options(path="/mqtt")
+transport, port, ca, uid, token = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=uid, transport=transport)
+if transport == "websockets":
+    c.ws_set_options(path="/mqtt")
 c.tls_set(ca_certs=ca)
 c.username_pw_set(uid, token)
 got = []
@@ -93,15 +93,27 @@ c.connect("127.0.0.1", port)
 c.loop_forever(timeout=10)
 sys.exit(0 if got else 1)
 "#;
-    let paho = Command::new(&python)
-        .args(["-c", script, &wss, &ours_file, &user.id, &user.access])
-        .output()
-        .expect("the Python with paho-mqtt: E2E_PYTHON (scripts/test sets it)");
-    assert!(
-        paho.status.success(),
-        "paho over wss: {}",
-        String::from_utf8_lossy(&paho.stderr)
-    );
+    let (mqtts, wss) = (server.mqtts.unwrap(), server.mqtt_wss.unwrap());
+    for (transport, addr) in [("tcp", mqtts), ("websockets", wss)] {
+        let port = addr.port().to_string();
+        let paho = Command::new(&python)
+            .args([
+                "-c",
+                script,
+                transport,
+                &port,
+                &ours_file,
+                &user.id,
+                &user.access,
+            ])
+            .output()
+            .expect("the Python with paho-mqtt: E2E_PYTHON (scripts/test sets it)");
+        let stderr = String::from_utf8_lossy(&paho.stderr);
+        assert!(
+            paho.status.success(),
+            "paho over TLS ({transport}): {stderr}"
+        );
+    }
 
     // Sign-in hands out the TLS listeners.
     let api = Api::new(&server);

@@ -179,13 +179,8 @@ impl<H: Hooks> Broker<H> {
         listener: TcpListener,
         tls: Option<TlsAcceptor>,
     ) -> std::io::Result<()> {
-        self.accept(listener, move |shared, socket, address| {
-            let tls = tls.clone();
-            async move {
-                if let Some((stream, address)) = opened(&shared, socket, address, tls).await {
-                    connection::run(shared, stream.into(), address).await;
-                }
-            }
+        self.accept(listener, tls, |shared, stream, address| {
+            connection::run(shared, stream.into(), address)
         })
         .await
     }
@@ -197,29 +192,30 @@ impl<H: Hooks> Broker<H> {
         listener: TcpListener,
         tls: Option<TlsAcceptor>,
     ) -> std::io::Result<()> {
-        self.accept(listener, move |shared, socket, address| {
-            let tls = tls.clone();
-            async move {
-                let Some((socket, address)) = opened(&shared, socket, address, tls).await else {
-                    return;
-                };
-                let max = shared.limits.max_packet_bytes as usize + 5;
-                let handshake = socket::accept_ws(socket, max);
-                let socket = tokio::select! {
-                    ws = tokio::time::timeout(shared.limits.connect_timeout, handshake) => ws,
-                    _ = shared.shutdown.cancelled() => return,
-                };
-                if let Ok(Ok(socket)) = socket {
-                    connection::run(shared, socket, address).await;
-                }
+        self.accept(listener, tls, |shared, stream, address| async move {
+            let max = shared.limits.max_packet_bytes as usize + 5;
+            let handshake = socket::accept_ws(stream, max);
+            let socket = tokio::select! {
+                ws = tokio::time::timeout(shared.limits.connect_timeout, handshake) => ws,
+                _ = shared.shutdown.cancelled() => return,
+            };
+            if let Ok(Ok(socket)) = socket {
+                connection::run(shared, socket, address).await;
             }
         })
         .await
     }
 
-    async fn accept<F, R>(&self, listener: TcpListener, start: F) -> std::io::Result<()>
+    /// Accepts connections on `listener` until `stop`, and hands each one,
+    /// once opened (`opened`), to `start` on a task of its own.
+    async fn accept<F, R>(
+        &self,
+        listener: TcpListener,
+        tls: Option<TlsAcceptor>,
+        start: F,
+    ) -> std::io::Result<()>
     where
-        F: Fn(Arc<Shared<H>>, TcpStream, SocketAddr) -> R,
+        F: Fn(Arc<Shared<H>>, socket::Stream, SocketAddr) -> R + Copy + Send + 'static,
         R: Future<Output = ()> + Send + 'static,
     {
         let shared = &self.shared;
@@ -234,7 +230,12 @@ impl<H: Hooks> Broker<H> {
                 _ = shared.shutdown.cancelled() => return Ok(()),
             };
             let _ = socket.set_nodelay(true);
-            shared.tasks.spawn(start(shared.clone(), socket, address));
+            let (shared, tls) = (shared.clone(), tls.clone());
+            shared.tasks.clone().spawn(async move {
+                if let Some((stream, address)) = opened(&shared, socket, address, tls).await {
+                    start(shared, stream, address).await;
+                }
+            });
         }
     }
 

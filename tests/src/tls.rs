@@ -173,3 +173,44 @@ pub async fn served_certificate(addr: std::net::SocketAddr, name: &str, ca_pem: 
     let stream = tls.connect(name, tcp).await.unwrap();
     stream.get_ref().1.peer_certificates().unwrap()[0].to_vec()
 }
+
+/// `builder` with the plain listeners off: the server listens over TLS
+/// only.
+pub fn tls_only(builder: ServerBuilder) -> ServerBuilder {
+    builder
+        .env("SWITCHBOARD_HTTP_ADDR", "")
+        .env("SWITCHBOARD_MQTT_ADDR", "")
+        .env("SWITCHBOARD_MQTT_WS_ADDR", "")
+}
+
+/// mosquitto_sub over TLS to `server` (as `host`) trusting `cafile`, as
+/// `user`: the first message on the user's own presence (served at
+/// once), or its error output.
+pub fn mosquitto_sub(
+    server: &Server,
+    host: &str,
+    cafile: &str,
+    user: &crate::api::SignedIn,
+) -> Result<String, String> {
+    let port = server.mqtts.expect("a server with TLS").port().to_string();
+    let topic = format!("users/{}/presence", user.id);
+    let out = std::process::Command::new("mosquitto_sub")
+        .args(["-h", host, "-p", &port, "--cafile", cafile, "-V", "311"])
+        .args([
+            "-i",
+            &user.id,
+            "-u",
+            &user.id,
+            "-P",
+            &user.access,
+            "-t",
+            &topic,
+        ])
+        .args(["-C", "1", "-W", "10"])
+        .output()
+        .expect("mosquitto_sub (Debian package mosquitto-clients; scripts/test installs it)");
+    match out.status.success() {
+        true => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+    }
+}

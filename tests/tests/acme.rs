@@ -3,7 +3,7 @@
 //! caches it, serves it on every TLS listener, and renews it before it
 //! expires (pebble issues them for 6 s here) without a restart.
 
-use switchboard_e2e::tls::{ca, served_certificate, write, Pebble};
+use switchboard_e2e::tls::{ca, mosquitto_sub, served_certificate, write, Pebble};
 use switchboard_e2e::{Database, Server};
 
 #[tokio::test]
@@ -49,37 +49,8 @@ async fn a_certificate_from_an_acme_server_is_served_on_every_tls_listener() {
 
     let root_file = write(files.path(), "pebble-root.pem", &root);
     let user = server.minted("user", None, 600).unwrap();
-    let port = server.mqtts.unwrap().port().to_string();
-    let topic = format!("users/{}/presence", user.id);
-    let out = std::process::Command::new("mosquitto_sub")
-        .args([
-            "-h",
-            "localhost",
-            "-p",
-            &port,
-            "--cafile",
-            &root_file,
-            "-V",
-            "311",
-        ])
-        .args([
-            "-i",
-            &user.id,
-            "-u",
-            &user.id,
-            "-P",
-            &user.access,
-            "-t",
-            &topic,
-        ])
-        .args(["-C", "1", "-W", "10"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let presence = mosquitto_sub(&server, "localhost", &root_file, &user);
+    assert!(presence.is_ok(), "{presence:?}");
     assert!(
         server.dir.path().join("acme").is_dir(),
         "cached in the data directory"

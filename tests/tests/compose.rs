@@ -16,7 +16,7 @@ use serde_json::json;
 use serde_yaml::Value;
 use switchboard_e2e::cluster::{HaProxy, Nats};
 use switchboard_e2e::mqtt::{connect, granted, Incoming, Login, Via};
-use switchboard_e2e::tls::{ca, served_certificate, write, Pebble};
+use switchboard_e2e::tls::{ca, mosquitto_sub, served_certificate, write, Pebble};
 use switchboard_e2e::{
     fresh_postgres_database, postgres_admin_url, random_id, Database, Server, ServerBuilder,
 };
@@ -321,37 +321,8 @@ async fn server_starts_with_the_compose_environment() {
         .is_empty());
     let root_file = write(files.path(), "pebble-root.pem", &root);
     let user = server.minted("user", None, 600).unwrap();
-    let port = server.mqtts.unwrap().port().to_string();
-    let topic = format!("users/{}/presence", user.id);
-    let out = std::process::Command::new("mosquitto_sub")
-        .args([
-            "-h",
-            "localhost",
-            "-p",
-            &port,
-            "--cafile",
-            &root_file,
-            "-V",
-            "311",
-        ])
-        .args([
-            "-i",
-            &user.id,
-            "-u",
-            &user.id,
-            "-P",
-            &user.access,
-            "-t",
-            &topic,
-        ])
-        .args(["-C", "1", "-W", "10"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let presence = mosquitto_sub(&server, "localhost", &root_file, &user);
+    assert!(presence.is_ok(), "{presence:?}");
     // The compose ICE settings are served: STUN, and TURN with credentials.
     let ice = switchboard_e2e::api::Api::new(&server)
         .get("/v1/ice-servers", &user.access)

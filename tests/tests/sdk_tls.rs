@@ -5,7 +5,7 @@
 
 use switchboard_e2e::api::SmsInbox;
 use switchboard_e2e::sdk::Account;
-use switchboard_e2e::tls::{ca, tls_builder, write};
+use switchboard_e2e::tls::{ca, tls_builder, tls_only, write};
 use switchboard_sdk::{CallKind, Config, EventQueue, Switchboard};
 
 #[tokio::test]
@@ -15,10 +15,7 @@ async fn two_phones_call_each_other_over_tls_only() {
     // The system's roots, as the SDK reads them: before its first use.
     std::env::set_var("SSL_CERT_FILE", write(files.path(), "ca.pem", &ours.pem));
     let sms = SmsInbox::start().await.unwrap();
-    let server = tls_builder(&ours, files.path(), &sms)
-        .env("SWITCHBOARD_HTTP_ADDR", "")
-        .env("SWITCHBOARD_MQTT_ADDR", "")
-        .env("SWITCHBOARD_MQTT_WS_ADDR", "")
+    let server = tls_only(tls_builder(&ours, files.path(), &sms))
         .start()
         .await
         .unwrap();

@@ -1,14 +1,16 @@
 //! TLS on every listener, with a CA and certificates made here (rcgen):
 //! HTTPS with an HTTP client, MQTT over TLS with mosquitto_sub and
-//! paho-mqtt, MQTT over secure WebSocket with paho-mqtt; a client trusting another CA is
-//! refused; sign-in hands out the secure URLs; and a renewed certificate,
-//! read again on SIGHUP, is what new connections get.
+//! paho-mqtt, MQTT over secure WebSocket with paho-mqtt; a client
+//! trusting another CA is refused; sign-in hands out the secure URLs; a
+//! renewed certificate, read again on SIGHUP, is what new connections
+//! get; and the plain listeners can be turned off.
 
 use std::process::Command;
 
 use switchboard_e2e::api::{Api, SmsInbox};
-use switchboard_e2e::tls::{ca, served_certificate, server_cert, tls_builder, tls_server, write};
-use switchboard_e2e::Server;
+use switchboard_e2e::tls::{
+    ca, mosquitto_sub, served_certificate, server_cert, tls_builder, tls_only, tls_server, write,
+};
 
 fn https_client(ca_pem: &str) -> reqwest::Client {
     let root = reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap();
@@ -17,33 +19,6 @@ fn https_client(ca_pem: &str) -> reqwest::Client {
         .tls_built_in_root_certs(false)
         .build()
         .unwrap()
-}
-
-/// mosquitto_sub over TLS trusting `cafile`: the first message on the
-/// user's own presence (served at once), or its error output.
-fn mosquitto_sub(server: &Server, cafile: &str, id: &str, token: &str) -> Result<String, String> {
-    let port = server.mqtts.unwrap().port().to_string();
-    let topic = format!("users/{id}/presence");
-    let out = Command::new("mosquitto_sub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "--cafile",
-            cafile,
-            "-V",
-            "311",
-        ])
-        .args([
-            "-i", id, "-u", id, "-P", token, "-t", &topic, "-C", "1", "-W", "10",
-        ])
-        .output()
-        .expect("mosquitto_sub (Debian package mosquitto-clients; scripts/test installs it)");
-    match out.status.success() {
-        true => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
-        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
-    }
 }
 
 #[tokio::test]
@@ -71,9 +46,9 @@ async fn every_listener_speaks_tls_and_new_connections_get_a_renewed_certificate
     // MQTT over TLS: mosquitto_sub gets the user's presence, served at
     // once; not when it trusts another CA.
     let user = server.minted("user", None, 600).unwrap();
-    let presence = mosquitto_sub(&server, &ours_file, &user.id, &user.access).unwrap();
+    let presence = mosquitto_sub(&server, "127.0.0.1", &ours_file, &user).unwrap();
     assert!(presence.contains("\"online\""), "{presence}");
-    let refused = mosquitto_sub(&server, &theirs_file, &user.id, &user.access);
+    let refused = mosquitto_sub(&server, "127.0.0.1", &theirs_file, &user);
     assert!(refused.is_err(), "{refused:?}");
 
     // paho-mqtt over TLS and over secure WebSocket.
@@ -161,10 +136,7 @@ async fn the_plain_listeners_can_be_turned_off() {
     let files = tempfile::tempdir().unwrap();
     let ours = ca("switchboard test CA");
     let sms = SmsInbox::start().await.unwrap();
-    let server = tls_builder(&ours, files.path(), &sms)
-        .env("SWITCHBOARD_HTTP_ADDR", "")
-        .env("SWITCHBOARD_MQTT_ADDR", "")
-        .env("SWITCHBOARD_MQTT_WS_ADDR", "")
+    let server = tls_only(tls_builder(&ours, files.path(), &sms))
         .start()
         .await
         .unwrap();
@@ -188,6 +160,6 @@ async fn the_plain_listeners_can_be_turned_off() {
     assert_eq!(answer.status(), 200);
     let ca_file = write(files.path(), "ca.pem", &ours.pem);
     let user = server.minted("user", None, 600).unwrap();
-    let presence = mosquitto_sub(&server, &ca_file, &user.id, &user.access).unwrap();
+    let presence = mosquitto_sub(&server, "127.0.0.1", &ca_file, &user).unwrap();
     assert!(presence.contains("\"online\""), "{presence}");
 }

@@ -2,7 +2,9 @@
 //! and a Kotlin program (each in `mobile-sdk-ffi/bindings-tests/`) sign in
 //! two users with codes from the SMS webhook, see each other online, call
 //! and accept, and pair and command a robot. A Python program also exits
-//! without signing out, many times over, and must exit cleanly.
+//! without signing out, many times over, and must exit cleanly. The
+//! Python program runs over TLS too (HTTPS, then MQTT over TLS), trusting
+//! the test's CA as the system's roots.
 //! `scripts/test` generates the bindings (`scripts/bindings`) and installs
 //! Python, kotlinc and JNA.
 
@@ -86,15 +88,49 @@ async fn run(mut cmd: Command, what: &str) {
     );
 }
 
-#[tokio::test]
-async fn python_bindings_against_the_real_server() {
-    let (_backend, env) = setup().await;
+/// The Python test program's command, with `env`.
+fn python_test(env: Vec<(&'static str, String)>) -> Command {
     let python = std::env::var("E2E_PYTHON").unwrap_or_else(|_| "python3".into());
     let mut cmd = Command::new(python);
     cmd.arg(workspace().join("mobile-sdk-ffi/bindings-tests/python/test_sdk.py"))
         .env("PYTHONPATH", python_path())
         .envs(env);
-    run(cmd, "Python").await;
+    cmd
+}
+
+#[tokio::test]
+async fn python_bindings_against_the_real_server() {
+    let (_backend, env) = setup().await;
+    run(python_test(env), "Python").await;
+}
+
+/// The same program over TLS: the SDK signs in over HTTPS and is handed
+/// MQTT over TLS, trusting the test's CA (`SSL_CERT_FILE`).
+#[tokio::test]
+async fn python_bindings_over_tls() {
+    use switchboard_e2e::tls::{ca, tls_builder, write};
+    let files = tempfile::tempdir().unwrap();
+    let ours = ca("switchboard test CA");
+    let sms = switchboard_e2e::api::SmsInbox::start().await.unwrap();
+    let server = tls_builder(&ours, files.path(), &sms)
+        .start()
+        .await
+        .unwrap();
+    let r = switchboard_e2e::api::Api::new(&server)
+        .create_robot(Some(ADMIN_TOKEN))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 201);
+    let field = |f: &str| r.body[f].as_str().unwrap().to_owned();
+    let https = format!("https://127.0.0.1:{}", server.https.unwrap().port());
+    let env = vec![
+        ("SB_HTTP", https),
+        ("SB_SMS", sms.url.clone()),
+        ("SB_ROBOT_ID", field("robotId")),
+        ("SB_ROBOT_SECRET", field("secret")),
+        ("SSL_CERT_FILE", write(files.path(), "ca.pem", &ours.pem)),
+    ];
+    run(python_test(env), "Python over TLS").await;
 }
 
 /// Robot sign-ins of the exit test: 9 in each mode, one after another,

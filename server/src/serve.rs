@@ -276,15 +276,18 @@ async fn start(config: &Config) -> Result<(Running, Vec<http::HttpListener>, Arc
         graph: graph.clone(),
         services: services.clone(),
     };
-    let certs = match &config.tls {
-        Some(tls) => Some(Served::start(&tls.certificates, &config.data_dir)?),
-        None => None,
+    let (certs, acme) = match &config.tls {
+        Some(tls) => {
+            let (served, acme) = Served::start(&tls.certificates, &config.data_dir)?;
+            (Some(served), acme)
+        }
+        None => (None, None),
     };
     if let Some(Served::Files(files)) = &certs {
         reload_on_sighup(files.clone());
     }
     let mqtt_tls = match (&config.tls, &certs) {
-        (Some(tls), Some(certs)) => Some((tls, TlsAcceptor::from(certs.config(&[])?))),
+        (Some(tls), Some(certs)) => Some((tls, TlsAcceptor::from(certs.config(&[], false)?))),
         _ => None,
     };
     let broker = Broker::start(publisher.clone(), config, deps, mqtt_tls).await?;
@@ -356,7 +359,7 @@ async fn start(config: &Config) -> Result<(Running, Vec<http::HttpListener>, Arc
     let proxy_protocol = config.http.proxy_protocol;
     let https = match (&config.tls, &certs) {
         (Some(tls), Some(certs)) => {
-            let acceptor = TlsAcceptor::from(certs.config(&[b"http/1.1"])?);
+            let acceptor = TlsAcceptor::from(certs.config(&[b"http/1.1"], true)?);
             Some((tls.https_addr, acceptor))
         }
         _ => None,
@@ -376,6 +379,10 @@ async fn start(config: &Config) -> Result<(Running, Vec<http::HttpListener>, Arc
         listeners.push(http::HttpListener::new(bound, proxy_protocol, tls)?);
     }
     let [http_addr, https_addr] = http_addrs;
+    // Asked for once the HTTPS listener is there to prove the domain.
+    if let Some(acme) = acme {
+        acme.spawn();
+    }
     let (mqtt_url, ws_url) = handed_out(
         broker.tcp_addr,
         broker.ws_addr,

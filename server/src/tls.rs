@@ -16,7 +16,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use rustls_acme::caches::DirCache;
-use rustls_acme::{AcmeConfig, EventOk, ResolvesServerCertAcme};
+use rustls_acme::{AcmeConfig, AcmeState, EventOk, ResolvesServerCertAcme};
 
 use crate::config::{Acme, Certificates};
 
@@ -27,19 +27,33 @@ pub enum Served {
     Acme(Arc<ResolvesServerCertAcme>),
 }
 
+/// What gets, caches and renews an ACME certificate, to run once the
+/// HTTPS listener (where the server proves its domain) is bound.
+pub struct AcmeTask(AcmeState<std::io::Error>);
+
 impl Served {
-    /// Reads the certificate files, or starts getting (and keeping) a
+    /// Reads the certificate files, or sets up getting (and keeping) a
     /// certificate from the ACME server, cached under `data_dir`.
-    pub fn start(certificates: &Certificates, data_dir: &Path) -> Result<Served> {
+    pub fn start(
+        certificates: &Certificates,
+        data_dir: &Path,
+    ) -> Result<(Served, Option<AcmeTask>)> {
         match certificates {
-            Certificates::Files { cert, key } => Ok(Served::Files(CertFiles::load(cert, key)?)),
-            Certificates::Acme(acme) => Ok(Served::Acme(start_acme(acme, &data_dir.join("acme"))?)),
+            Certificates::Files { cert, key } => {
+                Ok((Served::Files(CertFiles::load(cert, key)?), None))
+            }
+            Certificates::Acme(acme) => {
+                let state = acme_state(acme, &data_dir.join("acme"))?;
+                Ok((Served::Acme(state.resolver()), Some(AcmeTask(state))))
+            }
         }
     }
 
-    /// A server configuration serving the certificate, offering `alpn`
-    /// (and, with ACME, its challenge's protocol).
-    pub fn config(&self, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>> {
+    /// A server configuration serving the certificate, offering `alpn`.
+    /// Only the HTTPS listener takes ACME challenges (`challenges`): a
+    /// listener offering the challenge's protocol alone would refuse every
+    /// client that offers others (a browser's `http/1.1` on wss).
+    pub fn config(&self, alpn: &[&[u8]], challenges: bool) -> Result<Arc<ServerConfig>> {
         let builder = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?
             .with_no_client_auth();
@@ -47,7 +61,9 @@ impl Served {
         let mut config = match self {
             Served::Files(files) => builder.with_cert_resolver(files.clone()),
             Served::Acme(acme) => {
-                protocols.push(ACME_TLS_ALPN.to_vec());
+                if challenges {
+                    protocols.push(ACME_TLS_ALPN.to_vec());
+                }
                 builder.with_cert_resolver(acme.clone())
             }
         };
@@ -59,9 +75,16 @@ impl Served {
 /// The ALPN protocol of a TLS-ALPN-01 challenge (RFC 8737).
 const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 
-/// Starts the task that gets, caches and renews the certificate; its
-/// resolver serves what it has (nothing until the first certificate).
-fn start_acme(acme: &Acme, cache: &Path) -> Result<Arc<ResolvesServerCertAcme>> {
+/// The ACME client's state: its account and certificate cached in
+/// `cache`, readable by this user only (it holds private keys).
+fn acme_state(acme: &Acme, cache: &Path) -> Result<AcmeState<std::io::Error>> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(cache)
+        .with_context(|| format!("creating {}", cache.display()))?;
+    std::fs::set_permissions(cache, std::fs::Permissions::from_mode(0o700))?;
     let mut config = AcmeConfig::new_with_provider(&acme.domains, provider())
         .contact(acme.email.iter().map(|e| format!("mailto:{e}")))
         .directory(&acme.directory_url);
@@ -78,21 +101,27 @@ fn start_acme(acme: &Acme, cache: &Path) -> Result<Arc<ResolvesServerCertAcme>> 
             .with_no_client_auth();
         config = config.client_tls_config(Arc::new(client));
     }
-    let mut state = config.cache(DirCache::new(cache.to_path_buf())).state();
-    let resolver = state.resolver();
-    tokio::spawn(async move {
-        use futures_util::StreamExt as _;
-        while let Some(event) = state.next().await {
-            match event {
-                Ok(done @ (EventOk::DeployedNewCert | EventOk::DeployedCachedCert)) => {
-                    tracing::info!(?done, "a certificate from the ACME server is served")
+    Ok(config.cache(DirCache::new(cache.to_path_buf())).state())
+}
+
+impl AcmeTask {
+    /// Gets the certificate (or takes the cached one), then renews it as
+    /// it ages, until the process ends.
+    pub fn spawn(self) {
+        let mut state = self.0;
+        tokio::spawn(async move {
+            use futures_util::StreamExt as _;
+            while let Some(event) = state.next().await {
+                match event {
+                    Ok(done @ (EventOk::DeployedNewCert | EventOk::DeployedCachedCert)) => {
+                        tracing::info!(?done, "a certificate from the ACME server is served")
+                    }
+                    Ok(done) => tracing::debug!(?done, "ACME"),
+                    Err(e) => tracing::warn!("ACME: {e}"),
                 }
-                Ok(done) => tracing::debug!(?done, "ACME"),
-                Err(e) => tracing::warn!("ACME: {e}"),
             }
-        }
-    });
-    Ok(resolver)
+        });
+    }
 }
 
 fn provider() -> Arc<CryptoProvider> {

@@ -155,23 +155,53 @@ impl Drop for Pebble {
 /// The certificate a new TLS connection to `addr` (as `name`) is
 /// served, as DER, trusting the roots in `ca_pem`.
 pub async fn served_certificate(addr: std::net::SocketAddr, name: &str, ca_pem: &str) -> Vec<u8> {
+    handshake(addr, name, ca_pem, &[]).await.unwrap()
+}
+
+/// A TLS handshake with `addr` (as `name`, offering `alpn`), trusting the
+/// roots in `ca_pem`: the certificate served, as DER, or why it failed.
+pub async fn handshake(
+    addr: std::net::SocketAddr,
+    name: &str,
+    ca_pem: &str,
+    alpn: &[&[u8]],
+) -> anyhow::Result<Vec<u8>> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, ServerName};
     let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
-        .unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
+    roots.add(CertificateDer::from_pem_slice(ca_pem.as_bytes())?)?;
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let name = ServerName::try_from(name.to_string()).unwrap();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = ServerName::try_from(name.to_string())?;
     let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
-    let stream = tls.connect(name, tcp).await.unwrap();
-    stream.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+    let stream = tls.connect(name, tcp).await?;
+    let served = stream.get_ref().1.peer_certificates().unwrap_or_default();
+    Ok(served.first().map(|c| c.to_vec()).unwrap_or_default())
+}
+
+/// The certificate `addr` serves once a handshake succeeds and `ready`
+/// takes it, tried every 200 ms for at most a minute (an ACME server
+/// issues and renews on its own schedule).
+pub async fn served_once(
+    addr: std::net::SocketAddr,
+    name: &str,
+    ca_pem: &str,
+    ready: impl Fn(&[u8]) -> bool,
+) -> Vec<u8> {
+    for _ in 0..300 {
+        if let Ok(served) = handshake(addr, name, ca_pem, &[]).await {
+            if ready(&served) {
+                return served;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("{addr} served no certificate as wanted within a minute");
 }
 
 /// `builder` with the plain listeners off: the server listens over TLS

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
@@ -95,8 +95,8 @@ impl Socket {
                 socket.readable().await?;
                 read_available(socket, partial)
             }
-            // Boxed: their state would make every TCP connection's larger.
-            Socket::Tls(tls) => Box::pin(read_tls(tls, partial)).await,
+            Socket::Tls(tls) => read_tls(tls, partial).await,
+            // Boxed: its state would make every TCP connection's larger.
             Socket::Ws(ws) => Box::pin(read_ws(ws, partial)).await,
         }
     }
@@ -140,22 +140,32 @@ impl Socket {
     }
 }
 
-/// Reads what TLS has decrypted into `partial` (a read that is dropped
-/// before it completes has taken nothing).
+/// Reads what TLS has decrypted into `partial`. The scratch buffer lives
+/// on the stack of each poll only, so an idle connection waiting here
+/// keeps none; bytes a poll reads are kept before it returns, so a wait
+/// that is dropped loses nothing.
 async fn read_tls(
     tls: &mut TlsStream<TcpStream>,
     partial: &mut Option<BytesMut>,
 ) -> io::Result<bool> {
-    let mut scratch = [0u8; SCRATCH];
-    match tls.read(&mut scratch).await? {
-        0 => Err(io::ErrorKind::UnexpectedEof.into()),
-        n => {
-            partial
-                .get_or_insert_with(BytesMut::new)
-                .extend_from_slice(&scratch[..n]);
-            Ok(true)
+    std::future::poll_fn(|cx| {
+        let mut scratch = [0u8; SCRATCH];
+        let mut read = ReadBuf::new(&mut scratch);
+        match Pin::new(&mut *tls).poll_read(cx, &mut read) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Ready(Ok(())) if read.filled().is_empty() => {
+                Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()))
+            }
+            Poll::Ready(Ok(())) => {
+                partial
+                    .get_or_insert_with(BytesMut::new)
+                    .extend_from_slice(read.filled());
+                Poll::Ready(Ok(true))
+            }
         }
-    }
+    })
+    .await
 }
 
 async fn read_ws(

@@ -60,7 +60,10 @@ impl HttpListener {
                     accepted = listener.accept() => match accepted {
                         Ok(accepted) => accepted,
                         Err(e) => {
+                            // Out of file descriptors, say: wait a little
+                            // rather than spin.
                             tracing::warn!("accepting an HTTP connection: {e}");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
                             continue;
                         }
                     },

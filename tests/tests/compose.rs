@@ -62,6 +62,13 @@ fn server_as(service: &Value, db: &Database, replaced: &[(&str, &str)]) -> Serve
     builder
 }
 
+/// A YAML list of strings.
+fn strings(list: &Value) -> Vec<&str> {
+    (list.as_sequence().unwrap().iter())
+        .map(|v| v.as_str().unwrap())
+        .collect()
+}
+
 /// The services that run a Switchboard node.
 fn nodes(c: &Value) -> Vec<(String, &Value)> {
     let services = c["services"].as_mapping().unwrap();
@@ -147,15 +154,8 @@ fn compose_file_is_consistent() {
     let server = &c["services"]["switchboard"];
     let env = environment(server);
     let var = |k: &str| env[k].clone();
-    let published: Vec<String> = (server["ports"].as_sequence().unwrap().iter())
-        .map(|p| {
-            p.as_str()
-                .unwrap()
-                .split(':')
-                .next_back()
-                .unwrap()
-                .to_string()
-        })
+    let published: Vec<String> = (strings(&server["ports"]).iter())
+        .map(|p| p.split(':').next_back().unwrap().to_string())
         .collect();
     for key in [
         "SWITCHBOARD_HTTPS_ADDR",
@@ -227,12 +227,7 @@ fn compose_file_is_consistent() {
         );
     }
     // coturn checks TURN credentials with the secret the server signs them with.
-    let coturn_args: Vec<&str> = (c["services"]["coturn"]["command"]
-        .as_sequence()
-        .unwrap()
-        .iter())
-    .map(|a| a.as_str().unwrap())
-    .collect();
+    let coturn_args = strings(&c["services"]["coturn"]["command"]);
     assert!(coturn_args.contains(&"--use-auth-secret"));
     let secret = format!("--static-auth-secret={}", var("SWITCHBOARD_TURN_SECRET"));
     assert!(
@@ -372,9 +367,7 @@ fn cluster_compose_file_is_consistent() {
             "{}-{}",
             env["SWITCHBOARD_RELAY_PORT_MIN"], env["SWITCHBOARD_RELAY_PORT_MAX"]
         );
-        let ports: Vec<&str> = (service["ports"].as_sequence().unwrap().iter())
-            .map(|p| p.as_str().unwrap())
-            .collect();
+        let ports = strings(&service["ports"]);
         assert_eq!(
             ports,
             [format!("{range}:{range}/udp")],
@@ -404,12 +397,7 @@ fn cluster_compose_file_is_consistent() {
     );
 
     let routes = routes(&read("cluster/haproxy.cfg"));
-    let published: Vec<&str> = (c["services"]["haproxy"]["ports"]
-        .as_sequence()
-        .unwrap()
-        .iter())
-    .map(|p| p.as_str().unwrap())
-    .collect();
+    let published = strings(&c["services"]["haproxy"]["ports"]);
     for key in [
         "SWITCHBOARD_HTTP_ADDR",
         "SWITCHBOARD_MQTT_ADDR",

@@ -5,12 +5,37 @@
 use std::net::IpAddr;
 
 use anyhow::Result;
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 use switchboard_pairing::{self as pairing, Misses, PairingRefusal, WINDOW_MS};
 use switchboard_protocol::acl::PairingRole;
 use switchboard_protocol::{Id, PairingCode};
 
 use super::{typed, Store};
+
+/// The robot of `code` if it lives at `at`.
+async fn live_robot(
+    conn: &mut AnyConnection,
+    code: &PairingCode,
+    at: i64,
+) -> Result<Option<String>> {
+    let robot = sqlx::query_scalar(
+        "SELECT robot_id FROM pairing_codes WHERE code = $1 AND expires_at > $2",
+    )
+    .bind(code.as_str())
+    .bind(at)
+    .fetch_optional(conn)
+    .await?;
+    Ok(robot)
+}
+
+/// Forgets who looked at `code` (it ended, or its number is issued again).
+async fn forget_looks(conn: &mut AnyConnection, code: &str) -> Result<()> {
+    sqlx::query("DELETE FROM pairing_looks WHERE code = $1")
+        .bind(code)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
 
 /// A new code: what it is, when it expires, and the robot's earlier code
 /// it replaced, if one was live (to be finished `expired`).
@@ -45,10 +70,7 @@ impl Store {
                 .fetch_all(&mut *tx)
                 .await?;
         for code in &replaced {
-            sqlx::query("DELETE FROM pairing_looks WHERE code = $1")
-                .bind(code)
-                .execute(&mut *tx)
-                .await?;
+            forget_looks(&mut tx, code).await?;
         }
         let expires_at = at + ttl_ms;
         let code = loop {
@@ -68,10 +90,7 @@ impl Store {
         };
         // Looks at an earlier code of that number, left by a look-up that
         // raced the earlier code's end, count for nothing.
-        sqlx::query("DELETE FROM pairing_looks WHERE code = $1")
-            .bind(code.as_str())
-            .execute(&mut *tx)
-            .await?;
+        forget_looks(&mut tx, code.as_str()).await?;
         tx.commit().await?;
         Ok(Issued {
             code,
@@ -114,14 +133,11 @@ impl Store {
 
     /// The robot of the live `code`.
     pub async fn code_robot(&self, code: &PairingCode, at: i64) -> Result<Option<Id>> {
-        let robot: Option<String> = sqlx::query_scalar(
-            "SELECT robot_id FROM pairing_codes WHERE code = $1 AND expires_at > $2",
-        )
-        .bind(code.as_str())
-        .bind(at)
-        .fetch_optional(&self.pool)
-        .await?;
-        robot.map(typed).transpose()
+        let mut conn = self.pool.acquire().await?;
+        live_robot(&mut conn, code, at)
+            .await?
+            .map(typed)
+            .transpose()
     }
 
     /// `user`, from `address`, looks `code` up at `at` (codes living
@@ -170,14 +186,7 @@ impl Store {
         if !pairing::allowed(&misses, at) {
             return Ok(Err(PairingRefusal::TooManyTries));
         }
-        let robot: Option<String> = sqlx::query_scalar(
-            "SELECT robot_id FROM pairing_codes WHERE code = $1 AND expires_at > $2",
-        )
-        .bind(code.as_str())
-        .bind(at)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(robot) = robot {
+        if let Some(robot) = live_robot(&mut tx, code, at).await? {
             // Only while the code lives: a claim or expiry committed since
             // the read above leaves no look behind.
             sqlx::query(
@@ -248,10 +257,7 @@ impl Store {
             Ok(robot) => robot,
             Err(refusal) => return Ok(Err(refusal)),
         };
-        sqlx::query("DELETE FROM pairing_looks WHERE code = $1")
-            .bind(code.as_str())
-            .execute(&mut *tx)
-            .await?;
+        forget_looks(&mut tx, code.as_str()).await?;
         sqlx::query(
             "INSERT INTO ownership (robot_id, user_id, paired_at) VALUES ($1, $2, $3)
              ON CONFLICT (robot_id, user_id) DO NOTHING",
@@ -276,10 +282,7 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         for (code, _) in &rows {
-            sqlx::query("DELETE FROM pairing_looks WHERE code = $1")
-                .bind(code)
-                .execute(&mut *tx)
-                .await?;
+            forget_looks(&mut tx, code).await?;
         }
         sqlx::query("DELETE FROM pairing_misses WHERE at <= $1")
             .bind(now - WINDOW_MS)

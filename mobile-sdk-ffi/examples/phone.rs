@@ -29,6 +29,10 @@ struct Args {
     /// Call this number (one of the contacts) once it is online.
     #[arg(long)]
     call: Option<String>,
+    /// Roots (PEM) to trust instead of the system's, for a server with a
+    /// private CA.
+    #[arg(long)]
+    ca_file: Option<String>,
 }
 
 #[tokio::main]
@@ -38,6 +42,7 @@ async fn main() -> Result<()> {
         http_url: args.server.clone(),
         mqtt_url: None,
         device: Some(args.device.clone()),
+        ca_file: args.ca_file.clone(),
     })?;
     let e164 = switchboard.request_code(args.phone.clone()).await?;
     println!("code sent to {e164}; type it:");

@@ -24,6 +24,10 @@ struct Args {
     /// How long a move takes, in milliseconds.
     #[arg(long, default_value_t = 500)]
     travel_ms: u64,
+    /// Roots (PEM) to trust instead of the system's, for a server with a
+    /// private CA.
+    #[arg(long)]
+    ca_file: Option<String>,
 }
 
 #[tokio::main]
@@ -35,6 +39,7 @@ async fn main() -> Result<()> {
         http_url: args.server,
         mqtt_url: None,
         device: None,
+        ca_file: args.ca_file,
     })?
     .sign_in_robot(args.robot_id, args.secret, events.clone())
     .await?;

@@ -55,7 +55,7 @@ impl From<HttpError> for SdkError {
 }
 
 impl Http {
-    pub fn new(base: &str) -> Result<Http, SdkError> {
+    pub fn new(base: &str, tls: &rustls::ClientConfig) -> Result<Http, SdkError> {
         let url = reqwest::Url::parse(base).map_err(|e| SdkError::InvalidArgument {
             reason: format!("server URL {base:?}: {e}"),
         })?;
@@ -65,6 +65,7 @@ impl Http {
             });
         }
         let client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls.clone())
             .timeout(HTTP_TIMEOUT)
             .build()
             .map_err(SdkError::from)?;

@@ -15,6 +15,7 @@ use crate::link::{self, Broker, Identity, Shared};
 use crate::listener::{dispatch, ensure_running, Listener};
 use crate::router::Router;
 use crate::session::Session;
+use crate::trust;
 use crate::types::Config;
 
 #[derive(uniffi::Object)]
@@ -22,6 +23,8 @@ pub struct Switchboard {
     http: Http,
     mqtt_url: Option<Broker>,
     device: Option<Device>,
+    /// What HTTPS and MQTT over TLS trust.
+    tls: Arc<rustls::ClientConfig>,
 }
 
 #[uniffi::export(async_runtime = "tokio")]
@@ -33,10 +36,12 @@ impl Switchboard {
             .device
             .map(|d| d.parse::<Device>().map_err(SdkError::invalid))
             .transpose()?;
+        let tls = trust::client_config(config.ca_file.as_deref())?;
         Ok(Arc::new(Switchboard {
-            http: Http::new(&config.http_url)?,
+            http: Http::new(&config.http_url, &tls)?,
             mqtt_url: config.mqtt_url.as_deref().map(Broker::parse).transpose()?,
             device,
+            tls,
         }))
     }
 
@@ -150,6 +155,7 @@ impl Switchboard {
                 broker,
                 client_id: me.to_string(),
                 username: me.id.to_string(),
+                tls: self.tls.clone(),
             },
             auth.clone(),
             shared.clone(),

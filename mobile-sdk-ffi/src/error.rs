@@ -88,10 +88,16 @@ impl SdkError {
 }
 
 impl From<reqwest::Error> for SdkError {
+    /// With its causes: reqwest's own text names only the URL, not why
+    /// (say, a certificate no trusted root vouches for).
     fn from(e: reqwest::Error) -> Self {
-        SdkError::Network {
-            reason: e.to_string(),
+        let mut reason = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            reason = format!("{reason}: {c}");
+            cause = c.source();
         }
+        SdkError::Network { reason }
     }
 }
 

@@ -21,6 +21,7 @@ mod listener;
 pub mod media;
 mod router;
 mod session;
+mod trust;
 mod types;
 
 pub use client::Switchboard;

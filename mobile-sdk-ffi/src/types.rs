@@ -44,12 +44,16 @@ pub struct Config {
     /// The HTTP API, e.g. `http://10.0.0.2:8080`.
     pub http_url: String,
     /// The broker, `mqtt://host:port` or `ws://host:port/mqtt`, over TLS
-    /// `mqtts://` or `wss://` (trusting the system's roots); `None`
-    /// takes the address the server announces at sign-in.
+    /// `mqtts://` or `wss://`; `None` takes the address the server
+    /// announces at sign-in.
     pub mqtt_url: Option<String>,
     /// This installation, `[a-z0-9_-]{1,32}`; several devices of one user
     /// may be online at once. Robots have none.
     pub device: Option<String>,
+    /// A PEM file of the roots that HTTPS and MQTT over TLS trust instead
+    /// of the system's, for a server with a private CA.
+    #[uniffi(default = None)]
+    pub ca_file: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]

@@ -77,6 +77,7 @@ pub fn switchboard(server: &Server, device: Option<&str>) -> Arc<Switchboard> {
         http_url: server.http.clone(),
         mqtt_url: None,
         device: device.map(str::to_owned),
+        ca_file: None,
     })
     .expect("a valid configuration")
 }

@@ -2,9 +2,9 @@
 //! and a Kotlin program (each in `mobile-sdk-ffi/bindings-tests/`) sign in
 //! two users with codes from the SMS webhook, see each other online, call
 //! and accept, and pair and command a robot. A Python program also exits
-//! without signing out, many times over, and must exit cleanly. The
-//! Python program runs over TLS too (HTTPS, then MQTT over TLS), trusting
-//! the test's CA as the system's roots.
+//! without signing out, many times over, and must exit cleanly. Both
+//! programs run over TLS too (HTTPS, then MQTT over TLS), trusting the
+//! test's CA file (`Config.ca_file`).
 //! `scripts/test` generates the bindings (`scripts/bindings`) and installs
 //! Python, kotlinc and JNA.
 
@@ -12,7 +12,10 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use switchboard_e2e::{Backend, ADMIN_TOKEN};
+use switchboard_e2e::api::{Api, SmsInbox};
+use switchboard_e2e::tls::{ca, tls_builder, write};
+use switchboard_e2e::{Backend, Server, ADMIN_TOKEN};
+use tempfile::TempDir;
 
 fn workspace() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
@@ -46,20 +49,43 @@ fn python_path() -> PathBuf {
     dir
 }
 
+type Env = Vec<(&'static str, String)>;
+
 /// A server, a provisioned robot, and the environment the foreign test
 /// programs read.
-async fn setup() -> (Backend, Vec<(&'static str, String)>) {
+async fn setup() -> (Backend, Env) {
     let backend = Backend::start().await;
-    let r = backend.api.create_robot(Some(ADMIN_TOKEN)).await.unwrap();
+    let env = robot_env(&backend.api, &backend.server.http, &backend.sms.url).await;
+    (backend, env)
+}
+
+/// The same over TLS: a server with a certificate from the test's CA,
+/// which the programs trust as their CA file (`SB_CA_FILE`).
+async fn tls_setup() -> (Server, TempDir, Env) {
+    let files = tempfile::tempdir().unwrap();
+    let ours = ca("switchboard test CA");
+    let sms = SmsInbox::start().await.unwrap();
+    let server = tls_builder(&ours, files.path(), &sms)
+        .start()
+        .await
+        .unwrap();
+    let https = format!("https://127.0.0.1:{}", server.https.unwrap().port());
+    let mut env = robot_env(&Api::new(&server), &https, &sms.url).await;
+    env.push(("SB_CA_FILE", write(files.path(), "ca.pem", &ours.pem)));
+    (server, files, env)
+}
+
+/// Provisions a robot; the programs' environment.
+async fn robot_env(api: &Api, http: &str, sms: &str) -> Env {
+    let r = api.create_robot(Some(ADMIN_TOKEN)).await.unwrap();
     assert_eq!(r.status, 201);
     let field = |f: &str| r.body[f].as_str().unwrap().to_owned();
-    let env = vec![
-        ("SB_HTTP", backend.server.http.clone()),
-        ("SB_SMS", backend.sms.url.clone()),
+    vec![
+        ("SB_HTTP", http.to_owned()),
+        ("SB_SMS", sms.to_owned()),
         ("SB_ROBOT_ID", field("robotId")),
         ("SB_ROBOT_SECRET", field("secret")),
-    ];
-    (backend, env)
+    ]
 }
 
 /// Runs a foreign test program to its end, at most two minutes.
@@ -89,7 +115,7 @@ async fn run(mut cmd: Command, what: &str) {
 }
 
 /// The Python test program's command, with `env`.
-fn python_test(env: Vec<(&'static str, String)>) -> Command {
+fn python_test(env: Env) -> Command {
     let python = std::env::var("E2E_PYTHON").unwrap_or_else(|_| "python3".into());
     let mut cmd = Command::new(python);
     cmd.arg(workspace().join("mobile-sdk-ffi/bindings-tests/python/test_sdk.py"))
@@ -105,31 +131,10 @@ async fn python_bindings_against_the_real_server() {
 }
 
 /// The same program over TLS: the SDK signs in over HTTPS and is handed
-/// MQTT over TLS, trusting the test's CA (`SSL_CERT_FILE`).
+/// MQTT over TLS.
 #[tokio::test]
 async fn python_bindings_over_tls() {
-    use switchboard_e2e::tls::{ca, tls_builder, write};
-    let files = tempfile::tempdir().unwrap();
-    let ours = ca("switchboard test CA");
-    let sms = switchboard_e2e::api::SmsInbox::start().await.unwrap();
-    let server = tls_builder(&ours, files.path(), &sms)
-        .start()
-        .await
-        .unwrap();
-    let r = switchboard_e2e::api::Api::new(&server)
-        .create_robot(Some(ADMIN_TOKEN))
-        .await
-        .unwrap();
-    assert_eq!(r.status, 201);
-    let field = |f: &str| r.body[f].as_str().unwrap().to_owned();
-    let https = format!("https://127.0.0.1:{}", server.https.unwrap().port());
-    let env = vec![
-        ("SB_HTTP", https),
-        ("SB_SMS", sms.url.clone()),
-        ("SB_ROBOT_ID", field("robotId")),
-        ("SB_ROBOT_SECRET", field("secret")),
-        ("SSL_CERT_FILE", write(files.path(), "ca.pem", &ours.pem)),
-    ];
+    let (_server, _files, env) = tls_setup().await;
     run(python_test(env), "Python over TLS").await;
 }
 
@@ -183,6 +188,17 @@ async fn python_exits_cleanly_without_signing_out() {
 #[tokio::test]
 async fn kotlin_bindings_against_the_real_server() {
     let (_backend, env) = setup().await;
+    run(kotlin_test(env), "Kotlin").await;
+}
+
+#[tokio::test]
+async fn kotlin_bindings_over_tls() {
+    let (_server, _files, env) = tls_setup().await;
+    run(kotlin_test(env), "Kotlin over TLS").await;
+}
+
+/// The compiled Kotlin test program's command, with `env`.
+fn kotlin_test(env: Env) -> Command {
     let dir = bindings("kotlin");
     let jar = from_env(
         "E2E_KOTLIN_JAR",
@@ -202,5 +218,5 @@ async fn kotlin_bindings_against_the_real_server() {
         .arg(format!("{}:{classpath}", jar.display()))
         .arg("SdkTestKt")
         .envs(env);
-    run(cmd, "Kotlin").await;
+    cmd
 }

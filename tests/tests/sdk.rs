@@ -211,6 +211,7 @@ async fn bad_input_gets_typed_errors() {
             http_url: config.0.into(),
             mqtt_url: config.1.map(str::to_owned),
             device: config.2.map(str::to_owned),
+            ca_file: None,
         });
         assert!(
             matches!(r, Err(SdkError::InvalidArgument { .. })),

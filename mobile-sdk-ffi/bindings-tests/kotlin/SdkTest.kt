@@ -40,7 +40,9 @@ fun check(ok: Boolean, what: () -> String) {
 fun smsCode(phone: String): String =
     URI(env("SB_SMS") + "/code?phone=" + URLEncoder.encode(phone, "UTF-8")).toURL().readText()
 
-fun config(device: String?) = Config(httpUrl = env("SB_HTTP"), mqttUrl = null, device = device)
+/** The server from the environment; over TLS, trusting SB_CA_FILE's roots. */
+fun config(device: String?) =
+    Config(httpUrl = env("SB_HTTP"), mqttUrl = null, device = device, caFile = System.getenv("SB_CA_FILE"))
 
 suspend fun signIn(phone: String, device: String): Pair<Session, Events> {
     val client = Switchboard(config(device))
@@ -117,6 +119,7 @@ fun main() = runBlocking {
     expectError<SdkException.UnknownUser> { a.call("0".repeat(32), CallKind.AUDIO) }
     expectError<SdkException.NoCall> { a.sendCommand("1".repeat(32), "moveTo", "") }
     expectError<SdkException.InvalidArgument> { a.pair("12") }
+    expectError<SdkException.InvalidArgument> { Switchboard(config(null).copy(caFile = "/no/such/ca.pem")) }
     println("bad input: typed errors")
 
     for (s in listOf(a, b, robot)) s.signOut()

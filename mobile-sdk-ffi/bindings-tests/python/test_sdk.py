@@ -42,8 +42,14 @@ def sms_code(phone):
         return r.read().decode()
 
 
+def config(device):
+    """The server from the environment; over TLS, trusting SB_CA_FILE's roots."""
+    return sb.Config(http_url=os.environ["SB_HTTP"], mqtt_url=None, device=device,
+                     ca_file=os.environ.get("SB_CA_FILE"))
+
+
 async def sign_in(loop, phone, device):
-    client = sb.Switchboard(sb.Config(http_url=os.environ["SB_HTTP"], mqtt_url=None, device=device))
+    client = sb.Switchboard(config(device))
     e164 = await client.request_code(phone)
     events = Events(loop)
     session = await client.sign_in(phone, sms_code(e164), events)
@@ -96,7 +102,7 @@ async def main():
     print("call", sid, "accepted and hung up")
 
     robot_events = Events(loop)
-    robot = await sb.Switchboard(sb.Config(http_url=os.environ["SB_HTTP"], mqtt_url=None, device=None)).sign_in_robot(
+    robot = await sb.Switchboard(config(None)).sign_in_robot(
         os.environ["SB_ROBOT_ID"], os.environ["SB_ROBOT_SECRET"], robot_events
     )
     pairing = await robot.start_pairing()
@@ -120,10 +126,16 @@ async def main():
     print("robot moved: moving, arrived")
 
     await expect_error(sb.SdkError.InvalidPhone, sb.Switchboard(
-        sb.Config(http_url=os.environ["SB_HTTP"], mqtt_url=None, device="x")).request_code("not a number"))
+        config("x")).request_code("not a number"))
     await expect_error(sb.SdkError.UnknownUser, a.call("0" * 32, sb.CallKind.AUDIO))
     await expect_error(sb.SdkError.NoCall, a.send_command("1" * 32, "moveTo", ""))
     await expect_error(sb.SdkError.InvalidArgument, a.pair("12"))
+    try:
+        sb.Switchboard(sb.Config(http_url=os.environ["SB_HTTP"], mqtt_url=None, device=None,
+                                 ca_file="/no/such/ca.pem"))
+        raise AssertionError("a CA file that is not there was taken")
+    except sb.SdkError.InvalidArgument:
+        pass
     print("bad input: typed errors")
 
     for s in (a, b, robot):
@@ -134,7 +146,7 @@ async def main():
     sb.shutdown()
     sb.shutdown()
     await expect_error(sb.SdkError.ShutDown, sb.Switchboard(
-        sb.Config(http_url=os.environ["SB_HTTP"], mqtt_url=None, device=None)).sign_in_robot(
+        config(None)).sign_in_robot(
         os.environ["SB_ROBOT_ID"], os.environ["SB_ROBOT_SECRET"], Events(loop)))
     print("shut down: no new session")
     print("ALL PASSED")

@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use rumqttc::{AsyncClient, EventLoop, MqttOptions, QoS, TlsConfiguration, Transport};
 use tokio::sync::oneshot;
@@ -26,33 +26,6 @@ pub(crate) struct Broker {
     port: u16,
     websocket: bool,
     tls: bool,
-}
-
-/// What MQTT over TLS trusts: the system's roots (which name
-/// `SSL_CERT_FILE` and `SSL_CERT_DIR` when set), read once.
-fn tls_config() -> TlsConfiguration {
-    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    let config = CONFIG.get_or_init(|| {
-        let mut roots = rustls::RootCertStore::empty();
-        let found = rustls_native_certs::load_native_certs();
-        for e in &found.errors {
-            tracing::warn!("reading the system's certificates: {e}");
-        }
-        let (added, ignored) = roots.add_parsable_certificates(found.certs);
-        tracing::debug!(
-            added,
-            ignored,
-            "system certificates trusted for MQTT over TLS"
-        );
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("the provider's default versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Arc::new(config)
-    });
-    TlsConfiguration::Rustls(config.clone())
 }
 
 impl Broker {
@@ -85,6 +58,7 @@ pub(crate) struct Identity {
     pub broker: Broker,
     pub client_id: String,
     pub username: String,
+    pub tls: Arc<rustls::ClientConfig>,
 }
 
 /// Subscriptions: the filters to restore on a new session, and the
@@ -118,13 +92,13 @@ impl Conn {
         match (b.websocket, b.tls) {
             (false, false) => {}
             (false, true) => {
-                opts.set_transport(Transport::Tls(tls_config()));
+                opts.set_transport(Transport::Tls(TlsConfiguration::Rustls(who.tls.clone())));
             }
             (true, false) => {
                 opts.set_transport(Transport::Ws);
             }
             (true, true) => {
-                opts.set_transport(Transport::Wss(tls_config()));
+                opts.set_transport(Transport::Wss(TlsConfiguration::Rustls(who.tls.clone())));
             }
         }
         opts.set_keep_alive(KEEP_ALIVE);

@@ -2,11 +2,13 @@
 //! WebSocket, and MQTT 5 for the reason codes 3.1.1 cannot carry.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
 use rumqttc::{
-    AsyncClient, ConnectReturnCode, Event, MqttOptions, Packet, QoS, SubscribeReasonCode, Transport,
+    AsyncClient, ConnectReturnCode, Event, MqttOptions, Packet, QoS, SubscribeReasonCode,
+    TlsConfiguration, Transport,
 };
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -40,10 +42,15 @@ pub fn granted(codes: &[SubscribeReasonCode]) -> bool {
     matches!(codes, [SubscribeReasonCode::Success(_)])
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub enum Via {
     Tcp,
     WebSocket,
+    /// Over TLS, trusting what the configuration trusts
+    /// (`tls::client_config`).
+    Tls(Arc<rustls::ClientConfig>),
+    /// Secure WebSocket, likewise.
+    Wss(Arc<rustls::ClientConfig>),
 }
 
 #[derive(Clone, Copy)]
@@ -93,11 +100,23 @@ async fn open(
     will_topic: Option<&str>,
     clean: bool,
 ) -> Result<Client, Refused> {
+    let host = addr.ip().to_string();
     let mut opts = match via {
-        Via::Tcp => MqttOptions::new(login.client_id, addr.ip().to_string(), addr.port()),
+        Via::Tcp => MqttOptions::new(login.client_id, host, addr.port()),
         Via::WebSocket => {
             let mut o = MqttOptions::new(login.client_id, format!("ws://{addr}/mqtt"), addr.port());
             o.set_transport(Transport::Ws);
+            o
+        }
+        Via::Tls(config) => {
+            let mut o = MqttOptions::new(login.client_id, host, addr.port());
+            o.set_transport(Transport::Tls(TlsConfiguration::Rustls(config)));
+            o
+        }
+        Via::Wss(config) => {
+            let url = format!("wss://{addr}/mqtt");
+            let mut o = MqttOptions::new(login.client_id, url, addr.port());
+            o.set_transport(Transport::Wss(TlsConfiguration::Rustls(config)));
             o
         }
     };

@@ -2,6 +2,7 @@
 //! server certificates it signs, and a server started with them.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
@@ -152,6 +153,20 @@ impl Drop for Pebble {
     }
 }
 
+/// A TLS client trusting the roots in `ca_pem` alone.
+pub fn client_config(ca_pem: &str) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_slice(ca_pem.as_bytes())?)?;
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// The certificate a new TLS connection to `addr` (as `name`) is
 /// served, as DER, trusting the roots in `ca_pem`.
 pub async fn served_certificate(addr: std::net::SocketAddr, name: &str, ca_pem: &str) -> Vec<u8> {
@@ -166,19 +181,12 @@ pub async fn handshake(
     ca_pem: &str,
     alpn: &[&[u8]],
 ) -> anyhow::Result<Vec<u8>> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, ServerName};
-    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from_pem_slice(ca_pem.as_bytes())?)?;
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    use rustls::pki_types::ServerName;
+    let mut config = Arc::unwrap_or_clone(client_config(ca_pem)?);
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     let name = ServerName::try_from(name.to_string())?;
-    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config));
     let stream = tls.connect(name, tcp).await?;
     let served = stream.get_ref().1.peer_certificates().unwrap_or_default();
     Ok(served.first().map(|c| c.to_vec()).unwrap_or_default())

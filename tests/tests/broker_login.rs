@@ -40,11 +40,11 @@ async fn minted_tokens_log_in_over_tcp_and_websocket() {
     let mut live = Vec::new();
     for via in [Via::Tcp, Via::WebSocket] {
         let addr = match via {
-            Via::Tcp => server.mqtt,
             Via::WebSocket => server.mqtt_ws,
+            _ => server.mqtt,
         };
         for cid in [id.clone(), format!("{id}:phone")] {
-            let r = connect(addr, via, Login::token(&cid, &id, &token)).await;
+            let r = connect(addr, via.clone(), Login::token(&cid, &id, &token)).await;
             assert!(r.is_ok(), "{via:?} {cid}: {:?}", r.as_ref().err());
             // Kept open: the next login with this client id takes the
             // session over instead of racing its close.

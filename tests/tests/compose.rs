@@ -16,7 +16,9 @@ use serde_json::json;
 use serde_yaml::Value;
 use switchboard_e2e::cluster::{HaProxy, Nats};
 use switchboard_e2e::mqtt::{connect, granted, Incoming, Login, Via};
-use switchboard_e2e::tls::{ca, mosquitto_sub, served_once, write, Pebble};
+use switchboard_e2e::tls::{
+    ca, client_config, mosquitto_sub, served_once, server_cert, write, Pebble,
+};
 use switchboard_e2e::{
     fresh_postgres_database, postgres_admin_url, random_id, Database, Server, ServerBuilder,
 };
@@ -80,15 +82,16 @@ fn nodes(c: &Value) -> Vec<(String, &Value)> {
 
 /// What an HAProxy configuration routes: each frontend's port, and the
 /// servers (name, address, options) of its backend.
-fn routes(config: &str) -> BTreeMap<String, Vec<(String, String, String)>> {
+fn routes(config: &str) -> BTreeMap<String, Route> {
     let (mut section, mut binds, mut defaults) = (String::new(), BTreeMap::new(), BTreeMap::new());
     let mut servers: BTreeMap<String, Vec<(String, String, String)>> = BTreeMap::new();
     for line in config.lines().map(str::trim) {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
             ["frontend" | "backend", name] => section = name.to_string(),
-            ["bind", addr] => {
-                binds.insert(section.clone(), addr.trim_start_matches(':').to_string());
+            ["bind", addr, options @ ..] => {
+                let port = addr.trim_start_matches(':').to_string();
+                binds.insert(section.clone(), (port, options.join(" ")));
             }
             ["default_backend", backend] => {
                 defaults.insert(section.clone(), backend.to_string());
@@ -101,8 +104,19 @@ fn routes(config: &str) -> BTreeMap<String, Vec<(String, String, String)>> {
         }
     }
     (binds.into_iter())
-        .map(|(frontend, port)| (port, servers[&defaults[&frontend]].clone()))
+        .map(|(frontend, (port, bind))| {
+            let servers = servers[&defaults[&frontend]].clone();
+            (port, Route { bind, servers })
+        })
         .collect()
+}
+
+/// Where one of HAProxy's ports goes.
+struct Route {
+    /// The `bind` line's options (`ssl crt ...`).
+    bind: String,
+    /// Each server's name, address and options.
+    servers: Vec<(String, String, String)>,
 }
 
 fn port_of(addr: &str) -> &str {
@@ -142,6 +156,47 @@ fn interpolate(value: &str, vars: &BTreeMap<&str, String>) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// Every use of each of `secrets` in the compose file `file` is required
+/// from `.env` (`${NAME:?...}`), and its `.env` example names every
+/// variable the file uses, with no value for a secret or the admin token.
+fn secrets_from_env(file: &str, example: &str, secrets: &[&str]) {
+    let text = read(file);
+    for secret in secrets {
+        let uses = text.matches(&format!("${{{secret}")).count();
+        let required = text.matches(&format!("${{{secret}:?")).count();
+        assert!(
+            uses > 0 && uses == required,
+            "{file}: every use of {secret} required from .env"
+        );
+    }
+    let example = read(example);
+    let given: BTreeMap<&str, &str> = (example.lines())
+        .filter(|l| !l.starts_with('#') && l.contains('='))
+        .filter_map(|l| l.split_once('='))
+        .collect();
+    for name in variables(&text) {
+        assert!(given.contains_key(name.as_str()), "{example} lacks {name}");
+    }
+    for secret in secrets.iter().chain(&["ADMIN_TOKEN"]) {
+        assert_eq!(given[secret], "", "{secret}: no usable default committed");
+    }
+}
+
+/// A service's environment with the compose variables in it replaced from
+/// `vars`, as `docker compose` does with `.env`.
+fn interpolated(service: &Value, vars: &BTreeMap<&str, String>) -> Value {
+    let mut service = service.clone();
+    for (_, v) in service["environment"].as_mapping_mut().unwrap().iter_mut() {
+        *v = interpolate(v.as_str().unwrap(), vars).into();
+    }
+    service
+}
+
+/// `.env` as a test's operator fills it in.
+fn dot_env(pairs: &[(&'static str, &str)]) -> BTreeMap<&'static str, String> {
+    pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
 }
 
 /// Every listener the internet reaches is TLS and published; plain HTTP
@@ -216,16 +271,11 @@ fn compose_file_is_consistent() {
         server["depends_on"]["db"]["condition"].as_str(),
         Some("service_healthy")
     );
-    // Secrets: from .env, required.
-    let text = read("docker-compose.yml");
-    for secret in ["POSTGRES_PASSWORD", "TURN_SECRET"] {
-        let uses = text.matches(&format!("${{{secret}")).count();
-        let required = text.matches(&format!("${{{secret}:?")).count();
-        assert!(
-            uses > 0 && uses == required,
-            "{secret}: every use required from .env"
-        );
-    }
+    secrets_from_env(
+        "docker-compose.yml",
+        ".env.example",
+        &["POSTGRES_PASSWORD", "TURN_SECRET"],
+    );
     // coturn checks TURN credentials with the secret the server signs them with.
     let coturn_args = strings(&c["services"]["coturn"]["command"]);
     assert!(coturn_args.contains(&"--use-auth-secret"));
@@ -234,21 +284,6 @@ fn compose_file_is_consistent() {
         coturn_args.contains(&secret.as_str()),
         "coturn and the server share the TURN secret"
     );
-    // .env.example names every variable, with no value for a secret.
-    let example = read(".env.example");
-    let given: BTreeMap<&str, &str> = (example.lines())
-        .filter(|l| !l.starts_with('#') && l.contains('='))
-        .filter_map(|l| l.split_once('='))
-        .collect();
-    for name in variables(&text) {
-        assert!(
-            given.contains_key(name.as_str()),
-            ".env.example lacks {name}"
-        );
-    }
-    for secret in ["POSTGRES_PASSWORD", "TURN_SECRET", "ADMIN_TOKEN"] {
-        assert_eq!(given[secret], "", "{secret}: no usable default committed");
-    }
     for volume in ["data", "pgdata"] {
         assert!(
             c["volumes"].as_mapping().unwrap().contains_key(volume),
@@ -273,22 +308,15 @@ async fn server_starts_with_the_compose_environment() {
     let https_port = free_port();
     let pebble = Pebble::start(&ours, https_port, 3600).await.unwrap();
 
-    let vars: BTreeMap<&str, String> = [
+    let vars = dot_env(&[
         ("SWITCHBOARD_DOMAIN", "localhost"),
         ("ACME_EMAIL", "ops@example.org"),
         ("PUBLIC_IP", "127.0.0.1"),
         ("POSTGRES_PASSWORD", "unused-here"),
         ("TURN_SECRET", "a-turn-secret-for-the-test"),
         ("ADMIN_TOKEN", ""),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k, v.to_string()))
-    .collect();
-    let c = compose();
-    let mut service = c["services"]["switchboard"].clone();
-    for (_, v) in service["environment"].as_mapping_mut().unwrap().iter_mut() {
-        *v = interpolate(v.as_str().unwrap(), &vars).into();
-    }
+    ]);
+    let service = interpolated(&compose()["services"]["switchboard"], &vars);
     let https = format!("0.0.0.0:{https_port}");
     let ca_file = write(files.path(), "ca.pem", &ours.pem);
     let replaced = [
@@ -330,9 +358,10 @@ async fn server_starts_with_the_compose_environment() {
 }
 
 /// The cluster's nodes are one configuration but for their relay ports
-/// and volumes; they share the database, NATS and the secrets, and take
-/// PROXY headers from HAProxy, which alone publishes HTTP and MQTT and
-/// sends each of its ports to that port on every node.
+/// and volumes; they share the database, NATS and the secrets (from
+/// `.env`, required), and take PROXY headers from HAProxy, which alone
+/// publishes HTTP and MQTT, over TLS only, and sends each of its ports to
+/// the matching plain listener on every node.
 #[test]
 fn cluster_compose_file_is_consistent() {
     let c = cluster_compose();
@@ -354,11 +383,20 @@ fn cluster_compose_file_is_consistent() {
         .as_sequence()
         .unwrap()
         .contains(&"4222".into()));
-    assert!(env["SWITCHBOARD_DATABASE_URL"].starts_with("postgres://"));
+    assert!(
+        env["SWITCHBOARD_DATABASE_URL"].starts_with("postgres://switchboard:${POSTGRES_PASSWORD:?")
+    );
     assert!(env["SWITCHBOARD_DATABASE_URL"].contains("@db:5432/"));
-    for secret in ["SWITCHBOARD_JWT_SECRET", "SWITCHBOARD_ID_SECRET"] {
-        assert!(env[secret].len() >= 32, "{secret}: at least 32 characters");
-    }
+    secrets_from_env(
+        "cluster/docker-compose.yml",
+        "cluster/.env.example",
+        &[
+            "POSTGRES_PASSWORD",
+            "JWT_SECRET",
+            "ID_SECRET",
+            "TURN_SECRET",
+        ],
+    );
     assert_eq!(env["SWITCHBOARD_PROXY_PROTOCOL"], "true");
     let mut relay_ranges = Vec::new();
     let mut volumes = BTreeSet::new();
@@ -396,27 +434,49 @@ fn cluster_compose_file_is_consistent() {
         "relay ranges overlap: {relay_ranges:?}"
     );
 
+    // HAProxy's TLS ports, each to one plain listener of every node; the
+    // URLs the nodes hand out name them.
     let routes = routes(&read("cluster/haproxy.cfg"));
-    let published = strings(&c["services"]["haproxy"]["ports"]);
-    for key in [
-        "SWITCHBOARD_HTTP_ADDR",
-        "SWITCHBOARD_MQTT_ADDR",
-        "SWITCHBOARD_MQTT_WS_ADDR",
-    ] {
-        let port = port_of(&env[key]).to_string();
+    let haproxy = &c["services"]["haproxy"];
+    let certs = strings(&haproxy["volumes"])
+        .into_iter()
+        .find_map(|v| v.strip_prefix("./certs:")?.strip_suffix(":ro"))
+        .expect("the certificates' directory, read-only")
+        .to_string();
+    let fronts = [
+        ("443", "SWITCHBOARD_HTTP_ADDR"),
+        ("8883", "SWITCHBOARD_MQTT_ADDR"),
+        ("8084", "SWITCHBOARD_MQTT_WS_ADDR"),
+    ];
+    let published = strings(&haproxy["ports"]);
+    let want: Vec<String> = fronts.iter().map(|(p, _)| format!("{p}:{p}")).collect();
+    assert_eq!(published, want, "HAProxy's TLS ports alone are published");
+    assert_eq!(routes.len(), fronts.len(), "no other frontend");
+    for (front, key) in fronts {
+        let route = &routes[front];
         assert!(
-            published.contains(&format!("{port}:{port}").as_str()),
-            "{key}: {port} published"
+            route.bind.starts_with(&format!("ssl crt {certs}/")),
+            "{front}: TLS with a certificate from the certs volume: {}",
+            route.bind
         );
-        let servers = &routes[&port];
-        let addresses: Vec<String> = servers.iter().map(|s| s.1.clone()).collect();
+        let port = port_of(&env[key]);
+        let addresses: Vec<String> = route.servers.iter().map(|s| s.1.clone()).collect();
         let want: Vec<String> = nodes.iter().map(|(n, _)| format!("{n}:{port}")).collect();
-        assert_eq!(addresses, want, "port {port} goes to every node");
+        assert_eq!(addresses, want, "port {front} goes to every node's {key}");
         assert!(
-            servers.iter().all(|s| s.2.contains("send-proxy-v2")),
-            "{servers:?}"
+            route.servers.iter().all(|s| s.2.contains("send-proxy-v2")),
+            "{:?}",
+            route.servers
         );
     }
+    assert_eq!(
+        env["SWITCHBOARD_MQTT_PUBLIC_URL"],
+        "mqtts://${SWITCHBOARD_DOMAIN:?set SWITCHBOARD_DOMAIN in .env}:8883"
+    );
+    assert_eq!(
+        env["SWITCHBOARD_MQTT_WS_PUBLIC_URL"],
+        "wss://${SWITCHBOARD_DOMAIN}:8084/mqtt"
+    );
     let turn = format!("--static-auth-secret={}", env["SWITCHBOARD_TURN_SECRET"]);
     assert!(c["services"]["coturn"]["command"]
         .as_sequence()
@@ -453,11 +513,13 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// The cluster compose file's nodes, on a real PostgreSQL and nats-server,
-/// behind a real HAProxy running cluster/haproxy.cfg: HTTP answers through
-/// it, the nodes see each client's own address (a client spending its
-/// code requests leaves another's untouched), and two MQTT connections
-/// spread over the nodes still reach each other.
+/// The cluster compose file's nodes, with its environment filled in as an
+/// operator's `.env` would, on a real PostgreSQL and nats-server, behind a
+/// real HAProxy running cluster/haproxy.cfg with a certificate from the
+/// test's CA: HTTPS answers through it, the nodes see each client's own
+/// address (a client spending its code requests leaves another's
+/// untouched), two MQTT over TLS connections spread over the nodes still
+/// reach each other, and MQTT over secure WebSocket works.
 #[tokio::test]
 #[ignore = "needs PostgreSQL in E2E_POSTGRES_URL, nats-server and haproxy; scripts/test runs it"]
 async fn the_cluster_compose_nodes_serve_behind_haproxy() {
@@ -465,6 +527,15 @@ async fn the_cluster_compose_nodes_serve_behind_haproxy() {
     let url = fresh_postgres_database(&admin).await.unwrap();
     let db = Database::Postgres { url: url.clone() };
     let nats = Nats::start().await.unwrap();
+    let vars = dot_env(&[
+        ("SWITCHBOARD_DOMAIN", "localhost"),
+        ("PUBLIC_IP", "127.0.0.1"),
+        ("POSTGRES_PASSWORD", "unused-here"),
+        ("JWT_SECRET", "a-jwt-secret-of-the-test-of-32-chars"),
+        ("ID_SECRET", "an-id-secret-of-the-test-of-32-chars"),
+        ("TURN_SECRET", "a-turn-secret-of-the-test"),
+        ("ADMIN_TOKEN", ""),
+    ]);
     let c = cluster_compose();
     let mut config = read("cluster/haproxy.cfg");
     let mut servers = Vec::new();
@@ -473,7 +544,8 @@ async fn the_cluster_compose_nodes_serve_behind_haproxy() {
             ("SWITCHBOARD_DATABASE_URL", url.as_str()),
             ("SWITCHBOARD_NATS_URL", nats.url.as_str()),
         ];
-        let server = server_as(service, &db, &replaced).start().await.unwrap();
+        let service = interpolated(service, &vars);
+        let server = server_as(&service, &db, &replaced).start().await.unwrap();
         let http: SocketAddr = server.http.trim_start_matches("http://").parse().unwrap();
         for (port, actual) in [(8080, http), (1883, server.mqtt), (8083, server.mqtt_ws)] {
             let to = format!("127.0.0.1:{}", actual.port());
@@ -481,40 +553,52 @@ async fn the_cluster_compose_nodes_serve_behind_haproxy() {
         }
         servers.push(server);
     }
+    // HAProxy's certificate: the chain, then the key, in one file.
+    let files = tempfile::tempdir().unwrap();
+    let ours = ca("switchboard test CA");
+    let (cert, key) = server_cert(&ours);
+    let pem = write(files.path(), "switchboard.pem", &format!("{cert}{key}"));
+    config = config.replace("/usr/local/etc/haproxy/certs/switchboard.pem", &pem);
     let mut fronts = BTreeMap::new();
-    for port in [8080, 1883, 8083] {
+    for port in [443, 8883, 8084] {
         let free = free_port();
         config = config.replace(
-            &format!("bind :{port}\n"),
-            &format!("bind 127.0.0.1:{free}\n"),
+            &format!("bind :{port} "),
+            &format!("bind 127.0.0.1:{free} "),
         );
         fronts.insert(port, SocketAddr::from(([127, 0, 0, 1], free)));
     }
     let _haproxy = HaProxy::start(&config).unwrap();
-    let http = format!("http://{}", fronts[&8080]);
+    let https = format!("https://localhost:{}", fronts[&443].port());
+    let from = |ip: [u8; 4]| {
+        let root = reqwest::Certificate::from_pem(ours.pem.as_bytes()).unwrap();
+        let client = reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(root)
+            .local_address(IpAddr::from(ip))
+            .build();
+        client.unwrap()
+    };
     let mut ready = false;
     for _ in 0..100 {
-        let answer = reqwest::get(format!("{http}/readyz")).await;
+        let answer = from([127, 0, 0, 1])
+            .get(format!("{https}/readyz"))
+            .send()
+            .await;
         if answer.is_ok_and(|r| r.status() == 200) {
             ready = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(ready, "HTTP through HAProxy");
+    assert!(ready, "HTTPS through HAProxy");
 
     // Code requests are limited per client address, on each node: from
     // 127.0.0.2 until both nodes refuse, then 127.0.0.3 is still served.
-    let from = |ip: [u8; 4]| {
-        let client = reqwest::Client::builder()
-            .local_address(IpAddr::from(ip))
-            .build();
-        client.unwrap()
-    };
     let ask = |client: &reqwest::Client, n: u32| {
         let body = json!({"phone": format!("+4855541{n:04}")});
         client
-            .post(format!("{http}/v1/auth/otp"))
+            .post(format!("{https}/v1/auth/otp"))
             .json(&body)
             .send()
     };
@@ -537,15 +621,17 @@ async fn the_cluster_compose_nodes_serve_behind_haproxy() {
         assert!(status.is_success(), "another address is its own: {status}");
     }
 
-    // One user's two devices through HAProxy land on both nodes and
-    // still reach each other.
+    // One user's two devices, over TLS through HAProxy, land on both nodes
+    // and still reach each other.
+    let trust = client_config(&ours.pem).unwrap();
     let id = random_id();
     let mut devices = Vec::new();
     for device in ["phone", "tablet"] {
         let token = servers[0].token(&id, Some(device), "user", 600).unwrap();
         let client_id = format!("{id}:{device}");
         let login = Login::token(&client_id, &id, &token);
-        devices.push(connect(fronts[&1883], Via::Tcp, login).await.unwrap());
+        let via = Via::Tls(trust.clone());
+        devices.push(connect(fronts[&8883], via, login).await.unwrap());
     }
     for server in &servers {
         let http: SocketAddr = server.http.trim_start_matches("http://").parse().unwrap();
@@ -575,15 +661,11 @@ async fn the_cluster_compose_nodes_serve_behind_haproxy() {
     }
     let token = servers[1].token(&id, Some("laptop"), "user", 600).unwrap();
     let client_id = format!("{id}:laptop");
-    let ws = connect(
-        fronts[&8083],
-        Via::WebSocket,
-        Login::token(&client_id, &id, &token),
-    )
-    .await;
+    let login = Login::token(&client_id, &id, &token);
+    let wss = connect(fronts[&8084], Via::Wss(trust), login).await;
     assert!(
-        ws.is_ok(),
-        "MQTT over WebSocket through HAProxy: {:?}",
-        ws.err()
+        wss.is_ok(),
+        "MQTT over secure WebSocket through HAProxy: {:?}",
+        wss.err()
     );
 }

@@ -16,21 +16,24 @@ use crate::error::SdkError;
 pub(crate) fn client_config(ca_file: Option<&str>) -> Result<Arc<ClientConfig>, SdkError> {
     match ca_file {
         None => Ok(system().clone()),
-        Some(path) => {
-            let bad = |why: String| SdkError::InvalidArgument {
-                reason: format!("CA file {path:?}: {why}"),
-            };
-            let mut roots = RootCertStore::empty();
-            for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))? {
-                let cert = cert.map_err(|e| bad(e.to_string()))?;
-                roots.add(cert).map_err(|e| bad(e.to_string()))?;
-            }
-            if roots.is_empty() {
-                return Err(bad("no certificate in it".into()));
-            }
-            Ok(with_roots(roots))
-        }
+        Some(path) => Ok(with_roots(file_roots(path)?)),
     }
+}
+
+/// The roots in a PEM file, and no others.
+fn file_roots(path: &str) -> Result<RootCertStore, SdkError> {
+    let bad = |why: String| SdkError::InvalidArgument {
+        reason: format!("CA file {path:?}: {why}"),
+    };
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))? {
+        let cert = cert.map_err(|e| bad(e.to_string()))?;
+        roots.add(cert).map_err(|e| bad(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("no certificate in it".into()));
+    }
+    Ok(roots)
 }
 
 /// The system's roots (on Linux, `SSL_CERT_FILE` and `SSL_CERT_DIR` name
@@ -39,10 +42,17 @@ fn system() -> &'static Arc<ClientConfig> {
     static SYSTEM: OnceLock<Arc<ClientConfig>> = OnceLock::new();
     SYSTEM.get_or_init(|| {
         let found = rustls_native_certs::load_native_certs();
-        for e in &found.errors {
-            tracing::debug!("reading the system's certificates: {e}");
+        let errors: Vec<String> = found.errors.iter().map(ToString::to_string).collect();
+        let roots = system_or_bundled(found.certs);
+        if !errors.is_empty() {
+            // On Android and iOS there is nothing to read: expected there.
+            tracing::info!(
+                ?errors,
+                roots = roots.len(),
+                "reading the system's certificates"
+            );
         }
-        with_roots(system_or_bundled(found.certs))
+        with_roots(roots)
     })
 }
 
@@ -81,6 +91,23 @@ mod tests {
         let ours = rcgen::generate_simple_self_signed(["sb.test".to_owned()]).unwrap();
         let one = system_or_bundled(vec![ours.cert.der().clone()]);
         assert_eq!(one.len(), 1, "the system's roots alone");
+    }
+
+    #[test]
+    fn a_ca_file_is_trusted_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ca.pem");
+        let pems: Vec<String> = (0..2)
+            .map(|i| {
+                let name = format!("ca{i}.test");
+                rcgen::generate_simple_self_signed([name])
+                    .unwrap()
+                    .cert
+                    .pem()
+            })
+            .collect();
+        std::fs::write(&file, pems.concat()).unwrap();
+        assert_eq!(file_roots(file.to_str().unwrap()).unwrap().len(), 2);
     }
 
     #[test]

@@ -27,6 +27,16 @@ pub struct ActionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PushLabels {
+    /// `webhook`, `apns` or `fcm`.
+    pub provider: &'static str,
+    /// `sent`, `retry` (each request sent again: after a busy or failing
+    /// answer, or with renewed credentials), `dead_token` (forgotten),
+    /// `failed` or `gave_up` (out of time, or the server stopped).
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub reason: String,
 }
@@ -52,6 +62,7 @@ pub struct Metrics {
     pub graph_news: Counter,
     pub bus_unsent: Counter,
     pub calls_ended: Family<OutcomeLabels, Counter>,
+    pub pushes: Family<PushLabels, Counter>,
     pub invite_to_accept: Histogram,
     pub relay: switchboard_relay::RelayMetrics,
 }
@@ -85,6 +96,12 @@ impl Metrics {
         // Seconds from invite to accept: people answer in 1 to 30 s.
         let invite_to_accept = Histogram::new([0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0]);
         registry.register("calls_ended", "Calls ended, by reason", calls_ended.clone());
+        let pushes = Family::default();
+        registry.register(
+            "push",
+            "Pushes to callees, by service and how each ended",
+            pushes.clone(),
+        );
         registry.register(
             "invite_to_accept_seconds",
             "Time from an invite to its accept",
@@ -179,9 +196,15 @@ impl Metrics {
             graph_news,
             bus_unsent,
             calls_ended,
+            pushes,
             invite_to_accept,
             relay,
         }
+    }
+
+    pub fn count_push(&self, provider: &'static str, result: &'static str) {
+        let labels = PushLabels { provider, result };
+        self.pushes.get_or_create(&labels).inc();
     }
 
     pub fn count_call_end(&self, reason: String) {

@@ -19,7 +19,7 @@ use crate::keys;
 use crate::limits::Limits;
 use crate::media::Rooms;
 use crate::metrics::Metrics;
-use crate::push::Push;
+use crate::push::{self, Push};
 use crate::services::calls::{CallService, Follow};
 use crate::services::presence::PresenceService;
 use crate::services::profiles::ProfileService;
@@ -184,6 +184,8 @@ impl Running {
 /// Everything but serving HTTP: the store, the services, the broker, TURN,
 /// and the HTTP listeners bound (HTTPS too, with TLS).
 async fn start(config: &Config) -> Result<(Running, Vec<http::HttpListener>, Arc<App>)> {
+    // Its keys are checked before anything is opened or written.
+    let push = push::Services::from_config(&config.push)?;
     let store = open_store(config).await?;
     let tokens = tokens(config)?;
     let id_key = id_key(config)?;
@@ -252,7 +254,7 @@ async fn start(config: &Config) -> Result<(Running, Vec<http::HttpListener>, Arc
         relay.is_some(),
         edges.clone(),
         presence.clone(),
-        Arc::new(Push::from_config(config)?),
+        push.map(|services| Arc::new(Push::new(services, &edges))),
         followers,
     );
     // Calls this node held when it stopped end `failed`.

@@ -24,6 +24,7 @@ pub mod calls;
 pub mod cluster;
 pub mod media;
 pub mod mqtt;
+pub mod push;
 pub mod robots;
 pub mod sdk;
 pub mod tls;
@@ -481,6 +482,14 @@ pub fn run_switchboard(args: &[&str], env: &[(&str, &str)]) -> Result<(ExitStatu
         out.status,
         String::from_utf8_lossy(&out.stderr).into_owned(),
     ))
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64
 }
 
 /// A random 32-hex id, as user and robot ids are.

@@ -16,7 +16,7 @@ use switchboard_relay::RelayConfig;
 
 pub use settings::LogFormat;
 use settings::Settings;
-use settings::{PushProvider, SmsProvider};
+use settings::{ApnsEnvironment, PushProvider, SmsProvider};
 
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
@@ -226,10 +226,36 @@ pub struct TurnServer {
     pub relay_ip: Option<IpAddr>,
 }
 
+/// Wake-up pushes, to any of a webhook, APNs and FCM.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Push {
+    pub webhook: Option<String>,
+    pub apns: Option<Apns>,
+    pub fcm: Option<Fcm>,
+    /// Roots the push services' HTTPS is checked against; the web's when
+    /// unset.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// APNs with token authentication.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Push {
-    None,
-    Webhook { url: String },
+pub struct Apns {
+    /// The `.p8` key (PKCS#8, P-256) that signs the provider tokens.
+    pub key_file: PathBuf,
+    pub key_id: String,
+    pub team_id: String,
+    /// The app's bundle id; VoIP pushes go to `<topic>.voip`.
+    pub topic: String,
+    /// `https://api.push.apple.com` or the sandbox's, unless replaced.
+    pub url: String,
+}
+
+/// FCM HTTP v1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fcm {
+    /// The service account's key (JSON): project, OAuth token URL, key.
+    pub service_account_file: PathBuf,
+    pub url: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -286,12 +312,7 @@ impl TryFrom<Settings> for Config {
             ice: ice(&s)?,
             relay: relay(&s)?,
             tls: tls(&s)?,
-            push: match s.push_provider {
-                PushProvider::None => Push::None,
-                PushProvider::Webhook => Push::Webhook {
-                    url: webhook("push_provider", "push_webhook_url", &s.push_webhook_url)?,
-                },
-            },
+            push: push(&s)?,
             sms: match s.sms_provider {
                 SmsProvider::Log => Sms::Log,
                 SmsProvider::Webhook => Sms::Webhook {
@@ -522,6 +543,101 @@ fn relay(s: &Settings) -> Result<Option<RelayConfig>, ConfigError> {
 }
 
 /// The URL a webhook `provider` needs: set, and http(s).
+fn push(s: &Settings) -> Result<Push, ConfigError> {
+    let named = &s.push_provider.0;
+    let on = |p: PushProvider| named.contains(&p);
+    if on(PushProvider::None) && named.len() > 1 {
+        return bad("push_provider", "\"none\" goes alone");
+    }
+    let webhook = match on(PushProvider::Webhook) {
+        true => Some(webhook(
+            "push_provider",
+            "push_webhook_url",
+            &s.push_webhook_url,
+        )?),
+        false => None,
+    };
+    let apns = match on(PushProvider::Apns) {
+        true => Some(Apns {
+            key_file: required("apns_key_file", "apns", &s.apns_key_file)?,
+            key_id: apple_id("apns_key_id", &s.apns_key_id)?,
+            team_id: apple_id("apns_team_id", &s.apns_team_id)?,
+            topic: bundle_id(&s.apns_topic)?,
+            url: match &s.apns_url {
+                Some(url) => https("apns_url", url)?,
+                None => match s.apns_environment {
+                    ApnsEnvironment::Production => "https://api.push.apple.com".into(),
+                    ApnsEnvironment::Sandbox => "https://api.sandbox.push.apple.com".into(),
+                },
+            },
+        }),
+        false => None,
+    };
+    let fcm = match on(PushProvider::Fcm) {
+        true => Some(Fcm {
+            service_account_file: required(
+                "fcm_service_account_file",
+                "fcm",
+                &s.fcm_service_account_file,
+            )?,
+            url: https("fcm_url", &s.fcm_url)?,
+        }),
+        false => None,
+    };
+    Ok(Push {
+        webhook,
+        apns,
+        fcm,
+        ca_file: s.push_ca_file.clone(),
+    })
+}
+
+fn required<T: Clone>(key: &str, provider: &str, value: &Option<T>) -> Result<T, ConfigError> {
+    match value {
+        Some(v) => Ok(v.clone()),
+        None => bad(
+            key,
+            format!("is required when push_provider names {provider:?}"),
+        ),
+    }
+}
+
+/// An Apple key or team id: 10 letters and digits.
+fn apple_id(key: &str, value: &Option<String>) -> Result<String, ConfigError> {
+    let id = required(key, "apns", value)?;
+    match id.len() == 10 && id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        true => Ok(id),
+        false => bad(key, format!("must be 10 letters and digits, got {id:?}")),
+    }
+}
+
+/// The app's bundle id, without `.voip` (added for VoIP pushes).
+fn bundle_id(value: &Option<String>) -> Result<String, ConfigError> {
+    let key = "apns_topic";
+    let id = required(key, "apns", value)?;
+    let chars_ok = (id.bytes()).all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    if id.is_empty() || !chars_ok || id.starts_with('.') || id.ends_with('.') {
+        return bad(
+            key,
+            format!("must be a bundle id such as com.example.app, got {id:?}"),
+        );
+    }
+    if id.ends_with(".voip") {
+        return bad(
+            key,
+            "is the app's bundle id; .voip is added for VoIP pushes",
+        );
+    }
+    Ok(id)
+}
+
+fn https(key: &str, url: &str) -> Result<String, ConfigError> {
+    match url.starts_with("https://") {
+        true => Ok(url.trim_end_matches('/').to_owned()),
+        false => bad(key, format!("must be an https:// URL, got {url:?}")),
+    }
+}
+
 fn webhook(provider: &str, key: &str, url: &Option<String>) -> Result<String, ConfigError> {
     match url {
         Some(u) if u.starts_with("http://") || u.starts_with("https://") => Ok(u.clone()),

@@ -98,10 +98,27 @@ pub struct Settings {
     /// The public address the relay advertises instead of `relay_bind_ip`,
     /// for a relay in a container or behind a 1:1 NAT.
     pub relay_nat_1to1_ip: Option<IpAddr>,
-    /// Wake-up pushes for callees with no device online: `none` or
-    /// `webhook`.
-    pub push_provider: PushProvider,
+    /// Wake-up pushes for callees with no device online: `none`, or any
+    /// of `webhook`, `apns` and `fcm` (a list, or one string with commas).
+    pub push_provider: PushProviders,
     pub push_webhook_url: Option<String>,
+    /// APNs with token authentication: the `.p8` key, its id, the team's
+    /// id, the app's bundle id (VoIP pushes go to `<topic>.voip`), and
+    /// `production` or `sandbox`; `apns_url` replaces the environment's
+    /// address.
+    pub apns_key_file: Option<PathBuf>,
+    pub apns_key_id: Option<String>,
+    pub apns_team_id: Option<String>,
+    pub apns_topic: Option<String>,
+    pub apns_environment: ApnsEnvironment,
+    pub apns_url: Option<String>,
+    /// FCM HTTP v1: the service account's key file (JSON), which names the
+    /// project and the OAuth token URL; `fcm_url` replaces FCM's address.
+    pub fcm_service_account_file: Option<PathBuf>,
+    pub fcm_url: String,
+    /// Roots (PEM) the push services' HTTPS is checked against instead of
+    /// the web's, for a private gateway.
+    pub push_ca_file: Option<PathBuf>,
     /// Lifetime of access tokens minted by the server.
     pub access_token_ttl_s: u64,
     /// Lifetime of refresh tokens (each use makes a new one).
@@ -156,6 +173,41 @@ pub enum SmsProvider {
 pub enum PushProvider {
     None,
     Webhook,
+    Apns,
+    Fcm,
+}
+
+/// `push_provider`: one name, names joined by commas, or a list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PushProviders(pub Vec<PushProvider>);
+
+impl<'de> Deserialize<'de> for PushProviders {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Text(String),
+            List(Vec<PushProvider>),
+        }
+        match Written::deserialize(d)? {
+            Written::List(list) => Ok(PushProviders(list)),
+            Written::Text(text) => (text.split(','))
+                .map(|name| {
+                    PushProvider::deserialize(serde::de::value::StrDeserializer::<D::Error>::new(
+                        name.trim(),
+                    ))
+                })
+                .collect::<Result<_, _>>()
+                .map(PushProviders),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApnsEnvironment {
+    Production,
+    Sandbox,
 }
 
 /// A listener's address, or none: written `""`, that listener is off.
@@ -231,8 +283,17 @@ impl Default for Settings {
             relay_port_min: None,
             relay_port_max: None,
             relay_nat_1to1_ip: None,
-            push_provider: PushProvider::None,
+            push_provider: PushProviders(vec![PushProvider::None]),
             push_webhook_url: None,
+            apns_key_file: None,
+            apns_key_id: None,
+            apns_team_id: None,
+            apns_topic: None,
+            apns_environment: ApnsEnvironment::Production,
+            apns_url: None,
+            fcm_service_account_file: None,
+            fcm_url: "https://fcm.googleapis.com".into(),
+            push_ca_file: None,
             access_token_ttl_s: 15 * 60,
             refresh_token_ttl_s: 30 * 24 * 60 * 60,
             token_grace_s: 30,

@@ -22,7 +22,7 @@ fn defaults_are_the_embedded_setup() {
     assert_eq!(c.accounts.id_scheme, IdScheme::HmacSha256);
     assert!(c.mqtt.open.is_none());
     assert!(c.relay.is_some() && c.ice.turn.is_none());
-    assert_eq!((c.push, c.sms), (Push::None, Sms::Log));
+    assert_eq!((c.push, c.sms), (Push::default(), Sms::Log));
 }
 
 #[test]
@@ -80,6 +80,18 @@ fn bad_values_name_their_key() {
         ("sms_provider = \"carrier-pigeon\"", "sms_provider"),
         ("no_such_key = 1", "no_such_key"),
         ("push_provider = \"webhook\"", "push_webhook_url"),
+        ("push_provider = \"pigeon\"", "push_provider"),
+        ("push_provider = \"none, fcm\"", "push_provider"),
+        ("push_provider = \"apns\"", "apns_key_file"),
+        (
+            "push_provider = \"apns\"\napns_key_file = \"k.p8\"",
+            "apns_key_id",
+        ),
+        ("push_provider = [\"fcm\"]", "fcm_service_account_file"),
+        (
+            "push_provider = \"fcm\"\nfcm_service_account_file = \"sa.json\"\nfcm_url = \"http://fcm\"",
+            "fcm_url",
+        ),
         (
             "push_provider = \"webhook\"\npush_webhook_url = \"ftp://x\"",
             "push_webhook_url",
@@ -101,6 +113,55 @@ fn bad_values_name_their_key() {
         let err = load_toml(text).expect_err(text).to_string();
         assert!(err.contains(key), "{text}: {err}");
     }
+}
+
+/// APNs settings with every required key.
+const APNS: &str = "push_provider = \"apns\"
+apns_key_file = \"AuthKey_ABC123DEFG.p8\"
+apns_key_id = \"ABC123DEFG\"
+apns_team_id = \"TEAM123456\"
+apns_topic = \"com.example.app\"";
+
+#[test]
+fn push_providers_are_checked_and_combined() {
+    for (change, key) in [
+        ("apns_key_id = \"ABC\"", "apns_key_id"),
+        ("apns_team_id = \"TEAM-12345\"", "apns_team_id"),
+        ("apns_topic = \"com.example.app.voip\"", "apns_topic"),
+        ("apns_topic = \"com example\"", "apns_topic"),
+        ("apns_url = \"http://apns\"", "apns_url"),
+        ("apns_environment = \"staging\"", "apns_environment"),
+    ] {
+        // A later line of a TOML table may not repeat a key: replace it.
+        let name = change.split(' ').next().unwrap();
+        let text: Vec<&str> = (APNS.lines())
+            .filter(|l| !l.starts_with(&format!("{name} ")))
+            .chain([change])
+            .collect();
+        let err = load_toml(&text.join("\n")).expect_err(change).to_string();
+        assert!(err.contains(key), "{change}: {err}");
+    }
+    let apns = load_toml(APNS).unwrap().push.apns.unwrap();
+    assert_eq!(apns.url, "https://api.push.apple.com");
+    assert_eq!(
+        (apns.key_id.as_str(), apns.topic.as_str()),
+        ("ABC123DEFG", "com.example.app")
+    );
+    let sandbox = load_toml(&format!("{APNS}\napns_environment = \"sandbox\""));
+    assert_eq!(
+        sandbox.unwrap().push.apns.unwrap().url,
+        "https://api.sandbox.push.apple.com"
+    );
+    let all = format!(
+        "{}\npush_provider = \"apns, fcm,webhook\"\nfcm_service_account_file = \"sa.json\"
+push_webhook_url = \"https://push.example\"\nfcm_url = \"https://fcm.test/\"",
+        APNS.replace("push_provider = \"apns\"", "")
+    );
+    let push = load_toml(&all).unwrap().push;
+    assert!(push.apns.is_some() && push.webhook.is_some());
+    assert_eq!(push.fcm.unwrap().url, "https://fcm.test");
+    let listed = load_toml("push_provider = [\"none\"]").unwrap().push;
+    assert_eq!(listed, Push::default());
 }
 
 #[test]
@@ -128,12 +189,8 @@ fn combined_settings_become_one_value() {
     );
     let c = load_toml("relay_enabled = false\npush_provider = \"webhook\"\npush_webhook_url = \"https://push.example\"").unwrap();
     assert!(c.relay.is_none());
-    assert_eq!(
-        c.push,
-        Push::Webhook {
-            url: "https://push.example".into()
-        }
-    );
+    assert_eq!(c.push.webhook.as_deref(), Some("https://push.example"));
+    assert!(c.push.apns.is_none() && c.push.fcm.is_none());
     let c = load_toml("relay_port_min = 40000\nrelay_port_max = 40100").unwrap();
     assert_eq!(c.relay.unwrap().ports, Some((40000, 40100)));
     let c = load_toml("open_broker = true\nopen_broker_refused_filters = [\"a/b\"]").unwrap();

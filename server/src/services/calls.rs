@@ -20,7 +20,7 @@ use super::presence::{PresenceService, NODE_TTL_MS};
 use super::queue::{outbox, Inbox, Outbox};
 use super::Edges;
 use crate::limits::INVITES_PER_MINUTE;
-use crate::push::{Push, WakeUp};
+use crate::push::{Note, Push, STOP_FOR_MS};
 use crate::refused::Refused;
 use crate::store::Parties;
 
@@ -61,7 +61,8 @@ pub struct CallService {
     ring_ms: i64,
     edges: Edges,
     presence: Arc<PresenceService>,
-    push: Arc<Push>,
+    /// Pushes to callees with no device online, when configured.
+    push: Option<Arc<Push>>,
     followers: Vec<Arc<dyn Follow>>,
 }
 
@@ -114,7 +115,7 @@ impl CallService {
         relay: bool,
         edges: Edges,
         presence: Arc<PresenceService>,
-        push: Arc<Push>,
+        push: Option<Arc<Push>>,
         followers: Vec<Arc<dyn Follow>>,
     ) -> (Arc<Self>, Inbox<Box<Call>>) {
         let (out, queue) = outbox(MAX_WAITING);
@@ -329,15 +330,16 @@ impl CallService {
         Ok(())
     }
 
-    /// Pushes a wake-up to a callee with no device online on any node; the
+    /// Pushes a ring to a callee with no device online on any node; the
     /// invite itself waits in its persistent session (QoS 1), and any
-    /// device is served it as it subscribes.
+    /// device is served it as it subscribes. The call is marked pushed
+    /// first, while it still rings, so whichever node ends its ringing
+    /// sends the stop.
     fn wake(&self, call: Call) {
-        let (store, push, presence) = (
-            self.edges.store.clone(),
-            self.push.clone(),
-            self.presence.clone(),
-        );
+        let Some(push) = self.push.clone() else {
+            return;
+        };
+        let (store, presence) = (self.edges.store.clone(), self.presence.clone());
         self.edges.tasks.spawn(async move {
             match presence.current(&call.callee).await {
                 Ok(p) if p.online => return,
@@ -349,16 +351,37 @@ impl CallService {
                 Ok(_) => return,
                 Err(e) => return tracing::warn!("reading push tokens: {e:#}"),
             };
-            let wake = WakeUp {
-                user_id: &call.callee,
-                sid: &call.sid,
-                from: &call.caller.id,
-                kind: call.kind,
-                expires_at: call.ring_deadline,
-                tokens: &tokens,
+            match store.mark_pushed(&call.sid).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => return tracing::warn!("marking a call pushed: {e:#}"),
+            }
+            let name = match store.get_profile(&call.caller.id).await {
+                Ok(profile) => profile.and_then(|p| p.nickname),
+                Err(e) => {
+                    tracing::warn!("reading a caller's name: {e:#}");
+                    None
+                }
             };
-            if let Err(e) = push.wake(&wake).await {
-                tracing::warn!(sid = %call.sid, "wake-up push: {e:#}");
+            push.send(&Note::ring(&call, name), &tokens, call.ring_deadline)
+                .await;
+        });
+    }
+
+    /// Pushes the stop of a call whose ringing this change ended, if a
+    /// ring was pushed for it, to the callee's tokens as they are now.
+    fn stop_ringing(&self, push: Arc<Push>, note: Note) {
+        let store = self.edges.store.clone();
+        let until = self.edges.now_ms() + STOP_FOR_MS;
+        self.edges.tasks.spawn(async move {
+            match store.unmark_pushed(&note.sid).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => return tracing::warn!("reading whether a call was pushed: {e:#}"),
+            }
+            match store.push_tokens(&note.user_id).await {
+                Ok(tokens) => push.send(&note, &tokens, until).await,
+                Err(e) => tracing::warn!("reading push tokens: {e:#}"),
             }
         });
     }
@@ -430,6 +453,9 @@ impl CallService {
     /// nodes, and learnt here.
     fn decided(&self, changed: &[Call]) {
         for call in changed {
+            if let (Some(push), Some(stop)) = (&self.push, Note::stop(call)) {
+                self.stop_ringing(push.clone(), stop);
+            }
             match call.state {
                 CallStateKind::Ended => {
                     let reason = call.reason.map_or("", EndReason::as_str);
@@ -607,7 +633,7 @@ mod tests {
         let presence = PresenceService::new(edges.clone(), "node".into())
             .await
             .unwrap();
-        let push = Arc::new(Push::Off);
+        let push = None;
         let followers: Vec<Arc<dyn Follow>> = vec![seen];
         CallService::new(RING, "node".into(), true, edges, presence, push, followers)
     }

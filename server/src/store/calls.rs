@@ -310,6 +310,39 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets a token its push service called dead.
+    pub async fn delete_push_token(&self, user: &Id, token: &str) -> Result<()> {
+        sqlx::query("DELETE FROM push_tokens WHERE user_id = $1 AND token = $2")
+            .bind(user.as_str())
+            .bind(token)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Marks the call as one a ring was pushed for, if it still rings and
+    /// was not marked: whether it is now.
+    pub async fn mark_pushed(&self, sid: &Sid) -> Result<bool> {
+        let marked = sqlx::query(
+            "UPDATE calls SET pushed = 1
+             WHERE sid = $1 AND pushed = 0 AND state IN ('inviting', 'ringing')",
+        )
+        .bind(sid.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(marked.rows_affected() == 1)
+    }
+
+    /// Takes the mark off a call whose ringing ended: whether a ring was
+    /// pushed for it (true once, whichever node asks first).
+    pub async fn unmark_pushed(&self, sid: &Sid) -> Result<bool> {
+        let unmarked = sqlx::query("UPDATE calls SET pushed = 2 WHERE sid = $1 AND pushed = 1")
+            .bind(sid.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(unmarked.rows_affected() == 1)
+    }
+
     pub async fn push_tokens(&self, user: &Id) -> Result<Vec<PushToken>> {
         let rows: Vec<(String, String)> = sqlx::query_as(
             "SELECT platform, token FROM push_tokens WHERE user_id = $1 ORDER BY created_at DESC",

@@ -48,6 +48,7 @@ async fn an_offline_callee_is_woken_and_later_sees_the_end() {
         .await
         .expect("a wake-up push")
         .unwrap();
+    assert_eq!(push["event"], "ring");
     assert_eq!(push["userId"], w.b.id.as_str());
     assert_eq!(push["sid"], s.as_str());
     assert_eq!(push["from"], w.a.id.as_str());
@@ -58,6 +59,16 @@ async fn an_offline_callee_is_woken_and_later_sees_the_end() {
         json!([{"platform": "android", "token": "fcm-token-1"}])
     );
     assert_eq!(a.ended(&s).await["reason"], "missed");
+    // Then the stop, so the phone stops ringing.
+    let stop = tokio::time::timeout(std::time::Duration::from_secs(10), w.pushes.recv())
+        .await
+        .expect("a stop push")
+        .unwrap();
+    assert_eq!(
+        (&stop["event"], &stop["reason"], &stop["sid"]),
+        (&json!("stop"), &json!("missed"), &json!(s))
+    );
+    assert_eq!(stop["tokens"], push["tokens"]);
 
     // The phone wakes up late: its queued invite is there, and the call's
     // state says how it ended.

@@ -1,0 +1,229 @@
+//! APNs VoIP pushes over HTTP/2 with token authentication: a provider
+//! token (an ES256 JWT from the team's `.p8` key) signs each request, and
+//! is made again before its hour runs out.
+
+use std::sync::Mutex;
+
+use anyhow::{Context, Result};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde::{Deserialize, Serialize};
+
+use super::note::Note;
+use super::outcome::{retry_after, Outcome};
+use crate::config;
+
+/// Apple refuses a provider token older than an hour, and one renewed
+/// more often than every 20 minutes: made again after 50.
+const TOKEN_FOR_MS: i64 = 50 * 60 * 1000;
+
+pub struct Apns {
+    client: reqwest::Client,
+    url: String,
+    /// `<bundle id>.voip`.
+    topic: String,
+    key: EncodingKey,
+    key_id: String,
+    team_id: String,
+    /// The provider token and when it was made (ms).
+    token: Mutex<Option<(String, i64)>>,
+}
+
+#[derive(Serialize)]
+struct Claims<'a> {
+    iss: &'a str,
+    iat: i64,
+}
+
+#[derive(Deserialize)]
+struct Refusal {
+    reason: String,
+}
+
+impl Apns {
+    /// Reads the `.p8` key: a file that is not an EC P-256 PKCS#8 key is
+    /// an error naming `apns_key_file`.
+    pub fn new(config: &config::Apns, client: reqwest::Client) -> Result<Apns> {
+        let file = config.key_file.display();
+        let pem = std::fs::read(&config.key_file)
+            .with_context(|| format!("apns_key_file: reading {file}"))?;
+        let key = EncodingKey::from_ec_pem(&pem)
+            .with_context(|| format!("apns_key_file: {file} is not a .p8 key (PKCS#8, P-256)"))?;
+        Ok(Apns {
+            client,
+            url: config.url.clone(),
+            topic: format!("{}.voip", config.topic),
+            key,
+            key_id: config.key_id.clone(),
+            team_id: config.team_id.clone(),
+            token: Mutex::new(None),
+        })
+    }
+
+    /// The provider token at `now` (ms): the cached one while it is young.
+    fn provider_token(&self, now: i64) -> Result<String> {
+        let mut cached = self.token.lock().expect("provider token lock");
+        if let Some((token, made)) = &*cached {
+            if now - made < TOKEN_FOR_MS && now >= *made {
+                return Ok(token.clone());
+            }
+        }
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(self.key_id.clone());
+        let claims = Claims {
+            iss: &self.team_id,
+            iat: now / 1000,
+        };
+        let token = jsonwebtoken::encode(&header, &claims, &self.key)?;
+        *cached = Some((token.clone(), now));
+        Ok(token)
+    }
+
+    /// Forgets the provider token, which Apple said expired.
+    pub fn renew(&self) {
+        *self.token.lock().expect("provider token lock") = None;
+    }
+
+    pub async fn send(&self, device_token: &str, note: &Note, now: i64) -> Outcome {
+        let jwt = match self.provider_token(now) {
+            Ok(jwt) => jwt,
+            Err(e) => return Outcome::Failed(format!("signing the provider token: {e}")),
+        };
+        let sent = self
+            .client
+            .post(format!("{}/3/device/{device_token}", self.url))
+            .header("authorization", format!("bearer {jwt}"))
+            .header("apns-topic", &self.topic)
+            .header("apns-push-type", "voip")
+            .header("apns-priority", "10")
+            // Now or never: a ring delivered late is worse than none.
+            .header("apns-expiration", "0")
+            .json(note)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(r) => r,
+            Err(e) => return Outcome::unanswered("APNs", &e),
+        };
+        let status = response.status().as_u16();
+        let after =
+            retry_after((response.headers().get("retry-after")).and_then(|v| v.to_str().ok()));
+        let body = response.bytes().await.unwrap_or_default();
+        let reason = serde_json::from_slice::<Refusal>(&body)
+            .ok()
+            .map(|r| r.reason);
+        classify(status, reason.as_deref(), after)
+    }
+}
+
+/// What APNs's answer means: its status and `reason`.
+fn classify(status: u16, reason: Option<&str>, after: Option<std::time::Duration>) -> Outcome {
+    let why = || format!("APNs answered {status} {}", reason.unwrap_or(""));
+    match (status, reason) {
+        (410, _) | (400, Some("BadDeviceToken")) => Outcome::DeadToken,
+        (403, Some("ExpiredProviderToken")) => Outcome::Renew,
+        (status, _) => Outcome::from_status(status, after, why()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn apns_answers_are_acted_on() {
+        let wait = Some(Duration::from_secs(2));
+        for (status, reason, outcome) in [
+            (200, None, Outcome::Sent),
+            (410, Some("Unregistered"), Outcome::DeadToken),
+            (400, Some("BadDeviceToken"), Outcome::DeadToken),
+            (403, Some("ExpiredProviderToken"), Outcome::Renew),
+            (429, Some("TooManyRequests"), Outcome::Retry { after: wait }),
+            (
+                500,
+                Some("InternalServerError"),
+                Outcome::Retry { after: wait },
+            ),
+            (
+                503,
+                Some("ServiceUnavailable"),
+                Outcome::Retry { after: wait },
+            ),
+        ] {
+            assert_eq!(
+                classify(status, reason, wait),
+                outcome,
+                "{status} {reason:?}"
+            );
+        }
+        // The app's own mistakes: no token is forgotten for them.
+        for (status, reason) in [
+            (400, Some("DeviceTokenNotForTopic")),
+            (400, Some("BadTopic")),
+            (403, Some("InvalidProviderToken")),
+            (413, Some("PayloadTooLarge")),
+        ] {
+            let outcome = classify(status, reason, None);
+            assert!(
+                matches!(outcome, Outcome::Failed(_)),
+                "{status} {reason:?}: {outcome:?}"
+            );
+        }
+    }
+
+    fn apns(key_pem: &str) -> Apns {
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("AuthKey.p8");
+        std::fs::write(&key_file, key_pem).unwrap();
+        let config = config::Apns {
+            key_file,
+            key_id: "ABC123DEFG".into(),
+            team_id: "TEAM123456".into(),
+            topic: "com.example.app".into(),
+            url: "https://apns.test".into(),
+        };
+        Apns::new(&config, reqwest::Client::new()).unwrap()
+    }
+
+    #[test]
+    fn the_provider_token_is_kept_for_50_minutes_and_renewed() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let apns = apns(&key.serialize_pem());
+        let t0 = 1_800_000_000_000;
+        let first = apns.provider_token(t0).unwrap();
+        assert_eq!(apns.provider_token(t0 + TOKEN_FOR_MS - 1).unwrap(), first);
+        let later = apns.provider_token(t0 + TOKEN_FOR_MS).unwrap();
+        assert_ne!(later, first);
+        apns.renew();
+        assert_ne!(
+            apns.provider_token(t0 + TOKEN_FOR_MS + 1_000).unwrap(),
+            later
+        );
+        // Signed with the key, naming it and the team.
+        let public = jsonwebtoken::DecodingKey::from_ec_pem(key.public_key_pem().as_bytes());
+        let mut check = jsonwebtoken::Validation::new(Algorithm::ES256);
+        check.required_spec_claims.clear();
+        check.validate_exp = false;
+        let read = jsonwebtoken::decode::<serde_json::Value>(&first, &public.unwrap(), &check);
+        let read = read.unwrap();
+        assert_eq!(read.header.kid.as_deref(), Some("ABC123DEFG"));
+        assert_eq!(read.claims["iss"], "TEAM123456");
+        assert_eq!(read.claims["iat"], t0 / 1000);
+    }
+
+    #[test]
+    fn a_key_file_that_is_not_a_p8_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("AuthKey.p8");
+        std::fs::write(&key_file, "not a key").unwrap();
+        let config = config::Apns {
+            key_file,
+            key_id: "ABC123DEFG".into(),
+            team_id: "TEAM123456".into(),
+            topic: "com.example.app".into(),
+            url: "https://apns.test".into(),
+        };
+        let err = Apns::new(&config, reqwest::Client::new()).err().unwrap();
+        assert!(format!("{err:#}").contains("apns_key_file"), "{err:#}");
+    }
+}

@@ -19,6 +19,7 @@ pub struct Note {
     pub user_id: Id,
     pub from: Id,
     /// The caller's nickname, when they set one.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub from_name: Option<String>,
     pub kind: CallKind,
     /// When the call ends `missed` if nobody answers (ms since the epoch).

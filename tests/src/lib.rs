@@ -404,6 +404,26 @@ impl Server {
             .unwrap_or_else(|| panic!("{name} not in /metrics"))
     }
 
+    /// A counter on /metrics, labels and all (`name{label="value",...}`,
+    /// labels in the server's order); 0 until it is first counted.
+    pub async fn counter(&self, name: &str) -> f64 {
+        (self.metrics().await.lines())
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Polls /metrics until the counter `name` reads `want`, for what the
+    /// server counts after the client saw it happen.
+    pub async fn counter_reaches(&self, name: &str, want: f64) {
+        for _ in 0..100 {
+            if self.counter(name).await == want {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{name} never reached {want}: {}", self.counter(name).await);
+    }
+
     /// Polls /metrics until `name` reads `want`, for state the server
     /// changes after it answered (rooms closed, connections forgotten).
     pub async fn metric_reaches(&self, name: &str, want: f64) {

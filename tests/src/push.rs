@@ -544,3 +544,23 @@ async fn fcm_send(
     );
     axum::Json(json!({ "name": name })).into_response()
 }
+
+/// A webhook receiver standing in for an operator's push gateway: its
+/// URL, and each body it is sent.
+pub async fn webhook() -> (String, tokio::sync::mpsc::UnboundedReceiver<Value>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/push", listener.local_addr().unwrap());
+    let (tx, got) = tokio::sync::mpsc::unbounded_channel();
+    let app = Router::new().route(
+        "/push",
+        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(body);
+                "ok"
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, got)
+}

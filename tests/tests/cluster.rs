@@ -426,6 +426,53 @@ async fn a_call_crosses_nodes_and_rings_every_device_wherever_it_is() {
     assert_eq!(hung_up, 1.0, "one node decided the end");
 }
 
+async fn next_push(pushes: &mut tokio::sync::mpsc::UnboundedReceiver<Value>) -> Value {
+    let got = tokio::time::timeout(Duration::from_secs(10), pushes.recv());
+    got.await.expect("a push").unwrap()
+}
+
+/// A on node 0 calls B, who has no device online but a push token: node 0
+/// pushes the ring. B's phone, woken, connects to node 1 and answers:
+/// node 1, which decided the answer, pushes the stop.
+#[tokio::test]
+#[ignore = "needs PostgreSQL in E2E_POSTGRES_URL and nats-server; scripts/test runs it"]
+async fn the_node_that_ends_the_ringing_pushes_the_stop() {
+    let (url, mut pushes) = switchboard_e2e::push::webhook().await;
+    let c = Cluster::start_with(2, |_, n| {
+        n.env("SWITCHBOARD_PUSH_PROVIDER", "webhook")
+            .env("SWITCHBOARD_PUSH_WEBHOOK_URL", url.clone())
+    })
+    .await;
+    let a = c.user(0, "+48555400091").await;
+    let b = c.user(1, "+48555400092").await;
+    c.nodes[0].api.all_contacts(&[&a, &b]).await.unwrap();
+    c.nodes[1].server.metric_reaches(NEWS, 2.0).await;
+    let token = json!({"platform": "android", "token": "fcm:b-phone"});
+    let r = c.nodes[1]
+        .api
+        .post("/v1/me/push-tokens", Some(&b.access), token);
+    assert_eq!(r.await.unwrap().status, 204);
+    let mut a_phone = Device::new(&c.nodes[0].server, &a, "phone").await;
+    let sid = random_id();
+    a_phone.call(&b.id, &sid).await;
+    let ring = next_push(&mut pushes).await;
+    assert_eq!(
+        (&ring["event"], &ring["sid"]),
+        (&json!("ring"), &json!(sid))
+    );
+    let mut b_phone = Device::new(&c.nodes[1].server, &b, "phone").await;
+    b_phone.accepts(&sid).await;
+    let stop = next_push(&mut pushes).await;
+    assert_eq!(
+        (&stop["event"], &stop["reason"], &stop["sid"]),
+        (&json!("stop"), &json!("answered"), &json!(sid))
+    );
+    let sent = "switchboard_push_total{provider=\"webhook\",result=\"sent\"}";
+    for node in &c.nodes {
+        node.server.counter_reaches(sent, 1.0).await;
+    }
+}
+
 /// A calls D, who is offline: D's laptop connecting later to another
 /// node is shown the invite; unanswered, the call ends `missed` once over
 /// the three nodes. Then A and D call each other at once: the call with

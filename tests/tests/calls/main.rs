@@ -27,7 +27,7 @@ struct World {
 /// A, B and C, all contacts of each other; ring timeout 2 s; pushes to a
 /// webhook receiver.
 async fn world() -> World {
-    let (push_url, pushes) = push_receiver().await;
+    let (push_url, pushes) = switchboard_e2e::push::webhook().await;
     let backend = Backend::start_with(|server| {
         server
             .env("SWITCHBOARD_RING_TIMEOUT_S", "2")
@@ -67,23 +67,4 @@ impl World {
             .await
             .unwrap()
     }
-}
-
-/// A webhook receiver standing in for a push gateway.
-async fn push_receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<Value>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/push", listener.local_addr().unwrap());
-    let (tx, got) = tokio::sync::mpsc::unbounded_channel();
-    let app = axum::Router::new().route(
-        "/push",
-        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
-            let tx = tx.clone();
-            async move {
-                let _ = tx.send(body);
-                "ok"
-            }
-        }),
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, got)
 }

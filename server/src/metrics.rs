@@ -30,10 +30,15 @@ pub struct ActionLabels {
 pub struct PushLabels {
     /// `webhook`, `apns` or `fcm`.
     pub provider: &'static str,
-    /// `sent`, `retry` (each request sent again: after a busy or failing
-    /// answer, or with renewed credentials), `dead_token` (forgotten),
-    /// `failed` or `gave_up` (out of time, or the server stopped).
+    /// How each push ended: `sent`, `dead_token` (forgotten), `failed`
+    /// or `gave_up` (out of time, no longer wanted, or the server
+    /// stopped).
     pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabels {
+    pub provider: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -63,6 +68,7 @@ pub struct Metrics {
     pub bus_unsent: Counter,
     pub calls_ended: Family<OutcomeLabels, Counter>,
     pub pushes: Family<PushLabels, Counter>,
+    pub push_retries: Family<ProviderLabels, Counter>,
     pub invite_to_accept: Histogram,
     pub relay: switchboard_relay::RelayMetrics,
 }
@@ -99,8 +105,14 @@ impl Metrics {
         let pushes = Family::default();
         registry.register(
             "push",
-            "Pushes to callees, by service and how each ended",
+            "Pushes to callees (per token; per note to the webhook), by service and how each ended",
             pushes.clone(),
+        );
+        let push_retries = Family::default();
+        registry.register(
+            "push_retries",
+            "Pushes sent again: after a busy or failing answer, or with renewed credentials",
+            push_retries.clone(),
         );
         registry.register(
             "invite_to_accept_seconds",
@@ -197,6 +209,7 @@ impl Metrics {
             bus_unsent,
             calls_ended,
             pushes,
+            push_retries,
             invite_to_accept,
             relay,
         }
@@ -205,6 +218,11 @@ impl Metrics {
     pub fn count_push(&self, provider: &'static str, result: &'static str) {
         let labels = PushLabels { provider, result };
         self.pushes.get_or_create(&labels).inc();
+    }
+
+    pub fn count_push_retry(&self, provider: &'static str) {
+        let labels = ProviderLabels { provider };
+        self.push_retries.get_or_create(&labels).inc();
     }
 
     pub fn count_call_end(&self, reason: String) {

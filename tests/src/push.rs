@@ -172,6 +172,8 @@ pub struct FakeApns {
     /// The `.p8` key the server signs with.
     pub key_pem: String,
     public_pem: String,
+    /// Every provider token seen, and whether it is taken as expired.
+    provider_tokens: Arc<Mutex<HashMap<String, bool>>>,
     shared: Shared,
 }
 
@@ -186,6 +188,7 @@ impl FakeApns {
             topic: "org.switchboard.test".into(),
             key_pem: key.serialize_pem(),
             public_pem: key.public_key_pem(),
+            provider_tokens: Arc::default(),
             shared: Shared::default(),
         };
         let app = Router::new()
@@ -203,6 +206,20 @@ impl FakeApns {
 
     pub async fn delivered(&self, token: &str, matches: impl Fn(&Value) -> bool) -> Result<Value> {
         self.shared.delivered(token, matches).await
+    }
+
+    /// Every provider token seen so far is refused from now on
+    /// (`ExpiredProviderToken`), as when an hour has passed.
+    pub fn expire_provider_tokens(&self) {
+        for expired in self.provider_tokens.lock().unwrap().values_mut() {
+            *expired = true;
+        }
+    }
+
+    /// How many provider tokens were used: Apple refuses one renewed too
+    /// often.
+    pub fn provider_tokens(&self) -> usize {
+        self.provider_tokens.lock().unwrap().len()
     }
 
     /// Requests refused as malformed (a header, the provider token, the
@@ -262,6 +279,11 @@ impl FakeApns {
         if iat > now + 60 || now - iat > 3600 {
             return Err(forbidden("ExpiredProviderToken"));
         }
+        let mut seen = self.provider_tokens.lock().unwrap();
+        if *seen.entry(jwt.to_owned()).or_insert(false) {
+            return Err(forbidden("ExpiredProviderToken"));
+        }
+        drop(seen);
         match header(headers, "apns-topic") {
             None => return Err(bad("MissingTopic")),
             Some(t) if t != format!("{}.voip", self.topic) => {
@@ -308,6 +330,10 @@ async fn apns_push(
     }
     let payload = match fake.check(&headers, &body) {
         Ok(payload) => payload,
+        // An expired provider token is the server's to renew, not an error.
+        Err((status, reason @ "ExpiredProviderToken")) => {
+            return (status, axum::Json(json!({ "reason": reason }))).into_response()
+        }
         Err((status, reason)) => {
             return fake
                 .shared
@@ -475,6 +501,15 @@ impl FakeFcm {
             .ok_or_else(|| invalid("no data"))?;
         if !data.values().all(Value::is_string) {
             return Err(invalid("data values must be strings"));
+        }
+        // Keys FCM keeps for itself.
+        let reserved = |k: &str| {
+            ["from", "message_type", "notification"].contains(&k)
+                || k.starts_with("google.")
+                || k.starts_with("gcm.")
+        };
+        if data.keys().any(|k| reserved(k)) {
+            return Err(invalid("Invalid data payload key"));
         }
         let android = &message["android"];
         let webpush = &message["webpush"];

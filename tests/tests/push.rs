@@ -114,11 +114,9 @@ impl World {
 #[tokio::test]
 async fn an_offline_callee_is_rung_everywhere_and_told_when_the_caller_cancels() {
     let w = world().await;
-    // Once each: a dead token per service, a busy APNs, a failing FCM,
-    // an expired provider token and an expired access token.
+    // Once each: a dead token per service, a busy APNs, a failing FCM.
     w.apns.answer_next(IOS_DEAD, 410, "Unregistered");
     w.apns.answer_next(IOS_BUSY, 429, "TooManyRequests");
-    w.apns.answer_next(IOS, 403, "ExpiredProviderToken");
     w.fcm
         .answer_next(ANDROID_DEAD, 404, "NOT_FOUND", "UNREGISTERED");
     w.fcm
@@ -127,8 +125,8 @@ async fn an_offline_callee_is_rung_everywhere_and_told_when_the_caller_cancels()
     let sid = random_id();
     a.call(&w.b.id, &sid).await;
     for ring in w.everyone_gets("ring", &sid).await {
-        assert_eq!(ring["from"], w.a.id.as_str());
-        assert_eq!(ring["fromName"], "Ana");
+        assert_eq!(ring["caller"], w.a.id.as_str());
+        assert_eq!(ring["callerName"], "Ana");
         assert_eq!(ring["userId"], w.b.id.as_str());
         assert_eq!(ring["kind"], "video");
         let uuid = ring["uuid"].as_str().unwrap().replace('-', "");
@@ -156,6 +154,9 @@ async fn an_offline_callee_is_rung_everywhere_and_told_when_the_caller_cancels()
     w.counted("apns", "dead_token", 1.0).await;
     w.counted("fcm", "dead_token", 1.0).await;
     // And access tokens FCM no longer takes are bought again.
+    // And the credentials in use expire: a new provider token (one, for
+    // all the pushes refused together) and access token are made.
+    w.apns.expire_provider_tokens();
     w.fcm.expire_access_tokens();
     let again = random_id();
     a.call(&w.b.id, &again).await;
@@ -167,11 +168,13 @@ async fn an_offline_callee_is_rung_everywhere_and_told_when_the_caller_cancels()
     // Two calls, a ring and a stop each, to 2 APNs and 3 FCM tokens.
     w.counted("apns", "sent", 8.0).await;
     w.counted("fcm", "sent", 12.0).await;
-    // Sent again: the busy APNs token and the one whose provider token
-    // expired; the failing FCM token, and each FCM push of the second
-    // ring, whose access token had expired.
-    w.counted("apns", "retry", 2.0).await;
-    w.counted("fcm", "retry", 4.0).await;
+    assert_eq!(w.apns.provider_tokens(), 2, "one renewal");
+    // Sent again: the busy and the failing token, and each push of the
+    // second ring, refused for its expired credentials.
+    for (provider, retries) in [("apns", 3.0), ("fcm", 4.0)] {
+        let name = format!("switchboard_push_retries_total{{provider=\"{provider}\"}}");
+        w.backend.server.counter_reaches(&name, retries).await;
+    }
     for provider in ["apns", "fcm"] {
         let failed = World::pushes(provider, "failed");
         assert_eq!(w.backend.server.counter(&failed).await, 0.0, "{failed}");

@@ -183,23 +183,41 @@ pub struct PushProviders(pub Vec<PushProvider>);
 
 impl<'de> Deserialize<'de> for PushProviders {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Written {
-            Text(String),
-            List(Vec<PushProvider>),
+        struct Names;
+        fn named<E: serde::de::Error>(name: &str) -> Result<PushProvider, E> {
+            match name.trim() {
+                "none" => Ok(PushProvider::None),
+                "webhook" => Ok(PushProvider::Webhook),
+                "apns" => Ok(PushProvider::Apns),
+                "fcm" => Ok(PushProvider::Fcm),
+                other => Err(E::custom(format!(
+                    "unknown push provider {other:?}; expected none, webhook, apns or fcm"
+                ))),
+            }
         }
-        match Written::deserialize(d)? {
-            Written::List(list) => Ok(PushProviders(list)),
-            Written::Text(text) => (text.split(','))
-                .map(|name| {
-                    PushProvider::deserialize(serde::de::value::StrDeserializer::<D::Error>::new(
-                        name.trim(),
-                    ))
-                })
-                .collect::<Result<_, _>>()
-                .map(PushProviders),
+        impl<'de> serde::de::Visitor<'de> for Names {
+            type Value = PushProviders;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("provider names, as a list or joined by commas")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<PushProviders, E> {
+                text.split(',')
+                    .map(named)
+                    .collect::<Result<_, _>>()
+                    .map(PushProviders)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<PushProviders, A::Error> {
+                let mut names = Vec::new();
+                while let Some(name) = seq.next_element::<String>()? {
+                    names.push(named(&name)?);
+                }
+                Ok(PushProviders(names))
+            }
         }
+        d.deserialize_any(Names)
     }
 }
 

@@ -81,6 +81,13 @@ fn bad_values_name_their_key() {
         ("no_such_key = 1", "no_such_key"),
         ("push_provider = \"webhook\"", "push_webhook_url"),
         ("push_provider = \"pigeon\"", "push_provider"),
+        ("push_provider = [\"apns\", \"pigeon\"]", "push_provider"),
+        ("apns_key_file = \"k.p8\"", "apns_key_file"),
+        (
+            "push_provider = \"webhook\"\npush_webhook_url = \"https://p\"\nfcm_service_account_file = \"sa.json\"",
+            "fcm_service_account_file",
+        ),
+        ("push_ca_file = \"ca.pem\"", "push_ca_file"),
         ("push_provider = \"none, fcm\"", "push_provider"),
         ("push_provider = \"apns\"", "apns_key_file"),
         (

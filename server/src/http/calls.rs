@@ -137,7 +137,7 @@ pub async fn one(
 }
 
 /// The push service a token belongs to.
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum PushPlatform {
     Ios,
@@ -164,7 +164,8 @@ const MAX_PUSH_TOKEN_CHARS: usize = 4096;
 pub struct NewPushToken {
     platform: PushPlatform,
     /// The push service's token for this installation: 1 to 4096
-    /// characters, none of them control characters.
+    /// characters, none of them control characters; for `ios`, the APNs
+    /// device token in hex (at most 200 digits).
     #[schema(
         min_length = 1,
         max_length = 4096,
@@ -193,6 +194,12 @@ pub async fn add_push_token(
         return Err(ApiError::new(
             ErrorCode::BadRequest,
             format!("token must be 1 to {MAX_PUSH_TOKEN_CHARS} printable characters"),
+        ));
+    }
+    if req.platform == PushPlatform::Ios && !crate::push::is_device_token(&req.token) {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "an ios token is the APNs device token in hex (at most 200 digits)",
         ));
     }
     app.store

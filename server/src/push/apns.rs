@@ -78,12 +78,21 @@ impl Apns {
         Ok(token)
     }
 
-    /// Forgets the provider token, which Apple said expired.
-    pub fn renew(&self) {
-        *self.token.lock().expect("provider token lock") = None;
+    /// Forgets the provider token `stale`, which Apple said expired,
+    /// unless another push renewed it already: Apple refuses renewals
+    /// made too often.
+    fn renew(&self, stale: &str) {
+        let mut cached = self.token.lock().expect("provider token lock");
+        if cached.as_ref().is_some_and(|(token, _)| token == stale) {
+            *cached = None;
+        }
     }
 
     pub async fn send(&self, device_token: &str, note: &Note, now: i64) -> Outcome {
+        // Never valid, and in a URL it could name another path.
+        if !is_device_token(device_token) {
+            return Outcome::DeadToken;
+        }
         let jwt = match self.provider_token(now) {
             Ok(jwt) => jwt,
             Err(e) => return Outcome::Failed(format!("signing the provider token: {e}")),
@@ -105,14 +114,25 @@ impl Apns {
             Err(e) => return Outcome::unanswered("APNs", &e),
         };
         let status = response.status().as_u16();
-        let after =
-            retry_after((response.headers().get("retry-after")).and_then(|v| v.to_str().ok()));
+        let after = retry_after(response.headers());
         let body = response.bytes().await.unwrap_or_default();
         let reason = serde_json::from_slice::<Refusal>(&body)
             .ok()
             .map(|r| r.reason);
-        classify(status, reason.as_deref(), after)
+        let outcome = classify(status, reason.as_deref(), after);
+        if outcome == Outcome::Renew {
+            self.renew(&jwt);
+        }
+        outcome
     }
+}
+
+/// An APNs device token as an app reads it: hex digits, two per byte.
+pub fn is_device_token(token: &str) -> bool {
+    !token.is_empty()
+        && token.len() <= 200
+        && token.len().is_multiple_of(2)
+        && token.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// What APNs's answer means: its status and `reason`.
@@ -194,11 +214,13 @@ mod tests {
         assert_eq!(apns.provider_token(t0 + TOKEN_FOR_MS - 1).unwrap(), first);
         let later = apns.provider_token(t0 + TOKEN_FOR_MS).unwrap();
         assert_ne!(later, first);
-        apns.renew();
-        assert_ne!(
-            apns.provider_token(t0 + TOKEN_FOR_MS + 1_000).unwrap(),
-            later
-        );
+        // Renewing a token already replaced keeps its replacement.
+        apns.renew(&first);
+        let kept = apns.provider_token(t0 + TOKEN_FOR_MS + 1_000).unwrap();
+        assert_eq!(kept, later);
+        apns.renew(&later);
+        let renewed = apns.provider_token(t0 + TOKEN_FOR_MS + 1_000).unwrap();
+        assert_ne!(renewed, later);
         // Signed with the key, naming it and the team.
         let public = jsonwebtoken::DecodingKey::from_ec_pem(key.public_key_pem().as_bytes());
         let mut check = jsonwebtoken::Validation::new(Algorithm::ES256);
@@ -209,6 +231,23 @@ mod tests {
         assert_eq!(read.header.kid.as_deref(), Some("ABC123DEFG"));
         assert_eq!(read.claims["iss"], "TEAM123456");
         assert_eq!(read.claims["iat"], t0 / 1000);
+    }
+
+    #[test]
+    fn device_tokens_are_hex() {
+        for (token, ok) in [
+            ("a1b2c3d4", true),
+            (&"0f".repeat(32), true),
+            (&"0f".repeat(100), true),
+            (&"0f".repeat(101), false),
+            ("", false),
+            ("abc", false),
+            ("../../x", false),
+            ("a1b2?c3", false),
+            ("fcm:token", false),
+        ] {
+            assert_eq!(is_device_token(token), ok, "{token}");
+        }
     }
 
     #[test]

@@ -112,8 +112,7 @@ impl Fcm {
             .map_err(|e| Outcome::unanswered("the OAuth token URL", &e))?;
         let status = response.status().as_u16();
         if status != 200 {
-            let after =
-                retry_after((response.headers().get("retry-after")).and_then(|v| v.to_str().ok()));
+            let after = retry_after(response.headers());
             let body = response.text().await.unwrap_or_default();
             let why = format!("the OAuth token URL answered {status}: {body}");
             return Err(Outcome::from_status(status, after, why));
@@ -124,9 +123,13 @@ impl Fcm {
         Ok(bought.access_token)
     }
 
-    /// Forgets the access token, which FCM refused.
-    pub async fn renew(&self) {
-        *self.access.lock().await = None;
+    /// Forgets the access token `stale`, which FCM refused, unless
+    /// another push bought a new one already.
+    async fn renew(&self, stale: &str) {
+        let mut held = self.access.lock().await;
+        if held.as_ref().is_some_and(|(token, _)| token == stale) {
+            *held = None;
+        }
     }
 
     pub async fn send(&self, platform: &str, token: &str, note: &Note, now: i64) -> Outcome {
@@ -136,7 +139,7 @@ impl Fcm {
         };
         let body = message(platform, token, note, now);
         let sent = (self.client.post(&self.send_url))
-            .bearer_auth(access)
+            .bearer_auth(&access)
             .json(&body)
             .send()
             .await;
@@ -145,10 +148,13 @@ impl Fcm {
             Err(e) => return Outcome::unanswered("FCM", &e),
         };
         let status = response.status().as_u16();
-        let after =
-            retry_after((response.headers().get("retry-after")).and_then(|v| v.to_str().ok()));
+        let after = retry_after(response.headers());
         let answer: Value = response.json().await.unwrap_or(Value::Null);
-        classify(status, &answer, after)
+        let outcome = classify(status, &answer, after);
+        if outcome == Outcome::Renew {
+            self.renew(&access).await;
+        }
+        outcome
     }
 }
 
@@ -198,8 +204,9 @@ fn classify(status: u16, answer: &Value, after: Option<Duration>) -> Outcome {
         .collect();
     let said = |code: &str| codes.contains(&code);
     match status {
-        404 if said("UNREGISTERED") || said("NOT_FOUND") => Outcome::DeadToken,
-        400 if said("UNREGISTERED") => Outcome::DeadToken,
+        // A bare NOT_FOUND is a wrong project or URL: no token is
+        // forgotten for it.
+        404 | 400 if said("UNREGISTERED") => Outcome::DeadToken,
         401 => Outcome::Renew,
         _ => {
             let why = format!(
@@ -232,7 +239,6 @@ mod tests {
                 error(404, "NOT_FOUND", Some("UNREGISTERED")),
                 Outcome::DeadToken,
             ),
-            (404, error(404, "NOT_FOUND", None), Outcome::DeadToken),
             (
                 400,
                 error(400, "INVALID_ARGUMENT", Some("UNREGISTERED")),
@@ -261,8 +267,10 @@ mod tests {
                 "{status} {answer}"
             );
         }
-        // A bad message or a token of another sender: nothing forgotten.
+        // A bad message, a token of another sender, a wrong project:
+        // nothing forgotten.
         for (status, answer) in [
+            (404, error(404, "NOT_FOUND", None)),
             (
                 400,
                 error(400, "INVALID_ARGUMENT", Some("INVALID_ARGUMENT")),
@@ -281,17 +289,7 @@ mod tests {
     }
 
     fn note() -> Note {
-        Note {
-            event: super::super::note::Event::Ring,
-            sid: "0123456789abcdef0123456789abcdef".parse().unwrap(),
-            uuid: "01234567-89ab-cdef-0123-456789abcdef".into(),
-            user_id: "b".repeat(32).parse().unwrap(),
-            from: "a".repeat(32).parse().unwrap(),
-            from_name: None,
-            kind: switchboard_protocol::payload::CallKind::Audio,
-            expires_at: 31_000,
-            reason: None,
-        }
+        super::super::note::example()
     }
 
     #[test]

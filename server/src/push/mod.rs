@@ -21,6 +21,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use tokio_util::sync::CancellationToken;
 
+pub use apns::is_device_token;
+use note::Event;
 pub use note::Note;
 use outcome::{backoff, Outcome};
 
@@ -130,7 +132,11 @@ impl Push {
         let mut attempt = 0;
         let mut renewed = false;
         let result = loop {
-            let wait = match send().await {
+            let sent = tokio::select! {
+                _ = self.stop.cancelled() => break "gave_up",
+                sent = send() => sent,
+            };
+            let wait = match sent {
                 Outcome::Sent => break "sent",
                 Outcome::DeadToken => {
                     let forgot = self.store.delete_push_token(&note.user_id, token).await;
@@ -147,7 +153,6 @@ impl Push {
                 // too is misconfigured.
                 Outcome::Renew if !renewed => {
                     renewed = true;
-                    self.renew(provider).await;
                     Duration::ZERO
                 }
                 Outcome::Renew => {
@@ -159,10 +164,10 @@ impl Push {
                     backoff(attempt, after)
                 }
             };
-            if self.clock.now_ms() + wait.as_millis() as i64 >= until {
+            if self.clock.now_ms() + wait.as_millis() as i64 >= until || !self.wanted(note).await {
                 break "gave_up";
             }
-            self.count(provider, "retry");
+            self.metrics.count_push_retry(provider);
             tokio::select! {
                 _ = self.stop.cancelled() => break "gave_up",
                 _ = tokio::time::sleep(wait) => {}
@@ -171,11 +176,12 @@ impl Push {
         self.count(provider, result);
     }
 
-    async fn renew(&self, provider: &str) {
-        match (provider, &self.services.apns, &self.services.fcm) {
-            ("apns", Some(apns), _) => apns.renew(),
-            ("fcm", _, Some(fcm)) => fcm.renew().await,
-            _ => {}
+    /// Whether a push is still worth sending again: a ring only while its
+    /// call rings (its stop would overtake it).
+    async fn wanted(&self, note: &Note) -> bool {
+        match note.event {
+            Event::Stop => true,
+            Event::Ring => self.store.rings_pushed(&note.sid).await.unwrap_or(true),
         }
     }
 

@@ -17,10 +17,11 @@ pub struct Note {
     pub uuid: String,
     /// The callee: the user whose tokens get it.
     pub user_id: Id,
-    pub from: Id,
+    /// The caller's id (`from` is a key FCM keeps for itself).
+    pub caller: Id,
     /// The caller's nickname, when they set one.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub from_name: Option<String>,
+    pub caller_name: Option<String>,
     pub kind: CallKind,
     /// When the call ends `missed` if nobody answers (ms since the epoch).
     pub expires_at: i64,
@@ -47,14 +48,14 @@ impl Event {
 }
 
 impl Note {
-    pub fn ring(call: &Call, from_name: Option<String>) -> Note {
+    pub fn ring(call: &Call, caller_name: Option<String>) -> Note {
         Note {
             event: Event::Ring,
             sid: call.sid.clone(),
             uuid: uuid(&call.sid),
             user_id: call.callee.clone(),
-            from: call.caller.id.clone(),
-            from_name,
+            caller: call.caller.id.clone(),
+            caller_name,
             kind: call.kind,
             expires_at: call.ring_deadline,
             reason: None,
@@ -62,7 +63,8 @@ impl Note {
     }
 
     /// The stop for `call`, if this change is the one that ended its
-    /// ringing: answered, or ended before anyone answered.
+    /// ringing: answered, or ended before anyone answered. (An accepted
+    /// call changes once more, to ended, with `accepted_at` set.)
     pub fn stop(call: &Call) -> Option<Note> {
         let reason = match (call.state, call.reason, call.accepted_at) {
             (CallStateKind::Accepted, _, _) => "answered",
@@ -85,12 +87,12 @@ impl Note {
             ("sid", self.sid.to_string()),
             ("uuid", self.uuid.clone()),
             ("userId", self.user_id.to_string()),
-            ("from", self.from.to_string()),
+            ("caller", self.caller.to_string()),
             ("kind", self.kind.as_str().to_owned()),
             ("expiresAt", self.expires_at.to_string()),
         ];
-        if let Some(name) = &self.from_name {
-            fields.push(("fromName", name.clone()));
+        if let Some(name) = &self.caller_name {
+            fields.push(("callerName", name.clone()));
         }
         if let Some(reason) = self.reason {
             fields.push(("reason", reason.to_owned()));
@@ -115,12 +117,18 @@ fn uuid(sid: &Sid) -> String {
     }
 }
 
+/// A ringing video call's ring, for tests.
+#[cfg(test)]
+pub fn example() -> Note {
+    Note::ring(&tests::call(CallStateKind::Ringing, None, false), None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use switchboard_protocol::ClientId;
 
-    fn call(state: CallStateKind, reason: Option<EndReason>, accepted: bool) -> Call {
+    pub fn call(state: CallStateKind, reason: Option<EndReason>, accepted: bool) -> Call {
         Call {
             sid: "0123456789abcdef0123456789abcdef".parse().unwrap(),
             caller: ClientId::new("a".repeat(32).parse().unwrap(), None),
@@ -176,7 +184,8 @@ mod tests {
         assert_eq!(note.uuid, "01234567-89ab-cdef-0123-456789abcdef");
         let json = serde_json::to_value(&note).unwrap();
         assert_eq!(json["event"], "ring");
-        assert_eq!(json["fromName"], "Ana");
+        assert_eq!(json["callerName"], "Ana");
+        assert!(json.get("from").is_none(), "a key FCM keeps for itself");
         assert_eq!(json["expiresAt"], 31_000);
         assert!(json.get("reason").is_none());
         let fields = note.fields();

@@ -53,10 +53,14 @@ pub fn backoff(attempt: u32, asked: Option<Duration>) -> Duration {
     })
 }
 
-/// A `Retry-After` header in seconds (an HTTP date is not used by the
-/// push services, and is ignored).
-pub fn retry_after(value: Option<&str>) -> Option<Duration> {
-    value?.trim().parse().ok().map(Duration::from_secs)
+/// An answer's `Retry-After` header in seconds (an HTTP date is not used
+/// by the push services, and is ignored).
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    seconds(headers.get("retry-after")?.to_str().ok()?)
+}
+
+fn seconds(value: &str) -> Option<Duration> {
+    value.trim().parse().ok().map(Duration::from_secs)
 }
 
 #[cfg(test)]
@@ -82,14 +86,14 @@ mod tests {
     #[test]
     fn retry_after_is_read_in_seconds() {
         for (header, after) in [
-            (Some("3"), Some(Duration::from_secs(3))),
-            (Some(" 10 "), Some(Duration::from_secs(10))),
-            (Some("Wed, 21 Oct 2026 07:28:00 GMT"), None),
-            (Some("-1"), None),
-            (None, None),
+            ("3", Some(Duration::from_secs(3))),
+            (" 10 ", Some(Duration::from_secs(10))),
+            ("Wed, 21 Oct 2026 07:28:00 GMT", None),
+            ("-1", None),
         ] {
-            assert_eq!(retry_after(header), after, "{header:?}");
+            assert_eq!(seconds(header), after, "{header:?}");
         }
+        assert_eq!(retry_after(&reqwest::header::HeaderMap::new()), None);
     }
 
     #[test]

@@ -30,10 +30,8 @@ impl Webhook {
             .await;
         match sent {
             Ok(r) => {
-                let after =
-                    retry_after(r.headers().get("retry-after").and_then(|v| v.to_str().ok()));
                 let why = format!("the push webhook answered {}", r.status());
-                Outcome::from_status(r.status().as_u16(), after, why)
+                Outcome::from_status(r.status().as_u16(), retry_after(r.headers()), why)
             }
             Err(e) => Outcome::unanswered("the push webhook", &e),
         }

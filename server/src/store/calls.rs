@@ -333,6 +333,15 @@ impl Store {
         Ok(marked.rows_affected() == 1)
     }
 
+    /// Whether a ring was pushed for the call and its stop not yet.
+    pub async fn rings_pushed(&self, sid: &Sid) -> Result<bool> {
+        let pushed: Option<i64> = sqlx::query_scalar("SELECT pushed FROM calls WHERE sid = $1")
+            .bind(sid.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(pushed == Some(1))
+    }
+
     /// Takes the mark off a call whose ringing ended: whether a ring was
     /// pushed for it (true once, whichever node asks first).
     pub async fn unmark_pushed(&self, sid: &Sid) -> Result<bool> {

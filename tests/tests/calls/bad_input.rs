@@ -109,6 +109,8 @@ async fn bad_input_is_refused_and_changes_nothing() {
         json!({"platform": "pager", "token": "t"}),
         json!({"platform": "ios", "token": ""}),
         json!({"platform": "ios"}),
+        json!({"platform": "ios", "token": "../../3/device/x"}),
+        json!({"platform": "ios", "token": "abc"}),
     ] {
         let r = w
             .backend

@@ -51,7 +51,7 @@ async fn an_offline_callee_is_woken_and_later_sees_the_end() {
     assert_eq!(push["event"], "ring");
     assert_eq!(push["userId"], w.b.id.as_str());
     assert_eq!(push["sid"], s.as_str());
-    assert_eq!(push["from"], w.a.id.as_str());
+    assert_eq!(push["caller"], w.a.id.as_str());
     assert_eq!(push["kind"], "video");
     assert!(push["expiresAt"].as_i64().unwrap() > 0);
     assert_eq!(

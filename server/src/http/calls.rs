@@ -136,8 +136,11 @@ pub async fn one(
     }
 }
 
+/// Most characters in a push token.
+const MAX_PUSH_TOKEN_CHARS: usize = 4096;
+
 /// The push service a token belongs to.
-#[derive(Deserialize, ToSchema, PartialEq, Eq)]
+#[derive(Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum PushPlatform {
     Ios,
@@ -156,23 +159,48 @@ impl PushPlatform {
     }
 }
 
-/// Most characters in a push token.
-const MAX_PUSH_TOKEN_CHARS: usize = 4096;
-
-#[derive(Deserialize, ToSchema)]
+/// A push token of this installation: for `ios`, PushKit's VoIP token
+/// (APNs) in hex; for `android` and `web`, an FCM registration token of 1
+/// to 4096 characters, none of them control characters.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewPushToken {
     platform: PushPlatform,
-    /// The push service's token for this installation: 1 to 4096
-    /// characters, none of them control characters; for `ios`, the APNs
-    /// device token in hex (at most 200 digits).
-    #[schema(
-        min_length = 1,
-        max_length = 4096,
-        pattern = r"^[^\x00-\x1F\x7F-\x9F]+$"
-    )]
     token: String,
 }
+
+/// Its document: which tokens each platform takes, one schema per kind,
+/// as the handler checks them.
+impl utoipa::PartialSchema for NewPushToken {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Type};
+        let kind = |platforms: &[&str], token: ObjectBuilder| {
+            let platform = ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(platforms.iter().copied()));
+            ObjectBuilder::new()
+                .property("platform", platform)
+                .property("token", token.schema_type(Type::String))
+                .required("platform")
+                .required("token")
+                .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        };
+        let hex = ObjectBuilder::new()
+            .min_length(Some(2))
+            .max_length(Some(200))
+            .pattern(Some(r"^([0-9a-fA-F]{2})+$"));
+        let fcm = ObjectBuilder::new()
+            .min_length(Some(1))
+            .max_length(Some(MAX_PUSH_TOKEN_CHARS))
+            .pattern(Some(r"^[^\x00-\x1F\x7F-\x9F]+$"));
+        OneOfBuilder::new()
+            .item(kind(&["ios"], hex))
+            .item(kind(&["android", "web"], fcm))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for NewPushToken {}
 
 /// Registers this installation for wake-up pushes (calls while no device
 /// is online). The newest 10 tokens per user are kept.
@@ -188,22 +216,23 @@ pub async fn add_push_token(
     caller: Caller,
     Body(req): Body<NewPushToken>,
 ) -> Result<StatusCode, ApiError> {
-    // Characters, as the message and the document's maxLength count them.
-    let chars = req.token.chars().count();
-    if chars == 0 || chars > MAX_PUSH_TOKEN_CHARS || req.token.chars().any(char::is_control) {
-        return Err(ApiError::new(
-            ErrorCode::BadRequest,
-            format!("token must be 1 to {MAX_PUSH_TOKEN_CHARS} printable characters"),
-        ));
-    }
-    if req.platform == PushPlatform::Ios && !crate::push::is_device_token(&req.token) {
+    let (platform, token) = (req.platform, &req.token);
+    if platform == PushPlatform::Ios && !crate::push::is_device_token(token) {
         return Err(ApiError::new(
             ErrorCode::BadRequest,
             "an ios token is the APNs device token in hex (at most 200 digits)",
         ));
     }
+    // Characters, as the message and the document's maxLength count them.
+    let chars = token.chars().count();
+    if chars == 0 || chars > MAX_PUSH_TOKEN_CHARS || token.chars().any(char::is_control) {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!("token must be 1 to {MAX_PUSH_TOKEN_CHARS} printable characters"),
+        ));
+    }
     app.store
-        .add_push_token(&caller.id, req.platform.as_str(), &req.token)
+        .add_push_token(&caller.id, platform.as_str(), token)
         .await
         .map_err(internal)?;
     Ok(StatusCode::NO_CONTENT)

@@ -22,6 +22,7 @@ pub mod api;
 pub mod backend;
 pub mod calls;
 pub mod cluster;
+pub mod examples;
 pub mod media;
 pub mod mqtt;
 pub mod push;

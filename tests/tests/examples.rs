@@ -2,76 +2,12 @@
 //! server, with an SDK session on the other side. `scripts/test` builds
 //! them (`cargo build --workspace --examples`).
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
-use std::process::{Child, ChildStdout, Command, Stdio};
-use std::time::Duration;
+use std::io::Write;
 
+use switchboard_e2e::examples::{example, Output, Running};
 use switchboard_e2e::sdk::user;
 use switchboard_e2e::{Backend, ADMIN_TOKEN};
 use switchboard_sdk::{CallStateKind, Visibility};
-
-fn example(name: &str) -> Command {
-    let path = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../target/debug/examples"
-    ))
-    .join(name);
-    assert!(
-        path.is_file(),
-        "{} is not built: cargo build -p switchboard-sdk --examples (scripts/test does)",
-        path.display()
-    );
-    let mut cmd = Command::new(path);
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    cmd
-}
-
-/// The example's output, line by line (read on a thread of its own).
-struct Output(tokio::sync::mpsc::UnboundedReceiver<String>);
-
-impl Output {
-    fn of(child: &mut Child) -> Output {
-        let stdout: ChildStdout = child.stdout.take().unwrap();
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                eprintln!("example: {line}");
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Output(rx)
-    }
-
-    /// Skips lines until one contains `text`; returns it.
-    async fn line_with(&mut self, text: &str) -> String {
-        let found = async {
-            while let Some(line) = self.0.recv().await {
-                if line.contains(text) {
-                    return Some(line);
-                }
-            }
-            None
-        };
-        tokio::time::timeout(Duration::from_secs(10), found)
-            .await
-            .unwrap_or_else(|_| panic!("no {text:?} from the example within 10 s"))
-            .unwrap_or_else(|| panic!("the example ended without printing {text:?}"))
-    }
-}
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[tokio::test]
 async fn the_robot_example_pairs_accepts_and_moves() {

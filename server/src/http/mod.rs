@@ -12,6 +12,7 @@ pub use listener::HttpListener;
 mod me;
 mod presence;
 mod robots;
+mod web;
 
 pub use auth::RobotCreated;
 
@@ -147,6 +148,7 @@ pub fn router(app: AppState) -> Router {
     let (routes, _) = api().split_for_parts();
     routes
         .route("/openapi.json", get(health::openapi))
+        .merge(web::routes())
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(app.clone(), count_request))

@@ -1,0 +1,73 @@
+//! The web app the server serves at `/`, driven in headless Chromium by
+//! `web/tests/app.mjs` (playwright-core, a fake camera and microphone):
+//! two people sign in with codes from the SMS webhook, see each other
+//! online, call with video, decode each other's video and hear the audio,
+//! hang up; a second device answers elsewhere; a robot (the SDK's example)
+//! is paired, called and commanded. Screenshots of the calls go to
+//! `target/web-screenshots`. `scripts/test` installs Chromium and the
+//! web package's npm dependencies.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use switchboard_e2e::examples::{example, Output, Running};
+use switchboard_e2e::{Backend, ADMIN_TOKEN};
+
+fn workspace() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+#[tokio::test]
+async fn the_web_app_signs_in_calls_with_video_and_commands_a_robot() {
+    let w = Backend::start().await;
+    let page = reqwest::get(&w.server.http).await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("<script type=\"module\" src=\"/app.js\">"),
+        "{html}"
+    );
+
+    let r = w.api.create_robot(Some(ADMIN_TOKEN)).await.unwrap();
+    let field = |f: &str| r.body[f].as_str().unwrap().to_owned();
+    let mut robot = example("robot")
+        .args(["--server", &w.server.http, "--robot-id", &field("robotId")])
+        .args(["--secret", &field("secret"), "--travel-ms", "200"])
+        .spawn()
+        .unwrap();
+    let mut out = Output::of(&mut robot);
+    let _robot = Running(robot);
+    let line = out.line_with("pairing code: ").await;
+    let code = line.trim().rsplit(' ').next().unwrap().to_owned();
+
+    let chromium = std::env::var("E2E_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let script = workspace().join("web/tests/app.mjs");
+    let shots = workspace().join("target/web-screenshots");
+    let run = tokio::process::Command::new("node")
+        .arg(&script)
+        .env("SB_URL", &w.server.http)
+        .env("SB_SMS", w.sms.url.clone())
+        .env("SB_PAIR_CODE", code)
+        .env("CHROMIUM", chromium)
+        .env("SB_SCREENSHOTS", &shots)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(180), run)
+        .await
+        .expect("the browser test did not finish within 3 minutes")
+        .expect("node (scripts/test installs it with the web package)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprintln!("browser test:\n{stdout}\n{stderr}");
+    assert!(output.status.success(), "the browser test failed");
+    assert!(
+        stdout.contains("ALL PASSED"),
+        "the browser test did not finish"
+    );
+    for shot in ["call-ana.png", "call-ben.png", "robot-ana.png"] {
+        assert!(shots.join(shot).is_file(), "no screenshot {shot}");
+    }
+}

@@ -1,0 +1,81 @@
+// A call's media through the server's relay (docs/protocol.md, Media):
+// one RTCPeerConnection per device, signalled on
+// `session/<sid>/webrtc/<me>/up|down`. The device offers first; after
+// that the relay offers whenever the other device's tracks come or go.
+
+export type Signal =
+  | { type: "offer" | "answer"; sdp: string }
+  | { type: "candidate"; candidate: RTCIceCandidateInit | null };
+
+export class MediaLink {
+  readonly pc: RTCPeerConnection;
+  /** The other device's tracks, as the relay forwards them. */
+  readonly remote = new MediaStream();
+  /** Candidates that came before the description they belong to. */
+  private early: RTCIceCandidateInit[] = [];
+  private closed = false;
+
+  constructor(
+    iceServers: RTCIceServer[],
+    local: MediaStream | null,
+    private readonly send: (signal: Signal) => Promise<void>,
+    private readonly onTrack: (remote: MediaStream, track: MediaStreamTrack) => void,
+  ) {
+    this.pc = new RTCPeerConnection({ iceServers, bundlePolicy: "max-bundle" });
+    const tracks = local?.getTracks() ?? [];
+    for (const track of tracks) this.pc.addTrack(track, local!);
+    // A device with nothing to send still receives both kinds.
+    for (const kind of ["audio", "video"]) {
+      if (!tracks.some((t) => t.kind === kind)) this.pc.addTransceiver(kind, { direction: "recvonly" });
+    }
+    this.pc.onicecandidate = (e) => {
+      void this.send({ type: "candidate", candidate: e.candidate ? e.candidate.toJSON() : null });
+    };
+    this.pc.ontrack = (e) => {
+      this.remote.addTrack(e.track);
+      e.track.addEventListener("ended", () => this.remote.removeTrack(e.track));
+      this.onTrack(this.remote, e.track);
+    };
+  }
+
+  /** The device's first offer. */
+  async start(): Promise<void> {
+    await this.pc.setLocalDescription(await this.pc.createOffer());
+    await this.send({ type: "offer", sdp: this.pc.localDescription!.sdp });
+  }
+
+  /** A message of the relay's, from `down`. */
+  async receive(signal: Signal): Promise<void> {
+    if (this.closed) return;
+    switch (signal.type) {
+      case "answer":
+        await this.pc.setRemoteDescription(signal);
+        break;
+      case "offer":
+        // Our own offer outstanding wins: the relay rolls its offer back,
+        // answers ours, and offers again.
+        if (this.pc.signalingState === "have-local-offer") return;
+        await this.pc.setRemoteDescription(signal);
+        await this.pc.setLocalDescription(await this.pc.createAnswer());
+        await this.send({ type: "answer", sdp: this.pc.localDescription!.sdp });
+        break;
+      case "candidate":
+        if (!signal.candidate) return;
+        if (!this.pc.remoteDescription) {
+          this.early.push(signal.candidate);
+          return;
+        }
+        await this.pc.addIceCandidate(signal.candidate);
+        return;
+    }
+    const early = this.early.splice(0);
+    for (const candidate of early) await this.pc.addIceCandidate(candidate);
+  }
+
+  /** Closes the connection at once, without waiting for the relay's. */
+  close(): void {
+    this.closed = true;
+    this.pc.close();
+    for (const track of this.remote.getTracks()) this.remote.removeTrack(track);
+  }
+}

@@ -1,0 +1,159 @@
+// The web app in headless Chromium (playwright-core), with a fake camera
+// and microphone, against a real server: tests/tests/web.rs starts the
+// server, its SMS inbox and the SDK's robot example, then runs this.
+//
+// Env: SB_URL (the server), SB_SMS (the SMS inbox), SB_PAIR_CODE (the
+// robot's), CHROMIUM (its binary), SB_SCREENSHOTS (a directory).
+
+import { mkdirSync } from "node:fs";
+import { chromium } from "playwright-core";
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set`);
+  return value;
+};
+const url = env("SB_URL");
+const shots = env("SB_SCREENSHOTS");
+mkdirSync(shots, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: env("CHROMIUM"),
+  args: [
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required",
+  ],
+});
+
+/** The newest one-time code the server sent to `phone`. */
+async function smsCode(phone) {
+  const answer = await fetch(`${env("SB_SMS")}/code?phone=${encodeURIComponent(phone)}`);
+  if (!answer.ok) throw new Error(`no code for ${phone}: ${await answer.text()}`);
+  return answer.text();
+}
+
+const pages = [];
+// On a failure, what each page last said.
+process.on("uncaughtException", async (e) => {
+  for (const [name, page] of pages) {
+    console.log(`${name} status: ${await page.textContent("#status").catch(() => "?")}`);
+  }
+  console.error(e);
+  process.exit(1);
+});
+
+/** A phone-sized page of its own (its own device), signed in as `phone`. */
+async function signIn(name, phone) {
+  const context = await browser.newContext({ viewport: { width: 390, height: 844 } });
+  const page = await context.newPage();
+  pages.push([name, page]);
+  page.on("console", (m) => m.type() === "error" && console.log(`${name} console: ${m.text()}`));
+  page.on("pageerror", (e) => console.log(`${name} page error: ${e}`));
+  await page.goto(url);
+  await page.fill("#phone", phone);
+  await page.click("#phone-form button");
+  await page.waitForSelector("#code-form:not([hidden])");
+  await page.fill("#code", await smsCode(phone));
+  await page.click("#code-form button");
+  await page.waitForSelector("#home:not([hidden])");
+  console.log(`${name} signed in`);
+  return page;
+}
+
+async function addContact(page, phone) {
+  await page.fill("#contact-phone", phone);
+  await page.click("#add-contact button");
+}
+
+/** Waits until `page` shows `who` (a contact's id) online. */
+async function seesOnline(page, id) {
+  await page.waitForSelector(`#contact-list li[data-id="${id}"] .dot.online`);
+}
+
+async function userId(page) {
+  return page.evaluate(() => window.switchboard.session().id);
+}
+
+/** The page's call's counters once `enough`, read every 200 ms for at most `ms`. */
+async function statsUntil(page, enough, ms) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const stats = await page.evaluate(() => window.switchboard.stats());
+    if (enough(stats)) return stats;
+    if (Date.now() > deadline) throw new Error(`media counters stuck at ${JSON.stringify(stats)}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** Waits until the page's call decodes video and receives audio, and keeps decoding. */
+async function mediaFlows(page, name) {
+  const first = await statsUntil(page, (s) => s.framesDecoded > 10 && s.audioPackets > 10, 20_000);
+  const later = await statsUntil(page, (s) => s.framesDecoded > first.framesDecoded + 10, 10_000);
+  console.log(`${name} decodes video and hears audio: ${JSON.stringify(later)}`);
+}
+
+const ana = await signIn("Ana", "+48555900001");
+const ben = await signIn("Ben", "+48555900002");
+await ana.fill("#nickname", "Ana");
+await ana.click("#profile-form button");
+await ana.waitForSelector("#status:has-text('Profile saved.')");
+
+// They find each other by number and see each other online.
+await addContact(ana, "+48555900002");
+await addContact(ben, "+48555900001");
+const [anaId, benId] = [await userId(ana), await userId(ben)];
+await seesOnline(ana, benId);
+await seesOnline(ben, anaId);
+console.log("both online");
+
+// A video call: ringing, accepted, video and audio both ways, hung up.
+await ana.click(`#contact-list li[data-id="${benId}"] button:has-text("Call")`);
+await ben.waitForSelector("#incoming[open]");
+const ringing = await ben.textContent("#incoming-text");
+if (!ringing.includes("Ana")) throw new Error(`the ring names the caller: ${ringing}`);
+await ben.click("#accept");
+await mediaFlows(ana, "Ana");
+await mediaFlows(ben, "Ben");
+await ana.screenshot({ path: `${shots}/call-ana.png` });
+await ben.screenshot({ path: `${shots}/call-ben.png` });
+await ben.click("#mute");
+await ana.click("#hangup");
+for (const page of [ana, ben]) {
+  await page.waitForSelector("#call", { state: "hidden" });
+  await page.waitForSelector("#status:has-text('Call ended: hangup')");
+  await page.waitForSelector("#history-list li:has-text('hangup')");
+}
+console.log("called, saw, heard, hung up");
+
+// Ben on a second device: both ring, the second answers, the first is told.
+const ben2 = await signIn("Ben's laptop", "+48555900002");
+await ana.click(`#contact-list li[data-id="${benId}"] button:has-text("Audio")`);
+await ben.waitForSelector("#incoming[open]");
+await ben2.waitForSelector("#incoming[open]");
+await ben2.click("#accept");
+await ben.waitForSelector("#status:has-text('Answered on another device.')");
+await ben.waitForSelector("#incoming", { state: "hidden" });
+await ana.waitForSelector("#call-text:has-text('In call')");
+await ben2.click("#hangup");
+await ana.waitForSelector("#call", { state: "hidden" });
+console.log("answered elsewhere");
+
+// A robot: paired by its code, called, commanded.
+await ana.fill("#pair-code", env("SB_PAIR_CODE"));
+await ana.click("#pair-form button");
+await ana.waitForSelector("#status:has-text('Robot paired.')");
+await ana.click("#robot-list li button:has-text('Call')");
+await ana.waitForSelector("#call-text:has-text('In call')");
+await ana.waitForSelector("#command-form:not([hidden])");
+await ana.fill("#command-args", '{"destination": "kitchen"}');
+await ana.click("#command-form button");
+await ana.waitForSelector("#replies li:has-text('moveTo: moving')");
+await ana.waitForSelector("#replies li:has-text('moveTo: arrived')");
+await ana.screenshot({ path: `${shots}/robot-ana.png` });
+await ana.click("#hangup");
+await ana.waitForSelector("#call", { state: "hidden" });
+console.log("robot paired, called and moved");
+
+await browser.close();
+console.log("ALL PASSED");

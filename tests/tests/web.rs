@@ -20,7 +20,14 @@ fn workspace() -> PathBuf {
 
 #[tokio::test]
 async fn the_web_app_signs_in_calls_with_video_and_commands_a_robot() {
-    let w = Backend::start().await;
+    // Tokens of 4 s, connections closed 1 s past them: the pages' sessions
+    // live only by renewing theirs, again and again, as the test runs.
+    let w = Backend::start_with(|server| {
+        server
+            .env("SWITCHBOARD_ACCESS_TOKEN_TTL_S", "4")
+            .env("SWITCHBOARD_TOKEN_GRACE_S", "1")
+    })
+    .await;
     let page = reqwest::get(&w.server.http).await.unwrap();
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();

@@ -95,6 +95,8 @@ async function mediaFlows(page, name) {
 
 const ana = await signIn("Ana", "+48555900001");
 const ben = await signIn("Ben", "+48555900002");
+const accessToken = (page) => page.evaluate(() => window.switchboard.session().accessToken);
+const anaFirstToken = await accessToken(ana);
 await ana.fill("#nickname", "Ana");
 await ana.click("#profile-form button");
 await ana.waitForSelector("#status:has-text('Profile saved.')");
@@ -154,6 +156,10 @@ await ana.screenshot({ path: `${shots}/robot-ana.png` });
 await ana.click("#hangup");
 await ana.waitForSelector("#call", { state: "hidden" });
 console.log("robot paired, called and moved");
+
+// The server's tokens last seconds here: all of that ran on renewed ones.
+if ((await accessToken(ana)) === anaFirstToken) throw new Error("Ana's token was never renewed");
+console.log("tokens renewed by takeover throughout");
 
 await browser.close();
 console.log("ALL PASSED");

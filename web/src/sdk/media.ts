@@ -31,6 +31,11 @@ export class MediaLink {
     this.pc.onicecandidate = (e) => {
       void this.send({ type: "candidate", candidate: e.candidate ? e.candidate.toJSON() : null });
     };
+    // A path that failed (a network change, say) is looked for again
+    // with new credentials: the device offers an ICE restart.
+    this.pc.oniceconnectionstatechange = () => {
+      if (this.pc.iceConnectionState === "failed" && !this.closed) void this.restartIce();
+    };
     this.pc.ontrack = (e) => {
       this.remote.addTrack(e.track);
       e.track.addEventListener("ended", () => this.remote.removeTrack(e.track));
@@ -41,6 +46,13 @@ export class MediaLink {
   /** The device's first offer. */
   async start(): Promise<void> {
     await this.pc.setLocalDescription(await this.pc.createOffer());
+    await this.send({ type: "offer", sdp: this.pc.localDescription!.sdp });
+  }
+
+  /** Offers an ICE restart (also when the app knows the network changed). */
+  async restartIce(): Promise<void> {
+    if (this.pc.signalingState !== "stable") return;
+    await this.pc.setLocalDescription(await this.pc.createOffer({ iceRestart: true }));
     await this.send({ type: "offer", sdp: this.pc.localDescription!.sdp });
   }
 

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
+use crate::{Backend, ADMIN_TOKEN};
+
 /// The SDK example `name`, built, with its stdin and stdout piped.
 pub fn example(name: &str) -> Command {
     let path = PathBuf::from(concat!(
@@ -68,4 +70,28 @@ impl Drop for Running {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// The robot example, provisioned on `backend` and started (each move
+/// taking `travel_ms`): the process, its output, and the pairing code it
+/// shows.
+pub async fn robot(backend: &Backend, travel_ms: u64) -> (Running, Output, String) {
+    let r = backend.api.create_robot(Some(ADMIN_TOKEN)).await.unwrap();
+    let field = |f: &str| r.body[f].as_str().unwrap().to_owned();
+    let mut child = example("robot")
+        .args(["--server", &backend.server.http])
+        .args([
+            "--robot-id",
+            &field("robotId"),
+            "--secret",
+            &field("secret"),
+        ])
+        .args(["--travel-ms", &travel_ms.to_string()])
+        .spawn()
+        .unwrap();
+    let mut out = Output::of(&mut child);
+    let running = Running(child);
+    let line = out.line_with("pairing code: ").await;
+    let code = line.trim().rsplit(' ').next().unwrap().to_owned();
+    (running, out, code)
 }

@@ -4,25 +4,15 @@
 
 use std::io::Write;
 
-use switchboard_e2e::examples::{example, Output, Running};
+use switchboard_e2e::examples::{example, robot, Output, Running};
 use switchboard_e2e::sdk::user;
-use switchboard_e2e::{Backend, ADMIN_TOKEN};
+use switchboard_e2e::Backend;
 use switchboard_sdk::{CallStateKind, Visibility};
 
 #[tokio::test]
 async fn the_robot_example_pairs_accepts_and_moves() {
     let w = Backend::start().await;
-    let r = w.api.create_robot(Some(ADMIN_TOKEN)).await.unwrap();
-    let field = |f: &str| r.body[f].as_str().unwrap().to_owned();
-    let mut child = example("robot")
-        .args(["--server", &w.server.http, "--robot-id", &field("robotId")])
-        .args(["--secret", &field("secret"), "--travel-ms", "10"])
-        .spawn()
-        .unwrap();
-    let mut out = Output::of(&mut child);
-    let _running = Running(child);
-    let line = out.line_with("pairing code: ").await;
-    let code = line.trim().rsplit(' ').next().unwrap().to_owned();
+    let (_running, mut out, code) = robot(&w, 10).await;
 
     let owner = user(&w, "+48555000601", "phone").await.unwrap();
     let robot_id = owner.session.pair(code).await.unwrap();

@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use switchboard_e2e::examples::{example, Output, Running};
-use switchboard_e2e::{Backend, ADMIN_TOKEN};
+use switchboard_e2e::examples::robot;
+use switchboard_e2e::Backend;
 
 fn workspace() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
@@ -36,17 +36,7 @@ async fn the_web_app_signs_in_calls_with_video_and_commands_a_robot() {
         "{html}"
     );
 
-    let r = w.api.create_robot(Some(ADMIN_TOKEN)).await.unwrap();
-    let field = |f: &str| r.body[f].as_str().unwrap().to_owned();
-    let mut robot = example("robot")
-        .args(["--server", &w.server.http, "--robot-id", &field("robotId")])
-        .args(["--secret", &field("secret"), "--travel-ms", "200"])
-        .spawn()
-        .unwrap();
-    let mut out = Output::of(&mut robot);
-    let _robot = Running(robot);
-    let line = out.line_with("pairing code: ").await;
-    let code = line.trim().rsplit(' ').next().unwrap().to_owned();
+    let (_robot, _out, code) = robot(&w, 200).await;
 
     let chromium = std::env::var("E2E_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     let script = workspace().join("web/tests/app.mjs");

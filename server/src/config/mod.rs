@@ -585,45 +585,31 @@ fn push(s: &Settings) -> Result<Push, ConfigError> {
         false => None,
     };
     // Settings of a provider that is off would be ignored: say so.
-    let unused = [
-        (
-            "apns_key_file",
-            s.apns_key_file.is_some(),
-            apns.is_none(),
-            "apns",
-        ),
-        (
-            "apns_key_id",
-            s.apns_key_id.is_some(),
-            apns.is_none(),
-            "apns",
-        ),
-        (
-            "apns_team_id",
-            s.apns_team_id.is_some(),
-            apns.is_none(),
-            "apns",
-        ),
-        ("apns_topic", s.apns_topic.is_some(), apns.is_none(), "apns"),
-        ("apns_url", s.apns_url.is_some(), apns.is_none(), "apns"),
-        (
-            "fcm_service_account_file",
-            s.fcm_service_account_file.is_some(),
-            fcm.is_none(),
-            "fcm",
-        ),
-        (
-            "push_ca_file",
-            s.push_ca_file.is_some(),
-            webhook.is_none() && apns.is_none() && fcm.is_none(),
-            "a provider",
-        ),
+    let apns_keys = [
+        ("apns_key_file", s.apns_key_file.is_some()),
+        ("apns_key_id", s.apns_key_id.is_some()),
+        ("apns_team_id", s.apns_team_id.is_some()),
+        ("apns_topic", s.apns_topic.is_some()),
+        ("apns_url", s.apns_url.is_some()),
     ];
-    if let Some((key, _, _, provider)) = unused.iter().find(|(_, set, off, _)| *set && *off) {
-        return bad(
-            key,
-            format!("is set, but push_provider does not name {provider}"),
-        );
+    let fcm_keys = [(
+        "fcm_service_account_file",
+        s.fcm_service_account_file.is_some(),
+    )];
+    let ca_keys = [("push_ca_file", s.push_ca_file.is_some())];
+    let none_on = webhook.is_none() && apns.is_none() && fcm.is_none();
+    let unused = [
+        (&apns_keys[..], apns.is_none(), "apns"),
+        (&fcm_keys[..], fcm.is_none(), "fcm"),
+        (&ca_keys[..], none_on, "a provider"),
+    ];
+    for (keys, off, provider) in unused {
+        if let Some((key, _)) = keys.iter().find(|(_, set)| *set && off) {
+            return bad(
+                key,
+                format!("is set, but push_provider does not name {provider}"),
+            );
+        }
     }
     Ok(Push {
         webhook,

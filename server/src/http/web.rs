@@ -1,14 +1,15 @@
-//! The web app (`web/`), built into `web/dist` and embedded in the binary,
-//! so the server serves it at `/` with no Node.js where it runs.
+//! The web app (`web/`): its page and style as written, its script as
+//! `web/build` bundles it into `web/dist`, embedded in the binary, so the
+//! server serves it at `/` with no Node.js where it runs.
 
 use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 
-const INDEX: &str = include_str!("../../../web/dist/index.html");
+const INDEX: &str = include_str!("../../../web/src/app/index.html");
 const SCRIPT: &str = include_str!("../../../web/dist/app.js");
-const STYLE: &str = include_str!("../../../web/dist/app.css");
+const STYLE: &str = include_str!("../../../web/src/app/app.css");
 
 /// Its own script and style only; MQTT over WebSocket may be on another
 /// port; media streams are the page's own; mqtt.js keeps its timers in a

@@ -191,7 +191,8 @@ mod tests {
         }
     }
 
-    fn apns(key_pem: &str) -> Apns {
+    /// APNs with `key_pem` as its `.p8` key.
+    fn apns(key_pem: &str) -> Result<Apns> {
         let dir = tempfile::tempdir().unwrap();
         let key_file = dir.path().join("AuthKey.p8");
         std::fs::write(&key_file, key_pem).unwrap();
@@ -202,13 +203,13 @@ mod tests {
             topic: "com.example.app".into(),
             url: "https://apns.test".into(),
         };
-        Apns::new(&config, reqwest::Client::new()).unwrap()
+        Apns::new(&config, reqwest::Client::new())
     }
 
     #[test]
     fn the_provider_token_is_kept_for_50_minutes_and_renewed() {
         let key = rcgen::KeyPair::generate().unwrap();
-        let apns = apns(&key.serialize_pem());
+        let apns = apns(&key.serialize_pem()).unwrap();
         let t0 = 1_800_000_000_000;
         let first = apns.provider_token(t0).unwrap();
         assert_eq!(apns.provider_token(t0 + TOKEN_FOR_MS - 1).unwrap(), first);
@@ -252,17 +253,7 @@ mod tests {
 
     #[test]
     fn a_key_file_that_is_not_a_p8_key_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let key_file = dir.path().join("AuthKey.p8");
-        std::fs::write(&key_file, "not a key").unwrap();
-        let config = config::Apns {
-            key_file,
-            key_id: "ABC123DEFG".into(),
-            team_id: "TEAM123456".into(),
-            topic: "com.example.app".into(),
-            url: "https://apns.test".into(),
-        };
-        let err = Apns::new(&config, reqwest::Client::new()).err().unwrap();
+        let err = apns("not a key").err().unwrap();
         assert!(format!("{err:#}").contains("apns_key_file"), "{err:#}");
     }
 }

@@ -505,6 +505,29 @@ pub fn run_switchboard(args: &[&str], env: &[(&str, &str)]) -> Result<(ExitStatu
     ))
 }
 
+/// Runs a test program in another language (Python, Kotlin, a browser
+/// script) to its end, three minutes at most, and checks that it passed:
+/// it exits 0 having printed `ALL PASSED` as its last step, so a program
+/// that stopped early without an error fails.
+pub async fn run_to_end(cmd: std::process::Command, what: &str) {
+    let mut cmd = tokio::process::Command::from(cmd);
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(180), cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("the {what} test did not finish within 3 minutes"))
+        .unwrap_or_else(|e| panic!("starting the {what} test: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprintln!("{what} test output:\n{stdout}\n{stderr}");
+    assert!(output.status.success(), "the {what} test failed");
+    assert!(
+        stdout.contains("ALL PASSED"),
+        "the {what} test did not finish"
+    );
+}
+
 /// Seconds since the Unix epoch.
 pub fn now_s() -> i64 {
     std::time::SystemTime::now()

@@ -9,12 +9,12 @@
 //! Python, kotlinc and JNA.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use switchboard_e2e::api::{Api, SmsInbox};
 use switchboard_e2e::tls::{ca, tls_builder, write};
-use switchboard_e2e::{Backend, Server, ADMIN_TOKEN};
+use switchboard_e2e::{run_to_end, Backend, Server, ADMIN_TOKEN};
 use tempfile::TempDir;
 
 fn workspace() -> PathBuf {
@@ -88,32 +88,6 @@ async fn robot_env(api: &Api, http: &str, sms: &str) -> Env {
     ]
 }
 
-/// Runs a foreign test program to its end, at most two minutes.
-async fn run(mut cmd: Command, what: &str) {
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting the {what} test ({cmd:?}): {e}"));
-    let output = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::task::spawn_blocking(move || child.wait_with_output()),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("the {what} test did not finish within 2 minutes"))
-    .unwrap()
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    eprintln!("{what} test output:\n{stdout}\n{stderr}");
-    assert!(output.status.success(), "the {what} test failed");
-    // The programs print this as their last step; a program that stopped
-    // early without an error must not pass.
-    assert!(
-        stdout.contains("ALL PASSED"),
-        "the {what} test did not finish"
-    );
-}
-
 /// The Python test program's command, with `env`.
 fn python_test(env: Env) -> Command {
     let python = std::env::var("E2E_PYTHON").unwrap_or_else(|_| "python3".into());
@@ -127,7 +101,7 @@ fn python_test(env: Env) -> Command {
 #[tokio::test]
 async fn python_bindings_against_the_real_server() {
     let (_backend, env) = setup().await;
-    run(python_test(env), "Python").await;
+    run_to_end(python_test(env), "Python").await;
 }
 
 /// The same program over TLS: the SDK signs in over HTTPS and is handed
@@ -135,7 +109,7 @@ async fn python_bindings_against_the_real_server() {
 #[tokio::test]
 async fn python_bindings_over_tls() {
     let (_server, _files, env) = tls_setup().await;
-    run(python_test(env), "Python over TLS").await;
+    run_to_end(python_test(env), "Python over TLS").await;
 }
 
 /// Robot sign-ins of the exit test: 9 in each mode, one after another,
@@ -188,13 +162,13 @@ async fn python_exits_cleanly_without_signing_out() {
 #[tokio::test]
 async fn kotlin_bindings_against_the_real_server() {
     let (_backend, env) = setup().await;
-    run(kotlin_test(env), "Kotlin").await;
+    run_to_end(kotlin_test(env), "Kotlin").await;
 }
 
 #[tokio::test]
 async fn kotlin_bindings_over_tls() {
     let (_server, _files, env) = tls_setup().await;
-    run(kotlin_test(env), "Kotlin over TLS").await;
+    run_to_end(kotlin_test(env), "Kotlin over TLS").await;
 }
 
 /// The compiled Kotlin test program's command, with `env`.

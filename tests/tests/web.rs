@@ -8,11 +8,9 @@
 //! web package's npm dependencies.
 
 use std::path::PathBuf;
-use std::process::Stdio;
-use std::time::Duration;
 
 use switchboard_e2e::examples::robot;
-use switchboard_e2e::Backend;
+use switchboard_e2e::{run_to_end, Backend};
 
 fn workspace() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
@@ -41,29 +39,14 @@ async fn the_web_app_signs_in_calls_with_video_and_commands_a_robot() {
     let chromium = std::env::var("E2E_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     let script = workspace().join("web/tests/app.mjs");
     let shots = workspace().join("target/web-screenshots");
-    let run = tokio::process::Command::new("node")
-        .arg(&script)
+    let mut node = std::process::Command::new("node");
+    node.arg(&script)
         .env("SB_URL", &w.server.http)
         .env("SB_SMS", w.sms.url.clone())
         .env("SB_PAIR_CODE", code)
         .env("CHROMIUM", chromium)
-        .env("SB_SCREENSHOTS", &shots)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(180), run)
-        .await
-        .expect("the browser test did not finish within 3 minutes")
-        .expect("node (scripts/test installs it with the web package)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    eprintln!("browser test:\n{stdout}\n{stderr}");
-    assert!(output.status.success(), "the browser test failed");
-    assert!(
-        stdout.contains("ALL PASSED"),
-        "the browser test did not finish"
-    );
+        .env("SB_SCREENSHOTS", &shots);
+    run_to_end(node, "browser").await;
     for shot in ["call-ana.png", "call-ben.png", "robot-ana.png"] {
         assert!(shots.join(shot).is_file(), "no screenshot {shot}");
     }

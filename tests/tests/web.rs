@@ -24,6 +24,8 @@ async fn the_web_app_signs_in_calls_with_video_and_commands_a_robot() {
         server
             .env("SWITCHBOARD_ACCESS_TOKEN_TTL_S", "4")
             .env("SWITCHBOARD_TOKEN_GRACE_S", "1")
+            // The robot's code outlives a slow run.
+            .env("SWITCHBOARD_PAIRING_CODE_TTL_S", "600")
     })
     .await;
     let page = reqwest::get(&w.server.http).await.unwrap();

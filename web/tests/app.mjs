@@ -34,6 +34,7 @@ async function smsCode(phone) {
 }
 
 const pages = [];
+const problems = [];
 // On a failure, what each page last said.
 process.on("uncaughtException", async (e) => {
   for (const [name, page] of pages) {
@@ -48,8 +49,9 @@ async function signIn(name, phone) {
   const context = await browser.newContext({ viewport: { width: 390, height: 844 } });
   const page = await context.newPage();
   pages.push([name, page]);
-  page.on("console", (m) => m.type() === "error" && console.log(`${name} console: ${m.text()}`));
-  page.on("pageerror", (e) => console.log(`${name} page error: ${e}`));
+  // Any error a page logs, or throws without catching, fails the test.
+  page.on("console", (m) => m.type() === "error" && problems.push(`${name} console: ${m.text()}`));
+  page.on("pageerror", (e) => problems.push(`${name} page error: ${e}`));
   await page.goto(url);
   await page.fill("#phone", phone);
   await page.click("#phone-form button");
@@ -120,6 +122,8 @@ await mediaFlows(ben, "Ben");
 await ana.screenshot({ path: `${shots}/call-ana.png` });
 await ben.screenshot({ path: `${shots}/call-ben.png` });
 await ben.click("#mute");
+const muted = await ben.evaluate(() => window.switchboard.call().local.getAudioTracks().every((t) => !t.enabled));
+if (!muted) throw new Error("Mute left the microphone on");
 await ana.click("#hangup");
 for (const page of [ana, ben]) {
   await page.waitForSelector("#call", { state: "hidden" });
@@ -162,4 +166,5 @@ if ((await accessToken(ana)) === anaFirstToken) throw new Error("Ana's token was
 console.log("tokens renewed by takeover throughout");
 
 await browser.close();
+if (problems.length) throw new Error(`the pages reported errors:\n${problems.join("\n")}`);
 console.log("ALL PASSED");

@@ -6,12 +6,15 @@ import { Switchboard, SwitchboardError, type CallState, type Invite, type MediaL
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 
-/** One name per browser, kept: the server tells this device's sessions apart by it. */
+/**
+ * One name per tab, kept across its reloads: two tabs are two devices
+ * (one name would have them take each other's connection over).
+ */
 function deviceName(): string {
-  let device = localStorage.getItem("switchboard-device");
+  let device = sessionStorage.getItem("switchboard-device");
   if (!device) {
     device = `web-${Math.random().toString(36).slice(2, 10)}`;
-    localStorage.setItem("switchboard-device", device);
+    sessionStorage.setItem("switchboard-device", device);
   }
   return device;
 }
@@ -230,14 +233,23 @@ async function startCall(peer: string, kind: "video" | "audio"): Promise<void> {
   await attempt(async () => {
     if (current) return say("Already in a call.");
     const local = await localMedia(kind);
-    showCall(peer, local, "Calling...");
+    const mine = showCall(peer, local, "Calling...");
+    let sid: string;
     try {
-      const sid = await session!.call(peer, kind);
-      current!.sid = sid;
+      sid = await session!.call(peer, kind);
     } catch (e) {
-      endCall();
+      if (isCurrent(mine)) endCall();
       throw e;
     }
+    if (!isCurrent(mine)) {
+      // Hung up before the server took the call.
+      await session!.cancel(sid);
+      return;
+    }
+    mine.sid = sid;
+    // It may have ended already (busy).
+    const state = session!.callState(sid);
+    if (state) await callChanged(state);
   });
 }
 
@@ -256,8 +268,12 @@ $("accept").addEventListener("click", () => {
   incoming = undefined;
   void attempt(async () => {
     const local = await localMedia(invite.kind);
-    showCall(invite.from, local, "Connecting...");
-    current!.sid = invite.sid;
+    if (session!.callState(invite.sid)?.state === "ended") {
+      // It ended while the camera was being asked for.
+      for (const track of local?.getTracks() ?? []) track.stop();
+      return;
+    }
+    showCall(invite.from, local, "Connecting...").sid = invite.sid;
     await session!.accept(invite.sid);
   });
 });
@@ -289,7 +305,12 @@ async function callChanged(state: CallState): Promise<void> {
   }
 }
 
-function showCall(peer: string, local: MediaStream | null, text: string): void {
+/** Whether `call` is still the one shown (not hung up meanwhile). */
+function isCurrent(call: Current): boolean {
+  return current === call;
+}
+
+function showCall(peer: string, local: MediaStream | null, text: string): Current {
   current = { sid: "", peer, local };
   $("call").hidden = false;
   $("call-text").textContent = text;
@@ -298,6 +319,7 @@ function showCall(peer: string, local: MediaStream | null, text: string): void {
   $("replies").replaceChildren();
   setPressed("mute", false);
   setPressed("camera", false);
+  return current;
 }
 
 function endCall(): void {
@@ -310,9 +332,9 @@ function endCall(): void {
 
 $("hangup").addEventListener("click", () => {
   const call = current;
-  if (!call?.sid) return endCall();
-  const accepted = session!.callState(call.sid)?.state === "accepted";
-  void attempt(() => (accepted ? session!.hangup(call.sid) : session!.cancel(call.sid)));
+  const state = call?.sid ? session!.callState(call.sid)?.state : undefined;
+  if (!call?.sid || state === "ended") return endCall();
+  void attempt(() => (state === "accepted" ? session!.hangup(call.sid) : session!.cancel(call.sid)));
 });
 
 function setPressed(id: string, pressed: boolean): void {

@@ -11,8 +11,19 @@ export interface Identity {
   username: string;
 }
 
+/** A connection, and whether a newer one has replaced it. */
+interface Conn {
+  client: MqttClient;
+  /** Resolves once a newer connection took this one's place. */
+  retired: Promise<void>;
+  retire: () => void;
+}
+
+/** How long a takeover waits for the new connection before it is retried later. */
+const TAKEOVER_MS = 10_000;
+
 export class Link {
-  private client: MqttClient;
+  private conn: Conn;
   /** Subscriptions, restored when a connection starts a new session. */
   private readonly filters = new Set<string>();
   private closed = false;
@@ -22,11 +33,13 @@ export class Link {
     private password: string,
     private readonly onMessage: (topic: string, payload: string) => void,
     private readonly onConnection: (connected: boolean) => void,
+    /** A login refused for its credentials (an expired token, say). */
+    private readonly onRefused: () => void,
   ) {
-    this.client = this.open();
+    this.conn = this.open();
   }
 
-  private open(): MqttClient {
+  private open(): Conn {
     const client = mqtt.connect(this.who.url, {
       clientId: this.who.clientId,
       username: this.who.username,
@@ -37,28 +50,62 @@ export class Link {
       clean: false,
       keepalive: 20,
       reconnectPeriod: 1000,
+      // "Server unavailable" is worth another try (docs/protocol.md).
+      reconnectOnConnackError: true,
       connectTimeout: 10_000,
     });
+    let retire = () => {};
+    const retired = new Promise<void>((resolve) => (retire = resolve));
+    const conn = { client, retired, retire };
     client.on("connect", (connack) => {
-      if (client !== this.client) return;
+      if (conn !== this.conn) return;
       this.onConnection(true);
       if (!connack.sessionPresent) {
         for (const filter of this.filters) void client.subscribeAsync(filter, { qos: 1 }).catch(() => {});
       }
     });
     client.on("close", () => {
-      if (client === this.client && !this.closed) this.onConnection(false);
+      if (conn === this.conn && !this.closed) this.onConnection(false);
     });
+    client.on("error", (e) => {
+      // 4: bad user name or password (the token expired); 5: not authorized.
+      const code = (e as { code?: unknown }).code;
+      if (conn === this.conn && (code === 4 || code === 5)) {
+        client.options.reconnectPeriod = 0;
+        this.onRefused();
+      }
+    });
+    // Until the broker closes it, a replaced connection still delivers.
     client.on("message", (topic, payload) => {
-      if (client === this.client) this.onMessage(topic, new TextDecoder().decode(payload));
+      if (!this.closed) this.onMessage(topic, new TextDecoder().decode(payload));
     });
-    return client;
+    return conn;
+  }
+
+  /**
+   * Runs `op` on the current connection; if a takeover retires that
+   * connection before `op` completes (its publishes would never be
+   * acknowledged there), runs it again on the new one. A publish may then
+   * arrive twice, as QoS 1 allows.
+   */
+  private async live<T>(op: (client: MqttClient) => Promise<T>): Promise<T> {
+    for (;;) {
+      const conn = this.conn;
+      const done = op(conn.client).then(
+        (value) => ({ value }),
+        (error: unknown) => ({ error }),
+      );
+      const outcome = await Promise.race([done, conn.retired.then(() => undefined)]);
+      if (outcome === undefined || (conn !== this.conn && "error" in outcome)) continue;
+      if ("error" in outcome) throw outcome.error;
+      return outcome.value;
+    }
   }
 
   /** Whether the broker granted `filter`. */
   async subscribe(filter: string): Promise<boolean> {
     try {
-      await this.client.subscribeAsync(filter, { qos: 1 });
+      await this.live((c) => c.subscribeAsync(filter, { qos: 1 }));
     } catch (e) {
       // mqtt.js rejects a refusal (a SUBACK failure code) with its code.
       if (typeof (e as { code?: unknown }).code === "number") return false;
@@ -68,38 +115,55 @@ export class Link {
     return true;
   }
 
+  /** Drops a subscription this link holds (others are no-ops). */
   async unsubscribe(filter: string): Promise<void> {
-    this.filters.delete(filter);
-    await this.client.unsubscribeAsync(filter);
+    if (!this.filters.delete(filter)) return;
+    await this.live((c) => c.unsubscribeAsync(filter));
   }
 
   /** Publishes at QoS 1 and waits for the broker's PUBACK. */
   async publish(topic: string, payload: unknown, retain = false): Promise<void> {
     const text = typeof payload === "string" ? payload : JSON.stringify(payload);
-    await this.client.publishAsync(topic, text, { qos: 1, retain });
+    await this.live((c) => c.publishAsync(topic, text, { qos: 1, retain }));
   }
 
   /**
    * A new connection with `password` takes the old one's place (the
-   * broker closes the old one; presence sees no gap), then the old one is
-   * dropped.
+   * broker closes the old one; presence sees no gap); the old one is then
+   * retired, and what was in flight on it is done again on the new one.
+   * False if the new connection did not come up in time (it keeps trying).
    */
-  async renew(password: string): Promise<void> {
+  async renew(password: string): Promise<boolean> {
+    if (this.closed) return false;
     this.password = password;
-    const old = this.client;
-    old.options.reconnectPeriod = 0;
+    const old = this.conn;
+    old.client.options.reconnectPeriod = 0;
     const next = this.open();
-    this.client = next;
-    await new Promise<void>((resolve) => {
-      if (next.connected) resolve();
-      else next.once("connect", () => resolve());
+    const up = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), TAKEOVER_MS);
+      next.client.once("connect", (connack) => {
+        clearTimeout(timer);
+        // The session is kept across a takeover; should it be gone, its
+        // subscriptions are made again.
+        if (!connack.sessionPresent) {
+          for (const f of this.filters) void next.client.subscribeAsync(f, { qos: 1 }).catch(() => {});
+        }
+        resolve(true);
+      });
     });
-    old.end(true);
+    this.conn = next;
+    if (up) this.onConnection(true);
+    old.retire();
+    old.client.end(true);
+    return up;
   }
 
   /** Sends DISCONNECT and closes. */
   async close(): Promise<void> {
     this.closed = true;
-    await this.client.endAsync();
+    const { client } = this.conn;
+    // What is still in flight will not be acknowledged now.
+    await Promise.race([client.endAsync(), new Promise((r) => setTimeout(r, 2_000))]);
+    client.end(true);
   }
 }

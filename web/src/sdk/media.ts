@@ -73,7 +73,9 @@ export class MediaLink {
         break;
       case "candidate":
         if (!signal.candidate) return;
-        if (!this.pc.remoteDescription) {
+        // Before the description they belong to (the first, or the answer
+        // to an ICE restart): kept until it is set.
+        if (!this.pc.remoteDescription || this.pc.signalingState === "have-local-offer") {
           this.early.push(signal.candidate);
           return;
         }

@@ -119,7 +119,8 @@ export class Session extends Emitter<SessionEvents> {
   private readonly made = new Set<string>();
   /** Invites shown, once each. */
   private readonly shown = new Set<string>();
-  private readonly media = new Map<string, MediaLink>();
+  /** Each call's media, from the moment it is asked for. */
+  private readonly media = new Map<string, Promise<MediaLink>>();
   private readonly states = new Map<string, CallState>();
   private closed = false;
 
@@ -140,14 +141,15 @@ export class Session extends Emitter<SessionEvents> {
       this.access,
       (topic, payload) => this.route(topic, payload),
       (connected) => this.emit("connection", { connected }),
+      () => void this.renew(),
     );
     this.scheduleRefresh(signedIn.expiresIn);
   }
 
   /** @internal Subscribes what every session follows. */
   async start(): Promise<void> {
-    const own = [`clients/${this.clientId}/errors`];
-    if (!this.isRobot) own.push(`invite/${this.id}/+`);
+    // Robots are called too (by their owners).
+    const own = [`clients/${this.clientId}/errors`, `invite/${this.id}/+`];
     for (const filter of own) {
       if (!(await this.link.subscribe(filter))) {
         throw new SwitchboardError(403, "forbidden", `the broker refused ${filter}`);
@@ -172,7 +174,8 @@ export class Session extends Emitter<SessionEvents> {
 
   /** New tokens, and a new connection that takes over the old one. */
   async renew(): Promise<void> {
-    if (this.closed) return;
+    if (this.closed || this.renewing) return;
+    this.renewing = true;
     try {
       const pair = await this.http.send<{ accessToken: string; refreshToken: string; expiresIn: number }>(
         "POST",
@@ -183,13 +186,24 @@ export class Session extends Emitter<SessionEvents> {
       this.access = pair.accessToken;
       this.refresh = pair.refreshToken;
       this.scheduleRefresh(pair.expiresIn);
-      await this.link.renew(this.access);
+      if (!this.closed) await this.link.renew(this.access);
     } catch (e) {
+      if (e instanceof SwitchboardError && e.status === 401) {
+        // The sign-in was revoked or expired: nothing to renew.
+        clearTimeout(this.refreshTimer);
+        const message = "the sign-in expired or was revoked: sign in again";
+        this.emit("error", { topic: "", code: "unauthorized", message });
+        return;
+      }
       // Tried again soon: a network blip must not end the session.
       console.warn("renewing the session's tokens", e);
       this.scheduleRefresh(10);
+    } finally {
+      this.renewing = false;
     }
   }
+
+  private renewing = false;
 
   private api<T>(method: string, path: string, body?: unknown): Promise<T> {
     return this.http.send<T>(method, path, this.access, body);
@@ -294,9 +308,17 @@ export class Session extends Emitter<SessionEvents> {
    * accepted; the other device's tracks arrive as `remotetrack` events.
    * The connection closes when the call ends.
    */
-  async startMedia(sid: string, local: MediaStream | null): Promise<MediaLink> {
-    const existing = this.media.get(sid);
-    if (existing) return existing;
+  startMedia(sid: string, local: MediaStream | null): Promise<MediaLink> {
+    let started = this.media.get(sid);
+    if (!started) {
+      started = this.openMedia(sid, local);
+      this.media.set(sid, started);
+      started.catch(() => this.closeMedia(sid));
+    }
+    return started;
+  }
+
+  private async openMedia(sid: string, local: MediaStream | null): Promise<MediaLink> {
     const { iceServers } = await this.api<{ iceServers: RTCIceServer[] }>("GET", "/v1/ice-servers");
     const up = `session/${sid}/webrtc/${this.clientId}/up`;
     const link = new MediaLink(
@@ -305,14 +327,16 @@ export class Session extends Emitter<SessionEvents> {
       (signal) => this.link.publish(up, signal),
       (stream, track) => this.emit("remotetrack", { sid, stream, track }),
     );
-    this.media.set(sid, link);
+    this.links.set(sid, link);
     if (!(await this.link.subscribe(`session/${sid}/webrtc/${this.clientId}/down`))) {
-      this.closeMedia(sid);
       throw new SwitchboardError(403, "forbidden", `this device does not carry call ${sid}'s media`);
     }
     await link.start();
     return link;
   }
+
+  /** The media links made, for the relay's messages. */
+  private readonly links = new Map<string, MediaLink>();
 
   /** Whether this device carries the media of a call in `state`. */
   carriesMedia(state: CallState): boolean {
@@ -320,10 +344,9 @@ export class Session extends Emitter<SessionEvents> {
   }
 
   private closeMedia(sid: string): void {
-    const link = this.media.get(sid);
-    if (!link) return;
-    link.close();
-    this.media.delete(sid);
+    if (!this.media.delete(sid)) return;
+    this.links.get(sid)?.close();
+    this.links.delete(sid);
     void this.link.unsubscribe(`session/${sid}/webrtc/${this.clientId}/down`).catch(() => {});
   }
 
@@ -333,19 +356,29 @@ export class Session extends Emitter<SessionEvents> {
   async pair(code: string): Promise<string> {
     if (!/^\d{6}$/.test(code)) throw new SwitchboardError(0, "bad_request", "a pairing code is 6 digits");
     const robotTopic = `pairing/${code}/robotID`;
-    const robotId = this.nextMessage(robotTopic, WAIT_MS);
-    if (!(await this.link.subscribe(robotTopic))) {
-      throw new SwitchboardError(404, "not_found", "no robot shows this code (or too many guesses)");
-    }
-    const robot = await robotId;
     const statusTopic = `pairing/${code}/status`;
+    const robotId = this.nextMessage(robotTopic, WAIT_MS);
     const status = this.nextMessage(statusTopic, WAIT_MS);
-    await this.link.subscribe(statusTopic);
-    await this.link.publish(`pairing/${code}/userID`, this.id);
-    const outcome = JSON.parse(await status) as { status: string };
-    for (const topic of [robotTopic, statusTopic]) void this.link.unsubscribe(topic).catch(() => {});
-    if (outcome.status !== "paired") throw new SwitchboardError(409, "conflict", `pairing ${outcome.status}`);
-    return robot;
+    robotId.catch(() => {});
+    status.catch(() => {});
+    try {
+      // A look-up: refused when no robot shows the code (and counted).
+      if (!(await this.link.subscribe(robotTopic))) {
+        throw new SwitchboardError(404, "not_found", "no robot shows this code (or too many guesses)");
+      }
+      const robot = await robotId;
+      await this.link.subscribe(statusTopic);
+      await this.link.publish(`pairing/${code}/userID`, this.id);
+      const outcome = JSON.parse(await status) as { status: string; userId?: string };
+      if (outcome.status !== "paired") throw new SwitchboardError(409, "conflict", `pairing ${outcome.status}`);
+      if (outcome.userId !== this.id) throw new SwitchboardError(409, "conflict", "another user took this code first");
+      return robot;
+    } finally {
+      this.waiting.delete(robotTopic);
+      this.waiting.delete(statusTopic);
+      // Never looked up again: a reconnect would count it anew.
+      for (const topic of [robotTopic, statusTopic]) void this.link.unsubscribe(topic).catch(() => {});
+    }
   }
 
   async robots(): Promise<{ robotId: string; pairedAt: number }[]> {
@@ -369,11 +402,17 @@ export class Session extends Emitter<SessionEvents> {
   ): Promise<string> {
     const requestId = newSid();
     await this.link.subscribe(`session/${sid}/+/response`);
-    const off = this.on("commandreply", (r) => {
+    const offReplies = this.on("commandreply", (r) => {
       if (r.sid !== sid || r.requestId !== requestId) return;
       onReply(r);
       if (FINAL.includes(r.status)) off();
     });
+    // The server forgets a call's requests when it ends.
+    const offEnd = this.on("callstate", (s) => s.sid === sid && s.state === "ended" && off());
+    const off = () => {
+      offReplies();
+      offEnd();
+    };
     try {
       await this.link.publish(`session/${sid}/${command}/request`, { ...args, requestId });
     } catch (e) {
@@ -398,6 +437,14 @@ export class Session extends Emitter<SessionEvents> {
     for (const sid of [...this.media.keys()]) this.closeMedia(sid);
     await this.link.close();
     await this.http.send("POST", "/v1/auth/logout", undefined, { refreshToken: this.refresh }).catch(() => {});
+  }
+
+  /** What a call held is let go once it ended. */
+  private ended(sid: string): void {
+    this.closeMedia(sid);
+    this.made.delete(sid);
+    const follows = [`session/${sid}/state`, `session/${sid}/+/response`, `session/${sid}/+/request`];
+    for (const filter of follows) void this.link.unsubscribe(filter).catch(() => {});
   }
 
   // --- what the broker sends ------------------------------------------
@@ -437,7 +484,13 @@ export class Session extends Emitter<SessionEvents> {
         const invite = value as Invite;
         if (this.shown.has(invite.sid)) return;
         this.shown.add(invite.sid);
-        void this.link.subscribe(`session/${invite.sid}/state`).then(() => this.act(invite.sid, "ringing"));
+        const follow = [`session/${invite.sid}/state`];
+        // A robot follows its owner's requests from the invite on, so the
+        // first one, right after the accept, is never missed.
+        if (this.isRobot) follow.push(`session/${invite.sid}/+/request`);
+        void Promise.all(follow.map((f) => this.link.subscribe(f)))
+          .then(() => this.act(invite.sid, "ringing"))
+          .catch((e) => console.warn("following a call", e));
         this.emit("incomingcall", invite);
         return;
       }
@@ -453,13 +506,14 @@ export class Session extends Emitter<SessionEvents> {
     const sid = parts[1];
     if (parts[2] === "state") {
       const state = value as CallState;
+      if (this.states.get(sid)?.state === "ended") return;
       this.states.set(sid, state);
-      if (state.state === "ended") this.closeMedia(sid);
+      if (state.state === "ended") this.ended(sid);
       this.emit("callstate", state);
       return;
     }
     if (parts[2] === "webrtc" && parts[4] === "down") {
-      void this.media.get(sid)?.receive(value as Signal).catch((e) => console.warn("media signal", e));
+      void this.links.get(sid)?.receive(value as Signal).catch((e) => console.warn("media signal", e));
       return;
     }
     const [command, kind] = [parts[2], parts[3]];

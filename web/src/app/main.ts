@@ -268,8 +268,9 @@ $("accept").addEventListener("click", () => {
   incoming = undefined;
   void attempt(async () => {
     const local = await localMedia(invite.kind);
-    if (session!.callState(invite.sid)?.state === "ended") {
-      // It ended while the camera was being asked for.
+    const now = session!.callState(invite.sid)?.state;
+    if (now === "accepted" || now === "ended") {
+      // Answered elsewhere or ended while the camera was being asked for.
       for (const track of local?.getTracks() ?? []) track.stop();
       return;
     }

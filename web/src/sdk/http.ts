@@ -42,6 +42,7 @@ export class Http {
         method,
         headers,
         body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(15_000),
       });
     } catch (e) {
       throw new SwitchboardError(0, "network", `${method} ${path}: ${String(e)}`);

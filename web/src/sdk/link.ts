@@ -11,19 +11,28 @@ export interface Identity {
   username: string;
 }
 
-/** A connection, and whether a newer one has replaced it. */
+/** A connection, and whether a newer one is replacing it. */
 interface Conn {
   client: MqttClient;
+  /** A takeover began: its close is expected, not a drop. */
+  retiring: boolean;
   /** Resolves once a newer connection took this one's place. */
   retired: Promise<void>;
   retire: () => void;
+  /** Called when its login is refused for its credentials. */
+  whenRefused?: () => void;
 }
+
+/** How a takeover went. */
+export type Takeover = "up" | "refused" | "timeout" | "closed";
 
 /** How long a takeover waits for the new connection before it is retried later. */
 const TAKEOVER_MS = 10_000;
 
 export class Link {
   private conn: Conn;
+  /** The connection a takeover is bringing up. */
+  private pending?: Conn;
   /** Subscriptions, restored when a connection starts a new session. */
   private readonly filters = new Set<string>();
   private closed = false;
@@ -35,6 +44,8 @@ export class Link {
     private readonly onConnection: (connected: boolean) => void,
     /** A login refused for its credentials (an expired token, say). */
     private readonly onRefused: () => void,
+    /** A publish sent again on a new connection: the broker may have had it. */
+    private readonly onResent: (topic: string) => void,
   ) {
     this.conn = this.open();
   }
@@ -56,7 +67,7 @@ export class Link {
     });
     let retire = () => {};
     const retired = new Promise<void>((resolve) => (retire = resolve));
-    const conn = { client, retired, retire };
+    const conn: Conn = { client, retiring: false, retired, retire };
     client.on("connect", (connack) => {
       if (conn !== this.conn) return;
       this.onConnection(true);
@@ -65,15 +76,15 @@ export class Link {
       }
     });
     client.on("close", () => {
-      if (conn === this.conn && !this.closed) this.onConnection(false);
+      if (conn === this.conn && !conn.retiring && !this.closed) this.onConnection(false);
     });
     client.on("error", (e) => {
       // 4: bad user name or password (the token expired); 5: not authorized.
       const code = (e as { code?: unknown }).code;
-      if (conn === this.conn && (code === 4 || code === 5)) {
-        client.options.reconnectPeriod = 0;
-        this.onRefused();
-      }
+      if (code !== 4 && code !== 5) return;
+      client.options.reconnectPeriod = 0;
+      conn.whenRefused?.();
+      if (conn === this.conn) this.onRefused();
     });
     // Until the broker closes it, a replaced connection still delivers.
     client.on("message", (topic, payload) => {
@@ -88,9 +99,10 @@ export class Link {
    * acknowledged there), runs it again on the new one. A publish may then
    * arrive twice, as QoS 1 allows.
    */
-  private async live<T>(op: (client: MqttClient) => Promise<T>): Promise<T> {
-    for (;;) {
+  private async live<T>(op: (client: MqttClient) => Promise<T>, topic?: string): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
       const conn = this.conn;
+      if (attempt > 0 && topic) this.onResent(topic);
       const done = op(conn.client).then(
         (value) => ({ value }),
         (error: unknown) => ({ error }),
@@ -104,14 +116,16 @@ export class Link {
 
   /** Whether the broker granted `filter`. */
   async subscribe(filter: string): Promise<boolean> {
+    // Held from now, so an unsubscribe meanwhile undoes it.
+    this.filters.add(filter);
     try {
       await this.live((c) => c.subscribeAsync(filter, { qos: 1 }));
     } catch (e) {
+      this.filters.delete(filter);
       // mqtt.js rejects a refusal (a SUBACK failure code) with its code.
       if (typeof (e as { code?: unknown }).code === "number") return false;
       throw e;
     }
-    this.filters.add(filter);
     return true;
   }
 
@@ -124,7 +138,7 @@ export class Link {
   /** Publishes at QoS 1 and waits for the broker's PUBACK. */
   async publish(topic: string, payload: unknown, retain = false): Promise<void> {
     const text = typeof payload === "string" ? payload : JSON.stringify(payload);
-    await this.live((c) => c.publishAsync(topic, text, { qos: 1, retain }));
+    await this.live((c) => c.publishAsync(topic, text, { qos: 1, retain }), topic);
   }
 
   /**
@@ -133,14 +147,20 @@ export class Link {
    * retired, and what was in flight on it is done again on the new one.
    * False if the new connection did not come up in time (it keeps trying).
    */
-  async renew(password: string): Promise<boolean> {
-    if (this.closed) return false;
+  async renew(password: string): Promise<Takeover> {
+    if (this.closed) return "closed";
     this.password = password;
     const old = this.conn;
+    old.retiring = true;
     old.client.options.reconnectPeriod = 0;
     const next = this.open();
-    const up = await new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => resolve(false), TAKEOVER_MS);
+    this.pending = next;
+    const how = await new Promise<Takeover>((resolve) => {
+      const timer = setTimeout(() => resolve("timeout"), TAKEOVER_MS);
+      next.whenRefused = () => {
+        clearTimeout(timer);
+        resolve("refused");
+      };
       next.client.once("connect", (connack) => {
         clearTimeout(timer);
         // The session is kept across a takeover; should it be gone, its
@@ -148,19 +168,27 @@ export class Link {
         if (!connack.sessionPresent) {
           for (const f of this.filters) void next.client.subscribeAsync(f, { qos: 1 }).catch(() => {});
         }
-        resolve(true);
+        resolve("up");
       });
     });
+    this.pending = undefined;
+    if (this.closed || how === "refused") {
+      next.client.end(true);
+      old.retiring = false;
+      return this.closed ? "closed" : how;
+    }
+    // Up, or still trying: either way the newer connection is the one.
     this.conn = next;
-    if (up) this.onConnection(true);
+    if (how === "up") this.onConnection(true);
     old.retire();
     old.client.end(true);
-    return up;
+    return how;
   }
 
-  /** Sends DISCONNECT and closes. */
+  /** Sends DISCONNECT and closes (a takeover under way too). */
   async close(): Promise<void> {
     this.closed = true;
+    this.pending?.client.end(true);
     const { client } = this.conn;
     // What is still in flight will not be acknowledged now.
     await Promise.race([client.endAsync(), new Promise((r) => setTimeout(r, 2_000))]);

@@ -82,8 +82,9 @@ export class MediaLink {
         await this.pc.addIceCandidate(signal.candidate);
         return;
     }
+    // Each on its own: one that does not apply must not lose the others.
     const early = this.early.splice(0);
-    for (const candidate of early) await this.pc.addIceCandidate(candidate);
+    for (const candidate of early) await this.pc.addIceCandidate(candidate).catch(() => {});
   }
 
   /** Closes the connection at once, without waiting for the relay's. */

@@ -142,6 +142,7 @@ export class Session extends Emitter<SessionEvents> {
       (topic, payload) => this.route(topic, payload),
       (connected) => this.emit("connection", { connected }),
       () => void this.renew(),
+      (topic) => this.resent.set(topic, Date.now()),
     );
     this.scheduleRefresh(signedIn.expiresIn);
   }
@@ -174,7 +175,7 @@ export class Session extends Emitter<SessionEvents> {
 
   /** New tokens, and a new connection that takes over the old one. */
   async renew(): Promise<void> {
-    if (this.closed || this.renewing) return;
+    if (this.closed || this.renewing || this.revoked) return;
     this.renewing = true;
     try {
       const pair = await this.http.send<{ accessToken: string; refreshToken: string; expiresIn: number }>(
@@ -186,13 +187,12 @@ export class Session extends Emitter<SessionEvents> {
       this.access = pair.accessToken;
       this.refresh = pair.refreshToken;
       this.scheduleRefresh(pair.expiresIn);
-      if (!this.closed) await this.link.renew(this.access);
+      if ((await this.link.renew(this.access)) === "refused") {
+        this.revoke("the broker refused a new token: sign in again");
+      }
     } catch (e) {
       if (e instanceof SwitchboardError && e.status === 401) {
-        // The sign-in was revoked or expired: nothing to renew.
-        clearTimeout(this.refreshTimer);
-        const message = "the sign-in expired or was revoked: sign in again";
-        this.emit("error", { topic: "", code: "unauthorized", message });
+        this.revoke("the sign-in expired or was revoked: sign in again");
         return;
       }
       // Tried again soon: a network blip must not end the session.
@@ -204,6 +204,21 @@ export class Session extends Emitter<SessionEvents> {
   }
 
   private renewing = false;
+  /** Set once the server refuses this sign-in: renewing stops. */
+  private revoked = false;
+  /**
+   * Topics published again on a new connection, and when: the broker may
+   * have had the first copy, and refuses the second (a used sid, an open
+   * request id); those refusals are not the app's.
+   */
+  private readonly resent = new Map<string, number>();
+
+  /** The sign-in is over: said once, and nothing renewed any more. */
+  private revoke(message: string): void {
+    this.revoked = true;
+    clearTimeout(this.refreshTimer);
+    this.emit("error", { topic: "", code: "unauthorized", message });
+  }
 
   private api<T>(method: string, path: string, body?: unknown): Promise<T> {
     return this.http.send<T>(method, path, this.access, body);
@@ -320,6 +335,8 @@ export class Session extends Emitter<SessionEvents> {
 
   private async openMedia(sid: string, local: MediaStream | null): Promise<MediaLink> {
     const { iceServers } = await this.api<{ iceServers: RTCIceServer[] }>("GET", "/v1/ice-servers");
+    // The call may have ended meanwhile.
+    if (!this.media.has(sid)) throw new SwitchboardError(409, "conflict", `call ${sid} ended`);
     const up = `session/${sid}/webrtc/${this.clientId}/up`;
     const link = new MediaLink(
       iceServers,
@@ -328,7 +345,8 @@ export class Session extends Emitter<SessionEvents> {
       (stream, track) => this.emit("remotetrack", { sid, stream, track }),
     );
     this.links.set(sid, link);
-    if (!(await this.link.subscribe(`session/${sid}/webrtc/${this.clientId}/down`))) {
+    if (!(await this.link.subscribe(`session/${sid}/webrtc/${this.clientId}/down`)) || !this.media.has(sid)) {
+      this.closeMedia(sid);
       throw new SwitchboardError(403, "forbidden", `this device does not carry call ${sid}'s media`);
     }
     await link.start();
@@ -344,7 +362,7 @@ export class Session extends Emitter<SessionEvents> {
   }
 
   private closeMedia(sid: string): void {
-    if (!this.media.delete(sid)) return;
+    this.media.delete(sid);
     this.links.get(sid)?.close();
     this.links.delete(sid);
     void this.link.unsubscribe(`session/${sid}/webrtc/${this.clientId}/down`).catch(() => {});
@@ -400,6 +418,9 @@ export class Session extends Emitter<SessionEvents> {
     args: Record<string, unknown>,
     onReply: (reply: CommandReply) => void,
   ): Promise<string> {
+    if (this.states.get(sid)?.state === "ended") {
+      throw new SwitchboardError(409, "conflict", `call ${sid} ended`);
+    }
     const requestId = newSid();
     await this.link.subscribe(`session/${sid}/+/response`);
     const offReplies = this.on("commandreply", (r) => {
@@ -452,14 +473,16 @@ export class Session extends Emitter<SessionEvents> {
   private nextMessage(topic: string, ms: number): Promise<string> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.waiting.delete(topic);
+        // Only its own: a later wait on the same topic may have replaced it.
+        if (this.waiting.get(topic) === waiter) this.waiting.delete(topic);
         reject(new SwitchboardError(0, "timeout", `nothing on ${topic} within ${ms} ms`));
       }, ms);
-      this.waiting.set(topic, (payload) => {
+      const waiter = (payload: string) => {
         clearTimeout(timer);
         this.waiting.delete(topic);
         resolve(payload);
-      });
+      };
+      this.waiting.set(topic, waiter);
     });
   }
 
@@ -494,9 +517,17 @@ export class Session extends Emitter<SessionEvents> {
         this.emit("incomingcall", invite);
         return;
       }
-      case "clients":
-        this.emit("error", value as ServerError);
+      case "clients": {
+        const error = value as ServerError;
+        const resent = this.resent.get(error.topic);
+        if (resent !== undefined && Date.now() - resent < WAIT_MS) {
+          // The refused copy of a publish the broker had already taken.
+          this.resent.delete(error.topic);
+          return;
+        }
+        this.emit("error", error);
         return;
+      }
       case "session":
         return this.session(parts, value);
     }

@@ -15,6 +15,7 @@ mod stats;
 mod storm;
 mod tls;
 mod users;
+mod web;
 
 use clap::{Parser, Subcommand};
 
@@ -115,6 +116,12 @@ enum Bench {
         #[arg(long, default_value_t = 5000)]
         rounds: usize,
     },
+    /// Setup time in Chromium: the callee's accept to the first remote
+    /// video frame shown, on both sides, over R calls of the web app.
+    Web {
+        #[arg(long, default_value_t = 20)]
+        rounds: usize,
+    },
     /// Mixed traffic for minutes: RSS at the end against after warm-up.
     Soak {
         #[arg(long, default_value_t = 25)]
@@ -154,6 +161,7 @@ async fn main() -> anyhow::Result<()> {
         Bench::Registered { users } => registered::run(users).await,
         Bench::Cluster { rounds } => cluster::run(rounds).await,
         Bench::Tls { connections } => tls::run(connections).await,
+        Bench::Web { rounds } => web::run(rounds).await,
         Bench::Soak {
             minutes,
             warm_up_minutes,

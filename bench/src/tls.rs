@@ -11,26 +11,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, TlsConfiguration, Transport};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
 use switchboard_e2e::api::SmsInbox;
-use switchboard_e2e::tls::{ca, tls_builder};
+use switchboard_e2e::tls::{ca, client_config, tls_builder};
 use switchboard_e2e::{random_id, Server};
 use tokio::sync::oneshot;
 
 use crate::proc::{cpu_seconds, settled_rss_kib};
-
-/// Trusts the test's CA only.
-fn client_config(ca_pem: &str) -> Result<Arc<rustls::ClientConfig>> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from_pem_slice(ca_pem.as_bytes())?)?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
-}
 
 /// A client connected and idle, kept alive by its task.
 async fn connect(

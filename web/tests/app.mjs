@@ -6,76 +6,11 @@
 // robot's), CHROMIUM (its binary), SB_SCREENSHOTS (a directory).
 
 import { mkdirSync } from "node:fs";
-import { chromium } from "playwright-core";
+import { env, launch, signIn, addContact, seesOnline, userId, problems } from "./pages.mjs";
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-};
-const url = env("SB_URL");
 const shots = env("SB_SCREENSHOTS");
 mkdirSync(shots, { recursive: true });
-
-const browser = await chromium.launch({
-  executablePath: env("CHROMIUM"),
-  args: [
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--autoplay-policy=no-user-gesture-required",
-  ],
-});
-
-/** The newest one-time code the server sent to `phone`. */
-async function smsCode(phone) {
-  const answer = await fetch(`${env("SB_SMS")}/code?phone=${encodeURIComponent(phone)}`);
-  if (!answer.ok) throw new Error(`no code for ${phone}: ${await answer.text()}`);
-  return answer.text();
-}
-
-const pages = [];
-const problems = [];
-// On a failure, what each page last said.
-process.on("uncaughtException", async (e) => {
-  for (const [name, page] of pages) {
-    console.log(`${name} status: ${await page.textContent("#status").catch(() => "?")}`);
-  }
-  console.error(e);
-  process.exit(1);
-});
-
-/** A phone-sized page of its own (its own device), signed in as `phone`. */
-async function signIn(name, phone) {
-  const context = await browser.newContext({ viewport: { width: 390, height: 844 } });
-  const page = await context.newPage();
-  pages.push([name, page]);
-  // Any error a page logs, or throws without catching, fails the test.
-  page.on("console", (m) => m.type() === "error" && problems.push(`${name} console: ${m.text()}`));
-  page.on("pageerror", (e) => problems.push(`${name} page error: ${e}`));
-  await page.goto(url);
-  await page.fill("#phone", phone);
-  await page.click("#phone-form button");
-  await page.waitForSelector("#code-form:not([hidden])");
-  await page.fill("#code", await smsCode(phone));
-  await page.click("#code-form button");
-  await page.waitForSelector("#home:not([hidden])");
-  console.log(`${name} signed in`);
-  return page;
-}
-
-async function addContact(page, phone) {
-  await page.fill("#contact-phone", phone);
-  await page.click("#add-contact button");
-}
-
-/** Waits until `page` shows `who` (a contact's id) online. */
-async function seesOnline(page, id) {
-  await page.waitForSelector(`#contact-list li[data-id="${id}"] .dot.online`);
-}
-
-async function userId(page) {
-  return page.evaluate(() => window.switchboard.session().id);
-}
+const browser = await launch();
 
 /** The page's call's counters once `enough`, read every 200 ms for at most `ms`. */
 async function statsUntil(page, enough, ms) {
@@ -95,8 +30,8 @@ async function mediaFlows(page, name) {
   console.log(`${name} decodes video and hears audio: ${JSON.stringify(later)}`);
 }
 
-const ana = await signIn("Ana", "+48555900001");
-const ben = await signIn("Ben", "+48555900002");
+const ana = await signIn(browser, "Ana", "+48555900001");
+const ben = await signIn(browser, "Ben", "+48555900002");
 const accessToken = (page) => page.evaluate(() => window.switchboard.session().accessToken);
 const anaFirstToken = await accessToken(ana);
 await ana.fill("#nickname", "Ana");
@@ -133,7 +68,7 @@ for (const page of [ana, ben]) {
 console.log("called, saw, heard, hung up");
 
 // Ben on a second device: both ring, the second answers, the first is told.
-const ben2 = await signIn("Ben's laptop", "+48555900002");
+const ben2 = await signIn(browser, "Ben's laptop", "+48555900002");
 await ana.click(`#contact-list li[data-id="${benId}"] button:has-text("Audio")`);
 await ben.waitForSelector("#incoming[open]");
 await ben2.waitForSelector("#incoming[open]");

@@ -59,6 +59,9 @@ await ben.screenshot({ path: `${shots}/call-ben.png` });
 await ben.click("#mute");
 const muted = await ben.evaluate(() => window.switchboard.call().local.getAudioTracks().every((t) => !t.enabled));
 if (!muted) throw new Error("Mute left the microphone on");
+await ben.click("#camera");
+const dark = await ben.evaluate(() => window.switchboard.call().local.getVideoTracks().every((t) => !t.enabled));
+if (!dark) throw new Error("Camera off left the camera on");
 await ana.click("#hangup");
 for (const page of [ana, ben]) {
   await page.waitForSelector("#call", { state: "hidden" });
@@ -76,9 +79,31 @@ await ben2.click("#accept");
 await ben.waitForSelector("#status:has-text('Answered on another device.')");
 await ben.waitForSelector("#incoming", { state: "hidden" });
 await ana.waitForSelector("#call-text:has-text('In call')");
+// Ben's first device calls Ana meanwhile: Ben is in a call, so it is busy.
+await ben.click(`#contact-list li[data-id="${anaId}"] button:has-text("Audio")`);
+await ben.waitForSelector("#status:has-text('Call ended: busy')");
+await ben.waitForSelector("#call", { state: "hidden" });
 await ben2.click("#hangup");
 await ana.waitForSelector("#call", { state: "hidden" });
-console.log("answered elsewhere");
+console.log("answered elsewhere; busy meanwhile");
+
+// Declined on both of Ben's devices; then cancelled by Ana while ringing.
+await ana.click(`#contact-list li[data-id="${benId}"] button:has-text("Audio")`);
+for (const page of [ben, ben2]) {
+  await page.waitForSelector("#incoming[open]");
+  await page.click("#decline");
+}
+await ana.waitForSelector("#status:has-text('Call ended: declined')");
+await ana.click(`#contact-list li[data-id="${benId}"] button:has-text("Audio")`);
+for (const page of [ben, ben2]) await page.waitForSelector("#incoming[open]");
+await ana.waitForSelector("#call-text:has-text('Ringing')");
+await ana.click("#hangup");
+for (const page of [ben, ben2]) {
+  await page.waitForSelector("#incoming", { state: "hidden" });
+  await page.waitForSelector("#status:has-text('Call cancelled.')");
+}
+await ana.waitForSelector("#status:has-text('Call ended: cancelled')");
+console.log("declined; cancelled");
 
 // A robot: paired by its code, called, commanded.
 await ana.fill("#pair-code", env("SB_PAIR_CODE"));

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
 use super::note::Note;
@@ -179,9 +179,7 @@ fn read_account(file: &Path) -> Result<ServiceAccount> {
 /// The send request: the note as string data, at high priority, living
 /// no longer than the call rings.
 fn message(platform: &str, token: &str, note: &Note, now: i64) -> Value {
-    let data: Map<String, Value> = (note.fields().into_iter())
-        .map(|(k, v)| (k.to_owned(), Value::String(v)))
-        .collect();
+    let data = note.strings();
     let ttl_s = ((note.expires_at - now) / 1000).max(0);
     let mut message = json!({ "token": token, "data": data });
     match platform {

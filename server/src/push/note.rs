@@ -38,15 +38,6 @@ pub enum Event {
     Stop,
 }
 
-impl Event {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Event::Ring => "ring",
-            Event::Stop => "stop",
-        }
-    }
-}
-
 impl Note {
     pub fn ring(call: &Call, caller_name: Option<String>) -> Note {
         Note {
@@ -79,25 +70,22 @@ impl Note {
         })
     }
 
-    /// The note as string pairs, for services whose data is strings
-    /// alone (FCM).
-    pub fn fields(&self) -> Vec<(&'static str, String)> {
-        let mut fields = vec![
-            ("event", self.event.as_str().to_owned()),
-            ("sid", self.sid.to_string()),
-            ("uuid", self.uuid.clone()),
-            ("userId", self.user_id.to_string()),
-            ("caller", self.caller.to_string()),
-            ("kind", self.kind.as_str().to_owned()),
-            ("expiresAt", self.expires_at.to_string()),
-        ];
-        if let Some(name) = &self.caller_name {
-            fields.push(("callerName", name.clone()));
-        }
-        if let Some(reason) = self.reason {
-            fields.push(("reason", reason.to_owned()));
-        }
-        fields
+    /// The note as JSON whose values are all strings (numbers written
+    /// out), for services whose data is strings alone (FCM).
+    pub fn strings(&self) -> serde_json::Map<String, serde_json::Value> {
+        use serde_json::Value;
+        let Ok(Value::Object(fields)) = serde_json::to_value(self) else {
+            unreachable!("a note serializes as an object");
+        };
+        (fields.into_iter())
+            .map(|(k, v)| {
+                let text = match v {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                (k, Value::String(text))
+            })
+            .collect()
     }
 }
 
@@ -188,8 +176,10 @@ mod tests {
         assert!(json.get("from").is_none(), "a key FCM keeps for itself");
         assert_eq!(json["expiresAt"], 31_000);
         assert!(json.get("reason").is_none());
-        let fields = note.fields();
-        assert!(fields.contains(&("kind", "video".into())));
-        assert!(fields.contains(&("expiresAt", "31000".into())));
+        let strings = note.strings();
+        assert_eq!(strings["kind"], "video");
+        assert_eq!(strings["expiresAt"], "31000");
+        assert_eq!(strings["callerName"], "Ana");
+        assert!(strings.values().all(serde_json::Value::is_string));
     }
 }

@@ -508,8 +508,9 @@ pub fn run_switchboard(args: &[&str], env: &[(&str, &str)]) -> Result<(ExitStatu
 /// Runs a test program in another language (Python, Kotlin, a browser
 /// script) to its end, three minutes at most, and checks that it passed:
 /// it exits 0 having printed `ALL PASSED` as its last step, so a program
-/// that stopped early without an error fails.
-pub async fn run_to_end(cmd: std::process::Command, what: &str) {
+/// that stopped early without an error fails. Its output, for what it
+/// reports.
+pub async fn run_to_end(cmd: std::process::Command, what: &str) -> String {
     let mut cmd = tokio::process::Command::from(cmd);
     cmd.stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -526,6 +527,7 @@ pub async fn run_to_end(cmd: std::process::Command, what: &str) {
         stdout.contains("ALL PASSED"),
         "the {what} test did not finish"
     );
+    stdout.into_owned()
 }
 
 /// Seconds since the Unix epoch.

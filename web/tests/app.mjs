@@ -34,6 +34,28 @@ const ana = await signIn(browser, "Ana", "+48555900001");
 const ben = await signIn(browser, "Ben", "+48555900002");
 const accessToken = (page) => page.evaluate(() => window.switchboard.session().accessToken);
 const anaFirstToken = await accessToken(ana);
+
+// Subscriptions made and dropped while the connection is taken over again
+// and again: the broker closes the old connection as the new one comes up,
+// and none of them may fail for it.
+const churn = await ana.evaluate(async () => {
+  const s = window.switchboard.session();
+  let takeovers = 0;
+  let ops = 0;
+  const renewing = (async () => {
+    for (; takeovers < 25; takeovers++) await s.renew();
+  })();
+  let done = false;
+  void renewing.finally(() => (done = true));
+  while (!done) {
+    await s.watch(s.id);
+    await s.unwatch(s.id);
+    ops += 2;
+  }
+  await renewing;
+  return { takeovers, ops };
+});
+console.log(`subscribed and unsubscribed through takeovers: ${JSON.stringify(churn)}`);
 await ana.fill("#nickname", "Ana");
 await ana.click("#profile-form button");
 await ana.waitForSelector("#status:has-text('Profile saved.')");

@@ -29,10 +29,29 @@ export type Takeover = "up" | "refused" | "timeout" | "closed";
 /** How long a takeover waits for the new connection before it is retried later. */
 const TAKEOVER_MS = 10_000;
 
+/**
+ * A WebSocket that drops a write once it is closing, as the browser does,
+ * but without the browser's console error. mqtt.js writes on its own time
+ * (a PUBACK a timer later), so a write can race the broker's close of a
+ * connection taken over or past its token; what it carried is done again
+ * on the next connection (QoS 1, and `Link.live`).
+ */
+function quietWebSocket(url: string, protocols: string[]): WebSocket {
+  const socket = new WebSocket(url, protocols);
+  const send = socket.send.bind(socket);
+  socket.send = (data) => {
+    if (socket.readyState === WebSocket.CLOSING || socket.readyState === WebSocket.CLOSED) return;
+    send(data);
+  };
+  return socket;
+}
+
 export class Link {
   private conn: Conn;
   /** The connection a takeover is bringing up. */
   private pending?: Conn;
+  /** The takeover under way, if any. */
+  private takeover?: Promise<Takeover>;
   /** Subscriptions, restored when a connection starts a new session. */
   private readonly filters = new Set<string>();
   private closed = false;
@@ -64,6 +83,7 @@ export class Link {
       // "Server unavailable" is worth another try (docs/protocol.md).
       reconnectOnConnackError: true,
       connectTimeout: 10_000,
+      createWebsocket: quietWebSocket,
     });
     let retire = () => {};
     const retired = new Promise<void>((resolve) => (retire = resolve));
@@ -94,13 +114,16 @@ export class Link {
   }
 
   /**
-   * Runs `op` on the current connection; if a takeover retires that
-   * connection before `op` completes (its publishes would never be
-   * acknowledged there), runs it again on the new one. A publish may then
-   * arrive twice, as QoS 1 allows.
+   * Runs `op` on the current connection, never on one a takeover is
+   * replacing. Should a takeover begin before `op` completes, the broker
+   * closes the old connection under it (mqtt.js fails a subscribe there
+   * with "Connection closed", and never acknowledges a publish), so it is
+   * run again on the new one. A publish may then arrive twice, as QoS 1
+   * allows.
    */
   private async live<T>(op: (client: MqttClient) => Promise<T>, topic?: string): Promise<T> {
     for (let attempt = 0; ; attempt++) {
+      await this.settled();
       const conn = this.conn;
       if (attempt > 0 && topic) this.onResent(topic);
       const done = op(conn.client).then(
@@ -108,10 +131,16 @@ export class Link {
         (error: unknown) => ({ error }),
       );
       const outcome = await Promise.race([done, conn.retired.then(() => undefined)]);
-      if (outcome === undefined || (conn !== this.conn && "error" in outcome)) continue;
-      if ("error" in outcome) throw outcome.error;
-      return outcome.value;
+      if (outcome && "value" in outcome) return outcome.value;
+      await this.settled();
+      if (outcome === undefined || conn !== this.conn) continue;
+      throw outcome.error;
     }
+  }
+
+  /** Once no takeover is under way. */
+  private async settled(): Promise<void> {
+    while (this.takeover) await this.takeover;
   }
 
   /** Whether the broker granted `filter`. */
@@ -145,9 +174,20 @@ export class Link {
    * A new connection with `password` takes the old one's place (the
    * broker closes the old one; presence sees no gap); the old one is then
    * retired, and what was in flight on it is done again on the new one.
-   * False if the new connection did not come up in time (it keeps trying).
+   * "timeout" if the new connection did not come up in time (it keeps
+   * trying).
    */
   async renew(password: string): Promise<Takeover> {
+    const takeover = this.takeOver(password);
+    this.takeover = takeover;
+    try {
+      return await takeover;
+    } finally {
+      this.takeover = undefined;
+    }
+  }
+
+  private async takeOver(password: string): Promise<Takeover> {
     if (this.closed) return "closed";
     this.password = password;
     const old = this.conn;

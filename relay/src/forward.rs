@@ -34,36 +34,27 @@ const BUS_DEPTH: usize = 512;
 pub struct Source {
     pub id: u64,
     pub from: ClientId,
-    kind: RtpCodecKind,
-    codec: RTCRtpCodec,
+    pub kind: RtpCodecKind,
+    pub codec: RTCRtpCodec,
     bus: broadcast::Sender<rtp::Packet>,
-    pub pli: Arc<Pli>,
+    pli: Arc<Pli>,
 }
 
 impl Source {
-    /// Starts reading a device's track onto a bus; `None` for a track that
-    /// tells no SSRC or codec.
-    pub async fn read(
+    /// A device's track, not yet read: `forward` starts that, once its
+    /// receivers are subscribed to the bus, so they get its first packets
+    /// (a keyframe). `None` for a track that tells no SSRC or codec.
+    pub async fn new(
         id: u64,
         from: ClientId,
-        track: Arc<dyn TrackRemote>,
+        track: &Arc<dyn TrackRemote>,
         shared: &Arc<Shared>,
-        tasks: &mut JoinSet<()>,
     ) -> Option<Source> {
         let media_ssrc = track.ssrcs().await.first().copied()?;
         let codec = track.codec(media_ssrc).await?;
         let kind = track.kind().await;
         let (bus, _) = broadcast::channel(BUS_DEPTH);
         let pli = Pli::new(track.clone(), media_ssrc, shared.clone());
-        let onto_bus = bus.clone();
-        tasks.spawn(async move {
-            while let Some(event) = track.poll().await {
-                if let TrackRemoteEvent::OnRtpPacket(packet) = event {
-                    // No receiver yet is not an error: nobody is watching.
-                    let _ = onto_bus.send(packet);
-                }
-            }
-        });
         Some(Source {
             id,
             from,
@@ -74,55 +65,102 @@ impl Source {
         })
     }
 
+    /// Reads the track onto the bus.
+    pub fn forward(&self, track: Arc<dyn TrackRemote>, tasks: &mut JoinSet<()>) {
+        let onto_bus = self.bus.clone();
+        tasks.spawn(async move {
+            while let Some(event) = track.poll().await {
+                if let TrackRemoteEvent::OnRtpPacket(packet) = event {
+                    // No receiver yet is not an error: nobody is watching.
+                    let _ = onto_bus.send(packet);
+                }
+            }
+        });
+    }
+
+    /// Asks the sender for a keyframe, for a receiver that cannot decode
+    /// without one (audio has none).
+    pub async fn ask_keyframe(&self) {
+        if self.kind == RtpCodecKind::Video {
+            self.pli.ask().await;
+        }
+    }
+
     pub fn mime(&self) -> &str {
         &self.codec.mime_type
     }
 }
 
-/// One source's track on a receiving device's connection.
+/// A track on a receiving device's connection, carrying one source.
+/// One made for a device's first offer carries none until a source of
+/// its kind and codec comes.
 pub struct Outbound {
     sender: Arc<dyn RtpSender>,
+    track: Arc<TrackLocalStaticRTP>,
+    ssrc: u32,
+    kind: RtpCodecKind,
+    mime: String,
     /// Set once the receiver agreed to the track: packets before that
     /// would reach it as an undeclared stream.
     ready: Arc<AtomicBool>,
-    /// Its writer and its keyframe-request reader.
-    tasks: [AbortHandle; 2],
+    /// Its writer and its keyframe-request reader, once it carries a source.
+    tasks: Vec<AbortHandle>,
 }
 
 impl Outbound {
-    /// Adds a track carrying `source` to a receiver's connection, with its
-    /// own SSRC and the payload type the receiver negotiated. Nothing is
-    /// written to it before `ready`.
-    pub async fn start(
+    /// Adds a track of `kind` in `codec`, from the device `from`, to a
+    /// receiver's connection, with its own SSRC. It carries nothing yet.
+    pub async fn add(
         pc: &dyn PeerConnection,
-        source: &Source,
-        shared: &Arc<Shared>,
-        tasks: &mut JoinSet<()>,
+        kind: RtpCodecKind,
+        codec: RTCRtpCodec,
+        from: &ClientId,
     ) -> Result<Outbound, webrtc::error::Error> {
         let ssrc = next_ssrc();
-        let stream = format!("{}", source.from);
-        let out = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        let stream = from.to_string();
+        let mime = codec.mime_type.clone();
+        let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
             stream.clone(),
-            format!("{stream}-{}", source.id),
+            format!("{stream}-{ssrc:x}"),
             stream,
-            source.kind,
+            kind,
             vec![RTCRtpEncodingParameters {
                 rtp_coding_parameters: RTCRtpCodingParameters {
                     ssrc: Some(ssrc),
                     ..Default::default()
                 },
-                codec: source.codec.clone(),
+                codec,
                 ..Default::default()
             }],
         )));
-        let sender = pc.add_track(out.clone() as Arc<dyn TrackLocal>).await?;
-        let ready = Arc::new(AtomicBool::new(false));
+        let sender = pc.add_track(track.clone() as Arc<dyn TrackLocal>).await?;
+        Ok(Outbound {
+            sender,
+            track,
+            ssrc,
+            kind,
+            mime,
+            ready: Arc::default(),
+            tasks: Vec::new(),
+        })
+    }
+
+    /// Whether it can carry `source`: the kind and codec the receiver
+    /// agreed to.
+    pub fn fits(&self, source: &Source) -> bool {
+        self.kind == source.kind && self.mime.eq_ignore_ascii_case(source.mime())
+    }
+
+    /// Forwards `source` on it from now on, rewriting SSRC and payload
+    /// type to the receiver's; nothing is written before `ready`.
+    pub fn carry(&mut self, source: &Source, shared: &Arc<Shared>, tasks: &mut JoinSet<()>) {
+        let ssrc = self.ssrc;
         let mime = source.codec.mime_type.clone();
         let mut packets = source.bus.subscribe();
         let shared = shared.clone();
-        let writer = out.clone();
-        let negotiated = sender.clone();
-        let is_ready = ready.clone();
+        let writer = self.track.clone();
+        let negotiated = self.sender.clone();
+        let is_ready = self.ready.clone();
         let writing = tasks.spawn(async move {
             let mut payload_type = None;
             loop {
@@ -149,6 +187,7 @@ impl Outbound {
             }
         });
         let pli = source.pli.clone();
+        let out = self.track.clone();
         let asking = tasks.spawn(async move {
             while let Some(TrackLocalEvent::OnRtcpPacket(packets)) = out.poll().await {
                 if packets.iter().any(|p| asks_for_keyframe(p.as_ref())) {
@@ -156,16 +195,16 @@ impl Outbound {
                 }
             }
         });
-        Ok(Outbound {
-            sender,
-            ready,
-            tasks: [writing, asking],
-        })
+        self.tasks = vec![writing, asking];
     }
 
     /// The receiver agreed to the track: its packets flow from now on.
     pub fn ready(&self) {
         self.ready.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
     }
 
     pub fn stop(&self) {

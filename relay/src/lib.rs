@@ -9,6 +9,7 @@ mod forward;
 pub mod keyframes;
 pub mod metrics;
 mod negotiation;
+mod offered;
 mod peer;
 mod pli;
 pub mod ports;

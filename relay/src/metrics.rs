@@ -8,6 +8,7 @@ use prometheus_client::registry::Registry;
 pub struct RelayMetrics {
     pub rooms: Gauge,
     pub peer_connections: Gauge,
+    pub sources: Gauge,
     pub packets_forwarded: Counter,
     pub bytes_forwarded: Counter,
     pub keyframe_requests: Counter,
@@ -24,6 +25,11 @@ impl RelayMetrics {
             "relay_peer_connections",
             "PeerConnections between devices and the relay",
             self.peer_connections.clone(),
+        );
+        registry.register(
+            "relay_sources",
+            "Tracks devices send to the relay",
+            self.sources.clone(),
         );
         registry.register(
             "relay_forwarded_packets",

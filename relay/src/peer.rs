@@ -35,6 +35,8 @@ pub enum What {
     /// is complete.
     Candidate(Option<IceCandidate>),
     Track(Arc<dyn TrackRemote>),
+    /// Connected (again): media written before this was lost.
+    Connected,
     Failed,
 }
 
@@ -79,8 +81,10 @@ impl PeerConnectionEventHandler for Events {
 
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
         tracing::debug!(client = %self.client, %state, "relay peer connection");
-        if state == RTCPeerConnectionState::Failed {
-            self.send(What::Failed);
+        match state {
+            RTCPeerConnectionState::Connected => self.send(What::Connected),
+            RTCPeerConnectionState::Failed => self.send(What::Failed),
+            _ => {}
         }
     }
 

@@ -20,6 +20,7 @@ use webrtc::peer_connection::{PeerConnection, RTCSessionDescription};
 use crate::error::SignalError;
 use crate::forward::{Outbound, Source};
 use crate::negotiation::{Action, Done, Negotiation, Sent};
+use crate::offered::{self, Line};
 use crate::peer::{self, PeerEvent, What};
 use crate::sdp;
 use crate::{Outgoing, Shared};
@@ -75,6 +76,7 @@ pub fn spawn(sid: Sid, participants: [ClientId; 2], shared: Arc<Shared>) -> Hand
     shared.metrics.rooms.inc();
     let room = Room {
         sid,
+        participants: participants.clone(),
         shared,
         peers: HashMap::new(),
         sources: Vec::new(),
@@ -98,10 +100,14 @@ struct Peer {
     negotiation: Negotiation,
     /// Sources this device receives.
     receiving: HashMap<u64, Outbound>,
+    /// Tracks in the answer to its first offer that carry no source yet:
+    /// the other device's media goes on them without a new offer.
+    spare: Vec<Outbound>,
 }
 
 struct Room {
     sid: Sid,
+    participants: [ClientId; 2],
     shared: Arc<Shared>,
     peers: HashMap<ClientId, Peer>,
     sources: Vec<Source>,
@@ -173,14 +179,14 @@ impl Room {
             let peer = self.new_peer(from, events).await?;
             self.peers.insert(from.clone(), peer);
         }
-        let mut answered = self.answer(from, offer.clone()).await;
+        let mut answered = self.answer(from, offer.clone(), fresh).await;
         if answered.is_err() && !fresh {
             // A device that restarted its own connection offers anew, with
             // new ICE and DTLS credentials: start over with a new one.
             self.drop_peer(from).await;
             let peer = self.new_peer(from, events).await?;
             self.peers.insert(from.clone(), peer);
-            answered = self.answer(from, offer).await;
+            answered = self.answer(from, offer, true).await;
         }
         let sdp = match answered {
             Ok(sdp) => sdp,
@@ -195,16 +201,36 @@ impl Room {
         Ok(())
     }
 
-    /// Applies a device's offer and returns the relay's answer.
+    /// Applies a device's offer and returns the relay's answer; on a
+    /// `fresh` connection, with a track to send on each m-line the device
+    /// receives on.
     async fn answer(
         &mut self,
         from: &ClientId,
         offer: RTCSessionDescription,
+        fresh: bool,
     ) -> Result<String, SignalError> {
+        let other = self.participants.iter().find(|c| *c != from).cloned();
         let peer = self.peers.get_mut(from).expect("peer made before");
         // Glare: the relay yields, and offers again once it answered.
         let roll_back = peer.negotiation.received(Sent::Offer)? == Action::RollBackAndAnswer;
-        sdp::answer(peer.pc.as_ref(), offer, roll_back).await
+        let lines = if fresh {
+            offered::receiving_lines(&offer.sdp)
+        } else {
+            Vec::new()
+        };
+        sdp::apply_offer(peer.pc.as_ref(), offer, roll_back).await?;
+        if let Some(other) = other {
+            for line in lines {
+                if let Some(out) = spare_track(peer.pc.as_ref(), line, &other).await {
+                    peer.spare.push(out);
+                }
+            }
+        }
+        let answer = sdp::answer(peer.pc.as_ref()).await?;
+        // In the description the device gets now: packets may flow.
+        peer.spare.iter().for_each(Outbound::ready);
+        Ok(answer)
     }
 
     async fn on_answer(&mut self, from: &ClientId, sdp: String) -> Result<(), SignalError> {
@@ -221,7 +247,7 @@ impl Room {
             // A receiver that just joined can decode nothing until a keyframe.
             for id in now_ready {
                 if let Some(source) = self.sources.iter().find(|s| s.id == id) {
-                    source.pli.ask().await;
+                    source.ask_keyframe().await;
                 }
             }
         }
@@ -259,6 +285,7 @@ impl Room {
             port,
             negotiation: Negotiation::default(),
             receiving: HashMap::new(),
+            spare: Vec::new(),
         })
     }
 
@@ -303,6 +330,16 @@ impl Room {
                 self.send(&client, WebRtcSignal::Candidate { candidate })
             }
             What::Track(track) => self.on_track(client, track).await,
+            What::Connected => {
+                // Keyframes sent before could not reach it, and it can
+                // decode nothing without one.
+                let ready = peer.receiving.iter().filter(|(_, out)| out.is_ready());
+                for (id, _) in ready {
+                    if let Some(source) = self.sources.iter().find(|s| s.id == *id) {
+                        source.ask_keyframe().await;
+                    }
+                }
+            }
             What::Failed => {
                 tracing::info!(sid = %self.sid, %client, "relay peer connection failed");
                 self.drop_peer(&client).await;
@@ -310,22 +347,24 @@ impl Room {
         }
     }
 
-    /// A device started sending a track: read it onto a bus and subscribe
-    /// the other devices.
+    /// A device started sending a track: subscribe the other devices, then
+    /// read it onto the bus.
     async fn on_track(&mut self, from: ClientId, track: Arc<dyn TrackRemote>) {
         let id = self.next_source;
-        let read = Source::read(id, from.clone(), track, &self.shared, &mut self.tasks);
-        let Some(source) = read.await else {
+        let Some(source) = Source::new(id, from.clone(), &track, &self.shared).await else {
             return;
         };
         self.next_source += 1;
         tracing::debug!(sid = %self.sid, %from, mime = %source.mime(), "relay source");
         self.sources.push(source);
+        self.shared.metrics.sources.inc();
         let others: Vec<ClientId> = self.peers.keys().filter(|c| **c != from).cloned().collect();
         for client in others {
             self.subscribe(&client, id).await;
             self.renegotiate(&client).await;
         }
+        let source = self.sources.last().expect("pushed above");
+        source.forward(track, &mut self.tasks);
     }
 
     async fn subscribe_to_all(&mut self, client: &ClientId) {
@@ -351,8 +390,22 @@ impl Room {
         if peer.receiving.contains_key(&id) {
             return;
         }
-        match Outbound::start(peer.pc.as_ref(), source, &self.shared, &mut self.tasks).await {
-            Ok(out) => {
+        if let Some(i) = peer.spare.iter().position(|out| out.fits(source)) {
+            // Already in the device's description, and ready.
+            let mut out = peer.spare.swap_remove(i);
+            out.carry(source, &self.shared, &mut self.tasks);
+            peer.receiving.insert(id, out);
+            return;
+        }
+        let added = Outbound::add(
+            peer.pc.as_ref(),
+            source.kind,
+            source.codec.clone(),
+            &source.from,
+        );
+        match added.await {
+            Ok(mut out) => {
+                out.carry(source, &self.shared, &mut self.tasks);
                 peer.receiving.insert(id, out);
                 peer.negotiation.done(Done::AddedTrack(id));
             }
@@ -374,6 +427,7 @@ impl Room {
             .map(|s| s.id)
             .collect();
         self.sources.retain(|s| &s.from != client);
+        self.shared.metrics.sources.dec_by(gone.len() as i64);
         let others: Vec<ClientId> = self.peers.keys().cloned().collect();
         for other in others {
             let peer = self.peers.get_mut(&other).expect("listed");
@@ -402,10 +456,26 @@ impl Room {
         for (_, peer) in std::mem::take(&mut self.peers) {
             self.close_peer(peer).await;
         }
+        self.shared
+            .metrics
+            .sources
+            .dec_by(self.sources.len() as i64);
         self.sources.clear();
         self.tasks.shutdown().await;
         self.shared.metrics.rooms.dec();
     }
+}
+
+/// A track for `line` from `other`, in the first of the line's codecs the
+/// relay can send; none when it can send none of them (the other device's
+/// media then comes with an offer of the relay's).
+async fn spare_track(pc: &dyn PeerConnection, line: Line, other: &ClientId) -> Option<Outbound> {
+    for codec in line.codecs {
+        if let Ok(out) = Outbound::add(pc, line.kind, codec, other).await {
+            return Some(out);
+        }
+    }
+    None
 }
 
 #[cfg(test)]

@@ -8,12 +8,12 @@ use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit, RTCSessionDes
 use crate::error::SignalError;
 
 /// Applies a device's offer, after rolling the relay's own offer back when
-/// `roll_back`, and returns the relay's answer.
-pub async fn answer(
+/// `roll_back`.
+pub async fn apply_offer(
     pc: &dyn PeerConnection,
     offer: RTCSessionDescription,
     roll_back: bool,
-) -> Result<String, SignalError> {
+) -> Result<(), SignalError> {
     if roll_back {
         let rollback = RTCSessionDescription::rollback(None).map_err(SignalError::RollBack)?;
         pc.set_local_description(rollback)
@@ -22,7 +22,11 @@ pub async fn answer(
     }
     pc.set_remote_description(offer)
         .await
-        .map_err(SignalError::OfferNotApplicable)?;
+        .map_err(SignalError::OfferNotApplicable)
+}
+
+/// Makes the relay's answer to the applied offer and sets it.
+pub async fn answer(pc: &dyn PeerConnection) -> Result<String, SignalError> {
     let answer = pc
         .create_answer(None)
         .await

@@ -66,7 +66,7 @@ async def main(args):
         client.publish(up, json.dumps(message), qos=1)
 
     pc = RTCPeerConnection()
-    seen = {"decoded": 0, "sizes": set(), "errors": [], "first_frame_s": None}
+    seen = {"decoded": 0, "sizes": set(), "errors": [], "first_frame_s": None, "offers": 0}
     started = time.time()
     source = None
     if args.role == "send":
@@ -103,6 +103,7 @@ async def main(args):
             elif message["type"] == "answer":
                 await pc.setRemoteDescription(RTCSessionDescription(message["sdp"], "answer"))
             elif message["type"] == "offer":
+                seen["offers"] += 1
                 await pc.setRemoteDescription(RTCSessionDescription(message["sdp"], "offer"))
                 await pc.setLocalDescription(await pc.createAnswer())
                 send({"type": "answer", "sdp": pc.localDescription.sdp})
@@ -130,6 +131,7 @@ async def main(args):
                 "first_frame_s": seen["first_frame_s"],
                 "state": pc.connectionState,
                 "errors": seen["errors"],
+                "offers": seen["offers"],
             }
         )
     )

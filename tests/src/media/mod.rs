@@ -242,6 +242,11 @@ impl MediaPeer {
             .await
     }
 
+    /// Keyframe requests that reached the sending track so far.
+    pub fn keyframe_requests(&self) -> u64 {
+        self.seen.lock().unwrap().keyframe_requests
+    }
+
     /// Waits until more than `after` keyframe requests reached the sending
     /// track, and returns how many did.
     pub async fn keyframe_requests_above(&mut self, after: u64) -> Result<u64> {
@@ -370,6 +375,10 @@ impl MediaPeer {
         self.seen.lock().unwrap().answers
     }
 
+    pub fn offers(&self) -> u64 {
+        self.seen.lock().unwrap().offers
+    }
+
     pub fn candidate_types(&self) -> Vec<String> {
         self.seen.lock().unwrap().candidate_types.clone()
     }
@@ -409,12 +418,15 @@ async fn follow(
             "the relay sent a candidate without a valid sdpMid: {message}"
         );
     }
-    let is_answer = matches!(signal, Signal::Answer { .. });
+    let (is_answer, is_offer) = (
+        matches!(signal, Signal::Answer { .. }),
+        matches!(signal, Signal::Offer { .. }),
+    );
     if let Some(answer) = apply(pc, signal).await? {
         mqtt.publish(up, wire(answer).as_bytes(), false).await?;
     }
-    if is_answer {
-        seen.lock().unwrap().answers += 1;
-    }
+    let mut seen = seen.lock().unwrap();
+    seen.answers += u64::from(is_answer);
+    seen.offers += u64::from(is_offer);
     Ok(())
 }

@@ -30,6 +30,8 @@ pub(super) struct Seen {
     pub(super) errors: Vec<Value>,
     /// Answers the relay sent.
     pub(super) answers: u64,
+    /// The relay's offers: each one a track the first answer did not carry.
+    pub(super) offers: u64,
     /// The tracks the relay forwards to this peer.
     pub(super) tracks: Vec<Arc<dyn TrackRemote>>,
     /// The kinds of the forwarded tracks media arrived on, in order.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::Slot;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
-use rtc::peer_connection::transport::RTCIceCandidateType;
+use rtc::peer_connection::transport::{RTCDtlsRole, RTCIceCandidateType};
 use switchboard_keyframe_feedback::KeyframeFeedback;
 use switchboard_protocol::payload::IceCandidate;
 use switchboard_protocol::ClientId;
@@ -154,8 +154,12 @@ async fn build(
     );
     // mDNS would open a multicast socket on every interface per
     // connection, outside the port range; the relay's candidates are IPs.
-    let mut settings =
-        SettingEngineBuilder::new().with_multicast_dns_mode(MulticastDnsMode::Disabled);
+    // The device starts DTLS as soon as its ICE check succeeds; as the
+    // client, webrtc 0.21 held its first flight until its next ICE tick
+    // (about 140 ms on loopback).
+    let mut settings = SettingEngineBuilder::new()
+        .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+        .with_answering_dtls_role(RTCDtlsRole::Server);
     if let Some(ip) = config.nat_1to1_ip {
         settings = settings.with_nat_1to1_ips(vec![ip.to_string()], RTCIceCandidateType::Host);
     }

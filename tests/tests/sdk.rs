@@ -400,51 +400,60 @@ async fn sdk_media_peers_exchange_rtp_through_the_relay() {
         bind: Some("127.0.0.1:0".into()),
         ..PeerOptions::default()
     };
-    let mut peers = Vec::new();
-    for account in [&a, &b] {
-        let (peer, events) = MediaPeer::join(account.session.clone(), sid.clone(), options.clone())
-            .await
-            .unwrap();
-        let peer = Arc::new(peer);
-        // As an app does: the relay's signals go to the call's peer.
-        let (queue, follower) = (account.events.clone(), peer.clone());
-        tokio::spawn(async move {
-            while let Some(event) = queue.next(std::time::Duration::from_secs(3600)).await {
-                if let Event::Signal { signal, .. } = event {
-                    follower.on_signal(signal).await.unwrap();
+    let join = |account: &Account| {
+        let (session, events) = (account.session.clone(), account.events.clone());
+        let (sid, options) = (sid.clone(), options.clone());
+        async move {
+            let (peer, media) = MediaPeer::join(session, sid, options).await.unwrap();
+            let peer = Arc::new(peer);
+            // As an app does: the relay's signals go to the call's peer.
+            let follower = peer.clone();
+            tokio::spawn(async move {
+                while let Some(event) = events.next(std::time::Duration::from_secs(3600)).await {
+                    if let Event::Signal { signal, .. } = event {
+                        follower.on_signal(signal).await.unwrap();
+                    }
                 }
-            }
-        });
-        peers.push((peer, events));
-    }
-    let (mut from_a, mut from_b) = (peers.remove(0), peers.remove(0));
+            });
+            (peer, media)
+        }
+    };
+    let send = |peer: Arc<MediaPeer>, numbers: std::ops::Range<u64>| async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(5));
+        for n in numbers {
+            tick.tick().await;
+            let payload = bytes::Bytes::copy_from_slice(&n.to_be_bytes());
+            peer.send_video(payload, (n * 3000) as u32, true)
+                .await
+                .unwrap();
+        }
+    };
+
+    // A sends before B is there: the relay reads it with nobody to
+    // forward it to.
+    let mut from_a = join(&a).await;
     media_event(&mut from_a.1, "connection", |e| {
         matches!(e, MediaEvent::Connected)
     })
     .await;
+    send(from_a.0.clone(), 0..20).await;
+    w.server
+        .metric_reaches("switchboard_relay_sources", 1.0)
+        .await;
+
+    // B joins mid-stream: once it is connected, the relay asks A for a
+    // keyframe B can start from, and the SDK says so.
+    let mut from_b = join(&b).await;
     media_event(&mut from_b.1, "connection", |e| {
         matches!(e, MediaEvent::Connected)
     })
     .await;
-    let sender = from_a.0.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_millis(5));
-        for n in 0u64..200 {
-            tick.tick().await;
-            let payload = bytes::Bytes::copy_from_slice(&n.to_be_bytes());
-            sender
-                .send_video(payload, (n * 3000) as u32, true)
-                .await
-                .unwrap();
-        }
-    });
-    // Once A's video reaches the relay and B can receive it, the relay
-    // asks A for a keyframe.
     media_event(&mut from_a.1, "keyframe request", |e| {
         matches!(e, MediaEvent::KeyframeRequested)
     })
     .await;
 
+    tokio::spawn(send(from_a.0.clone(), 1000..1200));
     let mut received = std::collections::BTreeSet::new();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), async {
         while let Some(e) = from_b.1.recv().await {
@@ -452,18 +461,15 @@ async fn sdk_media_peers_exchange_rtp_through_the_relay() {
                 assert_eq!(kind, "video");
                 let n = u64::from_be_bytes(packet.payload[..8].try_into().unwrap());
                 received.insert(n);
-                if n == 199 {
+                if n == 1199 {
                     return;
                 }
             }
         }
     })
     .await;
-    assert!(
-        received.len() >= 190,
-        "B received {} of 200",
-        received.len()
-    );
+    let run = received.range(1000..1200).count();
+    assert!(run >= 190, "B received {run} of 200");
     from_a.0.close().await;
     from_b.0.close().await;
 }

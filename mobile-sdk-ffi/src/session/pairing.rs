@@ -37,6 +37,17 @@ fn settled(outcome: payload::PairingOutcome, code: &str) -> Result<(), SdkError>
     }
 }
 
+/// A claim's outcome as the claiming user `me` sees it: paired to another
+/// user (who claimed the code first) is a refusal, not a success.
+fn claimed(status: &payload::PairingStatus, me: &Id, code: &str) -> Result<(), SdkError> {
+    settled(status.status, code)?;
+    if status.user_id.as_ref() == Some(me) {
+        Ok(())
+    } else {
+        Err(SdkError::PairingRefused { code: code.into() })
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Robots {
@@ -122,7 +133,7 @@ impl Session {
             )?;
             let s: payload::PairingStatus =
                 next_json(&mut outcome, deadline, "the pairing's outcome").await?;
-            settled(s.status, &code).map(|()| robot.to_string())
+            claimed(&s, &self.me.id, &code).map(|()| robot.to_string())
         }
         .await;
         let _ = self.send(Request::Unsubscribe(robot_topic));
@@ -193,5 +204,45 @@ impl PairingWait {
             .ok_or_else(|| SdkError::PairingRefused {
                 code: self.code.code.clone(),
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use payload::PairingOutcome::{Expired, Paired, Rejected};
+
+    #[test]
+    fn a_claim_succeeds_only_when_paired_to_the_claimant() {
+        let me: Id = "0123456789abcdef0123456789abcdef".parse().unwrap();
+        let other: Id = "fedcba9876543210fedcba9876543210".parse().unwrap();
+        let robot: Id = "00112233445566778899aabbccddeeff".parse().unwrap();
+        let refused = || Err("refused");
+        // (case, outcome, the user it names, what the claimant gets)
+        let cases: [(&str, _, Option<&Id>, Result<(), &str>); 5] = [
+            ("paired to me", Paired, Some(&me), Ok(())),
+            (
+                "paired to another user first",
+                Paired,
+                Some(&other),
+                refused(),
+            ),
+            ("paired to nobody named", Paired, None, refused()),
+            ("rejected", Rejected, Some(&me), refused()),
+            ("expired", Expired, None, Err("expired")),
+        ];
+        for (case, status, user, want) in cases {
+            let status = payload::PairingStatus {
+                status,
+                robot_id: robot.clone(),
+                user_id: user.cloned(),
+            };
+            let got = claimed(&status, &me, "123456").map_err(|e| match e {
+                SdkError::PairingRefused { .. } => "refused",
+                SdkError::PairingExpired { .. } => "expired",
+                _ => "other",
+            });
+            assert_eq!(got, want, "{case}");
+        }
     }
 }

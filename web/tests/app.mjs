@@ -32,6 +32,21 @@ async function mediaFlows(page, name) {
 
 const ana = await signIn(browser, "Ana", "+48555900001");
 const ben = await signIn(browser, "Ben", "+48555900002");
+// A copy of Ana's tab (window.open copies its session storage, as the
+// browser's "Duplicate tab" does) is a device of its own.
+const [copy] = await Promise.all([
+  ana.context().waitForEvent("page"),
+  ana.evaluate(() => void window.open(location.href)),
+]);
+await copy.waitForFunction(() => window.switchboard !== undefined);
+const deviceOf = (page) => page.evaluate(() => sessionStorage.getItem("switchboard-device"));
+const [anaDevice, copyDevice] = [await deviceOf(ana), await deviceOf(copy)];
+if (!anaDevice || !copyDevice || anaDevice === copyDevice) {
+  throw new Error(`a copied tab has device ${copyDevice}, the tab ${anaDevice}`);
+}
+await copy.close();
+console.log("a copied tab is another device");
+
 const accessToken = (page) => page.evaluate(() => window.switchboard.session().accessToken);
 const anaFirstToken = await accessToken(ana);
 

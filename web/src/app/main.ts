@@ -8,18 +8,31 @@ const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as 
 
 /**
  * One name per tab, kept across its reloads: two tabs are two devices
- * (one name would have them take each other's connection over).
+ * (one name would have them take each other's connection over). A tab
+ * holds a lock on its name while it lives, so a duplicate of it, which
+ * copies its session storage, finds the name taken and picks another.
+ * (Without Web Locks, outside a secure context, a duplicate shares it.)
  */
-function deviceName(): string {
-  let device = sessionStorage.getItem("switchboard-device");
-  if (!device) {
-    device = `web-${Math.random().toString(36).slice(2, 10)}`;
+async function deviceName(): Promise<string> {
+  for (;;) {
+    const device = sessionStorage.getItem("switchboard-device") ?? `web-${Math.random().toString(36).slice(2, 10)}`;
     sessionStorage.setItem("switchboard-device", device);
+    if (!navigator.locks || (await holdWhileOpen(`switchboard-device-${device}`))) return device;
+    sessionStorage.removeItem("switchboard-device");
   }
-  return device;
 }
 
-const sb = new Switchboard({ httpUrl: location.origin, device: deviceName() });
+/** Takes the lock `name` for as long as the page lives; false if it is held. */
+function holdWhileOpen(name: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    void navigator.locks.request(name, { ifAvailable: true }, (lock) => {
+      resolve(lock !== null);
+      return lock ? new Promise<never>(() => {}) : undefined;
+    });
+  });
+}
+
+const sb = new Switchboard({ httpUrl: location.origin, device: await deviceName() });
 let session: Session | undefined;
 let phone = "";
 

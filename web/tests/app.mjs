@@ -93,6 +93,18 @@ await mediaFlows(ana, "Ana");
 await mediaFlows(ben, "Ben");
 await ana.screenshot({ path: `${shots}/call-ana.png` });
 await ben.screenshot({ path: `${shots}/call-ben.png` });
+// An ICE restart (what the SDK offers when the path fails) keeps the call:
+// new credentials, connected again, video still decoded both ways.
+const ufrag = () => ana.evaluate(() => window.switchboard.call().media.pc.localDescription.sdp.match(/a=ice-ufrag:(\S+)/)[1]);
+const oldUfrag = await ufrag();
+await ana.evaluate(() => window.switchboard.call().media.restartIce());
+await ana.waitForFunction((old) => {
+  const pc = window.switchboard.call().media.pc;
+  const renewed = !pc.localDescription.sdp.includes(`a=ice-ufrag:${old}`);
+  return renewed && pc.signalingState === "stable" && pc.connectionState === "connected";
+}, oldUfrag);
+await mediaFlows(ana, "Ana after her ICE restart");
+await mediaFlows(ben, "Ben after Ana's ICE restart");
 await ben.click("#mute");
 const muted = await ben.evaluate(() => window.switchboard.call().local.getAudioTracks().every((t) => !t.enabled));
 if (!muted) throw new Error("Mute left the microphone on");
@@ -105,7 +117,7 @@ for (const page of [ana, ben]) {
   await page.waitForSelector("#status:has-text('Call ended: hangup')");
   await page.waitForSelector("#history-list li:has-text('hangup')");
 }
-console.log("called, saw, heard, hung up");
+console.log("called, saw, heard, restarted ICE, hung up");
 
 // Ben on a second device: both ring, the second answers, the first is told.
 const ben2 = await signIn(browser, "Ben's laptop", "+48555900002");

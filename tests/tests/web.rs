@@ -2,7 +2,8 @@
 //! `web/tests/app.mjs` (playwright-core, a fake camera and microphone):
 //! two people sign in with codes from the SMS webhook, see each other
 //! online, call with video, decode each other's video and hear the audio,
-//! restart ICE and keep decoding, mute, turn the camera off, hang up; a
+//! restart ICE and keep decoding, drop the connection to the server and
+//! decode again on a new media connection, mute, turn the camera off, hang up; a
 //! copied tab is a device of its own; a second device answers elsewhere
 //! while a call from the first finds the user busy; calls are declined and
 //! cancelled; a robot (the SDK's example) is paired, called and commanded. Screenshots of the calls go to

@@ -105,6 +105,22 @@ await ana.waitForFunction((old) => {
 }, oldUfrag);
 await mediaFlows(ana, "Ana after her ICE restart");
 await mediaFlows(ben, "Ben after Ana's ICE restart");
+// Ana's connection to the server drops and comes back (no takeover): the
+// relay closed her media connection with it, so her call's media starts
+// over on a new one, and flows both ways again.
+await ana.evaluate(() => (window.droppedPc = window.switchboard.call().media.pc));
+await ana.context().setOffline(true);
+await ana.waitForSelector("#status:has-text('Reconnecting...')");
+await ana.context().setOffline(false);
+await ana.waitForFunction(() => {
+  const pc = window.switchboard.call().media.pc;
+  return pc !== window.droppedPc && pc.connectionState === "connected";
+});
+// What the browser logs of the requests tried while offline is no fault.
+const offline = (problem) => problem.startsWith("Ana console:") && problem.includes("net::ERR_INTERNET_DISCONNECTED");
+problems.splice(0, problems.length, ...problems.filter((p) => !offline(p)));
+await mediaFlows(ana, "Ana after her connection dropped");
+await mediaFlows(ben, "Ben after Ana's connection dropped");
 await ben.click("#mute");
 const muted = await ben.evaluate(() => window.switchboard.call().local.getAudioTracks().every((t) => !t.enabled));
 if (!muted) throw new Error("Mute left the microphone on");

@@ -1,14 +1,16 @@
 // A call's media through the server's relay (docs/protocol.md, Media):
 // one RTCPeerConnection per device, signalled on
-// `session/<sid>/webrtc/<me>/up|down`. The device offers first; after
-// that the relay offers whenever the other device's tracks come or go.
+// `session/<sid>/webrtc/<me>/up|down`. The device offers first; the
+// relay's answer carries the other device's tracks, and the relay offers
+// those it could not carry.
 
 export type Signal =
   | { type: "offer" | "answer"; sdp: string }
   | { type: "candidate"; candidate: RTCIceCandidateInit | null };
 
 export class MediaLink {
-  readonly pc: RTCPeerConnection;
+  /** The connection to the relay; a new one after `renew`. */
+  pc: RTCPeerConnection;
   /** The other device's tracks, as the relay forwards them. */
   readonly remote = new MediaStream();
   /** Candidates that came before the description they belong to. */
@@ -16,31 +18,50 @@ export class MediaLink {
   private closed = false;
 
   constructor(
-    iceServers: RTCIceServer[],
-    local: MediaStream | null,
+    private readonly iceServers: RTCIceServer[],
+    private readonly local: MediaStream | null,
     private readonly send: (signal: Signal) => Promise<void>,
     private readonly onTrack: (remote: MediaStream, track: MediaStreamTrack) => void,
   ) {
-    this.pc = new RTCPeerConnection({ iceServers, bundlePolicy: "max-bundle" });
-    const tracks = local?.getTracks() ?? [];
-    for (const track of tracks) this.pc.addTrack(track, local!);
+    this.pc = this.open();
+  }
+
+  private open(): RTCPeerConnection {
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: "max-bundle" });
+    const tracks = this.local?.getTracks() ?? [];
+    for (const track of tracks) pc.addTrack(track, this.local!);
     // A device with nothing to send still receives both kinds.
     for (const kind of ["audio", "video"]) {
-      if (!tracks.some((t) => t.kind === kind)) this.pc.addTransceiver(kind, { direction: "recvonly" });
+      if (!tracks.some((t) => t.kind === kind)) pc.addTransceiver(kind, { direction: "recvonly" });
     }
-    this.pc.onicecandidate = (e) => {
-      void this.send({ type: "candidate", candidate: e.candidate ? e.candidate.toJSON() : null });
+    pc.onicecandidate = (e) => {
+      if (pc === this.pc) void this.send({ type: "candidate", candidate: e.candidate ? e.candidate.toJSON() : null });
     };
     // A path that failed (a network change, say) is looked for again
     // with new credentials: the device offers an ICE restart.
-    this.pc.oniceconnectionstatechange = () => {
-      if (this.pc.iceConnectionState === "failed" && !this.closed) void this.restartIce();
+    pc.oniceconnectionstatechange = () => {
+      if (pc === this.pc && pc.iceConnectionState === "failed" && !this.closed) void this.restartIce();
     };
-    this.pc.ontrack = (e) => {
+    pc.ontrack = (e) => {
       this.remote.addTrack(e.track);
       e.track.addEventListener("ended", () => this.remote.removeTrack(e.track));
       this.onTrack(this.remote, e.track);
     };
+    return pc;
+  }
+
+  /**
+   * Starts over on a new connection, offered anew: the relay closes a
+   * device's connection when its MQTT connection ends (not a takeover),
+   * so a device that reconnected has none there.
+   */
+  async renew(): Promise<void> {
+    if (this.closed) return;
+    this.pc.close();
+    for (const track of this.remote.getTracks()) this.remote.removeTrack(track);
+    this.early = [];
+    this.pc = this.open();
+    await this.start();
   }
 
   /** The device's first offer. */

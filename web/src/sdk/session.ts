@@ -140,11 +140,24 @@ export class Session extends Emitter<SessionEvents> {
       { url: mqttUrl ?? signedIn.mqtt.ws, clientId: this.clientId, username: this.id },
       this.access,
       (topic, payload) => this.route(topic, payload),
-      (connected) => this.emit("connection", { connected }),
+      (connected) => this.connection(connected),
       () => void this.renew(),
       (topic) => this.resent.set(topic, Date.now()),
     );
     this.scheduleRefresh(signedIn.expiresIn);
+  }
+
+  /** Set while the connection is down (not replaced by a takeover). */
+  private down = false;
+
+  private connection(connected: boolean): void {
+    // The relay closed this device's media connections as its MQTT
+    // connection ended: each call's media starts over.
+    if (connected && this.down) {
+      for (const link of this.links.values()) void link.renew().catch((e) => console.warn("media renew", e));
+    }
+    this.down = !connected;
+    this.emit("connection", { connected });
   }
 
   /** @internal Subscribes what every session follows. */

@@ -145,6 +145,10 @@ impl Outbound {
         })
     }
 
+    pub fn kind(&self) -> RtpCodecKind {
+        self.kind
+    }
+
     /// Whether it can carry `source`: the kind and codec the receiver
     /// agreed to.
     pub fn fits(&self, source: &Source) -> bool {

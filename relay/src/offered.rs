@@ -9,7 +9,7 @@ use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RtpCodecKind};
 use rtc::sdp::description::session::SessionDescription;
 
 /// One m-line the device receives on.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub struct Line {
     pub kind: RtpCodecKind,
     /// Its media codecs, most preferred first; formats that only carry
@@ -44,11 +44,14 @@ pub fn receiving_lines(offer: &str) -> Vec<Line> {
                 "video" => RtpCodecKind::Video,
                 _ => return None,
             };
-            // A rejected line, or one the device only sends on or not at all.
+            // A rejected line (port 0, unless bundled: it then shares the
+            // first line's transport), or one the device only sends on or
+            // not at all.
+            let rejected = media.media_name.port.value == 0 && !media.has_attribute("bundle-only");
             let sends_only = ["sendonly", "inactive"]
                 .iter()
                 .any(|d| media.has_attribute(d));
-            if media.media_name.port.value == 0 || sends_only {
+            if rejected || sends_only {
                 return None;
             }
             let codecs = media.codecs();
@@ -148,6 +151,11 @@ mod tests {
                     vp8,
                 ]),
                 vec![],
+            ),
+            (
+                "a bundle-only line has port 0 and is received on",
+                offer(&["m=video 0 UDP/TLS/RTP/SAVPF 96", vp8, "a=bundle-only"]),
+                vec![(Video, vec!["video/VP8"])],
             ),
             (
                 "a data channel carries no track",

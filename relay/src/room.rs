@@ -174,6 +174,16 @@ impl Room {
         events: &mpsc::UnboundedSender<PeerEvent>,
     ) -> Result<(), SignalError> {
         let offer = RTCSessionDescription::offer(sdp).map_err(SignalError::BadOffer)?;
+        if let Some(peer) = self.peers.get(from) {
+            // New DTLS keys: the device made a new connection (after a
+            // reconnect the broker took for a takeover, say). webrtc 0.21
+            // would apply its offer to the old one as an ICE restart, and
+            // the handshake with the new keys would never come.
+            let current = peer.pc.remote_description().await;
+            if current.is_some_and(|c| sdp::fingerprint(&c.sdp) != sdp::fingerprint(&offer.sdp)) {
+                self.drop_peer(from).await;
+            }
+        }
         let fresh = !self.peers.contains_key(from);
         if fresh {
             let peer = self.new_peer(from, events).await?;
@@ -396,6 +406,12 @@ impl Room {
             out.carry(source, &self.shared, &mut self.tasks);
             peer.receiving.insert(id, out);
             return;
+        }
+        if let Some(i) = peer.spare.iter().position(|out| out.kind() == source.kind) {
+            // Not in the source's codec: its line takes the new track
+            // (add_track reuses it) rather than show the device a track
+            // that never plays beside the one that does.
+            peer.spare.swap_remove(i).remove(peer.pc.as_ref()).await;
         }
         let added = Outbound::add(
             peer.pc.as_ref(),

@@ -85,6 +85,13 @@ pub async fn with_mid(pc: &dyn PeerConnection, mut c: IceCandidate) -> IceCandid
     c
 }
 
+/// The first DTLS fingerprint an SDP names (session or media level):
+/// which keys, so which of the device's connections, it comes from.
+pub fn fingerprint(sdp: &str) -> Option<&str> {
+    sdp.lines()
+        .find_map(|l| l.trim_end().strip_prefix("a=fingerprint:"))
+}
+
 /// The mid of an SDP's first m-section.
 fn first_mid(sdp: &str) -> Option<&str> {
     sdp.lines()
@@ -95,6 +102,18 @@ fn first_mid(sdp: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_fingerprint() {
+        let cases = [
+            ("v=0\r\na=fingerprint:sha-256 AB:CD\r\nm=audio 9 UDP 111\r\n", Some("sha-256 AB:CD")),
+            ("v=0\r\nm=audio 9 UDP 111\r\na=fingerprint:sha-256 01:02\r\nm=video 9 UDP 96\r\na=fingerprint:sha-256 03:04\r\n", Some("sha-256 01:02")),
+            ("v=0\r\nm=audio 9 UDP 111\r\n", None),
+        ];
+        for (sdp, want) in cases {
+            assert_eq!(fingerprint(sdp), want, "{sdp:?}");
+        }
+    }
 
     #[test]
     fn the_first_m_sections_mid() {

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 import paho.mqtt.client as mqtt
-from aiortc import RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription, VideoStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from aiortc.sdp import candidate_from_sdp
 from av import VideoFrame
@@ -66,17 +66,24 @@ async def main(args):
         client.publish(up, json.dumps(message), qos=1)
 
     pc = RTCPeerConnection()
-    seen = {"decoded": 0, "sizes": set(), "errors": [], "first_frame_s": None, "offers": 0}
+    seen = {"decoded": 0, "sizes": set(), "errors": [], "first_frame_s": None, "offers": 0, "tracks": 0}
     started = time.time()
     source = None
     if args.role == "send":
         source = Synthetic()
         pc.addTrack(source)
     else:
-        pc.addTransceiver("video", direction="recvonly")
+        receiving = pc.addTransceiver("video", direction="recvonly")
+        if args.prefer:
+            # The preferred codec first (as a device that prefers H264 offers).
+            codecs = RTCRtpReceiver.getCapabilities("video").codecs
+            first = [c for c in codecs if c.mimeType.lower() == f"video/{args.prefer}".lower()]
+            receiving.setCodecPreferences(first + [c for c in codecs if c not in first])
 
         @pc.on("track")
         def on_track(track):
+            seen["tracks"] += 1
+
             async def consume():
                 while True:
                     try:
@@ -132,6 +139,7 @@ async def main(args):
                 "state": pc.connectionState,
                 "errors": seen["errors"],
                 "offers": seen["offers"],
+                "tracks": seen["tracks"],
             }
         )
     )
@@ -148,5 +156,6 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--frames", type=int, default=60)
+    parser.add_argument("--prefer", help="a receiver's preferred video codec (H264, VP8)")
     asyncio.run(main(parser.parse_args()))
     sys.exit(0)

@@ -25,10 +25,13 @@ async function deviceName(): Promise<string> {
 /** Takes the lock `name` for as long as the page lives; false if it is held. */
 function holdWhileOpen(name: string): Promise<boolean> {
   return new Promise((resolve) => {
-    void navigator.locks.request(name, { ifAvailable: true }, (lock) => {
-      resolve(lock !== null);
-      return lock ? new Promise<never>(() => {}) : undefined;
-    });
+    navigator.locks
+      .request(name, { ifAvailable: true }, (lock) => {
+        resolve(lock !== null);
+        return lock ? new Promise<never>(() => {}) : undefined;
+      })
+      // Locks refused here (a sandboxed frame): the name as it is.
+      .catch(() => resolve(true));
   });
 }
 

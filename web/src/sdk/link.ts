@@ -218,8 +218,10 @@ export class Link {
       return this.closed ? "closed" : how;
     }
     // Up, or still trying: either way the newer connection is the one.
+    // Still trying is a drop: the old one closes without a successor, as
+    // the broker sees it.
     this.conn = next;
-    if (how === "up") this.onConnection(true);
+    this.onConnection(how === "up");
     old.retire();
     old.client.end(true);
     return how;

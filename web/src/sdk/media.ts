@@ -16,6 +16,9 @@ export class MediaLink {
   /** Candidates that came before the description they belong to. */
   private early: RTCIceCandidateInit[] = [];
   private closed = false;
+  private started = false;
+  /** @internal Whether the session's MQTT connection is up. */
+  online = true;
 
   constructor(
     private readonly iceServers: RTCIceServer[],
@@ -37,10 +40,10 @@ export class MediaLink {
     pc.onicecandidate = (e) => {
       if (pc === this.pc) void this.send({ type: "candidate", candidate: e.candidate ? e.candidate.toJSON() : null });
     };
-    // A path that failed (a network change, say) is looked for again
-    // with new credentials: the device offers an ICE restart.
-    pc.oniceconnectionstatechange = () => {
-      if (pc === this.pc && pc.iceConnectionState === "failed" && !this.closed) void this.restartIce();
+    // A connection that failed (its path, or its DTLS) is made anew;
+    // while the session is offline that waits for its reconnect.
+    pc.onconnectionstatechange = () => {
+      if (pc === this.pc && pc.connectionState === "failed" && this.online) void this.renew();
     };
     pc.ontrack = (e) => {
       this.remote.addTrack(e.track);
@@ -51,12 +54,12 @@ export class MediaLink {
   }
 
   /**
-   * Starts over on a new connection, offered anew: the relay closes a
-   * device's connection when its MQTT connection ends (not a takeover),
-   * so a device that reconnected has none there.
+   * Starts over on a new connection, offered anew: after the connection
+   * failed, and after the session reconnected (the relay closes a
+   * device's connection when its MQTT connection ends, not a takeover).
    */
   async renew(): Promise<void> {
-    if (this.closed) return;
+    if (this.closed || !this.started) return;
     this.pc.close();
     for (const track of this.remote.getTracks()) this.remote.removeTrack(track);
     this.early = [];
@@ -66,6 +69,7 @@ export class MediaLink {
 
   /** The device's first offer. */
   async start(): Promise<void> {
+    this.started = true;
     await this.pc.setLocalDescription(await this.pc.createOffer());
     await this.send({ type: "offer", sdp: this.pc.localDescription!.sdp });
   }
@@ -82,6 +86,8 @@ export class MediaLink {
     if (this.closed) return;
     switch (signal.type) {
       case "answer":
+        // One to an offer of a connection renewed since, or answered already.
+        if (this.pc.signalingState !== "have-local-offer") return;
         await this.pc.setRemoteDescription(signal);
         break;
       case "offer":

@@ -151,10 +151,11 @@ export class Session extends Emitter<SessionEvents> {
   private down = false;
 
   private connection(connected: boolean): void {
-    // The relay closed this device's media connections as its MQTT
-    // connection ended: each call's media starts over.
-    if (connected && this.down) {
-      for (const link of this.links.values()) void link.renew().catch((e) => console.warn("media renew", e));
+    for (const link of this.links.values()) {
+      link.online = connected;
+      // The relay closed this device's media connections as its MQTT
+      // connection ended: each call's media starts over.
+      if (connected && this.down) void link.renew().catch((e) => console.warn("media renew", e));
     }
     this.down = !connected;
     this.emit("connection", { connected });

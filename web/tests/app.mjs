@@ -93,7 +93,8 @@ await mediaFlows(ana, "Ana");
 await mediaFlows(ben, "Ben");
 await ana.screenshot({ path: `${shots}/call-ana.png` });
 await ben.screenshot({ path: `${shots}/call-ben.png` });
-// An ICE restart (what the SDK offers when the path fails) keeps the call:
+// An ICE restart (what an app offers when it knows the network changed)
+// keeps the call:
 // new credentials, connected again, video still decoded both ways.
 const ufrag = () => ana.evaluate(() => window.switchboard.call().media.pc.localDescription.sdp.match(/a=ice-ufrag:(\S+)/)[1]);
 const oldUfrag = await ufrag();

@@ -233,6 +233,16 @@ impl MediaPeer {
         std::mem::take(&mut self.seen.lock().unwrap().latencies_us)
     }
 
+    /// Whether a packet numbered `first` or more arrived.
+    pub fn received_from(&self, first: u64) -> bool {
+        self.seen
+            .lock()
+            .unwrap()
+            .received
+            .iter()
+            .any(|n| *n >= first)
+    }
+
     pub fn received_count(&self) -> usize {
         self.seen.lock().unwrap().received.len()
     }

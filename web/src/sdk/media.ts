@@ -43,7 +43,9 @@ export class MediaLink {
     // A connection that failed (its path, or its DTLS) is made anew;
     // while the session is offline that waits for its reconnect.
     pc.onconnectionstatechange = () => {
-      if (pc === this.pc && pc.connectionState === "failed" && this.online) void this.renew();
+      if (pc === this.pc && pc.connectionState === "failed" && this.online) {
+        void this.renew().catch((e) => console.warn("media renew", e));
+      }
     };
     pc.ontrack = (e) => {
       this.remote.addTrack(e.track);
@@ -70,8 +72,10 @@ export class MediaLink {
   /** The device's first offer. */
   async start(): Promise<void> {
     this.started = true;
-    await this.pc.setLocalDescription(await this.pc.createOffer());
-    await this.send({ type: "offer", sdp: this.pc.localDescription!.sdp });
+    // This connection's offer, even if a renew replaces it meanwhile.
+    const pc = this.pc;
+    await pc.setLocalDescription(await pc.createOffer());
+    if (pc === this.pc) await this.send({ type: "offer", sdp: pc.localDescription!.sdp });
   }
 
   /** Offers an ICE restart (also when the app knows the network changed). */

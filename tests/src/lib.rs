@@ -178,10 +178,12 @@ impl ServerBuilder {
             for line in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
                 let value: Value =
                     serde_json::from_str(&line).unwrap_or_else(|_| Value::String(line.clone()));
-                if value["fields"]["message"] == "switchboard ready" {
-                    let _ = ready_tx.send(value.clone());
+                let ready = value["fields"]["message"] == "switchboard ready";
+                // In the logs before `start` returns, for a test to read.
+                log_sink.lock().unwrap().push(value.clone());
+                if ready {
+                    let _ = ready_tx.send(value);
                 }
-                log_sink.lock().unwrap().push(value);
             }
         });
         let ready =
@@ -480,7 +482,9 @@ impl Drop for Server {
     fn drop(&mut self) {
         // A failing test shows what the server refused or failed at.
         if std::thread::panicking() {
-            for line in self.logs.lock().unwrap().iter() {
+            // A test that panicked while reading the logs left them poisoned.
+            let logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
+            for line in logs.iter() {
                 if line["level"] != "DEBUG" && line["level"] != "TRACE" {
                     eprintln!("server: {line}");
                 }

@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use super::presence::{PresenceService, NODE_TTL_MS};
 use super::queue::{outbox, Inbox, Outbox};
 use super::Edges;
+use crate::batched::Batched;
 use crate::limits::INVITES_PER_MINUTE;
 use crate::push::{Note, Push, STOP_FOR_MS};
 use crate::refused::Refused;
@@ -64,6 +65,9 @@ pub struct CallService {
     /// Pushes to callees with no device online, when configured.
     push: Option<Arc<Push>>,
     followers: Vec<Arc<dyn Follow>>,
+    /// The calls ringing for a user, read together for the inboxes
+    /// subscribed at once (a reconnect storm).
+    ringing: Batched<Id, Vec<Call>>,
 }
 
 fn refusal(refusal: Refusal) -> Refused {
@@ -119,6 +123,9 @@ impl CallService {
         followers: Vec<Arc<dyn Follow>>,
     ) -> (Arc<Self>, Inbox<Box<Call>>) {
         let (out, queue) = outbox(MAX_WAITING);
+        let ringing = Batched::new(edges.store.clone(), |store, users| async move {
+            store.calls_ringing(&users).await
+        });
         let service = CallService {
             known: Mutex::new(Calls::new()),
             node,
@@ -129,6 +136,7 @@ impl CallService {
             presence,
             push,
             followers,
+            ringing,
         };
         (Arc::new(service), queue)
     }
@@ -232,7 +240,11 @@ impl CallService {
         device: &ClientId,
         only: Option<&Sid>,
     ) -> anyhow::Result<Vec<(Topic, Vec<u8>)>> {
-        let ringing = self.edges.store.calls_ringing(&device.id).await?;
+        let ringing = self
+            .ringing
+            .get(device.id.clone())
+            .await?
+            .unwrap_or_default();
         Ok((ringing.iter())
             .filter(|call| call.rings_for(device) && only.is_none_or(|sid| *sid == call.sid))
             .map(|call| {

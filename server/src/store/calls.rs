@@ -250,15 +250,18 @@ impl Store {
         rows.iter().map(parties).collect()
     }
 
-    /// The calls ringing for `user`'s devices (legs aside).
-    pub async fn calls_ringing(&self, user: &Id) -> Result<Vec<Call>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM calls WHERE callee = $1 AND state IN ('inviting', 'ringing')"
-        ))
-        .bind(user.as_str())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(call).collect()
+    /// The calls ringing for each of `users`' devices (legs aside), by
+    /// callee; a user with none is left out.
+    pub async fn calls_ringing(&self, users: &[Id]) -> Result<HashMap<Id, Vec<Call>>> {
+        let select = format!(
+            "SELECT {COLUMNS} FROM calls WHERE state IN ('inviting', 'ringing') AND callee IN"
+        );
+        let mut ringing: HashMap<Id, Vec<Call>> = HashMap::new();
+        for row in self.rows_in(&select, users).await? {
+            let call = call(&row)?;
+            ringing.entry(call.callee.clone()).or_default().push(call);
+        }
+        Ok(ringing)
     }
 
     /// A user's calls, newest first, created before `before`.
@@ -421,10 +424,8 @@ mod tests {
         let store = store_of(&[CALLER, CALLEE, THIRD, FOURTH]).await;
         let first = invite(&store, 1, CALLER, CALLEE, 10).await;
         assert_eq!(store.call(&first.sid).await.unwrap(), Some(first.clone()));
-        assert_eq!(
-            store.calls_ringing(&id(CALLEE)).await.unwrap(),
-            std::slice::from_ref(&first)
-        );
+        let ringing = store.calls_ringing(&[id(CALLEE), id(THIRD)]).await.unwrap();
+        assert_eq!(ringing, HashMap::from([(id(CALLEE), vec![first.clone()])]));
 
         // The callee's tablet rings, then accepts: the legs and the holding
         // node are stored.
@@ -450,7 +451,7 @@ mod tests {
             store.call(&first.sid).await.unwrap(),
             Some(accepted.clone())
         );
-        assert!(store.calls_ringing(&id(CALLEE)).await.unwrap().is_empty());
+        assert!(store.calls_ringing(&[id(CALLEE)]).await.unwrap().is_empty());
         let held = |node: &'static str| {
             let store = store.clone();
             async move { store.calls_held_by(node).await.unwrap() }

@@ -255,11 +255,7 @@ impl Room {
                 }
             }
             // A receiver that just joined can decode nothing until a keyframe.
-            for id in now_ready {
-                if let Some(source) = self.sources.iter().find(|s| s.id == id) {
-                    source.ask_keyframe().await;
-                }
-            }
+            self.ask_keyframes(now_ready).await;
         }
         self.renegotiate(from).await;
         Ok(())
@@ -344,15 +340,21 @@ impl Room {
                 // Keyframes sent before could not reach it, and it can
                 // decode nothing without one.
                 let ready = peer.receiving.iter().filter(|(_, out)| out.is_ready());
-                for (id, _) in ready {
-                    if let Some(source) = self.sources.iter().find(|s| s.id == *id) {
-                        source.ask_keyframe().await;
-                    }
-                }
+                let ready: Vec<u64> = ready.map(|(id, _)| *id).collect();
+                self.ask_keyframes(ready).await;
             }
             What::Failed => {
                 tracing::info!(sid = %self.sid, %client, "relay peer connection failed");
                 self.drop_peer(&client).await;
+            }
+        }
+    }
+
+    /// Asks the senders of `sources` for a keyframe.
+    async fn ask_keyframes(&self, sources: Vec<u64>) {
+        for id in sources {
+            if let Some(source) = self.sources.iter().find(|s| s.id == id) {
+                source.ask_keyframe().await;
             }
         }
     }

@@ -62,8 +62,7 @@ export class MediaLink {
    */
   async renew(): Promise<void> {
     if (this.closed || !this.started) return;
-    this.pc.close();
-    for (const track of this.remote.getTracks()) this.remote.removeTrack(track);
+    this.shut();
     this.early = [];
     this.pc = this.open();
     await this.start();
@@ -121,6 +120,11 @@ export class MediaLink {
   /** Closes the connection at once, without waiting for the relay's. */
   close(): void {
     this.closed = true;
+    this.shut();
+  }
+
+  /** The connection closed, and its tracks gone from `remote`. */
+  private shut(): void {
     this.pc.close();
     for (const track of this.remote.getTracks()) this.remote.removeTrack(track);
   }

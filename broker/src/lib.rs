@@ -14,6 +14,7 @@
 //! fit in its queue until it reads again.
 
 mod aliases;
+mod children;
 mod connection;
 pub mod hooks;
 pub mod message;
@@ -194,7 +195,8 @@ impl<H: Hooks> Broker<H> {
     ) -> std::io::Result<()> {
         self.accept(listener, tls, |shared, stream, address| async move {
             let max = shared.limits.max_packet_bytes as usize + 5;
-            let handshake = socket::accept_ws(stream, max);
+            // Boxed, as the opening is in `accept`.
+            let handshake = Box::pin(socket::accept_ws(stream, max));
             let socket = tokio::select! {
                 ws = tokio::time::timeout(shared.limits.connect_timeout, handshake) => ws,
                 _ = shared.shutdown.cancelled() => return,
@@ -232,7 +234,11 @@ impl<H: Hooks> Broker<H> {
             let _ = socket.set_nodelay(true);
             let (shared, tls) = (shared.clone(), tls.clone());
             shared.tasks.clone().spawn(async move {
-                if let Some((stream, address)) = opened(&shared, socket, address, tls).await {
+                // Boxed while it runs: a TLS handshake's state would
+                // otherwise stay in every connection's task (1.9 KB
+                // instead of 1.2 per idle phone).
+                let opening = Box::pin(opened(&shared, socket, address, tls));
+                if let Some((stream, address)) = opening.await {
                     start(shared, stream, address).await;
                 }
             });

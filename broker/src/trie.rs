@@ -2,12 +2,10 @@
 //! its filter's levels, `+` and `#` in their own branches, so a topic is
 //! matched in as many steps as it has levels.
 
-use std::collections::HashMap;
-
-use crate::sparse::shrink_when_sparse;
+use crate::children::Children;
 
 pub struct Trie<S> {
-    children: HashMap<Box<str>, Trie<S>>,
+    children: Children<Trie<S>>,
     plus: Option<Box<Trie<S>>>,
     /// `#` here: everything below.
     rest: Vec<(u64, S)>,
@@ -18,7 +16,7 @@ pub struct Trie<S> {
 impl<S> Default for Trie<S> {
     fn default() -> Self {
         Trie {
-            children: HashMap::new(),
+            children: Children::default(),
             plus: None,
             rest: Vec::new(),
             here: Vec::new(),
@@ -54,9 +52,7 @@ impl<S: Clone> Trie<S> {
             Some((&"+", rest)) => {
                 (self.plus.get_or_insert_with(Default::default)).insert_levels(rest, id, s)
             }
-            Some((level, rest)) => {
-                (self.children.entry((*level).into()).or_default()).insert_levels(rest, id, s)
-            }
+            Some((level, rest)) => (self.children.get_or_default(level)).insert_levels(rest, id, s),
         }
     }
 
@@ -89,13 +85,12 @@ impl<S: Clone> Trie<S> {
                 emptied
             }
             Some((level, rest)) => {
-                let Some(child) = self.children.get_mut(*level) else {
+                let Some(child) = self.children.get_mut(level) else {
                     return false;
                 };
                 let emptied = child.remove_levels(rest, id, which);
                 if child.is_empty() {
-                    self.children.remove(*level);
-                    shrink_when_sparse(&mut self.children);
+                    self.children.remove(level);
                 }
                 emptied
             }
@@ -150,7 +145,7 @@ impl<S: Clone> Trie<S> {
         match levels.split_first() {
             None => out.extend(self.here.iter().map(|(_, s)| s.clone())),
             Some((level, rest)) => {
-                if let Some(child) = self.children.get(*level) {
+                if let Some(child) = self.children.get(level) {
                     child.matches_levels(rest, out);
                 }
                 if let Some(plus) = &self.plus {

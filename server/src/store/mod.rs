@@ -112,7 +112,7 @@ impl Store {
         let mut rows = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(IN_LIST_MAX) {
             let sql = format!("{select} ({})", in_list(chunk.len()));
-            let mut q = sqlx::query(&sql);
+            let mut q = listed(&sql, chunk.len());
             for id in chunk {
                 q = q.bind(id.as_str());
             }
@@ -143,6 +143,18 @@ fn typed<T: FromStr<Err = Invalid>>(stored: String) -> Result<T> {
 /// At most this many keys go in one `IN` list: under both databases'
 /// limits on parameters.
 const IN_LIST_MAX: usize = 500;
+
+/// Lists up to this long are kept prepared by each connection.
+const PREPARED_LIST_MAX: usize = 4;
+
+/// A statement with a list of `n` rows or keys. Each length is a statement
+/// of its own: kept prepared (sqlx caches 100 per connection), the long
+/// lists of a connect storm took the cache's room from the statements
+/// used all the time and held about 2 MB once the storm was over
+/// (heaptrack). A long list is prepared for each use instead.
+fn listed(sql: &str, n: usize) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
+    sqlx::query(sql).persistent(n <= PREPARED_LIST_MAX)
+}
 
 /// `$first, ..., $(first + n - 1)`: `n` placeholders in a row.
 fn placeholders(first: usize, n: usize) -> String {

@@ -13,7 +13,7 @@ use switchboard_presence::{merged, Last};
 use switchboard_protocol::payload::Presence;
 use switchboard_protocol::Id;
 
-use super::{placeholders, typed, Store, IN_LIST_MAX};
+use super::{listed, placeholders, typed, Store, IN_LIST_MAX};
 
 /// `online` as a number: the `Any` driver reads no SQLite boolean.
 const ONLINE: &str = "CAST(CASE WHEN online THEN 1 ELSE 0 END AS BIGINT)";
@@ -181,7 +181,7 @@ async fn merge_chunk(tx: &mut AnyConnection, node: &str, chunk: &[&Change]) -> R
          RETURNING user_id, seq, {ONLINE}, last_seen",
         fresh.join(", ")
     );
-    let last: Vec<AnyRow> = bind_all(sqlx::query(&sql), &ids)
+    let last: Vec<AnyRow> = bind_all(listed(&sql, ids.len()), &ids)
         .fetch_all(&mut *tx)
         .await?;
     let mut lasts: HashMap<String, Last> = HashMap::with_capacity(last.len());
@@ -202,7 +202,7 @@ async fn merge_chunk(tx: &mut AnyConnection, node: &str, chunk: &[&Change]) -> R
             "DELETE FROM presence_devices WHERE node_id = $1 AND user_id IN ({})",
             placeholders(2, mine.len())
         );
-        let q = sqlx::query(&sql).bind(node);
+        let q = listed(&sql, mine.len()).bind(node);
         bind_all(q, &mine).execute(&mut *tx).await?;
     }
     let rows: Vec<(&str, &str)> = (chunk.iter())
@@ -216,7 +216,7 @@ async fn merge_chunk(tx: &mut AnyConnection, node: &str, chunk: &[&Change]) -> R
             "INSERT INTO presence_devices (user_id, node_id, device) VALUES {}",
             super::values_list(rows.len(), 3)
         );
-        let mut q = sqlx::query(&sql);
+        let mut q = listed(&sql, rows.len());
         for (user, device) in rows {
             q = q.bind(*user).bind(node).bind(*device);
         }
@@ -224,7 +224,7 @@ async fn merge_chunk(tx: &mut AnyConnection, node: &str, chunk: &[&Change]) -> R
     }
 
     let sql = format!("SELECT user_id, device FROM presence_devices WHERE user_id IN ({list})");
-    let rows: Vec<AnyRow> = bind_all(sqlx::query(&sql), &ids)
+    let rows: Vec<AnyRow> = bind_all(listed(&sql, ids.len()), &ids)
         .fetch_all(&mut *tx)
         .await?;
     let mut devices: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -250,7 +250,7 @@ async fn merge_chunk(tx: &mut AnyConnection, node: &str, chunk: &[&Change]) -> R
              last_seen = excluded.last_seen, online = excluded.online",
         super::values_list(out.len(), 4)
     );
-    let mut q = sqlx::query(&sql);
+    let mut q = listed(&sql, out.len());
     for m in &out {
         let seq = i64::try_from(m.presence.seq).unwrap_or(i64::MAX);
         q = q

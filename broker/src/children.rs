@@ -123,6 +123,7 @@ mod tests {
             (100, 0, 100, "many"),
             (9, 4, 5, "many"),
             (9, 5, 4, "few"),
+            (8, 8, 0, "few"),
             (100, 100, 0, "few"),
             (3, 3, 0, "few"),
         ];
@@ -146,7 +147,7 @@ mod tests {
 
     #[test]
     fn a_child_is_found_and_changed_by_name_whatever_holds_it() {
-        for n in [3, 30] {
+        for n in [3, 8, 30] {
             let mut c = numbered(n);
             *c.get_mut("2").unwrap() += 100;
             *c.get_or_default("1") += 1000;
@@ -155,16 +156,21 @@ mod tests {
             assert_eq!(c.get_mut("missing"), None);
             c.remove("missing");
             assert_eq!(c.len_and_kind().0, n as usize);
+            // A full list asked for a child it has stays a list.
+            let kind = if n <= 8 { "few" } else { "many" };
+            assert_eq!(c.len_and_kind().1, kind, "{n} children");
         }
     }
 
     #[test]
     fn a_list_holds_no_more_room_than_its_children() {
-        let mut c = numbered(5);
-        c.remove("0");
-        let Children::Few(list) = &c else {
-            panic!("five children are a list")
+        let capacity = |c: &Children<u32>| match c {
+            Children::Few(list) => list.capacity(),
+            Children::Many(_) => panic!("few children are a list"),
         };
-        assert_eq!(list.capacity(), 4);
+        let mut c = numbered(5);
+        assert_eq!(capacity(&c), 5);
+        c.remove("0");
+        assert_eq!(capacity(&c), 4);
     }
 }

@@ -23,7 +23,7 @@ mod merged;
 use std::collections::HashMap;
 
 use devices::Devices;
-pub use merged::{merged, Last};
+pub use merged::{device_rows, merged, Last};
 
 use switchboard_protocol::payload::Presence;
 use switchboard_protocol::{ClientId, Id};

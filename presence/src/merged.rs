@@ -36,9 +36,50 @@ pub fn merged<'a>(
     (presence, changed.then_some(online))
 }
 
+/// How a node's stored devices of a user become `listed`: the stored ones
+/// no longer listed go, the listed ones not stored come (each once).
+pub fn device_rows<'a>(stored: &[&'a str], listed: &'a [String]) -> (Vec<&'a str>, Vec<&'a str>) {
+    let listed: BTreeSet<&str> = listed.iter().map(String::as_str).collect();
+    let gone = (stored.iter().copied())
+        .filter(|d| !listed.contains(d))
+        .collect();
+    let come = (listed.into_iter())
+        .filter(|d| !stored.contains(d))
+        .collect();
+    (gone, come)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nodes_device_rows_change_by_what_is_gone_and_what_came() {
+        // (stored, listed, gone, come)
+        type Case<'a> = (&'a [&'a str], &'a [&'a str], &'a [&'a str], &'a [&'a str]);
+        let cases: [Case; 6] = [
+            (&[], &["phone"], &[], &["phone"]),
+            (&["phone"], &[], &["phone"], &[]),
+            (&["phone"], &["phone"], &[], &[]),
+            (&["phone"], &["phone", "tablet"], &[], &["tablet"]),
+            (
+                &["phone", "tablet"],
+                &["web"],
+                &["phone", "tablet"],
+                &["web"],
+            ),
+            (&[], &["phone", "phone"], &[], &["phone"]),
+        ];
+        for (stored, listed, gone, come) in cases {
+            let listed: Vec<String> = listed.iter().map(|d| d.to_string()).collect();
+            let (g, c) = device_rows(stored, &listed);
+            assert_eq!(
+                (g.as_slice(), c.as_slice()),
+                (gone, come),
+                "{stored:?} {listed:?}"
+            );
+        }
+    }
 
     #[test]
     fn the_devices_of_every_node_make_one_presence() {

@@ -1,6 +1,7 @@
 //! The database, through sqlx's `Any` driver so one set of queries and one
 //! set of portable migrations serve SQLite (default) and PostgreSQL. Queries
-//! use `$n` placeholders, which both accept. Times are milliseconds.
+//! use `$n` placeholders, which both accept; a list of keys or rows is one
+//! JSON array parameter (`strings_at`, `arrays_at`). Times are milliseconds.
 
 mod accounts;
 mod calls;
@@ -106,19 +107,40 @@ impl Store {
         self.pool.close().await;
     }
 
-    /// The rows `select` (a query ending in `IN`) finds for `ids`: one
-    /// statement per `IN_LIST_MAX` of them.
+    /// The rows `select` (a query ending in `IN`) finds for `ids`.
     async fn rows_in(&self, select: &str, ids: &[Id]) -> Result<Vec<AnyRow>> {
-        let mut rows = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(IN_LIST_MAX) {
-            let sql = format!("{select} ({})", in_list(chunk.len()));
-            let mut q = listed(&sql, chunk.len());
-            for id in chunk {
-                q = q.bind(id.as_str());
-            }
-            rows.extend(q.fetch_all(&self.pool).await?);
+        if ids.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(rows)
+        let sql = format!("{select} (SELECT value FROM {})", self.strings_at(1));
+        let ids: Vec<&str> = ids.iter().map(Id::as_str).collect();
+        Ok(sqlx::query(&sql)
+            .bind(json_list(&ids))
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// A table of the strings in the JSON array bound at `$n`, one row
+    /// each, in a column `value`. A list of any length is then one
+    /// statement, kept prepared and bound once: a list of `$n` placeholders
+    /// was a statement per length, and SQLite finds each `$n` of a
+    /// statement by walking its list of names, in parsing and in binding.
+    fn strings_at(&self, n: usize) -> String {
+        if self.sqlite {
+            format!("json_each(${n})")
+        } else {
+            format!("json_array_elements_text(${n}::json)")
+        }
+    }
+
+    /// As `strings_at`, for a JSON array of arrays: a row's items are
+    /// `value ->> 0`, `value ->> 1`, ... (text, or NULL for `null`).
+    fn arrays_at(&self, n: usize) -> String {
+        if self.sqlite {
+            format!("json_each(${n})")
+        } else {
+            format!("json_array_elements(${n}::json)")
+        }
     }
 
     /// Versions of the applied migrations, oldest first.
@@ -140,38 +162,9 @@ fn typed<T: FromStr<Err = Invalid>>(stored: String) -> Result<T> {
         .with_context(|| format!("malformed value {stored:?} in the database"))
 }
 
-/// At most this many keys go in one `IN` list: under both databases'
-/// limits on parameters.
-const IN_LIST_MAX: usize = 500;
-
-/// Lists up to this long are kept prepared by each connection.
-const PREPARED_LIST_MAX: usize = 4;
-
-/// A statement with a list of `n` rows or keys. Each length is a statement
-/// of its own: kept prepared (sqlx caches 100 per connection), the long
-/// lists of a connect storm took the cache's room from the statements
-/// used all the time and held about 2 MB once the storm was over
-/// (heaptrack). A long list is prepared for each use instead.
-fn listed(sql: &str, n: usize) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
-    sqlx::query(sql).persistent(n <= PREPARED_LIST_MAX)
-}
-
-/// `$first, ..., $(first + n - 1)`: `n` placeholders in a row.
-fn placeholders(first: usize, n: usize) -> String {
-    let numbers = (first..first + n).map(|i| format!("${i}"));
-    numbers.collect::<Vec<_>>().join(", ")
-}
-
-/// `$1, $2, ..., $n`: the placeholders of an `IN` list of `n` values.
-fn in_list(n: usize) -> String {
-    placeholders(1, n)
-}
-
-/// `($1, $2), ($3, $4)`: the placeholders of a `VALUES` list of `rows`
-/// rows of `columns` values.
-fn values_list(rows: usize, columns: usize) -> String {
-    let rows = (0..rows).map(|row| format!("({})", placeholders(row * columns + 1, columns)));
-    rows.collect::<Vec<_>>().join(", ")
+/// `items` as a JSON array, for `strings_at` or `arrays_at`.
+fn json_list<T: serde::Serialize>(items: &[T]) -> String {
+    serde_json::to_string(items).expect("a list of plain values is JSON")
 }
 
 /// Rows of two ids, typed as `typed` does.
@@ -240,18 +233,6 @@ pub(crate) mod tests {
         assert!(format!("{err:#}").contains("\"Not-An-Id\""), "{err:#}");
         assert!(store.load_robots().await.is_err());
         assert!(store.robots_of(&user).await.is_err());
-    }
-
-    #[test]
-    fn placeholder_lists() {
-        for (got, want) in [
-            (in_list(1), "$1"),
-            (in_list(3), "$1, $2, $3"),
-            (values_list(1, 2), "($1, $2)"),
-            (values_list(2, 3), "($1, $2, $3), ($4, $5, $6)"),
-        ] {
-            assert_eq!(got, want);
-        }
     }
 
     #[tokio::test]

@@ -4,16 +4,16 @@
 //! rows in one transaction, so nodes never publish a seq twice or out of
 //! turn.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use anyhow::Result;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
-use switchboard_presence::{merged, Last};
+use switchboard_presence::{device_rows, merged, Last};
 use switchboard_protocol::payload::Presence;
 use switchboard_protocol::Id;
 
-use super::{listed, placeholders, typed, Store, IN_LIST_MAX};
+use super::{json_list, typed, Store};
 
 /// `online` as a number: the `Any` driver reads no SQLite boolean.
 const ONLINE: &str = "CAST(CASE WHEN online THEN 1 ELSE 0 END AS BIGINT)";
@@ -43,11 +43,8 @@ impl Store {
     pub async fn merge_presences(&self, node: &str, changes: &[Change]) -> Result<Vec<Merged>> {
         let mut changes: Vec<&Change> = changes.iter().collect();
         changes.sort_by(|a, b| a.user.cmp(&b.user));
-        let mut out = Vec::with_capacity(changes.len());
         let mut tx = self.begin().await?;
-        for chunk in changes.chunks(IN_LIST_MAX / 4) {
-            out.extend(merge_chunk(&mut tx, node, chunk).await?);
-        }
+        let out = self.merge(&mut tx, node, &changes).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -164,113 +161,130 @@ async fn remove_devices_of(tx: &mut AnyConnection, node: &str) -> Result<Vec<Id>
     users.into_iter().map(typed).collect()
 }
 
-/// `merge_presences` for at most a quarter of `IN_LIST_MAX` users.
-async fn merge_chunk(tx: &mut AnyConnection, node: &str, chunk: &[&Change]) -> Result<Vec<Merged>> {
-    let ids: Vec<&str> = chunk.iter().map(|c| c.user.as_str()).collect();
-    let list = placeholders(1, ids.len());
-    // A row for each user, then each locked: the first statement that
-    // writes them takes their locks (PostgreSQL) or the database's
-    // (SQLite), before this node's devices change; it reads what was last
-    // published of each.
-    let fresh: Vec<String> = (1..=ids.len())
-        .map(|i| format!("(${i}, 0, FALSE)"))
-        .collect();
-    let sql = format!(
-        "INSERT INTO presence (user_id, seq, online) VALUES {}
-         ON CONFLICT (user_id) DO UPDATE SET seq = presence.seq
-         RETURNING user_id, seq, {ONLINE}, last_seen",
-        fresh.join(", ")
-    );
-    let last: Vec<AnyRow> = bind_all(listed(&sql, ids.len()), &ids)
-        .fetch_all(&mut *tx)
-        .await?;
-    let mut lasts: HashMap<String, Last> = HashMap::with_capacity(last.len());
-    for row in &last {
-        let last = Last {
-            seq: u64::try_from(row.get::<i64, _>(1)).unwrap_or(0),
-            online: row.get::<i64, _>(2) != 0,
-            last_seen: row.get(3),
+impl Store {
+    /// `merge_presences` within its transaction, `changes` in id order.
+    async fn merge(
+        &self,
+        tx: &mut AnyConnection,
+        node: &str,
+        changes: &[&Change],
+    ) -> Result<Vec<Merged>> {
+        let ids: Vec<&str> = changes.iter().map(|c| c.user.as_str()).collect();
+        let ids = json_list(&ids);
+        // What was last published of each user, each row locked before
+        // any device changes. SQLite's transaction holds the database's
+        // write lock already (`BEGIN IMMEDIATE`); PostgreSQL's locks are
+        // per row, so each user gets a row to lock.
+        let users = self.strings_at(1);
+        let sql = if self.sqlite {
+            format!(
+                "SELECT user_id, seq, {ONLINE}, last_seen FROM presence
+                 WHERE user_id IN (SELECT value FROM {users})"
+            )
+        } else {
+            format!(
+                "INSERT INTO presence (user_id, seq, online) SELECT value, 0, FALSE FROM {users}
+                 WHERE TRUE ON CONFLICT (user_id) DO UPDATE SET seq = presence.seq
+                 RETURNING user_id, seq, {ONLINE}, last_seen"
+            )
         };
-        lasts.insert(row.get(0), last);
-    }
-    let mine: Vec<&str> = (chunk.iter())
-        .filter(|c| c.devices.is_some())
-        .map(|c| c.user.as_str())
-        .collect();
-    if !mine.is_empty() {
-        let sql = format!(
-            "DELETE FROM presence_devices WHERE node_id = $1 AND user_id IN ({})",
-            placeholders(2, mine.len())
-        );
-        let q = listed(&sql, mine.len()).bind(node);
-        bind_all(q, &mine).execute(&mut *tx).await?;
-    }
-    let rows: Vec<(&str, &str)> = (chunk.iter())
-        .flat_map(|c| {
-            let devices = c.devices.iter().flatten();
-            devices.map(|d| (c.user.as_str(), d.as_str()))
-        })
-        .collect();
-    for rows in rows.chunks(IN_LIST_MAX / 3) {
-        let sql = format!(
-            "INSERT INTO presence_devices (user_id, node_id, device) VALUES {}",
-            super::values_list(rows.len(), 3)
-        );
-        let mut q = listed(&sql, rows.len());
-        for (user, device) in rows {
-            q = q.bind(*user).bind(node).bind(*device);
+        let last: Vec<AnyRow> = sqlx::query(&sql).bind(&ids).fetch_all(&mut *tx).await?;
+        let mut lasts: HashMap<String, Last> = HashMap::with_capacity(last.len());
+        for row in &last {
+            let last = Last {
+                seq: u64::try_from(row.get::<i64, _>(1)).unwrap_or(0),
+                online: row.get::<i64, _>(2) != 0,
+                last_seen: row.get(3),
+            };
+            lasts.insert(row.get(0), last);
         }
+
+        // Every node's devices of these users, by user: (node, device).
+        let sql = format!(
+            "SELECT user_id, node_id, device FROM presence_devices
+             WHERE user_id IN (SELECT value FROM {users})"
+        );
+        let rows: Vec<AnyRow> = sqlx::query(&sql).bind(&ids).fetch_all(&mut *tx).await?;
+        let mut stored: HashMap<String, Vec<(String, String)>> = HashMap::new();
+        for row in &rows {
+            let user = stored.entry(row.get(0)).or_default();
+            user.push((row.get(1), row.get(2)));
+        }
+
+        // This node's rows change by what went and what came.
+        let (mut gone, mut come) = (Vec::new(), Vec::new());
+        for change in changes {
+            let Some(listed) = &change.devices else {
+                continue;
+            };
+            let user = change.user.as_str();
+            let theirs = stored.get(user).into_iter().flatten();
+            let mine: Vec<&str> = (theirs.filter(|(n, _)| n == node))
+                .map(|(_, d)| d.as_str())
+                .collect();
+            let (g, c) = device_rows(&mine, listed);
+            gone.extend(g.into_iter().map(|d| [user, d]));
+            come.extend(c.into_iter().map(|d| [user, d]));
+        }
+        if !gone.is_empty() {
+            let sql = format!(
+                "DELETE FROM presence_devices WHERE node_id = $1
+                 AND (user_id, device) IN (SELECT value ->> 0, value ->> 1 FROM {})",
+                self.arrays_at(2)
+            );
+            let q = sqlx::query(&sql).bind(node).bind(json_list(&gone));
+            q.execute(&mut *tx).await?;
+        }
+        if !come.is_empty() {
+            let sql = format!(
+                "INSERT INTO presence_devices (user_id, node_id, device)
+                 SELECT value ->> 0, $1, value ->> 1 FROM {}",
+                self.arrays_at(2)
+            );
+            let q = sqlx::query(&sql).bind(node).bind(json_list(&come));
+            q.execute(&mut *tx).await?;
+        }
+
+        let mut out = Vec::with_capacity(changes.len());
+        for change in changes {
+            let user = change.user.as_str();
+            let rows = stored.get(user).into_iter().flatten();
+            let devices: Vec<&str> = match &change.devices {
+                // This node's rows are now its list.
+                Some(listed) => (rows.filter(|(n, _)| n != node))
+                    .map(|(_, d)| d.as_str())
+                    .chain(listed.iter().map(String::as_str))
+                    .collect(),
+                None => rows.map(|(_, d)| d.as_str()).collect(),
+            };
+            let last = lasts.get(user).copied().filter(|l| l.seq > 0);
+            let (presence, is_connected) = merged(last, devices, change.at);
+            out.push(Merged {
+                user: change.user.clone(),
+                presence,
+                is_connected,
+            });
+        }
+        let stored: Vec<(&str, i64, Option<i64>, bool)> = (out.iter())
+            .map(|m| {
+                let seq = i64::try_from(m.presence.seq).unwrap_or(i64::MAX);
+                let p = &m.presence;
+                (m.user.as_str(), seq, p.last_seen, p.online)
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO presence (user_id, seq, last_seen, online)
+             SELECT value ->> 0, CAST(value ->> 1 AS BIGINT), CAST(value ->> 2 AS BIGINT),
+                 CAST(value ->> 3 AS BOOLEAN)
+             FROM {} WHERE TRUE
+             ON CONFLICT (user_id) DO UPDATE SET seq = excluded.seq,
+                 last_seen = excluded.last_seen, online = excluded.online",
+            self.arrays_at(1)
+        );
+        let q = sqlx::query(&sql).bind(json_list(&stored));
         q.execute(&mut *tx).await?;
+        Ok(out)
     }
-
-    let sql = format!("SELECT user_id, device FROM presence_devices WHERE user_id IN ({list})");
-    let rows: Vec<AnyRow> = bind_all(listed(&sql, ids.len()), &ids)
-        .fetch_all(&mut *tx)
-        .await?;
-    let mut devices: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for row in &rows {
-        devices.entry(row.get(0)).or_default().push(row.get(1));
-    }
-
-    let mut out = Vec::with_capacity(chunk.len());
-    for change in chunk {
-        let user = change.user.as_str();
-        let theirs = devices.get(user).into_iter().flatten().map(String::as_str);
-        let last = lasts.get(user).copied().filter(|l| l.seq > 0);
-        let (presence, is_connected) = merged(last, theirs, change.at);
-        out.push(Merged {
-            user: change.user.clone(),
-            presence,
-            is_connected,
-        });
-    }
-    let sql = format!(
-        "INSERT INTO presence (user_id, seq, last_seen, online) VALUES {}
-         ON CONFLICT (user_id) DO UPDATE SET seq = excluded.seq,
-             last_seen = excluded.last_seen, online = excluded.online",
-        super::values_list(out.len(), 4)
-    );
-    let mut q = listed(&sql, out.len());
-    for m in &out {
-        let seq = i64::try_from(m.presence.seq).unwrap_or(i64::MAX);
-        q = q
-            .bind(m.user.as_str())
-            .bind(seq)
-            .bind(m.presence.last_seen)
-            .bind(m.presence.online);
-    }
-    q.execute(&mut *tx).await?;
-    Ok(out)
-}
-
-fn bind_all<'q>(
-    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    values: &[&'q str],
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
-    for v in values {
-        q = q.bind(*v);
-    }
-    q
 }
 
 #[cfg(test)]
@@ -288,12 +302,12 @@ mod tests {
         }
     }
 
-    /// More users than one statement holds, on two nodes: each user's
-    /// devices are merged over both, with one seq.
+    /// Users on two nodes: each user's devices are merged over both, with
+    /// one seq.
     #[tokio::test]
-    async fn presences_merge_over_nodes_for_more_users_than_one_statement_holds() {
+    async fn presences_merge_over_nodes() {
         let store = temp_store().await;
-        let users: Vec<Id> = (0..IN_LIST_MAX as u64 / 4 + 20)
+        let users: Vec<Id> = (0..300)
             .map(|i| format!("{i:032x}").parse().unwrap())
             .collect();
         for user in &users {

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::broker::{Attached, Broker, Deps, Landing, Publisher};
-use crate::bus::{Bus, Hub};
+use crate::bus::Bus;
 use crate::clock;
 use crate::config::Config;
 use crate::holder::Holder;
@@ -209,7 +209,7 @@ async fn start(config: &Config) -> Result<(Running, Vec<http::HttpListener>, Arc
             tracing::info!(node, "one of several nodes (nats_url; docs/scaling.md)");
             Bus::nats(url, &node, landing, metrics.bus_unsent.clone()).await?
         }
-        None => Bus::local(&Hub::default(), &node, landing),
+        None => Bus::alone(landing),
     };
     let graph = Arc::new(Graph::load(&store).await?);
     let limits = Arc::new(Limits::new());

@@ -1,7 +1,7 @@
 //! What crosses between the nodes of one service: messages for
 //! subscribers connected to another node, and news that who-sees-whom
-//! changed. On one node the bus is in process and its only member, so
-//! nothing it sends comes back; with `nats_url` it is NATS.
+//! changed. A node without `nats_url` is alone: nothing crosses; with
+//! `nats_url` the bus is NATS.
 //!
 //! A node wants only what its clients subscribe to. Every topic and every
 //! filter the rules allow names its user, call, code or client in its
@@ -11,7 +11,6 @@
 //! message once, however many of its filters match.
 
 mod frame;
-mod local;
 mod nats;
 
 use std::collections::HashMap;
@@ -22,8 +21,6 @@ use anyhow::Result;
 use bytes::Bytes;
 use prometheus_client::metrics::counter::Counter;
 use switchboard_protocol::Id;
-
-pub use local::Hub;
 
 /// A message for subscribers on other nodes, as its publisher's node
 /// routed it.
@@ -115,32 +112,35 @@ impl Interest {
 
 #[derive(Clone)]
 enum Link {
-    Local(local::Member),
-    Nats(nats::Nats),
+    /// The only node: nothing crosses and no interest is counted. Its
+    /// arrivals are held, never called, so the channels they feed stay
+    /// open as on a bus that could deliver.
+    Alone { _arrivals: Arc<dyn Arrivals> },
+    Nats {
+        nats: nats::Nats,
+        interest: Arc<Interest>,
+    },
 }
 
 /// This node's end of the bus.
 #[derive(Clone)]
 pub struct Bus {
     link: Link,
-    interest: Arc<Interest>,
 }
 
 impl Bus {
-    /// A member of `hub`, the bus of nodes in this process (one, in a
-    /// server without `nats_url`), as the node named `node`.
-    pub fn local(hub: &Hub, node: &str, arrivals: Arc<dyn Arrivals>) -> Bus {
-        let interest = Arc::new(Interest::default());
-        let member = hub.join(node, interest.clone(), arrivals);
+    /// The bus of a node without `nats_url`.
+    pub fn alone(arrivals: Arc<dyn Arrivals>) -> Bus {
         Bus {
-            link: Link::Local(member),
-            interest,
+            link: Link::Alone {
+                _arrivals: arrivals,
+            },
         }
     }
 
-    /// A bus with no other member, for unit tests.
+    /// A lone node's bus, for unit tests.
     #[cfg(test)]
-    pub fn alone() -> Bus {
+    pub fn for_tests() -> Bus {
         struct Nobody;
         impl Arrivals for Nobody {
             fn message(&self, _: Carried) {}
@@ -150,7 +150,7 @@ impl Bus {
             fn connected_elsewhere(&self, _: String, _: SystemTime) {}
             fn resync(&self) {}
         }
-        Bus::local(&Hub::default(), "node", Arc::new(Nobody))
+        Bus::alone(Arc::new(Nobody))
     }
 
     /// Connected to the NATS server at `url` as the node named `node`,
@@ -165,14 +165,13 @@ impl Bus {
         let interest = Arc::new(Interest::default());
         let nats = nats::Nats::connect(url, node, interest.clone(), arrivals, unsent).await?;
         Ok(Bus {
-            link: Link::Nats(nats),
-            interest,
+            link: Link::Nats { nats, interest },
         })
     }
 
     /// Sends what is queued for the other nodes; at the stop.
     pub async fn close(&self) {
-        if let Link::Nats(nats) = &self.link {
+        if let Link::Nats { nats, .. } = &self.link {
             nats.close().await;
         }
     }
@@ -180,62 +179,58 @@ impl Bus {
     /// Sends the message on `topic` to the nodes whose clients subscribe
     /// to it; `message` is made only when it goes somewhere.
     pub fn send(&self, topic: &str, message: impl FnOnce() -> Carried) {
-        let Some(key) = key(topic) else {
-            return;
-        };
-        match &self.link {
-            Link::Local(member) => member.send(key, message),
-            Link::Nats(nats) => nats.send(key, message()),
+        if let (Link::Nats { nats, .. }, Some(key)) = (&self.link, key(topic)) {
+            nats.send(key, message());
         }
     }
 
     /// Tells the other nodes that who sees whom changed for `users`
     /// (stored already).
     pub fn graph_changed(&self, users: &[Id]) {
-        match &self.link {
-            Link::Local(member) => member.graph_changed(users),
-            Link::Nats(nats) => nats.graph_changed(users),
+        if let Link::Nats { nats, .. } = &self.link {
+            nats.graph_changed(users);
         }
     }
 
     /// Tells the other nodes that a call changed (stored already).
     pub fn call_changed(&self, call: Bytes) {
-        match &self.link {
-            Link::Local(member) => member.call_changed(call),
-            Link::Nats(nats) => nats.call_changed(call),
+        if let Link::Nats { nats, .. } = &self.link {
+            nats.call_changed(call);
         }
     }
 
     /// Sends work to `node`, which holds the call it is for; whether it
-    /// left (not with NATS away or its queue full, nor to a node not on
-    /// an in-process hub).
+    /// left (not with NATS away or its queue full, nor from a node
+    /// alone).
     pub fn to_holder(&self, node: &str, work: Bytes) -> bool {
         match &self.link {
-            Link::Local(member) => member.to_holder(node, work),
-            Link::Nats(nats) => nats.to_holder(node, work),
+            Link::Alone { .. } => false,
+            Link::Nats { nats, .. } => nats.to_holder(node, work),
         }
     }
 
     /// Tells the other nodes that `client_id` connected here at `at`, so
     /// an older connection of it there is closed: the newest wins.
     pub fn logged_in(&self, client_id: &str, at: SystemTime) {
-        match &self.link {
-            Link::Local(member) => member.logged_in(client_id, at),
-            Link::Nats(nats) => nats.logged_in(client_id, at),
+        if let Link::Nats { nats, .. } = &self.link {
+            nats.logged_in(client_id, at);
         }
     }
 
     /// A filter held by this node's clients for the first time (`held`)
     /// or no longer: other nodes' messages for it are wanted or not.
     pub fn interest(&self, filter: &str, held: bool) {
+        let Link::Nats { nats, interest } = &self.link else {
+            return;
+        };
         let Some(key) = key(filter) else {
             return;
         };
         let changed = match held {
-            true => self.interest.add(key),
-            false => self.interest.remove(key),
+            true => interest.add(key),
+            false => interest.remove(key),
         };
-        if let (true, Link::Nats(nats)) = (changed, &self.link) {
+        if changed {
             nats.interest_changed(key, held);
         }
     }
@@ -243,7 +238,7 @@ impl Bus {
     /// Returns once the interest reported so far is in force: a message
     /// another node sends after this reaches this one.
     pub async fn settled(&self) {
-        if let Link::Nats(nats) = &self.link {
+        if let Link::Nats { nats, .. } = &self.link {
             nats.settled().await;
         }
     }

@@ -120,7 +120,7 @@ pub async fn test_edges() -> (Edges, Arc<crate::clock::ManualClock>, crate::outb
         store,
         clock: clock.clone(),
         publish: Arc::new(publish),
-        bus: Bus::alone(),
+        bus: Bus::for_tests(),
         metrics: Arc::new(Metrics::new()),
         tasks: TaskTracker::new(),
         stop: CancellationToken::new(),

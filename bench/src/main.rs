@@ -76,12 +76,16 @@ enum Bench {
         #[arg(long)]
         others_only: bool,
     },
-    /// A connect storm: N phones connect and subscribe at once, twice
-    /// (the second after all their sockets closed), beside mosquitto.
+    /// A connect storm: N phones connect and subscribe at once, then
+    /// again after all their sockets closed, beside mosquitto.
     Storm {
         /// 19,000 is what a 20,000 file limit per process allows.
         #[arg(long, default_value_t = 19_000)]
         phones: usize,
+        /// Storms per broker: the first, then the others, whose median
+        /// is reported (one run's rounds vary by a fifth).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(2..))]
+        rounds: u32,
     },
     /// Memory per closed connection: N logins of one client with a
     /// day-long token, each connection closed at once.
@@ -145,7 +149,7 @@ async fn main() -> anyhow::Result<()> {
             others,
             others_only,
         } => broker::run(connections, pairs, messages, &others, others_only).await,
-        Bench::Storm { phones } => storm::run(phones).await,
+        Bench::Storm { phones, rounds } => storm::run(phones, rounds).await,
         Bench::Calls {
             pairs,
             rounds,

@@ -27,7 +27,7 @@ pub struct Settings {
     /// `sqlite://...` or `postgres://...`; SQLite under `data_dir` when unset.
     pub database_url: Option<String>,
     /// `nats://host:port` of the NATS server the nodes of one service
-    /// share; unset: one node, its bus in process.
+    /// share; unset: one node alone, with no bus.
     pub nats_url: Option<String>,
     /// Every listener (HTTP, MQTT, MQTT over WebSocket) expects a PROXY
     /// protocol v2 header first, from a load balancer in front.

@@ -40,9 +40,15 @@ impl Store {
     /// Stores `node`'s devices of each change and merges each user's
     /// presence over every node, with a seq one higher, in one
     /// transaction (the users' presence rows locked first, in id order).
+    /// A user comes once in `changes` (the service queues one change per
+    /// user).
     pub async fn merge_presences(&self, node: &str, changes: &[Change]) -> Result<Vec<Merged>> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut changes: Vec<&Change> = changes.iter().collect();
         changes.sort_by(|a, b| a.user.cmp(&b.user));
+        debug_assert!(changes.windows(2).all(|w| w[0].user != w[1].user));
         let mut tx = self.begin().await?;
         let out = self.merge(&mut tx, node, &changes).await?;
         tx.commit().await?;
@@ -184,11 +190,25 @@ impl Store {
         } else {
             format!(
                 "INSERT INTO presence (user_id, seq, online) SELECT value, 0, FALSE FROM {users}
-                 WHERE TRUE ON CONFLICT (user_id) DO UPDATE SET seq = presence.seq
+                 ON CONFLICT (user_id) DO UPDATE SET seq = presence.seq
                  RETURNING user_id, seq, {ONLINE}, last_seen"
             )
         };
         let last: Vec<AnyRow> = sqlx::query(&sql).bind(&ids).fetch_all(&mut *tx).await?;
+        if !self.sqlite {
+            // A node swept as silent stores nothing until it lists itself
+            // again. Its row shared, a sweep (which locks the row first)
+            // waits for this merge, or this finds the row gone. SQLite has
+            // one node, and one writer at a time.
+            let listed = sqlx::query("SELECT 1 FROM nodes WHERE id = $1 FOR SHARE")
+                .bind(node)
+                .fetch_optional(&mut *tx)
+                .await?;
+            anyhow::ensure!(
+                listed.is_some(),
+                "node {node} is not listed: swept as silent"
+            );
+        }
         let mut lasts: HashMap<String, Last> = HashMap::with_capacity(last.len());
         for row in &last {
             let last = Last {
@@ -205,9 +225,9 @@ impl Store {
              WHERE user_id IN (SELECT value FROM {users})"
         );
         let rows: Vec<AnyRow> = sqlx::query(&sql).bind(&ids).fetch_all(&mut *tx).await?;
-        let mut stored: HashMap<String, Vec<(String, String)>> = HashMap::new();
+        let mut held: HashMap<String, Vec<(String, String)>> = HashMap::new();
         for row in &rows {
-            let user = stored.entry(row.get(0)).or_default();
+            let user = held.entry(row.get(0)).or_default();
             user.push((row.get(1), row.get(2)));
         }
 
@@ -218,7 +238,7 @@ impl Store {
                 continue;
             };
             let user = change.user.as_str();
-            let theirs = stored.get(user).into_iter().flatten();
+            let theirs = held.get(user).into_iter().flatten();
             let mine: Vec<&str> = (theirs.filter(|(n, _)| n == node))
                 .map(|(_, d)| d.as_str())
                 .collect();
@@ -248,7 +268,7 @@ impl Store {
         let mut out = Vec::with_capacity(changes.len());
         for change in changes {
             let user = change.user.as_str();
-            let rows = stored.get(user).into_iter().flatten();
+            let rows = held.get(user).into_iter().flatten();
             let devices: Vec<&str> = match &change.devices {
                 // This node's rows are now its list.
                 Some(listed) => (rows.filter(|(n, _)| n != node))
@@ -359,6 +379,85 @@ mod tests {
             .iter()
             .all(|m| !m.presence.online && m.is_connected == Some(false) && m.presence.seq == 4));
         assert!(!store.heartbeat("n2", 80).await.unwrap(), "swept: told so");
+    }
+
+    /// A node's rows change by the devices that went and came, and the
+    /// presence is every node's devices together.
+    #[tokio::test]
+    async fn a_nodes_devices_change_by_what_went_and_came() {
+        let store = temp_store().await;
+        let user: Id = "d".repeat(32).parse().unwrap();
+        store.ensure_user(&user, PrincipalKind::User).await.unwrap();
+        for node in ["n1", "n2"] {
+            store.heartbeat(node, 1).await.unwrap();
+        }
+        assert!(store.merge_presences("n1", &[]).await.unwrap().is_empty());
+        // (node, its devices or a merge again, rows stored, devices
+        // published, online)
+        type Step<'a> = (
+            &'a str,
+            Option<&'a [&'a str]>,
+            &'a [(&'a str, &'a str)],
+            &'a [&'a str],
+            bool,
+        );
+        let steps: [Step; 6] = [
+            ("n1", Some(&["phone"]), &[("n1", "phone")], &["phone"], true),
+            // Replaced in one merge.
+            ("n1", Some(&["web"]), &[("n1", "web")], &["web"], true),
+            // The same device on two nodes (a takeover between them).
+            (
+                "n2",
+                Some(&["tablet", "web"]),
+                &[("n1", "web"), ("n2", "tablet"), ("n2", "web")],
+                &["tablet", "web"],
+                true,
+            ),
+            (
+                "n1",
+                Some(&[]),
+                &[("n2", "tablet"), ("n2", "web")],
+                &["tablet", "web"],
+                true,
+            ),
+            (
+                "n1",
+                None,
+                &[("n2", "tablet"), ("n2", "web")],
+                &["tablet", "web"],
+                true,
+            ),
+            ("n2", Some(&[]), &[], &[], false),
+        ];
+        for (i, (node, devices, rows, published, online)) in steps.into_iter().enumerate() {
+            let at = 10 + i as i64;
+            let merged = (store
+                .merge_presences(node, &[change(&user, devices, at)])
+                .await)
+                .unwrap();
+            let p = &merged[0].presence;
+            let devices: Vec<&str> = p.devices.iter().map(String::as_str).collect();
+            assert_eq!(
+                (devices.as_slice(), p.online, p.seq),
+                (published, online, i as u64 + 1),
+                "step {i}"
+            );
+            let stored: Vec<(String, String)> = sqlx::query_as(
+                "SELECT node_id, device FROM presence_devices ORDER BY node_id, device",
+            )
+            .fetch_all(&store.pool)
+            .await
+            .unwrap();
+            let stored: Vec<(&str, &str)> = stored
+                .iter()
+                .map(|(n, d)| (n.as_str(), d.as_str()))
+                .collect();
+            assert_eq!(stored, rows, "step {i}");
+            assert_eq!(
+                &store.presences(std::slice::from_ref(&user)).await.unwrap()[&user],
+                p
+            );
+        }
     }
 
     #[tokio::test]

@@ -22,6 +22,11 @@ use crate::store::{Change, Merged};
 /// Presence changes stored in one transaction at most: a connect storm
 /// costs a write per batch rather than per device.
 const BATCH: usize = 256;
+/// How long a change waits for others to be stored with it. Phones that
+/// connect one at a time would otherwise cost a transaction each, about
+/// a third of a lone connect's CPU (docs/benchmarks.md); watchers hear of
+/// a change this much later.
+const GATHER: Duration = Duration::from_millis(50);
 /// How often a node says it is alive.
 const HEARTBEAT: Duration = Duration::from_secs(2);
 /// How long a node may stay silent before another removes its devices:
@@ -145,7 +150,7 @@ impl PresenceService {
         Ok(Arc::new(PresenceService {
             tracker: Mutex::new(Tracker::new()),
             node,
-            out: Latest::default(),
+            out: Latest::new(BATCH, GATHER),
             stored,
             started: Mutex::new(started),
             edges,
@@ -265,7 +270,7 @@ impl PresenceService {
     async fn run_once(self: Arc<Self>) {
         let now = tokio_util::sync::CancellationToken::new();
         now.cancel();
-        let batch = self.out.next_batch(&now, BATCH).await;
+        let batch = self.out.next_batch(&now).await;
         self.store_and_publish(batch).await;
     }
 
@@ -275,7 +280,7 @@ impl PresenceService {
         let started = std::mem::take(&mut *self.started.lock().expect("started lock"));
         self.published(&started, &[]).await;
         loop {
-            let batch = self.out.next_batch(&self.edges.stop, BATCH).await;
+            let batch = self.out.next_batch(&self.edges.stop).await;
             if batch.is_empty() {
                 return;
             }

@@ -4,7 +4,8 @@
 //! - `Latest` keeps one value per key, the newest merged with what it
 //!   replaces (presence: watchers and the store need only a user's newest
 //!   state, and whether its online status changed), so it never holds
-//!   more entries than there are keys;
+//!   more entries than there are keys; it hands them out in batches,
+//!   waiting a little for keys that come one at a time;
 //! - `outbox` counts what waits, so that new work from clients (invites)
 //!   is refused while the publisher falls behind; the server's own events
 //!   about work it took on are always queued.
@@ -15,26 +16,32 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use switchboard_broker::sparse::shrink_when_sparse;
 use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub struct Latest<K, V> {
     waiting: Mutex<(VecDeque<K>, HashMap<K, V>)>,
     ready: Notify,
-}
-
-impl<K: Hash + Eq + Clone, V> Default for Latest<K, V> {
-    fn default() -> Self {
-        Latest {
-            waiting: Mutex::new((VecDeque::new(), HashMap::new())),
-            ready: Notify::new(),
-        }
-    }
+    /// The most keys a batch takes.
+    batch: usize,
+    /// How long the first key waiting waits for others to join its batch.
+    gather: Duration,
 }
 
 impl<K: Hash + Eq + Clone, V> Latest<K, V> {
+    pub fn new(batch: usize, gather: Duration) -> Self {
+        Latest {
+            waiting: Mutex::new((VecDeque::new(), HashMap::new())),
+            ready: Notify::new(),
+            batch,
+            gather,
+        }
+    }
+
     /// Queues `value` for `key`. A value of that key still waiting keeps
     /// its place in line and becomes `merge(waiting, value)`.
     pub fn push(&self, key: K, value: V, merge: impl FnOnce(V, V) -> V) {
@@ -47,9 +54,12 @@ impl<K: Hash + Eq + Clone, V> Latest<K, V> {
             None => {
                 values.insert(key.clone(), value);
                 order.push_back(key);
+                // The reader waits for a first key, then for a full batch.
+                if order.len() == 1 || order.len() == self.batch {
+                    self.ready.notify_one();
+                }
             }
         }
-        self.ready.notify_one();
     }
 
     /// The oldest waiting key with its value, out of the queue.
@@ -64,23 +74,34 @@ impl<K: Hash + Eq + Clone, V> Latest<K, V> {
         Some((key, value))
     }
 
-    #[cfg(test)]
     fn len(&self) -> usize {
         self.waiting.lock().expect("queue lock").0.len()
     }
 
-    /// Up to `max` waiting keys with their newest values, oldest first,
-    /// once one waits. They are taken under one lock, so a batch holds
-    /// each key once (one pushed again meanwhile waits for the next batch).
-    /// Once `stop` is cancelled, what waits still comes out, then an empty
-    /// batch.
-    pub async fn next_batch(&self, stop: &CancellationToken, max: usize) -> Vec<(K, V)> {
+    /// Up to a batch of waiting keys with their newest values, oldest
+    /// first: at once when a full batch waits, else once the first key
+    /// seen waiting has waited `gather` for others, so that keys coming
+    /// one at a time still go in batches. They are taken under one lock,
+    /// so a batch holds each key once (one pushed again meanwhile waits
+    /// for the next batch). Once `stop` is cancelled, what waits comes out
+    /// at once, then an empty batch.
+    pub async fn next_batch(&self, stop: &CancellationToken) -> Vec<(K, V)> {
+        let mut until = None;
         loop {
-            let batch = self.take_up_to(max);
-            if !batch.is_empty() || stop.is_cancelled() {
-                return batch;
+            let waiting = self.len();
+            if waiting >= self.batch || stop.is_cancelled() {
+                return self.take_up_to(self.batch);
             }
+            if waiting == 0 {
+                tokio::select! {
+                    () = self.ready.notified() => {}
+                    () = stop.cancelled() => {}
+                }
+                continue;
+            }
+            let until = *until.get_or_insert_with(|| Instant::now() + self.gather);
             tokio::select! {
+                () = tokio::time::sleep_until(until) => return self.take_up_to(self.batch),
                 () = self.ready.notified() => {}
                 () = stop.cancelled() => {}
             }
@@ -179,47 +200,91 @@ mod tests {
 
     #[tokio::test]
     async fn latest_keeps_one_newest_value_per_key_in_first_come_order() {
-        let q = Latest::default();
+        let q = Latest::new(1, Duration::ZERO);
         let stop = CancellationToken::new();
         let newest = |_, new| new;
         for (key, value) in [("a", 1), ("b", 1), ("a", 2), ("c", 1), ("a", 3)] {
             q.push(key, value, newest);
         }
         assert_eq!(q.len(), 3, "bounded by the keys");
-        assert_eq!(q.next_batch(&stop, 1).await.pop(), Some(("a", 3)));
-        assert_eq!(q.next_batch(&stop, 1).await.pop(), Some(("b", 1)));
+        assert_eq!(q.next_batch(&stop).await.pop(), Some(("a", 3)));
+        assert_eq!(q.next_batch(&stop).await.pop(), Some(("b", 1)));
         q.push("a", 4, |old, new| old * 10 + new);
         q.push("a", 5, |old, new| old * 10 + new);
         stop.cancel();
         assert_eq!(
-            q.next_batch(&stop, 1).await.pop(),
+            q.next_batch(&stop).await.pop(),
             Some(("c", 1)),
             "drained after the stop"
         );
-        assert_eq!(
-            q.next_batch(&stop, 1).await.pop(),
-            Some(("a", 45)),
-            "merged"
-        );
-        assert_eq!(q.next_batch(&stop, 1).await.pop(), None);
+        assert_eq!(q.next_batch(&stop).await.pop(), Some(("a", 45)), "merged");
+        assert_eq!(q.next_batch(&stop).await.pop(), None);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_batch_takes_what_waits_up_to_its_size() {
-        let q = Latest::default();
+        let q = Latest::new(2, Duration::from_millis(50));
         let stop = CancellationToken::new();
         for key in ["a", "b", "c"] {
             q.push(key, 1, |_, new| new);
         }
-        assert_eq!(q.next_batch(&stop, 2).await, vec![("a", 1), ("b", 1)]);
-        assert_eq!(q.next_batch(&stop, 2).await, vec![("c", 1)]);
+        let started = Instant::now();
+        assert_eq!(q.next_batch(&stop).await, vec![("a", 1), ("b", 1)]);
+        assert_eq!(started.elapsed(), Duration::ZERO, "full: at once");
+        assert_eq!(q.next_batch(&stop).await, vec![("c", 1)]);
+        assert_eq!(started.elapsed(), Duration::from_millis(50), "gathered");
+        q.push("d", 1, |_, new| new);
         stop.cancel();
-        assert_eq!(q.next_batch(&stop, 2).await, vec![]);
+        assert_eq!(q.next_batch(&stop).await, vec![("d", 1)], "at once");
+        assert_eq!(q.next_batch(&stop).await, vec![]);
+        assert_eq!(started.elapsed(), Duration::from_millis(50));
+    }
+
+    /// Pushes `keys` after `after_ms`.
+    fn push_later(q: &Arc<Latest<&'static str, i32>>, after_ms: u64, keys: &'static [&str]) {
+        let q = q.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(after_ms)).await;
+            for key in keys {
+                q.push(key, 1, |_, new| new);
+            }
+        });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keys_coming_one_at_a_time_go_together() {
+        let q = Arc::new(Latest::new(3, Duration::from_millis(50)));
+        let stop = CancellationToken::new();
+        let started = Instant::now();
+        push_later(&q, 5, &["a"]);
+        push_later(&q, 20, &["b"]);
+        push_later(&q, 60, &["c"]);
+        assert_eq!(q.next_batch(&stop).await, vec![("a", 1), ("b", 1)]);
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_millis(55),
+            "a waited 50 ms"
+        );
+        assert_eq!(q.next_batch(&stop).await, vec![("c", 1)]);
+        assert_eq!(started.elapsed(), Duration::from_millis(110));
+
+        let started = Instant::now();
+        push_later(&q, 5, &["d"]);
+        push_later(&q, 10, &["e", "f", "g"]);
+        let full = vec![("d", 1), ("e", 1), ("f", 1)];
+        assert_eq!(q.next_batch(&stop).await, full);
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_millis(10),
+            "full: at once"
+        );
+        assert_eq!(q.next_batch(&stop).await, vec![("g", 1)]);
+        assert_eq!(started.elapsed(), Duration::from_millis(60));
     }
 
     #[test]
     fn a_drained_queue_gives_its_room_back() {
-        let q = Latest::default();
+        let q = Latest::new(1, Duration::ZERO);
         for key in 0..10_000 {
             q.push(key, key, |_, newer| newer);
         }
@@ -231,11 +296,11 @@ mod tests {
 
     #[tokio::test]
     async fn latest_wakes_its_reader() {
-        let q = Arc::new(Latest::default());
+        let q = Arc::new(Latest::new(1, Duration::from_secs(1)));
         let stop = CancellationToken::new();
         let reader = {
             let (q, stop) = (q.clone(), stop.clone());
-            tokio::spawn(async move { q.next_batch(&stop, 1).await.pop() })
+            tokio::spawn(async move { q.next_batch(&stop).await.pop() })
         };
         q.push("a", 1, |_, new| new);
         assert_eq!(reader.await.unwrap(), Some(("a", 1)));

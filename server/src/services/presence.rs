@@ -24,7 +24,7 @@ use crate::store::{Change, Merged};
 const BATCH: usize = 256;
 /// How long a change waits for others to be stored with it. Phones that
 /// connect one at a time would otherwise cost a transaction each, about
-/// a third of a lone connect's CPU (docs/benchmarks.md); watchers hear of
+/// 40% of a lone connect's CPU (docs/benchmarks.md); watchers hear of
 /// a change this much later.
 const GATHER: Duration = Duration::from_millis(50);
 /// How often a node says it is alive.

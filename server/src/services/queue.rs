@@ -33,7 +33,10 @@ pub struct Latest<K, V> {
 }
 
 impl<K: Hash + Eq + Clone, V> Latest<K, V> {
+    /// A reader takes batches of up to `batch` (at least one: an empty
+    /// batch means the stop).
     pub fn new(batch: usize, gather: Duration) -> Self {
+        assert!(batch > 0, "a batch holds at least one key");
         Latest {
             waiting: Mutex::new((VecDeque::new(), HashMap::new())),
             ready: Notify::new(),
@@ -240,6 +243,28 @@ mod tests {
         assert_eq!(started.elapsed(), Duration::from_millis(50));
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_ends_a_wait_at_once() {
+        let q = Arc::new(Latest::new(3, Duration::from_millis(50)));
+        let cancel_after = |ms| {
+            let stop = CancellationToken::new();
+            let cancel = stop.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                cancel.cancel();
+            });
+            stop
+        };
+        let started = Instant::now();
+        let stop = cancel_after(10);
+        assert_eq!(q.next_batch(&stop).await, vec![], "waiting for a first key");
+        assert_eq!(started.elapsed(), Duration::from_millis(10));
+        let stop = cancel_after(10);
+        push_later(&q, 5, &["a"]);
+        assert_eq!(q.next_batch(&stop).await, vec![("a", 1)], "gathering");
+        assert_eq!(started.elapsed(), Duration::from_millis(20));
+    }
+
     /// Pushes `keys` after `after_ms`.
     fn push_later(q: &Arc<Latest<&'static str, i32>>, after_ms: u64, keys: &'static [&str]) {
         let q = q.clone();
@@ -302,6 +327,8 @@ mod tests {
             let (q, stop) = (q.clone(), stop.clone());
             tokio::spawn(async move { q.next_batch(&stop).await.pop() })
         };
+        // The reader runs first and waits: the push must wake it.
+        tokio::task::yield_now().await;
         q.push("a", 1, |_, new| new);
         assert_eq!(reader.await.unwrap(), Some(("a", 1)));
     }

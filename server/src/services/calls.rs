@@ -353,9 +353,9 @@ impl CallService {
         };
         let (store, presence) = (self.edges.store.clone(), self.presence.clone());
         self.edges.tasks.spawn(async move {
-            match presence.current(&call.callee).await {
-                Ok(p) if p.online => return,
-                Ok(_) => {}
+            match presence.online(&call.callee).await {
+                Ok(true) => return,
+                Ok(false) => {}
                 Err(e) => return tracing::warn!("reading a callee's presence: {e:#}"),
             }
             let tokens = match store.push_tokens(&call.callee).await {

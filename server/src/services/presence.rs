@@ -208,10 +208,19 @@ impl PresenceService {
     }
 
     /// Whether any device of `user` is connected to this node.
-    #[cfg(test)]
-    pub fn is_online(&self, user: &Id) -> bool {
+    fn online_here(&self, user: &Id) -> bool {
         let tracker = self.tracker.lock().expect("presence lock");
         tracker.get(user).is_some_and(|p| p.online)
+    }
+
+    /// Whether any device of `user` is connected anywhere: this node's as
+    /// they are now (the store has them up to `GATHER` later, so a phone
+    /// just lost here is not read as online), other nodes' as stored.
+    pub async fn online(&self, user: &Id) -> Result<bool> {
+        if self.online_here(user) {
+            return Ok(true);
+        }
+        self.edges.store.online_elsewhere(user, &self.node).await
     }
 
     /// `user`'s presence as stored, over every node: offline with seq 0
@@ -374,7 +383,7 @@ mod tests {
         store.ensure_user(&user, PrincipalKind::User).await.unwrap();
         let presence = PresenceService::new(edges, "n1".into()).await.unwrap();
         presence.connected(phone(), 1).await;
-        assert!(presence.is_online(&user));
+        assert!(presence.online_here(&user));
         clock.advance(5_000);
         presence.disconnected(phone(), 1, Cause::Lost);
         let lost_at = clock.now_ms();
@@ -403,6 +412,31 @@ mod tests {
         assert!(!presence.tracker.lock().unwrap().knows(&user), "let go");
     }
 
+    /// A push asks whether a callee is online: this node's devices count
+    /// as they are now, before their change is stored; other nodes' as
+    /// stored.
+    #[tokio::test]
+    async fn online_is_this_nodes_devices_now_and_the_others_as_stored() {
+        let (edges, _clock, _sent) = test_edges().await;
+        let user: Id = USER.parse().unwrap();
+        (edges.store.ensure_user(&user, PrincipalKind::User).await).unwrap();
+        let one = PresenceService::new(edges.clone(), "n1".into())
+            .await
+            .unwrap();
+        let two = PresenceService::new(edges, "n2".into()).await.unwrap();
+        one.connected(phone(), 1).await;
+        assert!(one.online(&user).await.unwrap(), "here, not yet stored");
+        assert!(!two.online(&user).await.unwrap(), "not yet stored");
+        one.clone().run_once().await;
+        assert!(two.online(&user).await.unwrap(), "stored");
+        one.disconnected(phone(), 1, Cause::Lost);
+        assert!(one.current(&user).await.unwrap().online, "still stored");
+        assert!(!one.online(&user).await.unwrap(), "gone from here");
+        assert!(two.online(&user).await.unwrap(), "as stored");
+        one.clone().run_once().await;
+        assert!(!two.online(&user).await.unwrap(), "stored gone");
+    }
+
     #[tokio::test]
     async fn a_takeover_whose_new_connection_never_comes_ends_offline_on_a_tick() {
         let (edges, clock, _sent) = test_edges().await;
@@ -412,10 +446,13 @@ mod tests {
         presence.disconnected(phone(), 1, Cause::TakenOver);
         clock.advance(switchboard_presence::TAKEOVER_WAIT_MS - 1);
         presence.tick();
-        assert!(presence.is_online(&user), "waiting for the new connection");
+        assert!(
+            presence.online_here(&user),
+            "waiting for the new connection"
+        );
         clock.advance(1);
         presence.tick();
-        assert!(!presence.is_online(&user));
+        assert!(!presence.online_here(&user));
     }
 
     /// Two nodes on one store: a user is online while either holds a

@@ -128,6 +128,18 @@ impl Store {
         Ok((orphans, left))
     }
 
+    /// Whether a node other than `node` has a device of `user` stored.
+    pub async fn online_elsewhere(&self, user: &Id, node: &str) -> Result<bool> {
+        let found = sqlx::query(
+            "SELECT 1 FROM presence_devices WHERE user_id = $1 AND node_id <> $2 LIMIT 1",
+        )
+        .bind(user.as_str())
+        .bind(node)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
+    }
+
     /// The stored presence of `users` over every node; a user never
     /// published is left out.
     pub async fn presences(&self, users: &[Id]) -> Result<HashMap<Id, Presence>> {

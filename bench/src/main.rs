@@ -77,13 +77,14 @@ enum Bench {
         others_only: bool,
     },
     /// A connect storm: N phones connect and subscribe at once, then
-    /// again after all their sockets closed, beside mosquitto.
+    /// again after all their sockets closed, beside mosquitto; the
+    /// server's CPU for the connects and for the disconnects apart.
     Storm {
         /// 19,000 is what a 20,000 file limit per process allows.
         #[arg(long, default_value_t = 19_000)]
         phones: usize,
-        /// Storms per broker: the first, then the others, whose median
-        /// is reported (one run's rounds vary by a fifth).
+        /// Storms per broker: the first, then the others, whose medians
+        /// are reported.
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(2..))]
         rounds: u32,
     },

@@ -4,9 +4,11 @@
 //! all their sockets close without DISCONNECT and, once the broker has
 //! closed its side, all connect at once again, for as many rounds as
 //! asked. For Switchboard and for mosquitto: the time until the last
-//! phone is subscribed and the server's CPU time over each storm, and the
-//! median CPU of the storms after the first (the lower middle of an even
-//! count).
+//! phone is subscribed; the server's CPU time for each storm's connects
+//! and, apart, for its disconnects, each counted until the server is idle
+//! again (so work it defers, like stores that wait to gather, counts where
+//! it was caused); and the medians of the storms after the first (the
+//! lower middle of an even count).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -45,13 +47,41 @@ async fn until_closed(pid: u32, before: usize) -> Result<()> {
     Ok(())
 }
 
+/// Waits until `pid` uses no more than one clock tick of CPU in each of
+/// two reads in a row 200 ms apart: what it was doing is done.
+async fn until_idle(pid: u32) -> Result<()> {
+    let started = Instant::now();
+    let (mut last, mut quiet) = (cpu_seconds(pid)?, 0);
+    while quiet < 2 {
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("the broker is still busy after 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = cpu_seconds(pid)?;
+        quiet = if now - last <= 0.01 { quiet + 1 } else { 0 };
+        last = now;
+    }
+    Ok(())
+}
+
 /// How often a phone tries again after its connection failed (reset,
 /// refused, timed out), as the SDK does.
 const TRIES: u32 = 10;
 
-/// One storm: the time until every phone is subscribed, the server's CPU
-/// time, and how many connections failed and were tried again.
-async fn storm(broker: &Broker, logins: &[Login]) -> Result<(Duration, f64, u64)> {
+/// One storm's figures.
+struct Storm {
+    /// Until every phone is subscribed.
+    took: Duration,
+    /// The server's CPU seconds for the connects, and for the disconnects.
+    connects: f64,
+    disconnects: f64,
+    /// Connections that failed and were tried again.
+    retries: u64,
+}
+
+/// One storm: every phone connects and subscribes, then every socket
+/// closes; the broker's CPU for each half, until it is idle again.
+async fn storm(broker: &Broker, logins: &[Login], sockets_before: usize) -> Result<Storm> {
     let cpu = cpu_seconds(broker.pid)?;
     let started = Instant::now();
     let none = Arc::new(AtomicU64::new(0));
@@ -81,41 +111,63 @@ async fn storm(broker: &Broker, logins: &[Login]) -> Result<(Duration, f64, u64)
         clients.push(task.await??);
     }
     let took = started.elapsed();
-    let cpu = cpu_seconds(broker.pid)? - cpu;
+    until_idle(broker.pid).await?;
+    let connected = cpu_seconds(broker.pid)?;
     // Each socket closes, no DISCONNECT: the phones lost their network.
     for (_, pump) in clients {
         pump.abort();
     }
-    Ok((took, cpu, retries.load(Ordering::Relaxed)))
+    until_closed(broker.pid, sockets_before).await?;
+    until_idle(broker.pid).await?;
+    Ok(Storm {
+        took,
+        connects: connected - cpu,
+        disconnects: cpu_seconds(broker.pid)? - connected,
+        retries: retries.load(Ordering::Relaxed),
+    })
+}
+
+/// The median (the lower middle of an even count) and the range.
+fn spread(mut values: Vec<f64>) -> String {
+    values.sort_by(f64::total_cmp);
+    format!(
+        "median {:.0} µs per phone ({:.0}-{:.0})",
+        values[(values.len() - 1) / 2],
+        values[0],
+        values[values.len() - 1]
+    )
 }
 
 async fn measure(broker: &Broker, logins: &[Login], rounds: u32) -> Result<()> {
+    until_idle(broker.pid).await?;
     let before = sockets(broker.pid)?;
-    let mut again = Vec::new();
+    let per_phone = |cpu: f64| cpu * 1e6 / logins.len() as f64;
+    let (mut connects, mut disconnects) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
-        let (took, cpu, retries) = storm(broker, logins).await?;
-        let per_phone = cpu * 1e6 / logins.len() as f64;
+        let figures = storm(broker, logins, before).await?;
         let name = if round == 1 { "first" } else { "again" };
         println!(
-            "{}: {} phones at once ({name}): all subscribed in {:.2} s, server CPU {:.2} s ({per_phone:.0} µs per phone), {retries} connections tried again",
+            "{}: {} phones at once ({name}): all subscribed in {:.2} s, server CPU for the connects {:.2} s ({:.0} µs per phone), for the disconnects {:.2} s ({:.0} µs per phone), {} connections tried again",
             broker.name,
             logins.len(),
-            took.as_secs_f64(),
-            cpu,
+            figures.took.as_secs_f64(),
+            figures.connects,
+            per_phone(figures.connects),
+            figures.disconnects,
+            per_phone(figures.disconnects),
+            figures.retries,
         );
         if round > 1 {
-            again.push(per_phone);
+            connects.push(per_phone(figures.connects));
+            disconnects.push(per_phone(figures.disconnects));
         }
-        until_closed(broker.pid, before).await?;
     }
-    again.sort_by(f64::total_cmp);
     println!(
-        "{}: after the first, {} storms: median {:.0} µs per phone ({:.0}-{:.0})",
+        "{}: after the first, {} storms: connects {}; disconnects {}",
         broker.name,
-        again.len(),
-        again[(again.len() - 1) / 2],
-        again[0],
-        again[again.len() - 1]
+        connects.len(),
+        spread(connects),
+        spread(disconnects)
     );
     Ok(())
 }

@@ -156,5 +156,8 @@ fn listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
     // the previous process linger in TIME_WAIT.
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
-    socket.listen(1024)
+    // As deep as the system allows (Linux caps it at `somaxconn`, 4096 by
+    // default): in a reconnect storm a full queue drops the phones' SYNs,
+    // and each waits a second or more to try again.
+    socket.listen(65535)
 }

@@ -43,6 +43,16 @@ pub struct Services {
 }
 
 impl Services {
+    /// No service: a push is decided and marked, and goes nowhere.
+    #[cfg(test)]
+    pub fn none() -> Services {
+        Services {
+            webhook: None,
+            apns: None,
+            fcm: None,
+        }
+    }
+
     /// `None` when none is configured. A key that cannot be read or used
     /// stops the start, naming its setting.
     pub fn from_config(config: &config::Push) -> Result<Option<Services>> {

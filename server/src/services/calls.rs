@@ -616,6 +616,7 @@ impl CallService {
 mod tests {
     use super::*;
     use crate::services::test_edges;
+    use switchboard_presence::Cause;
     use switchboard_protocol::acl::PrincipalKind;
     use switchboard_protocol::payload::CallState;
 
@@ -635,6 +636,14 @@ mod tests {
     }
 
     async fn service(edges: Edges, seen: Arc<Seen>) -> (Arc<CallService>, Inbox<Box<Call>>) {
+        service_pushing(edges, seen, None).await
+    }
+
+    async fn service_pushing(
+        edges: Edges,
+        seen: Arc<Seen>,
+        push: Option<Arc<Push>>,
+    ) -> (Arc<CallService>, Inbox<Box<Call>>) {
         for user in [CALLER, CALLEE] {
             edges
                 .store
@@ -645,7 +654,6 @@ mod tests {
         let presence = PresenceService::new(edges.clone(), "node".into())
             .await
             .unwrap();
-        let push = None;
         let followers: Vec<Arc<dyn Follow>> = vec![seen];
         CallService::new(RING, "node".into(), true, edges, presence, push, followers)
     }
@@ -756,6 +764,66 @@ mod tests {
         clock.advance(KEEP_ENDED_MS);
         calls.tick().await;
         assert_eq!(calls.current(&sid).await.unwrap(), None, "no longer served");
+    }
+
+    /// Where the callee's phone is when the call rings.
+    #[derive(Debug, Clone, Copy)]
+    enum Callee {
+        /// Connected here, its change not yet stored.
+        Here,
+        /// Lost here, its change not yet stored: the store has it online.
+        LostHere,
+        /// Connected to another node, as stored.
+        Elsewhere,
+    }
+
+    /// Whether the invite's ring is pushed, with the callee's phone where
+    /// `callee` says.
+    async fn ring_pushed(callee: Callee) -> bool {
+        let (edges, _clock, _sent) = test_edges().await;
+        let (store, tasks) = (edges.store.clone(), edges.tasks.clone());
+        let push = Some(Arc::new(Push::new(crate::push::Services::none(), &edges)));
+        let (calls, _queue) = service_pushing(edges.clone(), Arc::default(), push).await;
+        let user: Id = CALLEE.parse().unwrap();
+        (store.add_push_token(&user, "android", "token"))
+            .await
+            .unwrap();
+        let (here, other) = (
+            calls.presence.clone(),
+            PresenceService::new(edges, "other".into()).await.unwrap(),
+        );
+        match callee {
+            Callee::Here => here.connected(callee_phone(), 1).await,
+            Callee::LostHere => {
+                here.connected(callee_phone(), 1).await;
+                here.clone().run_once().await;
+                here.disconnected(callee_phone(), 1, Cause::Lost);
+                assert!(here.current(&user).await.unwrap().online, "as stored");
+            }
+            Callee::Elsewhere => {
+                other.connected(callee_phone(), 1).await;
+                other.clone().run_once().await;
+            }
+        }
+        call(&calls).await.unwrap();
+        // The push is decided in a task of its own.
+        tasks.close();
+        tasks.wait().await;
+        store.rings_pushed(&SID.parse().unwrap()).await.unwrap()
+    }
+
+    /// A ring is pushed to a callee with no device online anywhere: this
+    /// node's devices count as they are now, other nodes' as stored.
+    #[tokio::test]
+    async fn a_ring_is_pushed_to_a_callee_with_no_device_online() {
+        let cases = [
+            (Callee::Here, false),
+            (Callee::LostHere, true),
+            (Callee::Elsewhere, false),
+        ];
+        for (callee, want) in cases {
+            assert_eq!(ring_pushed(callee).await, want, "{callee:?}");
+        }
     }
 
     /// Two nodes on one store: either takes the call's next step, and

@@ -276,7 +276,7 @@ impl PresenceService {
     /// Stores and publishes what is queued now (the task does this until
     /// the stop).
     #[cfg(test)]
-    async fn run_once(self: Arc<Self>) {
+    pub async fn run_once(self: Arc<Self>) {
         let now = tokio_util::sync::CancellationToken::new();
         now.cancel();
         let batch = self.out.next_batch(&now).await;

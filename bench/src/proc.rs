@@ -4,6 +4,11 @@ use anyhow::{Context, Result};
 
 /// CPU seconds the process has used (user + system).
 pub fn cpu_seconds(pid: u32) -> Result<f64> {
+    Ok(cpu_ticks(pid)? as f64 / 100.0) // USER_HZ is 100 on Linux
+}
+
+/// CPU clock ticks the process has used (user + system).
+pub fn cpu_ticks(pid: u32) -> Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name, which is in parentheses.
     let fields: Vec<&str> = stat
@@ -12,8 +17,7 @@ pub fn cpu_seconds(pid: u32) -> Result<f64> {
         .1
         .split_whitespace()
         .collect();
-    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
-    Ok(ticks / 100.0) // USER_HZ is 100 on Linux
+    Ok(fields[11].parse::<u64>()? + fields[12].parse::<u64>()?)
 }
 
 /// Resident memory in KiB.

@@ -18,7 +18,7 @@ use anyhow::{bail, Result};
 use switchboard_e2e::{Database, Server};
 
 use crate::broker::{self, Anonymous, Broker, Login};
-use crate::proc::cpu_seconds;
+use crate::proc::{cpu_seconds, cpu_ticks};
 
 /// Sockets `pid` holds open (database files it opens meanwhile do not
 /// count).
@@ -51,14 +51,14 @@ async fn until_closed(pid: u32, before: usize) -> Result<()> {
 /// two reads in a row 200 ms apart: what it was doing is done.
 async fn until_idle(pid: u32) -> Result<()> {
     let started = Instant::now();
-    let (mut last, mut quiet) = (cpu_seconds(pid)?, 0);
+    let (mut last, mut quiet) = (cpu_ticks(pid)?, 0);
     while quiet < 2 {
         if started.elapsed() > Duration::from_secs(60) {
             bail!("the broker is still busy after 60 s");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let now = cpu_seconds(pid)?;
-        quiet = if now - last <= 0.01 { quiet + 1 } else { 0 };
+        let now = cpu_ticks(pid)?;
+        quiet = if now - last <= 1 { quiet + 1 } else { 0 };
         last = now;
     }
     Ok(())

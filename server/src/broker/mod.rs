@@ -157,7 +157,7 @@ fn listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     // As deep as the system allows (Linux caps it at `somaxconn`, 4096 by
-    // default since 5.4): in a reconnect storm a full queue drops the phones' SYNs,
-    // and each waits a second or more to try again.
+    // default since 5.4): in a reconnect storm a full queue drops the
+    // phones' SYNs, and each waits a second or more to try again.
     socket.listen(65535)
 }
